@@ -1,0 +1,35 @@
+// The .qtf model file (docs/format.md): constants shared by the reader and the writer.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace qtf::format {
+
+constexpr char kMagic[8] = {'Q', 'T', 'F', 'M', 'O', 'D', 'E', 'L'};
+constexpr uint32_t kVersion = 1;
+constexpr size_t kHeaderSize = 80;
+constexpr size_t kChecksumOffset = 72;
+constexpr uint64_t kAlign = 64;
+constexpr uint32_t kMaxEntries = 4096;     // per section; keeps verification O(n^2) small
+constexpr uint32_t kMaxNameBytes = 255;
+constexpr uint32_t kMaxStringBytes = 1u << 24;
+constexpr uint32_t kMaxArrayCount = 1u << 24;
+constexpr int kMaxDims = 4;
+
+enum class DType : uint8_t { f32 = 0, f16 = 1, i8 = 2 };
+enum class MetaType : uint8_t { i64 = 1, f64 = 2, str = 3, i64_array = 4, f64_array = 5, str_array = 6 };
+
+inline size_t dtype_size(DType t) { return t == DType::f32 ? 4 : t == DType::f16 ? 2 : 1; }
+const char* dtype_name(DType t);
+const char* meta_type_name(MetaType t);
+
+// CRC-32 (zlib/PNG polynomial), incremental: crc = crc32_update(crc, p, n) starting from 0.
+uint32_t crc32_update(uint32_t crc, const void* data, size_t n);
+
+// True when [p, p+n) is valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF).
+bool utf8_valid(const char* p, size_t n);
+
+// IEEE half -> float.
+float f16_to_f32(uint16_t h);
+
+}  // namespace qtf::format

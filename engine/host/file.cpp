@@ -1,0 +1,105 @@
+#include "host/file.h"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace qtf::host {
+
+Status FileBytes::open(const char* path, bool use_mmap) {
+  close();
+  if (path == nullptr) return Status::error(Err::invalid_argument, "file path is null");
+  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::error(Err::io, "cannot open '%s': %s", path, std::strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return Status::error(Err::io, "'%s' is not a regular file", path);
+  }
+  size_t n = (size_t)st.st_size;
+  if (n == 0) {
+    ::close(fd);
+    return Status::error(Err::truncated, "'%s' is empty", path);
+  }
+  if (use_mmap) {
+    void* p = mmap(nullptr, n, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p != MAP_FAILED) {
+      ::close(fd);
+      data_ = static_cast<uint8_t*>(p);
+      size_ = n;
+      mapped_ = true;
+      return Status::success();
+    }
+  }
+  void* buf = std::aligned_alloc(64, (n + 63) / 64 * 64);
+  if (buf == nullptr) {
+    ::close(fd);
+    return Status::error(Err::no_memory, "cannot allocate %zu bytes for '%s'", n, path);
+  }
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = ::read(fd, static_cast<uint8_t*>(buf) + got, n - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      int e = errno;
+      ::close(fd);
+      std::free(buf);
+      return Status::error(Err::io, "reading '%s' failed after %zu of %zu bytes: %s", path, got, n,
+                           r == 0 ? "unexpected end of file" : std::strerror(e));
+    }
+    got += (size_t)r;
+  }
+  ::close(fd);
+  data_ = static_cast<uint8_t*>(buf);
+  size_ = n;
+  mapped_ = false;
+  return Status::success();
+}
+
+void FileBytes::close() {
+  if (data_ != nullptr) {
+    if (mapped_) munmap(data_, size_);
+    else std::free(data_);
+  }
+  data_ = nullptr;
+  size_ = 0;
+  mapped_ = false;
+}
+
+Status write_file_atomic(const char* path, const void* data, size_t size) {
+  char tmp[4096];
+  if (std::snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof tmp)
+    return Status::error(Err::invalid_argument, "path too long: '%s'", path);
+  int fd = ::open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::error(Err::io, "cannot create '%s': %s", tmp, std::strerror(errno));
+  const uint8_t* p = static_cast<const uint8_t*>(data);
+  size_t done = 0;
+  while (done < size) {
+    ssize_t w = ::write(fd, p + done, size - done);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      int e = errno;
+      ::close(fd);
+      ::unlink(tmp);
+      return Status::error(Err::io, "writing '%s' failed: %s", tmp, std::strerror(e));
+    }
+    done += (size_t)w;
+  }
+  if (fsync(fd) != 0 || ::close(fd) != 0) {
+    ::unlink(tmp);
+    return Status::error(Err::io, "flushing '%s' failed: %s", tmp, std::strerror(errno));
+  }
+  if (std::rename(tmp, path) != 0) {
+    int e = errno;
+    ::unlink(tmp);
+    return Status::error(Err::io, "cannot replace '%s': %s", path, std::strerror(e));
+  }
+  return Status::success();
+}
+
+}  // namespace qtf::host

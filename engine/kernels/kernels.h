@@ -1,0 +1,78 @@
+// Numeric kernels: one dispatch point. Every kernel has a scalar reference (namespace qtf::ref) and a
+// SIMD version (xsimd, compile-time arch: SSE/AVX2/AVX-512 on x86, NEON on ARM) behind the functions in
+// namespace qtf::kern. Tests compare kern:: against ref:: on random inputs.
+// No kernel allocates: scratch comes from a caller-provided workspace.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace qtf {
+
+constexpr int kMaxTTFactors = 4;
+
+// Shape of a TT-matrix W in R^{M x N}: M = prod m[k], N = prod n[k] (first factor most significant),
+// core k has shape [r[k], m[k], n[k], r[k+1]] (row-major), r[0] = r[K] = 1.
+struct TTShape {
+  int K = 0;
+  int m[kMaxTTFactors] = {0};
+  int n[kMaxTTFactors] = {0};
+  int r[kMaxTTFactors + 1] = {0};
+  int64_t rows() const;  // M
+  int64_t cols() const;  // N
+  int64_t params() const;  // sum of core sizes
+};
+
+// A TT-matrix linear y = W x + b, cores stored at their full (stored) bond ranks.
+struct TTMatrix {
+  TTShape shape;
+  const float* cores[kMaxTTFactors] = {nullptr};
+  const float* bias = nullptr;  // [M] or null
+};
+
+// Dense linear y = W x + b, W row-major [rows, cols].
+struct DenseMatrix {
+  int rows = 0, cols = 0;
+  const float* w = nullptr;
+  const float* bias = nullptr;  // [rows] or null
+};
+
+// FLOPs (a multiply-add = 2) of one TT matvec at run-time rank `rank` with the cost-chosen order.
+int64_t tt_matvec_flops(const TTShape& s, int rank);
+
+namespace kern {
+// Name of the SIMD arch the kernels were compiled for (xsimd's default arch name), e.g. "avx2", "neon64".
+const char* simd_arch();
+
+// Floats of workspace one tt_matmul call with up to `batch` vectors needs (any rank <= stored).
+size_t tt_workspace_floats(const TTShape& s, int batch);
+// y = W x + b at run-time rank `rank` (every bond truncated to min(rank, r[k]); rank >= 1).
+void tt_matvec(const TTMatrix& W, int rank, const float* x, float* y, float* workspace);
+// Y[b] = W X[b] + b for `batch` vectors: X is [batch, N], Y is [batch, M], row-major.
+void tt_matmul(const TTMatrix& W, int rank, const float* X, int batch, float* Y, float* workspace);
+
+void dense_matvec(const DenseMatrix& W, const float* x, float* y);
+void dense_matmul(const DenseMatrix& W, const float* X, int batch, float* Y);
+
+float dot(const float* a, const float* b, int n);
+void axpy(float a, const float* x, float* y, int n);  // y += a x
+void layer_norm(const float* x, const float* w, const float* b, float eps, int n, float* y);
+void softmax_inplace(float* x, int n);
+void gelu_inplace(float* x, int n);  // exact erf form, as torch.nn.functional.gelu default
+void silu_inplace(float* x, int n);  // x * sigmoid(x)
+}  // namespace kern
+
+namespace ref {  // scalar references, same contracts
+size_t tt_workspace_floats(const TTShape& s, int batch);
+void tt_matvec(const TTMatrix& W, int rank, const float* x, float* y, float* workspace);
+void tt_matmul(const TTMatrix& W, int rank, const float* X, int batch, float* Y, float* workspace);
+void dense_matvec(const DenseMatrix& W, const float* x, float* y);
+void dense_matmul(const DenseMatrix& W, const float* X, int batch, float* Y);
+float dot(const float* a, const float* b, int n);
+void axpy(float a, const float* x, float* y, int n);
+void layer_norm(const float* x, const float* w, const float* b, float eps, int n, float* y);
+void softmax_inplace(float* x, int n);
+void gelu_inplace(float* x, int n);
+void silu_inplace(float* x, int n);
+}  // namespace ref
+
+}  // namespace qtf

@@ -1,0 +1,7 @@
+// Subcommands of the `qtf` tool. Each returns the process exit code.
+#pragma once
+
+namespace qtf::cli {
+int cmd_inspect(int argc, char** argv);
+int cmd_verify(int argc, char** argv);
+}  // namespace qtf::cli

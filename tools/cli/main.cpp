@@ -1,0 +1,38 @@
+// qtf: the command line tool. One binary, one subcommand per job.
+#include <cstdio>
+#include <cstring>
+
+#include "commands.h"
+
+namespace {
+
+struct Command {
+  const char* name;
+  int (*run)(int, char**);
+  const char* help;
+};
+
+const Command kCommands[] = {
+    {"inspect", qtf::cli::cmd_inspect, "print a model's metadata and tensor table (--json)"},
+    {"verify", qtf::cli::cmd_verify, "verify a model file; exit 1 with the error if damaged"},
+};
+
+void usage(FILE* out) {
+  std::fprintf(out, "usage: qtf <command> [options]\n\ncommands:\n");
+  for (const Command& c : kCommands) std::fprintf(out, "  %-9s %s\n", c.name, c.help);
+  std::fprintf(out, "\n'qtf <command> --help' shows a command's options.\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
+    usage(argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  for (const Command& c : kCommands)
+    if (!std::strcmp(argv[1], c.name)) return c.run(argc - 1, argv + 1);
+  std::fprintf(stderr, "qtf: unknown command '%s'\n", argv[1]);
+  usage(stderr);
+  return 2;
+}
