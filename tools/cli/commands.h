@@ -4,4 +4,5 @@
 namespace qtf::cli {
 int cmd_inspect(int argc, char** argv);
 int cmd_verify(int argc, char** argv);
+int cmd_run(int argc, char** argv);
 }  // namespace qtf::cli

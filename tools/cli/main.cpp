@@ -13,6 +13,7 @@ struct Command {
 };
 
 const Command kCommands[] = {
+    {"run", qtf::cli::cmd_run, "generate text offline, with the per-token rank/route/energy report"},
     {"inspect", qtf::cli::cmd_inspect, "print a model's metadata and tensor table (--json)"},
     {"verify", qtf::cli::cmd_verify, "verify a model file; exit 1 with the error if damaged"},
 };

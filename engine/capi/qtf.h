@@ -1,0 +1,111 @@
+/* qtf C API: embed the engine in apps (C, C++, Swift, Kotlin/JNI, ...).
+ *
+ * Every function returns a qtf_status (0 = QTF_OK); on failure qtf_last_error() gives a one-line
+ * message for the calling thread. No exceptions cross this boundary. A model is read-only once loaded
+ * and may be shared by several contexts, one per thread. Memory is allocated at load and context
+ * creation only; qtf_decode and qtf_sample never allocate. */
+#ifndef QTF_H
+#define QTF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+  QTF_OK = 0,
+  QTF_ERR_INVALID_ARGUMENT = 1,
+  QTF_ERR_BAD_MODEL = 2,     /* the file failed verification or does not describe a usable model */
+  QTF_ERR_IO = 3,
+  QTF_ERR_NO_MEMORY = 4,
+  QTF_ERR_CONTEXT_FULL = 5,
+  QTF_ERR_OUT_OF_RANGE = 6,  /* token id outside the vocabulary, output buffer too small, ... */
+} qtf_status;
+
+typedef struct qtf_model qtf_model;
+typedef struct qtf_context qtf_context;
+typedef struct qtf_sampler qtf_sampler;
+
+/* The calling thread's last error message ("" if none). Valid until its next qtf call. */
+const char* qtf_last_error(void);
+
+/* ---- models ---- */
+qtf_status qtf_model_load_file(const char* path, int use_mmap, qtf_model** out);
+/* Uses data in place (zero copy) if it is 64-byte aligned, else copies it once. The caller keeps
+ * data alive and unchanged until qtf_model_free. */
+qtf_status qtf_model_load_memory(const void* data, size_t size, qtf_model** out);
+void qtf_model_free(qtf_model* model);
+
+typedef struct {
+  int32_t vocab_size, d_model, n_layers, n_heads, d_ff, context;
+  int32_t n_qubits, tensorized, quantum_attention, adaptive_rank;
+  int64_t parameters, block_parameters;
+} qtf_model_info;
+qtf_status qtf_model_get_info(const qtf_model* model, qtf_model_info* out);
+
+/* ---- tokens ---- */
+/* Encodes UTF-8 (or any bytes; bytes with no token are skipped). *n_tokens receives the count
+ * produced; QTF_ERR_OUT_OF_RANGE if max_tokens is too small (then *n_tokens is the count needed). */
+qtf_status qtf_tokenize(const qtf_model* model, const char* text, size_t len, int32_t* tokens, int32_t max_tokens,
+                        int32_t* n_tokens);
+/* The bytes of one token (not NUL-terminated) and their count. */
+qtf_status qtf_token_text(const qtf_model* model, int32_t token, const char** bytes, size_t* len);
+
+/* ---- contexts ---- */
+typedef enum { QTF_ROUTE_AUTO = 0, QTF_ROUTE_CLASSICAL = 1, QTF_ROUTE_QUANTUM = 2 } qtf_route;
+typedef enum { QTF_ACT_QUANTUM = 0, QTF_ACT_FOURIER = 1, QTF_ACT_SPLINE = 2 } qtf_act_path;
+
+typedef struct {
+  int32_t n_ctx;        /* 0 = the model's context length */
+  qtf_route route;
+  int32_t fixed_rank;   /* 0 = entropy schedule */
+  qtf_act_path act_path;
+  int32_t override_theta, override_alpha;
+  float theta, alpha;
+} qtf_context_params;
+qtf_context_params qtf_context_default_params(void);
+
+qtf_status qtf_context_new(const qtf_model* model, const qtf_context_params* params, qtf_context** out);
+void qtf_context_free(qtf_context* ctx);
+void qtf_context_reset(qtf_context* ctx);
+int32_t qtf_context_n_past(const qtf_context* ctx);
+int32_t qtf_context_n_ctx(const qtf_context* ctx);
+
+/* Appends tokens and runs them; afterwards qtf_get_logits gives the last token's logits. */
+qtf_status qtf_decode(qtf_context* ctx, const int32_t* tokens, int32_t n_tokens);
+const float* qtf_get_logits(const qtf_context* ctx); /* vocab_size floats, NULL before the first decode */
+
+/* Per-token statistics of the last decoded token. */
+typedef struct {
+  float entropy;     /* S, bits */
+  float hardness;    /* S / (Q/2) */
+  int32_t quantum;   /* 1: routed to quantum-kernel attention */
+  int32_t rank;
+} qtf_layer_stats;
+typedef struct {
+  int32_t pos, token, n_layers;
+  int64_t flops, qsim_flops, circuits;
+} qtf_token_stats;
+qtf_status qtf_get_token_stats(const qtf_context* ctx, qtf_token_stats* out, qtf_layer_stats* layers,
+                               int32_t max_layers);
+
+/* ---- sampling ---- */
+typedef struct {
+  float temperature; /* <= 0: greedy */
+  int32_t top_k;
+  float top_p, min_p, repeat_penalty;
+  int32_t repeat_last_n;
+  uint64_t seed;
+} qtf_sampler_params;
+qtf_sampler_params qtf_sampler_default_params(void);
+qtf_status qtf_sampler_new(const qtf_model* model, const qtf_sampler_params* params, qtf_sampler** out);
+void qtf_sampler_free(qtf_sampler* sampler);
+/* Picks the next token from the context's last logits and remembers it (repetition penalty). */
+qtf_status qtf_sample(qtf_sampler* sampler, const qtf_context* ctx, int32_t* token);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* QTF_H */

@@ -1,0 +1,232 @@
+// The C API over the C++ engine (host layer): handles own their memory; errors become codes plus a
+// thread-local message.
+#include "qtf.h"
+
+#include <cstdio>
+#include <new>
+
+#include "host/session.h"
+
+using namespace qtf;
+
+struct qtf_model {
+  host::LoadedModel loaded;
+};
+struct qtf_context {
+  host::HostContext host;
+  bool has_logits = false;
+};
+struct qtf_sampler {
+  host::HostSampler host;
+  int vocab = 0;
+};
+
+namespace {
+
+thread_local char g_error[256] = "";
+
+qtf_status fail(qtf_status code, const char* msg) {
+  std::snprintf(g_error, sizeof g_error, "%s", msg);
+  return code;
+}
+
+qtf_status from(const Status& st) {
+  if (st.ok()) {
+    g_error[0] = 0;
+    return QTF_OK;
+  }
+  qtf_status code = QTF_ERR_BAD_MODEL;
+  switch (st.code()) {
+    case Err::invalid_argument: code = QTF_ERR_INVALID_ARGUMENT; break;
+    case Err::io: code = QTF_ERR_IO; break;
+    case Err::no_memory: code = QTF_ERR_NO_MEMORY; break;
+    case Err::context_full: code = QTF_ERR_CONTEXT_FULL; break;
+    case Err::out_of_range: code = QTF_ERR_OUT_OF_RANGE; break;
+    default: break;
+  }
+  return fail(code, st.message());
+}
+
+template <typename T>
+qtf_status make(T** out) {
+  *out = new (std::nothrow) T();
+  return *out ? QTF_OK : fail(QTF_ERR_NO_MEMORY, "out of memory");
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* qtf_last_error(void) { return g_error; }
+
+qtf_status qtf_model_load_file(const char* path, int use_mmap, qtf_model** out) {
+  if (!path || !out) return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_model_load_file: null argument");
+  *out = nullptr;
+  qtf_model* m;
+  if (qtf_status s = make(&m)) return s;
+  qtf_status s = from(m->loaded.load_file(path, use_mmap != 0));
+  if (s != QTF_OK) delete m;
+  else *out = m;
+  return s;
+}
+
+qtf_status qtf_model_load_memory(const void* data, size_t size, qtf_model** out) {
+  if (!data || !out) return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_model_load_memory: null argument");
+  *out = nullptr;
+  qtf_model* m;
+  if (qtf_status s = make(&m)) return s;
+  qtf_status s = from(m->loaded.load_memory(data, size));
+  if (s != QTF_OK) delete m;
+  else *out = m;
+  return s;
+}
+
+void qtf_model_free(qtf_model* model) { delete model; }
+
+qtf_status qtf_model_get_info(const qtf_model* model, qtf_model_info* out) {
+  if (!model || !out) return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_model_get_info: null argument");
+  const Model& m = model->loaded.model();
+  const ModelConfig& c = m.cfg;
+  *out = qtf_model_info{c.vocab, c.d, c.n_layers, c.n_heads, c.d_ff, c.context, c.n_qubits, c.tensorized,
+                        c.quantum_attention, c.adaptive_rank, m.total_params(), m.block_params()};
+  return QTF_OK;
+}
+
+qtf_status qtf_tokenize(const qtf_model* model, const char* text, size_t len, int32_t* tokens, int32_t max_tokens,
+                        int32_t* n_tokens) {
+  if (!model || !n_tokens || (!text && len) || (!tokens && max_tokens > 0) || max_tokens < 0)
+    return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_tokenize: null or negative argument");
+  int n = 0;
+  Status st = model->loaded.tokenizer().encode(text, len, tokens, max_tokens, &n, nullptr);
+  *n_tokens = n;
+  return from(st);
+}
+
+qtf_status qtf_token_text(const qtf_model* model, int32_t token, const char** bytes, size_t* len) {
+  if (!model || !bytes || !len) return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_token_text: null argument");
+  const Tokenizer& t = model->loaded.tokenizer();
+  if (token < 0 || token >= t.vocab()) return fail(QTF_ERR_OUT_OF_RANGE, "qtf_token_text: token id out of range");
+  format::Str s = t.token_text(token);
+  *bytes = s.data;
+  *len = s.size;
+  return QTF_OK;
+}
+
+qtf_context_params qtf_context_default_params(void) {
+  qtf_context_params p{};
+  p.route = QTF_ROUTE_AUTO;
+  p.act_path = QTF_ACT_FOURIER;
+  return p;
+}
+
+qtf_status qtf_context_new(const qtf_model* model, const qtf_context_params* params, qtf_context** out) {
+  if (!model || !out) return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_context_new: null argument");
+  *out = nullptr;
+  qtf_context_params p = params ? *params : qtf_context_default_params();
+  if (p.route < QTF_ROUTE_AUTO || p.route > QTF_ROUTE_QUANTUM || p.act_path < QTF_ACT_QUANTUM ||
+      p.act_path > QTF_ACT_SPLINE)
+    return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_context_new: route or act_path out of range");
+  ContextOptions o;
+  o.n_ctx = p.n_ctx;
+  o.route = (RouteMode)p.route;
+  o.fixed_rank = p.fixed_rank;
+  o.act_path = (quantum::DaruanPath)p.act_path;
+  o.override_theta = p.override_theta != 0;
+  o.override_alpha = p.override_alpha != 0;
+  o.theta = p.theta;
+  o.alpha = p.alpha;
+  qtf_context* c;
+  if (qtf_status s = make(&c)) return s;
+  qtf_status s = from(c->host.init(model->loaded, o));
+  if (s != QTF_OK) delete c;
+  else *out = c;
+  return s;
+}
+
+void qtf_context_free(qtf_context* ctx) { delete ctx; }
+
+void qtf_context_reset(qtf_context* ctx) {
+  if (!ctx) return;
+  ctx->host.ctx().reset();
+  ctx->has_logits = false;
+}
+
+int32_t qtf_context_n_past(const qtf_context* ctx) { return ctx ? ctx->host.ctx().n_past() : 0; }
+int32_t qtf_context_n_ctx(const qtf_context* ctx) { return ctx ? ctx->host.ctx().n_ctx() : 0; }
+
+qtf_status qtf_decode(qtf_context* ctx, const int32_t* tokens, int32_t n_tokens) {
+  if (!ctx || (!tokens && n_tokens) || n_tokens < 0)
+    return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_decode: null or negative argument");
+  Context& c = ctx->host.ctx();
+  for (int32_t i = 0; i < n_tokens; ++i) {  // check all ids first: nothing is half-applied
+    if (tokens[i] < 0 || tokens[i] >= c.model().cfg.vocab) {
+      char msg[96];
+      std::snprintf(msg, sizeof msg, "qtf_decode: token %d at index %d is outside the vocabulary", tokens[i], i);
+      return fail(QTF_ERR_OUT_OF_RANGE, msg);
+    }
+  }
+  if (n_tokens > c.n_ctx() - c.n_past())
+    return fail(QTF_ERR_CONTEXT_FULL, "qtf_decode: the tokens do not fit in the context; reset it");
+  for (int32_t i = 0; i < n_tokens; ++i) {
+    qtf_status s = from(c.eval(tokens[i]));
+    if (s != QTF_OK) return s;
+    ctx->has_logits = true;
+  }
+  return QTF_OK;
+}
+
+const float* qtf_get_logits(const qtf_context* ctx) {
+  return ctx && ctx->has_logits ? ctx->host.ctx().logits() : nullptr;
+}
+
+qtf_status qtf_get_token_stats(const qtf_context* ctx, qtf_token_stats* out, qtf_layer_stats* layers,
+                               int32_t max_layers) {
+  if (!ctx || !out || (!layers && max_layers > 0))
+    return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_get_token_stats: null argument");
+  if (!ctx->has_logits) return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_get_token_stats: nothing decoded yet");
+  const TokenStats& s = ctx->host.ctx().stats();
+  *out = qtf_token_stats{s.pos, s.token, s.n_layers, s.flops, s.qsim_flops, s.circuits};
+  for (int l = 0; l < s.n_layers && l < max_layers; ++l)
+    layers[l] = qtf_layer_stats{s.layer[l].S, s.layer[l].h, s.layer[l].quantum, s.layer[l].rank};
+  return QTF_OK;
+}
+
+qtf_sampler_params qtf_sampler_default_params(void) {
+  SamplerOptions o;
+  return qtf_sampler_params{o.temperature, o.top_k, o.top_p, o.min_p, o.repeat_penalty, o.repeat_last_n, o.seed};
+}
+
+qtf_status qtf_sampler_new(const qtf_model* model, const qtf_sampler_params* params, qtf_sampler** out) {
+  if (!model || !out) return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_sampler_new: null argument");
+  *out = nullptr;
+  qtf_sampler_params p = params ? *params : qtf_sampler_default_params();
+  SamplerOptions o;
+  o.temperature = p.temperature;
+  o.top_k = p.top_k;
+  o.top_p = p.top_p;
+  o.min_p = p.min_p;
+  o.repeat_penalty = p.repeat_penalty;
+  o.repeat_last_n = p.repeat_last_n;
+  o.seed = p.seed;
+  qtf_sampler* s;
+  if (qtf_status r = make(&s)) return r;
+  s->vocab = model->loaded.model().cfg.vocab;
+  qtf_status r = from(s->host.init(s->vocab, o));
+  if (r != QTF_OK) delete s;
+  else *out = s;
+  return r;
+}
+
+void qtf_sampler_free(qtf_sampler* sampler) { delete sampler; }
+
+qtf_status qtf_sample(qtf_sampler* sampler, const qtf_context* ctx, int32_t* token) {
+  if (!sampler || !ctx || !token) return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_sample: null argument");
+  if (!ctx->has_logits) return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_sample: decode a token first");
+  if (ctx->host.ctx().model().cfg.vocab != sampler->vocab)
+    return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_sample: sampler and context belong to different models");
+  *token = sampler->host.get().sample(ctx->host.ctx().logits());
+  sampler->host.get().accept(*token);
+  return QTF_OK;
+}
+
+}  // extern "C"

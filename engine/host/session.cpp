@@ -1,0 +1,62 @@
+#include "host/session.h"
+
+#include <cstdlib>
+#include <cstring>
+
+namespace qtf::host {
+
+AlignedBuffer::~AlignedBuffer() { std::free(data_); }
+
+Status AlignedBuffer::allocate(size_t bytes) {
+  std::free(data_);
+  data_ = nullptr;
+  size_ = 0;
+  size_t rounded = (bytes + 63) / 64 * 64;
+  if (rounded == 0) rounded = 64;
+  data_ = std::aligned_alloc(64, rounded);
+  if (data_ == nullptr) return Status::error(Err::no_memory, "cannot allocate %zu bytes", bytes);
+  size_ = bytes;
+  return Status::success();
+}
+
+Status LoadedModel::load_file(const char* path, bool mmap) {
+  QTF_TRY(bytes_.open(path, mmap));
+  Status st = bind(bytes_.data(), bytes_.size());
+  if (!st.ok()) return Status::error(st.code(), "%s: %s", path, st.message());
+  return st;
+}
+
+Status LoadedModel::load_memory(const void* data, size_t size) {
+  if (data == nullptr || size == 0) return Status::error(Err::invalid_argument, "model buffer is null or empty");
+  if (reinterpret_cast<uintptr_t>(data) % 64 != 0) {
+    QTF_TRY(copy_.allocate(size));
+    std::memcpy(copy_.data(), data, size);
+    data = copy_.data();
+  }
+  return bind(data, size);
+}
+
+Status LoadedModel::bind(const void* data, size_t size) {
+  QTF_TRY(file_.open(data, size));
+  QTF_TRY(convert_.allocate(Model::convert_bytes(file_)));
+  QTF_TRY(model_.load(file_, convert_.data(), convert_.size()));
+  size_t tok = Tokenizer::arena_bytes(file_, model_.cfg.vocab);
+  if (tok == 0) {  // arena_bytes only fails when init would: get its message
+    return tokenizer_.init(file_, model_.cfg.vocab, nullptr, 0);
+  }
+  QTF_TRY(tokenizer_arena_.allocate(tok));
+  return tokenizer_.init(file_, model_.cfg.vocab, tokenizer_arena_.data(), tokenizer_arena_.size());
+}
+
+Status HostContext::init(const LoadedModel& m, const ContextOptions& opt) {
+  QTF_TRY(validate_options(m.model(), opt));
+  QTF_TRY(arena_.allocate(Context::arena_bytes(m.model(), opt)));
+  return ctx_.init(&m.model(), opt, arena_.data(), arena_.size());
+}
+
+Status HostSampler::init(int vocab, const SamplerOptions& opt) {
+  QTF_TRY(arena_.allocate(Sampler::arena_bytes(vocab, opt)));
+  return sampler_.init(vocab, opt, arena_.data(), arena_.size());
+}
+
+}  // namespace qtf::host

@@ -1,0 +1,73 @@
+// Host convenience layer: owns the memory the core asks for (model bytes, f16/i8 conversion buffer,
+// tokenizer and context arenas), so that apps and tools load a model in one call. Allocation happens
+// here, at load and context creation only; the core never allocates.
+#pragma once
+#include "host/file.h"
+#include "model/model.h"
+#include "runtime/context.h"
+#include "runtime/sampler.h"
+#include "runtime/tokenizer.h"
+
+namespace qtf::host {
+
+// 64-byte aligned heap block, freed on destruction.
+class AlignedBuffer {
+ public:
+  AlignedBuffer() = default;
+  ~AlignedBuffer();
+  AlignedBuffer(const AlignedBuffer&) = delete;
+  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
+  Status allocate(size_t bytes);
+  void* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  void* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+class LoadedModel {
+ public:
+  // From a file: memory-mapped (mmap = true) or read into memory.
+  Status load_file(const char* path, bool mmap = true);
+  // From the caller's buffer, used in place: it must stay valid and unchanged while loaded.
+  // (A buffer not 64-byte aligned is copied once into an aligned one.)
+  Status load_memory(const void* data, size_t size);
+
+  const Model& model() const { return model_; }
+  const Tokenizer& tokenizer() const { return tokenizer_; }
+  size_t file_size() const { return file_.file_size(); }
+  bool mapped() const { return bytes_.mapped(); }
+
+ private:
+  Status bind(const void* data, size_t size);
+  FileBytes bytes_;
+  AlignedBuffer copy_, convert_, tokenizer_arena_;
+  format::ModelFile file_;
+  Model model_;
+  Tokenizer tokenizer_;
+};
+
+class HostContext {
+ public:
+  Status init(const LoadedModel& m, const ContextOptions& opt);
+  Context& ctx() { return ctx_; }
+  const Context& ctx() const { return ctx_; }
+  size_t arena_size() const { return arena_.size(); }
+
+ private:
+  AlignedBuffer arena_;
+  Context ctx_;
+};
+
+class HostSampler {
+ public:
+  Status init(int vocab, const SamplerOptions& opt);
+  Sampler& get() { return sampler_; }
+
+ private:
+  AlignedBuffer arena_;
+  Sampler sampler_;
+};
+
+}  // namespace qtf::host

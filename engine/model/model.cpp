@@ -1,0 +1,300 @@
+// Model loading: configuration from metadata, every tensor bound and its shape checked against it.
+#include "model/model.h"
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <initializer_list>
+
+namespace qtf {
+namespace {
+
+using format::DType;
+using format::ModelFile;
+using format::TensorInfo;
+
+size_t round16(size_t n) { return (n + 15) / 16 * 16; }
+
+Status get_int(const ModelFile& f, const char* key, int lo, int hi, int* out) {
+  int64_t v;
+  QTF_TRY(f.get_i64(key, &v));
+  if (v < lo || v > hi)
+    return Status::error(Err::bad_value, "metadata '%s' = %lld is outside %d..%d", key, (long long)v, lo, hi);
+  *out = (int)v;
+  return Status::success();
+}
+
+Status get_flag(const ModelFile& f, const char* key, bool* out) {
+  int v;
+  QTF_TRY(get_int(f, key, 0, 1, &v));
+  *out = v != 0;
+  return Status::success();
+}
+
+Status get_real(const ModelFile& f, const char* key, float* out) {
+  double v;
+  QTF_TRY(f.get_f64(key, &v));
+  if (!std::isfinite(v)) return Status::error(Err::bad_value, "metadata '%s' is not finite", key);
+  *out = (float)v;
+  return Status::success();
+}
+
+Status get_factors(const ModelFile& f, const char* key, int total, int* K, int* factors) {
+  format::MetaEntry e;
+  if (!f.find_meta(key, &e)) return Status::error(Err::missing, "metadata key '%s' is missing", key);
+  if (e.type != format::MetaType::i64_array || e.count < 1 || e.count > (uint32_t)kMaxTTFactors)
+    return Status::error(Err::bad_value, "metadata '%s' must be an i64[] of 1..%d factors", key, kMaxTTFactors);
+  int64_t prod = 1;
+  for (uint32_t i = 0; i < e.count; ++i) {
+    int64_t v;
+    e.i64_at(i, &v);
+    if (v < 1 || v > 65536) return Status::error(Err::bad_value, "metadata '%s': factor %lld out of range", key, (long long)v);
+    factors[i] = (int)v;
+    prod *= v;
+  }
+  if (prod != total)
+    return Status::error(Err::bad_value, "metadata '%s': factors multiply to %lld, expected %d", key, (long long)prod, total);
+  *K = (int)e.count;
+  return Status::success();
+}
+
+Status parse_config(const ModelFile& f, ModelConfig* c) {
+  format::Str arch;
+  QTF_TRY(f.get_str("qtf.arch", &arch));
+  if (!arch.equals("qtensorformer"))
+    return Status::error(Err::unsupported, "model architecture '%.*s' is not supported (expected qtensorformer)",
+                         (int)arch.size, arch.data);
+  QTF_TRY(get_int(f, "model.vocab_size", 1, 1 << 20, &c->vocab));
+  QTF_TRY(get_int(f, "model.d_model", 1, 1 << 14, &c->d));
+  QTF_TRY(get_int(f, "model.n_layers", 1, kMaxLayers, &c->n_layers));
+  QTF_TRY(get_int(f, "model.n_heads", 1, kMaxHeads, &c->n_heads));
+  QTF_TRY(get_int(f, "model.d_ff", 1, 1 << 16, &c->d_ff));
+  QTF_TRY(get_int(f, "model.context", 1, 1 << 16, &c->context));
+  if (c->d % c->n_heads != 0)
+    return Status::error(Err::bad_value, "n_heads %d does not divide d_model %d", c->n_heads, c->d);
+  QTF_TRY(get_flag(f, "model.tensorized", &c->tensorized));
+  QTF_TRY(get_int(f, "model.n_qubits", 0, quantum::kMaxQubits, &c->n_qubits));
+  if (c->n_qubits % 2 != 0)
+    return Status::error(Err::bad_value, "model.n_qubits = %d must be even (0 or 2..8)", c->n_qubits);
+  QTF_TRY(get_flag(f, "model.tied_embeddings", &c->tied_embeddings));
+  double eps = 1e-5;
+  QTF_TRY(f.get_f64_or("model.ln_eps", &eps));
+  if (!(eps > 0 && eps < 1)) return Status::error(Err::bad_value, "model.ln_eps = %g is not in (0, 1)", eps);
+  c->ln_eps = (float)eps;
+
+  format::Str act;
+  QTF_TRY(f.get_str("model.activation", &act));
+  if (act.equals("gelu")) c->activation = Activation::gelu;
+  else if (act.equals("daruan")) c->activation = Activation::daruan;
+  else return Status::error(Err::bad_value, "model.activation '%.*s' is not gelu or daruan", (int)act.size, act.data);
+  if (c->activation == Activation::daruan) QTF_TRY(get_int(f, "model.daruan_depth", 1, 8, &c->daruan_depth));
+
+  if (c->tensorized) {
+    int K2 = 0;
+    QTF_TRY(get_factors(f, "model.tt.d_factors", c->d, &c->tt_K, c->d_factors));
+    QTF_TRY(get_factors(f, "model.tt.ff_factors", c->d_ff, &K2, c->ff_factors));
+    if (K2 != c->tt_K)
+      return Status::error(Err::bad_value, "model.tt.d_factors has %d factors but model.tt.ff_factors has %d", c->tt_K, K2);
+    QTF_TRY(get_int(f, "model.tt.rank", 1, 4096, &c->tt_rank));
+  }
+  if (c->has_encoder()) {
+    QTF_TRY(get_int(f, "model.n_qlayers", 0, 64, &c->n_qlayers));
+    QTF_TRY(get_flag(f, "model.adaptive_rank", &c->adaptive_rank));
+    QTF_TRY(get_flag(f, "model.quantum_attention", &c->quantum_attention));
+    QTF_TRY(get_real(f, "model.alpha", &c->alpha));
+    QTF_TRY(get_real(f, "model.theta", &c->theta));
+    QTF_TRY(get_int(f, "model.r_min", 1, 4096, &c->r_min));
+    QTF_TRY(get_int(f, "model.r_max", c->r_min, 4096, &c->r_max));
+  }
+  return Status::success();
+}
+
+// Binds tensors by name, checking shapes; converts f16/i8 into the conversion buffer.
+struct Binder {
+  const ModelFile& file;
+  uint8_t* conv;
+  size_t conv_len, conv_used;
+
+  Status get(const char* name, int ndim, const int64_t* shape, const float** out) {
+    TensorInfo t;
+    if (!file.find_tensor(name, &t)) return Status::error(Err::missing, "tensor '%s' is missing", name);
+    bool match = t.ndim == ndim;
+    for (int i = 0; match && i < ndim; ++i) match = (int64_t)t.dims[i] == shape[i];
+    if (!match) {
+      char want[64], got[64];
+      int a = 0, b = 0;
+      for (int i = 0; i < ndim; ++i) a += std::snprintf(want + a, sizeof want - a, i ? "x%lld" : "%lld", (long long)shape[i]);
+      for (int i = 0; i < t.ndim; ++i) b += std::snprintf(got + b, sizeof got - b, i ? "x%llu" : "%llu", (unsigned long long)t.dims[i]);
+      return Status::error(Err::bad_shape, "tensor '%s' has shape %s, the config needs %s", name, got, want);
+    }
+    if (t.dtype == DType::f32) {
+      if (reinterpret_cast<uintptr_t>(t.data) % alignof(float) != 0)
+        return Status::error(Err::misaligned, "model buffer is not aligned for in-place use (tensor '%s')", name);
+      *out = static_cast<const float*>(t.data);
+      return Status::success();
+    }
+    size_t need = round16(t.elements() * sizeof(float));
+    if (conv == nullptr || conv_len - conv_used < need)
+      return Status::error(Err::no_memory, "no conversion buffer for %s tensor '%s'", format::dtype_name(t.dtype), name);
+    float* dst = reinterpret_cast<float*>(conv + conv_used);
+    const uint8_t* src = static_cast<const uint8_t*>(t.data);
+    for (uint64_t i = 0; i < t.elements(); ++i) {
+      if (t.dtype == DType::f16) dst[i] = format::f16_to_f32((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
+      else dst[i] = t.scale * (float)(int8_t)src[i];
+    }
+    conv_used += need;
+    *out = dst;
+    return Status::success();
+  }
+  Status get1(const char* name, int64_t a, const float** out) { return get(name, 1, &a, out); }
+  Status get2(const char* name, int64_t a, int64_t b, const float** out) {
+    int64_t s[2] = {a, b};
+    return get(name, 2, s, out);
+  }
+  Status get3(const char* name, int64_t a, int64_t b, int64_t c, const float** out) {
+    int64_t s[3] = {a, b, c};
+    return get(name, 3, s, out);
+  }
+  Status get4(const char* name, int64_t a, int64_t b, int64_t c, int64_t d, const float** out) {
+    int64_t s[4] = {a, b, c, d};
+    return get(name, 4, s, out);
+  }
+};
+
+// A linear `prefix` mapping cols -> rows: TT cores `prefix.core.k` or dense `prefix.w`, bias `prefix.b`.
+Status bind_linear(Binder* b, const ModelConfig& c, const char* prefix, int rows, const int* out_f, int cols,
+                   const int* in_f, Linear* lin) {
+  char name[96];
+  lin->rows = rows;
+  lin->cols = cols;
+  lin->tt = c.tensorized;
+  std::snprintf(name, sizeof name, "%s.b", prefix);
+  const float* bias;
+  QTF_TRY(b->get1(name, rows, &bias));
+  if (!c.tensorized) {
+    lin->dense.rows = rows;
+    lin->dense.cols = cols;
+    lin->dense.bias = bias;
+    std::snprintf(name, sizeof name, "%s.w", prefix);
+    return b->get2(name, rows, cols, &lin->dense.w);
+  }
+  TTShape& s = lin->tt_w.shape;
+  s.K = c.tt_K;
+  s.r[0] = 1;
+  for (int k = 0; k < c.tt_K; ++k) {
+    s.m[k] = out_f[k];
+    s.n[k] = in_f[k];
+    std::snprintf(name, sizeof name, "%s.core.%d", prefix, k);
+    TensorInfo t;
+    if (!b->file.find_tensor(name, &t)) return Status::error(Err::missing, "tensor '%s' is missing", name);
+    if (t.ndim != 4) return Status::error(Err::bad_shape, "TT core '%s' must have 4 dimensions", name);
+    int64_t right = k + 1 == c.tt_K ? 1 : (int64_t)t.dims[3];
+    if (right < 1 || right > c.tt_rank)
+      return Status::error(Err::bad_shape, "TT core '%s' has bond rank %lld, outside 1..model.tt.rank (%d)", name,
+                           (long long)t.dims[3], c.tt_rank);
+    QTF_TRY(b->get4(name, s.r[k], s.m[k], s.n[k], right, &lin->tt_w.cores[k]));
+    s.r[k + 1] = (int)right;
+  }
+  lin->tt_w.bias = bias;
+  return Status::success();
+}
+
+}  // namespace
+
+int64_t Linear::params() const {
+  int64_t p = rows;  // bias
+  return p + (tt ? tt_w.shape.params() : (int64_t)rows * cols);
+}
+
+size_t Model::convert_bytes(const format::ModelFile& file) {
+  size_t n = 0;
+  uint64_t cur = 0;
+  TensorInfo t;
+  while (file.next_tensor(&cur, &t))
+    if (t.dtype != DType::f32) n += round16(t.elements() * sizeof(float));
+  return n;
+}
+
+Status Model::load(const format::ModelFile& f, void* convert_buf, size_t convert_len) {
+  if (!f.is_open()) return Status::error(Err::invalid_argument, "model file is not open (verify it first)");
+  *this = Model();
+  file = f;
+  QTF_TRY(parse_config(f, &cfg));
+  const ModelConfig& c = cfg;
+  Binder b{f, static_cast<uint8_t*>(convert_buf), convert_len, 0};
+  QTF_TRY(b.get2("tok_emb", c.vocab, c.d, &tok_emb));
+  QTF_TRY(b.get2("pos_emb", c.context, c.d, &pos_emb));
+  QTF_TRY(b.get1("lnf.w", c.d, &lnf_w));
+  QTF_TRY(b.get1("lnf.b", c.d, &lnf_b));
+  if (c.tied_embeddings) head_w = tok_emb;
+  else QTF_TRY(b.get2("head.w", c.vocab, c.d, &head_w));
+
+  const int Q = c.n_qubits, H = c.n_heads, hd = c.head_dim();
+  char name[96], prefix[64];
+  for (int l = 0; l < c.n_layers; ++l) {
+    Layer& L = layers[l];
+#define QTF_NAME(fmt) (std::snprintf(name, sizeof name, "blk.%d." fmt, l), name)
+    QTF_TRY(b.get1(QTF_NAME("ln1.w"), c.d, &L.ln1_w));
+    QTF_TRY(b.get1(QTF_NAME("ln1.b"), c.d, &L.ln1_b));
+    QTF_TRY(b.get1(QTF_NAME("ln2.w"), c.d, &L.ln2_w));
+    QTF_TRY(b.get1(QTF_NAME("ln2.b"), c.d, &L.ln2_b));
+    if (c.has_encoder()) {
+      QTF_TRY(b.get2(QTF_NAME("enc.w"), Q, c.d, &L.enc_w));
+      QTF_TRY(b.get1(QTF_NAME("enc.b"), Q, &L.enc_b));
+      if (c.n_qlayers > 0) QTF_TRY(b.get3(QTF_NAME("qparams"), c.n_qlayers, Q, 3, &L.qparams));
+      QTF_TRY(b.get2(QTF_NAME("qout.w"), c.d, Q, &L.qout_w));
+      QTF_TRY(b.get1(QTF_NAME("qout.b"), c.d, &L.qout_b));
+      if (c.quantum_attention) {
+        QTF_TRY(b.get3(QTF_NAME("qattn.w_qk"), H, Q, hd, &L.qk_w));
+        QTF_TRY(b.get4(QTF_NAME("qattn.var"), H, 2, Q, 3, &L.qvar));
+        QTF_TRY(b.get1(QTF_NAME("qattn.beta"), H, &L.beta));
+      }
+    }
+    struct { const char* name; Linear* lin; int rows; const int* out_f; int cols; const int* in_f; } linears[] = {
+        {"attn.q", &L.q, c.d, c.d_factors, c.d, c.d_factors},     {"attn.k", &L.k, c.d, c.d_factors, c.d, c.d_factors},
+        {"attn.v", &L.v, c.d, c.d_factors, c.d, c.d_factors},     {"attn.o", &L.o, c.d, c.d_factors, c.d, c.d_factors},
+        {"ffn.up", &L.up, c.d_ff, c.ff_factors, c.d, c.d_factors}, {"ffn.down", &L.down, c.d, c.d_factors, c.d_ff, c.ff_factors},
+    };
+    for (auto& li : linears) {
+      std::snprintf(prefix, sizeof prefix, "blk.%d.%s", l, li.name);
+      QTF_TRY(bind_linear(&b, c, prefix, li.rows, li.out_f, li.cols, li.in_f, li.lin));
+    }
+    if (c.activation == Activation::daruan) {
+      quantum::DaruanParams& p = L.daruan;
+      p.channels = c.d_ff;
+      p.depth = c.daruan_depth;
+      QTF_TRY(b.get3(QTF_NAME("ffn.daruan.theta"), c.d_ff, c.daruan_depth + 1, 2, &p.theta));
+      QTF_TRY(b.get2(QTF_NAME("ffn.daruan.w"), c.d_ff, c.daruan_depth, &p.w));
+      QTF_TRY(b.get2(QTF_NAME("ffn.daruan.b"), c.d_ff, c.daruan_depth, &p.b));
+      QTF_TRY(b.get1(QTF_NAME("ffn.daruan.a"), c.d_ff, &p.a));
+      QTF_TRY(b.get1(QTF_NAME("ffn.daruan.e"), c.d_ff, &p.e));
+      QTF_TRY(b.get1(QTF_NAME("ffn.daruan.s"), c.d_ff, &p.s));
+    }
+#undef QTF_NAME
+  }
+  return Status::success();
+}
+
+int64_t Model::block_params() const {
+  const ModelConfig& c = cfg;
+  const int64_t Q = c.n_qubits, H = c.n_heads;
+  int64_t p = 0;
+  for (int l = 0; l < c.n_layers; ++l) {
+    const Layer& L = layers[l];
+    p += 4 * c.d;  // layer norms
+    for (const Linear* lin : {&L.q, &L.k, &L.v, &L.o, &L.up, &L.down}) p += lin->params();
+    if (c.has_encoder()) p += Q * c.d + Q + c.n_qlayers * Q * 3 + c.d * Q + c.d;
+    if (c.has_encoder() && c.quantum_attention) p += H * Q * c.head_dim() + H * 2 * Q * 3 + H;
+    if (c.activation == Activation::daruan) p += (int64_t)c.d_ff * ((c.daruan_depth + 1) * 2 + 2 * c.daruan_depth + 3);
+  }
+  return p;
+}
+
+int64_t Model::total_params() const {
+  const ModelConfig& c = cfg;
+  int64_t p = block_params() + (int64_t)c.vocab * c.d + (int64_t)c.context * c.d + 2 * c.d;
+  if (!c.tied_embeddings) p += (int64_t)c.vocab * c.d;
+  return p;
+}
+
+}  // namespace qtf

@@ -1,0 +1,71 @@
+// A loaded Q-TensorFormer model: its configuration and views of its weights (in the model buffer,
+// zero copy). Loading verifies that the metadata and the tensors agree (every shape checked).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "core/status.h"
+#include "format/reader.h"
+#include "kernels/kernels.h"
+#include "quantum/quantum.h"
+
+namespace qtf {
+
+constexpr int kMaxLayers = 32;
+constexpr int kMaxHeads = 64;
+
+enum class Activation : uint8_t { gelu = 0, daruan = 1 };
+
+struct ModelConfig {
+  int vocab = 0, d = 0, n_layers = 0, n_heads = 0, d_ff = 0, context = 0;
+  bool tensorized = false;
+  int tt_K = 0, d_factors[kMaxTTFactors] = {0}, ff_factors[kMaxTTFactors] = {0}, tt_rank = 0;
+  int r_min = 0, r_max = 0;
+  float alpha = 0, theta = 0;
+  int n_qubits = 0, n_qlayers = 0;  // n_qubits == 0: no quantum parts (the dense baseline)
+  bool adaptive_rank = false, quantum_attention = false, tied_embeddings = false;
+  Activation activation = Activation::gelu;
+  int daruan_depth = 0;
+  float ln_eps = 1e-5f;
+
+  int head_dim() const { return d / n_heads; }
+  bool has_encoder() const { return n_qubits > 0; }
+};
+
+// A linear map y = W x + b, tensor-train or dense.
+struct Linear {
+  bool tt = false;
+  TTMatrix tt_w;
+  DenseMatrix dense;
+  int rows = 0, cols = 0;
+  int64_t params() const;
+};
+
+struct Layer {
+  const float *ln1_w = nullptr, *ln1_b = nullptr, *ln2_w = nullptr, *ln2_b = nullptr;
+  // quantum encoder (has_encoder)
+  const float *enc_w = nullptr, *enc_b = nullptr, *qparams = nullptr, *qout_w = nullptr, *qout_b = nullptr;
+  Linear q, k, v, o, up, down;
+  // quantum kernel attention (quantum_attention)
+  const float *qk_w = nullptr, *qvar = nullptr, *beta = nullptr;
+  quantum::DaruanParams daruan;  // activation == daruan
+};
+
+struct Model {
+  ModelConfig cfg;
+  format::ModelFile file;  // metadata (tokenizer, provenance) stays readable
+  const float *tok_emb = nullptr, *pos_emb = nullptr, *lnf_w = nullptr, *lnf_b = nullptr;
+  const float* head_w = nullptr;  // == tok_emb when tied
+  Layer layers[kMaxLayers];
+
+  // Bytes needed to convert f16/i8 tensors to f32 at load (0 for an all-f32 file).
+  static size_t convert_bytes(const format::ModelFile& file);
+  // Binds a verified file. convert_buf (convert_bytes() long, 16-byte aligned) receives converted
+  // tensors; it may be null when convert_bytes() is 0. Both must outlive the Model.
+  Status load(const format::ModelFile& file, void* convert_buf, size_t convert_len);
+
+  int64_t block_params() const;  // parameters in the transformer blocks
+  int64_t total_params() const;
+};
+
+}  // namespace qtf

@@ -1,0 +1,53 @@
+// An inference context over a loaded model: every buffer (KV cache, cached key feature states,
+// activation tables, scratch) is carved from one arena sized at creation. Decoding never allocates.
+// Several contexts may share one read-only Model (one per thread).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "model/forward.h"
+
+namespace qtf {
+
+struct ContextOptions {
+  int n_ctx = 0;  // tokens of context; 0 = the model's full context
+  RouteMode route = RouteMode::automatic;
+  int fixed_rank = 0;                 // > 0: fixed TT rank for every token
+  quantum::DaruanPath act_path = quantum::DaruanPath::fourier;
+  bool override_theta = false, override_alpha = false;
+  float theta = 0, alpha = 0;
+  quantum::SplineGrid spline;
+};
+
+class Context {
+ public:
+  // Arena bytes a context with these options needs (0 with an error if the options are invalid).
+  static size_t arena_bytes(const Model& m, const ContextOptions& opt);
+  // arena: at least arena_bytes() bytes, 64-byte aligned, owned by the caller, outliving the context.
+  Status init(const Model* m, const ContextOptions& opt, void* arena, size_t arena_len);
+
+  // Appends `token` at the next position and computes its logits. Err::context_full when full.
+  Status eval(int token);
+  void reset() { n_past_ = 0; }
+
+  const float* logits() const { return state_.logits; }
+  const TokenStats& stats() const { return stats_; }
+  int n_past() const { return n_past_; }
+  int n_ctx() const { return state_.n_ctx; }
+  const Model& model() const { return *model_; }
+  const RunOptions& run_options() const { return run_; }
+  // Measured max |spline - quantum| of the DARUAN tables (spline path only; else 0).
+  float spline_max_error() const { return spline_error_; }
+
+ private:
+  const Model* model_ = nullptr;
+  RunOptions run_;
+  RunState state_;
+  TokenStats stats_;
+  int n_past_ = 0;
+  float spline_error_ = 0;
+};
+
+Status validate_options(const Model& m, const ContextOptions& opt);
+
+}  // namespace qtf

@@ -1,0 +1,44 @@
+// Token sampling: greedy, temperature, top-k, top-p, min-p, repetition penalty, seeded RNG
+// (same seed and logits, same token on every platform). Sized once; sample() never allocates.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "core/status.h"
+
+namespace qtf {
+
+struct SamplerOptions {
+  float temperature = 0.8f;  // <= 0: greedy
+  int top_k = 40;            // 0: off
+  float top_p = 0.95f;       // 1: off
+  float min_p = 0.05f;       // 0: off
+  float repeat_penalty = 1.0f;  // 1: off (llama.cpp convention: divide positive logits, multiply negative)
+  int repeat_last_n = 64;
+  uint64_t seed = 0x5eed;
+};
+
+class Sampler {
+ public:
+  static size_t arena_bytes(int vocab, const SamplerOptions& opt);
+  Status init(int vocab, const SamplerOptions& opt, void* arena, size_t arena_len);
+  int sample(const float* logits);  // logits are not modified
+  void accept(int token);           // remember for the repetition penalty
+  void reset();                     // forget history and restart the RNG from the seed
+
+ private:
+  struct Candidate {
+    int id;
+    float logit;
+  };
+  float uniform();  // [0, 1)
+
+  SamplerOptions opt_;
+  int vocab_ = 0;
+  Candidate* cand_ = nullptr;  // [vocab]
+  int32_t* recent_ = nullptr;  // ring of the last repeat_last_n tokens
+  int n_recent_ = 0, recent_at_ = 0;
+  uint64_t rng_ = 0;
+};
+
+}  // namespace qtf

@@ -1,0 +1,91 @@
+// Decoding never touches the heap: malloc/calloc/realloc/aligned_alloc/posix_memalign are wrapped at
+// link time (-Wl,--wrap) and operator new is replaced; any call during decode and sampling fails the test.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <new>
+#include <vector>
+
+#include "host/session.h"
+#include "support/tiny_model.h"
+
+namespace {
+std::atomic<bool> g_watch{false};
+std::atomic<long> g_allocs{0};
+void note() {
+  if (g_watch.load(std::memory_order_relaxed)) g_allocs.fetch_add(1);
+}
+}  // namespace
+
+extern "C" {
+void* __real_malloc(size_t);
+void* __real_calloc(size_t, size_t);
+void* __real_realloc(void*, size_t);
+void* __real_aligned_alloc(size_t, size_t);
+int __real_posix_memalign(void**, size_t, size_t);
+void* __wrap_malloc(size_t n) { note(); return __real_malloc(n); }
+void* __wrap_calloc(size_t a, size_t b) { note(); return __real_calloc(a, b); }
+void* __wrap_realloc(void* p, size_t n) { note(); return __real_realloc(p, n); }
+void* __wrap_aligned_alloc(size_t a, size_t n) { note(); return __real_aligned_alloc(a, n); }
+int __wrap_posix_memalign(void** p, size_t a, size_t n) { note(); return __real_posix_memalign(p, a, n); }
+}
+
+void* operator new(size_t n) {
+  note();
+  void* p = __real_malloc(n ? n : 1);
+  if (!p) std::abort();
+  return p;
+}
+void* operator new[](size_t n) { return operator new(n); }
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, size_t) noexcept { std::free(p); }
+void operator delete[](void* p, size_t) noexcept { std::free(p); }
+
+using namespace qtf;
+
+TEST_CASE("the watcher sees allocations (so the check below can fail)") {
+  g_allocs = 0;
+  g_watch = true;
+  void* p = std::malloc(32);
+  std::vector<int>* v = new std::vector<int>(10);
+  g_watch = false;
+  std::free(p);
+  delete v;
+  CHECK(g_allocs.load() >= 2);
+}
+
+TEST_CASE("no heap allocation while decoding and sampling, on every path") {
+  for (int variant = 0; variant < 4; ++variant) {
+    qtf::testing::TinyConfig c;
+    c.context = 64;
+    if (variant == 1) { c.tensorized = false; c.n_qubits = 0; c.activation = "gelu"; }
+    std::vector<uint8_t> bytes = qtf::testing::make_tiny_model(c);
+    host::LoadedModel lm;
+    REQUIRE(lm.load_memory(bytes.data(), bytes.size()).ok());
+    ContextOptions o;
+    if (variant == 2) { o.act_path = quantum::DaruanPath::spline; o.route = RouteMode::all_quantum; }
+    if (variant == 3) { o.act_path = quantum::DaruanPath::quantum; o.fixed_rank = 2; }
+    host::HostContext hc;
+    host::HostSampler hs;
+    REQUIRE(hc.init(lm, o).ok());
+    REQUIRE(hs.init(lm.model().cfg.vocab, SamplerOptions{}).ok());
+    const char prompt[] = "To be, or not";
+    int32_t ids[64];
+    int n = 0;
+    g_allocs = 0;
+    g_watch = true;
+    REQUIRE(lm.tokenizer().encode(prompt, sizeof prompt - 1, ids, 64, &n, nullptr).ok());
+    for (int i = 0; i < n; ++i) REQUIRE(hc.ctx().eval(ids[i]).ok());
+    for (int i = 0; i < 40; ++i) {
+      int t = hs.get().sample(hc.ctx().logits());
+      hs.get().accept(t);
+      REQUIRE(hc.ctx().eval(t).ok());
+    }
+    CHECK(hc.ctx().eval(1).code() == Err::context_full);  // error path allocates nothing either
+    g_watch = false;
+    INFO("variant " << variant);
+    CHECK(g_allocs.load() == 0);
+  }
+}

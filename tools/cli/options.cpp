@@ -1,0 +1,120 @@
+#include "options.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+namespace qtf::cli {
+
+const char kModelOptionsHelp[] =
+    "model and runtime switches:\n"
+    "  -m, --model FILE        model file (.qtf)\n"
+    "  -c, --ctx-size N        context length (default: the model's)\n"
+    "  --no-mmap               read the file into memory instead of mapping it\n"
+    "  --route auto|classical|quantum   force the attention route of every token\n"
+    "  --rank N                run every token at TT rank N (default: entropy schedule)\n"
+    "  --act quantum|fourier|spline     DARUAN activation path (default fourier, exact)\n"
+    "  --theta X, --alpha X    override the router threshold / rank slope\n"
+    "  --profile NAME          energy profile (default cpu_xeon; see --profiles)\n"
+    "  --profiles FILE         extra energy profiles (engine/energy/profiles.txt format)\n";
+
+bool parse_int(const char* flag, const char* s, long lo, long hi, int* out) {
+  char* end;
+  errno = 0;
+  long v = std::strtol(s, &end, 10);
+  if (errno || *end || end == s || v < lo || v > hi) {
+    std::fprintf(stderr, "qtf: %s expects an integer in %ld..%ld, got '%s'\n", flag, lo, hi, s);
+    return false;
+  }
+  *out = (int)v;
+  return true;
+}
+
+bool parse_float(const char* flag, const char* s, float* out) {
+  char* end;
+  float v = std::strtof(s, &end);
+  if (*end || end == s || !std::isfinite(v)) {
+    std::fprintf(stderr, "qtf: %s expects a number, got '%s'\n", flag, s);
+    return false;
+  }
+  *out = v;
+  return true;
+}
+
+int parse_model_option(int argc, char** argv, int* i, ModelOptions* o) {
+  const char* a = argv[*i];
+  auto value = [&](const char** v) {
+    if (*i + 1 >= argc) {
+      std::fprintf(stderr, "qtf: %s needs a value\n", a);
+      return false;
+    }
+    *v = argv[++*i];
+    return true;
+  };
+  const char* v = nullptr;
+  if (!std::strcmp(a, "--no-mmap")) { o->mmap = false; return 1; }
+  bool known = !std::strcmp(a, "-m") || !std::strcmp(a, "--model") || !std::strcmp(a, "-c") ||
+               !std::strcmp(a, "--ctx-size") || !std::strcmp(a, "--route") || !std::strcmp(a, "--rank") ||
+               !std::strcmp(a, "--act") || !std::strcmp(a, "--theta") || !std::strcmp(a, "--alpha") ||
+               !std::strcmp(a, "--profile") || !std::strcmp(a, "--profiles");
+  if (!known) return 0;
+  if (!value(&v)) return -1;
+  if (!std::strcmp(a, "-m") || !std::strcmp(a, "--model")) o->model_path = v;
+  else if (!std::strcmp(a, "-c") || !std::strcmp(a, "--ctx-size")) { if (!parse_int(a, v, 1, 1 << 16, &o->ctx.n_ctx)) return -1; }
+  else if (!std::strcmp(a, "--rank")) { if (!parse_int(a, v, 1, 4096, &o->ctx.fixed_rank)) return -1; }
+  else if (!std::strcmp(a, "--theta")) { if (!parse_float(a, v, &o->ctx.theta)) return -1; o->ctx.override_theta = true; }
+  else if (!std::strcmp(a, "--alpha")) { if (!parse_float(a, v, &o->ctx.alpha)) return -1; o->ctx.override_alpha = true; }
+  else if (!std::strcmp(a, "--profile")) o->profile = v;
+  else if (!std::strcmp(a, "--profiles")) o->profiles_file = v;
+  else if (!std::strcmp(a, "--route")) {
+    if (!std::strcmp(v, "auto")) o->ctx.route = RouteMode::automatic;
+    else if (!std::strcmp(v, "classical")) o->ctx.route = RouteMode::all_classical;
+    else if (!std::strcmp(v, "quantum")) o->ctx.route = RouteMode::all_quantum;
+    else { std::fprintf(stderr, "qtf: --route expects auto, classical or quantum, got '%s'\n", v); return -1; }
+  } else if (!std::strcmp(a, "--act")) {
+    if (!std::strcmp(v, "quantum")) o->ctx.act_path = quantum::DaruanPath::quantum;
+    else if (!std::strcmp(v, "fourier")) o->ctx.act_path = quantum::DaruanPath::fourier;
+    else if (!std::strcmp(v, "spline")) o->ctx.act_path = quantum::DaruanPath::spline;
+    else { std::fprintf(stderr, "qtf: --act expects quantum, fourier or spline, got '%s'\n", v); return -1; }
+  }
+  return 1;
+}
+
+bool load_model(const ModelOptions& o, host::LoadedModel* m) {
+  if (!o.model_path) {
+    std::fprintf(stderr, "qtf: no model given (-m FILE)\n");
+    return false;
+  }
+  Status st = m->load_file(o.model_path, o.mmap);
+  if (!st.ok()) {
+    std::fprintf(stderr, "qtf: cannot load model: %s\n", st.message());
+    return false;
+  }
+  return true;
+}
+
+bool load_profiles(const ModelOptions& o, energy::Profiles* ps, const energy::Profile** chosen) {
+  Status st = ps->load_builtin();
+  if (st.ok() && o.profiles_file) {
+    host::FileBytes f;
+    st = f.open(o.profiles_file, false);
+    if (st.ok()) st = ps->parse(reinterpret_cast<const char*>(f.data()), f.size());
+  }
+  if (!st.ok()) {
+    std::fprintf(stderr, "qtf: energy profiles: %s\n", st.message());
+    return false;
+  }
+  *chosen = ps->find(o.profile);
+  if (!*chosen || (*chosen)->kind != energy::Kind::classical) {
+    std::fprintf(stderr, "qtf: '%s' is not a classical energy profile; choose one of:", o.profile);
+    for (int i = 0; i < ps->count; ++i)
+      if (ps->items[i].kind == energy::Kind::classical) std::fprintf(stderr, " %s", ps->items[i].name);
+    std::fprintf(stderr, "\n");
+    return false;
+  }
+  return true;
+}
+
+}  // namespace qtf::cli

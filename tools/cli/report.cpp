@@ -1,0 +1,103 @@
+#include "report.h"
+
+#include <cstring>
+
+namespace qtf::cli {
+
+bool parse_report_format(const char* s, ReportFormat* out) {
+  if (!std::strcmp(s, "table")) *out = ReportFormat::table;
+  else if (!std::strcmp(s, "jsonl")) *out = ReportFormat::jsonl;
+  else if (!std::strcmp(s, "csv")) *out = ReportFormat::csv;
+  else return false;
+  return true;
+}
+
+void write_json_escaped(FILE* f, const char* s, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    unsigned char c = (unsigned char)s[i];
+    if (c == '"' || c == '\\') std::fprintf(f, "\\%c", c);
+    else if (c == '\n') std::fputs("\\n", f);
+    else if (c == '\t') std::fputs("\\t", f);
+    else if (c < 0x20 || c >= 0x80) {
+      // Valid multi-byte UTF-8 passes through; a stray byte becomes \u00XX of its value.
+      size_t len = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+      if (c >= 0x80 && len && i + len <= n && format::utf8_valid(s + i, len)) {
+        std::fwrite(s + i, 1, len, f);
+        i += len - 1;
+      } else {
+        std::fprintf(f, "\\u%04x", c);
+      }
+    } else {
+      std::fputc(c, f);
+    }
+  }
+}
+
+// Token text for table/csv cells: printable, no separators.
+static void write_plain(FILE* f, const format::Str& t, bool csv) {
+  if (csv) std::fputc('"', f);
+  for (uint32_t i = 0; i < t.size; ++i) {
+    unsigned char c = (unsigned char)t.data[i];
+    if (c == '\n') std::fputs("\\n", f);
+    else if (c == '"' && csv) std::fputs("\"\"", f);
+    else if (c < 0x20) std::fprintf(f, "\\x%02x", c);
+    else std::fputc(c, f);
+  }
+  if (csv) std::fputc('"', f);
+}
+
+void report_header(FILE* f, ReportFormat fmt, int n_layers, const char* profile) {
+  if (fmt == ReportFormat::table) {
+    std::fprintf(f, "%-6s %-5s %-6s %-8s", "phase", "pos", "id", "token");
+    for (int l = 0; l < n_layers; ++l) std::fprintf(f, "  L%d:S    h    r  route", l);
+    std::fprintf(f, " %12s %14s %9s  (energy: %s)\n", "FLOPs", "energy_J", "time_ms", profile);
+  } else if (fmt == ReportFormat::csv) {
+    std::fprintf(f, "phase,pos,token_id,token");
+    for (int l = 0; l < n_layers; ++l) std::fprintf(f, ",L%d_S,L%d_h,L%d_rank,L%d_route", l, l, l, l);
+    std::fprintf(f, ",flops,qsim_flops,circuits,energy_J,co2_g,qsim_energy_J,qpu_energy_J,time_ms\n");
+  }
+}
+
+void report_row(FILE* f, ReportFormat fmt, const ReportRow& r) {
+  const TokenStats& s = *r.stats;
+  if (fmt == ReportFormat::table) {
+    std::fprintf(f, "%-6s %-5d %-6d ", r.phase, s.pos, s.token);
+    char cell[16];
+    size_t n = 0;
+    for (uint32_t i = 0; i < r.text.size && n + 4 < sizeof cell; ++i) {
+      unsigned char c = (unsigned char)r.text.data[i];
+      if (c == '\n') { cell[n++] = '\\'; cell[n++] = 'n'; }
+      else if (c < 0x20) cell[n++] = '?';
+      else cell[n++] = (char)c;
+    }
+    cell[n] = 0;
+    std::fprintf(f, "%-8s", cell);
+    for (int l = 0; l < s.n_layers; ++l)
+      std::fprintf(f, "  %5.3f %4.2f %2d %-6s", s.layer[l].S, s.layer[l].h, s.layer[l].rank,
+                   s.layer[l].quantum ? "quant" : "class");
+    std::fprintf(f, " %12lld %14.4e %9.3f\n", (long long)s.flops, r.cost.energy_j, r.time_ms);
+  } else if (fmt == ReportFormat::jsonl) {
+    std::fprintf(f, "{\"phase\":\"%s\",\"pos\":%d,\"token_id\":%d,\"token\":\"", r.phase, s.pos, s.token);
+    write_json_escaped(f, r.text.data, r.text.size);
+    std::fprintf(f, "\",\"layers\":[");
+    for (int l = 0; l < s.n_layers; ++l)
+      std::fprintf(f, "%s{\"S\":%.6f,\"h\":%.6f,\"rank\":%d,\"route\":\"%s\"}", l ? "," : "", s.layer[l].S,
+                   s.layer[l].h, s.layer[l].rank, s.layer[l].quantum ? "quantum" : "classical");
+    std::fprintf(f,
+                 "],\"flops\":%lld,\"qsim_flops\":%lld,\"circuits\":%lld,\"energy_J\":%.6e,\"co2_g\":%.6e,"
+                 "\"qsim_energy_J\":%.6e,\"qpu_energy_J\":%.6e,\"time_ms\":%.4f}\n",
+                 (long long)s.flops, (long long)s.qsim_flops, (long long)s.circuits, r.cost.energy_j, r.cost.co2_g,
+                 r.cost.qsim_energy_j, r.cost.qpu_energy_j, r.time_ms);
+  } else if (fmt == ReportFormat::csv) {
+    std::fprintf(f, "%s,%d,%d,", r.phase, s.pos, s.token);
+    write_plain(f, r.text, true);
+    for (int l = 0; l < s.n_layers; ++l)
+      std::fprintf(f, ",%.6f,%.6f,%d,%s", s.layer[l].S, s.layer[l].h, s.layer[l].rank,
+                   s.layer[l].quantum ? "quantum" : "classical");
+    std::fprintf(f, ",%lld,%lld,%lld,%.6e,%.6e,%.6e,%.6e,%.4f\n", (long long)s.flops, (long long)s.qsim_flops,
+                 (long long)s.circuits, r.cost.energy_j, r.cost.co2_g, r.cost.qsim_energy_j, r.cost.qpu_energy_j,
+                 r.time_ms);
+  }
+}
+
+}  // namespace qtf::cli

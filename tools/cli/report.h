@@ -1,0 +1,27 @@
+// Per-token report writers for `qtf run --report` (table, jsonl, csv).
+#pragma once
+#include <cstdio>
+
+#include "energy/energy.h"
+#include "model/forward.h"
+#include "format/reader.h"
+
+namespace qtf::cli {
+
+enum class ReportFormat { none, table, jsonl, csv };
+
+struct ReportRow {
+  const char* phase;  // "prompt" or "gen"
+  format::Str text;   // the token's bytes
+  const TokenStats* stats;
+  energy::TokenCost cost;
+  double time_ms;
+};
+
+bool parse_report_format(const char* s, ReportFormat* out);
+void report_header(FILE* f, ReportFormat fmt, int n_layers, const char* profile);
+void report_row(FILE* f, ReportFormat fmt, const ReportRow& row);
+// Writes s[0..n) as a JSON string body (no quotes), escaping control bytes and invalid UTF-8.
+void write_json_escaped(FILE* f, const char* s, size_t n);
+
+}  // namespace qtf::cli
