@@ -65,7 +65,8 @@ Status Profiles::parse(const char* text, size_t len) {
           !copy_word(eq + 1, wl[k] - (size_t)(eq - w[k]) - 1, val, sizeof val))
         return Status::error(Err::bad_value, "profiles line %d: expected key=value, got '%.*s'", line_no, (int)wl[k], w[k]);
       if (!std::strcmp(key, "host")) {
-        std::strncpy(p.host, val, kNameLen - 1);
+        if (!copy_word(val, std::strlen(val), p.host, kNameLen))
+          return Status::error(Err::bad_value, "profiles line %d: host name too long", line_no);
         continue;
       }
       char* endp;

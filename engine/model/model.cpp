@@ -25,7 +25,7 @@ Status get_int(const ModelFile& f, const char* key, int lo, int hi, int* out) {
 }
 
 Status get_flag(const ModelFile& f, const char* key, bool* out) {
-  int v;
+  int v = 0;
   QTF_TRY(get_int(f, key, 0, 1, &v));
   *out = v != 0;
   return Status::success();
@@ -169,7 +169,7 @@ Status bind_linear(Binder* b, const ModelConfig& c, const char* prefix, int rows
   lin->cols = cols;
   lin->tt = c.tensorized;
   std::snprintf(name, sizeof name, "%s.b", prefix);
-  const float* bias;
+  const float* bias = nullptr;
   QTF_TRY(b->get1(name, rows, &bias));
   if (!c.tensorized) {
     lin->dense.rows = rows;

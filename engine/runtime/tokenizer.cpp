@@ -95,7 +95,7 @@ int unescape_token(const char* s, size_t n, char* out) {
 
 size_t Tokenizer::arena_bytes(const format::ModelFile& f, int vocab) {
   Sizes s;
-  TokenizerKind k;
+  TokenizerKind k = TokenizerKind::chars;
   format::MetaEntry t, m;
   if (!compute_sizes(f, vocab, &s, &k, &t, &m).ok()) return 0;
   return s.total();
