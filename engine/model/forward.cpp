@@ -35,8 +35,9 @@ int rank_for(const Model& m, const RunOptions& opt, float S) {
   return r < c.r_min ? c.r_min : r > c.r_max ? c.r_max : r;
 }
 
+// The router's decision (reported even when the model has no quantum attention to route to).
 bool routed_quantum(const Model& m, const RunOptions& opt, float h) {
-  if (!m.cfg.quantum_attention || !m.cfg.has_encoder()) return false;
+  if (!m.cfg.has_encoder()) return false;
   if (opt.route != RouteMode::automatic) return opt.route == RouteMode::all_quantum;
   return h > opt.theta;
 }
@@ -114,6 +115,7 @@ void forward(const Model& m, const RunOptions& opt, RunState* s, int token, int 
     flops += linear_flops(L.q, r) + linear_flops(L.k, r) + linear_flops(L.v, r);
 
     const bool keep_states = c.quantum_attention && c.has_encoder() && opt.route != RouteMode::all_classical;
+    const bool quantum_attention = quantum_route && keep_states;
     for (int n = 0; n < H; ++n) {
       const float* qh = s->q + n * hd;
       float* out = s->att + n * hd;
@@ -127,7 +129,7 @@ void forward(const Model& m, const RunOptions& opt, RunState* s, int token, int 
         flops += 2ll * Q * hd + kTanhFlops * Q + f;
         qflops += f;
       }
-      if (quantum_route) {  // weights softmax_j(beta K(q_t, k_j)), K the state fidelity
+      if (quantum_attention) {  // weights softmax_j(beta K(q_t, k_j)), K the state fidelity
         float u[quantum::kMaxQubits];
         angles(L.qk_w + (size_t)n * Q * hd, nullptr, qh, Q, hd, u);
         quantum::feature_state(Q, u, L.qvar + (size_t)n * 2 * Q * 3, s->query_state);

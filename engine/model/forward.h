@@ -20,7 +20,7 @@ struct RunOptions {
 struct LayerStats {
   float S = 0;       // entanglement entropy (bits)
   float h = 0;       // hardness S / (Q/2)
-  uint8_t quantum = 0;  // routed to quantum-kernel attention
+  uint8_t quantum = 0;  // router decision h > theta (quantum-kernel attention when the model has it)
   uint16_t rank = 0;    // TT rank used by this layer's linears
 };
 

@@ -83,6 +83,7 @@ Status parse_config(const ModelFile& f, ModelConfig* c) {
   c->ln_eps = (float)eps;
 
   format::Str act;
+  format::MetaEntry e;
   QTF_TRY(f.get_str("model.activation", &act));
   if (act.equals("gelu")) c->activation = Activation::gelu;
   else if (act.equals("daruan")) c->activation = Activation::daruan;
@@ -96,6 +97,8 @@ Status parse_config(const ModelFile& f, ModelConfig* c) {
     if (K2 != c->tt_K)
       return Status::error(Err::bad_value, "model.tt.d_factors has %d factors but model.tt.ff_factors has %d", c->tt_K, K2);
     QTF_TRY(get_int(f, "model.tt.rank", 1, 4096, &c->tt_rank));
+  } else if (f.find_meta("model.tt.rank", &e)) {  // a dense model reports its nominal rank
+    QTF_TRY(get_int(f, "model.tt.rank", 0, 4096, &c->tt_rank));
   }
   if (c->has_encoder()) {
     QTF_TRY(get_int(f, "model.n_qlayers", 0, 64, &c->n_qlayers));

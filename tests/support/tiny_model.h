@@ -1,6 +1,7 @@
 // Builds small random .qtf models in memory for tests (any config the engine supports).
 // Parity with the reference lives in the Python fixtures; these exercise the runtime's mechanics.
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <random>
