@@ -78,7 +78,7 @@ TEST_CASE("no heap allocation while decoding and sampling, on every path") {
     g_watch = true;
     REQUIRE(lm.tokenizer().encode(prompt, sizeof prompt - 1, ids, 64, &n, nullptr).ok());
     for (int i = 0; i < n; ++i) REQUIRE(hc.ctx().eval(ids[i]).ok());
-    for (int i = 0; i < 40; ++i) {
+    while (hc.ctx().n_past() < hc.ctx().n_ctx()) {  // generate until the context is full
       int t = hs.get().sample(hc.ctx().logits());
       hs.get().accept(t);
       REQUIRE(hc.ctx().eval(t).ok());
