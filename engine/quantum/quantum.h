@@ -9,6 +9,7 @@
 namespace qtf::quantum {
 
 constexpr int kMaxQubits = 8;
+constexpr int kMaxDaruanDepth = 8;
 
 // Encoder circuit: u[Q] in (-1,1) (u = tanh(W_enc a + b_enc)), params [n_qlayers][Q][3]
 // (RX, RZ, CRX angles). Writes z[Q] = <Z_i> and returns the entanglement entropy S (bits) of wires

@@ -1,0 +1,215 @@
+// Encoder circuit, kernel-attention feature states and their fidelities (MODEL.md steps 2 and 6).
+// Gates that act on one wire while the state is still a product state are applied to that wire's two
+// amplitudes and the register is then built as a Kronecker product; one-qubit gates that meet on a wire
+// are fused into one 2x2 gate (one pass over the state instead of several).
+#include <cmath>
+#include <cstring>
+
+#include "kernels/simd.h"
+#include "quantum/quantum.h"
+#include "quantum/statevector.h"
+
+namespace qtf::quantum {
+namespace {
+
+// 2x2 complex gate times a 2-amplitude state v = {re0, im0, re1, im1}: 32 FLOPs.
+void apply_to_wire(const Gate2& u, float* v) {
+  const float r0 = v[0], m0 = v[1], r1 = v[2], m1 = v[3];
+  v[0] = u.re[0] * r0 - u.im[0] * m0 + u.re[1] * r1 - u.im[1] * m1;
+  v[1] = u.re[0] * m0 + u.im[0] * r0 + u.re[1] * m1 + u.im[1] * r1;
+  v[2] = u.re[2] * r0 - u.im[2] * m0 + u.re[3] * r1 - u.im[3] * m1;
+  v[3] = u.re[2] * m0 + u.im[2] * r0 + u.re[3] * m1 + u.im[3] * r1;
+}
+constexpr int kWireGateFlops = 32;
+
+// Encoding E(u) on one wire, RZ(arccos u^2) RY(arcsin u), without trigonometry: with t = arcsin(u)
+// and f = arccos(u^2), cos t = sqrt(1 - u^2) and cos f = u^2, so by the half-angle formulas
+// c = cos(t/2) = sqrt((1 + sqrt(1 - u^2)) / 2), s = sin(t/2) = u / (2c) (no cancellation for small u),
+// cz = cos(f/2) = sqrt((1 + u^2) / 2), sz = sin(f/2) = sqrt((1 - u^2) / 2).
+struct Encoding {
+  float c, s, cz, sz;
+  // E|0> = (c e^{-if/2}, s e^{if/2}) as {re0, im0, re1, im1}.
+  void on_zero(float* v) const { v[0] = c * cz, v[1] = -c * sz, v[2] = s * cz, v[3] = s * sz; }
+  // E as a gate: rows e^{-if/2} (c, -s) and e^{if/2} (s, c).
+  Gate2 gate() const { return {{cz * c, -cz * s, cz * s, cz * c}, {-sz * c, sz * s, sz * s, sz * c}}; }
+};
+
+template <int Q>
+void encode_angles(const float* u, Encoding* enc) {
+  for (int i = 0; i < Q; ++i) {
+    const float one_minus_u2 = (1.f - u[i]) * (1.f + u[i]);
+    const float c = std::sqrt(0.5f * (1.f + std::sqrt(one_minus_u2)));
+    enc[i] = {c, u[i] / (2.f * c), std::sqrt(0.5f * (1.f + u[i] * u[i])), std::sqrt(0.5f * one_minus_u2)};
+  }
+}
+
+// RZ(p[1]) RX(p[0]): the one-qubit part of a variational layer on one wire.
+Gate2 layer_gate(const float* p) { return gate_mul(gate_rz(p[1]), gate_rx(p[0])); }
+
+// The entangling part of a variational layer: CRX(p[i][2]) on (i, i+1), i = 0..Q-2 in order.
+template <int Q>
+void crx_chain(State<Q>& s, const float* p) {
+  for (int i = 0; i + 1 < Q; ++i) apply_crx(s, i, i + 1, p[3 * i + 2]);
+}
+template <int Q>
+constexpr long long crx_chain_flops() {
+  return (long long)(Q - 1) * ((1 << Q) / 4) * kPairFlopsRotation;
+}
+
+// E(u) followed by the one-qubit gates of layer p (when given) on |0..0>: still a product state.
+template <int Q>
+void encode_product(State<Q>& s, const Encoding* enc, const float* p) {
+  float v[Q][4];
+  for (int i = 0; i < Q; ++i) {
+    enc[i].on_zero(v[i]);
+    if (p) apply_to_wire(layer_gate(p + 3 * i), v[i]);
+  }
+  set_product_state(s, v);
+}
+template <int Q>
+constexpr long long encode_product_flops(bool with_layer) {
+  return (with_layer ? (long long)Q * (kGateMulFlops + kWireGateFlops) : 0) + product_state_flops<Q>();
+}
+
+template <int Q>
+float encoder_q(int n_qlayers, const float* u, const float* params, float* z) {
+  State<Q> s;
+  Encoding enc[Q];
+  encode_angles<Q>(u, enc);
+  encode_product(s, enc, n_qlayers > 0 ? params : nullptr);
+  for (int j = 0; j < n_qlayers; ++j) {
+    const float* p = params + (size_t)j * Q * 3;
+    if (j > 0)
+      for (int i = 0; i < Q; ++i) apply_gate(s, i, layer_gate(p + 3 * i));
+    crx_chain(s, p);
+  }
+  expect_z(s, z);
+  return (float)entanglement_entropy(s);
+}
+
+template <int Q>
+long long encoder_flops_q(int n_qlayers) {
+  long long f = encode_product_flops<Q>(n_qlayers > 0);
+  if (n_qlayers > 0) f += n_qlayers * crx_chain_flops<Q>();
+  if (n_qlayers > 1)  // fused RZ RX per wire: compose, then one pass
+    f += (long long)(n_qlayers - 1) * Q * (kGateMulFlops + (1 << Q) / 2 * kPairFlopsGeneral);
+  return f + expect_z_flops<Q>() + entanglement_entropy_flops(Q);
+}
+
+// |phi> = V2 E(u) V1 E(u) |0..0>: E and V1's one-qubit gates on |0..0> give a product state; then
+// V1's CRX chain; then E and V2's one-qubit gates fused per wire; then V2's CRX chain.
+template <int Q>
+void feature_state_q(const float* u, const float* var, float* out) {
+  State<Q> s;
+  const float* v1 = var;
+  const float* v2 = var + Q * 3;
+  Encoding enc[Q];
+  encode_angles<Q>(u, enc);
+  encode_product(s, enc, v1);
+  crx_chain(s, v1);
+  for (int i = 0; i < Q; ++i) apply_gate(s, i, gate_mul(layer_gate(v2 + 3 * i), enc[i].gate()));
+  crx_chain(s, v2);
+  std::memcpy(out, s.re, sizeof s.re);
+  std::memcpy(out + State<Q>::kDim, s.im, sizeof s.im);
+}
+
+template <int Q>
+long long feature_state_flops_q() {
+  return encode_product_flops<Q>(true) + 2 * crx_chain_flops<Q>() +
+         (long long)Q * (2 * kGateMulFlops + (1 << Q) / 2 * kPairFlopsGeneral);
+}
+
+// <q|k_j> = sum_b conj(q_b) k_b for each key, |.|^2 of it. SIMD over the amplitudes when a state
+// fills at least one vector (engine/kernels/simd.h decides), else scalar.
+template <int Q>
+void fidelities_q(const float* query, const float* keys, size_t key_stride, int n, float* out) {
+  constexpr int N = 1 << Q;
+  const float* qr = query;
+  const float* qi = query + N;
+#if QTF_SIMD
+  using simd::V;
+  if constexpr (N >= simd::W) {
+    for (int j = 0; j < n; ++j) {
+      const float* kr = keys + (size_t)j * key_stride;
+      const float* ki = kr + N;
+      V ar(0.f), ai(0.f);
+      for (int b = 0; b < N; b += simd::W) {
+        const V a = V::load_unaligned(qr + b), c = V::load_unaligned(qi + b);
+        const V x = V::load_unaligned(kr + b), y = V::load_unaligned(ki + b);
+        ar = xsimd::fma(a, x, xsimd::fma(c, y, ar));
+        ai = xsimd::fma(a, y, xsimd::fnma(c, x, ai));
+      }
+      const float sr = xsimd::hadd(ar), si = xsimd::hadd(ai);
+      out[j] = sr * sr + si * si;
+    }
+    return;
+  }
+#endif
+  for (int j = 0; j < n; ++j) {
+    const float* kr = keys + (size_t)j * key_stride;
+    const float* ki = kr + N;
+    float sr = 0, si = 0;
+    for (int b = 0; b < N; ++b) {
+      sr += qr[b] * kr[b] + qi[b] * ki[b];
+      si += qr[b] * ki[b] - qi[b] * kr[b];
+    }
+    out[j] = sr * sr + si * si;
+  }
+}
+
+}  // namespace
+
+// Q is validated at model load (even, 2..8); other values leave z zero and return 0.
+float encoder(int Q, int n_qlayers, const float* u, const float* params, float* z) {
+  switch (Q) {
+    case 2: return encoder_q<2>(n_qlayers, u, params, z);
+    case 4: return encoder_q<4>(n_qlayers, u, params, z);
+    case 6: return encoder_q<6>(n_qlayers, u, params, z);
+    case 8: return encoder_q<8>(n_qlayers, u, params, z);
+  }
+  for (int i = 0; i < Q && i < kMaxQubits; ++i) z[i] = 0;
+  return 0;
+}
+
+void feature_state(int Q, const float* u, const float* var, float* state) {
+  switch (Q) {
+    case 2: return feature_state_q<2>(u, var, state);
+    case 4: return feature_state_q<4>(u, var, state);
+    case 6: return feature_state_q<6>(u, var, state);
+    case 8: return feature_state_q<8>(u, var, state);
+  }
+}
+
+void fidelities(int Q, const float* query, const float* keys, size_t key_stride, int n, float* out) {
+  switch (Q) {
+    case 2: return fidelities_q<2>(query, keys, key_stride, n, out);
+    case 4: return fidelities_q<4>(query, keys, key_stride, n, out);
+    case 6: return fidelities_q<6>(query, keys, key_stride, n, out);
+    case 8: return fidelities_q<8>(query, keys, key_stride, n, out);
+  }
+}
+
+int64_t encoder_flops(int Q, int n_qlayers) {
+  switch (Q) {
+    case 2: return encoder_flops_q<2>(n_qlayers);
+    case 4: return encoder_flops_q<4>(n_qlayers);
+    case 6: return encoder_flops_q<6>(n_qlayers);
+    case 8: return encoder_flops_q<8>(n_qlayers);
+  }
+  return 0;
+}
+
+int64_t feature_state_flops(int Q) {
+  switch (Q) {
+    case 2: return feature_state_flops_q<2>();
+    case 4: return feature_state_flops_q<4>();
+    case 6: return feature_state_flops_q<6>();
+    case 8: return feature_state_flops_q<8>();
+  }
+  return 0;
+}
+
+// 2^Q complex multiply-adds and |<q|k>|^2 (two real multiply-adds).
+int64_t fidelity_flops(int Q) { return 8ll * (1 << Q) + 4; }
+
+}  // namespace qtf::quantum
