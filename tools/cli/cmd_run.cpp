@@ -8,6 +8,7 @@
 #include "commands.h"
 #include "options.h"
 #include "report.h"
+#include "report_html.h"
 
 namespace qtf::cli {
 namespace {
@@ -22,7 +23,7 @@ const char kUsage[] =
     "  --top-k N, --top-p X, --min-p X      (defaults 40, 0.95, 0.05; 0/1/0 = off)\n"
     "  --repeat-penalty X, --repeat-last-n N (defaults 1.0 = off, 64)\n"
     "  --stop TEXT             stop when the generated text ends with TEXT (repeatable)\n"
-    "  --report FMT FILE       per-token report: FMT table|jsonl|csv, FILE or - for stdout\n"
+    "  --report FMT FILE       per-token report: FMT table|jsonl|csv|html, FILE or - for stdout\n"
     "  --no-echo               do not print the prompt\n"
     "  -q, --quiet             no timing summary\n";
 
@@ -86,7 +87,7 @@ int cmd_run(int argc, char** argv) {
     else if (!std::strcmp(a, "--stop")) stops.push_back(v);
     else if (!std::strcmp(a, "--report")) {
       ok = parse_report_format(v, &report) && i + 1 < argc;
-      if (!ok) std::fprintf(stderr, "qtf run: --report expects table|jsonl|csv and a FILE (or -)\n");
+      if (!ok) std::fprintf(stderr, "qtf run: --report expects table|jsonl|csv|html and a FILE (or -)\n");
       else report_path = argv[++i];
     } else {
       std::fprintf(stderr, "qtf run: unknown option '%s'\n%s", a, kUsage);
@@ -134,12 +135,14 @@ int cmd_run(int argc, char** argv) {
     }
     report_header(rf, report, lm.model().cfg.n_layers, profile->name);
   }
+  HtmlReport html;
   auto emit = [&](const char* phase, double ms) {
     if (!rf) return;
     const TokenStats& s = ctx.stats();
     ReportRow row{phase, tok.token_text(s.token), &s,
                   energy::estimate(profiles, *profile, s.flops, s.qsim_flops, s.circuits), ms};
     report_row(rf, report, row);
+    if (report == ReportFormat::html) html.add(row);
   };
   // Run-level totals for the summary.
   double energy_j = 0;
@@ -197,6 +200,7 @@ int cmd_run(int argc, char** argv) {
   }
   double gen_ms = ms_since(t_gen);
   std::printf("\n");
+  if (report == ReportFormat::html) html.write(rf, mo.model_path, lm.model().cfg, profile->name);
   if (rf && rf != stdout) std::fclose(rf);
   if (!st.ok() && st.code() != Err::context_full) {
     std::fprintf(stderr, "qtf run: %s\n", st.message());
@@ -209,12 +213,15 @@ int cmd_run(int argc, char** argv) {
     std::fprintf(stderr, "\nqtf run: %s | prompt %d tok %.1f ms (%.1f tok/s) | generated %d tok %.1f ms (%.1f tok/s) | %s\n",
                  lm.model().cfg.tensorized ? "tt" : "dense", n_ids, prompt_ms, n_ids * 1000.0 / (prompt_ms > 0 ? prompt_ms : 1),
                  generated, gen_ms, generated * 1000.0 / (gen_ms > 0 ? gen_ms : 1), stop_reason);
-    if (evals > 0)
-      std::fprintf(stderr,
-                   "qtf run: per token: %.0f FLOPs, %.3e J (%s, estimate), mean rank %.2f, quantum share %.1f%%\n",
-                   (double)flops / evals, energy_j / evals, profile->name,
-                   layer_tokens ? (double)rank_sum / layer_tokens : 0.0,
-                   layer_tokens ? 100.0 * quantum_layers / layer_tokens : 0.0);
+    if (evals > 0) {
+      std::fprintf(stderr, "qtf run: per token: %.0f FLOPs, %.3e J (%s, estimate)", (double)flops / evals,
+                   energy_j / evals, profile->name);
+      if (lm.model().cfg.tensorized)
+        std::fprintf(stderr, ", mean rank %.2f", layer_tokens ? (double)rank_sum / layer_tokens : 0.0);
+      if (lm.model().cfg.has_encoder())
+        std::fprintf(stderr, ", quantum share %.1f%%", layer_tokens ? 100.0 * quantum_layers / layer_tokens : 0.0);
+      std::fprintf(stderr, "\n");
+    }
   }
   return 0;
 }
