@@ -31,8 +31,10 @@ int rank_for(const Model& m, const RunOptions& opt, float S) {
   const ModelConfig& c = m.cfg;
   if (opt.fixed_rank > 0) return opt.fixed_rank;
   if (!c.adaptive_rank || !c.has_encoder()) return c.tt_rank;
-  int r = c.r_min + (int)std::floor(opt.alpha * S);
-  return r < c.r_min ? c.r_min : r > c.r_max ? c.r_max : r;
+  // Clamped as a float: alpha may be huge or NaN (an override, or a file's f64), and converting an
+  // out-of-range float to int is undefined behaviour.
+  const float r = (float)c.r_min + std::floor(opt.alpha * S);
+  return !(r >= (float)c.r_min) ? c.r_min : r > (float)c.r_max ? c.r_max : (int)r;
 }
 
 // The router's decision (reported even when the model has no quantum attention to route to).
@@ -119,7 +121,8 @@ void forward(const Model& m, const RunOptions& opt, RunState* s, int token, int 
     for (int n = 0; n < H; ++n) {
       const float* qh = s->q + n * hd;
       float* out = s->att + n * hd;
-      const float* key_states_n = s->key_states + (((size_t)l * T) * H + n) * SF;
+      const float* key_states_n =  // null when states are not kept (no offset on a null pointer: UB)
+          keep_states ? s->key_states + (((size_t)l * T) * H + n) * SF : nullptr;
       const size_t state_stride = (size_t)H * SF;
       if (keep_states) {  // |phi(k_t)> for this head, kept for later quantum queries
         float u[quantum::kMaxQubits];

@@ -5,4 +5,6 @@ namespace qtf::cli {
 int cmd_inspect(int argc, char** argv);
 int cmd_verify(int argc, char** argv);
 int cmd_run(int argc, char** argv);
+int cmd_eval(int argc, char** argv);
+int cmd_bench(int argc, char** argv);
 }  // namespace qtf::cli

@@ -14,6 +14,8 @@ struct Command {
 
 const Command kCommands[] = {
     {"run", qtf::cli::cmd_run, "generate text offline, with the per-token rank/route/energy report"},
+    {"eval", qtf::cli::cmd_eval, "perplexity on a text file; --ablate runtime switches, --sweep theta x alpha"},
+    {"bench", qtf::cli::cmd_bench, "tokens per second (pp/tg tests), load time and peak memory"},
     {"inspect", qtf::cli::cmd_inspect, "print a model's metadata and tensor table (--json)"},
     {"verify", qtf::cli::cmd_verify, "verify a model file; exit 1 with the error if damaged"},
 };

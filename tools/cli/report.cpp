@@ -8,6 +8,7 @@ bool parse_report_format(const char* s, ReportFormat* out) {
   if (!std::strcmp(s, "table")) *out = ReportFormat::table;
   else if (!std::strcmp(s, "jsonl")) *out = ReportFormat::jsonl;
   else if (!std::strcmp(s, "csv")) *out = ReportFormat::csv;
+  else if (!std::strcmp(s, "html")) *out = ReportFormat::html;
   else return false;
   return true;
 }

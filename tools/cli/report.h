@@ -1,4 +1,4 @@
-// Per-token report writers for `qtf run --report` (table, jsonl, csv).
+// Per-token report writers for `qtf run --report` (table, jsonl, csv; html is report_html.h).
 #pragma once
 #include <cstdio>
 
@@ -8,7 +8,7 @@
 
 namespace qtf::cli {
 
-enum class ReportFormat { none, table, jsonl, csv };
+enum class ReportFormat { none, table, jsonl, csv, html };
 
 struct ReportRow {
   const char* phase;  // "prompt" or "gen"
@@ -19,6 +19,7 @@ struct ReportRow {
 };
 
 bool parse_report_format(const char* s, ReportFormat* out);
+// table/jsonl/csv only: both write nothing for html, which is written whole at the end of the run.
 void report_header(FILE* f, ReportFormat fmt, int n_layers, const char* profile);
 void report_row(FILE* f, ReportFormat fmt, const ReportRow& row);
 // Writes s[0..n) as a JSON string body (no quotes), escaping control bytes and invalid UTF-8.
