@@ -3,6 +3,7 @@
 // spline (a cubic Hermite table, the distilled classical form).
 #include <cmath>
 
+#include "kernels/simd.h"
 #include "quantum/quantum.h"
 
 namespace qtf::quantum {
@@ -112,12 +113,14 @@ void fourier_build_channel(const float* theta, int D, float* R) {
 // sum_m R[m] prod_l basis[l][m_l], depth first: axis 0 is contracted inline for each group of three
 // coefficients and the partial sums are carried up like the digits of a base-3 counter, so only D + 1
 // accumulators are needed whatever the depth.
-float fourier_contract(const float* R, int D, const float (*basis)[3]) {
-  float acc[kMaxDaruanDepth + 1] = {};
+// T is float, or a SIMD batch holding `stride` channels whose coefficients are interleaved.
+template <class T, class Load>
+T fourier_contract(Load R, int D, const T (*basis)[3]) {
+  T acc[kMaxDaruanDepth + 1] = {};
   int digit[kMaxDaruanDepth + 1] = {};
   const int groups = pow3(D - 1);
-  for (int gi = 0; gi < groups; ++gi, R += 3) {
-    float v = R[0] + basis[0][1] * R[1] + basis[0][2] * R[2];
+  for (int gi = 0, m = 0; gi < groups; ++gi, m += 3) {
+    T v = R(m) + basis[0][1] * R(m + 1) + basis[0][2] * R(m + 2);
     for (int l = 1;; ++l) {
       if (l == D) {
         acc[D] += v;
@@ -168,24 +171,63 @@ void daruan_quantum(const DaruanParams& p, const float* x, float* y) {
   }
 }
 
-size_t daruan_fourier_floats(int channels, int depth) { return (size_t)channels * pow3(depth); }
+// Fourier storage: channels in blocks of kLanes (the SIMD width), coefficient-major within a block:
+// [ceil(C / kLanes)][3^D][kLanes], so one vector load fetches a coefficient for kLanes channels.
+#if QTF_SIMD
+constexpr int kLanes = simd::W;
+#else
+constexpr int kLanes = 1;
+#endif
+
+size_t daruan_fourier_floats(int channels, int depth) {
+  return (size_t)(channels + kLanes - 1) / kLanes * kLanes * pow3(depth);
+}
 
 void daruan_fourier_build(const DaruanParams& p, float* storage) {
   const int n = pow3(p.depth);
-  for (int c = 0; c < p.channels; ++c)
-    fourier_build_channel(p.theta + (size_t)c * (p.depth + 1) * 2, p.depth, storage + (size_t)c * n);
+  for (int c = 0; c < p.channels; ++c) {
+    const float* theta = p.theta + (size_t)c * (p.depth + 1) * 2;
+#if QTF_SIMD
+    float R[6561];  // 3^kMaxDaruanDepth coefficients, interleaved into the channel's block below
+    fourier_build_channel(theta, p.depth, R);
+    float* block = storage + (size_t)(c / kLanes) * n * kLanes;
+    for (int m = 0; m < n; ++m) block[m * kLanes + c % kLanes] = R[m];
+#else
+    fourier_build_channel(theta, p.depth, storage + (size_t)c * n);
+#endif
+  }
 }
 
 void daruan_fourier(const DaruanParams& p, const float* storage, const float* x, float* y) {
   const int D = p.depth, n = pow3(D);
-  for (int c = 0; c < p.channels; ++c) {
+  int c = 0;
+#if QTF_SIMD
+  using simd::V;
+  for (; c + kLanes <= p.channels; c += kLanes) {  // kLanes channels at a time
+    const float* block = storage + (size_t)(c / kLanes) * n * kLanes;
+    const V xv = V::load_unaligned(x + c);
+    V basis[kMaxDaruanDepth][3];
+    for (int l = 0; l < D; ++l) {
+      alignas(64) float w[kLanes], b[kLanes];
+      for (int k = 0; k < kLanes; ++k) w[k] = p.w[(c + k) * D + l], b[k] = p.b[(c + k) * D + l];
+      auto cs = xsimd::sincos(xsimd::fma(V::load_aligned(w), xv, V::load_aligned(b)));
+      basis[l][0] = V(1.f), basis[l][1] = cs.second, basis[l][2] = cs.first;
+    }
+    const V g = fourier_contract<V>([block](int m) { return V::load_unaligned(block + m * kLanes); }, D, basis);
+    const V a = V::load_unaligned(p.a + c), e = V::load_unaligned(p.e + c), s = V::load_unaligned(p.s + c);
+    const V act = a * g + e + s * (xv / (V(1.f) + xsimd::exp(-xv)));
+    act.store_unaligned(y + c);
+  }
+#endif
+  for (; c < p.channels; ++c) {  // the tail (and every channel without SIMD)
+    const float* block = storage + (size_t)(c / kLanes) * n * kLanes + c % kLanes;
     const float xc = x[c];
     float basis[kMaxDaruanDepth][3];
     for (int l = 0; l < D; ++l) {
       const float phi = data_angle(p.w[c * D + l], xc, p.b[c * D + l]);
       basis[l][0] = 1.f, basis[l][1] = std::cos(phi), basis[l][2] = std::sin(phi);
     }
-    y[c] = activation(p, c, fourier_contract(storage + (size_t)c * n, D, basis), xc);
+    y[c] = activation(p, c, fourier_contract<float>([block](int m) { return block[m * kLanes]; }, D, basis), xc);
   }
 }
 
