@@ -1,0 +1,148 @@
+// TT-matrix matvec (kern:: SIMD and the ref:: scalar loop) per model shape and run-time rank, against
+// Eigen's GEMV on the equivalent dense matrix (row- and column-major) and our own dense kernel.
+// Counters: items/s = matvecs per second; FLOP/s = useful FLOPs per second of that method
+// (TT: tt_matvec_flops at the run-time rank; dense: 2*M*N).
+#include <benchmark/benchmark.h>
+
+#include <Eigen/Dense>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/kernels.h"
+
+using namespace qtf;
+
+namespace {
+
+constexpr int kStoredRank = 16;
+const int kRanks[] = {2, 4, 8, 16};
+
+struct ShapeCase {
+  const char* name;
+  std::vector<int> m, n;  // out factors, in factors
+};
+
+const ShapeCase kShapes[] = {
+    {"128x128_4x4x8", {4, 4, 8}, {4, 4, 8}},
+    {"128x128_8x16", {8, 16}, {8, 16}},
+    {"512x128_8x8x8<-4x4x8", {8, 8, 8}, {4, 4, 8}},
+    {"128x512_4x4x8<-8x8x8", {4, 4, 8}, {8, 8, 8}},
+    {"512x512_8x8x8", {8, 8, 8}, {8, 8, 8}},
+    {"384x384_4x12x8", {4, 12, 8}, {4, 12, 8}},
+    {"768x768_8x12x8", {8, 12, 8}, {8, 12, 8}},
+};
+
+// A TT matrix with random cores at stored rank kStoredRank, and its dense equivalent.
+struct Problem {
+  TTShape shape;
+  std::vector<float> cores[kMaxTTFactors], bias, x;
+  TTMatrix W;
+  Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> dense_rm;
+  Eigen::MatrixXf dense_cm;
+
+  explicit Problem(const ShapeCase& c) {
+    std::mt19937 rng(7);
+    std::uniform_real_distribution<float> u(-0.5f, 0.5f);
+    shape.K = (int)c.m.size();
+    shape.r[0] = shape.r[shape.K] = 1;
+    for (int k = 0; k < shape.K; ++k) shape.m[k] = c.m[k], shape.n[k] = c.n[k];
+    for (int b = 1; b < shape.K; ++b) shape.r[b] = kStoredRank;
+    for (int k = 0; k < shape.K; ++k) {
+      cores[k].resize((size_t)shape.r[k] * shape.m[k] * shape.n[k] * shape.r[k + 1]);
+      for (float& v : cores[k]) v = u(rng);
+      W.cores[k] = cores[k].data();
+    }
+    W.shape = shape;
+    const int64_t M = shape.rows(), N = shape.cols();
+    bias.resize((size_t)M);
+    for (float& v : bias) v = u(rng);
+    x.resize((size_t)N);
+    for (float& v : x) v = u(rng);
+
+    // Dense W (no bias): column j is W e_j.
+    dense_rm.resize(M, N);
+    std::vector<float> e((size_t)N, 0.f), col((size_t)M), ws(kern::tt_workspace_floats(shape, 1));
+    for (int64_t j = 0; j < N; ++j) {
+      e[(size_t)j] = 1.f;
+      kern::tt_matvec(W, kStoredRank, e.data(), col.data(), ws.data());  // tested equal to ref::
+      for (int64_t i = 0; i < M; ++i) dense_rm(i, j) = col[(size_t)i];
+      e[(size_t)j] = 0.f;
+    }
+    dense_cm = dense_rm;
+    W.bias = bias.data();
+  }
+};
+
+void set_counters(benchmark::State& state, int64_t flops) {
+  state.SetItemsProcessed(state.iterations());
+  state.counters["FLOP/s"] = benchmark::Counter((double)flops, benchmark::Counter::kIsIterationInvariantRate,
+                                                benchmark::Counter::kIs1000);
+  state.counters["FLOP/call"] = (double)flops;
+}
+
+template <bool kSimd>
+void tt_matvec_bench(benchmark::State& state, const Problem* p, int rank) {
+  std::vector<float> y((size_t)p->shape.rows()), ws(kern::tt_workspace_floats(p->shape, 1));
+  for (auto _ : state) {
+    if (kSimd)
+      kern::tt_matvec(p->W, rank, p->x.data(), y.data(), ws.data());
+    else
+      ref::tt_matvec(p->W, rank, p->x.data(), y.data(), ws.data());
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  set_counters(state, tt_matvec_flops(p->shape, rank));
+}
+
+template <class Matrix>
+void eigen_gemv_bench(benchmark::State& state, const Matrix* dense, const Problem* p) {
+  const Eigen::Map<const Eigen::VectorXf> x(p->x.data(), (Eigen::Index)p->x.size());
+  const Eigen::Map<const Eigen::VectorXf> b(p->bias.data(), (Eigen::Index)p->bias.size());
+  Eigen::VectorXf y(dense->rows());
+  for (auto _ : state) {
+    y.noalias() = *dense * x;
+    y += b;
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  set_counters(state, 2 * (int64_t)dense->rows() * dense->cols());
+}
+
+void kern_dense_bench(benchmark::State& state, const Problem* p) {
+  DenseMatrix D;
+  D.rows = (int)p->dense_rm.rows(), D.cols = (int)p->dense_rm.cols(), D.w = p->dense_rm.data(), D.bias = p->bias.data();
+  std::vector<float> y((size_t)D.rows);
+  for (auto _ : state) {
+    kern::dense_matvec(D, p->x.data(), y.data());
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  set_counters(state, 2 * (int64_t)D.rows * D.cols);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<Problem*> problems;  // live until exit: the benchmarks point into them
+  for (const ShapeCase& c : kShapes) {
+    const Problem* p = problems.emplace_back(new Problem(c));
+    const std::string shape = c.name;
+    benchmark::RegisterBenchmark(("eigen_gemv_rowmajor/" + shape).c_str(), eigen_gemv_bench<decltype(p->dense_rm)>,
+                                 &p->dense_rm, p);
+    benchmark::RegisterBenchmark(("eigen_gemv_colmajor/" + shape).c_str(), eigen_gemv_bench<decltype(p->dense_cm)>,
+                                 &p->dense_cm, p);
+    benchmark::RegisterBenchmark(("kern_dense_matvec/" + shape).c_str(), kern_dense_bench, p);
+    for (int rank : kRanks) {
+      const std::string suffix = shape + "/r" + std::to_string(rank);
+      benchmark::RegisterBenchmark(("tt_kern/" + suffix).c_str(), tt_matvec_bench<true>, p, rank);
+      benchmark::RegisterBenchmark(("tt_ref/" + suffix).c_str(), tt_matvec_bench<false>, p, rank);
+    }
+  }
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  for (Problem* p : problems) delete p;
+  return 0;
+}

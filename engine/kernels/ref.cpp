@@ -1,0 +1,105 @@
+// Scalar reference kernels: the plainest loops that follow the contracts in kernels.h. The SIMD kernels
+// are tested against these, and these against first principles (tests/kernels).
+#include <cmath>
+
+#include "kernels/kernels.h"
+#include "kernels/tt_plan.h"
+
+namespace qtf {
+namespace ref {
+
+size_t tt_workspace_floats(const TTShape& s, int batch) { return tt::workspace_floats(s, batch); }
+
+// Always right-to-left. The intermediate t is laid out [j_1..j_k, a_k, i_{k+1}..i_K] (1-based factors):
+// it starts as x (a_K = 1) and ends as y (a_0 = 1).
+void tt_matvec(const TTMatrix& W, int rank, const float* x, float* y, float* workspace) {
+  const TTShape& s = W.shape;
+  const int K = s.K;
+  if (rank < 1) rank = 1;
+  int R[kMaxTTFactors + 1];
+  for (int b = 0; b <= K; ++b) R[b] = (b == 0 || b == K) ? 1 : (rank < s.r[b] ? rank : s.r[b]);
+
+  const int64_t buffer = tt::max_intermediate(s);
+  const float* t = x;
+  int64_t P = s.cols();  // prod of the n's not yet contracted
+  int64_t Q = 1;         // prod of the m's already produced
+  for (int k = K - 1; k >= 0; --k) {
+    const float* G = W.cores[k];  // [r_k, m, n, r_{k+1}] at stored ranks
+    const int m = s.m[k], n = s.n[k], r_stored = s.r[k + 1];
+    const int r_left = R[k], r_right = R[k + 1];
+    P /= n;
+    float* out = k == 0 ? y : workspace + ((K - 1 - k) % 2) * buffer;
+    for (int64_t p = 0; p < P; ++p)
+      for (int al = 0; al < r_left; ++al)
+        for (int i = 0; i < m; ++i)
+          for (int64_t q = 0; q < Q; ++q) {
+            float sum = 0.f;
+            for (int j = 0; j < n; ++j)
+              for (int ar = 0; ar < r_right; ++ar)
+                sum += G[(((int64_t)al * m + i) * n + j) * r_stored + ar] * t[((p * n + j) * r_right + ar) * Q + q];
+            out[((p * r_left + al) * m + i) * Q + q] = sum;
+          }
+    Q *= m;
+    t = out;
+  }
+  if (W.bias)
+    for (int64_t i = 0; i < s.rows(); ++i) y[i] += W.bias[i];
+}
+
+void tt_matmul(const TTMatrix& W, int rank, const float* X, int batch, float* Y, float* workspace) {
+  const int64_t M = W.shape.rows(), N = W.shape.cols();
+  for (int b = 0; b < batch; ++b) tt_matvec(W, rank, X + b * N, Y + b * M, workspace);
+}
+
+void dense_matvec(const DenseMatrix& W, const float* x, float* y) {
+  for (int i = 0; i < W.rows; ++i) {
+    float sum = W.bias ? W.bias[i] : 0.f;
+    for (int j = 0; j < W.cols; ++j) sum += W.w[(int64_t)i * W.cols + j] * x[j];
+    y[i] = sum;
+  }
+}
+
+void dense_matmul(const DenseMatrix& W, const float* X, int batch, float* Y) {
+  for (int b = 0; b < batch; ++b) dense_matvec(W, X + (int64_t)b * W.cols, Y + (int64_t)b * W.rows);
+}
+
+float dot(const float* a, const float* b, int n) {
+  float sum = 0.f;
+  for (int i = 0; i < n; ++i) sum += a[i] * b[i];
+  return sum;
+}
+
+void axpy(float a, const float* x, float* y, int n) {
+  for (int i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+void layer_norm(const float* x, const float* w, const float* b, float eps, int n, float* y) {
+  float mean = 0.f;
+  for (int i = 0; i < n; ++i) mean += x[i];
+  mean /= (float)n;
+  float var = 0.f;  // biased (divides by n), as torch.nn.LayerNorm
+  for (int i = 0; i < n; ++i) var += (x[i] - mean) * (x[i] - mean);
+  var /= (float)n;
+  const float inv_std = 1.f / std::sqrt(var + eps);
+  for (int i = 0; i < n; ++i) y[i] = (x[i] - mean) * inv_std * w[i] + b[i];
+}
+
+void softmax_inplace(float* x, int n) {
+  if (n <= 0) return;
+  float max = x[0];
+  for (int i = 1; i < n; ++i) max = x[i] > max ? x[i] : max;
+  float sum = 0.f;
+  for (int i = 0; i < n; ++i) sum += (x[i] = std::exp(x[i] - max));
+  for (int i = 0; i < n; ++i) x[i] /= sum;
+}
+
+void gelu_inplace(float* x, int n) {
+  for (int i = 0; i < n; ++i) x[i] = 0.5f * x[i] * (1.f + std::erf(x[i] * 0.70710678118654752f));
+}
+
+void silu_inplace(float* x, int n) {
+  for (int i = 0; i < n; ++i) x[i] = x[i] / (1.f + std::exp(-x[i]));
+}
+
+}  // namespace ref
+}  // namespace qtf

@@ -1,0 +1,145 @@
+// TT-matrix shapes, the contraction plan (order chosen by FLOPs) and its scalar executor.
+//
+// Right-to-left keeps the intermediate as [j_1..j_k, a_k, i_{k+1}..i_K]: contracting core k sums over
+// (j_k, a_k) and yields [j_1..j_{k-1}, a_{k-1}, i_k..i_K]. Left-to-right mirrors it with
+// [i_1..i_{k-1}, a_{k-1}, j_k..j_K]. Either way every step is "P blocks of (core matrix) x (block)"
+// with contiguous blocks, and a batch of vectors is just a larger P.
+#include "kernels/tt_plan.h"
+
+namespace qtf {
+
+int64_t TTShape::rows() const {
+  int64_t p = 1;
+  for (int k = 0; k < K; ++k) p *= m[k];
+  return p;
+}
+
+int64_t TTShape::cols() const {
+  int64_t p = 1;
+  for (int k = 0; k < K; ++k) p *= n[k];
+  return p;
+}
+
+int64_t TTShape::params() const {
+  int64_t p = 0;
+  for (int k = 0; k < K; ++k) p += (int64_t)r[k] * m[k] * n[k] * r[k + 1];
+  return p;
+}
+
+int64_t tt_matvec_flops(const TTShape& s, int rank) {
+  TTMatrix shape_only;
+  shape_only.shape = s;
+  return tt::best_plan(shape_only, rank, 1).flops;
+}
+
+namespace tt {
+namespace {
+
+int64_t prod(const int* v, int begin, int end) {
+  int64_t p = 1;
+  for (int k = begin; k < end; ++k) p *= v[k];
+  return p;
+}
+
+}  // namespace
+
+Plan make_plan(const TTMatrix& W, int rank, int batch, Order order) {
+  const TTShape& s = W.shape;
+  const int K = s.K;
+  if (rank < 1) rank = 1;
+  int R[kMaxTTFactors + 1];  // bond ranks used at this run-time rank
+  for (int b = 0; b <= K; ++b) R[b] = (b == 0 || b == K) ? 1 : (rank < s.r[b] ? rank : s.r[b]);
+
+  Plan plan;
+  plan.K = K;
+  for (int t = 0; t < K; ++t) {
+    const int k = order == Order::right_to_left ? K - 1 - t : t;
+    const int m = s.m[k], n = s.n[k];
+    const ptrdiff_t rs = s.r[k + 1];  // stored right rank: the core's innermost stride is over it
+    Step& st = plan.steps[t];
+    st.core = W.cores[k];
+    if (order == Order::right_to_left) {
+      st.row_count[0] = R[k], st.row_stride[0] = (ptrdiff_t)m * n * rs;  // a_{k-1}
+      st.row_count[1] = m, st.row_stride[1] = (ptrdiff_t)n * rs;         // i_k
+      st.red_count[0] = n, st.red_stride[0] = rs;                        // j_k
+      st.red_count[1] = R[k + 1], st.red_stride[1] = 1;                  // a_k
+      st.P = (int64_t)batch * prod(s.n, 0, k);
+      st.Q = prod(s.m, k + 1, K);
+    } else {
+      st.row_count[0] = m, st.row_stride[0] = (ptrdiff_t)n * rs;         // i_k
+      st.row_count[1] = R[k + 1], st.row_stride[1] = 1;                  // a_k
+      st.red_count[0] = R[k], st.red_stride[0] = (ptrdiff_t)m * n * rs;  // a_{k-1}
+      st.red_count[1] = n, st.red_stride[1] = rs;                        // j_k
+      st.P = (int64_t)batch * prod(s.m, 0, k);
+      st.Q = prod(s.n, k + 1, K);
+    }
+    plan.flops += st.flops();
+  }
+  return plan;
+}
+
+Plan best_plan(const TTMatrix& W, int rank, int batch) {
+  Plan rtl = make_plan(W, rank, batch, Order::right_to_left);
+  Plan ltr = make_plan(W, rank, batch, Order::left_to_right);
+  return rtl.flops < ltr.flops ? rtl : ltr;
+}
+
+int64_t max_intermediate(const TTShape& s) {
+  // Between cores b-1 and b (b = 1..K-1): right-to-left holds [n_1..n_b, r_b, m_{b+1}..m_K] (1-based),
+  // left-to-right holds [m_1..m_b, r_b, n_{b+1}..n_K].
+  int64_t most = 0;
+  for (int b = 1; b < s.K; ++b) {
+    const int64_t rtl = prod(s.n, 0, b) * s.r[b] * prod(s.m, b, s.K);
+    const int64_t ltr = prod(s.m, 0, b) * s.r[b] * prod(s.n, b, s.K);
+    if (rtl > most) most = rtl;
+    if (ltr > most) most = ltr;
+  }
+  return most;
+}
+
+size_t workspace_floats(const TTShape& s, int batch) {
+  const int buffers = s.K - 1 < 2 ? s.K - 1 : 2;  // K-1 intermediates, ping-ponged
+  return buffers > 0 ? (size_t)buffers * (size_t)max_intermediate(s) * (size_t)batch : 0;
+}
+
+void run_plan(const Plan& plan, const TTMatrix& W, int batch, const float* X, float* Y, float* workspace,
+              StepFn step) {
+  const int64_t buffer = max_intermediate(W.shape) * batch;
+  const float* in = X;
+  for (int t = 0; t < plan.K; ++t) {
+    float* out = t == plan.K - 1 ? Y : workspace + (t % 2) * buffer;
+    step(plan.steps[t], in, out);
+    in = out;
+  }
+  if (W.bias) {
+    const int64_t M = W.shape.rows();
+    for (int b = 0; b < batch; ++b)
+      for (int64_t i = 0; i < M; ++i) Y[b * M + i] += W.bias[i];
+  }
+}
+
+void step_scalar(const Step& s, const float* in, float* out, int64_t q_begin) {
+  const int rows = s.rows(), red = s.red();
+  const int64_t Q = s.Q;
+  for (int64_t p = 0; p < s.P; ++p) {
+    const float* B = in + p * red * Q;
+    float* C = out + p * rows * Q;
+    for (int ro = 0; ro < s.row_count[0]; ++ro) {
+      for (int ri = 0; ri < s.row_count[1]; ++ri) {
+        const float* a_row = s.core + ro * s.row_stride[0] + ri * s.row_stride[1];
+        float* c = C + ((int64_t)ro * s.row_count[1] + ri) * Q;
+        for (int64_t q = q_begin; q < Q; ++q) c[q] = 0.f;
+        const float* b = B;
+        for (int so = 0; so < s.red_count[0]; ++so) {
+          for (int si = 0; si < s.red_count[1]; ++si, b += Q) {
+            const float a = a_row[so * s.red_stride[0] + si * s.red_stride[1]];
+            for (int64_t q = q_begin; q < Q; ++q) c[q] += a * b[q];
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace tt
+}  // namespace qtf

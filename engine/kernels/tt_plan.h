@@ -1,0 +1,58 @@
+// How a TT matvec is carried out: a plan of K contraction steps, one per core, in the cheaper of the
+// two orders (right-to-left or left-to-right). Shared by the SIMD and scalar executors and by the FLOP
+// count, so what is counted is what runs.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/kernels.h"
+
+namespace qtf {
+namespace tt {
+
+// One step is P independent small matrix products
+//   C_p[rows, Q] = A[rows, red] * B_p[red, Q],   B_p = in + p*red*Q,   C_p = out + p*rows*Q,
+// where A is a strided view of one stored core: a row is (outer, inner), a reduction index is
+// (outer, inner), and A[(ro, ri), (so, si)] = core[ro*row_stride[0] + ri*row_stride[1] +
+// so*red_stride[0] + si*red_stride[1]]. A truncated bond is just a smaller count than its stored stride
+// implies, so no core is ever repacked.
+struct Step {
+  const float* core = nullptr;
+  int row_count[2] = {0, 0};
+  ptrdiff_t row_stride[2] = {0, 0};
+  int red_count[2] = {0, 0};
+  ptrdiff_t red_stride[2] = {0, 0};
+  int64_t P = 0, Q = 0;
+  int rows() const { return row_count[0] * row_count[1]; }
+  int red() const { return red_count[0] * red_count[1]; }
+  int64_t flops() const { return 2 * P * Q * rows() * red(); }
+};
+
+enum class Order { right_to_left, left_to_right };
+
+struct Plan {
+  int K = 0;
+  Step steps[kMaxTTFactors];
+  int64_t flops = 0;
+};
+
+Plan make_plan(const TTMatrix& W, int rank, int batch, Order order);
+// The order with fewer FLOPs at this rank (ties go left-to-right).
+Plan best_plan(const TTMatrix& W, int rank, int batch);
+
+// Floats of one intermediate (per vector) at stored ranks, the largest over both orders.
+int64_t max_intermediate(const TTShape& s);
+size_t workspace_floats(const TTShape& s, int batch);
+
+// Runs the steps, ping-ponging intermediates through the workspace; the last step writes Y, then the
+// bias is added. `step` computes one Step for all P blocks.
+using StepFn = void (*)(const Step& s, const float* in, float* out);
+void run_plan(const Plan& plan, const TTMatrix& W, int batch, const float* X, float* Y, float* workspace,
+              StepFn step);
+
+// Columns [q_begin, Q) of one step, plain loops: the whole step where there is no SIMD, and the
+// columns the SIMD tiles leave over.
+void step_scalar(const Step& s, const float* in, float* out, int64_t q_begin);
+
+}  // namespace tt
+}  // namespace qtf

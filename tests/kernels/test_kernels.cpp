@@ -1,0 +1,311 @@
+// Kernels: ref:: against first principles (the TT matrix materialized densely, known function values),
+// kern:: against ref:: on random inputs, odd sizes (SIMD tails), every rank and small batches, and the
+// workspace bound (a guard region after it must stay untouched).
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/kernels.h"
+
+using namespace qtf;
+
+namespace {
+
+using Vec = std::vector<float>;
+
+Vec random_vec(std::mt19937& rng, size_t n, float scale = 1.f) {
+  std::uniform_real_distribution<float> u(-scale, scale);
+  Vec v(n);
+  for (float& x : v) x = u(rng);
+  return v;
+}
+
+// max |a - b| relative to max |b| (float32 sums of a few hundred terms: ~1e-6).
+double rel_err(const float* a, const float* b, size_t n) {
+  double diff = 0, mag = 1e-30;
+  for (size_t i = 0; i < n; ++i) {
+    diff = std::fmax(diff, std::fabs((double)a[i] - (double)b[i]));
+    mag = std::fmax(mag, std::fabs((double)b[i]));
+  }
+  return diff / mag;
+}
+
+bool all_finite(const float* a, size_t n) {
+  for (size_t i = 0; i < n; ++i)
+    if (!std::isfinite(a[i])) return false;
+  return true;
+}
+
+// A TT matrix with random cores that owns its storage.
+struct TT {
+  TTShape shape;
+  Vec cores[kMaxTTFactors];
+  Vec bias;
+  TTMatrix view() const {
+    TTMatrix W;
+    W.shape = shape;
+    for (int k = 0; k < shape.K; ++k) W.cores[k] = cores[k].data();
+    W.bias = bias.empty() ? nullptr : bias.data();
+    return W;
+  }
+};
+
+// m, n: factors; r: the K-1 internal stored ranks.
+TT make_tt(std::mt19937& rng, std::vector<int> m, std::vector<int> n, std::vector<int> r, bool bias = true) {
+  TT t;
+  t.shape.K = (int)m.size();
+  t.shape.r[0] = t.shape.r[t.shape.K] = 1;
+  for (int k = 0; k < t.shape.K; ++k) t.shape.m[k] = m[k], t.shape.n[k] = n[k];
+  for (int b = 1; b < t.shape.K; ++b) t.shape.r[b] = r[b - 1];
+  for (int k = 0; k < t.shape.K; ++k)
+    t.cores[k] = random_vec(rng, (size_t)t.shape.r[k] * m[k] * n[k] * t.shape.r[k + 1], 0.5f);
+  if (bias) t.bias = random_vec(rng, (size_t)t.shape.rows());
+  return t;
+}
+
+int max_rank(const TTShape& s) {
+  int r = 1;
+  for (int b = 1; b < s.K; ++b) r = s.r[b] > r ? s.r[b] : r;
+  return r;
+}
+
+// W at run-time rank `rank`, built entry by entry from the definition: W[i, j] is the product of the
+// core slices G_k[:, i_k, j_k, :], each masked to bond indices < min(rank, r_k). Row-major, in double.
+std::vector<double> materialize(const TT& t, int rank) {
+  const TTShape& s = t.shape;
+  const int64_t M = s.rows(), N = s.cols();
+  std::vector<double> dense((size_t)(M * N));
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      int ik[kMaxTTFactors], jk[kMaxTTFactors];
+      int64_t ii = i, jj = j;
+      for (int k = s.K - 1; k >= 0; --k) ik[k] = (int)(ii % s.m[k]), ii /= s.m[k], jk[k] = (int)(jj % s.n[k]), jj /= s.n[k];
+      std::vector<double> v(1, 1.0);  // row vector over the left bond
+      for (int k = 0; k < s.K; ++k) {
+        const int rl = s.r[k], rr = s.r[k + 1];
+        std::vector<double> next((size_t)rr, 0.0);
+        for (int a = 0; a < rl; ++a)
+          for (int b = 0; b < rr; ++b) {
+            const bool kept = (k == 0 || a < rank) && (k == s.K - 1 || b < rank);
+            if (kept) next[b] += v[a] * t.cores[k][(((size_t)a * s.m[k] + ik[k]) * s.n[k] + jk[k]) * rr + b];
+          }
+        v = next;
+      }
+      dense[(size_t)(i * N + j)] = v[0];
+    }
+  return dense;
+}
+
+constexpr size_t kGuard = 64;
+constexpr uint32_t kGuardBits = 0x7fc0beefu;  // a NaN: reading it would also poison the result
+
+struct GuardedWorkspace {
+  std::vector<float> buf;
+  size_t size;
+  explicit GuardedWorkspace(size_t floats) : buf(floats + kGuard), size(floats) {
+    for (float& f : buf) std::memcpy(&f, &kGuardBits, 4);  // workspace starts as NaN too
+  }
+  float* data() { return buf.data(); }
+  bool guard_intact() const {
+    for (size_t i = size; i < buf.size(); ++i) {
+      uint32_t bits;
+      std::memcpy(&bits, &buf[i], 4);
+      if (bits != kGuardBits) return false;
+    }
+    return true;
+  }
+};
+
+Vec nan_vec(size_t n) { return Vec(n, std::nanf("")); }
+
+}  // namespace
+
+TEST_CASE("simd arch is reported") {
+  MESSAGE("kern::simd_arch() = " << std::string(kern::simd_arch()));
+  CHECK(std::strlen(kern::simd_arch()) > 0);
+}
+
+TEST_CASE("TT shape sizes and FLOPs of the cheaper order") {
+  std::mt19937 rng(1);
+  TT sq = make_tt(rng, {4, 4, 8}, {4, 4, 8}, {8, 8});
+  CHECK(sq.shape.rows() == 128);
+  CHECK(sq.shape.cols() == 128);
+  CHECK(sq.shape.params() == 4 * 4 * 8 + 8 * 4 * 4 * 8 + 8 * 8 * 8);
+  // Right-to-left, by hand: core 3 2*16*(8*8)*8, core 2 2*4*8*(8*4)*(4*8), core 1 2*32*4*(4*8).
+  CHECK(tt_matvec_flops(sq.shape, 8) == 16384 + 65536 + 8192);
+  CHECK(tt_matvec_flops(sq.shape, 100) == tt_matvec_flops(sq.shape, 8));  // rank clamps to stored
+
+  // m = 2x8, n = 16x4, r = 4: right-to-left costs 2*16*32*4 + 2*8*2*64 = 6144, left-to-right
+  // 2*4*8*16 + 2*2*8*16 = 1536: the cheaper one is counted (and run).
+  TT rect = make_tt(rng, {2, 8}, {16, 4}, {4});
+  CHECK(tt_matvec_flops(rect.shape, 4) == 1536);
+  // At rank 1 right-to-left: 2*16*8*4 + 2*8*2*16 = 1536; left-to-right: 2*4*2*16 + 2*2*8*4 = 384.
+  CHECK(tt_matvec_flops(rect.shape, 1) == 384);
+}
+
+TEST_CASE("ref TT matvec equals the materialized dense matrix at every rank") {
+  std::mt19937 rng(2);
+  const TT cases[] = {
+      make_tt(rng, {5}, {3}, {}),
+      make_tt(rng, {3, 4}, {2, 5}, {5}),
+      make_tt(rng, {2, 3, 2}, {3, 2, 4}, {3, 4}),
+      make_tt(rng, {2, 2, 3, 2}, {2, 3, 2, 2}, {2, 3, 2}),
+      make_tt(rng, {4, 4, 8}, {4, 4, 8}, {6, 6}, false),
+  };
+  for (const TT& t : cases) {
+    const int64_t M = t.shape.rows(), N = t.shape.cols();
+    const Vec x = random_vec(rng, (size_t)N);
+    for (int rank = 1; rank <= max_rank(t.shape); ++rank) {
+      CAPTURE(t.shape.K);
+      CAPTURE(rank);
+      const std::vector<double> dense = materialize(t, rank);
+      Vec expect((size_t)M);
+      for (int64_t i = 0; i < M; ++i) {
+        double sum = t.bias.empty() ? 0.0 : t.bias[(size_t)i];
+        for (int64_t j = 0; j < N; ++j) sum += dense[(size_t)(i * N + j)] * x[(size_t)j];
+        expect[(size_t)i] = (float)sum;
+      }
+      GuardedWorkspace ws(ref::tt_workspace_floats(t.shape, 1));
+      Vec y = nan_vec((size_t)M);
+      ref::tt_matvec(t.view(), rank, x.data(), y.data(), ws.data());
+      CHECK(rel_err(y.data(), expect.data(), (size_t)M) < 1e-5);
+      CHECK(ws.guard_intact());
+    }
+  }
+}
+
+TEST_CASE("kern TT matvec/matmul equal ref at every rank and batch, within the workspace") {
+  std::mt19937 rng(3);
+  const TT cases[] = {
+      make_tt(rng, {7}, {9}, {}),                        // K = 1
+      make_tt(rng, {3, 5, 7}, {7, 5, 3}, {5, 7}),        // odd everything
+      make_tt(rng, {3, 5, 7}, {2, 3, 11}, {4, 3}),       // n != m
+      make_tt(rng, {2, 3, 4, 5}, {5, 4, 3, 2}, {3, 5, 2}),  // K = 4
+      make_tt(rng, {4, 4, 8}, {4, 4, 8}, {16, 16}),      // 128 (model)
+      make_tt(rng, {8, 16}, {8, 16}, {16}),              // 128 as 8x16
+      make_tt(rng, {8, 8, 8}, {4, 4, 8}, {16, 16}),      // 128 -> 512
+      make_tt(rng, {4, 4, 8}, {8, 8, 8}, {16, 16}),      // 512 -> 128
+      make_tt(rng, {4, 12, 8}, {4, 12, 8}, {8, 8}),      // 384
+      make_tt(rng, {8, 12, 8}, {8, 12, 8}, {12, 12}),    // 768
+      make_tt(rng, {16, 24}, {4, 4}, {7}, false),        // wide Q, no bias
+  };
+  for (const TT& t : cases) {
+    const TTMatrix W = t.view();
+    const size_t M = (size_t)t.shape.rows(), N = (size_t)t.shape.cols();
+    for (int batch = 1; batch <= 5; ++batch) {
+      const Vec X = random_vec(rng, N * batch);
+      GuardedWorkspace ws(kern::tt_workspace_floats(t.shape, batch));
+      Vec ref_ws(ref::tt_workspace_floats(t.shape, batch));
+      for (int rank = 1; rank <= max_rank(t.shape) + 1; ++rank) {
+        CAPTURE(M);
+        CAPTURE(N);
+        CAPTURE(batch);
+        CAPTURE(rank);
+        Vec expect(M * batch), y = nan_vec(M * batch);
+        ref::tt_matmul(W, rank, X.data(), batch, expect.data(), ref_ws.data());
+        kern::tt_matmul(W, rank, X.data(), batch, y.data(), ws.data());
+        REQUIRE(all_finite(y.data(), y.size()));
+        CHECK(rel_err(y.data(), expect.data(), y.size()) < 2e-6 * std::sqrt((double)N));
+        CHECK(ws.guard_intact());
+        if (batch == 1) {
+          Vec y1 = nan_vec(M);
+          kern::tt_matvec(W, rank, X.data(), y1.data(), ws.data());
+          CHECK(std::memcmp(y1.data(), y.data(), M * sizeof(float)) == 0);  // matvec is matmul of one
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("dense matvec/matmul, dot and axpy: kern equals ref, odd sizes") {
+  std::mt19937 rng(4);
+  const int sizes[] = {1, 3, 17, 129};
+  for (int rows : sizes)
+    for (int cols : sizes)
+      for (bool with_bias : {false, true}) {
+        CAPTURE(rows);
+        CAPTURE(cols);
+        const Vec w = random_vec(rng, (size_t)rows * cols), bias = random_vec(rng, (size_t)rows);
+        DenseMatrix D;
+        D.rows = rows, D.cols = cols, D.w = w.data(), D.bias = with_bias ? bias.data() : nullptr;
+        for (int batch = 1; batch <= 5; ++batch) {
+          const Vec X = random_vec(rng, (size_t)cols * batch);
+          Vec expect((size_t)rows * batch), y = nan_vec((size_t)rows * batch);
+          ref::dense_matmul(D, X.data(), batch, expect.data());
+          kern::dense_matmul(D, X.data(), batch, y.data());
+          CHECK(rel_err(y.data(), expect.data(), y.size()) < 1e-5);
+          if (batch == 1) {
+            Vec y1 = nan_vec((size_t)rows);
+            kern::dense_matvec(D, X.data(), y1.data());
+            CHECK(rel_err(y1.data(), expect.data(), y1.size()) < 1e-5);
+          }
+        }
+      }
+  for (int n : {1, 3, 17, 129, 768}) {
+    CAPTURE(n);
+    const Vec a = random_vec(rng, (size_t)n), b = random_vec(rng, (size_t)n);
+    const float d_ref = ref::dot(a.data(), b.data(), n), d = kern::dot(a.data(), b.data(), n);
+    CHECK(std::fabs(d - d_ref) <= 1e-5f * (1.f + std::fabs(d_ref)) * std::sqrt((float)n));
+    Vec y_ref = b, y = b;
+    ref::axpy(-0.75f, a.data(), y_ref.data(), n);
+    kern::axpy(-0.75f, a.data(), y.data(), n);
+    CHECK(rel_err(y.data(), y_ref.data(), (size_t)n) < 1e-6);
+  }
+}
+
+TEST_CASE("layer norm, softmax, GELU, SiLU: kern equals ref, odd sizes") {
+  std::mt19937 rng(5);
+  for (int n : {1, 3, 17, 129, 768}) {
+    CAPTURE(n);
+    const Vec x = random_vec(rng, (size_t)n, 4.f), w = random_vec(rng, (size_t)n), b = random_vec(rng, (size_t)n);
+    Vec y_ref((size_t)n), y = nan_vec((size_t)n);
+    ref::layer_norm(x.data(), w.data(), b.data(), 1e-5f, n, y_ref.data());
+    kern::layer_norm(x.data(), w.data(), b.data(), 1e-5f, n, y.data());
+    CHECK(rel_err(y.data(), y_ref.data(), (size_t)n) < 1e-5);
+
+    for (float scale : {1.f, 60.f}) {  // 60: exp would overflow without subtracting the max
+      Vec s_ref = random_vec(rng, (size_t)n, scale), s = s_ref;
+      ref::softmax_inplace(s_ref.data(), n);
+      kern::softmax_inplace(s.data(), n);
+      REQUIRE(all_finite(s.data(), s.size()));
+      CHECK(rel_err(s.data(), s_ref.data(), (size_t)n) < 1e-5);
+      double total = 0;
+      for (float v : s) total += v;
+      CHECK(total == doctest::Approx(1.0).epsilon(1e-5));
+    }
+
+    Vec g_ref = random_vec(rng, (size_t)n, 6.f), g = g_ref, sl_ref = g_ref, sl = g_ref;
+    ref::gelu_inplace(g_ref.data(), n);
+    kern::gelu_inplace(g.data(), n);
+    CHECK(rel_err(g.data(), g_ref.data(), (size_t)n) < 1e-5);
+    ref::silu_inplace(sl_ref.data(), n);
+    kern::silu_inplace(sl.data(), n);
+    CHECK(rel_err(sl.data(), sl_ref.data(), (size_t)n) < 1e-5);
+  }
+}
+
+TEST_CASE("reference values: LN statistics, GELU (erf form), SiLU") {
+  const float x[5] = {1.f, 2.f, 3.f, 4.f, 10.f}, one[5] = {1, 1, 1, 1, 1}, zero[5] = {0, 0, 0, 0, 0};
+  float y[5];
+  kern::layer_norm(x, one, zero, 0.f, 5, y);
+  double mean = 0, var = 0;
+  for (float v : y) mean += v / 5.0;
+  for (float v : y) var += (v - mean) * (v - mean) / 5.0;  // biased: normalized output has var 1
+  CHECK(mean == doctest::Approx(0.0).epsilon(1e-6));
+  CHECK(var == doctest::Approx(1.0).epsilon(1e-5));
+
+  float g[3] = {1.f, -1.f, 0.f};
+  kern::gelu_inplace(g, 3);  // torch.nn.functional.gelu(torch.tensor([1., -1., 0.]))
+  CHECK(g[0] == doctest::Approx(0.8413447).epsilon(1e-6));
+  CHECK(g[1] == doctest::Approx(-0.1586553).epsilon(1e-6));
+  CHECK(g[2] == 0.f);
+  float s[2] = {1.f, -1.f};
+  kern::silu_inplace(s, 2);
+  CHECK(s[0] == doctest::Approx(0.7310586).epsilon(1e-6));
+  CHECK(s[1] == doctest::Approx(-0.2689414).epsilon(1e-6));
+}
