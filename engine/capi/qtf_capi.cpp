@@ -3,6 +3,7 @@
 #include "qtf.h"
 
 #include <cstdio>
+#include <cstring>
 #include <new>
 
 #include "host/session.h"
@@ -123,8 +124,13 @@ qtf_status qtf_context_new(const qtf_model* model, const qtf_context_params* par
   if (!model || !out) return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_context_new: null argument");
   *out = nullptr;
   qtf_context_params p = params ? *params : qtf_context_default_params();
-  if (p.route < QTF_ROUTE_AUTO || p.route > QTF_ROUTE_QUANTUM || p.act_path < QTF_ACT_QUANTUM ||
-      p.act_path > QTF_ACT_SPLINE)
+  // A C caller may store any int in an enum field, and loading an out-of-range value as the C++ enum
+  // type is undefined behaviour: check the raw ints.
+  int route, act_path;
+  static_assert(sizeof route == sizeof p.route && sizeof act_path == sizeof p.act_path, "enums are int-sized");
+  std::memcpy(&route, &p.route, sizeof route);
+  std::memcpy(&act_path, &p.act_path, sizeof act_path);
+  if (route < QTF_ROUTE_AUTO || route > QTF_ROUTE_QUANTUM || act_path < QTF_ACT_QUANTUM || act_path > QTF_ACT_SPLINE)
     return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_context_new: route or act_path out of range");
   ContextOptions o;
   o.n_ctx = p.n_ctx;

@@ -53,10 +53,10 @@ struct Cursor {
 };
 
 // Name checks shared by metadata keys and tensor names.
-Status check_name(const Str& s, const char* what, uint32_t index) {
+Status check_name(const Str& s, const char* what, unsigned index) {
   if (s.size == 0 || s.size > kMaxNameBytes)
-    return Status::error(Err::bad_value, "%s #%u: name length %u is not in 1..%u", what, index, s.size,
-                         kMaxNameBytes);
+    return Status::error(Err::bad_value, "%s #%u: name length %u is not in 1..%u", what, index, (unsigned)s.size,
+                         (unsigned)kMaxNameBytes);
   if (!utf8_valid(s.data, s.size))
     return Status::error(Err::bad_utf8, "%s #%u: name is not valid UTF-8", what, index);
   return Status::success();
@@ -67,7 +67,7 @@ bool str_eq(const Str& a, const Str& b) {
 }
 
 // Parses one metadata entry at c (verifying it fully when verify is set).
-Status parse_meta(Cursor* c, uint32_t index, bool verify, MetaEntry* e) {
+Status parse_meta(Cursor* c, unsigned index, bool verify, MetaEntry* e) {
   uint64_t start = c->pos, type;
   if (!c->str(&e->key) || !c->uint(1, &type))
     return Status::error(Err::truncated, "metadata #%u at byte %llu: entry runs past the metadata section",
@@ -98,7 +98,7 @@ Status parse_meta(Cursor* c, uint32_t index, bool verify, MetaEntry* e) {
       ok = c->uint(4, &n);
       if (ok && n > kMaxArrayCount)
         return Status::error(Err::bad_value, "metadata '%.*s': array count %llu exceeds %u", (int)e->key.size,
-                             e->key.data, (unsigned long long)n, kMaxArrayCount);
+                             e->key.data, (unsigned long long)n, (unsigned)kMaxArrayCount);
       if (!ok) break;
       if (e->type != MetaType::str_array) {
         ok = c->skip(n * 8);
@@ -122,7 +122,7 @@ Status parse_meta(Cursor* c, uint32_t index, bool verify, MetaEntry* e) {
 }
 
 // Parses one tensor entry at c; verify checks everything except ordering/duplicates (done by caller).
-Status parse_tensor(Cursor* c, uint32_t index, bool verify, uint64_t data_offset, uint64_t file_size,
+Status parse_tensor(Cursor* c, unsigned index, bool verify, uint64_t data_offset, uint64_t file_size,
                     TensorInfo* t) {
   uint64_t start = c->pos, dtype, ndim, reserved;
   if (!c->str(&t->name) || !c->uint(1, &dtype) || !c->uint(1, &ndim) || !c->uint(2, &reserved))
@@ -204,10 +204,10 @@ Status ModelFile::open(const void* data, size_t size) {
     return Status::error(Err::truncated, "file is %zu bytes, shorter than the %zu-byte header", size, kHeaderSize);
   if (std::memcmp(p, kMagic, 8) != 0)
     return Status::error(Err::bad_magic, "not a .qtf model file (magic bytes are not 'QTFMODEL')");
-  uint32_t version = (uint32_t)load_le(p + 8, 4);
+  unsigned version = (unsigned)load_le(p + 8, 4);
   if (version != kVersion)
     return Status::error(Err::bad_version, "format version %u is not supported (this reader reads version %u)",
-                         version, kVersion);
+                         version, (unsigned)kVersion);
   if (load_le(p + 12, 4) != 0 || load_le(p + 76, 4) != 0)
     return Status::error(Err::bad_value, "header: reserved flags are not 0");
   uint64_t file_size = load_le(p + 16, 8);
@@ -218,9 +218,9 @@ Status ModelFile::open(const void* data, size_t size) {
     return Status::error(Err::bad_value, "file has %llu trailing bytes after the %llu the header declares",
                          (unsigned long long)(size - file_size), (unsigned long long)file_size);
 
-  uint32_t stored_crc = (uint32_t)load_le(p + kChecksumOffset, 4);
+  unsigned stored_crc = (unsigned)load_le(p + kChecksumOffset, 4);
   static const uint8_t kZero[4] = {0, 0, 0, 0};
-  uint32_t crc = crc32_update(0, p, kChecksumOffset);
+  unsigned crc = crc32_update(0, p, kChecksumOffset);
   crc = crc32_update(crc, kZero, 4);
   crc = crc32_update(crc, p + kChecksumOffset + 4, size - kChecksumOffset - 4);
   if (crc != stored_crc)
@@ -230,7 +230,7 @@ Status ModelFile::open(const void* data, size_t size) {
   uint64_t meta_off = load_le(p + 24, 8), meta_size = load_le(p + 32, 8);
   uint64_t table_off = load_le(p + 40, 8), table_size = load_le(p + 48, 8);
   uint64_t data_off = load_le(p + 56, 8);
-  uint32_t meta_count = (uint32_t)load_le(p + 64, 4), tensor_count = (uint32_t)load_le(p + 68, 4);
+  unsigned meta_count = (unsigned)load_le(p + 64, 4), tensor_count = (unsigned)load_le(p + 68, 4);
   uint64_t meta_end, table_end;
   if (add_overflows(meta_off, meta_size, &meta_end) || add_overflows(table_off, table_size, &table_end))
     return Status::error(Err::overflow, "header: section offset + size overflows 64 bits");
@@ -251,7 +251,7 @@ Status ModelFile::open(const void* data, size_t size) {
                          (unsigned long long)data_off, (unsigned long long)kAlign);
   if (meta_count > kMaxEntries || tensor_count > kMaxEntries)
     return Status::error(Err::bad_value, "header: %u metadata entries / %u tensors exceed the limit of %u",
-                         meta_count, tensor_count, kMaxEntries);
+                         meta_count, tensor_count, (unsigned)kMaxEntries);
 
   // Metadata: exactly meta_count entries filling the section; unique keys.
   Cursor mc{p, meta_off, meta_end};

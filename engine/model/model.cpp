@@ -220,7 +220,10 @@ size_t Model::convert_bytes(const format::ModelFile& file) {
 
 Status Model::load(const format::ModelFile& f, void* convert_buf, size_t convert_len) {
   if (!f.is_open()) return Status::error(Err::invalid_argument, "model file is not open (verify it first)");
-  *this = Model();
+  // Reset field by field: a `*this = Model()` would put a whole Model (tens of KB) on the stack.
+  cfg = ModelConfig();
+  tok_emb = pos_emb = lnf_w = lnf_b = head_w = nullptr;
+  for (Layer& layer : layers) layer = Layer();
   file = f;
   QTF_TRY(parse_config(f, &cfg));
   const ModelConfig& c = cfg;

@@ -26,6 +26,7 @@ int hexval(char c) {
 
 // Length of the UTF-8 sequence starting at p (1 for an invalid lead or a cut-short sequence).
 size_t utf8_len(const char* p, size_t avail) {
+  if (avail == 0) return 0;  // nothing to read (an empty token may end the buffer)
   uint8_t c = (uint8_t)p[0];
   size_t n = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 1;
   if (n > avail || !format::utf8_valid(p, n)) return 0;  // invalid
@@ -56,7 +57,7 @@ Status compute_sizes(const format::ModelFile& f, int vocab, Sizes* s, TokenizerK
   if (!f.find_meta("tokenizer.tokens", tokens) || tokens->type != format::MetaType::str_array)
     return Status::error(Err::missing, "tokenizer.tokens (str[]) is missing");
   if ((int64_t)tokens->count != vocab)
-    return Status::error(Err::bad_value, "tokenizer has %u tokens but model.vocab_size is %d", tokens->count, vocab);
+    return Status::error(Err::bad_value, "tokenizer has %u tokens but model.vocab_size is %d", (unsigned)tokens->count, vocab);
   size_t bytes = 0;
   format::Str t;
   for (uint32_t i = 0; i < tokens->count; ++i) {
@@ -128,7 +129,7 @@ Status Tokenizer::init(const format::ModelFile& f, int vocab, void* arena, size_
     if (escaped) n = unescape_token(t.data, t.size, bytes_ + at);
     else std::memcpy(bytes_ + at, t.data, t.size);
     if (n < 0) return Status::error(Err::bad_value, "tokenizer token %d has a malformed escape", i);
-    if (kind_ == TokenizerKind::chars && utf8_len(t.data, t.size) != t.size)
+    if (kind_ == TokenizerKind::chars && (t.size == 0 || utf8_len(t.data, t.size) != t.size))
       return Status::error(Err::bad_value, "char tokenizer token %d is not exactly one character", i);
     if (lookup(bytes_ + at, (size_t)n) < 0) {  // first id wins for duplicate texts
       uint32_t h = fnv1a(bytes_ + at, (size_t)n) & table_mask_;
