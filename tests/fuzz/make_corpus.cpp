@@ -1,0 +1,150 @@
+// Writes the fuzz seed corpus (valid and damaged inputs) into OUTDIR/{files,text,prompt}:
+//   files/  model files for fuzz_reader and fuzz_model; text/ for fuzz_tokenizer; prompt/ for fuzz_prompt.
+// Generated rather than committed, so the seeds follow the format and the harness layouts as they change.
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "format/writer.h"
+#include "fuzz_util.h"
+#include "reliability/model_edit.h"
+
+using namespace qtf;
+using Bytes = std::vector<uint8_t>;
+
+namespace {
+
+std::filesystem::path g_out;
+int g_written = 0;
+
+void save(const char* dir, const std::string& name, const Bytes& b) {
+  std::filesystem::create_directories(g_out / dir);
+  std::ofstream(g_out / dir / name, std::ios::binary).write(reinterpret_cast<const char*>(b.data()), (std::streamsize)b.size());
+  ++g_written;
+}
+
+Bytes str_bytes(const std::string& s) { return Bytes(s.begin(), s.end()); }
+
+void model_files() {
+  const Bytes base = qtf::testing::make_tiny_model(fuzz::tiny_config(0));
+  save("files", "valid_full.qtf", base);
+  save("files", "valid_dense.qtf", qtf::testing::make_tiny_model(fuzz::tiny_config(1)));
+  save("files", "valid_k3_q4.qtf", qtf::testing::make_tiny_model(fuzz::tiny_config(2)));
+  qtf::testing::ModelEdit as_f16, as_i8;
+  as_f16.dtype = format::DType::f16;
+  as_i8.dtype = format::DType::i8;
+  save("files", "valid_f16.qtf", qtf::testing::rewrite_model(base, as_f16));
+  save("files", "valid_i8.qtf", qtf::testing::rewrite_model(base, as_i8));
+  format::Writer empty;
+  save("files", "valid_empty.qtf", empty.finish());
+
+  // Damaged copies. "fixed" ones have a correct checksum, so the damage itself is what gets judged.
+  Bytes b = base;
+  b.resize(b.size() / 2);
+  save("files", "bad_truncated.qtf", b);
+  save("files", "bad_header_only.qtf", Bytes(base.begin(), base.begin() + format::kHeaderSize));
+  b = base;
+  b[0] = 'X';
+  save("files", "bad_magic.qtf", b);
+  b = base;
+  b[8] = 2;
+  fuzz::fix_header(&b);
+  save("files", "bad_version.qtf", b);
+  b = base;
+  b[b.size() - 1] ^= 1;
+  save("files", "bad_checksum.qtf", b);
+  b = base;
+  b.push_back(0);
+  save("files", "bad_trailing_byte.qtf", b);
+  b = base;
+  b[56] += 8;  // data offset no longer a multiple of 64
+  fuzz::fix_header(&b);
+  save("files", "bad_misaligned.qtf", b);
+
+  // Valid files that do not describe a usable model.
+  qtf::testing::ModelEdit wide, nan, no_tokens;
+  wide.meta = [](const std::string& k, format::Writer* w) {
+    if (k != "model.d_model") return false;
+    w->add_i64(k, 16);
+    return true;
+  };
+  save("files", "bad_meta_contradicts_tensors.qtf", qtf::testing::rewrite_model(base, wide));
+  nan.tensor = [](const std::string& name, std::vector<float>* v) {
+    if (name == "blk.0.attn.q.b") (*v)[0] = std::nanf("");
+  };
+  save("files", "nan_weight.qtf", qtf::testing::rewrite_model(base, nan));
+  no_tokens.meta = [](const std::string& k, format::Writer*) { return k == "tokenizer.tokens"; };
+  save("files", "bad_no_tokenizer.qtf", qtf::testing::rewrite_model(base, no_tokens));
+}
+
+void text_inputs() {
+  const std::string invalid_utf8 = "\xff\xfe\xc3\x28\xe2\x82\xf0\x9f\x98 \xed\xa0\x80 \xc0\xaf end";
+  const std::string long_text(3000, 'e');
+  const struct { const char* name; std::string data; } seeds[] = {
+      {"char_ascii", std::string("\x00\x40", 2) + "ROMEO: But soft, what light?\n"},
+      {"char_utf8", std::string("\x00\x20", 2) + "caf\xc3\xa9 \xe2\x86\x92 \xf0\x9f\x98\x80"},
+      {"char_invalid", std::string("\x00\xff", 2) + invalid_utf8},
+      {"char_overflow", std::string("\x00\x04", 2) + "more than four tokens"},
+      {"char_empty", std::string("\x00\x00", 2)},
+      {"byte_invalid", std::string("\x01\xff", 2) + invalid_utf8},
+      {"byte_nul", std::string("\x01\x10\x00\x00\x01", 5)},
+      {"bpe_the", std::string("\x02\xff", 2) + "the thing is in the ring, the end"},
+      {"bpe_long", std::string("\x02\x10", 2) + long_text},
+      {"vocab_char", std::string("\x03\x40", 2) + "a\nb\n\xc3\xa9\n \nab\n"},
+      {"vocab_bpe", std::string("\x04\x40", 2) + "a\nb\nab\n\\x20\n\\xff\n==\na b\nab ab"},
+      {"vocab_bpe_bad_escape", std::string("\x04\x40", 2) + "a\n\\x\n==\na \\q"},
+  };
+  for (const auto& s : seeds) save("text", s.name, str_bytes(s.data));
+}
+
+Bytes prompt_input(uint8_t flags, int8_t rank, int8_t n_ctx, const std::string& prompt, std::vector<int32_t> ids,
+                   float temperature = 0.8f, float top_p = 0.95f, float penalty = 1.1f, int8_t top_k = 40) {
+  Bytes b(26, 0);
+  b[0] = flags;
+  b[1] = (uint8_t)rank;
+  b[2] = (uint8_t)n_ctx;
+  b[3] = (uint8_t)prompt.size();
+  const float theta = 0.3f, alpha = 1.f;
+  std::memcpy(&b[4], &theta, 4);
+  std::memcpy(&b[8], &alpha, 4);
+  std::memcpy(&b[12], &temperature, 4);
+  std::memcpy(&b[16], &top_p, 4);
+  std::memcpy(&b[20], &penalty, 4);
+  b[24] = (uint8_t)top_k;
+  b[25] = 16;
+  for (char ch : prompt) b.push_back((uint8_t)ch);
+  for (int32_t id : ids)
+    for (int k = 0; k < 4; ++k) b.push_back((uint8_t)((uint32_t)id >> (8 * k)));
+  return b;
+}
+
+void prompt_inputs() {
+  // flags: bit 0 model (1 = dense), bits 1-2 route, bits 3-4 act path, bit 5/6 theta/alpha override.
+  save("prompt", "auto_fourier", prompt_input(1 << 3, 0, 0, "ROMEO:", {5, 9, 2}));
+  save("prompt", "quantum_route_spline", prompt_input(2 << 1 | 2 << 3, 0, 8, "hello", {1, 2, 3, 4}));
+  save("prompt", "classical_quantum_act", prompt_input(1 << 1, 2, 4, "abc", {10, 20, 30, 40, 50}));
+  save("prompt", "dense", prompt_input(1, 0, 0, "The", {1, 1, 1}));
+  save("prompt", "bad_ids", prompt_input(1 << 3, 0, 0, "x", {-1, 95, 96, 1 << 30, 3}, 0.f));
+  save("prompt", "full_then_reset", prompt_input(1 << 3, 1, 2, "abcdef", {1, 2, 3, 4, 5, 6}));
+  save("prompt", "nan_options", prompt_input(3 << 5 | 1 << 3, 0, 0, "q", {7, 8}, std::nanf(""), -1.f, 0.f, -5));
+  save("prompt", "invalid_utf8", prompt_input(1 << 3, 0, 0, "\xff\xc3(\xe2\x82", {4}));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: fuzz_corpus OUTDIR\n");
+    return 2;
+  }
+  g_out = argv[1];
+  model_files();
+  text_inputs();
+  prompt_inputs();
+  std::printf("fuzz_corpus: wrote %d seeds to %s\n", g_written, argv[1]);
+  return 0;
+}

@@ -1,0 +1,116 @@
+// Rewrites a .qtf file through format::Writer with edits, to build damaged or unusual models for tests
+// and the fuzz seed corpus: metadata overrides, tensor value changes, and f16/i8 storage.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "format/reader.h"
+#include "format/writer.h"
+
+namespace qtf::testing {
+
+struct ModelEdit {
+  // Called for each metadata key; return true when it wrote (or meant to drop) the entry itself.
+  std::function<bool(const std::string& key, format::Writer* w)> meta;
+  // Called for each tensor's values (as f32) before they are stored.
+  std::function<void(const std::string& name, std::vector<float>* values)> tensor;
+  format::DType dtype = format::DType::f32;  // how tensors are stored
+};
+
+inline uint16_t f32_to_f16(float f) {  // round to nearest even; keeps Inf and NaN
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  const uint32_t sign = (x >> 16) & 0x8000u, exp = (x >> 23) & 0xFF, man = x & 0x7FFFFFu;
+  if (exp == 0xFF) return (uint16_t)(sign | 0x7C00u | (man ? 0x200u : 0));
+  int e = (int)exp - 127 + 15;
+  if (e >= 31) return (uint16_t)(sign | 0x7C00u);
+  if (e <= 0) {  // subnormal or zero
+    if (e < -10) return (uint16_t)sign;
+    uint32_t m = man | 0x800000u;
+    const int shift = 14 - e;
+    uint32_t h = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+    if (rem > half || (rem == half && (h & 1))) ++h;
+    return (uint16_t)(sign | h);
+  }
+  uint32_t h = ((uint32_t)e << 10) | (man >> 13);
+  const uint32_t rem = man & 0x1FFFu;
+  if (rem > 0x1000u || (rem == 0x1000u && (h & 1))) ++h;
+  return (uint16_t)(sign | h);
+}
+
+inline std::vector<uint8_t> rewrite_model(const std::vector<uint8_t>& in, const ModelEdit& edit) {
+  format::ModelFile f;
+  if (!f.open(in.data(), in.size()).ok()) return {};
+  format::Writer w;
+  uint64_t cur = 0;
+  format::MetaEntry e;
+  while (f.next_meta(&cur, &e)) {
+    const std::string key(e.key.data, e.key.size);
+    if (edit.meta && edit.meta(key, &w)) continue;
+    int64_t i;
+    double d;
+    format::Str s;
+    std::vector<int64_t> iv;
+    std::vector<double> dv;
+    std::vector<std::string> sv;
+    switch (e.type) {
+      case format::MetaType::i64: e.as_i64(&i); w.add_i64(key, i); break;
+      case format::MetaType::f64: e.as_f64(&d); w.add_f64(key, d); break;
+      case format::MetaType::str: e.as_str(&s); w.add_str(key, std::string(s.data, s.size)); break;
+      case format::MetaType::i64_array:
+        for (uint32_t k = 0; e.i64_at(k, &i); ++k) iv.push_back(i);
+        w.add_i64_array(key, iv);
+        break;
+      case format::MetaType::f64_array:
+        for (uint32_t k = 0; e.f64_at(k, &d); ++k) dv.push_back(d);
+        w.add_f64_array(key, dv);
+        break;
+      case format::MetaType::str_array: {
+        const uint8_t* q = e.value + 4;  // sequential walk (str_at is O(k))
+        for (uint32_t k = 0; k < e.count; ++k) {
+          uint32_t len;
+          std::memcpy(&len, q, 4);
+          sv.emplace_back(reinterpret_cast<const char*>(q + 4), len);
+          q += 4 + len;
+        }
+        w.add_str_array(key, sv);
+        break;
+      }
+    }
+  }
+  cur = 0;
+  format::TensorInfo t;
+  while (f.next_tensor(&cur, &t)) {
+    const std::string name(t.name.data, t.name.size);
+    std::vector<float> v(t.elements());
+    const uint8_t* src = static_cast<const uint8_t*>(t.data);
+    for (size_t k = 0; k < v.size(); ++k) {
+      if (t.dtype == format::DType::f32) std::memcpy(&v[k], src + 4 * k, 4);
+      else if (t.dtype == format::DType::f16) v[k] = format::f16_to_f32((uint16_t)(src[2 * k] | src[2 * k + 1] << 8));
+      else v[k] = t.scale * (float)(int8_t)src[k];
+    }
+    if (edit.tensor) edit.tensor(name, &v);
+    std::vector<uint64_t> dims(t.dims, t.dims + t.ndim);
+    if (edit.dtype == format::DType::f16) {
+      std::vector<uint16_t> h(v.size());
+      for (size_t k = 0; k < v.size(); ++k) h[k] = f32_to_f16(v[k]);
+      w.add_tensor(name, format::DType::f16, dims, h.data());
+    } else if (edit.dtype == format::DType::i8) {
+      float amax = 0;
+      for (float x : v) amax = std::fabs(x) > amax ? std::fabs(x) : amax;
+      const float scale = amax > 0 ? amax / 127.f : 1.f;
+      std::vector<int8_t> q(v.size());
+      for (size_t k = 0; k < v.size(); ++k) q[k] = (int8_t)std::lround(v[k] / scale);
+      w.add_tensor(name, format::DType::i8, dims, q.data(), scale);
+    } else {
+      w.add_f32(name, dims, v.data());
+    }
+  }
+  return w.finish();
+}
+
+}  // namespace qtf::testing
