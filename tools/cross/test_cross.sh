@@ -32,6 +32,26 @@ run_linux() {  # target toolchain
     echo "$target: test_kernels did not report a NEON SIMD arch" >&2
     return 1
   fi
+  compare_greedy "$target"
+}
+
+# Greedy generation of every shipped model must give the same text under qemu as natively (build/qtf,
+# made by tools/test.sh before this script runs).
+compare_greedy() {  # target
+  local dir="$root/build-cross-$1" emu
+  if [ "$1" = aarch64 ]; then emu="qemu-aarch64 -L /usr/aarch64-linux-gnu"; else emu="qemu-arm -L /usr/arm-linux-gnueabihf"; fi
+  if [ ! -x "$root/build/qtf" ]; then
+    echo "$1: no native build/qtf to compare greedy text with" >&2
+    return 1
+  fi
+  for model in "$root"/models/*.qtf; do
+    local args=(run -m "$model" -p "ROMEO:" -n 64 --temp 0 -q)
+    if ! diff <("$root/build/qtf" "${args[@]}" 2>/dev/null) <($emu "$dir/qtf" "${args[@]}" 2>/dev/null) >/dev/null; then
+      echo "$1: greedy text of $(basename "$model") differs from the native build" >&2
+      return 1
+    fi
+    echo "$1: greedy text of $(basename "$model") identical to x86"
+  done
 }
 
 run_cortex_m7() {
