@@ -11,7 +11,7 @@
 
 #include "format/writer.h"
 #include "fuzz_util.h"
-#include "reliability/model_edit.h"
+#include "support/model_edit.h"
 
 using namespace qtf;
 using Bytes = std::vector<uint8_t>;

@@ -19,7 +19,7 @@
 #include "capi/qtf.h"
 #include "host/file.h"
 #include "runtime/tokenizer.h"
-#include "reliability/model_edit.h"
+#include "support/model_edit.h"
 #include "support/tiny_model.h"
 
 using qtf::testing::ModelEdit;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "host/session.h"
+#include "support/model_edit.h"
 #include "support/tiny_model.h"
 
 using namespace qtf;
@@ -55,51 +56,20 @@ TEST_CASE("models of every supported kind load and produce finite logits") {
 }
 
 TEST_CASE("a model whose metadata contradicts its tensors is rejected with the tensor named") {
-  TinyConfig c;
-  std::vector<uint8_t> good = make_tiny_model(c);
-  // Claim a wider FFN than the tensors have: rebuild with d_ff metadata changed.
-  TinyConfig wide = c;
-  wide.d_ff = 64;
-  wide.ff_factors = {8, 8};
-  std::vector<uint8_t> other = make_tiny_model(wide);
-  // Same tensors as `c`, metadata of `wide`: splice by writing a model with mismatched config directly.
-  format::ModelFile f;
-  REQUIRE(f.open(good.data(), good.size()).ok());
-  format::Writer w;
-  uint64_t cur = 0;
-  format::MetaEntry e;
-  while (f.next_meta(&cur, &e)) {
-    std::string key(e.key.data, e.key.size);
-    int64_t i;
-    double d;
-    format::Str s;
-    if (key == "model.d_ff") w.add_i64(key, 64);
-    else if (key == "model.tt.ff_factors") w.add_i64_array(key, {8, 8});
-    else if (e.as_i64(&i)) w.add_i64(key, i);
-    else if (e.as_f64(&d)) w.add_f64(key, d);
-    else if (e.as_str(&s)) w.add_str(key, std::string(s.data, s.size));
-    else if (e.type == format::MetaType::i64_array) {
-      std::vector<int64_t> v(e.count);
-      for (uint32_t k = 0; k < e.count; ++k) e.i64_at(k, &v[k]);
-      w.add_i64_array(key, v);
-    } else {
-      std::vector<std::string> v(e.count);
-      for (uint32_t k = 0; k < e.count; ++k) { e.str_at(k, &s); v[k].assign(s.data, s.size); }
-      w.add_str_array(key, v);
-    }
-  }
-  cur = 0;
-  format::TensorInfo t;
-  while (f.next_tensor(&cur, &t)) {
-    std::vector<uint64_t> dims(t.dims, t.dims + t.ndim);
-    w.add_tensor(std::string(t.name.data, t.name.size), t.dtype, dims, t.data);
-  }
-  std::vector<uint8_t> bad = w.finish();
+  // The tensors of a d_ff = 32 model under metadata claiming d_ff = 64.
+  qtf::testing::ModelEdit edit;
+  edit.meta = [](const std::string& key, format::Writer* w) {
+    if (key == "model.d_ff") w->add_i64(key, 64);
+    else if (key == "model.tt.ff_factors") w->add_i64_array(key, {8, 8});
+    else return false;
+    return true;
+  };
+  std::vector<uint8_t> bad = qtf::testing::rewrite_model(make_tiny_model(TinyConfig{}), edit);
+  REQUIRE(!bad.empty());
   host::LoadedModel lm;
   Status st = lm.load_memory(bad.data(), bad.size());
   CHECK(st.code() == Err::bad_shape);
   CHECK(std::string(st.message()).find("blk.0.ffn.up") != std::string::npos);
-  (void)other;
 }
 
 TEST_CASE("missing tensors and bad config values are clear errors") {
@@ -237,49 +207,33 @@ TEST_CASE("char tokenizer: round trip, unknown characters and invalid UTF-8 are 
 }
 
 namespace {
-// A tiny byte-level BPE vocabulary: 256 byte tokens plus merges "t h" -> "th", "th e" -> "the".
+// A tiny byte-level BPE vocabulary: 256 byte tokens plus merges "t h" -> "th", "th e" -> "the", "e \n".
 std::vector<uint8_t> bpe_model() {
   TinyConfig c;
   c.vocab = 259;
-  std::vector<uint8_t> base = make_tiny_model(c);
-  format::ModelFile f;
-  REQUIRE(f.open(base.data(), base.size()).ok());
-  format::Writer w;
-  uint64_t cur = 0;
-  format::MetaEntry e;
-  while (f.next_meta(&cur, &e)) {
-    std::string key(e.key.data, e.key.size);
-    int64_t i;
-    double d;
-    format::Str s;
-    if (key == "tokenizer.type" || key == "tokenizer.tokens") continue;
-    if (e.as_i64(&i)) w.add_i64(key, i);
-    else if (e.as_f64(&d)) w.add_f64(key, d);
-    else if (e.as_str(&s)) w.add_str(key, std::string(s.data, s.size));
-    else {
-      std::vector<int64_t> v(e.count);
-      for (uint32_t k = 0; k < e.count; ++k) e.i64_at(k, &v[k]);
-      w.add_i64_array(key, v);
+  qtf::testing::ModelEdit edit;
+  edit.meta = [](const std::string& key, format::Writer* w) {
+    if (key == "tokenizer.type") {
+      w->add_str(key, "bpe");
+    } else if (key == "tokenizer.tokens") {
+      std::vector<std::string> toks;
+      for (int b = 0; b < 256; ++b) {
+        char buf[8];
+        if (b == '\\') toks.push_back("\\\\");
+        else if (b < 0x20 || b >= 0x7F) { std::snprintf(buf, sizeof buf, "\\x%02x", b); toks.push_back(buf); }
+        else toks.push_back(std::string(1, (char)b));
+      }
+      toks.push_back("th");
+      toks.push_back("the");
+      toks.push_back("e\\x0a");  // "e\n"
+      w->add_str_array(key, toks);
+      w->add_str_array("tokenizer.merges", {"t h", "th e", "e \\x0a"});
+    } else {
+      return false;
     }
-  }
-  std::vector<std::string> toks;
-  for (int b = 0; b < 256; ++b) {
-    char buf[8];
-    if (b == '\\') toks.push_back("\\\\");
-    else if (b < 0x20 || b >= 0x7F) { std::snprintf(buf, sizeof buf, "\\x%02x", b); toks.push_back(buf); }
-    else toks.push_back(std::string(1, (char)b));
-  }
-  toks.push_back("th");
-  toks.push_back("the");
-  toks.push_back("e\\x0a");  // "e\n"
-  w.add_str("tokenizer.type", "bpe");
-  w.add_str_array("tokenizer.tokens", toks);
-  w.add_str_array("tokenizer.merges", {"t h", "th e", "e \\x0a"});
-  cur = 0;
-  format::TensorInfo t;
-  while (f.next_tensor(&cur, &t))
-    w.add_tensor(std::string(t.name.data, t.name.size), t.dtype, std::vector<uint64_t>(t.dims, t.dims + t.ndim), t.data);
-  return w.finish();
+    return true;
+  };
+  return qtf::testing::rewrite_model(make_tiny_model(c), edit);
 }
 }  // namespace
 
