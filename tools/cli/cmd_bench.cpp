@@ -88,13 +88,9 @@ int cmd_bench(int argc, char** argv) {
   Output out = Output::md;
   for (int i = 1; i < argc; ++i) {
     const char* a = argv[i];
-    int r = parse_model_option(argc, argv, &i, &mo);
-    if (r < 0) return 2;
-    if (r > 0) continue;
-    if (!std::strcmp(a, "-h") || !std::strcmp(a, "--help")) {
-      std::printf("%s%s", kUsage, kModelOptionsHelp);
-      return 0;
-    }
+    const int shared = parse_shared_option(argc, argv, &i, &mo, kUsage);
+    if (shared == kConsumed) continue;
+    if (shared != kNotShared) return shared;
     if (i + 1 >= argc) {
       std::fprintf(stderr, "qtf bench: unknown option or missing value: '%s'\n%s", a, kUsage);
       return 2;

@@ -56,13 +56,9 @@ int cmd_run(int argc, char** argv) {
 
   for (int i = 1; i < argc; ++i) {
     const char* a = argv[i];
-    int r = parse_model_option(argc, argv, &i, &mo);
-    if (r < 0) return 2;
-    if (r > 0) continue;
-    if (!std::strcmp(a, "-h") || !std::strcmp(a, "--help")) {
-      std::printf("%s%s", kUsage, kModelOptionsHelp);
-      return 0;
-    }
+    const int shared = parse_shared_option(argc, argv, &i, &mo, kUsage);
+    if (shared == kConsumed) continue;
+    if (shared != kNotShared) return shared;
     if (!std::strcmp(a, "--no-echo")) { echo = false; continue; }
     if (!std::strcmp(a, "-q") || !std::strcmp(a, "--quiet")) { quiet = true; continue; }
     if (i + 1 >= argc) {

@@ -43,8 +43,12 @@ bool parse_float(const char* flag, const char* s, float* out) {
   return true;
 }
 
-int parse_model_option(int argc, char** argv, int* i, ModelOptions* o) {
+int parse_shared_option(int argc, char** argv, int* i, ModelOptions* o, const char* usage) {
   const char* a = argv[*i];
+  if (!std::strcmp(a, "-h") || !std::strcmp(a, "--help")) {
+    std::printf("%s%s", usage, kModelOptionsHelp);
+    return 0;
+  }
   auto value = [&](const char** v) {
     if (*i + 1 >= argc) {
       std::fprintf(stderr, "qtf: %s needs a value\n", a);
@@ -54,32 +58,32 @@ int parse_model_option(int argc, char** argv, int* i, ModelOptions* o) {
     return true;
   };
   const char* v = nullptr;
-  if (!std::strcmp(a, "--no-mmap")) { o->mmap = false; return 1; }
+  if (!std::strcmp(a, "--no-mmap")) { o->mmap = false; return kConsumed; }
   bool known = !std::strcmp(a, "-m") || !std::strcmp(a, "--model") || !std::strcmp(a, "-c") ||
                !std::strcmp(a, "--ctx-size") || !std::strcmp(a, "--route") || !std::strcmp(a, "--rank") ||
                !std::strcmp(a, "--act") || !std::strcmp(a, "--theta") || !std::strcmp(a, "--alpha") ||
                !std::strcmp(a, "--profile") || !std::strcmp(a, "--profiles");
-  if (!known) return 0;
-  if (!value(&v)) return -1;
+  if (!known) return kNotShared;
+  if (!value(&v)) return 2;
   if (!std::strcmp(a, "-m") || !std::strcmp(a, "--model")) o->model_path = v;
-  else if (!std::strcmp(a, "-c") || !std::strcmp(a, "--ctx-size")) { if (!parse_int(a, v, 1, 1 << 16, &o->ctx.n_ctx)) return -1; }
-  else if (!std::strcmp(a, "--rank")) { if (!parse_int(a, v, 1, 4096, &o->ctx.fixed_rank)) return -1; }
-  else if (!std::strcmp(a, "--theta")) { if (!parse_float(a, v, &o->ctx.theta)) return -1; o->ctx.override_theta = true; }
-  else if (!std::strcmp(a, "--alpha")) { if (!parse_float(a, v, &o->ctx.alpha)) return -1; o->ctx.override_alpha = true; }
+  else if (!std::strcmp(a, "-c") || !std::strcmp(a, "--ctx-size")) { if (!parse_int(a, v, 1, 1 << 16, &o->ctx.n_ctx)) return 2; }
+  else if (!std::strcmp(a, "--rank")) { if (!parse_int(a, v, 1, 4096, &o->ctx.fixed_rank)) return 2; }
+  else if (!std::strcmp(a, "--theta")) { if (!parse_float(a, v, &o->ctx.theta)) return 2; o->ctx.override_theta = true; }
+  else if (!std::strcmp(a, "--alpha")) { if (!parse_float(a, v, &o->ctx.alpha)) return 2; o->ctx.override_alpha = true; }
   else if (!std::strcmp(a, "--profile")) o->profile = v;
   else if (!std::strcmp(a, "--profiles")) o->profiles_file = v;
   else if (!std::strcmp(a, "--route")) {
     if (!std::strcmp(v, "auto")) o->ctx.route = RouteMode::automatic;
     else if (!std::strcmp(v, "classical")) o->ctx.route = RouteMode::all_classical;
     else if (!std::strcmp(v, "quantum")) o->ctx.route = RouteMode::all_quantum;
-    else { std::fprintf(stderr, "qtf: --route expects auto, classical or quantum, got '%s'\n", v); return -1; }
+    else { std::fprintf(stderr, "qtf: --route expects auto, classical or quantum, got '%s'\n", v); return 2; }
   } else if (!std::strcmp(a, "--act")) {
     if (!std::strcmp(v, "quantum")) o->ctx.act_path = quantum::DaruanPath::quantum;
     else if (!std::strcmp(v, "fourier")) o->ctx.act_path = quantum::DaruanPath::fourier;
     else if (!std::strcmp(v, "spline")) o->ctx.act_path = quantum::DaruanPath::spline;
-    else { std::fprintf(stderr, "qtf: --act expects quantum, fourier or spline, got '%s'\n", v); return -1; }
+    else { std::fprintf(stderr, "qtf: --act expects quantum, fourier or spline, got '%s'\n", v); return 2; }
   }
-  return 1;
+  return kConsumed;
 }
 
 bool load_model(const ModelOptions& o, host::LoadedModel* m) {

@@ -13,9 +13,12 @@ struct ModelOptions {
   const char* profiles_file = nullptr;
 };
 
-// If argv[*i] is a shared option, consumes it (and its value) and returns 1; returns 0 if not ours;
-// returns -1 after printing an error for a bad value.
-int parse_model_option(int argc, char** argv, int* i, ModelOptions* o);
+// The start of every running command's argument loop. If argv[*i] is a shared option (the model and
+// runtime switches, or -h/--help, which prints usage + the shared help), consumes it and its value.
+// Returns kConsumed (go on), kNotShared (the command's own option), or an exit code: 0 after the help,
+// 2 after printing an error for a bad value.
+constexpr int kConsumed = -1, kNotShared = -2;
+int parse_shared_option(int argc, char** argv, int* i, ModelOptions* o, const char* usage);
 extern const char kModelOptionsHelp[];
 
 // Loads the model and the energy profiles, printing the error on failure.
