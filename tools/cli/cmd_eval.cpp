@@ -187,7 +187,8 @@ void print_summary(const EvalJob& job, const ModelOptions& mo, int n_ctx, int te
   std::printf("perplexity  %.4f\n", r.ppl());
   std::printf("per token   %.0f FLOPs (%.1f%% circuit simulation), %.3e J (%s, estimate), %.4f ms measured\n",
               flops, 100 * qshare, r.per_token(r.energy_j), job.profile->name, r.per_token(r.time_ms));
-  std::printf("ranks       mean %.3f; quantum route share %.1f%%\n", r.mean_rank(), 100 * r.quantum_share());
+  if (c.tensorized || c.has_encoder())  // the dense baseline has neither run-time ranks nor a router
+    std::printf("ranks       mean %.3f; quantum route share %.1f%%\n", r.mean_rank(), 100 * r.quantum_share());
   if (r.spline_error > 0) std::printf("spline      max |spline - quantum| = %.3e\n", (double)r.spline_error);
 }
 
