@@ -16,7 +16,7 @@ tools/setup.sh
 jobs=$(nproc 2>/dev/null || echo 2)
 
 stage "native build and tests"
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DQTF_WERROR=ON
 cmake --build build -j"$jobs"
 ctest --test-dir build --output-on-failure -j"$jobs"
 

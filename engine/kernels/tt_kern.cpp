@@ -119,7 +119,11 @@ void dot_pass(const tt::Step& s, const Runs& runs, const float* in, float* out) 
           for (int r = 0; r < W; ++r) acc[r] = xsimd::fma(V::load_unaligned(a + off[r] + t), bv, acc[r]);
         }
       }
-      V sums = xsimd::haddp(acc);
+      // Not xsimd::haddp: xsimd 8.1's AVX-512 haddp returns the sums of rows 2,3 and 4,5 (and 10,11
+      // and 12,13) swapped, which made this step wrong under AVX-512 (tests/kernels).
+      alignas(64) float lane_sums[W];
+      for (int r = 0; r < W; ++r) lane_sums[r] = xsimd::hadd(acc[r]);
+      V sums = V::load_aligned(lane_sums);
       if (vec_end < runs.inner) {
         alignas(64) float tails[W];
         for (int r = 0; r < W; ++r) tails[r] = run_tails(runs, vec_end, s.core + off[r], B);

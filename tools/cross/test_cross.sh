@@ -13,7 +13,7 @@ configure_and_build() {  # target source_dir toolchain [cmake args...]
   shift 3
   local dir="$root/build-cross-$target"
   echo "== $target: configure and build in build-cross-$target"
-  cmake -S "$src" -B "$dir" -DCMAKE_TOOLCHAIN_FILE="$root/toolchains/$toolchain" -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
+  cmake -S "$src" -B "$dir" -DCMAKE_TOOLCHAIN_FILE="$root/toolchains/$toolchain" -DCMAKE_BUILD_TYPE=Release -DQTF_WERROR=ON "$@" >/dev/null
   cmake --build "$dir" -j"$jobs"
 }
 
