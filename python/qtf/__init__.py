@@ -1,0 +1,376 @@
+"""qtf: Python bindings for the qtf edge inference engine, over its C API (libqtf.so) with ctypes.
+
+    import qtf
+    model = qtf.Model("models/shakespeare-qtf.qtf")
+    for tok in model.generate("ROMEO:", max_tokens=40, temperature=0):
+        print(tok.text, end="")               # tok.rank, tok.quantum, tok.entropy: numpy, per layer
+    print(model.eval(open("input.txt").read(), max_tokens=500).perplexity)
+
+A Model is read-only once loaded and may be shared by threads; a Context belongs to one thread at a time.
+"""
+import ctypes
+import math
+import threading
+
+import numpy as np
+
+from . import _capi
+
+__all__ = ["Model", "Context", "Token", "Generation", "Report", "EvalResult", "QtfError", "ContextFullError",
+           "library_path"]
+__version__ = "0.1.0"
+
+_lib = None
+_lib_lock = threading.Lock()
+
+
+def _L():
+    global _lib
+    if _lib is None:
+        with _lib_lock:
+            if _lib is None:
+                _lib = _capi.load_library()
+    return _lib
+
+
+def library_path():
+    """The path of the libqtf.so this package uses."""
+    return _L()._name
+
+
+class QtfError(RuntimeError):
+    """A qtf_status other than QTF_OK; .code is the status, the message is qtf_last_error()."""
+
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+
+
+class ContextFullError(QtfError):
+    pass
+
+
+def _check(status):
+    if status != _capi.OK:
+        msg = _L().qtf_last_error().decode("utf-8", "replace")
+        raise (ContextFullError if status == _capi.ERR_CONTEXT_FULL else QtfError)(status, msg)
+
+
+_ROUTES = {"auto": 0, "classical": 1, "quantum": 2}
+_ACT_PATHS = {"quantum": 0, "fourier": 1, "spline": 2}
+
+
+class Model:
+    """A loaded .qtf model (memory-mapped by default)."""
+
+    def __init__(self, path, mmap=True):
+        self._h = None
+        h = ctypes.c_void_p()
+        _check(_L().qtf_model_load_file(str(path).encode(), 1 if mmap else 0, ctypes.byref(h)))
+        self._h = h
+        self.path = str(path)
+        i = _capi.ModelInfo()
+        _check(_L().qtf_model_get_info(h, ctypes.byref(i)))
+        self.info = {name: getattr(i, name) for name, _ in _capi.ModelInfo._fields_}
+        self.vocab_size = i.vocab_size
+        self.n_layers = i.n_layers
+        self.context_length = i.context
+        self._texts = [self._token_bytes(t) for t in range(i.vocab_size)]
+
+    def close(self):
+        if self._h:
+            _L().qtf_model_free(self._h)
+            self._h = None
+
+    def __del__(self):
+        self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        return (f"qtf.Model({self.path!r}: {self.n_layers} layers, d={self.info['d_model']}, vocab {self.vocab_size}, "
+                f"{self.info['parameters']} parameters)")
+
+    def _token_bytes(self, token):
+        p, n = ctypes.c_void_p(), ctypes.c_size_t()
+        _check(_L().qtf_token_text(self._h, token, ctypes.byref(p), ctypes.byref(n)))
+        return ctypes.string_at(p, n.value) if n.value else b""
+
+    def token_bytes(self, token):
+        """The bytes of one token."""
+        if not 0 <= token < self.vocab_size:
+            raise QtfError(_capi.ERR_OUT_OF_RANGE, f"token {token} is outside the vocabulary")
+        return self._texts[token]
+
+    def tokenize(self, text):
+        """Token ids of a str (UTF-8) or bytes, as an int32 numpy array (bytes with no token are skipped)."""
+        data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+        out = np.zeros(len(data) + 1, dtype=np.int32)  # at most one token per byte
+        n = ctypes.c_int32()
+        _check(_L().qtf_tokenize(self._h, data, len(data), out.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)),
+                                 len(out), ctypes.byref(n)))
+        return out[:n.value].copy()
+
+    def detokenize(self, tokens):
+        """The text of a sequence of token ids (invalid UTF-8 is replaced)."""
+        return b"".join(self.token_bytes(int(t)) for t in tokens).decode("utf-8", "replace")
+
+    def context(self, **options):
+        """A new Context over this model: see Context for the options."""
+        return Context(self, **options)
+
+    def generate(self, prompt, max_tokens=128, temperature=0.8, top_k=40, top_p=0.95, min_p=0.05,
+                 repeat_penalty=1.0, repeat_last_n=64, seed=0x5eed, stop=(), logits=False, context=None,
+                 **context_options):
+        """Generates text after prompt. Returns a Generation: iterate it for Token objects as they are made
+        (temperature 0 = greedy: the same text as `qtf run --temp 0`). A fresh Context is made unless one
+        is given (it is reset first)."""
+        return Generation(self, prompt, max_tokens, dict(temperature=temperature, top_k=top_k, top_p=top_p,
+                          min_p=min_p, repeat_penalty=repeat_penalty, repeat_last_n=repeat_last_n, seed=seed),
+                          stop, logits, context, context_options)
+
+    def eval(self, text, max_tokens=2000, stride=None, **context_options):
+        """Loss (nats/token) and perplexity of the model on a text, scored as `qtf eval` does it: windows of
+        the context length starting every `stride` tokens (default: the context), each target scored once.
+        text: str, bytes or a sequence of token ids. Returns an EvalResult with numpy per-token arrays."""
+        ids = np.asarray(text, dtype=np.int32) if not isinstance(text, (str, bytes)) else self.tokenize(text)
+        if max_tokens and len(ids) > max_tokens:
+            ids = ids[:max_tokens]
+        if len(ids) < 2:
+            raise ValueError("qtf: the text has fewer than 2 tokens to score")
+        ctx = Context(self, **context_options)
+        T, n = ctx.n_ctx, len(ids)
+        S = stride if stride and 0 < stride < T else T
+        nll, target_pos, passes = [], [], []
+        b = 0
+        while b + 1 < n:
+            end = min(b + T, n)
+            first_target = 1 if b == 0 else b + T - S
+            ctx.reset()
+            for j in range(b, end - 1):
+                ctx.decode([ids[j]])
+                passes.append(ctx.stats())
+                if j + 1 >= first_target:
+                    nll.append(-ctx.log_softmax()[ids[j + 1]])
+                    target_pos.append(j + 1)
+            if end == n:
+                break
+            b += S
+        return EvalResult(np.array(nll), np.array(target_pos), Report(passes, self.n_layers))
+
+
+class Context:
+    """Decoding state over a Model (the KV cache and scratch, sized once here). One thread at a time.
+
+    Options: n_ctx (0 = the model's context), route ("auto", "classical", "quantum"), fixed_rank (0 = the
+    entropy schedule), act_path ("fourier", "quantum", "spline"), theta, alpha (None = the model's)."""
+
+    def __init__(self, model, n_ctx=0, route="auto", fixed_rank=0, act_path="fourier", theta=None, alpha=None):
+        self._h = None
+        if route not in _ROUTES or act_path not in _ACT_PATHS:
+            raise ValueError(f"qtf: route must be one of {list(_ROUTES)}, act_path one of {list(_ACT_PATHS)}")
+        self.model = model  # keeps the model alive
+        p = _L().qtf_context_default_params()
+        p.n_ctx, p.route, p.fixed_rank, p.act_path = n_ctx, _ROUTES[route], fixed_rank, _ACT_PATHS[act_path]
+        if theta is not None:
+            p.override_theta, p.theta = 1, theta
+        if alpha is not None:
+            p.override_alpha, p.alpha = 1, alpha
+        h = ctypes.c_void_p()
+        _check(_L().qtf_context_new(model._h, ctypes.byref(p), ctypes.byref(h)))
+        self._h = h
+        self._layers = (_capi.LayerStats * max(1, model.n_layers))()
+
+    def close(self):
+        if self._h:
+            _L().qtf_context_free(self._h)
+            self._h = None
+
+    def __del__(self):
+        self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @property
+    def n_past(self):
+        return _L().qtf_context_n_past(self._h)
+
+    @property
+    def n_ctx(self):
+        return _L().qtf_context_n_ctx(self._h)
+
+    def reset(self):
+        _L().qtf_context_reset(self._h)
+
+    def decode(self, tokens):
+        """Runs tokens (ids) through the model, appending them to the context."""
+        arr = np.ascontiguousarray(tokens, dtype=np.int32)
+        _check(_L().qtf_decode(self._h, arr.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)), len(arr)))
+
+    @property
+    def logits(self):
+        """The last decoded token's logits: a float32 numpy array (a copy) of vocab_size values."""
+        p = _L().qtf_get_logits(self._h)
+        if not p:
+            raise QtfError(_capi.ERR_INVALID_ARGUMENT, "qtf: nothing decoded yet")
+        return np.ctypeslib.as_array(p, shape=(self.model.vocab_size,)).copy()
+
+    def log_softmax(self):
+        """log p(next token) for every token, in float64."""
+        z = self.logits.astype(np.float64)
+        z -= z.max()
+        return z - math.log(np.exp(z).sum())
+
+    def stats(self):
+        """The last decoded token's statistics (a dict: pos, token, flops, qsim_flops, circuits, and per-layer
+        numpy arrays entropy, hardness, rank, quantum)."""
+        ts = _capi.TokenStats()
+        _check(_L().qtf_get_token_stats(self._h, ctypes.byref(ts), self._layers, len(self._layers)))
+        L = self._layers[:ts.n_layers]
+        return {"pos": ts.pos, "token": ts.token, "flops": ts.flops, "qsim_flops": ts.qsim_flops,
+                "circuits": ts.circuits,
+                "entropy": np.array([x.entropy for x in L], dtype=np.float32),
+                "hardness": np.array([x.hardness for x in L], dtype=np.float32),
+                "rank": np.array([x.rank for x in L], dtype=np.int32),
+                "quantum": np.array([x.quantum for x in L], dtype=bool)}
+
+
+class Token:
+    """One generated token: id, text (str; bytes in .bytes), logprob, and the statistics of the forward
+    pass that predicted it (pos, flops, qsim_flops, circuits; per layer: entropy, hardness, rank, quantum)."""
+    __slots__ = ("id", "bytes", "logprob", "stats", "logits")
+
+    def __init__(self, id, data, logprob, stats, logits):
+        self.id, self.bytes, self.logprob, self.stats, self.logits = id, data, logprob, stats, logits
+
+    @property
+    def text(self):
+        return self.bytes.decode("utf-8", "replace")
+
+    def __getattr__(self, name):  # tok.rank, tok.entropy, ... come from the stats
+        try:
+            return self.stats[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __repr__(self):
+        return f"Token({self.id}, {self.bytes!r}, logprob={self.logprob:.3f}, ranks={list(self.stats['rank'])})"
+
+
+class Report:
+    """Per-token statistics of several forward passes as numpy arrays: pos, token, flops, qsim_flops,
+    circuits (n,), and entropy, hardness, rank, quantum (n, n_layers)."""
+
+    def __init__(self, stats, n_layers):
+        self.n_layers = n_layers
+        for k in ("pos", "token", "flops", "qsim_flops", "circuits"):
+            setattr(self, k, np.array([s[k] for s in stats], dtype=np.int64))
+        for k, dt in (("entropy", np.float32), ("hardness", np.float32), ("rank", np.int32), ("quantum", bool)):
+            setattr(self, k, np.array([s[k] for s in stats], dtype=dt).reshape(len(stats), n_layers))
+
+    def __len__(self):
+        return len(self.pos)
+
+    @property
+    def mean_rank(self):
+        return float(self.rank.mean()) if self.rank.size else 0.0
+
+    @property
+    def quantum_share(self):
+        return float(self.quantum.mean()) if self.quantum.size else 0.0
+
+
+class Generation:
+    """An iterator of Tokens (see Model.generate). After iterating: .text, .tokens, .stop_reason ("length",
+    "stop", "context_full") and .report() (numpy arrays over the generated tokens)."""
+
+    def __init__(self, model, prompt, max_tokens, sampler, stop, want_logits, ctx, ctx_options):
+        self.model = model
+        self.tokens = []
+        self.stop_reason = None
+        self._max, self._stop, self._want_logits = max_tokens, [s.encode() if isinstance(s, str) else s
+                                                               for s in ([stop] if isinstance(stop, (str, bytes))
+                                                                         else stop)], want_logits
+        self._ctx = ctx if ctx is not None else Context(model, **ctx_options)
+        self._ctx.reset()
+        p = _L().qtf_sampler_default_params()
+        for k, v in sampler.items():
+            setattr(p, k, v)
+        h = ctypes.c_void_p()
+        _check(_L().qtf_sampler_new(model._h, ctypes.byref(p), ctypes.byref(h)))
+        self._sampler = h
+        ids = model.tokenize(prompt) if isinstance(prompt, (str, bytes)) else np.asarray(prompt, dtype=np.int32)
+        if len(ids) == 0:
+            raise ValueError("qtf: the prompt has no tokens in this vocabulary")
+        self.prompt_tokens = len(ids)
+        self._ctx.decode(ids)
+        self._it = self._run()
+
+    def __del__(self):
+        if getattr(self, "_sampler", None):
+            _L().qtf_sampler_free(self._sampler)
+            self._sampler = None
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self._it)
+
+    def _run(self):
+        L, ctx, text = _L(), self._ctx, b""
+        for i in range(self._max):
+            if i > 0:  # the previous token goes in now: the last one is never decoded (as in `qtf run`)
+                if ctx.n_past >= ctx.n_ctx:
+                    self.stop_reason = "context_full"
+                    return
+                ctx.decode([self.tokens[-1].id])
+            nxt = ctypes.c_int32()
+            _check(L.qtf_sample(self._sampler, ctx._h, ctypes.byref(nxt)))
+            lp = ctx.log_softmax()
+            tok = Token(nxt.value, self.model.token_bytes(nxt.value), float(lp[nxt.value]), ctx.stats(),
+                        ctx.logits if self._want_logits else None)
+            self.tokens.append(tok)
+            text += tok.bytes
+            yield tok
+            if any(s and text.endswith(s) for s in self._stop):
+                self.stop_reason = "stop"
+                return
+        self.stop_reason = "length"
+
+    def __str__(self):
+        return self.text
+
+    @property
+    def text(self):
+        """The generated text so far (iterates to the end first if called on an unstarted generation)."""
+        if self.stop_reason is None and not self.tokens:
+            for _ in self:
+                pass
+        return b"".join(t.bytes for t in self.tokens).decode("utf-8", "replace")
+
+    def report(self):
+        return Report([t.stats for t in self.tokens], self.model.n_layers)
+
+
+class EvalResult:
+    """Model.eval's result: loss (mean nats per scored token), perplexity, scored, and numpy arrays nll and
+    positions (one per scored target), report (one row per forward pass)."""
+
+    def __init__(self, nll, positions, report):
+        self.nll, self.positions, self.report = nll, positions, report
+        self.scored = len(nll)
+        self.loss = float(nll.mean()) if len(nll) else float("nan")
+        self.perplexity = math.exp(self.loss)
+
+    def __repr__(self):
+        return (f"EvalResult(loss={self.loss:.4f}, perplexity={self.perplexity:.4f}, scored={self.scored}, "
+                f"mean_rank={self.report.mean_rank:.3f}, quantum_share={self.report.quantum_share:.3f})")

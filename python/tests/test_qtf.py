@@ -1,0 +1,144 @@
+"""The Python package against the shipped models: the same greedy text as `qtf run`, the same loss as
+`qtf eval`, numpy arrays of the right shapes, errors as exceptions, contexts on threads over one model.
+Run by ctest (python_qtf) with QTF_LIBRARY and QTF_BIN set; by hand:
+  QTF_LIBRARY=build/libqtf.so QTF_BIN=build/qtf PYTHONPATH=python /usr/bin/python3 -m unittest discover -s python/tests
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import unittest
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "python"))
+import qtf  # noqa: E402
+
+QTF_BIN = os.environ.get("QTF_BIN", os.path.join(ROOT, "build", "qtf"))
+MODELS = os.path.join(ROOT, "models")
+TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
+        "First Citizen:\nYou are all resolved rather to die than to famish?\n\nAll:\nResolved. resolved.\n")
+
+
+def qtf_cli(*args):
+    return subprocess.run([QTF_BIN, *args], check=True, capture_output=True).stdout
+
+
+class ShippedModels(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.models = {name: qtf.Model(os.path.join(MODELS, name + ".qtf"))
+                      for name in ("shakespeare-qtf", "shakespeare-dense")}
+
+    def test_greedy_text_equals_the_cli(self):
+        for name, m in self.models.items():
+            with self.subTest(model=name):
+                cli = qtf_cli("run", "-m", m.path, "-p", "ROMEO:", "-n", "40", "--temp", "0")
+                gen = m.generate("ROMEO:", max_tokens=40, temperature=0)
+                toks = list(gen)
+                self.assertEqual(len(toks), 40)
+                self.assertEqual(gen.stop_reason, "length")
+                self.assertEqual(b"ROMEO:" + b"".join(t.bytes for t in toks), cli.rstrip(b"\n"))
+
+    def test_eval_equals_the_cli(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".txt") as f:
+            f.write(TEXT)
+            f.flush()
+            for name, m in self.models.items():
+                for stride in (None, 40):
+                    with self.subTest(model=name, stride=stride):
+                        args = ["eval", "-m", m.path, "-f", f.name, "--json", "--ctx-size", "64"]
+                        if stride:
+                            args += ["--stride", str(stride)]
+                        cli = json.loads(qtf_cli(*args))
+                        r = m.eval(TEXT, stride=stride, n_ctx=64)
+                        self.assertEqual(r.scored, cli["scored"])
+                        self.assertAlmostEqual(r.loss, cli["loss"], places=5)
+                        self.assertAlmostEqual(r.perplexity, cli["perplexity"], places=3)
+                        self.assertAlmostEqual(r.report.mean_rank, cli["mean_rank"], places=3)
+                        self.assertAlmostEqual(r.report.quantum_share, cli["quantum_share"], places=4)
+                        self.assertEqual(r.nll.shape, (r.scored,))
+                        self.assertTrue(np.all(r.nll > 0))
+
+    def test_numpy_logits_and_report(self):
+        m = self.models["shakespeare-qtf"]
+        ids = m.tokenize("ROMEO:")
+        self.assertEqual(ids.dtype, np.int32)
+        self.assertEqual(m.detokenize(ids), "ROMEO:")
+        with m.context() as ctx:
+            ctx.decode(ids)
+            self.assertEqual(ctx.n_past, len(ids))
+            z = ctx.logits
+            self.assertEqual((z.shape, z.dtype), ((m.vocab_size,), np.float32))
+            self.assertAlmostEqual(float(np.exp(ctx.log_softmax()).sum()), 1.0, places=6)
+            st = ctx.stats()
+            self.assertEqual(st["rank"].shape, (m.n_layers,))
+            self.assertEqual(st["pos"], len(ids) - 1)
+        gen = m.generate("ROMEO:", max_tokens=12, temperature=0, logits=True)
+        toks = list(gen)
+        for t in toks:  # greedy: each token is its pass's argmax, and its logprob is that of the logits
+            self.assertEqual(t.id, int(np.argmax(t.logits)))
+            self.assertLess(t.logprob, 0)
+            self.assertTrue(np.all(t.rank >= 1))
+        rep = gen.report()
+        self.assertEqual(len(rep), 12)
+        self.assertEqual(rep.rank.shape, (12, m.n_layers))
+        self.assertEqual(rep.quantum.dtype, bool)
+        self.assertEqual(list(rep.pos), list(range(len(ids) - 1, len(ids) + 11)))
+        self.assertTrue(np.all(rep.flops > 0))
+
+    def test_sampling_is_seeded_and_stops(self):
+        m = self.models["shakespeare-qtf"]
+        a = m.generate("ROMEO:", max_tokens=30, temperature=0.9, seed=7).text
+        b = m.generate("ROMEO:", max_tokens=30, temperature=0.9, seed=7).text
+        self.assertEqual(a, b)
+        g = m.generate("ROMEO:", max_tokens=200, temperature=0, stop=["the"])
+        self.assertTrue(g.text.endswith("the"))
+        self.assertEqual(g.stop_reason, "stop")
+        g = m.generate("ROMEO:", max_tokens=100, temperature=0, n_ctx=16)
+        self.assertEqual(len(list(g)), 16 - 6 + 1)
+        self.assertEqual(g.stop_reason, "context_full")
+
+    def test_errors_are_exceptions(self):
+        m = self.models["shakespeare-qtf"]
+        with self.assertRaises(qtf.QtfError) as e:
+            qtf.Model(os.path.join(MODELS, "no-such-model.qtf"))
+        self.assertIn("no-such-model", str(e.exception))
+        with self.assertRaises(qtf.QtfError) as e:
+            qtf.Model(os.path.join(ROOT, "README.md"))
+        self.assertEqual(e.exception.code, 2)  # QTF_ERR_BAD_MODEL
+        ctx = m.context(n_ctx=8)
+        with self.assertRaises(qtf.QtfError) as e:
+            ctx.decode([m.vocab_size + 3])
+        self.assertIn("outside the vocabulary", str(e.exception))
+        with self.assertRaises(qtf.QtfError):
+            ctx.logits
+        with self.assertRaises(qtf.ContextFullError):
+            ctx.decode(list(range(9)))
+        with self.assertRaises(ValueError):
+            m.context(route="sideways")
+        with self.assertRaises(ValueError):
+            m.generate("", max_tokens=3)
+
+    def test_contexts_on_threads_share_one_model(self):
+        m = self.models["shakespeare-qtf"]
+        want = m.generate("JULIET:", max_tokens=40, temperature=0).text
+        got = [None] * 4
+
+        def work(i):
+            got[i] = m.generate("JULIET:", max_tokens=40, temperature=0).text
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(got, [want] * 4)
+
+
+if __name__ == "__main__":
+    unittest.main()
