@@ -1,5 +1,6 @@
 /* Embedding qtf through its C API: load a model, generate greedily, print per-token statistics.
  * Build: cc generate.c -I engine/capi -L build/engine -lqtf_host -lqtf_core -lstdc++ -lm
+ *   or, against an installed qtf (cmake --install): cc generate.c $(pkg-config --cflags --libs qtf)
  * Run:   ./generate MODEL.qtf "PROMPT" N */
 #include <stdio.h>
 #include <stdlib.h>
