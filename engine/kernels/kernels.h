@@ -73,6 +73,14 @@ void layer_norm(const float* x, const float* w, const float* b, float eps, int n
 void softmax_inplace(float* x, int n);
 void gelu_inplace(float* x, int n);
 void silu_inplace(float* x, int n);
+// Block-option kernels (docs/llama.md); scalar only for now.
+// y = w * (x / sqrt(mean(x^2) + eps))  (RMSNorm; y may alias x)
+void rms_norm(const float* x, const float* w, float eps, int n, float* y);
+// Rotary positions, in place, on n_heads consecutive heads of head_dim (even) values: the pair
+// (2i, 2i+1) of every head turns by the angle pos * theta^(-2i / head_dim).
+void rope_inplace(float* x, int n_heads, int head_dim, int pos, float theta);
+// g = silu(g) * u  (the SwiGLU gate)
+void silu_mul(float* g, const float* u, int n);
 }  // namespace ref
 
 }  // namespace qtf

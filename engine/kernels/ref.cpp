@@ -101,5 +101,30 @@ void silu_inplace(float* x, int n) {
   for (int i = 0; i < n; ++i) x[i] = x[i] / (1.f + std::exp(-x[i]));
 }
 
+// The operation order follows llama2.c's run.c (sum of squares, / n, + eps, 1/sqrt, w * (s * x)).
+void rms_norm(const float* x, const float* w, float eps, int n, float* y) {
+  float ss = 0.f;
+  for (int i = 0; i < n; ++i) ss += x[i] * x[i];
+  const float s = 1.f / std::sqrt(ss / (float)n + eps);
+  for (int i = 0; i < n; ++i) y[i] = w[i] * (s * x[i]);
+}
+
+void rope_inplace(float* x, int n_heads, int head_dim, int pos, float theta) {
+  for (int i = 0; i < head_dim; i += 2) {
+    const float freq = 1.f / std::pow(theta, (float)i / (float)head_dim);
+    const float angle = (float)pos * freq, c = std::cos(angle), s = std::sin(angle);
+    for (int h = 0; h < n_heads; ++h) {
+      float* v = x + (size_t)h * head_dim + i;
+      const float v0 = v[0], v1 = v[1];
+      v[0] = v0 * c - v1 * s;
+      v[1] = v0 * s + v1 * c;
+    }
+  }
+}
+
+void silu_mul(float* g, const float* u, int n) {
+  for (int i = 0; i < n; ++i) g[i] = g[i] / (1.f + std::exp(-g[i])) * u[i];
+}
+
 }  // namespace ref
 }  // namespace qtf

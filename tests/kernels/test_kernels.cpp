@@ -309,3 +309,54 @@ TEST_CASE("reference values: LN statistics, GELU (erf form), SiLU") {
   CHECK(s[0] == doctest::Approx(0.7310586).epsilon(1e-6));
   CHECK(s[1] == doctest::Approx(-0.2689414).epsilon(1e-6));
 }
+
+TEST_CASE("block-option refs: RMSNorm, rotary positions, SwiGLU gate against first principles") {
+  std::mt19937 rng(18);
+  for (int n : {1, 8, 17, 64}) {
+    CAPTURE(n);
+    const Vec x = random_vec(rng, (size_t)n, 3.f), w = random_vec(rng, (size_t)n);
+    Vec y((size_t)n);
+    ref::rms_norm(x.data(), w.data(), 1e-5f, n, y.data());
+    double ss = 0;
+    for (float v : x) ss += (double)v * v;
+    const double inv = 1.0 / std::sqrt(ss / n + 1e-5);
+    for (int i = 0; i < n; ++i) CHECK(y[i] == doctest::Approx(w[i] * x[i] * inv).epsilon(1e-5));
+    Vec in_place = x;  // y may alias x
+    ref::rms_norm(in_place.data(), w.data(), 1e-5f, n, in_place.data());
+    CHECK(rel_err(in_place.data(), y.data(), (size_t)n) < 1e-7);
+  }
+
+  // RoPE: pair i of head h turns by pos * theta^(-2i/hd) (complex multiplication), norms are kept, and
+  // q . k of two rotated vectors depends only on the distance of their positions.
+  const int H = 3, hd = 8;
+  const float theta = 10000.f;
+  const Vec q = random_vec(rng, H * hd), k = random_vec(rng, H * hd);
+  for (int pos : {0, 1, 7, 300}) {
+    CAPTURE(pos);
+    Vec r = q;
+    ref::rope_inplace(r.data(), H, hd, pos, theta);
+    for (int h = 0; h < H; ++h)
+      for (int i = 0; i < hd; i += 2) {
+        const double a = pos * std::pow((double)theta, -(double)i / hd);
+        const double re = q[h * hd + i], im = q[h * hd + i + 1];
+        CHECK(r[h * hd + i] == doctest::Approx(re * std::cos(a) - im * std::sin(a)).epsilon(1e-4));
+        CHECK(r[h * hd + i + 1] == doctest::Approx(re * std::sin(a) + im * std::cos(a)).epsilon(1e-4));
+      }
+  }
+  auto rotated_dot = [&](int pq, int pk) {
+    Vec a = q, b = k;
+    ref::rope_inplace(a.data(), H, hd, pq, theta);
+    ref::rope_inplace(b.data(), H, hd, pk, theta);
+    return (double)ref::dot(a.data(), b.data(), H * hd);
+  };
+  CHECK(rotated_dot(5, 2) == doctest::Approx(rotated_dot(13, 10)).epsilon(1e-4));
+  CHECK(rotated_dot(0, 0) == doctest::Approx((double)ref::dot(q.data(), k.data(), H * hd)).epsilon(1e-6));
+  CHECK(std::fabs(rotated_dot(5, 2) - rotated_dot(5, 3)) > 1e-4);  // and it does depend on the distance
+
+  float g[3] = {1.f, -1.f, 0.5f};
+  const float u[3] = {2.f, 3.f, -4.f};
+  ref::silu_mul(g, u, 3);
+  CHECK(g[0] == doctest::Approx(0.7310586 * 2).epsilon(1e-6));
+  CHECK(g[1] == doctest::Approx(-0.2689414 * 3).epsilon(1e-6));
+  CHECK(g[2] == doctest::Approx(0.5 / (1 + std::exp(-0.5)) * -4).epsilon(1e-6));
+}
