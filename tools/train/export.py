@@ -7,6 +7,7 @@ import argparse
 import numpy as np
 import torch
 
+import llama
 from model import Config, QTensorFormer
 from qtf_format import read_qtf, write_qtf
 
@@ -78,6 +79,8 @@ def export_qtf(model, path, tokens, provenance=None, dtype="f32"):
 def load_qtf(path, dtype=torch.float32):
     """Reads a .qtf into a QTensorFormer (eval mode); returns (model, meta)."""
     meta, tensors = read_qtf(path)
+    if llama.is_llama_meta(meta):  # block options (docs/llama.md): the reference lives in llama.py
+        return llama.load_qtf(path, dtype)
     kwargs = {}
     for field, key in CONFIG_KEYS.items():
         if key in meta:

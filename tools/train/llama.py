@@ -1,0 +1,566 @@
+"""The block options of docs/llama.md in PyTorch, and llama2.c checkpoints (karpathy/llama2.c).
+
+qtf's block has options (the engine reads them from the file's metadata, docs/format.md):
+  model.norm        layernorm | rmsnorm         (rmsnorm: gain only, no shift)
+  model.positions   learned | rotary            (rotary: no pos_emb; RoPE on q and k, model.rope_theta)
+  model.activation  gelu | swiglu (| daruan)    (swiglu: down(silu(gate a) * up a))
+  model.n_kv_heads  key/value heads, divides n_heads (grouped-query attention)
+  model.linear_bias 0 | 1                       (0: the linears have no `.b`)
+A Llama block (llama2.c) is rmsnorm + rotary + swiglu + n_kv_heads, no biases, shared or separate
+classifier. This module is the reference for models with these options and no quantum parts
+(model.py's QTensorFormer is the reference for the quantum parts); the engine must reproduce it.
+
+llama2.c checkpoints: read_llama2c() reads version 0 (legacy: 7 x int32 header, negative vocab size =
+separate classifier, then the fp32 weights and two unused RoPE tables) and version 1 ("ak42" magic,
+256-byte header, fp32); version 2 (Q8_0 groups) and anything else is refused with a clear error.
+write_llama2c() writes both versions (tests make tiny random checkpoints with it). runc_forward() is the
+forward pass of llama2.c's run.c re-written in numpy straight from the checkpoint arrays (independent
+of the .qtf conversion: the tests compare the two).
+
+    python3 tools/train/llama.py fixtures [--out tests/fixtures]    # parity fixtures for the engine
+"""
+import argparse
+import hashlib
+import json
+import math
+import os
+import struct
+from dataclasses import dataclass, asdict, field
+from typing import List
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from model import DenseLinear, TTLinear
+from qtf_format import read_qtf, write_qtf
+
+
+# ---------------------------------------------------------------------------------------------------
+# The model with block options (no quantum parts)
+
+@dataclass
+class LlamaConfig:
+    vocab_size: int = 512
+    d_model: int = 64
+    n_layers: int = 5
+    n_heads: int = 8
+    n_kv_heads: int = 4
+    d_ff: int = 172
+    context: int = 512
+    norm: str = "rmsnorm"
+    positions: str = "rotary"
+    rope_theta: float = 10000.0
+    activation: str = "swiglu"
+    linear_bias: int = 0
+    tied_embeddings: int = 1
+    ln_eps: float = 1e-5
+    tensorized: int = 0
+    d_factors: List[int] = field(default_factory=list)
+    ff_factors: List[int] = field(default_factory=list)
+    kv_factors: List[int] = field(default_factory=list)
+    tt_rank: int = 0
+
+    def to_dict(self):
+        return asdict(self)
+
+    @property
+    def head_dim(self):
+        return self.d_model // self.n_heads
+
+    @property
+    def kv_dim(self):
+        return self.n_kv_heads * self.head_dim
+
+
+class RMSNorm(nn.Module):
+    """y = w * x / sqrt(mean(x^2) + eps)."""
+
+    def __init__(self, d, eps):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d))
+
+    def forward(self, x):
+        return self.weight * (x * torch.rsqrt((x * x).mean(-1, keepdim=True) + self.eps))
+
+
+def rope(x, theta):
+    """Rotary positions on x [B, heads, T, hd]: the pair (2i, 2i+1) at position t turns by
+    t * theta^(-2i/hd) (Meta's Llama / llama2.c pairing: adjacent values, not the two halves)."""
+    T, hd = x.shape[-2], x.shape[-1]
+    i = torch.arange(0, hd, 2, dtype=torch.float64)
+    ang = torch.arange(T, dtype=torch.float64)[:, None] * theta ** (-i / hd)[None, :]  # [T, hd/2]
+    c, s = torch.cos(ang).to(x.dtype), torch.sin(ang).to(x.dtype)
+    x0, x1 = x[..., 0::2], x[..., 1::2]
+    return torch.stack([x0 * c - x1 * s, x0 * s + x1 * c], -1).flatten(-2)
+
+
+def make_linear(cfg, n_in, n_out, f_in, f_out):
+    lin = TTLinear(f_in, f_out, cfg.tt_rank) if cfg.tensorized else DenseLinear(n_in, n_out)
+    if not cfg.linear_bias:  # a fixed zero bias: not a parameter, not in the file
+        del lin.bias
+        lin.register_buffer("bias", torch.zeros(n_out), persistent=False)
+    return lin
+
+
+class LlamaBlock(nn.Module):
+    def __init__(self, cfg: LlamaConfig):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.d_model
+        norm = (lambda: RMSNorm(d, cfg.ln_eps)) if cfg.norm == "rmsnorm" else (lambda: nn.LayerNorm(d, eps=cfg.ln_eps))
+        self.ln1, self.ln2 = norm(), norm()
+        df, ff, kf = cfg.d_factors, cfg.ff_factors, (cfg.kv_factors or cfg.d_factors)
+        self.q = make_linear(cfg, d, d, df, df)
+        self.k = make_linear(cfg, d, cfg.kv_dim, df, kf)
+        self.v = make_linear(cfg, d, cfg.kv_dim, df, kf)
+        self.o = make_linear(cfg, d, d, df, df)
+        if cfg.activation == "swiglu":
+            self.gate = make_linear(cfg, d, cfg.d_ff, df, ff)
+        self.up = make_linear(cfg, d, cfg.d_ff, df, ff)
+        self.down = make_linear(cfg, cfg.d_ff, d, ff, df)
+
+    def forward(self, x):
+        cfg = self.cfg
+        B, T, d = x.shape
+        H, KV, hd = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
+        a = self.ln1(x)
+        q = self.q(a).view(B, T, H, hd).transpose(1, 2)
+        k = self.k(a).view(B, T, KV, hd).transpose(1, 2)
+        v = self.v(a).view(B, T, KV, hd).transpose(1, 2)
+        if cfg.positions == "rotary":
+            q, k = rope(q, cfg.rope_theta), rope(k, cfg.rope_theta)
+        k, v = k.repeat_interleave(H // KV, 1), v.repeat_interleave(H // KV, 1)  # query head h: kv head h // (H/KV)
+        causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+        scores = (q @ k.transpose(-1, -2)) / math.sqrt(hd)
+        out = torch.softmax(scores.masked_fill(~causal, float("-inf")), -1) @ v
+        x = x + self.o(out.transpose(1, 2).reshape(B, T, d))
+        b = self.ln2(x)
+        hid = F.silu(self.gate(b)) * self.up(b) if cfg.activation == "swiglu" else F.gelu(self.up(b))
+        return x + self.down(hid)
+
+
+class Llama(nn.Module):
+    def __init__(self, cfg: LlamaConfig):
+        super().__init__()
+        assert cfg.activation in ("gelu", "swiglu") and cfg.norm in ("layernorm", "rmsnorm")
+        assert cfg.positions in ("learned", "rotary") and cfg.n_heads % cfg.n_kv_heads == 0
+        self.cfg = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        nn.init.normal_(self.tok_emb.weight, std=0.02)
+        if cfg.positions == "learned":
+            self.pos_emb = nn.Embedding(cfg.context, cfg.d_model)
+            nn.init.normal_(self.pos_emb.weight, std=0.02)
+        self.blocks = nn.ModuleList(LlamaBlock(cfg) for _ in range(cfg.n_layers))
+        self.lnf = RMSNorm(cfg.d_model, cfg.ln_eps) if cfg.norm == "rmsnorm" else nn.LayerNorm(cfg.d_model, eps=cfg.ln_eps)
+        if not cfg.tied_embeddings:
+            self.head = nn.Parameter(torch.randn(cfg.vocab_size, cfg.d_model) * 0.02)
+
+    def head_weight(self):
+        return self.tok_emb.weight if self.cfg.tied_embeddings else self.head
+
+    def forward(self, tokens):
+        """tokens [B, T] -> (logits [B, T, V], per layer {"rank": [B, T]}) as QTensorFormer.forward."""
+        x = self.tok_emb(tokens)
+        if self.cfg.positions == "learned":
+            x = x + self.pos_emb(torch.arange(tokens.shape[1], device=tokens.device))
+        for blk in self.blocks:
+            x = blk(x)
+        rank = torch.full(tokens.shape, self.cfg.tt_rank, dtype=torch.long, device=tokens.device)
+        return F.linear(self.lnf(x), self.head_weight()), [{"rank": rank} for _ in self.blocks]
+
+
+# ---------------------------------------------------------------------------------------------------
+# .qtf export / import
+
+def tensor_map(model):
+    """[(qtf tensor name, torch tensor)] in file order."""
+    cfg, out = model.cfg, []
+
+    def linear(name, lin):
+        if cfg.tensorized:
+            out.extend(("%s.core.%d" % (name, k), c) for k, c in enumerate(lin.cores))
+        else:
+            out.append((name + ".w", lin.weight))
+        if cfg.linear_bias:
+            out.append((name + ".b", lin.bias))
+
+    def norm(name, m):
+        out.append((name + ".w", m.weight))
+        if cfg.norm == "layernorm":
+            out.append((name + ".b", m.bias))
+
+    out.append(("tok_emb", model.tok_emb.weight))
+    if cfg.positions == "learned":
+        out.append(("pos_emb", model.pos_emb.weight))
+    for l, blk in enumerate(model.blocks):
+        p = "blk.%d." % l
+        norm(p + "ln1", blk.ln1)
+        norm(p + "ln2", blk.ln2)
+        for n in "qkvo":
+            linear(p + "attn." + n, getattr(blk, n))
+        if cfg.activation == "swiglu":
+            linear(p + "ffn.gate", blk.gate)
+        linear(p + "ffn.up", blk.up)
+        linear(p + "ffn.down", blk.down)
+    norm("lnf", model.lnf)
+    if not cfg.tied_embeddings:
+        out.append(("head.w", model.head))
+    return out
+
+
+def model_meta(cfg, tokens, provenance=None, tokenizer_type="char"):
+    c = cfg
+    meta = {"qtf.arch": "qtensorformer", "model.vocab_size": c.vocab_size, "model.d_model": c.d_model,
+            "model.n_layers": c.n_layers, "model.n_heads": c.n_heads, "model.n_kv_heads": c.n_kv_heads,
+            "model.d_ff": c.d_ff, "model.context": c.context, "model.tensorized": c.tensorized,
+            "model.n_qubits": 0, "model.activation": c.activation, "model.tied_embeddings": c.tied_embeddings,
+            "model.ln_eps": float(c.ln_eps), "model.norm": c.norm, "model.positions": c.positions,
+            "model.rope_theta": float(c.rope_theta), "model.linear_bias": c.linear_bias}
+    if c.tensorized:
+        meta.update({"model.tt.d_factors": list(c.d_factors), "model.tt.ff_factors": list(c.ff_factors),
+                     "model.tt.rank": c.tt_rank})
+        if c.kv_factors:
+            meta["model.tt.kv_factors"] = list(c.kv_factors)
+    meta["tokenizer.type"] = tokenizer_type
+    meta["tokenizer.tokens"] = list(tokens)
+    for k, v in (provenance or {}).items():
+        meta["provenance." + k] = v
+    return meta
+
+
+def export_qtf(model, path, tokens, provenance=None, dtype="f32"):
+    np_dtype = {"f32": np.float32, "f16": np.float16}[dtype]
+    tensors = [(n, t.detach().cpu().float().numpy().astype(np_dtype)) for n, t in tensor_map(model)]
+    return write_qtf(path, model_meta(model.cfg, tokens, provenance), tensors)
+
+
+def is_llama_meta(meta):
+    """True for files that use any block option (export.load_qtf hands those to load_qtf here)."""
+    return any(k in meta for k in ("model.norm", "model.positions", "model.n_kv_heads", "model.linear_bias")) or \
+        meta.get("model.activation") == "swiglu"
+
+
+def config_from_meta(meta):
+    get = lambda k, d: meta.get(k, d)
+    return LlamaConfig(
+        vocab_size=meta["model.vocab_size"], d_model=meta["model.d_model"], n_layers=meta["model.n_layers"],
+        n_heads=meta["model.n_heads"], n_kv_heads=get("model.n_kv_heads", meta["model.n_heads"]),
+        d_ff=meta["model.d_ff"], context=meta["model.context"], norm=get("model.norm", "layernorm"),
+        positions=get("model.positions", "learned"), rope_theta=get("model.rope_theta", 10000.0),
+        activation=meta["model.activation"], linear_bias=get("model.linear_bias", 1),
+        tied_embeddings=meta["model.tied_embeddings"], ln_eps=get("model.ln_eps", 1e-5),
+        tensorized=meta["model.tensorized"], d_factors=list(get("model.tt.d_factors", [])),
+        ff_factors=list(get("model.tt.ff_factors", [])), kv_factors=list(get("model.tt.kv_factors", [])),
+        tt_rank=get("model.tt.rank", 0))
+
+
+def load_qtf(path, dtype=torch.float32):
+    """Reads a .qtf with block options into a Llama (eval mode); returns (model, meta)."""
+    meta, tensors = read_qtf(path)
+    if meta.get("model.n_qubits", 0) != 0:
+        raise ValueError("llama.load_qtf: the reference covers models without quantum parts")
+    model = Llama(config_from_meta(meta)).to(dtype).eval()
+    names = set()
+    with torch.no_grad():
+        for name, param in tensor_map(model):
+            a = tensors[name]
+            if tuple(a.shape) != tuple(param.shape):
+                raise ValueError("%s: shape %s in file, %s in model" % (name, a.shape, tuple(param.shape)))
+            param.copy_(torch.from_numpy(a.astype(np.float32)))
+            names.add(name)
+    extra = set(tensors) - names
+    if extra:
+        raise ValueError("tensors the config does not use: %s" % sorted(extra))
+    return model, meta
+
+
+# ---------------------------------------------------------------------------------------------------
+# llama2.c checkpoints
+
+class CheckpointError(ValueError):
+    pass
+
+
+LLAMA2C_MAGIC = 0x616B3432  # "ak42"
+LLAMA2C_FIELDS = ("dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "seq_len")
+
+
+def _llama2c_layout(h, version, shared):
+    """[(name, shape)] of the fp32 arrays in file order (None name = skipped: v0's RoPE tables)."""
+    d, f, L, H, KV, V, T = (h[k] for k in LLAMA2C_FIELDS)
+    hs, kv = d // H, d // H * KV
+    per = lambda n, *s: [("%s.%d" % (n, l), s) for l in range(L)]
+    if version == 0:
+        out = [("tok_emb", (V, d))] + per("rms_att", d) + per("wq", d, d) + per("wk", kv, d) + per("wv", kv, d) + \
+            per("wo", d, d) + per("rms_ffn", d) + per("w1", f, d) + per("w2", d, f) + per("w3", f, d) + \
+            [("rms_final", (d,)), ("freq_cos", (T, hs // 2)), ("freq_sin", (T, hs // 2))]
+    else:
+        out = per("rms_att", d) + per("rms_ffn", d) + [("rms_final", (d,)), ("tok_emb", (V, d))] + \
+            per("wq", d, d) + per("wk", kv, d) + per("wv", kv, d) + per("wo", d, d) + \
+            per("w1", f, d) + per("w2", d, f) + per("w3", f, d)
+    if not shared:
+        out.append(("wcls", (V, d)))
+    return out
+
+
+def read_llama2c(data):
+    """bytes of a llama2.c checkpoint -> (header dict with version and shared, {name: float32 array})."""
+    n = len(data)
+    if n < 28:
+        raise CheckpointError("not a llama2.c checkpoint: %d bytes, shorter than the 28-byte header" % n)
+    if struct.unpack_from("<I", data, 0)[0] == LLAMA2C_MAGIC:
+        if n < 256:
+            raise CheckpointError("llama2.c checkpoint truncated: %d bytes, the versioned header has 256" % n)
+        version = struct.unpack_from("<i", data, 4)[0]
+        if version != 1:
+            what = "Q8_0 (int8 groups); export it as version 1 (fp32)" if version == 2 else "unknown"
+            raise CheckpointError("llama2.c checkpoint version %d is not supported: %s" % (version, what))
+        vals = struct.unpack_from("<7i", data, 8)
+        flag = data[36]
+        if flag not in (0, 1):
+            raise CheckpointError("llama2.c v1 header: shared-classifier flag is %d, not 0/1" % flag)
+        shared, offset = flag == 1, 256
+    else:
+        version, vals, offset = 0, struct.unpack_from("<7i", data, 0), 28
+        shared = vals[5] > 0
+        vals = vals[:5] + (abs(vals[5]),) + vals[6:]
+    h = dict(zip(LLAMA2C_FIELDS, vals))
+    d, f, L, H, KV, V, T = vals
+    problems = []
+    if not (1 <= d <= 65536 and 1 <= f <= 1 << 20 and 1 <= L <= 1024 and 1 <= H <= d and 1 <= V <= 1 << 22
+            and 1 <= T <= 1 << 20):
+        problems.append("sizes out of range")
+    elif d % H or not (1 <= KV <= H) or H % KV or (d // H) % 2:
+        problems.append("heads do not divide evenly (dim %% n_heads, n_heads %% n_kv_heads, even head size)")
+    if problems:
+        raise CheckpointError("not a llama2.c checkpoint (version %d header %s): %s" % (
+            version, ", ".join("%s=%d" % kv for kv in zip(LLAMA2C_FIELDS, vals)), "; ".join(problems)))
+    layout = _llama2c_layout(h, version, shared)
+    floats = sum(int(np.prod(s)) for _, s in layout)
+    want = offset + 4 * floats
+    if n != want:
+        raise CheckpointError(
+            "llama2.c checkpoint size mismatch: the header (version %d, %s, %s classifier) needs %d bytes, the file "
+            "has %d (%s)" % (version, ", ".join("%s=%d" % kv for kv in h.items()), "shared" if shared else "separate",
+                             want, n, "truncated" if n < want else "trailing bytes"))
+    arr = np.frombuffer(data, dtype="<f4", count=floats, offset=offset)
+    out, pos = {}, 0
+    for name, shape in layout:
+        size = int(np.prod(shape))
+        out[name] = arr[pos:pos + size].reshape(shape)
+        pos += size
+    h.update(version=version, shared=shared)
+    return h, out
+
+
+def write_llama2c(path, h, weights, version=0, shared=True):
+    """Writes a llama2.c checkpoint (version 0 or 1) from a header dict and {name: array} (read_llama2c's
+    names; wcls only when not shared, freq tables made here for v0)."""
+    hh = dict(h)
+    vals = [hh[k] for k in LLAMA2C_FIELDS]
+    if version == 0:
+        head = struct.pack("<7i", *(vals[:5] + [vals[5] if shared else -vals[5]] + vals[6:]))
+    else:
+        head = struct.pack("<Ii7iB", LLAMA2C_MAGIC, version, *vals, int(shared))
+        head += b"\0" * (256 - len(head))
+    w = dict(weights)
+    hs = hh["dim"] // hh["n_heads"]
+    freqs = 1.0 / (10000.0 ** (np.arange(0, hs, 2)[: hs // 2].astype(np.float32) / hs))
+    ang = np.outer(np.arange(hh["seq_len"]), freqs).astype(np.float32)
+    w.setdefault("freq_cos", np.cos(ang))
+    w.setdefault("freq_sin", np.sin(ang))
+    body = b"".join(np.ascontiguousarray(w[name], dtype="<f4").reshape(shape).tobytes()
+                    for name, shape in _llama2c_layout(hh, version, shared))
+    with open(path, "wb") as fh:
+        fh.write(head + body)
+
+
+def random_llama2c_weights(h, shared, seed, std=0.3):
+    rng = np.random.default_rng(seed)
+    w = {}
+    for name, shape in _llama2c_layout(h, 1, shared):
+        if name.startswith("rms"):
+            w[name] = (1 + 0.2 * rng.standard_normal(shape)).astype(np.float32)
+        else:
+            w[name] = (std * rng.standard_normal(shape)).astype(np.float32)
+    return w
+
+
+def runc_forward(h, w, tokens):
+    """llama2.c run.c's forward pass in numpy (float64), one token at a time with a KV cache: -> [T, V]."""
+    d, f, L, H, KV = (h[k] for k in LLAMA2C_FIELDS[:5])
+    hs, kv_mul = d // H, H // KV
+    kcache, vcache, out = [[] for _ in range(L)], [[] for _ in range(L)], []
+
+    def rms(x, g):
+        return g * (x / np.sqrt(np.mean(x * x) + 1e-5))
+
+    def rot(vec, pos):
+        v = vec.copy()
+        for i in range(0, len(v), 2):
+            a = pos * 10000.0 ** (-(i % hs) / hs)
+            v[i], v[i + 1] = v[i] * np.cos(a) - v[i + 1] * np.sin(a), v[i] * np.sin(a) + v[i + 1] * np.cos(a)
+        return v
+
+    for pos, tok in enumerate(tokens):
+        x = w["tok_emb"][tok].astype(np.float64)
+        for l in range(L):
+            xb = rms(x, w["rms_att.%d" % l])
+            q, k, v = rot(w["wq.%d" % l] @ xb, pos), rot(w["wk.%d" % l] @ xb, pos), w["wv.%d" % l] @ xb
+            kcache[l].append(k)
+            vcache[l].append(v)
+            att = np.zeros(d)
+            for hh in range(H):
+                g = hh // kv_mul
+                qh = q[hh * hs:(hh + 1) * hs]
+                sc = np.array([qh @ kk[g * hs:(g + 1) * hs] for kk in kcache[l]]) / np.sqrt(hs)
+                p = np.exp(sc - sc.max())
+                p /= p.sum()
+                att[hh * hs:(hh + 1) * hs] = sum(pi * vv[g * hs:(g + 1) * hs] for pi, vv in zip(p, vcache[l]))
+            x = x + w["wo.%d" % l] @ att
+            xb = rms(x, w["rms_ffn.%d" % l])
+            h1, h3 = w["w1.%d" % l] @ xb, w["w3.%d" % l] @ xb
+            x = x + w["w2.%d" % l] @ (h1 / (1 + np.exp(-h1)) * h3)
+        x = rms(x, w["rms_final"])
+        out.append((w["tok_emb"] if "wcls" not in w else w["wcls"]) @ x)
+    return np.array(out)
+
+
+def stand_in_tokens(vocab):
+    """The converted file's stand-in `char` tokenizer: token id i is the character U+0100+i (surrogates
+    skipped). It is NOT the model's text tokenizer; it makes token ids typeable and printable."""
+    out, cp = [], 0x100
+    for _ in range(vocab):
+        if 0xD800 <= cp <= 0xDFFF:
+            cp = 0xE000
+        out.append(chr(cp))
+        cp += 1
+    return out
+
+
+def convert_llama2c(data, provenance=None):
+    """llama2.c checkpoint bytes -> (meta, [(qtf name, float32 array)]), with the header and size checked."""
+    h, w = read_llama2c(data)
+    cfg = LlamaConfig(vocab_size=h["vocab_size"], d_model=h["dim"], n_layers=h["n_layers"], n_heads=h["n_heads"],
+                      n_kv_heads=h["n_kv_heads"], d_ff=h["hidden_dim"], context=h["seq_len"], norm="rmsnorm",
+                      positions="rotary", rope_theta=10000.0, activation="swiglu", linear_bias=0,
+                      tied_embeddings=int(h["shared"]), ln_eps=1e-5)
+    prov = {"source": "llama2.c checkpoint version %d" % h["version"], "source_bytes": len(data),
+            "source_sha256": hashlib.sha256(data).hexdigest(), "created_by": "tools/convert/llama2c.py"}
+    prov.update(provenance or {})
+    tensors = [("tok_emb", w["tok_emb"])]
+    for l in range(cfg.n_layers):
+        p = "blk.%d." % l
+        tensors += [(p + "ln1.w", w["rms_att.%d" % l]), (p + "ln2.w", w["rms_ffn.%d" % l]),
+                    (p + "attn.q.w", w["wq.%d" % l]), (p + "attn.k.w", w["wk.%d" % l]),
+                    (p + "attn.v.w", w["wv.%d" % l]), (p + "attn.o.w", w["wo.%d" % l]),
+                    (p + "ffn.gate.w", w["w1.%d" % l]), (p + "ffn.up.w", w["w3.%d" % l]),
+                    (p + "ffn.down.w", w["w2.%d" % l])]
+    tensors.append(("lnf.w", w["rms_final"]))
+    if not h["shared"]:
+        tensors.append(("head.w", w["wcls"]))
+    return model_meta(cfg, stand_in_tokens(cfg.vocab_size), prov), tensors, h
+
+
+# ---------------------------------------------------------------------------------------------------
+# Parity fixtures for the engine (tests/fixtures/llama_*.{qtf,json}, read by tests/runtime/test_parity.cpp)
+
+FIXTURES = {
+    # rmsnorm + rotary + swiglu + GQA, dense, no biases, tied: the llama2.c block
+    "llama_rms_rope_swiglu_gqa_tied": dict(
+        vocab_size=40, d_model=16, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=24, context=16),
+    # the same block tensorized (K=2, kv factors of its own), with biases and a separate classifier
+    "llama_tt_rms_rope_swiglu_gqa_bias_untied": dict(
+        vocab_size=40, d_model=16, n_layers=2, n_heads=4, n_kv_heads=1, d_ff=24, context=16, linear_bias=1,
+        tied_embeddings=0, tensorized=1, d_factors=[4, 4], ff_factors=[4, 6], kv_factors=[2, 2], tt_rank=3),
+    # options one at a time against the default block: layernorm + rotary + gelu + GQA, learned positions off
+    "llama_ln_rope_gelu_gqa": dict(
+        vocab_size=40, d_model=24, n_layers=2, n_heads=6, n_kv_heads=3, d_ff=32, context=16, norm="layernorm",
+        activation="gelu", linear_bias=1, rope_theta=500.0),
+    # rmsnorm + learned positions + swiglu, every head its own kv head
+    "llama_rms_learned_swiglu_mha": dict(
+        vocab_size=40, d_model=16, n_layers=2, n_heads=2, n_kv_heads=2, d_ff=24, context=16, positions="learned"),
+}
+FIXTURE_TOKENS = [1, 7, 3, 39, 12, 12, 0, 25, 8, 30, 2, 17]
+
+
+def randomize(model, gen):
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("ln1.weight") or name.endswith("ln2.weight") or name == "lnf.weight":
+                p.copy_(1 + 0.3 * torch.randn(p.shape, generator=gen))
+            elif p.dim() == 1:
+                p.copy_(0.1 * torch.randn(p.shape, generator=gen))
+            elif "emb" in name or name == "head":
+                p.copy_(0.5 * torch.randn(p.shape, generator=gen))
+            else:  # linear weights and TT cores: keep activations O(1)
+                p.mul_(1.5)
+
+
+def make_fixture(name, overrides, out_dir):
+    cfg = LlamaConfig(**{**LlamaConfig(linear_bias=0).to_dict(), **overrides})
+    gen = torch.Generator().manual_seed(18)
+    torch.manual_seed(18)
+    model = Llama(cfg)
+    randomize(model, gen)
+    path = os.path.join(out_dir, name + ".qtf")
+    export_qtf(model, path, stand_in_tokens(cfg.vocab_size), {"created_by": "tools/train/llama.py fixtures"})
+    ref_model, _ = load_qtf(path, dtype=torch.float64)
+    with torch.no_grad():
+        logits = ref_model(torch.tensor([FIXTURE_TOKENS]))[0][0]
+    T, L = len(FIXTURE_TOKENS), cfg.n_layers
+    doc = {"name": name, "seed": 18, "text": "", "tokens": FIXTURE_TOKENS, "atol": 1e-4,
+           "logits": [[float("%.8g" % v) for v in row] for row in logits.tolist()],
+           "S": [[0.0] * L for _ in range(T)], "h": [[0.0] * L for _ in range(T)],
+           "rank": [[cfg.tt_rank] * L for _ in range(T)], "quantum": [[0] * L for _ in range(T)]}
+    with open(os.path.join(out_dir, name + ".json"), "w") as fh:
+        json.dump(doc, fh, separators=(",", ":"))
+        fh.write("\n")
+    print("%-44s logits in [%.2f, %.2f]" % (name, logits.min().item(), logits.max().item()))
+
+
+TINY_LLAMA2C = dict(dim=16, hidden_dim=24, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=40, seq_len=32)
+
+
+def make_llama2c_fixture(out_dir, tmp_dir):
+    """llama2c_tiny: a random llama2.c v0 checkpoint (separate classifier) converted by tools/convert, with
+    logits from runc_forward() on the checkpoint itself: the whole chain checkpoint -> .qtf -> engine."""
+    h = TINY_LLAMA2C
+    w = random_llama2c_weights(h, shared=False, seed=260)
+    ckpt = os.path.join(tmp_dir, "llama2c_tiny.bin")
+    write_llama2c(ckpt, h, w, version=0, shared=False)
+    data = open(ckpt, "rb").read()
+    meta, tensors, hdr = convert_llama2c(data, {"source_file": "llama2c_tiny.bin (random, tools/train/llama.py)"})
+    write_qtf(os.path.join(out_dir, "llama2c_tiny.qtf"), meta, tensors)
+    hdr, w = read_llama2c(data)
+    logits = runc_forward(hdr, w, FIXTURE_TOKENS)
+    T, L = len(FIXTURE_TOKENS), h["n_layers"]
+    doc = {"name": "llama2c_tiny", "seed": 260, "text": "", "tokens": FIXTURE_TOKENS, "atol": 1e-4,
+           "logits": [[float("%.8g" % v) for v in row] for row in logits.tolist()],
+           "S": [[0.0] * L for _ in range(T)], "h": [[0.0] * L for _ in range(T)],
+           "rank": [[0] * L for _ in range(T)], "quantum": [[0] * L for _ in range(T)]}
+    with open(os.path.join(out_dir, "llama2c_tiny.json"), "w") as fh:
+        json.dump(doc, fh, separators=(",", ":"))
+        fh.write("\n")
+    print("%-44s logits in [%.2f, %.2f]" % ("llama2c_tiny", logits.min(), logits.max()))
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", choices=["fixtures"])
+    ap.add_argument("--out", default=os.path.join(here, "..", "..", "tests", "fixtures"))
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    for name, overrides in FIXTURES.items():
+        make_fixture(name, overrides, args.out)
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        make_llama2c_fixture(args.out, tmp)
+
+
+if __name__ == "__main__":
+    main()

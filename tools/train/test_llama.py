@@ -1,0 +1,139 @@
+"""Block options and the llama2.c converter (docs/llama.md): /usr/bin/python3 -m unittest tools/train/test_llama.py
+
+Tiny random llama2.c checkpoints are made here (never the real model): converted by tools/convert/llama2c.py,
+the reference's logits must equal run.c's forward pass (re-written in numpy, llama.runc_forward) on the
+checkpoint itself; malformed checkpoints must be refused with a message that says why.
+"""
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import export  # noqa: E402
+from llama import (CheckpointError, Llama, LlamaConfig, TINY_LLAMA2C, convert_llama2c, export_qtf,  # noqa: E402
+                   load_qtf, random_llama2c_weights, read_llama2c, rope, runc_forward, stand_in_tokens,
+                   tensor_map, write_llama2c)
+
+CONVERT = os.path.join(HERE, "..", "convert", "llama2c.py")
+D = torch.float64
+
+
+def checkpoint_bytes(tmp, version=0, shared=True, seed=1, **over):
+    h = dict(TINY_LLAMA2C, **over)
+    path = os.path.join(tmp, "ckpt.bin")
+    write_llama2c(path, h, random_llama2c_weights(h, shared, seed), version=version, shared=shared)
+    with open(path, "rb") as f:
+        return path, f.read()
+
+
+class TestConverter(unittest.TestCase):
+    def test_converted_logits_equal_runc_forward(self):
+        tokens = [1, 5, 39, 0, 12, 7, 7, 30]
+        with tempfile.TemporaryDirectory() as tmp:
+            for version in (0, 1):
+                for shared in (True, False):
+                    with self.subTest(version=version, shared=shared):
+                        path, data = checkpoint_bytes(tmp, version, shared, seed=version * 2 + shared)
+                        out = os.path.join(tmp, "m.qtf")
+                        r = subprocess.run([sys.executable, CONVERT, path, out], capture_output=True, text=True)
+                        self.assertEqual(r.returncode, 0, r.stderr)
+                        h, w = read_llama2c(data)
+                        self.assertEqual((h["version"], h["shared"]), (version, shared))
+                        model, meta = export.load_qtf(out, dtype=D)  # export hands block options to llama.py
+                        self.assertIsInstance(model, Llama)
+                        self.assertEqual(meta["model.tied_embeddings"], int(shared))
+                        self.assertEqual(meta["model.n_kv_heads"], 2)
+                        self.assertEqual(meta["provenance.source_bytes"], len(data))
+                        with torch.no_grad():
+                            got = model(torch.tensor([tokens]))[0][0].numpy()
+                        np.testing.assert_allclose(got, runc_forward(h, w, tokens), atol=1e-5)
+
+    def test_refuses_what_is_not_a_checkpoint(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            _, v0 = checkpoint_bytes(tmp, 0)
+            _, v1 = checkpoint_bytes(tmp, 1)
+            v2 = v1[:4] + struct.pack("<i", 2) + v1[8:]
+            bad_heads = struct.pack("<7i", 16, 24, 2, 3, 1, 40, 32) + v0[28:]  # 3 heads do not divide 16
+            cases = {
+                "truncated": (v0[:-4], "size mismatch"),
+                "trailing": (v0 + b"\0" * 4, "trailing bytes"),
+                "separate classifier missing": (v0[:20] + struct.pack("<i", -40) + v0[24:], "truncated"),
+                "v2": (v2, "version 2 is not supported"),
+                "v1 short": (v1[:200], "truncated"),
+                "tiny": (b"abc", "shorter than the 28-byte header"),
+                "text": (b"#!/bin/sh\necho this is not a model at all\n", "not a llama2.c checkpoint"),
+                "heads": (bad_heads, "heads do not divide"),
+            }
+            for name, (data, msg) in cases.items():
+                with self.subTest(name):
+                    with self.assertRaises(CheckpointError) as cm:
+                        convert_llama2c(data)
+                    self.assertIn(msg, str(cm.exception))
+            path = os.path.join(tmp, "bad.bin")
+            with open(path, "wb") as f:
+                f.write(v0[:-1])
+            r = subprocess.run([sys.executable, CONVERT, path, os.path.join(tmp, "x.qtf")], capture_output=True,
+                               text=True)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("size mismatch", r.stderr)
+            self.assertFalse(os.path.exists(os.path.join(tmp, "x.qtf")))
+
+    def test_stand_in_tokenizer_is_one_character_per_id(self):
+        toks = stand_in_tokens(60000)
+        self.assertEqual(len(set(toks)), 60000)
+        self.assertTrue(all(len(t) == 1 and not 0xD800 <= ord(t) <= 0xDFFF for t in toks))
+        self.assertEqual(toks[1], "\u0101")
+
+
+class TestBlockOptions(unittest.TestCase):
+    def test_rope_turns_adjacent_pairs(self):
+        x = torch.randn(1, 2, 5, 6, dtype=D)
+        r = rope(x, 100.0)
+        for t in range(5):
+            for i in range(0, 6, 2):
+                a = t * 100.0 ** (-i / 6)
+                z = complex(x[0, 1, t, i], x[0, 1, t, i + 1]) * complex(np.cos(a), np.sin(a))
+                self.assertAlmostEqual(r[0, 1, t, i].item(), z.real, places=12)
+                self.assertAlmostEqual(r[0, 1, t, i + 1].item(), z.imag, places=12)
+
+    def test_export_round_trip_and_names(self):
+        cfg = LlamaConfig(vocab_size=20, d_model=16, n_layers=1, n_heads=4, n_kv_heads=1, d_ff=8, context=8,
+                          linear_bias=0, tied_embeddings=0, tensorized=1, d_factors=[4, 4], ff_factors=[2, 4],
+                          kv_factors=[2, 2], tt_rank=3)
+        torch.manual_seed(0)
+        model = Llama(cfg).to(D).eval()
+        names = [n for n, _ in tensor_map(model)]
+        self.assertIn("blk.0.ffn.gate.core.1", names)
+        self.assertNotIn("pos_emb", names)
+        self.assertFalse(any(n.endswith(".b") for n in names))  # rmsnorm and no linear biases
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "m.qtf")
+            export_qtf(model, path, stand_in_tokens(20))
+            back, meta = load_qtf(path, dtype=D)
+            self.assertEqual(meta["model.tt.kv_factors"], [2, 2])
+            x = torch.tensor([[3, 1, 4, 1, 5]])
+            with torch.no_grad():
+                np.testing.assert_allclose(back(x)[0].numpy(), model(x)[0].numpy(), atol=1e-5)
+
+    def test_gqa_with_all_kv_heads_equal_is_multi_head(self):
+        """n_kv_heads = H/2 with each kv head's projection duplicated equals n_kv_heads = H."""
+        base = dict(vocab_size=10, d_model=8, n_layers=1, n_heads=2, d_ff=8, context=8)
+        torch.manual_seed(1)
+        gqa = Llama(LlamaConfig(n_kv_heads=1, **base)).to(D)
+        mha = Llama(LlamaConfig(n_kv_heads=2, **base)).to(D)
+        mha.load_state_dict({k: (v.repeat(2, 1) if k.endswith(("k.weight", "v.weight")) else v)
+                             for k, v in gqa.state_dict().items()})
+        x = torch.tensor([[1, 2, 3, 4]])
+        with torch.no_grad():
+            np.testing.assert_allclose(gqa(x)[0].numpy(), mha(x)[0].numpy(), atol=1e-12)
+
+
+if __name__ == "__main__":
+    unittest.main()
