@@ -1,5 +1,7 @@
-// The forward pass, one token at a time, in the order of MODEL.md. Speed lives in the kernels
-// (kernels/, quantum/); this file should read like the spec.
+// The forward pass, one token at a time. It reads like the reference (tools/train/model.py:
+// QTensorFormer.forward and Block.forward) and the contract (docs/model.md, whose step numbers the
+// comments use): embed, then block(l) for every layer, then head. Speed lives in the kernels
+// (kernels/, quantum/); what a token costs is counted in one place per layer, block_cost().
 #include "model/forward.h"
 
 #include <cmath>
@@ -7,15 +9,82 @@
 namespace qtf {
 namespace {
 
-// FLOP prices of the elementwise work (multiply-add = 2); the big terms come from the kernels.
+// The path one token takes through one layer: decided by the entropy meter (steps 4-5).
+struct Path {
+  int rank = 0;                    // TT rank of the layer's linears
+  bool keep_states = false;        // compute and cache |phi(k)> of this token's key (keeps_key_states)
+  bool quantum_attention = false;  // routed quantum and the model has quantum attention to route to
+};
+
+// ---- Cost: FLOPs of the path taken (a real multiply-add = 2, a complex one 8) ----------------------
+
+// Prices of the elementwise work; the big terms come from the kernels' and circuits' own counters.
 constexpr int64_t kLayerNormFlops = 8;  // per element: mean, variance, normalise, scale+shift
 constexpr int64_t kGeluFlops = 10;      // per element, erf by its polynomial
 constexpr int64_t kTanhFlops = 10;
 constexpr int64_t kSoftmaxFlops = 4;    // per score: max, exp, sum, divide
 
+struct Cost {
+  int64_t flops = 0, qsim = 0, circuits = 0;
+  void classical(int64_t f) { flops += f; }
+  void simulated(int64_t f, int64_t n_circuits) {  // circuit simulation: also counted in qsim
+    flops += f;
+    qsim += f;
+    circuits += n_circuits;
+  }
+  Cost& operator+=(const Cost& o) {
+    flops += o.flops;
+    qsim += o.qsim;
+    circuits += o.circuits;
+    return *this;
+  }
+};
+
 int64_t linear_flops(const Linear& lin, int rank) {
   return lin.tt ? tt_matvec_flops(lin.tt_w.shape, rank) : 2ll * lin.rows * lin.cols + lin.rows;
 }
+
+int64_t angles_flops(int Q, int n) { return 2ll * Q * n + kTanhFlops * Q; }  // tanh(W x (+ b)), W [Q, n]
+
+// What one token costs in layer l at position pos, step by step as block() runs it, from the same
+// shapes the kernels get.
+Cost block_cost(const Model& m, const RunOptions& opt, int l, const Path& p, int pos) {
+  const ModelConfig& c = m.cfg;
+  const Layer& L = m.layers[l];
+  const int64_t d = c.d, H = c.n_heads, hd = c.head_dim(), Q = c.n_qubits, n = pos + 1, r = p.rank;
+  Cost cost;
+  cost.classical(kLayerNormFlops * d);  // 1. LN1
+  if (c.has_encoder()) {                // 2-3. entropy meter: angles, circuit, e = a + W_qout z + b
+    cost.classical(angles_flops(Q, d) + 2 * d * Q + 2 * d);
+    cost.simulated(quantum::encoder_flops(Q, c.n_qlayers), 1);
+  }
+  cost.classical(linear_flops(L.q, r) + linear_flops(L.k, r) + linear_flops(L.v, r));  // 6. q, k, v
+  if (p.keep_states) {  // this token's key states, per head
+    cost.classical(H * angles_flops(Q, hd));
+    cost.simulated(H * quantum::feature_state_flops(Q), 0);
+  }
+  if (p.quantum_attention) {  // per head: the query's state, n fidelities (one circuit each), beta
+    cost.classical(H * (angles_flops(Q, hd) + n));
+    cost.simulated(H * (quantum::feature_state_flops(Q) + n * quantum::fidelity_flops(Q)), H * n);
+  } else {  // per head: n scaled dot products
+    cost.classical(H * (2 * hd + 1) * n);
+  }
+  cost.classical(H * (kSoftmaxFlops + 2 * hd) * n);  // softmax, weighted sum of the values
+  cost.classical(linear_flops(L.o, r) + d);          // o, residual
+  cost.classical(kLayerNormFlops * d + linear_flops(L.up, r) + linear_flops(L.down, r) + d);  // 7.
+  if (c.activation == Activation::gelu) {
+    cost.classical(kGeluFlops * c.d_ff);
+  } else {
+    const int64_t f = quantum::daruan_flops_per_channel(opt.act_path, L.daruan.depth) * c.d_ff;
+    if (opt.act_path == quantum::DaruanPath::quantum) cost.simulated(f, c.d_ff);  // a circuit per channel
+    else cost.classical(f);
+  }
+  return cost;
+}
+
+int64_t head_flops(const ModelConfig& c) { return kLayerNormFlops * c.d + 2ll * c.vocab * c.d; }
+
+// ---- The model ----------------------------------------------------------------------------------
 
 void linear(const Linear& lin, int rank, const float* x, float* y, float* ws) {
   if (lin.tt) kern::tt_matvec(lin.tt_w, rank, x, y, ws);
@@ -27,6 +96,30 @@ void angles(const float* w, const float* b, const float* x, int Q, int n, float*
   for (int i = 0; i < Q; ++i) u[i] = std::tanh(kern::dot(w + (size_t)i * n, x, n) + (b ? b[i] : 0.f));
 }
 
+// x = E_tok[token] + E_pos[pos]
+void embed(const Model& m, RunState* s, int token, int pos) {
+  const int d = m.cfg.d;
+  for (int i = 0; i < d; ++i) s->x[i] = m.tok_emb[(size_t)token * d + i] + m.pos_emb[(size_t)pos * d + i];
+}
+
+// 2-3. The entropy meter: u = tanh(W_enc a + b), the circuit gives z and S; e = a + W_qout z + b_qout.
+// Returns S (0 and e = a without quantum parts).
+float entropy_meter(const Model& m, int l, RunState* s) {
+  const ModelConfig& c = m.cfg;
+  const Layer& L = m.layers[l];
+  const int d = c.d, Q = c.n_qubits;
+  if (!c.has_encoder()) {
+    for (int i = 0; i < d; ++i) s->e[i] = s->a[i];
+    return 0.f;
+  }
+  float u[quantum::kMaxQubits], z[quantum::kMaxQubits];
+  angles(L.enc_w, L.enc_b, s->a, Q, d, u);
+  const float S = quantum::encoder(Q, c.n_qlayers, u, L.qparams, z);
+  for (int i = 0; i < d; ++i) s->e[i] = s->a[i] + kern::dot(L.qout_w + (size_t)i * Q, z, Q) + L.qout_b[i];
+  return S;
+}
+
+// 4. Rank r = clamp(r_min + floor(alpha S), r_min, r_max) (or fixed).
 int rank_for(const Model& m, const RunOptions& opt, float S) {
   const ModelConfig& c = m.cfg;
   if (opt.fixed_rank > 0) return opt.fixed_rank;
@@ -37,148 +130,120 @@ int rank_for(const Model& m, const RunOptions& opt, float S) {
   return !(r >= (float)c.r_min) ? c.r_min : r > (float)c.r_max ? c.r_max : (int)r;
 }
 
-// The router's decision (reported even when the model has no quantum attention to route to).
+// 5. The router's decision h > theta (reported even when the model has no quantum attention).
 bool routed_quantum(const Model& m, const RunOptions& opt, float h) {
   if (!m.cfg.has_encoder()) return false;
   if (opt.route != RouteMode::automatic) return opt.route == RouteMode::all_quantum;
   return h > opt.theta;
 }
 
-void activation(const Model& m, const RunOptions& opt, const RunState& s, int l, float* x, int n, int64_t* flops,
-                int64_t* qflops, int64_t* circuits) {
-  if (m.cfg.activation == Activation::gelu) {
-    kern::gelu_inplace(x, n);
-    *flops += kGeluFlops * n;
-    return;
+// |phi(v)> of one head: u = tanh(W_qk[head] v), then the kernel feature-state circuit.
+void feature_state(const Model& m, int l, int head, const float* v, float* state) {
+  const int Q = m.cfg.n_qubits, hd = m.cfg.head_dim();
+  const Layer& L = m.layers[l];
+  float u[quantum::kMaxQubits];
+  angles(L.qk_w + (size_t)head * Q * hd, nullptr, v, Q, hd, u);
+  quantum::feature_state(Q, u, L.qvar + (size_t)head * 2 * Q * 3, state);
+}
+
+// 6. One head: att[head] = sum_j w_j v_j over the cached positions j <= pos, with the weights
+// w = softmax_j(beta K(q, k_j)), K the state fidelity (quantum), or softmax_j(q . k_j / sqrt(hd)).
+void attention(const Model& m, int l, int head, int pos, bool quantum, RunState* s) {
+  const int hd = m.cfg.head_dim(), n = pos + 1, at = head * hd;
+  const size_t row = s->kv_dim;  // key_row(l, j + 1) - key_row(l, j), the same for values
+  const float* q = s->q + at;
+  float* w = s->scores;
+  if (quantum) {
+    feature_state(m, l, head, q, s->query_state);
+    quantum::fidelities(m.cfg.n_qubits, s->query_state, s->key_state(l, 0, head), s->key_state_stride(), n, w);
+    for (int j = 0; j < n; ++j) w[j] *= m.layers[l].beta[head];
+  } else {
+    const float* k = s->key_row(l, 0) + at;
+    const float scale = 1.0f / std::sqrt((float)hd);
+    for (int j = 0; j < n; ++j) w[j] = kern::dot(q, k + j * row, hd) * scale;
   }
+  kern::softmax_inplace(w, n);
+  const float* v = s->value_row(l, 0) + at;
+  float* out = s->att + at;
+  for (int i = 0; i < hd; ++i) out[i] = 0.f;
+  for (int j = 0; j < n; ++j) kern::axpy(w[j], v + j * row, out, hd);
+}
+
+// act(x) in place: GELU, or DARUAN by the chosen path.
+void activation(const Model& m, const RunOptions& opt, int l, RunState* s) {
+  float* x = s->hb;
+  if (m.cfg.activation == Activation::gelu) return kern::gelu_inplace(x, m.cfg.d_ff);
   const quantum::DaruanParams& p = m.layers[l].daruan;
   switch (opt.act_path) {
     case quantum::DaruanPath::quantum: quantum::daruan_quantum(p, x, x); break;
-    case quantum::DaruanPath::fourier: quantum::daruan_fourier(p, s.act_tables[l], x, x); break;
-    case quantum::DaruanPath::spline: quantum::daruan_spline(p, opt.spline, s.act_tables[l], x, x); break;
+    case quantum::DaruanPath::fourier: quantum::daruan_fourier(p, s->act_tables[l], x, x); break;
+    case quantum::DaruanPath::spline: quantum::daruan_spline(p, opt.spline, s->act_tables[l], x, x); break;
   }
-  int64_t f = quantum::daruan_flops_per_channel(opt.act_path, p.depth) * n;
-  *flops += f;
-  if (opt.act_path == quantum::DaruanPath::quantum) {
-    *qflops += f;
-    *circuits += n;  // one one-qubit circuit per channel
-  }
+}
+
+// One transformer block (Block.forward): x = x + attention(LN1(x)), x = x + FFN(LN2(x)).
+void block(const Model& m, const RunOptions& opt, int l, int pos, RunState* s, LayerStats* ls, Cost* cost) {
+  const ModelConfig& c = m.cfg;
+  const Layer& L = m.layers[l];
+  const int d = c.d, hd = c.head_dim();
+  float* ws = s->workspace;
+
+  // 1-3. a = LN1(x); the entropy meter gives S and e.
+  kern::layer_norm(s->x, L.ln1_w, L.ln1_b, c.ln_eps, d, s->a);
+  const float S = entropy_meter(m, l, s);
+
+  // 4-5. This token's rank and route in this layer.
+  Path p;
+  p.rank = rank_for(m, opt, S);
+  ls->S = S;
+  ls->h = c.n_qubits > 0 ? S / (c.n_qubits / 2) : 0.f;
+  ls->rank = (uint16_t)p.rank;
+  ls->quantum = routed_quantum(m, opt, ls->h);
+  p.keep_states = keeps_key_states(c, opt.route);
+  p.quantum_attention = ls->quantum && p.keep_states;
+
+  // 6. q, k, v at rank r; k and v (and k's feature states) join the cache; attention per head; x += o.
+  float* k = s->key_row(l, pos);
+  linear(L.q, p.rank, s->e, s->q, ws);
+  linear(L.k, p.rank, s->e, k, ws);
+  linear(L.v, p.rank, s->e, s->value_row(l, pos), ws);
+  for (int h = 0; p.keep_states && h < c.n_heads; ++h) feature_state(m, l, h, k + h * hd, s->key_state(l, pos, h));
+  for (int h = 0; h < c.n_heads; ++h) attention(m, l, h, pos, p.quantum_attention, s);
+  linear(L.o, p.rank, s->att, s->tmp, ws);
+  kern::axpy(1.f, s->tmp, s->x, d);
+
+  // 7. x = x + Down(act(Up(LN2(x)))).
+  kern::layer_norm(s->x, L.ln2_w, L.ln2_b, c.ln_eps, d, s->a);
+  linear(L.up, p.rank, s->a, s->hb, ws);
+  activation(m, opt, l, s);
+  linear(L.down, p.rank, s->hb, s->tmp, ws);
+  kern::axpy(1.f, s->tmp, s->x, d);
+
+  *cost += block_cost(m, opt, l, p, pos);
+}
+
+// 8. logits = W_head LNf(x)
+void head(const Model& m, RunState* s) {
+  const ModelConfig& c = m.cfg;
+  kern::layer_norm(s->x, m.lnf_w, m.lnf_b, c.ln_eps, c.d, s->a);
+  kern::dense_matvec(DenseMatrix{c.vocab, c.d, m.head_w, nullptr}, s->a, s->logits);
 }
 
 }  // namespace
 
 void forward(const Model& m, const RunOptions& opt, RunState* s, int token, int pos, TokenStats* stats) {
-  const ModelConfig& c = m.cfg;
-  const int d = c.d, H = c.n_heads, hd = c.head_dim(), Q = c.n_qubits, T = s->n_ctx;
-  const int SF = Q > 0 ? quantum::state_floats(Q) : 0;
-  int64_t flops = 0, qflops = 0, circuits = 0;
-
-  // x_0 = E_tok[token] + E_pos[pos]
-  for (int i = 0; i < d; ++i) s->x[i] = m.tok_emb[(size_t)token * d + i] + m.pos_emb[(size_t)pos * d + i];
-
-  for (int l = 0; l < c.n_layers; ++l) {
-    const Layer& L = m.layers[l];
-    LayerStats& ls = stats->layer[l];
-
-    // 1. a = LN1(x)
-    kern::layer_norm(s->x, L.ln1_w, L.ln1_b, c.ln_eps, d, s->a);
-    flops += kLayerNormFlops * d;
-
-    // 2-3. Entropy meter: u = tanh(W_enc a + b), circuit -> z, S; e = a + W_qout z + b_qout.
-    float S = 0;
-    if (c.has_encoder()) {
-      float u[quantum::kMaxQubits], z[quantum::kMaxQubits];
-      angles(L.enc_w, L.enc_b, s->a, Q, d, u);
-      S = quantum::encoder(Q, c.n_qlayers, u, L.qparams, z);
-      for (int i = 0; i < d; ++i) s->e[i] = s->a[i] + kern::dot(L.qout_w + (size_t)i * Q, z, Q) + L.qout_b[i];
-      int64_t circuit = quantum::encoder_flops(Q, c.n_qlayers);
-      flops += 2ll * Q * d + kTanhFlops * Q + circuit + 2ll * d * Q + 2ll * d;
-      qflops += circuit;
-      circuits += 1;
-    } else {
-      for (int i = 0; i < d; ++i) s->e[i] = s->a[i];
-    }
-
-    // 4-5. Rank and route of this token in this layer.
-    const int r = rank_for(m, opt, S);
-    const float h = Q > 0 ? S / (Q / 2) : 0.f;
-    const bool quantum_route = routed_quantum(m, opt, h);
-    ls.S = S;
-    ls.h = h;
-    ls.rank = (uint16_t)r;
-    ls.quantum = quantum_route;
-
-    // 6. Attention. q, k, v at rank r; k and v (and k's feature states) go to the cache.
-    float* kc = s->key_cache + ((size_t)l * T + pos) * d;
-    float* vc = s->value_cache + ((size_t)l * T + pos) * d;
-    linear(L.q, r, s->e, s->q, s->workspace);
-    linear(L.k, r, s->e, kc, s->workspace);
-    linear(L.v, r, s->e, vc, s->workspace);
-    flops += linear_flops(L.q, r) + linear_flops(L.k, r) + linear_flops(L.v, r);
-
-    const bool keep_states = c.quantum_attention && c.has_encoder() && opt.route != RouteMode::all_classical;
-    const bool quantum_attention = quantum_route && keep_states;
-    for (int n = 0; n < H; ++n) {
-      const float* qh = s->q + n * hd;
-      float* out = s->att + n * hd;
-      const float* key_states_n =  // null when states are not kept (no offset on a null pointer: UB)
-          keep_states ? s->key_states + (((size_t)l * T) * H + n) * SF : nullptr;
-      const size_t state_stride = (size_t)H * SF;
-      if (keep_states) {  // |phi(k_t)> for this head, kept for later quantum queries
-        float u[quantum::kMaxQubits];
-        angles(L.qk_w + (size_t)n * Q * hd, nullptr, kc + n * hd, Q, hd, u);
-        quantum::feature_state(Q, u, L.qvar + (size_t)n * 2 * Q * 3, s->key_states + (((size_t)l * T + pos) * H + n) * SF);
-        int64_t f = quantum::feature_state_flops(Q);
-        flops += 2ll * Q * hd + kTanhFlops * Q + f;
-        qflops += f;
-      }
-      if (quantum_attention) {  // weights softmax_j(beta K(q_t, k_j)), K the state fidelity
-        float u[quantum::kMaxQubits];
-        angles(L.qk_w + (size_t)n * Q * hd, nullptr, qh, Q, hd, u);
-        quantum::feature_state(Q, u, L.qvar + (size_t)n * 2 * Q * 3, s->query_state);
-        quantum::fidelities(Q, s->query_state, key_states_n, state_stride, pos + 1, s->scores);
-        for (int j = 0; j <= pos; ++j) s->scores[j] *= L.beta[n];
-        int64_t f = quantum::feature_state_flops(Q) + (int64_t)(pos + 1) * quantum::fidelity_flops(Q);
-        flops += 2ll * Q * hd + kTanhFlops * Q + f + (pos + 1);
-        qflops += f;
-        circuits += pos + 1;  // on hardware each fidelity is its own (compute-uncompute) circuit
-      } else {  // weights softmax_j(q . k_j / sqrt(hd))
-        const float scale = 1.0f / std::sqrt((float)hd);
-        for (int j = 0; j <= pos; ++j)
-          s->scores[j] = kern::dot(qh, s->key_cache + ((size_t)l * T + j) * d + n * hd, hd) * scale;
-        flops += (2ll * hd + 1) * (pos + 1);
-      }
-      kern::softmax_inplace(s->scores, pos + 1);
-      for (int i = 0; i < hd; ++i) out[i] = 0.f;
-      for (int j = 0; j <= pos; ++j)
-        kern::axpy(s->scores[j], s->value_cache + ((size_t)l * T + j) * d + n * hd, out, hd);
-      flops += (kSoftmaxFlops + 2ll * hd) * (pos + 1);
-    }
-    linear(L.o, r, s->att, s->tmp, s->workspace);
-    kern::axpy(1.f, s->tmp, s->x, d);  // x = x + o
-    flops += linear_flops(L.o, r) + d;
-
-    // 7. x = x + Down(act(Up(LN2(x))))
-    kern::layer_norm(s->x, L.ln2_w, L.ln2_b, c.ln_eps, d, s->a);
-    linear(L.up, r, s->a, s->hb, s->workspace);
-    activation(m, opt, *s, l, s->hb, c.d_ff, &flops, &qflops, &circuits);
-    linear(L.down, r, s->hb, s->tmp, s->workspace);
-    kern::axpy(1.f, s->tmp, s->x, d);
-    flops += kLayerNormFlops * d + linear_flops(L.up, r) + linear_flops(L.down, r) + d;
-  }
-
-  // 8. logits = W_head LNf(x)
-  kern::layer_norm(s->x, m.lnf_w, m.lnf_b, c.ln_eps, d, s->a);
-  DenseMatrix head{c.vocab, d, m.head_w, nullptr};
-  kern::dense_matvec(head, s->a, s->logits);
-  flops += kLayerNormFlops * d + 2ll * c.vocab * d;
+  Cost cost;
+  embed(m, s, token, pos);
+  for (int l = 0; l < m.cfg.n_layers; ++l) block(m, opt, l, pos, s, &stats->layer[l], &cost);
+  head(m, s);
+  cost.classical(head_flops(m.cfg));
 
   stats->pos = pos;
   stats->token = token;
-  stats->flops = flops;
-  stats->qsim_flops = qflops;
-  stats->circuits = circuits;
-  stats->n_layers = c.n_layers;
+  stats->flops = cost.flops;
+  stats->qsim_flops = cost.qsim;
+  stats->circuits = cost.circuits;
+  stats->n_layers = m.cfg.n_layers;
 }
 
 }  // namespace qtf

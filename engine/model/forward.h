@@ -1,5 +1,7 @@
-// One token through the whole model (../shared/spec/MODEL.md), with the per-token report.
+// One token through the whole model (docs/model.md), with the per-token report, and the buffers it
+// runs in (RunState, laid out by run_state.cpp, the one owner of that layout).
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
 #include "model/model.h"
@@ -33,15 +35,45 @@ struct TokenStats {
   LayerStats layer[kMaxLayers];
 };
 
-// Buffers for the forward pass, all sized once at context creation (runtime/context.cpp).
+// Whether the key feature states |phi(k)> are computed and cached: the model has quantum attention and
+// the route does not rule it out. Decides both the arena layout and the forward pass.
+bool keeps_key_states(const ModelConfig& c, RouteMode route);
+
+// The buffers of the forward pass, all carved once from the context's arena by layout(). Shapes use
+// d = model width, H heads of hd = d / H, T = n_ctx, L layers, SF = quantum::state_floats(Q).
 struct RunState {
-  int n_ctx = 0;
-  float *x, *a, *e, *q, *k, *v, *att, *tmp, *hb, *scores, *logits;
-  float* workspace;                   // TT kernel scratch
-  float *key_cache, *value_cache;     // [L][n_ctx][d]
-  float* key_states;                  // [L][n_ctx][H][state_floats(Q)] (quantum attention)
-  float* query_state;                 // [state_floats(Q)]
-  float* act_tables[kMaxLayers];      // DARUAN fourier/spline tables per layer
+  // This token's activations.
+  float* x = nullptr;          // [d] residual stream
+  float* a = nullptr;          // [d] layer-norm output (LN1, LN2, LNf)
+  float* e = nullptr;          // [d] a plus the entropy meter's correction: the input of q, k, v
+  float* q = nullptr;          // [d] query, H heads of hd
+  float* att = nullptr;        // [d] attention output, H heads of hd (the input of o)
+  float* tmp = nullptr;        // [d] output of o or down, before its residual add
+  float* hb = nullptr;         // [d_ff] FFN hidden: up's output, activated in place
+  float* scores = nullptr;     // [T] attention weights of one head over positions 0..pos
+  float* logits = nullptr;     // [vocab]
+  float* workspace = nullptr;  // [max tt_workspace_floats over the block's linears] TT scratch
+  float* query_state = nullptr;  // [SF] one head's query feature state (null unless keeps_key_states)
+  // What the cache keeps of every position; use the accessors below.
+  float* key_cache = nullptr;    // [L][T][kv_dim]
+  float* value_cache = nullptr;  // [L][T][kv_dim]
+  float* key_states = nullptr;   // [L][T][H][SF] |phi(k)> per head (null unless keeps_key_states)
+  float* act_tables[kMaxLayers] = {};  // per layer: DARUAN fourier coefficients or spline table (else null)
+  int n_ctx = 0;         // T
+  int kv_dim = 0;        // floats of keys (and of values) per position and layer: d
+  int n_heads = 0;       // H
+  int state_floats = 0;  // SF (0 without quantum parts)
+
+  float* key_row(int l, int t) const { return key_cache + ((size_t)l * n_ctx + t) * kv_dim; }
+  float* value_row(int l, int t) const { return value_cache + ((size_t)l * n_ctx + t) * kv_dim; }
+  float* key_state(int l, int t, int head) const {
+    return key_states + (((size_t)l * n_ctx + t) * n_heads + head) * state_floats;
+  }
+  size_t key_state_stride() const { return (size_t)n_heads * state_floats; }  // from position t to t+1
+
+  // Points every buffer into `base` (null: only sizes) and returns the bytes needed (64-byte aligned
+  // buffers). The one place that knows the buffers' sizes.
+  size_t layout(const Model& m, const RunOptions& opt, int n_ctx, void* base);
 };
 
 // Computes the logits of `token` at position `pos` (< n_ctx), appending its keys/values to the cache.

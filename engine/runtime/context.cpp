@@ -1,63 +1,19 @@
 #include "runtime/context.h"
 
 #include <cstring>
-#include <initializer_list>
 
 namespace qtf {
 namespace {
 
-// One layout function used both to size the arena and to carve it, so the two can never disagree.
-struct Layout {
-  uint8_t* base;  // null while sizing
-  size_t used = 0;
-  float* take(size_t floats) {
-    size_t at = (used + 63) / 64 * 64;
-    used = at + floats * sizeof(float);
-    return base ? reinterpret_cast<float*>(base + at) : nullptr;
-  }
-};
-
-size_t layout(const Model& m, const ContextOptions& opt, int n_ctx, uint8_t* base, RunState* s) {
-  const ModelConfig& c = m.cfg;
-  Layout L{base};
-  const size_t d = c.d, T = n_ctx, width = c.d_ff > c.d ? c.d_ff : c.d;
-  s->n_ctx = n_ctx;
-  s->x = L.take(d);
-  s->a = L.take(d);
-  s->e = L.take(d);
-  s->q = L.take(d);
-  s->k = L.take(d);
-  s->v = L.take(d);
-  s->att = L.take(d);
-  s->tmp = L.take(d);
-  s->hb = L.take(width);
-  s->scores = L.take(T);
-  s->logits = L.take(c.vocab);
-  size_t ws = 0;
-  if (c.tensorized) {
-    for (int l = 0; l < c.n_layers; ++l) {
-      const Layer& ly = m.layers[l];
-      for (const Linear* lin : {&ly.q, &ly.k, &ly.v, &ly.o, &ly.up, &ly.down}) {
-        size_t need = kern::tt_workspace_floats(lin->tt_w.shape, 1);
-        if (need > ws) ws = need;
-      }
-    }
-  }
-  s->workspace = L.take(ws ? ws : 1);
-  s->key_cache = L.take(c.n_layers * T * d);
-  s->value_cache = L.take(c.n_layers * T * d);
-  const bool states = c.quantum_attention && c.has_encoder() && opt.route != RouteMode::all_classical;
-  const size_t SF = c.has_encoder() ? (size_t)quantum::state_floats(c.n_qubits) : 0;
-  s->key_states = states ? L.take(c.n_layers * T * c.n_heads * SF) : nullptr;
-  s->query_state = states ? L.take(SF) : nullptr;
-  for (int l = 0; l < kMaxLayers; ++l) s->act_tables[l] = nullptr;
-  if (c.activation == Activation::daruan && opt.act_path != quantum::DaruanPath::quantum) {
-    size_t n = opt.act_path == quantum::DaruanPath::fourier
-                   ? quantum::daruan_fourier_floats(c.d_ff, c.daruan_depth)
-                   : quantum::daruan_spline_floats(c.d_ff, opt.spline);
-    for (int l = 0; l < c.n_layers; ++l) s->act_tables[l] = L.take(n);
-  }
-  return L.used;
+RunOptions to_run_options(const Model& m, const ContextOptions& opt) {
+  RunOptions r;
+  r.route = opt.route;
+  r.fixed_rank = opt.fixed_rank;
+  r.act_path = opt.act_path;
+  r.spline = opt.spline;
+  r.theta = opt.override_theta ? opt.theta : m.cfg.theta;
+  r.alpha = opt.override_alpha ? opt.alpha : m.cfg.alpha;
+  return r;
 }
 
 }  // namespace
@@ -79,7 +35,7 @@ Status validate_options(const Model& m, const ContextOptions& opt) {
 size_t Context::arena_bytes(const Model& m, const ContextOptions& opt) {
   if (!validate_options(m, opt).ok()) return 0;
   RunState s;
-  return layout(m, opt, opt.n_ctx ? opt.n_ctx : m.cfg.context, nullptr, &s);
+  return s.layout(m, to_run_options(m, opt), opt.n_ctx ? opt.n_ctx : m.cfg.context, nullptr);
 }
 
 Status Context::init(const Model* m, const ContextOptions& opt, void* arena, size_t arena_len) {
@@ -88,19 +44,15 @@ Status Context::init(const Model* m, const ContextOptions& opt, void* arena, siz
     return Status::error(Err::misaligned, "context arena must be 64-byte aligned");
   QTF_TRY(validate_options(*m, opt));
   const int n_ctx = opt.n_ctx ? opt.n_ctx : m->cfg.context;
+  const RunOptions run = to_run_options(*m, opt);
   RunState probe;
-  size_t need = layout(*m, opt, n_ctx, nullptr, &probe);
+  size_t need = probe.layout(*m, run, n_ctx, nullptr);
   if (arena_len < need)
     return Status::error(Err::no_memory, "context arena is %zu bytes, needs %zu", arena_len, need);
   std::memset(arena, 0, need);
-  layout(*m, opt, n_ctx, static_cast<uint8_t*>(arena), &state_);
+  state_.layout(*m, run, n_ctx, arena);
   model_ = m;
-  run_.route = opt.route;
-  run_.fixed_rank = opt.fixed_rank;
-  run_.act_path = opt.act_path;
-  run_.spline = opt.spline;
-  run_.theta = opt.override_theta ? opt.theta : m->cfg.theta;
-  run_.alpha = opt.override_alpha ? opt.alpha : m->cfg.alpha;
+  run_ = run;
   spline_error_ = 0;
   for (int l = 0; l < m->cfg.n_layers; ++l) {
     const quantum::DaruanParams& p = m->layers[l].daruan;

@@ -1,0 +1,80 @@
+// The layout of RunState: the one place that knows how big each buffer of the forward pass is. The
+// same function sizes the arena (base == null) and carves it, so the two can never disagree.
+#include <initializer_list>
+
+#include "model/forward.h"
+
+namespace qtf {
+namespace {
+
+struct Carver {
+  uint8_t* base;  // null while sizing
+  size_t used = 0;
+  float* take(size_t floats) {
+    size_t at = (used + 63) / 64 * 64;
+    used = at + floats * sizeof(float);
+    return base ? reinterpret_cast<float*>(base + at) : nullptr;
+  }
+};
+
+// Scratch of the largest TT matvec among the block's linears (1 float for dense models).
+size_t tt_workspace_floats(const Model& m) {
+  size_t most = 1;
+  if (!m.cfg.tensorized) return most;
+  for (int l = 0; l < m.cfg.n_layers; ++l) {
+    const Layer& ly = m.layers[l];
+    for (const Linear* lin : {&ly.q, &ly.k, &ly.v, &ly.o, &ly.up, &ly.down}) {
+      size_t need = kern::tt_workspace_floats(lin->tt_w.shape, 1);
+      if (need > most) most = need;
+    }
+  }
+  return most;
+}
+
+size_t act_table_floats(const ModelConfig& c, const RunOptions& opt) {
+  if (c.activation != Activation::daruan) return 0;
+  switch (opt.act_path) {
+    case quantum::DaruanPath::quantum: return 0;  // simulated per token, no table
+    case quantum::DaruanPath::fourier: return quantum::daruan_fourier_floats(c.d_ff, c.daruan_depth);
+    case quantum::DaruanPath::spline: return quantum::daruan_spline_floats(c.d_ff, opt.spline);
+  }
+  return 0;
+}
+
+}  // namespace
+
+bool keeps_key_states(const ModelConfig& c, RouteMode route) {
+  return c.quantum_attention && c.has_encoder() && route != RouteMode::all_classical;
+}
+
+size_t RunState::layout(const Model& m, const RunOptions& opt, int T, void* base) {
+  const ModelConfig& c = m.cfg;
+  Carver arena{static_cast<uint8_t*>(base)};
+  const size_t d = c.d, L = c.n_layers;
+  const bool states = keeps_key_states(c, opt.route);
+  n_ctx = T;
+  kv_dim = c.d;
+  n_heads = c.n_heads;
+  state_floats = c.has_encoder() ? quantum::state_floats(c.n_qubits) : 0;
+  const size_t SF = state_floats;
+
+  x = arena.take(d);
+  a = arena.take(d);
+  e = arena.take(d);
+  q = arena.take(d);
+  att = arena.take(d);
+  tmp = arena.take(d);
+  hb = arena.take(c.d_ff);
+  scores = arena.take(T);
+  logits = arena.take(c.vocab);
+  workspace = arena.take(tt_workspace_floats(m));
+  query_state = states ? arena.take(SF) : nullptr;
+  key_cache = arena.take(L * T * kv_dim);
+  value_cache = arena.take(L * T * kv_dim);
+  key_states = states ? arena.take(L * T * n_heads * SF) : nullptr;
+  const size_t table = act_table_floats(c, opt);
+  for (int l = 0; l < kMaxLayers; ++l) act_tables[l] = table && l < c.n_layers ? arena.take(table) : nullptr;
+  return arena.used;
+}
+
+}  // namespace qtf
