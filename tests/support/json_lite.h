@@ -1,5 +1,6 @@
 // A small JSON reader for test fixtures (objects, arrays, numbers, strings, true/false/null).
 #pragma once
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <map>
