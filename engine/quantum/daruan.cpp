@@ -3,18 +3,14 @@
 // spline (a cubic Hermite table, the distilled classical form).
 #include <cmath>
 
-#include "kernels/simd.h"
+#include "kernels/dispatch.h"
+#include "quantum/daruan_detail.h"
 #include "quantum/quantum.h"
 
 namespace qtf::quantum {
 namespace {
 
 constexpr double kPi = 3.14159265358979323846;
-
-// The data angle w x + b. The product of two floats is exact in double, so the quantum and the fourier
-// path see the same rounded angle whatever the compiler contracts (their agreement then does not
-// depend on |x|).
-inline float data_angle(float w, float x, float b) { return (float)((double)w * x + (double)b); }
 
 template <class T>
 struct Qubit {
@@ -70,19 +66,7 @@ float g_quantum(const DaruanParams& p, int c, float x) {
   return circuit_g<float>(p.theta + (size_t)c * (D + 1) * 2, D, phi);
 }
 
-// act_c(x) = a g + e + s x sigmoid(x); the SiLU term is skipped when s = 0.
-inline float activation(const DaruanParams& p, int c, float g, float x) {
-  float y = p.a[c] * g + p.e[c];
-  if (p.s[c] != 0.f) y += p.s[c] * (x / (1.f + std::exp(-x)));
-  return y;
-}
-constexpr int kActFlops = 6;
-
-int pow3(int n) {
-  int r = 1;
-  while (n-- > 0) r *= 3;
-  return r;
-}
+constexpr int kActFlops = 6;  // activation(): a g + e, and the SiLU term
 
 // ---- fourier ----
 // g is a trigonometric polynomial of degree one in each data angle phi_l (RZ(phi) = e^{-i phi/2} P0 +
@@ -110,31 +94,7 @@ void fourier_build_channel(const float* theta, int D, float* R) {
     }
 }
 
-// sum_m R[m] prod_l basis[l][m_l], depth first: axis 0 is contracted inline for each group of three
-// coefficients and the partial sums are carried up like the digits of a base-3 counter, so only D + 1
-// accumulators are needed whatever the depth.
-// T is float, or a SIMD batch holding `stride` channels whose coefficients are interleaved.
-template <class T, class Load>
-T fourier_contract(Load R, int D, const T (*basis)[3]) {
-  T acc[kMaxDaruanDepth + 1] = {};
-  int digit[kMaxDaruanDepth + 1] = {};
-  const int groups = pow3(D - 1);
-  for (int gi = 0, m = 0; gi < groups; ++gi, m += 3) {
-    T v = R(m) + basis[0][1] * R(m + 1) + basis[0][2] * R(m + 2);
-    for (int l = 1;; ++l) {
-      if (l == D) {
-        acc[D] += v;
-        break;
-      }
-      acc[l] += basis[l][digit[l]] * v;
-      if (++digit[l] < 3) break;
-      digit[l] = 0;
-      v = acc[l];
-      acc[l] = 0;
-    }
-  }
-  return acc[D];
-}
+// FLOPs of fourier_contract (daruan_detail.h).
 int64_t fourier_contract_flops(int D) { return 2 * (2ll * pow3(D - 1) + (pow3(D) - 3) / 2 + 1); }
 
 // ---- spline ----
@@ -171,64 +131,27 @@ void daruan_quantum(const DaruanParams& p, const float* x, float* y) {
   }
 }
 
-// Fourier storage: channels in blocks of kLanes (the SIMD width), coefficient-major within a block:
-// [ceil(C / kLanes)][3^D][kLanes], so one vector load fetches a coefficient for kLanes channels.
-#if QTF_SIMD
-constexpr int kLanes = simd::W;
-#else
-constexpr int kLanes = 1;
-#endif
-
 size_t daruan_fourier_floats(int channels, int depth) {
-  return (size_t)(channels + kLanes - 1) / kLanes * kLanes * pow3(depth);
+  return (size_t)(channels + kFourierLanes - 1) / kFourierLanes * kFourierLanes * pow3(depth);
 }
 
 void daruan_fourier_build(const DaruanParams& p, float* storage) {
   const int n = pow3(p.depth);
   for (int c = 0; c < p.channels; ++c) {
     const float* theta = p.theta + (size_t)c * (p.depth + 1) * 2;
-#if QTF_SIMD
     float R[6561];  // 3^kMaxDaruanDepth coefficients, interleaved into the channel's block below
     fourier_build_channel(theta, p.depth, R);
-    float* block = storage + (size_t)(c / kLanes) * n * kLanes;
-    for (int m = 0; m < n; ++m) block[m * kLanes + c % kLanes] = R[m];
-#else
-    fourier_build_channel(theta, p.depth, storage + (size_t)c * n);
-#endif
+    float* block = storage + (size_t)(c / kFourierLanes) * n * kFourierLanes;
+    for (int m = 0; m < n; ++m) block[m * kFourierLanes + c % kFourierLanes] = R[m];
   }
 }
 
 void daruan_fourier(const DaruanParams& p, const float* storage, const float* x, float* y) {
-  const int D = p.depth, n = pow3(D);
-  int c = 0;
-#if QTF_SIMD
-  using simd::V;
-  for (; c + kLanes <= p.channels; c += kLanes) {  // kLanes channels at a time
-    const float* block = storage + (size_t)(c / kLanes) * n * kLanes;
-    const V xv = V::load_unaligned(x + c);
-    V basis[kMaxDaruanDepth][3];
-    for (int l = 0; l < D; ++l) {
-      alignas(64) float w[kLanes], b[kLanes];
-      for (int k = 0; k < kLanes; ++k) w[k] = p.w[(c + k) * D + l], b[k] = p.b[(c + k) * D + l];
-      auto cs = xsimd::sincos(xsimd::fma(V::load_aligned(w), xv, V::load_aligned(b)));
-      basis[l][0] = V(1.f), basis[l][1] = cs.second, basis[l][2] = cs.first;
-    }
-    const V g = fourier_contract<V>([block](int m) { return V::load_unaligned(block + m * kLanes); }, D, basis);
-    const V a = V::load_unaligned(p.a + c), e = V::load_unaligned(p.e + c), s = V::load_unaligned(p.s + c);
-    const V act = a * g + e + s * (xv / (V(1.f) + xsimd::exp(-xv)));
-    act.store_unaligned(y + c);
-  }
-#endif
-  for (; c < p.channels; ++c) {  // the tail (and every channel without SIMD)
-    const float* block = storage + (size_t)(c / kLanes) * n * kLanes + c % kLanes;
-    const float xc = x[c];
-    float basis[kMaxDaruanDepth][3];
-    for (int l = 0; l < D; ++l) {
-      const float phi = data_angle(p.w[c * D + l], xc, p.b[c * D + l]);
-      basis[l][0] = 1.f, basis[l][1] = std::cos(phi), basis[l][2] = std::sin(phi);
-    }
-    y[c] = activation(p, c, fourier_contract<float>([block](int m) { return block[m * kLanes]; }, D, basis), xc);
-  }
+  kern::active().daruan_fourier(p, storage, x, y);
+}
+
+void daruan_fourier_scalar(const DaruanParams& p, const float* storage, const float* x, float* y) {
+  for (int c = 0; c < p.channels; ++c) y[c] = fourier_channel(p, storage, c, x[c]);
 }
 
 size_t daruan_spline_floats(int channels, const SplineGrid& g) { return (size_t)channels * 2 * g.knots; }

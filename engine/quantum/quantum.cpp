@@ -5,7 +5,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "kernels/simd.h"
+#include "kernels/dispatch.h"
 #include "quantum/quantum.h"
 #include "quantum/statevector.h"
 
@@ -119,32 +119,13 @@ long long feature_state_flops_q() {
          (long long)Q * (2 * kGateMulFlops + (1 << Q) / 2 * kPairFlopsGeneral);
 }
 
-// <q|k_j> = sum_b conj(q_b) k_b for each key, |.|^2 of it. SIMD over the amplitudes when a state
-// fills at least one vector (engine/kernels/simd.h decides), else scalar.
+// <q|k_j> = sum_b conj(q_b) k_b for each key, |.|^2 of it: the scalar twin of the SIMD variants
+// (engine/kernels/simd_body.inc).
 template <int Q>
 void fidelities_q(const float* query, const float* keys, size_t key_stride, int n, float* out) {
   constexpr int N = 1 << Q;
   const float* qr = query;
   const float* qi = query + N;
-#if QTF_SIMD
-  using simd::V;
-  if constexpr (N >= simd::W) {
-    for (int j = 0; j < n; ++j) {
-      const float* kr = keys + (size_t)j * key_stride;
-      const float* ki = kr + N;
-      V ar(0.f), ai(0.f);
-      for (int b = 0; b < N; b += simd::W) {
-        const V a = V::load_unaligned(qr + b), c = V::load_unaligned(qi + b);
-        const V x = V::load_unaligned(kr + b), y = V::load_unaligned(ki + b);
-        ar = xsimd::fma(a, x, xsimd::fma(c, y, ar));
-        ai = xsimd::fma(a, y, xsimd::fnma(c, x, ai));
-      }
-      const float sr = xsimd::hadd(ar), si = xsimd::hadd(ai);
-      out[j] = sr * sr + si * si;
-    }
-    return;
-  }
-#endif
   for (int j = 0; j < n; ++j) {
     const float* kr = keys + (size_t)j * key_stride;
     const float* ki = kr + N;
@@ -161,52 +142,31 @@ void fidelities_q(const float* query, const float* keys, size_t key_stride, int 
 
 // Q is validated at model load (even, 2..8); other values leave z zero and return 0.
 float encoder(int Q, int n_qlayers, const float* u, const float* params, float* z) {
-  switch (Q) {
-    case 2: return encoder_q<2>(n_qlayers, u, params, z);
-    case 4: return encoder_q<4>(n_qlayers, u, params, z);
-    case 6: return encoder_q<6>(n_qlayers, u, params, z);
-    case 8: return encoder_q<8>(n_qlayers, u, params, z);
+  if (Q != 2 && Q != 4 && Q != 6 && Q != 8) {
+    for (int i = 0; i < Q && i < kMaxQubits; ++i) z[i] = 0;
+    return 0;
   }
-  for (int i = 0; i < Q && i < kMaxQubits; ++i) z[i] = 0;
-  return 0;
+  return with_qubits(Q, [&](auto q) { return encoder_q<decltype(q)::value>(n_qlayers, u, params, z); });
 }
 
 void feature_state(int Q, const float* u, const float* var, float* state) {
-  switch (Q) {
-    case 2: return feature_state_q<2>(u, var, state);
-    case 4: return feature_state_q<4>(u, var, state);
-    case 6: return feature_state_q<6>(u, var, state);
-    case 8: return feature_state_q<8>(u, var, state);
-  }
+  with_qubits(Q, [&](auto q) { feature_state_q<decltype(q)::value>(u, var, state); });
 }
 
 void fidelities(int Q, const float* query, const float* keys, size_t key_stride, int n, float* out) {
-  switch (Q) {
-    case 2: return fidelities_q<2>(query, keys, key_stride, n, out);
-    case 4: return fidelities_q<4>(query, keys, key_stride, n, out);
-    case 6: return fidelities_q<6>(query, keys, key_stride, n, out);
-    case 8: return fidelities_q<8>(query, keys, key_stride, n, out);
-  }
+  kern::active().fidelities(Q, query, keys, key_stride, n, out);
+}
+
+void fidelities_scalar(int Q, const float* query, const float* keys, size_t key_stride, int n, float* out) {
+  with_qubits(Q, [&](auto q) { fidelities_q<decltype(q)::value>(query, keys, key_stride, n, out); });
 }
 
 int64_t encoder_flops(int Q, int n_qlayers) {
-  switch (Q) {
-    case 2: return encoder_flops_q<2>(n_qlayers);
-    case 4: return encoder_flops_q<4>(n_qlayers);
-    case 6: return encoder_flops_q<6>(n_qlayers);
-    case 8: return encoder_flops_q<8>(n_qlayers);
-  }
-  return 0;
+  return with_qubits(Q, [&](auto q) { return (int64_t)encoder_flops_q<decltype(q)::value>(n_qlayers); });
 }
 
 int64_t feature_state_flops(int Q) {
-  switch (Q) {
-    case 2: return feature_state_flops_q<2>();
-    case 4: return feature_state_flops_q<4>();
-    case 6: return feature_state_flops_q<6>();
-    case 8: return feature_state_flops_q<8>();
-  }
-  return 0;
+  return with_qubits(Q, [&](auto q) { return (int64_t)feature_state_flops_q<decltype(q)::value>(); });
 }
 
 // 2^Q complex multiply-adds and |<q|k>|^2 (two real multiply-adds).

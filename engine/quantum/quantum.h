@@ -5,11 +5,27 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 namespace qtf::quantum {
 
 constexpr int kMaxQubits = 8;
 constexpr int kMaxDaruanDepth = 8;
+
+// The one run-time-Q to compile-time-Q dispatcher: f(std::integral_constant<int, Q>{}) for Q in
+// {2, 4, 6, 8}; any other Q returns a value-initialized result (nothing for void).
+template <class F>
+auto with_qubits(int Q, F&& f) -> decltype(f(std::integral_constant<int, 2>{})) {
+  switch (Q) {
+    case 2: return f(std::integral_constant<int, 2>{});
+    case 4: return f(std::integral_constant<int, 4>{});
+    case 6: return f(std::integral_constant<int, 6>{});
+    case 8: return f(std::integral_constant<int, 8>{});
+  }
+  using R = decltype(f(std::integral_constant<int, 2>{}));
+  if constexpr (std::is_void<R>::value) return;
+  else return R{};
+}
 
 // Encoder circuit: u[Q] in (-1,1) (u = tanh(W_enc a + b_enc)), params [n_qlayers][Q][3]
 // (RX, RZ, CRX angles). Writes z[Q] = <Z_i> and returns the entanglement entropy S (bits) of wires
@@ -24,7 +40,9 @@ inline int state_floats(int Q) { return 2 << Q; }
 void feature_state(int Q, const float* u, const float* var, float* state);
 
 // K(a, b) = |<a|b>|^2 for one query state against n key states spaced key_stride floats apart.
+// Runs the SIMD variant in use (kernels/dispatch.h); fidelities_scalar is its scalar twin.
 void fidelities(int Q, const float* query, const float* keys, size_t key_stride, int n, float* out);
+void fidelities_scalar(int Q, const float* query, const float* keys, size_t key_stride, int n, float* out);
 
 // FLOPs of the simulations above (complex multiply-add = 8, real = 2), for the cost report.
 int64_t encoder_flops(int Q, int n_qlayers);
@@ -51,6 +69,8 @@ void daruan_quantum(const DaruanParams& p, const float* x, float* y);
 size_t daruan_fourier_floats(int channels, int depth);
 void daruan_fourier_build(const DaruanParams& p, float* storage);
 void daruan_fourier(const DaruanParams& p, const float* storage, const float* x, float* y);
+// The scalar twin of the SIMD variants of daruan_fourier (same storage layout, same contract).
+void daruan_fourier_scalar(const DaruanParams& p, const float* storage, const float* x, float* y);
 
 // Spline path: the distilled classical form, a table on [lo, hi] with `knots` points per channel
 // (clamped outside the range: documented). Built once (at load) into caller storage.

@@ -1,0 +1,81 @@
+// Internal to the DARUAN fourier path: the pieces shared by its scalar form (daruan.cpp) and its SIMD
+// variants (engine/kernels/simd_body.inc, one copy per arch). Everything here has internal linkage, so
+// each variant's copy is compiled with that variant's flags only.
+#pragma once
+#include <cmath>
+
+#include "kernels/simd.h"
+#include "quantum/quantum.h"
+
+namespace qtf::quantum {
+namespace {
+
+// Fourier storage: channels in blocks of kFourierLanes, coefficient-major within a block:
+// [ceil(C / kFourierLanes)][3^D][kFourierLanes], so one vector load fetches a coefficient for several
+// channels. The width is fixed per build (16, the widest vector, wherever SIMD variants exist; 1 where
+// none can), not per variant: a table built once serves whichever variant runs.
+#if QTF_SIMD
+constexpr int kFourierLanes = 16;
+#else
+constexpr int kFourierLanes = 1;
+#endif
+
+// The data angle w x + b. The product of two floats is exact in double, so the quantum and the fourier
+// path see the same rounded angle whatever the compiler contracts (their agreement then does not
+// depend on |x|).
+inline float data_angle(float w, float x, float b) { return (float)((double)w * x + (double)b); }
+
+// act_c(x) = a g + e + s x sigmoid(x); the SiLU term is skipped when s = 0.
+inline float activation(const DaruanParams& p, int c, float g, float x) {
+  float y = p.a[c] * g + p.e[c];
+  if (p.s[c] != 0.f) y += p.s[c] * (x / (1.f + std::exp(-x)));
+  return y;
+}
+
+inline int pow3(int n) {
+  int r = 1;
+  while (n-- > 0) r *= 3;
+  return r;
+}
+
+// sum_m R[m] prod_l basis[l][m_l], depth first: axis 0 is contracted inline for each group of three
+// coefficients and the partial sums are carried up like the digits of a base-3 counter, so only D + 1
+// accumulators are needed whatever the depth.
+// T is float, or a SIMD batch holding several channels whose coefficients are interleaved.
+template <class T, class Load>
+T fourier_contract(Load R, int D, const T (*basis)[3]) {
+  T acc[kMaxDaruanDepth + 1] = {};
+  int digit[kMaxDaruanDepth + 1] = {};
+  const int groups = pow3(D - 1);
+  for (int gi = 0, m = 0; gi < groups; ++gi, m += 3) {
+    T v = R(m) + basis[0][1] * R(m + 1) + basis[0][2] * R(m + 2);
+    for (int l = 1;; ++l) {
+      if (l == D) {
+        acc[D] += v;
+        break;
+      }
+      acc[l] += basis[l][digit[l]] * v;
+      if (++digit[l] < 3) break;
+      digit[l] = 0;
+      v = acc[l];
+      acc[l] = 0;
+    }
+  }
+  return acc[D];
+}
+
+// One channel of the fourier path (scalar): the scalar variant and every SIMD variant's tail.
+inline float fourier_channel(const DaruanParams& p, const float* storage, int c, float xc) {
+  const int D = p.depth, n = pow3(D);
+  const float* block = storage + (size_t)(c / kFourierLanes) * n * kFourierLanes + c % kFourierLanes;
+  float basis[kMaxDaruanDepth][3];
+  for (int l = 0; l < D; ++l) {
+    const float phi = data_angle(p.w[c * D + l], xc, p.b[c * D + l]);
+    basis[l][0] = 1.f, basis[l][1] = std::cos(phi), basis[l][2] = std::sin(phi);
+  }
+  const float g = fourier_contract<float>([block](int m) { return block[m * kFourierLanes]; }, D, basis);
+  return activation(p, c, g, xc);
+}
+
+}  // namespace
+}  // namespace qtf::quantum
