@@ -1,10 +1,13 @@
-// Numeric kernels: one dispatch point. Every kernel has a scalar reference (namespace qtf::ref) and a
-// SIMD version (xsimd, compile-time arch: SSE/AVX2/AVX-512 on x86, NEON on ARM) behind the functions in
-// namespace qtf::kern. Tests compare kern:: against ref:: on random inputs.
+// Numeric kernels: one dispatch point. Every kernel has a scalar reference (namespace qtf::ref) and SIMD
+// variants (xsimd: SSE2, AVX2+FMA, AVX-512 on x86, NEON on ARM), each compiled once with its own flags;
+// the functions in namespace qtf::kern call the variant picked at run time (kernels/dispatch.h).
+// Tests compare every variant the CPU supports against ref:: on random inputs.
 // No kernel allocates: scratch comes from a caller-provided workspace.
 #pragma once
 #include <cstddef>
 #include <cstdint>
+
+#include "core/status.h"
 
 namespace qtf {
 
@@ -40,8 +43,15 @@ struct DenseMatrix {
 int64_t tt_matvec_flops(const TTShape& s, int rank);
 
 namespace kern {
-// Name of the SIMD arch the kernels were compiled for (xsimd's default arch name), e.g. "avx2", "neon64".
+// Name of the SIMD variant in use: "scalar", "sse2", "avx2", "avx512" or "neon".
 const char* simd_arch();
+// Pick the variant by name for the whole process ("auto": the best this CPU runs, the default).
+// Errors: an unknown name, a variant not compiled into this build, or one this CPU cannot run. Not
+// meant to be called while other threads run kernels. The environment (QTF_SIMD) is read by the host
+// layer and the CLI, not here.
+Status select_simd(const char* name);
+// The variants this build has and this CPU runs, comma-separated, scalar first (for messages).
+const char* simd_available();
 
 // Floats of workspace one tt_matmul call with up to `batch` vectors needs (any rank <= stored).
 size_t tt_workspace_floats(const TTShape& s, int batch);

@@ -1,6 +1,7 @@
 // Kernels: ref:: against first principles (the TT matrix materialized densely, known function values),
 // kern:: against ref:: on random inputs, odd sizes (SIMD tails), every rank and small batches, and the
-// workspace bound (a guard region after it must stay untouched).
+// workspace bound (a guard region after it must stay untouched). The kern:: tests run once per SIMD
+// variant that this build has and this CPU runs (kernels/dispatch.h), each selected in turn.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -10,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/dispatch.h"
 #include "kernels/kernels.h"
 
 using namespace qtf;
@@ -84,7 +86,8 @@ std::vector<double> materialize(const TT& t, int rank) {
     for (int64_t j = 0; j < N; ++j) {
       int ik[kMaxTTFactors], jk[kMaxTTFactors];
       int64_t ii = i, jj = j;
-      for (int k = s.K - 1; k >= 0; --k) ik[k] = (int)(ii % s.m[k]), ii /= s.m[k], jk[k] = (int)(jj % s.n[k]), jj /= s.n[k];
+      for (int k = s.K - 1; k >= 0; --k)
+        ik[k] = (int)(ii % s.m[k]), ii /= s.m[k], jk[k] = (int)(jj % s.n[k]), jj /= s.n[k];
       std::vector<double> v(1, 1.0);  // row vector over the left bond
       for (int k = 0; k < s.K; ++k) {
         const int rl = s.r[k], rr = s.r[k + 1];
@@ -123,11 +126,48 @@ struct GuardedWorkspace {
 
 Vec nan_vec(size_t n) { return Vec(n, std::nanf("")); }
 
+// The variants to test: every compiled one this CPU supports (scalar included).
+std::vector<std::string> variants() {
+  std::vector<std::string> names;
+  for (int i = 0; i < kern::simd_variant_count(); ++i)
+    if (kern::simd_supported(kern::simd_variant(i))) names.push_back(kern::simd_variant(i).name);
+  return names;
+}
+
+// Runs body() once per variant, with that variant selected; the default is restored after.
+template <class F>
+void for_each_variant(F body) {
+  for (const std::string& v : variants()) {
+    CAPTURE(v);
+    REQUIRE(kern::select_simd(v.c_str()).ok());
+    REQUIRE(std::string(kern::simd_arch()) == v);
+    body();
+  }
+  REQUIRE(kern::select_simd("auto").ok());
+}
+
 }  // namespace
 
-TEST_CASE("simd arch is reported") {
-  MESSAGE("kern::simd_arch() = " << std::string(kern::simd_arch()));
-  CHECK(std::strlen(kern::simd_arch()) > 0);
+TEST_CASE("simd variants: reported, selectable by name, the best one by default") {
+  std::string compiled, tested;
+  for (int i = 0; i < kern::simd_variant_count(); ++i)
+    compiled += std::string(i ? "," : "") + kern::simd_variant(i).name;
+  for (const std::string& v : variants()) tested += (tested.empty() ? "" : ",") + v;
+  MESSAGE("kern::simd_arch() = " << std::string(kern::simd_arch()) << "; compiled: " << compiled
+                                 << "; tested on this CPU: " << tested);
+  CHECK(std::string(kern::simd_arch()) == variants().back());  // widest supported is the default
+  CHECK(std::string(kern::simd_available()) == tested);
+  CHECK(std::string(kern::simd_variant(0).name) == "scalar");
+  const Status unknown = kern::select_simd("avx1024");
+  CHECK(unknown.code() == Err::invalid_argument);
+  CHECK(std::string(unknown.message()).find("avx1024") != std::string::npos);
+  for (const char* name : {"sse2", "avx2", "avx512", "neon"}) {
+    const Status st = kern::select_simd(name);
+    CHECK((st.ok() || st.code() == Err::unsupported));
+    CHECK(st.ok() == (tested.find(name) != std::string::npos));
+  }
+  CHECK(kern::select_simd("auto").ok());
+  CHECK(std::string(kern::simd_arch()) == variants().back());
 }
 
 TEST_CASE("TT shape sizes and FLOPs of the cheaper order") {
@@ -180,134 +220,146 @@ TEST_CASE("ref TT matvec equals the materialized dense matrix at every rank") {
 }
 
 TEST_CASE("kern TT matvec/matmul equal ref at every rank and batch, within the workspace") {
-  std::mt19937 rng(3);
-  const TT cases[] = {
-      make_tt(rng, {7}, {9}, {}),                        // K = 1
-      make_tt(rng, {3, 5, 7}, {7, 5, 3}, {5, 7}),        // odd everything
-      make_tt(rng, {3, 5, 7}, {2, 3, 11}, {4, 3}),       // n != m
-      make_tt(rng, {2, 3, 4, 5}, {5, 4, 3, 2}, {3, 5, 2}),  // K = 4
-      make_tt(rng, {4, 4, 8}, {4, 4, 8}, {16, 16}),      // 128 (model)
-      make_tt(rng, {8, 16}, {8, 16}, {16}),              // 128 as 8x16
-      make_tt(rng, {8, 8, 8}, {4, 4, 8}, {16, 16}),      // 128 -> 512
-      make_tt(rng, {4, 4, 8}, {8, 8, 8}, {16, 16}),      // 512 -> 128
-      make_tt(rng, {4, 12, 8}, {4, 12, 8}, {8, 8}),      // 384
-      make_tt(rng, {8, 12, 8}, {8, 12, 8}, {12, 12}),    // 768
-      make_tt(rng, {16, 24}, {4, 4}, {7}, false),        // wide Q, no bias
-  };
-  for (const TT& t : cases) {
-    const TTMatrix W = t.view();
-    const size_t M = (size_t)t.shape.rows(), N = (size_t)t.shape.cols();
-    for (int batch = 1; batch <= 5; ++batch) {
-      const Vec X = random_vec(rng, N * batch);
-      GuardedWorkspace ws(kern::tt_workspace_floats(t.shape, batch));
-      Vec ref_ws(ref::tt_workspace_floats(t.shape, batch));
-      for (int rank = 1; rank <= max_rank(t.shape) + 1; ++rank) {
-        CAPTURE(M);
-        CAPTURE(N);
-        CAPTURE(batch);
-        CAPTURE(rank);
-        Vec expect(M * batch), y = nan_vec(M * batch);
-        ref::tt_matmul(W, rank, X.data(), batch, expect.data(), ref_ws.data());
-        kern::tt_matmul(W, rank, X.data(), batch, y.data(), ws.data());
-        REQUIRE(all_finite(y.data(), y.size()));
-        CHECK(rel_err(y.data(), expect.data(), y.size()) < 2e-6 * std::sqrt((double)N));
-        CHECK(ws.guard_intact());
-        if (batch == 1) {
-          Vec y1 = nan_vec(M);
-          kern::tt_matvec(W, rank, X.data(), y1.data(), ws.data());
-          CHECK(std::memcmp(y1.data(), y.data(), M * sizeof(float)) == 0);  // matvec is matmul of one
-        }
-      }
-    }
-  }
-}
-
-TEST_CASE("dense matvec/matmul, dot and axpy: kern equals ref, odd sizes") {
-  std::mt19937 rng(4);
-  const int sizes[] = {1, 3, 17, 129};
-  for (int rows : sizes)
-    for (int cols : sizes)
-      for (bool with_bias : {false, true}) {
-        CAPTURE(rows);
-        CAPTURE(cols);
-        const Vec w = random_vec(rng, (size_t)rows * cols), bias = random_vec(rng, (size_t)rows);
-        DenseMatrix D;
-        D.rows = rows, D.cols = cols, D.w = w.data(), D.bias = with_bias ? bias.data() : nullptr;
-        for (int batch = 1; batch <= 5; ++batch) {
-          const Vec X = random_vec(rng, (size_t)cols * batch);
-          Vec expect((size_t)rows * batch), y = nan_vec((size_t)rows * batch);
-          ref::dense_matmul(D, X.data(), batch, expect.data());
-          kern::dense_matmul(D, X.data(), batch, y.data());
-          CHECK(rel_err(y.data(), expect.data(), y.size()) < 1e-5);
+  for_each_variant([] {
+    std::mt19937 rng(3);
+    const TT cases[] = {
+        make_tt(rng, {7}, {9}, {}),                           // K = 1
+        make_tt(rng, {3, 5, 7}, {7, 5, 3}, {5, 7}),           // odd everything
+        make_tt(rng, {3, 5, 7}, {2, 3, 11}, {4, 3}),          // n != m
+        make_tt(rng, {2, 3, 4, 5}, {5, 4, 3, 2}, {3, 5, 2}),  // K = 4
+        make_tt(rng, {4, 4, 8}, {4, 4, 8}, {16, 16}),         // 128 (model)
+        make_tt(rng, {8, 16}, {8, 16}, {16}),                 // 128 as 8x16
+        make_tt(rng, {8, 8, 8}, {4, 4, 8}, {16, 16}),         // 128 -> 512
+        make_tt(rng, {4, 4, 8}, {8, 8, 8}, {16, 16}),         // 512 -> 128
+        make_tt(rng, {4, 12, 8}, {4, 12, 8}, {8, 8}),         // 384
+        make_tt(rng, {8, 12, 8}, {8, 12, 8}, {12, 12}),       // 768
+        make_tt(rng, {16, 24}, {4, 4}, {7}, false),           // wide Q, no bias
+        make_tt(rng, {16, 16}, {16, 16}, {9}),                // factors of 16
+        make_tt(rng, {32, 4}, {4, 32}, {6}),                  // factors of 32 and 4
+        make_tt(rng, {2, 16, 32}, {32, 16, 2}, {3, 4}),       // 1024, both orders' shapes
+        make_tt(rng, {12, 20}, {20, 12}, {5}),                // Q = 12, 20: vectors of 16/8 + 4
+    };
+    for (const TT& t : cases) {
+      const TTMatrix W = t.view();
+      const size_t M = (size_t)t.shape.rows(), N = (size_t)t.shape.cols();
+      for (int batch = 1; batch <= 5; ++batch) {
+        const Vec X = random_vec(rng, N * batch);
+        GuardedWorkspace ws(kern::tt_workspace_floats(t.shape, batch));
+        Vec ref_ws(ref::tt_workspace_floats(t.shape, batch));
+        for (int rank = 1; rank <= max_rank(t.shape) + 1; ++rank) {
+          CAPTURE(M);
+          CAPTURE(N);
+          CAPTURE(batch);
+          CAPTURE(rank);
+          Vec expect(M * batch), y = nan_vec(M * batch);
+          ref::tt_matmul(W, rank, X.data(), batch, expect.data(), ref_ws.data());
+          kern::tt_matmul(W, rank, X.data(), batch, y.data(), ws.data());
+          REQUIRE(all_finite(y.data(), y.size()));
+          CHECK(rel_err(y.data(), expect.data(), y.size()) < 2e-6 * std::sqrt((double)N));
+          CHECK(ws.guard_intact());
           if (batch == 1) {
-            Vec y1 = nan_vec((size_t)rows);
-            kern::dense_matvec(D, X.data(), y1.data());
-            CHECK(rel_err(y1.data(), expect.data(), y1.size()) < 1e-5);
+            Vec y1 = nan_vec(M);
+            kern::tt_matvec(W, rank, X.data(), y1.data(), ws.data());
+            CHECK(std::memcmp(y1.data(), y.data(), M * sizeof(float)) == 0);  // matvec is matmul of one
           }
         }
       }
-  for (int n : {1, 3, 17, 129, 768}) {
-    CAPTURE(n);
-    const Vec a = random_vec(rng, (size_t)n), b = random_vec(rng, (size_t)n);
-    const float d_ref = ref::dot(a.data(), b.data(), n), d = kern::dot(a.data(), b.data(), n);
-    CHECK(std::fabs(d - d_ref) <= 1e-5f * (1.f + std::fabs(d_ref)) * std::sqrt((float)n));
-    Vec y_ref = b, y = b;
-    ref::axpy(-0.75f, a.data(), y_ref.data(), n);
-    kern::axpy(-0.75f, a.data(), y.data(), n);
-    CHECK(rel_err(y.data(), y_ref.data(), (size_t)n) < 1e-6);
-  }
+    }
+  });
+}
+
+TEST_CASE("dense matvec/matmul, dot and axpy: kern equals ref, odd sizes") {
+  for_each_variant([] {
+    std::mt19937 rng(4);
+    const int sizes[] = {1, 3, 16, 17, 32, 129};
+    for (int rows : sizes)
+      for (int cols : sizes)
+        for (bool with_bias : {false, true}) {
+          CAPTURE(rows);
+          CAPTURE(cols);
+          const Vec w = random_vec(rng, (size_t)rows * cols), bias = random_vec(rng, (size_t)rows);
+          DenseMatrix D;
+          D.rows = rows, D.cols = cols, D.w = w.data(), D.bias = with_bias ? bias.data() : nullptr;
+          for (int batch = 1; batch <= 5; ++batch) {
+            const Vec X = random_vec(rng, (size_t)cols * batch);
+            Vec expect((size_t)rows * batch), y = nan_vec((size_t)rows * batch);
+            ref::dense_matmul(D, X.data(), batch, expect.data());
+            kern::dense_matmul(D, X.data(), batch, y.data());
+            CHECK(rel_err(y.data(), expect.data(), y.size()) < 1e-5);
+            if (batch == 1) {
+              Vec y1 = nan_vec((size_t)rows);
+              kern::dense_matvec(D, X.data(), y1.data());
+              CHECK(rel_err(y1.data(), expect.data(), y1.size()) < 1e-5);
+            }
+          }
+        }
+    for (int n : {1, 3, 16, 17, 32, 129, 768}) {
+      CAPTURE(n);
+      const Vec a = random_vec(rng, (size_t)n), b = random_vec(rng, (size_t)n);
+      const float d_ref = ref::dot(a.data(), b.data(), n), d = kern::dot(a.data(), b.data(), n);
+      CHECK(std::fabs(d - d_ref) <= 1e-5f * (1.f + std::fabs(d_ref)) * std::sqrt((float)n));
+      Vec y_ref = b, y = b;
+      ref::axpy(-0.75f, a.data(), y_ref.data(), n);
+      kern::axpy(-0.75f, a.data(), y.data(), n);
+      CHECK(rel_err(y.data(), y_ref.data(), (size_t)n) < 1e-6);
+    }
+  });
 }
 
 TEST_CASE("layer norm, softmax, GELU, SiLU: kern equals ref, odd sizes") {
-  std::mt19937 rng(5);
-  for (int n : {1, 3, 17, 129, 768}) {
-    CAPTURE(n);
-    const Vec x = random_vec(rng, (size_t)n, 4.f), w = random_vec(rng, (size_t)n), b = random_vec(rng, (size_t)n);
-    Vec y_ref((size_t)n), y = nan_vec((size_t)n);
-    ref::layer_norm(x.data(), w.data(), b.data(), 1e-5f, n, y_ref.data());
-    kern::layer_norm(x.data(), w.data(), b.data(), 1e-5f, n, y.data());
-    CHECK(rel_err(y.data(), y_ref.data(), (size_t)n) < 1e-5);
+  for_each_variant([] {
+    std::mt19937 rng(5);
+    for (int n : {1, 3, 16, 17, 32, 129, 768}) {
+      CAPTURE(n);
+      const Vec x = random_vec(rng, (size_t)n, 4.f), w = random_vec(rng, (size_t)n), b = random_vec(rng, (size_t)n);
+      Vec y_ref((size_t)n), y = nan_vec((size_t)n);
+      ref::layer_norm(x.data(), w.data(), b.data(), 1e-5f, n, y_ref.data());
+      kern::layer_norm(x.data(), w.data(), b.data(), 1e-5f, n, y.data());
+      CHECK(rel_err(y.data(), y_ref.data(), (size_t)n) < 1e-5);
 
-    for (float scale : {1.f, 60.f}) {  // 60: exp would overflow without subtracting the max
-      Vec s_ref = random_vec(rng, (size_t)n, scale), s = s_ref;
-      ref::softmax_inplace(s_ref.data(), n);
-      kern::softmax_inplace(s.data(), n);
-      REQUIRE(all_finite(s.data(), s.size()));
-      CHECK(rel_err(s.data(), s_ref.data(), (size_t)n) < 1e-5);
-      double total = 0;
-      for (float v : s) total += v;
-      CHECK(total == doctest::Approx(1.0).epsilon(1e-5));
+      for (float scale : {1.f, 60.f}) {  // 60: exp would overflow without subtracting the max
+        Vec s_ref = random_vec(rng, (size_t)n, scale), s = s_ref;
+        ref::softmax_inplace(s_ref.data(), n);
+        kern::softmax_inplace(s.data(), n);
+        REQUIRE(all_finite(s.data(), s.size()));
+        CHECK(rel_err(s.data(), s_ref.data(), (size_t)n) < 1e-5);
+        double total = 0;
+        for (float v : s) total += v;
+        CHECK(total == doctest::Approx(1.0).epsilon(1e-5));
+      }
+
+      Vec g_ref = random_vec(rng, (size_t)n, 6.f), g = g_ref, sl_ref = g_ref, sl = g_ref;
+      ref::gelu_inplace(g_ref.data(), n);
+      kern::gelu_inplace(g.data(), n);
+      CHECK(rel_err(g.data(), g_ref.data(), (size_t)n) < 1e-5);
+      ref::silu_inplace(sl_ref.data(), n);
+      kern::silu_inplace(sl.data(), n);
+      CHECK(rel_err(sl.data(), sl_ref.data(), (size_t)n) < 1e-5);
     }
-
-    Vec g_ref = random_vec(rng, (size_t)n, 6.f), g = g_ref, sl_ref = g_ref, sl = g_ref;
-    ref::gelu_inplace(g_ref.data(), n);
-    kern::gelu_inplace(g.data(), n);
-    CHECK(rel_err(g.data(), g_ref.data(), (size_t)n) < 1e-5);
-    ref::silu_inplace(sl_ref.data(), n);
-    kern::silu_inplace(sl.data(), n);
-    CHECK(rel_err(sl.data(), sl_ref.data(), (size_t)n) < 1e-5);
-  }
+  });
 }
 
 TEST_CASE("reference values: LN statistics, GELU (erf form), SiLU") {
-  const float x[5] = {1.f, 2.f, 3.f, 4.f, 10.f}, one[5] = {1, 1, 1, 1, 1}, zero[5] = {0, 0, 0, 0, 0};
-  float y[5];
-  kern::layer_norm(x, one, zero, 0.f, 5, y);
-  double mean = 0, var = 0;
-  for (float v : y) mean += v / 5.0;
-  for (float v : y) var += (v - mean) * (v - mean) / 5.0;  // biased: normalized output has var 1
-  CHECK(mean == doctest::Approx(0.0).epsilon(1e-6));
-  CHECK(var == doctest::Approx(1.0).epsilon(1e-5));
+  for_each_variant([] {
+    const float x[5] = {1.f, 2.f, 3.f, 4.f, 10.f}, one[5] = {1, 1, 1, 1, 1}, zero[5] = {0, 0, 0, 0, 0};
+    float y[5];
+    kern::layer_norm(x, one, zero, 0.f, 5, y);
+    double mean = 0, var = 0;
+    for (float v : y) mean += v / 5.0;
+    for (float v : y) var += (v - mean) * (v - mean) / 5.0;  // biased: normalized output has var 1
+    CHECK(mean == doctest::Approx(0.0).epsilon(1e-6));
+    CHECK(var == doctest::Approx(1.0).epsilon(1e-5));
 
-  float g[3] = {1.f, -1.f, 0.f};
-  kern::gelu_inplace(g, 3);  // torch.nn.functional.gelu(torch.tensor([1., -1., 0.]))
-  CHECK(g[0] == doctest::Approx(0.8413447).epsilon(1e-6));
-  CHECK(g[1] == doctest::Approx(-0.1586553).epsilon(1e-6));
-  CHECK(g[2] == 0.f);
-  float s[2] = {1.f, -1.f};
-  kern::silu_inplace(s, 2);
-  CHECK(s[0] == doctest::Approx(0.7310586).epsilon(1e-6));
-  CHECK(s[1] == doctest::Approx(-0.2689414).epsilon(1e-6));
+    float g[3] = {1.f, -1.f, 0.f};
+    kern::gelu_inplace(g, 3);  // torch.nn.functional.gelu(torch.tensor([1., -1., 0.]))
+    CHECK(g[0] == doctest::Approx(0.8413447).epsilon(1e-6));
+    CHECK(g[1] == doctest::Approx(-0.1586553).epsilon(1e-6));
+    CHECK(g[2] == 0.f);
+    float s[2] = {1.f, -1.f};
+    kern::silu_inplace(s, 2);
+    CHECK(s[0] == doctest::Approx(0.7310586).epsilon(1e-6));
+    CHECK(s[1] == doctest::Approx(-0.2689414).epsilon(1e-6));
+  });
 }
 
 TEST_CASE("block-option refs: RMSNorm, rotary positions, SwiGLU gate against first principles") {

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/dispatch.h"
 #include "quantum/quantum.h"
 #include "quantum/statevector.h"
 
@@ -69,17 +70,29 @@ struct Golden {
 
 template <int Q>
 void run_gate(State<Q>& s, Golden& g, const std::string& name) {
-  if (name == "RX") { int w = g.i(); apply_rx(s, w, (float)g.d()); }
-  else if (name == "RY") { int w = g.i(); apply_ry(s, w, (float)g.d()); }
-  else if (name == "RZ") { int w = g.i(); apply_rz(s, w, (float)g.d()); }
-  else if (name == "H") apply_h(s, g.i());
-  else if (name == "CNOT") { int c = g.i(); apply_cnot(s, c, g.i()); }
-  else if (name == "CRX") { int c = g.i(), t = g.i(); apply_crx(s, c, t, (float)g.d()); }
-  else if (name == "ROT") {
+  if (name == "RX") {
+    int w = g.i();
+    apply_rx(s, w, (float)g.d());
+  } else if (name == "RY") {
+    int w = g.i();
+    apply_ry(s, w, (float)g.d());
+  } else if (name == "RZ") {
+    int w = g.i();
+    apply_rz(s, w, (float)g.d());
+  } else if (name == "H")
+    apply_h(s, g.i());
+  else if (name == "CNOT") {
+    int c = g.i();
+    apply_cnot(s, c, g.i());
+  } else if (name == "CRX") {
+    int c = g.i(), t = g.i();
+    apply_crx(s, c, t, (float)g.d());
+  } else if (name == "ROT") {
     int w = g.i();
     float a = (float)g.d(), b = (float)g.d();
     apply_rot(s, w, a, b, (float)g.d());
-  } else FAIL("unknown gate ", name);
+  } else
+    FAIL("unknown gate ", name);
 }
 
 template <int Q>
@@ -121,11 +134,20 @@ TEST_CASE("random circuits match QuTiP: state, <Z>, entropy (Q = 2, 4, 6, 8)") {
     CAPTURE(Q);
     CAPTURE(count[Q]);
     switch (Q) {
-      case 2: check_circuit<2>(g, n); break;
-      case 4: check_circuit<4>(g, n); break;
-      case 6: check_circuit<6>(g, n); break;
-      case 8: check_circuit<8>(g, n); break;
-      default: FAIL("bad Q ", Q);
+      case 2:
+        check_circuit<2>(g, n);
+        break;
+      case 4:
+        check_circuit<4>(g, n);
+        break;
+      case 6:
+        check_circuit<6>(g, n);
+        break;
+      case 8:
+        check_circuit<8>(g, n);
+        break;
+      default:
+        FAIL("bad Q ", Q);
     }
     ++count[Q];
   }
@@ -290,7 +312,8 @@ TEST_CASE("entropy bounds: 0 for product states, Q/2 for Bell pairs across the c
     }
     State<8> s;
     s.set_zero_state();
-    for (int k = 0; k < 40; ++k) apply_rot(s, k % 8, ang(rng), ang(rng), ang(rng)), apply_crx(s, k % 8, (k + 3) % 8, ang(rng));
+    for (int k = 0; k < 40; ++k)
+      apply_rot(s, k % 8, ang(rng), ang(rng), ang(rng)), apply_crx(s, k % 8, (k + 3) % 8, ang(rng));
     int sweeps = 0;
     const double S = entropy_of(s, &sweeps);
     CHECK(S > 0.5);
@@ -319,27 +342,77 @@ struct RandomDaruan {
   }
 };
 
+// Runs body() once per SIMD variant this build has and this CPU runs, that variant selected.
+template <class F>
+void for_each_variant(F body) {
+  for (int i = 0; i < qtf::kern::simd_variant_count(); ++i) {
+    const qtf::kern::Table& t = qtf::kern::simd_variant(i);
+    if (!qtf::kern::simd_supported(t)) continue;
+    CAPTURE(std::string(t.name));
+    REQUIRE(qtf::kern::select_simd(t.name).ok());
+    body();
+  }
+  REQUIRE(qtf::kern::select_simd("auto").ok());
+}
+
 }  // namespace
 
-TEST_CASE("DARUAN fourier path equals the quantum path on random parameters and a wide x range") {
-  for (int D = 1; D <= 6; ++D) {
-    CAPTURE(D);
-    RandomDaruan r(24, D, 100 + D, 1.5f);
-    const std::vector<float> ones(r.C, 1.f), zeros(r.C, 0.f);
-    r.p.a = ones.data(), r.p.e = zeros.data(), r.p.s = zeros.data();  // compare g itself
-    std::vector<float> table(daruan_fourier_floats(r.C, D));
-    daruan_fourier_build(r.p, table.data());
-    std::vector<float> x(r.C), yq(r.C), yf(r.C);
-    double worst = 0;
-    for (int k = 0; k <= 2000; ++k) {
-      for (int c = 0; c < r.C; ++c) x[c] = -60.f + 0.06f * k + 0.013f * c;
-      daruan_quantum(r.p, x.data(), yq.data());
-      daruan_fourier(r.p, table.data(), x.data(), yf.data());
-      for (int c = 0; c < r.C; ++c) worst = std::fmax(worst, std::fabs(yq[c] - yf[c]));
+TEST_CASE("SIMD variants of fidelities and of the DARUAN fourier path equal their scalar twins") {
+  for_each_variant([] {
+    std::mt19937 rng(11);
+    std::uniform_real_distribution<float> uni(-1.f, 1.f);
+    for (int Q : {2, 4, 6, 8}) {
+      CAPTURE(Q);
+      const int SF = state_floats(Q), n = 7;
+      const size_t stride = (size_t)SF + 3;  // keys not packed back to back
+      std::vector<float> query(SF), keys(stride * n);
+      for (float& v : query) v = uni(rng);
+      for (float& v : keys) v = uni(rng);
+      std::vector<float> want(n), got(n, -1.f);
+      fidelities_scalar(Q, query.data(), keys.data(), stride, n, want.data());
+      fidelities(Q, query.data(), keys.data(), stride, n, got.data());
+      for (int j = 0; j < n; ++j) CHECK(std::fabs(got[j] - want[j]) <= 1e-5f * (1.f + want[j]));
     }
-    MESSAGE("depth ", D, ": max |fourier g - quantum g| on [-60, 60] = ", worst);
-    CHECK(worst <= 1e-5);
-  }
+    for (int C : {1, 5, 16, 17, 32, 37}) {
+      for (int D = 1; D <= 4; ++D) {
+        CAPTURE(C);
+        CAPTURE(D);
+        RandomDaruan r(C, D, 200 + C * 8 + D, 1.f);
+        std::vector<float> table(daruan_fourier_floats(C, D));
+        daruan_fourier_build(r.p, table.data());
+        std::vector<float> x(C), want(C), got(C);
+        for (int k = 0; k < 50; ++k) {
+          for (int c = 0; c < C; ++c) x[c] = -8.f + 0.33f * k + 0.07f * c;
+          daruan_fourier_scalar(r.p, table.data(), x.data(), want.data());
+          daruan_fourier(r.p, table.data(), x.data(), got.data());
+          for (int c = 0; c < C; ++c) CHECK(std::fabs(got[c] - want[c]) < 1e-5f * (1.f + std::fabs(want[c])));
+        }
+      }
+    }
+  });
+}
+
+TEST_CASE("DARUAN fourier path equals the quantum path on random parameters and a wide x range") {
+  for_each_variant([] {
+    for (int D = 1; D <= 6; ++D) {
+      CAPTURE(D);
+      RandomDaruan r(24, D, 100 + D, 1.5f);
+      const std::vector<float> ones(r.C, 1.f), zeros(r.C, 0.f);
+      r.p.a = ones.data(), r.p.e = zeros.data(), r.p.s = zeros.data();  // compare g itself
+      std::vector<float> table(daruan_fourier_floats(r.C, D));
+      daruan_fourier_build(r.p, table.data());
+      std::vector<float> x(r.C), yq(r.C), yf(r.C);
+      double worst = 0;
+      for (int k = 0; k <= 2000; ++k) {
+        for (int c = 0; c < r.C; ++c) x[c] = -60.f + 0.06f * k + 0.013f * c;
+        daruan_quantum(r.p, x.data(), yq.data());
+        daruan_fourier(r.p, table.data(), x.data(), yf.data());
+        for (int c = 0; c < r.C; ++c) worst = std::fmax(worst, std::fabs(yq[c] - yf[c]));
+      }
+      MESSAGE(std::string(qtf::kern::simd_arch()), " depth ", D, ": max |fourier g - quantum g| on [-60, 60] = ", worst);
+      CHECK(worst <= 1e-5);
+    }
+  });
 }
 
 TEST_CASE("DARUAN activation formula, aliasing and the spline path") {

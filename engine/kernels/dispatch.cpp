@@ -1,0 +1,179 @@
+// The dispatch point (dispatch.h): the scalar table, CPU detection, the active table and the kern::
+// entry points that call through it. Compiled with the target's baseline flags only.
+#include "kernels/dispatch.h"
+
+#include <atomic>
+#include <cstring>
+
+#include "kernels/simd.h"
+#include "quantum/quantum.h"
+
+#if QTF_SIMD && (defined(__x86_64__) || defined(__i386__))
+#define QTF_X86 1
+#include <cpuid.h>
+
+#include <xsimd/config/xsimd_cpuid.hpp>
+#elif QTF_SIMD
+#define QTF_X86 0
+#include <xsimd/config/xsimd_cpuid.hpp>
+#endif
+
+namespace qtf {
+namespace kern {
+namespace {
+
+void tt_step_scalar(const tt::Step& s, const float* in, float* out) { tt::step_scalar(s, in, out, 0); }
+
+const Table kScalar = {
+    "scalar",         1,
+    &tt_step_scalar,  &ref::dense_matmul,
+    &ref::dot,        &ref::axpy,
+    &ref::layer_norm, &ref::softmax_inplace,
+    &ref::gelu_inplace, &ref::silu_inplace,
+    &quantum::fidelities_scalar, &quantum::daruan_fourier_scalar,
+};
+
+#if QTF_SIMD && QTF_X86
+// xsimd 8.1's available_architectures() reads the CPUID feature bits (and reports what they say), but
+// does not ask the OS whether it saves the AVX / AVX-512 register state (XGETBV), nor for AVX512VL
+// (the AVX-512 file is compiled with it). Both are checked here.
+uint64_t xcr0() {
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return 0;  // OSXSAVE
+  unsigned lo, hi;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  return ((uint64_t)hi << 32) | lo;
+}
+bool cpu_avx512vl() {
+  unsigned a, b, c, d;
+  return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 31));
+}
+#endif
+
+bool supported_by_cpu(const Table& t) {
+  if (&t == &kScalar) return true;
+#if QTF_SIMD && QTF_X86
+  const auto cpu = xsimd::available_architectures();
+  const uint64_t xcr = xcr0();
+  const bool os_avx = (xcr & 0x6) == 0x6, os_avx512 = (xcr & 0xe6) == 0xe6;
+  if (&t == table_sse2()) return true;  // the x86-64 baseline
+  if (&t == table_avx2()) return os_avx && cpu.avx2 && cpu.fma3_avx2;
+  if (&t == table_avx512())
+    return os_avx512 && cpu.avx2 && cpu.fma3_avx2 && cpu.avx512f && cpu.avx512dq && cpu.avx512bw && cpu_avx512vl();
+  return false;
+#elif QTF_SIMD
+  if (&t == table_neon()) return xsimd::available_architectures().neon;
+  return false;
+#else
+  return false;
+#endif
+}
+
+// Compiled variants, scalar first, widest last.
+struct Variants {
+  const Table* t[5];
+  bool ok[5];
+  int n = 0;
+  Variants() {
+    const Table* all[5] = {&kScalar, table_sse2(), table_avx2(), table_avx512(), table_neon()};
+    for (const Table* v : all)
+      if (v) t[n] = v, ok[n] = supported_by_cpu(*v), ++n;
+  }
+};
+
+// Built on demand (a few CPUID instructions): the active table is cached, this is not on a hot path.
+Variants variants() { return Variants(); }
+
+const Table* best() {
+  const Variants v = variants();
+  for (int i = v.n - 1; i >= 0; --i)
+    if (v.ok[i]) return v.t[i];
+  return &kScalar;
+}
+
+std::atomic<const Table*> g_active{nullptr};
+
+}  // namespace
+
+int simd_variant_count() { return variants().n; }
+const Table& simd_variant(int i) { return *variants().t[i]; }
+bool simd_supported(const Table& t) {
+  const Variants v = variants();
+  for (int i = 0; i < v.n; ++i)
+    if (v.t[i] == &t) return v.ok[i];
+  return false;
+}
+
+const Table& active() {
+  const Table* t = g_active.load(std::memory_order_acquire);
+  if (!t) {
+    t = best();
+    g_active.store(t, std::memory_order_release);
+  }
+  return *t;
+}
+
+const char* simd_arch() { return active().name; }
+
+const char* simd_available() {
+  static char list[64];  // the same text whoever writes it
+  char text[64] = "";
+  const Variants v = variants();
+  for (int i = 0; i < v.n; ++i)
+    if (v.ok[i]) {
+      if (text[0]) std::strcat(text, ",");
+      std::strcat(text, v.t[i]->name);
+    }
+  std::memcpy(list, text, sizeof list);
+  return list;
+}
+
+Status select_simd(const char* name) {
+  if (!name || !std::strcmp(name, "auto") || !name[0]) {
+    g_active.store(best(), std::memory_order_release);
+    return Status::success();
+  }
+  static const char* const kKnown[] = {"scalar", "sse2", "avx2", "avx512", "neon"};
+  bool known = false;
+  for (const char* k : kKnown) known = known || !std::strcmp(k, name);
+  if (!known)
+    return Status::error(Err::invalid_argument, "unknown SIMD variant '%s' (scalar, sse2, avx2, avx512, neon or auto)",
+                         name);
+  const Variants v = variants();
+  for (int i = 0; i < v.n; ++i)
+    if (!std::strcmp(v.t[i]->name, name)) {
+      if (!v.ok[i])
+        return Status::error(Err::unsupported, "SIMD variant '%s' is not supported by this CPU (available: %s)", name,
+                             simd_available());
+      g_active.store(v.t[i], std::memory_order_release);
+      return Status::success();
+    }
+  return Status::error(Err::unsupported, "SIMD variant '%s' is not compiled into this build (available: %s)", name,
+                       simd_available());
+}
+
+// ---- the kern:: entry points
+
+size_t tt_workspace_floats(const TTShape& s, int batch) { return tt::workspace_floats(s, batch); }
+
+void tt_matmul(const TTMatrix& W, int rank, const float* X, int batch, float* Y, float* workspace) {
+  tt::run_plan(tt::best_plan(W, rank, batch), W, batch, X, Y, workspace, active().tt_step);
+}
+
+void tt_matvec(const TTMatrix& W, int rank, const float* x, float* y, float* workspace) {
+  tt_matmul(W, rank, x, 1, y, workspace);
+}
+
+void dense_matvec(const DenseMatrix& M, const float* x, float* y) { active().dense_matmul(M, x, 1, y); }
+void dense_matmul(const DenseMatrix& M, const float* X, int batch, float* Y) { active().dense_matmul(M, X, batch, Y); }
+float dot(const float* a, const float* b, int n) { return active().dot(a, b, n); }
+void axpy(float a, const float* x, float* y, int n) { active().axpy(a, x, y, n); }
+void layer_norm(const float* x, const float* w, const float* b, float eps, int n, float* y) {
+  active().layer_norm(x, w, b, eps, n, y);
+}
+void softmax_inplace(float* x, int n) { active().softmax_inplace(x, n); }
+void gelu_inplace(float* x, int n) { active().gelu_inplace(x, n); }
+void silu_inplace(float* x, int n) { active().silu_inplace(x, n); }
+
+}  // namespace kern
+}  // namespace qtf

@@ -1,0 +1,53 @@
+// The one SIMD dispatch point: a table of function pointers per kernel variant (ggml/XNNPACK style).
+//
+// Each SIMD variant is one translation unit (kern_sse2.cpp, kern_avx2.cpp, kern_avx512.cpp,
+// kern_neon.cpp) that includes simd_body.inc once, compiled with its own flags (CMake sets them per
+// file) into its own namespace, using xsimd::batch<float, Arch> with an explicit Arch. The scalar
+// variant is made of the reference kernels and is always present. The kern:: and quantum:: entry
+// points call through the active table, picked once per process: the best variant this CPU runs,
+// unless select_simd() chose another (the host layer maps QTF_SIMD / --simd onto it).
+#pragma once
+#include <cstddef>
+
+#include "kernels/kernels.h"
+#include "kernels/tt_plan.h"
+
+namespace qtf {
+namespace quantum {
+struct DaruanParams;
+}
+
+namespace kern {
+
+struct Table {
+  const char* name;  // "scalar", "sse2", "avx2", "avx512", "neon"
+  int width;         // floats per (widest) vector; 1 for scalar
+  void (*tt_step)(const tt::Step& s, const float* in, float* out);
+  void (*dense_matmul)(const DenseMatrix& W, const float* X, int batch, float* Y);
+  float (*dot)(const float* a, const float* b, int n);
+  void (*axpy)(float a, const float* x, float* y, int n);
+  void (*layer_norm)(const float* x, const float* w, const float* b, float eps, int n, float* y);
+  void (*softmax_inplace)(float* x, int n);
+  void (*gelu_inplace)(float* x, int n);
+  void (*silu_inplace)(float* x, int n);
+  // quantum::fidelities and quantum::daruan_fourier (same contracts).
+  void (*fidelities)(int Q, const float* query, const float* keys, size_t key_stride, int n, float* out);
+  void (*daruan_fourier)(const quantum::DaruanParams& p, const float* storage, const float* x, float* y);
+};
+
+// Every variant compiled into this build, scalar first, widest last (whether or not this CPU runs it).
+int simd_variant_count();
+const Table& simd_variant(int i);
+// Whether this CPU (and OS) can run variant `t`.
+bool simd_supported(const Table& t);
+// The table in use (the best supported variant until select_simd picks another).
+const Table& active();
+
+// Defined by each kern_<arch>.cpp: its table, or null where this build has no such variant.
+const Table* table_sse2();
+const Table* table_avx2();
+const Table* table_avx512();
+const Table* table_neon();
+
+}  // namespace kern
+}  // namespace qtf

@@ -1,0 +1,26 @@
+// AVX2 + FMA variant (8 floats; 4-float vectors for the narrower TT steps). Compiled with -mavx2 -mfma
+// (engine/kernels/CMakeLists.txt); chosen only where the CPU and OS support both. See simd_body.inc.
+#include "kernels/dispatch.h"
+#include "kernels/simd.h"
+
+#if defined(__AVX2__) && defined(__FMA__)
+#define xsimd qtf_xsimd_avx2  // this file's own copy of xsimd (simd_body.inc says why)
+#include <xsimd/xsimd.hpp>
+
+namespace qtf::kern_avx2 {
+namespace {
+using V8 = xsimd::batch<float, xsimd::fma3<xsimd::avx2>>;
+using V4 = xsimd::batch<float, xsimd::sse4_2>;
+inline V4 fmadd(const V4& a, const V4& b, const V4& c) { return _mm_fmadd_ps(a, b, c); }  // xsimd: mul+add
+}  // namespace
+}  // namespace qtf::kern_avx2
+
+#define QTF_NS kern_avx2
+#define QTF_VARIANT_NAME "avx2"
+#define QTF_VECTORS V8, V4
+#include "kernels/simd_body.inc"
+
+const qtf::kern::Table* qtf::kern::table_avx2() { return &kern_avx2::kTable; }
+#else
+const qtf::kern::Table* qtf::kern::table_avx2() { return nullptr; }
+#endif

@@ -1,0 +1,43 @@
+// AVX-512 variant (avx512f/bw/dq/vl + FMA, xsimd 8.1's avx512bw arch): 16 floats; the TT steps whose
+// factors are smaller take 8- and 4-float vectors (simd_body.inc). Compiled with its own flags
+// (engine/kernels/CMakeLists.txt); chosen only where the CPU and OS support it.
+#include "kernels/dispatch.h"
+#include "kernels/simd.h"
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VL__) && defined(__FMA__)
+#define xsimd qtf_xsimd_avx512  // this file's own copy of xsimd (simd_body.inc says why)
+#include <xsimd/xsimd.hpp>
+
+namespace qtf::kern_avx512 {
+namespace {
+using V16 = xsimd::batch<float, xsimd::avx512bw>;
+using V8 = xsimd::batch<float, xsimd::fma3<xsimd::avx2>>;
+using V4 = xsimd::batch<float, xsimd::sse4_2>;
+// xsimd 8.1 has no AVX-512 fma (it falls back to x*y+z, two roundings and two instructions unless the
+// compiler contracts them), nor an FMA for 4-float vectors next to AVX: these are the real ones.
+inline V16 fmadd(const V16& a, const V16& b, const V16& c) { return _mm512_fmadd_ps(a, b, c); }
+inline V4 fmadd(const V4& a, const V4& b, const V4& c) { return _mm_fmadd_ps(a, b, c); }
+
+// Not xsimd::haddp: xsimd 8.1's AVX-512 haddp returns the sums of rows 2,3 and 4,5 (and 10,11 and
+// 12,13) swapped. Fold each row to 8 lanes, then two (correct) 8-row haddps.
+inline V16 reduce_rows(const V16* rows) {
+  V8 lo[8], hi[8];
+  for (int r = 0; r < 8; ++r) {
+    lo[r] = _mm256_add_ps(_mm512_castps512_ps256(rows[r]), _mm512_extractf32x8_ps(rows[r], 1));
+    hi[r] = _mm256_add_ps(_mm512_castps512_ps256(rows[8 + r]), _mm512_extractf32x8_ps(rows[8 + r], 1));
+  }
+  const __m256 a = xsimd::haddp(lo), b = xsimd::haddp(hi);
+  return _mm512_insertf32x8(_mm512_castps256_ps512(a), b, 1);
+}
+}  // namespace
+}  // namespace qtf::kern_avx512
+
+#define QTF_NS kern_avx512
+#define QTF_VARIANT_NAME "avx512"
+#define QTF_VECTORS V16, V8, V4
+#include "kernels/simd_body.inc"
+
+const qtf::kern::Table* qtf::kern::table_avx512() { return &kern_avx512::kTable; }
+#else
+const qtf::kern::Table* qtf::kern::table_avx512() { return nullptr; }
+#endif
