@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages qtf needs, only those missing. Idempotent.
-#   tools/setup.sh            build + test deps (native, cross compilers, qemu, torch, qutip)
+#   tools/setup.sh            build + test deps (native, cross compilers, qemu, torch, qutip, the HTTP
+#                             server's libraries)
 #   tools/setup.sh --minimal  just what building and running the engine needs
 set -euo pipefail
 minimal=0
@@ -9,6 +10,7 @@ minimal=0
 pkgs=(cmake g++ make libeigen3-dev libxsimd-dev doctest-dev libbenchmark-dev)
 if [ $minimal = 0 ]; then
   pkgs+=(python3-torch python3-qutip python3-numpy
+         libcpp-httplib-dev nlohmann-json3-dev curl pkg-config python3-pip python3-venv
          g++-aarch64-linux-gnu g++-arm-linux-gnueabihf qemu-user
          gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm
          clang libclang-rt-14-dev)

@@ -3,6 +3,9 @@
 #include <cstring>
 
 #include "commands.h"
+#ifdef QTF_HAVE_SERVER
+#include "serve.h"  // tools/server: built when cpp-httplib and nlohmann/json are installed
+#endif
 
 namespace {
 
@@ -18,6 +21,9 @@ const Command kCommands[] = {
     {"bench", qtf::cli::cmd_bench, "tokens per second (pp/tg tests), load time and peak memory"},
     {"inspect", qtf::cli::cmd_inspect, "print a model's metadata and tensor table (--json)"},
     {"verify", qtf::cli::cmd_verify, "verify a model file; exit 1 with the error if damaged"},
+#ifdef QTF_HAVE_SERVER
+    {"serve", qtf::cli::cmd_serve, "local HTTP server: OpenAI-style completions, /health, /metrics"},
+#endif
 };
 
 void usage(FILE* out) {
