@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "format/reader.h"
-#include "format/writer.h"
+#include "host/writer.h"
 
 using namespace qtf;
 using namespace qtf::format;

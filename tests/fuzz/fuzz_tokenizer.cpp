@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "format/reader.h"
-#include "format/writer.h"
+#include "host/writer.h"
 #include "fuzz_util.h"
 #include "runtime/tokenizer.h"
 

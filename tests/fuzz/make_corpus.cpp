@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "format/writer.h"
+#include "host/writer.h"
 #include "fuzz_util.h"
 #include "support/model_edit.h"
 

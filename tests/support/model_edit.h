@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "format/reader.h"
-#include "format/writer.h"
+#include "host/writer.h"
 
 namespace qtf::testing {
 

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "format/writer.h"
+#include "host/writer.h"
 
 namespace qtf::testing {
 

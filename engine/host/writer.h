@@ -1,4 +1,5 @@
-// Writer of .qtf files (host side: tools, tests, converters). Produces exactly docs/format.md v1.
+// Writer of .qtf files (host side: tools, tests, converters; it allocates, so it is not part of the core).
+// Produces exactly docs/format.md v1.
 #pragma once
 #include <cstdint>
 #include <string>

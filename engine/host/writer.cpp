@@ -1,4 +1,4 @@
-#include "format/writer.h"
+#include "host/writer.h"
 
 #include <cstring>
 
