@@ -4,7 +4,9 @@ import os
 
 import numpy as np
 
-DEFAULT_DATA = "/work/shared/data/tinyshakespeare/input.txt"
+# The shared data folder beside the checkout: <checkout>/../shared/data (override with QTF_DATA or --data).
+DEFAULT_DATA = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..",
+                                             "shared", "data", "tinyshakespeare", "input.txt"))
 
 
 def load_text(path=DEFAULT_DATA):

@@ -1,4 +1,4 @@
-"""Reference Q-TensorFormer in PyTorch: the math of /work/shared/spec/MODEL.md, written to be read.
+"""Reference Q-TensorFormer in PyTorch: the math of docs/model.md, written to be read.
 
 The C++ engine must reproduce this module's forward pass (tests/fixtures hold the numbers). Choices the
 spec leaves open, and made here (the engine follows them):
