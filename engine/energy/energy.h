@@ -1,4 +1,4 @@
-// Energy and CO2 estimates from counted FLOPs (MODEL.md, "Energy and cost report"). Profiles are a
+// Energy and CO2 estimates from counted FLOPs (docs/model.md, "Energy and cost report"). Profiles are a
 // plain text file users can extend (engine/energy/profiles.txt is built in; a user file adds to or
 // overrides it). These are estimates from stated assumptions, not measurements: the report puts the
 // measured time per token beside them.

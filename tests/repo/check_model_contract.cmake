@@ -1,0 +1,38 @@
+# docs/model.md, the in-repository copy of the model contract, agrees with itself and with the shared
+# spec: the text between its BEGIN/END markers has the SHA-256 recorded in its header, and so does
+# ../shared/spec/MODEL.md beside the checkout when it is there (skipped when it is not).
+# Usage: cmake -DSRC=<source root> -P check_model_contract.cmake
+cmake_minimum_required(VERSION 3.20)
+set(doc ${SRC}/docs/model.md)
+file(READ ${doc} text)
+set(begin_marker "<!-- BEGIN verbatim copy of ../shared/spec/MODEL.md -->\n")
+set(end_marker "<!-- END verbatim copy of ../shared/spec/MODEL.md -->")
+string(FIND "${text}" "${begin_marker}" b)
+string(FIND "${text}" "${end_marker}" e)
+if(b LESS 0 OR e LESS 0)
+  message(FATAL_ERROR "docs/model.md: the BEGIN/END markers of the verbatim copy are missing")
+endif()
+string(LENGTH "${begin_marker}" blen)
+math(EXPR start "${b} + ${blen}")
+math(EXPR len "${e} - ${start}")
+string(SUBSTRING "${text}" ${start} ${len} copy)
+string(SHA256 copy_sha "${copy}")
+if(NOT text MATCHES "SHA-256 `([0-9a-f]+)`")
+  message(FATAL_ERROR "docs/model.md: no recorded SHA-256 in its header")
+endif()
+set(recorded ${CMAKE_MATCH_1})
+if(NOT copy_sha STREQUAL recorded)
+  message(FATAL_ERROR "docs/model.md: the copy between the markers (SHA-256 ${copy_sha}) is not the "
+                      "version its header records (${recorded}): copy the spec again or update the header")
+endif()
+get_filename_component(spec ${SRC}/../shared/spec/MODEL.md ABSOLUTE)
+if(NOT EXISTS ${spec})
+  message("SKIPPED: ../shared/spec/MODEL.md is not beside this checkout; docs/model.md is consistent with its header")
+  return()
+endif()
+file(SHA256 ${spec} spec_sha)
+if(NOT spec_sha STREQUAL recorded)
+  message(FATAL_ERROR "../shared/spec/MODEL.md changed (SHA-256 ${spec_sha}, docs/model.md mirrors ${recorded}): "
+                      "copy it into docs/model.md (see its header) and bring the engine along")
+endif()
+message(STATUS "docs/model.md mirrors ../shared/spec/MODEL.md (SHA-256 ${recorded})")
