@@ -12,6 +12,7 @@
 
 #include "commands.h"
 #include "options.h"
+#include "progress.h"
 #include "report.h"
 
 namespace qtf::cli {
@@ -58,6 +59,7 @@ struct EvalJob {
   int n_ids;
   int stride;  // 0: the context length
   const char* label;  // shown on the progress bar
+  Progress* progress = nullptr;  // shared by the passes of one command (progress.h)
 };
 
 // -log softmax(logits)[target], in double.
@@ -67,14 +69,6 @@ double token_nll(const float* logits, int vocab, int target) {
   double sum = 0;
   for (int i = 0; i < vocab; ++i) sum += std::exp((double)logits[i] - mx);
   return std::log(sum) + mx - (double)logits[target];
-}
-
-void progress(const char* label, int64_t done, int64_t total, const EvalResult& r) {
-  const int width = 30;
-  int fill = total ? (int)(width * done / total) : width;
-  std::fprintf(stderr, "\r%-18.18s [%.*s%*s] %lld/%lld  loss %.4f  %.3f ms/tok ", label, fill,
-               "##############################", width - fill, "", (long long)done, (long long)total,
-               r.loss(), r.per_token(r.time_ms));
 }
 
 // Scores every token once: windows of the context length start every `stride` tokens; a window scores
@@ -89,11 +83,9 @@ bool evaluate(const EvalJob& job, const ContextOptions& opt, EvalResult* out) {
   Context& ctx = hc.ctx();
   const int T = ctx.n_ctx(), V = job.model->model().cfg.vocab;
   const int S = job.stride > 0 && job.stride < T ? job.stride : T;
-  const bool show = isatty(2);
-  const int64_t targets = job.n_ids - 1;
+  if (job.progress) job.progress->stage(job.label);
   EvalResult r;
   r.spline_error = ctx.spline_max_error();
-  auto last_shown = std::chrono::steady_clock::now();
   for (int b = 0; b + 1 < job.n_ids; b += S) {
     const int end = std::min(b + T, job.n_ids);
     const int first_target = b == 0 ? 1 : b + T - S;  // earlier windows scored the targets before it
@@ -121,17 +113,15 @@ bool evaluate(const EvalJob& job, const ContextOptions& opt, EvalResult* out) {
         r.nll += token_nll(ctx.logits(), V, job.ids[j + 1]);
         ++r.scored;
       }
-      if (show && ms_since(last_shown) > 100) {
-        progress(job.label, r.scored, targets, r);
-        last_shown = std::chrono::steady_clock::now();
+      if (job.progress && job.progress->due(r.scored)) {
+        char note[32];
+        std::snprintf(note, sizeof note, "loss %.4f", r.loss());
+        job.progress->update(r.scored, note);
       }
     }
     if (end == job.n_ids) break;
   }
-  if (show) {
-    progress(job.label, r.scored, targets, r);
-    std::fputc('\n', stderr);
-  }
+  if (job.progress) job.progress->update(r.scored);
   *out = r;
   return true;
 }
@@ -233,11 +223,14 @@ int run_ablation(const EvalJob& base_job, const ModelOptions& mo, const char* pr
                         b.override_theta || b.override_alpha;
   std::vector<Variant> variants = ablation_variants(c, b, switched);
   std::vector<EvalResult> results(variants.size());
+  Progress progress("qtf eval --ablate", (int64_t)variants.size() * (base_job.n_ids - 1));
   for (size_t i = 0; i < variants.size(); ++i) {
     EvalJob job = base_job;
+    job.progress = &progress;
     job.label = variants[i].name.c_str();
     if (!evaluate(job, variants[i].opt, &results[i])) return 1;
   }
+  progress.finish();
   const double ref = results[0].loss();
   std::printf("| switch | loss | d loss | ppl | mean rank | quantum share | FLOPs/token | circuit sim | energy/token (%s) | time/token |\n",
               base_job.profile->name);
@@ -426,6 +419,7 @@ int run_sweep(const EvalJob& base_job, const ModelOptions& mo, const std::vector
       p.theta = t, p.alpha = a;
       pts.push_back(p);
     }
+  Progress progress("qtf eval --sweep", (int64_t)pts.size() * (base_job.n_ids - 1));
   for (SweepPoint& p : pts) {
     ContextOptions o = mo.ctx;
     o.override_theta = o.override_alpha = true;
@@ -434,8 +428,10 @@ int run_sweep(const EvalJob& base_job, const ModelOptions& mo, const std::vector
     std::snprintf(label, sizeof label, "theta %g alpha %g", p.theta, p.alpha);
     EvalJob job = base_job;
     job.label = label;
+    job.progress = &progress;
     if (!evaluate(job, o, &p.r)) return 1;
   }
+  progress.finish();
   mark_pareto(&pts);
   std::string csv = std::string(prefix) + "-sweep.csv", svg = std::string(prefix) + "-sweep.svg";
   FILE* f = std::fopen(csv.c_str(), "w");
@@ -559,7 +555,10 @@ int cmd_eval(int argc, char** argv) {
     return 0;
   }
   EvalResult r;
+  Progress progress("qtf eval", n_ids - 1);
+  job.progress = &progress;
   if (!evaluate(job, mo.ctx, &r)) return 1;
+  progress.finish();
   print_summary(job, mo, n_ctx, text_tokens, r, json);
   return 0;
 }
