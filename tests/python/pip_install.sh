@@ -7,7 +7,7 @@ src=$1 work=$2 lib=$3
 rm -rf "$work" && mkdir -p "$work"
 cp -r "$src/python" "$work/pkg"
 /usr/bin/python3 -m venv --system-site-packages --without-pip "$work/venv"
-"$work/venv/bin/python" -m pip install --quiet --no-build-isolation --no-index --no-deps "$work/pkg"
+"$work/venv/bin/python" -m pip install --quiet --no-cache-dir --no-build-isolation --no-index --no-deps "$work/pkg"
 cd "$work"
 QTF_LIBRARY=$lib "$work/venv/bin/python" - "$src/models/shakespeare-qtf.qtf" <<'PY'
 import os, sys, qtf
