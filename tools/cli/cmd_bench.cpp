@@ -22,7 +22,9 @@ const char kUsage[] =
     "  -p, --n-prompt N        prompt tokens per pp test (default 64; 0 = skip)\n"
     "  -n, --n-gen N           generated tokens per tg test (default 128; 0 = skip)\n"
     "  -r, --repetitions N     timed repetitions of each test (default 5), after one warm-up run\n"
-    "  -o, --output FMT        md (default), json or csv\n";
+    "  -o, --output FMT        md (default), json or csv\n"
+    "      --simd NAME         kernel variant: scalar, sse2, avx2, avx512, neon or auto (default: auto,\n"
+    "                          the best this CPU runs; also QTF_SIMD=NAME)\n";
 
 enum class Output { md, json, csv };
 
@@ -100,7 +102,13 @@ int cmd_bench(int argc, char** argv) {
     if (!std::strcmp(a, "-p") || !std::strcmp(a, "--n-prompt")) ok = parse_int(a, v, 0, 1 << 16, &n_prompt);
     else if (!std::strcmp(a, "-n") || !std::strcmp(a, "--n-gen")) ok = parse_int(a, v, 0, 1 << 16, &n_gen);
     else if (!std::strcmp(a, "-r") || !std::strcmp(a, "--repetitions")) ok = parse_int(a, v, 1, 1000, &reps);
-    else if (!std::strcmp(a, "-o") || !std::strcmp(a, "--output")) {
+    else if (!std::strcmp(a, "--simd")) {
+      const Status simd = kern::select_simd(v);
+      if (!simd.ok()) {
+        std::fprintf(stderr, "qtf bench: --simd: %s\n", simd.message());
+        return 2;
+      }
+    } else if (!std::strcmp(a, "-o") || !std::strcmp(a, "--output")) {
       if (!std::strcmp(v, "md")) out = Output::md;
       else if (!std::strcmp(v, "json")) out = Output::json;
       else if (!std::strcmp(v, "csv")) out = Output::csv;

@@ -206,8 +206,8 @@ int cmd_run(int argc, char** argv) {
     std::fprintf(stderr, "qtf run: stopped: %s\n", st.message());
   if (!quiet) {
     const int evals = ctx.n_past();
-    std::fprintf(stderr, "\nqtf run: %s | prompt %d tok %.1f ms (%.1f tok/s) | generated %d tok %.1f ms (%.1f tok/s) | %s\n",
-                 lm.model().cfg.tensorized ? "tt" : "dense", n_ids, prompt_ms, n_ids * 1000.0 / (prompt_ms > 0 ? prompt_ms : 1),
+    std::fprintf(stderr, "\nqtf run: %s, %s kernels | prompt %d tok %.1f ms (%.1f tok/s) | generated %d tok %.1f ms (%.1f tok/s) | %s\n",
+                 lm.model().cfg.tensorized ? "tt" : "dense", kern::simd_arch(), n_ids, prompt_ms, n_ids * 1000.0 / (prompt_ms > 0 ? prompt_ms : 1),
                  generated, gen_ms, generated * 1000.0 / (gen_ms > 0 ? gen_ms : 1), stop_reason);
     if (evals > 0) {
       std::fprintf(stderr, "qtf run: per token: %.0f FLOPs, %.3e J (%s, estimate)", (double)flops / evals,

@@ -1,8 +1,10 @@
 // qtf: the command line tool. One binary, one subcommand per job.
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "commands.h"
+#include "kernels/kernels.h"
 #ifdef QTF_HAVE_SERVER
 #include "serve.h"  // tools/server: built when cpp-httplib and nlohmann/json are installed
 #endif
@@ -38,6 +40,14 @@ int main(int argc, char** argv) {
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
     usage(argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
+  }
+  // QTF_SIMD=scalar|sse2|avx2|avx512|neon picks the kernel variant (default: the best this CPU runs).
+  if (const char* simd = std::getenv("QTF_SIMD")) {
+    const qtf::Status st = qtf::kern::select_simd(simd);
+    if (!st.ok()) {
+      std::fprintf(stderr, "qtf: QTF_SIMD: %s\n", st.message());
+      return 2;
+    }
   }
   for (const Command& c : kCommands)
     if (!std::strcmp(argv[1], c.name)) return c.run(argc - 1, argv + 1);

@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "kernels/kernels.h"
+
 namespace qtf::cli {
 
 bool parse_report_format(const char* s, ReportFormat* out) {
@@ -51,7 +53,8 @@ void report_header(FILE* f, ReportFormat fmt, int n_layers, const char* profile)
   if (fmt == ReportFormat::table) {
     std::fprintf(f, "%-6s %-5s %-6s %-8s", "phase", "pos", "id", "token");
     for (int l = 0; l < n_layers; ++l) std::fprintf(f, "  L%d:S    h    r  route", l);
-    std::fprintf(f, " %12s %14s %9s  (energy: %s)\n", "FLOPs", "energy_J", "time_ms", profile);
+    std::fprintf(f, " %12s %14s %9s  (energy: %s; kernels: %s)\n", "FLOPs", "energy_J", "time_ms", profile,
+                 kern::simd_arch());
   } else if (fmt == ReportFormat::csv) {
     std::fprintf(f, "phase,pos,token_id,token");
     for (int l = 0; l < n_layers; ++l) std::fprintf(f, ",L%d_S,L%d_h,L%d_rank,L%d_route", l, l, l, l);
