@@ -9,7 +9,7 @@ minimal=0
 
 pkgs=(cmake g++ make libeigen3-dev libxsimd-dev doctest-dev libbenchmark-dev)
 if [ $minimal = 0 ]; then
-  pkgs+=(python3-torch python3-qutip python3-numpy
+  pkgs+=(python3-torch python3-qutip python3-numpy python3-tqdm
          libcpp-httplib-dev nlohmann-json3-dev curl pkg-config python3-pip python3-venv
          g++-aarch64-linux-gnu g++-arm-linux-gnueabihf qemu-user
          gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm

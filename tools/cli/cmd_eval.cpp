@@ -41,6 +41,7 @@ struct EvalResult {
   int64_t scored = 0, evaluated = 0;
   double flops = 0, qsim_flops = 0, energy_j = 0, time_ms = 0;
   int64_t rank_sum = 0, quantum_layers = 0, layer_tokens = 0;
+  std::vector<std::vector<int64_t>> rank_hist;  // [layer][rank]: tokens that ran at that rank
   float spline_error = 0;
 
   double loss() const { return scored ? nll / (double)scored : NAN; }
@@ -104,7 +105,11 @@ bool evaluate(const EvalJob& job, const ContextOptions& opt, EvalResult* out) {
       r.flops += (double)s.flops;
       r.qsim_flops += (double)s.qsim_flops;
       r.energy_j += energy::estimate(*job.profiles, *job.profile, s.flops, s.qsim_flops, s.circuits).energy_j;
+      if (r.rank_hist.size() < (size_t)s.n_layers) r.rank_hist.resize(s.n_layers);
       for (int l = 0; l < s.n_layers; ++l) {
+        std::vector<int64_t>& h = r.rank_hist[l];
+        if (h.size() <= (size_t)s.layer[l].rank) h.resize((size_t)s.layer[l].rank + 1, 0);
+        ++h[s.layer[l].rank];
         r.rank_sum += s.layer[l].rank;
         r.quantum_layers += s.layer[l].quantum;
         ++r.layer_tokens;
@@ -149,6 +154,29 @@ void put_num(FILE* f, const char* fmt, double v) {
   else std::fputs("null", f);
 }
 
+// Share of tokens per run-time rank, per layer, and a warning when stored TT bond components are never
+// used: a layer whose highest selected rank is below its largest stored bond rank carries dead weight.
+void print_rank_use(const Model& m, const EvalResult& r) {
+  for (size_t l = 0; l < r.rank_hist.size(); ++l) {
+    const std::vector<int64_t>& h = r.rank_hist[l];
+    int64_t n = 0;
+    for (int64_t v : h) n += v;
+    std::printf("rank hist   layer %zu:", l);
+    for (size_t k = 0; k < h.size(); ++k)
+      if (h[k]) std::printf(" %zu:%.1f%%", k, 100.0 * (double)h[k] / (double)(n ? n : 1));
+    std::printf("\n");
+    int stored = 0;
+    const Layer& L = m.layers[l];
+    for (const Linear* lin : {&L.q, &L.k, &L.v, &L.o, &L.up, &L.down})
+      for (int k = 1; k < lin->tt_w.shape.K; ++k) stored = std::max(stored, lin->tt_w.shape.r[k]);
+    const int used = h.empty() ? 0 : (int)h.size() - 1;
+    if (used < stored)
+      std::printf("unused      layer %zu: stored bond ranks go up to %d but no token selected a rank above %d: "
+                  "components %d..%d are never used on this text (dead weight; see tools/train/compress.py)\n",
+                  l, stored, used, used + 1, stored);
+  }
+}
+
 void print_summary(const EvalJob& job, const ModelOptions& mo, int n_ctx, int text_tokens, const EvalResult& r,
                    bool json) {
   const ModelConfig& c = job.model->model().cfg;
@@ -164,9 +192,16 @@ void print_summary(const EvalJob& job, const ModelOptions& mo, int n_ctx, int te
     put_num(stdout, "%.6f", r.ppl());
     std::printf(",\"flops_per_token\":%.1f,\"qsim_flops_per_token\":%.1f,\"energy_J_per_token\":%.6e,"
                 "\"profile\":\"%s\",\"time_ms_per_token\":%.5f,\"mean_rank\":%.4f,\"quantum_share\":%.5f,"
-                "\"spline_max_error\":%.3e}\n",
+                "\"spline_max_error\":%.3e",
                 flops, r.per_token(r.qsim_flops), r.per_token(r.energy_j), job.profile->name,
                 r.per_token(r.time_ms), r.mean_rank(), r.quantum_share(), (double)r.spline_error);
+    std::printf(",\"rank_hist\":[");  // per layer: tokens per run-time rank (index = rank)
+    for (size_t l = 0; l < r.rank_hist.size(); ++l) {
+      std::printf(l ? ",[" : "[");
+      for (size_t k = 0; k < r.rank_hist[l].size(); ++k) std::printf(k ? ",%lld" : "%lld", (long long)r.rank_hist[l][k]);
+      std::printf("]");
+    }
+    std::printf("]}\n");
     return;
   }
   std::printf("model       %s (%s, %lld params)\n", mo.model_path, c.tensorized ? "tensor-train" : "dense",
@@ -179,6 +214,7 @@ void print_summary(const EvalJob& job, const ModelOptions& mo, int n_ctx, int te
               flops, 100 * qshare, r.per_token(r.energy_j), job.profile->name, r.per_token(r.time_ms));
   if (c.tensorized || c.has_encoder())  // the dense baseline has neither run-time ranks nor a router
     std::printf("ranks       mean %.3f; quantum route share %.1f%%\n", r.mean_rank(), 100 * r.quantum_share());
+  if (c.tensorized) print_rank_use(job.model->model(), r);
   if (r.spline_error > 0) std::printf("spline      max |spline - quantum| = %.3e\n", (double)r.spline_error);
 }
 

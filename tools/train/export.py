@@ -86,6 +86,17 @@ def load_qtf(path, dtype=torch.float32):
         if key in meta:
             kwargs[field] = meta[key]
     model = QTensorFormer(Config(**kwargs)).to(dtype).eval()
+    if model.cfg.tensorized:  # bond ranks come from the core shapes (they may differ per matrix)
+        from model import TTLinear
+        for blk_i, blk in enumerate(model.blocks):
+            for n, prefix in (("q", "attn.q"), ("k", "attn.k"), ("v", "attn.v"), ("o", "attn.o"),
+                              ("up", "ffn.up"), ("down", "ffn.down")):
+                lin = getattr(blk, n)
+                names = ["blk.%d.%s.core.%d" % (blk_i, prefix, k) for k in range(len(lin.cores))]
+                if all(nm in tensors for nm in names):
+                    ranks = [1] + [int(tensors[nm].shape[3]) for nm in names[:-1]] + [1]
+                    if ranks != lin.ranks:
+                        setattr(blk, n, TTLinear(lin.in_factors, lin.out_factors, 1, ranks=ranks).to(dtype))
     with torch.no_grad():
         for name, param in tensor_map(model):
             a = tensors[name]

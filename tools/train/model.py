@@ -46,6 +46,7 @@ class Config:
     daruan_depth: int = 3
     tied_embeddings: int = 1
     ln_eps: float = 1e-5
+    dropout: float = 0.0  # training only (embeddings and residual branches); not stored in the .qtf
 
     def to_dict(self):
         return asdict(self)
@@ -254,13 +255,29 @@ def tt_bond_ranks(out_factors, in_factors, rank):
     return ranks + [1]
 
 
-class TTLinear(nn.Module):
-    """y = W x + b with W a TT-matrix; cores[k]: [r_{k-1}, m_k, n_k, r_k], first factor most significant."""
+class RankPlan:
+    """Tokens grouped by rank, shared by all linears of a block: the distinct ranks (ints), the
+    permutation that sorts tokens by rank, its inverse, and the group sizes."""
 
-    def __init__(self, in_factors, out_factors, rank):
+    def __init__(self, rank):
+        flat = rank.reshape(-1)
+        uniq, counts = torch.unique(flat, return_counts=True)
+        self.ranks, self.sizes = uniq.tolist(), counts.tolist()
+        if len(self.ranks) > 1:
+            self.perm = torch.sort(flat)[1]
+            self.inv = torch.empty_like(self.perm)
+            self.inv[self.perm] = torch.arange(flat.numel(), device=flat.device)
+
+
+class TTLinear(nn.Module):
+    """y = W x + b with W a TT-matrix; cores[k]: [r_{k-1}, m_k, n_k, r_k], first factor most significant.
+    `ranks` (optional) gives every bond explicitly ([1, r_1, .., r_{K-1}, 1], e.g. from TT-SVD with a
+    per-matrix error target); the engine reads bond ranks from the core shapes."""
+
+    def __init__(self, in_factors, out_factors, rank, ranks=None):
         super().__init__()
         self.in_factors, self.out_factors = list(in_factors), list(out_factors)
-        self.ranks = tt_bond_ranks(out_factors, in_factors, rank)
+        self.ranks = list(ranks) if ranks is not None else tt_bond_ranks(out_factors, in_factors, rank)
         n_in, n_out = math.prod(in_factors), math.prod(out_factors)
         # Each entry of W sums prod(r) products of K core entries: pick the core std so W's std is
         # 1/sqrt(N) at full stored rank.
@@ -271,8 +288,8 @@ class TTLinear(nn.Module):
             for k in range(K)])
         self.bias = nn.Parameter(torch.zeros(n_out))
 
-    def forward(self, x, rank=None):
-        """x: [..., N]; rank: None (stored ranks) or a long tensor of x's leading shape (per token)."""
+    def forward_tt(self, x, rank=None):
+        """The TT contraction core by core (the definition). x: [..., N]; rank: None (stored ranks) or a long tensor of x's leading shape (per token)."""
         lead = x.shape[:-1]
         t = x.reshape(-1, math.prod(self.in_factors))
         r = None if rank is None else rank.reshape(-1, 1)
@@ -299,6 +316,32 @@ class TTLinear(nn.Module):
             W = W.reshape(W.shape[0] * W.shape[1], W.shape[2] * W.shape[3], -1)
         return W[..., 0]
 
+    def weights_at(self, rank_list):
+        """[len(rank_list), M, N]: W truncated to each rank of rank_list (ints), in one einsum chain."""
+        dev = self.cores[0].device
+        R = torch.tensor(rank_list, device=dev)[:, None]
+        W = self.cores[0][0][None]  # [U, rows, cols, bond]
+        for k in range(1, len(self.cores)):
+            keep = (torch.arange(W.shape[-1], device=dev)[None, :] < R).to(W.dtype)  # bond k truncated to r
+            W = torch.einsum("uxya,amnb->uxmynb", W * keep[:, None, None, :], self.cores[k])
+            W = W.reshape(W.shape[0], W.shape[1] * W.shape[2], W.shape[3] * W.shape[4], W.shape[5])
+        return W[..., 0]
+
+    def forward(self, x, rank=None, plan=None):
+        """x: [..., N]. rank: None (stored ranks) or a long tensor of x's leading shape (per token);
+        plan: a RankPlan of the same tokens (the fast path used in training: one dense matmul per distinct
+        rank with the materialized W_r, which is the same function as forward_tt)."""
+        if plan is None and rank is not None:
+            plan = RankPlan(rank)
+        if plan is None or len(plan.ranks) == 1:
+            W = self.weights_at([max(self.ranks) if plan is None else plan.ranks[0]])[0]
+            return F.linear(x, W, self.bias)
+        Ws = self.weights_at(plan.ranks)
+        lead = x.shape[:-1]
+        xs = x.reshape(-1, x.shape[-1])[plan.perm].split(plan.sizes)
+        y = torch.cat([F.linear(c, Ws[i]) for i, c in enumerate(xs)])[plan.inv]
+        return y.reshape(*lead, -1) + self.bias
+
     def n_params(self):
         return sum(c.numel() for c in self.cores) + self.bias.numel()
 
@@ -309,7 +352,7 @@ class DenseLinear(nn.Linear):
         nn.init.normal_(self.weight, std=1.0 / math.sqrt(n_in))
         nn.init.zeros_(self.bias)
 
-    def forward(self, x, rank=None):
+    def forward(self, x, rank=None, plan=None):
         return F.linear(x, self.weight, self.bias)
 
 
@@ -343,7 +386,8 @@ class Daruan(nn.Module):
         c, s = torch.cos(t), torch.sin(t)
         return c * X + s * Z, Y, c * Z - s * X
 
-    def g(self, x):
+    def g_gatewise(self, x):
+        """g rotation by rotation (the definition in Bloch form)."""
         X, Y, Z = torch.ones_like(x), torch.zeros_like(x), torch.zeros_like(x)
         t = self.theta
         for l in range(self.depth):
@@ -353,6 +397,26 @@ class Daruan(nn.Module):
         X, Y, Z = self._rz(X, Y, Z, t[:, self.depth, 0])
         X, Y, Z = self._ry(X, Y, Z, t[:, self.depth, 1])
         return Z
+
+    def g(self, x):
+        """g with the data-independent rotations folded: RY(t1) RZ(t0) is one per-channel 3x3 matrix, the
+        first one acts on the constant +x so it is a per-channel vector, and only Z of the last one is kept."""
+        t = self.theta
+        c0, s0, c1, s1 = torch.cos(t[..., 0]), torch.sin(t[..., 0]), torch.cos(t[..., 1]), torch.sin(t[..., 1])
+        # rows of M_l = RY(t[l,1]) RZ(t[l,0]), each [channels, depth + 1]
+        m00, m01, m02 = c1 * c0, -c1 * s0, s1
+        m10, m11 = s0, c0
+        m20, m21, m22 = -s1 * c0, s1 * s0, c1
+        X, Y, Z = m00[:, 0], m10[:, 0], m20[:, 0]  # M_0 (1, 0, 0)
+        for l in range(self.depth):
+            if l > 0:
+                X, Y, Z = (m00[:, l] * X + m01[:, l] * Y + m02[:, l] * Z, m10[:, l] * X + m11[:, l] * Y,
+                           m20[:, l] * X + m21[:, l] * Y + m22[:, l] * Z)
+            phi = self.w[:, l] * x + self.b[:, l]
+            c, s = torch.cos(phi), torch.sin(phi)
+            X, Y = c * X - s * Y, s * X + c * Y
+        D = self.depth
+        return m20[:, D] * X + m21[:, D] * Y + m22[:, D] * Z
 
     def g_circuit(self, x):
         """The same g by state-vector simulation, x: [..., channels]."""
@@ -428,33 +492,37 @@ class Block(nn.Module):
             rank = torch.full((B, T), cfg.tt_rank, dtype=torch.long, device=x.device)
             g = None
         stats["rank"] = rank
-        r = rank if cfg.tensorized else None
+        # tokens grouped by rank once for the six linears (fixed rank: one plain matmul each)
+        plan = RankPlan(rank) if cfg.tensorized and Q > 0 and cfg.adaptive_rank else None
+        drop = (lambda t: F.dropout(t, cfg.dropout, True)) if self.training and cfg.dropout > 0 else (lambda t: t)
 
         def heads(t):
             return t.view(B, T, H, dh).transpose(1, 2)  # [B, H, T, dh]
 
-        q, k, v = heads(self.q(e, r)), heads(self.k(e, r)), heads(self.v(e, r))
+        q, k, v = heads(self.q(e, plan=plan)), heads(self.k(e, plan=plan)), heads(self.v(e, plan=plan))
         causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
-        scores = (q @ k.transpose(-1, -2)) / math.sqrt(dh)
-        out = torch.softmax(scores.masked_fill(~causal, float("-inf")), -1) @ v
+        if hasattr(F, "scaled_dot_product_attention") and x.dtype != torch.float64:
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:  # torch 1.x, and float64 references
+            scores = (q @ k.transpose(-1, -2)) / math.sqrt(dh)
+            out = torch.softmax(scores.masked_fill(~causal, float("-inf")), -1) @ v
         if g is not None and cfg.quantum_attention:
-            u_q = torch.tanh(torch.einsum("bhtd,hqd->bhtq", q, self.w_qk))
-            u_k = torch.tanh(torch.einsum("bhtd,hqd->bhtq", k, self.w_qk))
+            u_qk = torch.tanh(torch.einsum("bhtd,hqd->bhtq", torch.cat([q, k], 2), self.w_qk))
             if self.training:
-                u_q, u_k = (t.clamp(-1 + 1e-6, 1 - 1e-6) for t in (u_q, u_k))
-            phi_q, phi_k = kernel_feature_state(u_q, self.qvar, Q), kernel_feature_state(u_k, self.qvar, Q)
+                u_qk = u_qk.clamp(-1 + 1e-6, 1 - 1e-6)
+            phi_q, phi_k = kernel_feature_state(u_qk, self.qvar, Q).split(T, 2)  # queries and keys at once
             ov = phi_q.conj() @ phi_k.transpose(-1, -2)  # <phi(q_t)|phi(k_j)>
             kern = (ov.real ** 2 + ov.imag ** 2).to(x.dtype)
             qscores = self.beta[None, :, None, None] * kern
             qout = torch.softmax(qscores.masked_fill(~causal, float("-inf")), -1) @ v
             gq = g[:, None, :, None]
             out = gq * qout + (1 - gq) * out
-        x = x + self.o(out.transpose(1, 2).reshape(B, T, d), r)
+        x = x + drop(self.o(out.transpose(1, 2).reshape(B, T, d), plan=plan))
 
         b = self.ln2(x)
-        hid = self.up(b, r)
+        hid = self.up(b, plan=plan)
         hid = self.act(hid) if self.act is not None else F.gelu(hid)
-        x = x + self.down(hid, r)
+        x = x + drop(self.down(hid, plan=plan))
         return x, stats
 
 
@@ -478,6 +546,8 @@ class QTensorFormer(nn.Module):
         """tokens [B, T] -> logits [B, T, V], and per layer a dict of per-token S, h, quantum, g, rank."""
         T = tokens.shape[1]
         x = self.tok_emb(tokens) + self.pos_emb(torch.arange(T, device=tokens.device))
+        if self.training and self.cfg.dropout > 0:
+            x = F.dropout(x, self.cfg.dropout, True)
         stats = []
         for blk in self.blocks:
             x, st = blk(x)
