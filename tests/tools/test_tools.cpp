@@ -195,10 +195,16 @@ TEST_CASE("eval: finite loss, perplexity = exp(loss), equal to the loss computed
   const int V = lm.model().cfg.vocab;
   double nll = 0;
   int scored = 0;
+  std::vector<std::vector<int>> hist(lm.model().cfg.n_layers);  // [layer][rank] tokens, as eval reports
   for (int b = 0; b < n; b += 16) {
     hc.ctx().reset();
     for (int t = b; t + 1 < n && t + 1 < b + 16; ++t) {
       REQUIRE(hc.ctx().eval(ids[t]).ok());
+      for (size_t l = 0; l < hist.size(); ++l) {
+        const int r = hc.ctx().stats().layer[l].rank;
+        if ((int)hist[l].size() <= r) hist[l].resize(r + 1, 0);
+        ++hist[l][r];
+      }
       const float* l = hc.ctx().logits();
       double z = 0;
       for (int v = 0; v < V; ++v) z += std::exp((double)l[v]);
@@ -208,6 +214,12 @@ TEST_CASE("eval: finite loss, perplexity = exp(loss), equal to the loss computed
   }
   CHECK(scored == (int)j["scored"].num);
   CHECK(loss == doctest::Approx(nll / scored).epsilon(1e-5));
+  // The rank histogram per layer: tokens per run-time rank, the same counts as through the API.
+  REQUIRE(j["rank_hist"].size() == hist.size());
+  for (size_t l = 0; l < hist.size(); ++l) {
+    REQUIRE(j["rank_hist"][l].size() == hist[l].size());
+    for (size_t r = 0; r < hist[l].size(); ++r) CHECK((int)j["rank_hist"][l][r].num == hist[l][r]);
+  }
 
   // Sliding windows score every target exactly once, with more context: a different loss.
   REQUIRE(run_qtf("eval -m " + kModel + " -f " + text + " --json --stride 4", &out) == 0);
