@@ -461,6 +461,7 @@ def main():
     ap.add_argument("--r_min", type=int, default=2)
     ap.add_argument("--route_share", type=float, default=0.2)
     ap.add_argument("--steps", type=int, default=0, help="healing steps (0: TT-SVD only)")
+    ap.add_argument("--also_unhealed", action="store_true", help="also export the TT-SVD model before healing (NAME-svd)")
     ap.add_argument("--time_budget_s", type=float, default=None)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -521,6 +522,18 @@ def main():
     gen = torch.Generator().manual_seed(args.seed)
     val_loss = lambda iters: trainlib.evaluate(student, val_ids, args.batch, T, iters, dev)
     heal = None
+    if args.steps > 0 and args.also_unhealed:
+        vl0, share0, hists0 = val_loss(args.final_eval_iters)
+        prov0 = {"teacher": tinfo["file"], "teacher_sha256": tinfo["sha256"], "data_sha256": data.sha256_file(path),
+                 "block_ratio": round(report["block_ratio"], 3), "heal_steps": 0, "val_loss": vl0,
+                 "created_by": "tools/train/compress.py (no healing)"}
+        size0 = len(export_qtf(student, os.path.join(args.out, name + "-svd.qtf"), vocab, prov0, args.dtype))
+        with open(os.path.join(args.out, name + "-svd.json"), "w") as f:
+            json.dump({"name": name + "-svd", "method": "tt-svd" + ("+quantum" if args.quantum else ""),
+                       "val_loss": vl0, "router_share": share0, "rank_histogram_per_layer": hists0,
+                       "params_total": student.param_counts()[0], "params_block": student.param_counts()[1],
+                       "file_bytes": size0, "config": student.cfg.to_dict(), **report}, f, indent=1)
+        print("unhealed: %s-svd val %.4f" % (name, vl0), flush=True)
     if args.steps > 0:
         heal = distill(student, lambda x: teacher(x)[0], lambda: trainlib.batches(train_ids, args.batch, T, gen, dev),
                        args.steps, lr=args.lr, min_lr=args.min_lr, warmup=args.warmup, kl_weight=args.kl_weight,
