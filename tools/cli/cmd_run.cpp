@@ -9,6 +9,7 @@
 #include "options.h"
 #include "report.h"
 #include "report_html.h"
+#include "run_totals.h"
 
 namespace qtf::cli {
 namespace {
@@ -42,9 +43,7 @@ bool read_text_file(const char* path, std::string* out) {
   return true;
 }
 
-}  // namespace
-
-int cmd_run(int argc, char** argv) {
+struct RunArgs {
   ModelOptions mo;
   SamplerOptions so;
   std::string prompt = "\n";
@@ -53,172 +52,191 @@ int cmd_run(int argc, char** argv) {
   std::vector<std::string> stops;
   ReportFormat report = ReportFormat::none;
   const char* report_path = nullptr;
+};
 
-  for (int i = 1; i < argc; ++i) {
-    const char* a = argv[i];
-    const int shared = parse_shared_option(argc, argv, &i, &mo, kUsage);
-    if (shared == kConsumed) continue;
-    if (shared != kNotShared) return shared;
-    if (!std::strcmp(a, "--no-echo")) { echo = false; continue; }
-    if (!std::strcmp(a, "-q") || !std::strcmp(a, "--quiet")) { quiet = true; continue; }
-    if (i + 1 >= argc) {
-      std::fprintf(stderr, "qtf run: unknown option or missing value: '%s'\n%s", a, kUsage);
-      return 2;
-    }
-    const char* v = argv[++i];
+// Returns kConsumed or the exit code.
+int parse(int argc, char** argv, RunArgs* r) {
+  return parse_options(argc, argv, "run", kUsage, &r->mo, [r](Args& a) {
+    const char* v = nullptr;
     bool ok = true;
-    if (!std::strcmp(a, "-p") || !std::strcmp(a, "--prompt")) prompt = v;
-    else if (!std::strcmp(a, "-f") || !std::strcmp(a, "--file")) ok = read_text_file(v, &prompt);
-    else if (!std::strcmp(a, "-n") || !std::strcmp(a, "--n-predict")) ok = parse_int(a, v, 0, 1 << 30, &n_predict);
-    else if (!std::strcmp(a, "-s") || !std::strcmp(a, "--seed")) {
-      int s;
-      ok = parse_int(a, v, 0, 2147483647, &s);
-      so.seed = (uint64_t)s;
-    } else if (!std::strcmp(a, "--temp")) ok = parse_float(a, v, &so.temperature);
-    else if (!std::strcmp(a, "--top-k")) ok = parse_int(a, v, 0, 1 << 30, &so.top_k);
-    else if (!std::strcmp(a, "--top-p")) ok = parse_float(a, v, &so.top_p);
-    else if (!std::strcmp(a, "--min-p")) ok = parse_float(a, v, &so.min_p);
-    else if (!std::strcmp(a, "--repeat-penalty")) ok = parse_float(a, v, &so.repeat_penalty);
-    else if (!std::strcmp(a, "--repeat-last-n")) ok = parse_int(a, v, 0, 1 << 16, &so.repeat_last_n);
-    else if (!std::strcmp(a, "--stop")) stops.push_back(v);
-    else if (!std::strcmp(a, "--report")) {
-      ok = parse_report_format(v, &report) && i + 1 < argc;
+    if (a.is("--no-echo")) r->echo = false;
+    else if (a.is("-q", "--quiet")) r->quiet = true;
+    else if (a.is("-p", "--prompt")) ok = a.value(&v) && (r->prompt = v, true);
+    else if (a.is("-f", "--file")) ok = a.value(&v) && read_text_file(v, &r->prompt);
+    else if (a.is("-n", "--n-predict")) ok = a.int_value(0, 1 << 30, &r->n_predict);
+    else if (a.is("-s", "--seed")) {
+      int seed = 0;
+      ok = a.int_value(0, 2147483647, &seed);
+      r->so.seed = (uint64_t)seed;
+    } else if (a.is("--temp")) ok = a.float_value(&r->so.temperature);
+    else if (a.is("--top-k")) ok = a.int_value(0, 1 << 30, &r->so.top_k);
+    else if (a.is("--top-p")) ok = a.float_value(&r->so.top_p);
+    else if (a.is("--min-p")) ok = a.float_value(&r->so.min_p);
+    else if (a.is("--repeat-penalty")) ok = a.float_value(&r->so.repeat_penalty);
+    else if (a.is("--repeat-last-n")) ok = a.int_value(0, 1 << 16, &r->so.repeat_last_n);
+    else if (a.is("--stop")) ok = a.value(&v) && (r->stops.push_back(v), true);
+    else if (a.is("--report")) {
+      ok = a.value(&v) && a.value(&r->report_path) && parse_report_format(v, &r->report);
       if (!ok) std::fprintf(stderr, "qtf run: --report expects table|jsonl|csv|html and a FILE (or -)\n");
-      else report_path = argv[++i];
-    } else {
-      std::fprintf(stderr, "qtf run: unknown option '%s'\n%s", a, kUsage);
-      return 2;
-    }
-    if (!ok) return 2;
-  }
+    } else return kUnknown;
+    return ok ? kParsed : kBadValue;
+  });
+}
 
-  host::LoadedModel lm;
-  if (!load_model(mo, &lm)) return 1;
-  energy::Profiles profiles;
-  const energy::Profile* profile;
-  if (!load_profiles(mo, &profiles, &profile)) return 1;
-  host::HostContext hc;
-  host::HostSampler hs;
-  Status st = hc.init(lm, mo.ctx);
-  if (st.ok()) st = hs.init(lm.model().cfg.vocab, so);
-  if (!st.ok()) {
-    std::fprintf(stderr, "qtf run: %s\n", st.message());
-    return 1;
-  }
-  Context& ctx = hc.ctx();
-  Sampler& sampler = hs.get();
-  const Tokenizer& tok = lm.tokenizer();
-
-  std::vector<int32_t> ids((size_t)ctx.n_ctx());
-  int n_ids = 0, skipped = 0;
-  st = tok.encode(prompt.data(), prompt.size(), ids.data(), ctx.n_ctx(), &n_ids, &skipped);
-  if (!st.ok()) {
-    std::fprintf(stderr, "qtf run: the prompt needs %d tokens, more than the context (%d)\n", n_ids, ctx.n_ctx());
-    return 1;
-  }
-  if (skipped) std::fprintf(stderr, "qtf run: warning: %d prompt byte(s) have no token in this vocabulary and were skipped\n", skipped);
-  if (n_ids == 0) {
-    std::fprintf(stderr, "qtf run: the prompt has no tokens in this model's vocabulary\n");
-    return 1;
-  }
-
-  FILE* rf = nullptr;
-  if (report != ReportFormat::none) {
-    rf = !std::strcmp(report_path, "-") ? stdout : std::fopen(report_path, "w");
-    if (!rf) {
-      std::fprintf(stderr, "qtf run: cannot write report '%s'\n", report_path);
-      return 1;
-    }
-    report_header(rf, report, lm.model().cfg.n_layers, profile->name);
-  }
+// The per-token report (--report): a row per forward pass, the HTML page written whole at the end.
+struct Reporter {
+  FILE* f = nullptr;
+  ReportFormat fmt = ReportFormat::none;
   HtmlReport html;
-  auto emit = [&](const char* phase, double ms) {
-    if (!rf) return;
-    const TokenStats& s = ctx.stats();
-    ReportRow row{phase, tok.token_text(s.token), &s,
-                  energy::estimate(profiles, *profile, s.flops, s.qsim_flops, s.circuits), ms};
-    report_row(rf, report, row);
-    if (report == ReportFormat::html) html.add(row);
-  };
-  // Run-level totals for the summary.
-  double energy_j = 0;
-  int64_t flops = 0, quantum_layers = 0, rank_sum = 0, layer_tokens = 0;
-  auto tally = [&]() {
-    const TokenStats& s = ctx.stats();
-    flops += s.flops;
-    energy_j += energy::estimate(profiles, *profile, s.flops, s.qsim_flops, s.circuits).energy_j;
-    for (int l = 0; l < s.n_layers; ++l) {
-      quantum_layers += s.layer[l].quantum;
-      rank_sum += s.layer[l].rank;
-      ++layer_tokens;
-    }
-  };
 
-  if (echo) {
-    std::fwrite(prompt.data(), 1, prompt.size(), stdout);
+  bool open(const RunArgs& r, int n_layers, const char* profile) {
+    fmt = r.report;
+    if (fmt == ReportFormat::none) return true;
+    f = !std::strcmp(r.report_path, "-") ? stdout : std::fopen(r.report_path, "w");
+    if (!f) {
+      std::fprintf(stderr, "qtf run: cannot write report '%s'\n", r.report_path);
+      return false;
+    }
+    report_header(f, fmt, n_layers, profile);
+    return true;
+  }
+  void row(const ReportRow& row) {
+    if (!f) return;
+    report_row(f, fmt, row);
+    if (fmt == ReportFormat::html) html.add(row);
+  }
+  void close(const char* model_path, const ModelConfig& c, const char* profile) {
+    if (fmt == ReportFormat::html) html.write(f, model_path, c, profile);
+    if (f && f != stdout) std::fclose(f);
+    f = nullptr;
+  }
+};
+
+// What the generation did, for the summary.
+struct Generation {
+  Status st;
+  int n_prompt = 0, generated = 0;
+  double prompt_ms = 0, gen_ms = 0;
+  const char* stop_reason = "reached -n";
+  RunTotals totals;  // over every forward pass (prompt and generated)
+};
+
+// Whether the generated text so far ends with one of the stop strings.
+bool ends_with_stop(const std::string& tail, const std::vector<std::string>& stops) {
+  for (const std::string& s : stops)
+    if (tail.size() >= s.size() && tail.compare(tail.size() - s.size(), s.size(), s) == 0) return true;
+  return false;
+}
+
+// Runs the prompt, then samples and streams up to n_predict tokens; every forward pass is reported
+// and counted.
+void generate(const RunArgs& r, Context& ctx, Sampler& sampler, const Tokenizer& tok, const int32_t* ids,
+              const energy::Profiles& profiles, const energy::Profile& profile, Reporter* rep, Generation* g) {
+  auto eval = [&](int token, const char* phase, std::chrono::steady_clock::time_point t0) {
+    g->st = ctx.eval(token);
+    if (!g->st.ok()) return false;
+    const double ms = ms_since(t0);
+    const TokenStats& s = ctx.stats();
+    const energy::TokenCost cost = energy::estimate(profiles, profile, s.flops, s.qsim_flops, s.circuits);
+    rep->row(ReportRow{phase, tok.token_text(s.token), &s, cost, ms});
+    g->totals.add(s, cost.energy_j, ms);
+    return true;
+  };
+  if (r.echo) {
+    std::fwrite(r.prompt.data(), 1, r.prompt.size(), stdout);
     std::fflush(stdout);
   }
   auto t_prompt = std::chrono::steady_clock::now();
-  for (int i = 0; i < n_ids; ++i) {
-    auto t0 = std::chrono::steady_clock::now();
-    st = ctx.eval(ids[i]);
-    if (!st.ok()) break;
+  for (int i = 0; i < g->n_prompt; ++i) {
+    if (!eval(ids[i], "prompt", std::chrono::steady_clock::now())) break;
     sampler.accept(ids[i]);
-    emit("prompt", ms_since(t0));
-    tally();
   }
-  double prompt_ms = ms_since(t_prompt);
+  g->prompt_ms = ms_since(t_prompt);
 
   std::string tail;  // recent generated text, for stop strings
-  int generated = 0;
-  const char* stop_reason = "reached -n";
   auto t_gen = std::chrono::steady_clock::now();
-  while (st.ok() && generated < n_predict) {
+  while (g->st.ok() && g->generated < r.n_predict) {
     auto t0 = std::chrono::steady_clock::now();
     int next = sampler.sample(ctx.logits());
     sampler.accept(next);
     format::Str text = tok.token_text(next);
     std::fwrite(text.data, 1, text.size, stdout);
     std::fflush(stdout);
-    ++generated;
+    ++g->generated;
     tail.append(text.data, text.size);
     if (tail.size() > 4096) tail.erase(0, tail.size() - 2048);
-    bool stop = false;
-    for (const std::string& s : stops)
-      stop |= tail.size() >= s.size() && tail.compare(tail.size() - s.size(), s.size(), s) == 0;
-    if (stop) { stop_reason = "stop string"; break; }
-    if (generated == n_predict) break;
-    st = ctx.eval(next);
-    if (st.ok()) {
-      emit("gen", ms_since(t0));
-      tally();
+    if (ends_with_stop(tail, r.stops)) {
+      g->stop_reason = "stop string";
+      break;
     }
+    if (g->generated == r.n_predict || !eval(next, "gen", t0)) break;
   }
-  double gen_ms = ms_since(t_gen);
+  g->gen_ms = ms_since(t_gen);
   std::printf("\n");
-  if (report == ReportFormat::html) html.write(rf, mo.model_path, lm.model().cfg, profile->name);
-  if (rf && rf != stdout) std::fclose(rf);
-  if (!st.ok() && st.code() != Err::context_full) {
+}
+
+void print_summary(const ModelConfig& c, const Generation& g, const char* profile) {
+  const double prompt_ms = g.prompt_ms > 0 ? g.prompt_ms : 1, gen_ms = g.gen_ms > 0 ? g.gen_ms : 1;
+  std::fprintf(stderr, "\nqtf run: %s, %s kernels | prompt %d tok %.1f ms (%.1f tok/s) | generated %d tok %.1f ms (%.1f tok/s) | %s\n",
+               c.tensorized ? "tt" : "dense", kern::simd_arch(), g.n_prompt, g.prompt_ms, g.n_prompt * 1000.0 / prompt_ms, g.generated,
+               g.gen_ms, g.generated * 1000.0 / gen_ms, g.stop_reason);
+  const RunTotals& t = g.totals;
+  if (t.tokens == 0) return;
+  std::fprintf(stderr, "qtf run: per token: %.0f FLOPs, %.3e J (%s, estimate)", t.per_token(t.flops),
+               t.per_token(t.energy_j), profile);
+  if (c.tensorized) std::fprintf(stderr, ", mean rank %.2f", t.mean_rank());
+  if (c.has_encoder()) std::fprintf(stderr, ", quantum share %.1f%%", 100.0 * t.quantum_share());
+  std::fprintf(stderr, "\n");
+}
+
+}  // namespace
+
+int cmd_run(int argc, char** argv) {
+  RunArgs r;
+  const int parsed = parse(argc, argv, &r);
+  if (parsed != kConsumed) return parsed;
+
+  host::LoadedModel lm;
+  if (!load_model(r.mo, &lm)) return 1;
+  energy::Profiles profiles;
+  const energy::Profile* profile;
+  if (!load_profiles(r.mo, &profiles, &profile)) return 1;
+  host::HostContext hc;
+  host::HostSampler hs;
+  Status st = hc.init(lm, r.mo.ctx);
+  if (st.ok()) st = hs.init(lm.model().cfg.vocab, r.so);
+  if (!st.ok()) {
     std::fprintf(stderr, "qtf run: %s\n", st.message());
     return 1;
   }
-  if (st.code() == Err::context_full)
-    std::fprintf(stderr, "qtf run: stopped: %s\n", st.message());
-  if (!quiet) {
-    const int evals = ctx.n_past();
-    std::fprintf(stderr, "\nqtf run: %s, %s kernels | prompt %d tok %.1f ms (%.1f tok/s) | generated %d tok %.1f ms (%.1f tok/s) | %s\n",
-                 lm.model().cfg.tensorized ? "tt" : "dense", kern::simd_arch(), n_ids, prompt_ms, n_ids * 1000.0 / (prompt_ms > 0 ? prompt_ms : 1),
-                 generated, gen_ms, generated * 1000.0 / (gen_ms > 0 ? gen_ms : 1), stop_reason);
-    if (evals > 0) {
-      std::fprintf(stderr, "qtf run: per token: %.0f FLOPs, %.3e J (%s, estimate)", (double)flops / evals,
-                   energy_j / evals, profile->name);
-      if (lm.model().cfg.tensorized)
-        std::fprintf(stderr, ", mean rank %.2f", layer_tokens ? (double)rank_sum / layer_tokens : 0.0);
-      if (lm.model().cfg.has_encoder())
-        std::fprintf(stderr, ", quantum share %.1f%%", layer_tokens ? 100.0 * quantum_layers / layer_tokens : 0.0);
-      std::fprintf(stderr, "\n");
-    }
+  Context& ctx = hc.ctx();
+  const Tokenizer& tok = lm.tokenizer();
+  const ModelConfig& c = lm.model().cfg;
+
+  std::vector<int32_t> ids((size_t)ctx.n_ctx());
+  Generation g;
+  int skipped = 0;
+  st = tok.encode(r.prompt.data(), r.prompt.size(), ids.data(), ctx.n_ctx(), &g.n_prompt, &skipped);
+  if (!st.ok()) {
+    std::fprintf(stderr, "qtf run: the prompt needs %d tokens, more than the context (%d)\n", g.n_prompt, ctx.n_ctx());
+    return 1;
   }
+  if (skipped) std::fprintf(stderr, "qtf run: warning: %d prompt byte(s) have no token in this vocabulary and were skipped\n", skipped);
+  if (g.n_prompt == 0) {
+    std::fprintf(stderr, "qtf run: the prompt has no tokens in this model's vocabulary\n");
+    return 1;
+  }
+
+  Reporter rep;
+  if (!rep.open(r, c.n_layers, profile->name)) return 1;
+  generate(r, ctx, hs.get(), tok, ids.data(), profiles, *profile, &rep, &g);
+  rep.close(r.mo.model_path, c, profile->name);
+  if (!g.st.ok() && g.st.code() != Err::context_full) {
+    std::fprintf(stderr, "qtf run: %s\n", g.st.message());
+    return 1;
+  }
+  if (g.st.code() == Err::context_full) std::fprintf(stderr, "qtf run: stopped: %s\n", g.st.message());
+  if (!r.quiet) print_summary(c, g, profile->name);
   return 0;
 }
 

@@ -86,6 +86,46 @@ int parse_shared_option(int argc, char** argv, int* i, ModelOptions* o, const ch
   return kConsumed;
 }
 
+bool Args::is(const char* a, const char* b) const {
+  return !std::strcmp(flag(), a) || (b && !std::strcmp(flag(), b));
+}
+
+bool Args::value(const char** v) {
+  if (i + 1 >= argc) {
+    std::fprintf(stderr, "qtf %s: %s needs a value\n", command, flag());
+    return false;
+  }
+  *v = argv[++i];
+  return true;
+}
+
+bool Args::int_value(long lo, long hi, int* out) {
+  const char* v;
+  return value(&v) && parse_int(flag(), v, lo, hi, out);
+}
+
+bool Args::float_value(float* out) {
+  const char* v;
+  return value(&v) && parse_float(flag(), v, out);
+}
+
+int parse_options(int argc, char** argv, const char* command, const char* usage, ModelOptions* mo,
+                  const std::function<Parsed(Args&)>& own) {
+  Args args{command, argc, argv};
+  for (args.i = 1; args.i < argc; ++args.i) {
+    const int shared = parse_shared_option(argc, argv, &args.i, mo, usage);
+    if (shared == kConsumed) continue;
+    if (shared != kNotShared) return shared;
+    args.at = args.i;
+    switch (own(args)) {
+      case kParsed: break;
+      case kBadValue: return 2;
+      case kUnknown: std::fprintf(stderr, "qtf %s: unknown option '%s'\n%s", command, args.flag(), usage); return 2;
+    }
+  }
+  return kConsumed;
+}
+
 bool load_model(const ModelOptions& o, host::LoadedModel* m) {
   if (!o.model_path) {
     std::fprintf(stderr, "qtf: no model given (-m FILE)\n");
