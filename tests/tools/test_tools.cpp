@@ -155,6 +155,10 @@ TEST_CASE("bench: pp and tg tests in md, json and csv") {
     CHECK(j[i]["model_size"].num > 0);
     CHECK(j[i]["peak_rss_kib"].num > 0);
     CHECK(!j[i]["simd"].str.empty());
+    // The cost per token (RunTotals, as qtf run and qtf eval count it): cpu_xeon prices 10 fJ per FLOP.
+    CHECK(j[i]["flops_per_token"].num > 0);
+    CHECK(j[i]["energy_J_per_token"].num == doctest::Approx(j[i]["flops_per_token"].num * 1e-14).epsilon(1e-5));
+    CHECK(j[i]["mean_rank"].num >= 1);
   }
   REQUIRE(run_qtf("bench -m " + kModel + " -r 1 -p 4 -n 4", &out) == 0);
   CHECK(out.find("| pp4 |") != std::string::npos);

@@ -1,6 +1,8 @@
 // qtf bench: tokens per second of a model, llama-bench style. pp<N> runs N prompt tokens from an empty
 // context; tg<N> generates N tokens greedily from an empty context. The engine runs one token at a
-// time on one thread (no batched prefill), so pp and tg differ only by the sampling step.
+// time on one thread (no batched prefill), so pp and tg differ only by the sampling step. Each test's
+// cost per token (FLOPs, the --profile energy estimate, mean rank, quantum share) is counted on its
+// warm-up run, with the same RunTotals as qtf run and qtf eval.
 #include <sys/resource.h>
 
 #include <chrono>
@@ -13,6 +15,7 @@
 #include "commands.h"
 #include "options.h"
 #include "report.h"
+#include "run_totals.h"
 
 namespace qtf::cli {
 namespace {
@@ -33,6 +36,7 @@ struct TestResult {
   int n_prompt = 0, n_gen = 0;
   std::vector<double> samples_ts;  // tokens per second of each repetition
   double mean = 0, stddev = 0;
+  RunTotals cost;  // of one run (the warm-up)
 };
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -46,8 +50,15 @@ int argmax(const float* x, int n) {
   return best;
 }
 
+// What every forward pass costs: counted on the warm-up run (the timed runs take the same path).
+struct Counter {
+  const energy::Profiles* profiles;
+  const energy::Profile* profile;
+  RunTotals* totals;
+};
+
 // One run of a test; returns tokens per second or a negative value on error.
-double run_once(Context& ctx, int vocab, int n_prompt, int n_gen) {
+double run_once(Context& ctx, int vocab, int n_prompt, int n_gen, const Counter* count = nullptr) {
   ctx.reset();
   uint32_t lcg = 12345;  // fixed pseudo-random prompt: same tokens on every run
   auto t0 = std::chrono::steady_clock::now();
@@ -64,6 +75,10 @@ double run_once(Context& ctx, int vocab, int n_prompt, int n_gen) {
     if (!st.ok()) {
       std::fprintf(stderr, "qtf bench: %s\n", st.message());
       return -1;
+    }
+    if (count) {
+      const TokenStats& s = ctx.stats();
+      count->totals->add(s, energy::estimate(*count->profiles, *count->profile, s.flops, s.qsim_flops, s.circuits).energy_j, 0);
     }
   }
   double s = seconds_since(t0);
@@ -82,71 +97,94 @@ void human_count(double v, char* out, size_t n) {
   else std::snprintf(out, n, "%.2f K", v / 1e3);
 }
 
-}  // namespace
+// What the output reports besides the tests.
+struct Info {
+  const char* path;  // as given
+  const char* name;  // its file name
+  double size, params;
+  const char* arch;
+  const ModelConfig* cfg;
+  int n_ctx, reps;
+  double load_ms;
+  bool mapped;
+  size_t arena_bytes;
+  long peak_rss_kib;
+  const char* profile;
+};
 
-int cmd_bench(int argc, char** argv) {
-  ModelOptions mo;
-  int n_prompt = 64, n_gen = 128, reps = 5;
-  Output out = Output::md;
-  for (int i = 1; i < argc; ++i) {
-    const char* a = argv[i];
-    const int shared = parse_shared_option(argc, argv, &i, &mo, kUsage);
-    if (shared == kConsumed) continue;
-    if (shared != kNotShared) return shared;
-    if (i + 1 >= argc) {
-      std::fprintf(stderr, "qtf bench: unknown option or missing value: '%s'\n%s", a, kUsage);
-      return 2;
-    }
-    const char* v = argv[++i];
-    bool ok = true;
-    if (!std::strcmp(a, "-p") || !std::strcmp(a, "--n-prompt")) ok = parse_int(a, v, 0, 1 << 16, &n_prompt);
-    else if (!std::strcmp(a, "-n") || !std::strcmp(a, "--n-gen")) ok = parse_int(a, v, 0, 1 << 16, &n_gen);
-    else if (!std::strcmp(a, "-r") || !std::strcmp(a, "--repetitions")) ok = parse_int(a, v, 1, 1000, &reps);
-    else if (!std::strcmp(a, "--simd")) {
-      const Status simd = kern::select_simd(v);
-      if (!simd.ok()) {
-        std::fprintf(stderr, "qtf bench: --simd: %s\n", simd.message());
-        return 2;
-      }
-    } else if (!std::strcmp(a, "-o") || !std::strcmp(a, "--output")) {
-      if (!std::strcmp(v, "md")) out = Output::md;
-      else if (!std::strcmp(v, "json")) out = Output::json;
-      else if (!std::strcmp(v, "csv")) out = Output::csv;
-      else { std::fprintf(stderr, "qtf bench: -o expects md, json or csv, got '%s'\n", v); return 2; }
-    } else {
-      std::fprintf(stderr, "qtf bench: unknown option '%s'\n%s", a, kUsage);
-      return 2;
-    }
-    if (!ok) return 2;
+void print_md(const Info& b, const std::vector<TestResult>& tests) {
+  char sz[32], pc[32];
+  human_size(b.size, sz, sizeof sz);
+  human_count(b.params, pc, sizeof pc);
+  std::printf("| model | size | params | backend | threads | test | t/s |\n");
+  std::printf("| --- | ---: | ---: | --- | ---: | ---: | ---: |\n");
+  for (const TestResult& t : tests)
+    std::printf("| %s | %s | %s | CPU (%s) | 1 | %s | %.2f ± %.2f |\n", b.name, sz, pc, b.arch, t.name.c_str(), t.mean,
+                t.stddev);
+  std::printf("\nmodel load %.3f ms (%s), context arena %.1f KiB, peak RSS %.1f MiB; %d repetitions after 1 warm-up\n",
+              b.load_ms, b.mapped ? "mmap" : "read", b.arena_bytes / 1024.0, b.peak_rss_kib / 1024.0, b.reps);
+  const ModelConfig& cfg = *b.cfg;
+  for (const TestResult& t : tests) {
+    const RunTotals& c = t.cost;
+    std::printf("%s per token: %.0f FLOPs (%.1f%% circuit simulation), %.3e J (%s, estimate)", t.name.c_str(),
+                c.per_token(c.flops), 100 * c.qsim_share(), c.per_token(c.energy_j), b.profile);
+    if (cfg.tensorized) std::printf(", mean rank %.2f", c.mean_rank());
+    if (cfg.has_encoder()) std::printf(", quantum share %.1f%%", 100 * c.quantum_share());
+    std::printf("\n");
   }
+}
 
-  auto t_load = std::chrono::steady_clock::now();
-  host::LoadedModel lm;
-  if (!load_model(mo, &lm)) return 1;
-  const double load_ms = seconds_since(t_load) * 1e3;
-  host::HostContext hc;
-  Status st = hc.init(lm, mo.ctx);
-  if (!st.ok()) {
-    std::fprintf(stderr, "qtf bench: %s\n", st.message());
-    return 1;
+void print_json(const Info& b, const std::vector<TestResult>& tests) {
+  std::printf("[\n");
+  for (size_t i = 0; i < tests.size(); ++i) {
+    const TestResult& t = tests[i];
+    std::printf("  {\"model_filename\": \"");
+    write_json_escaped(stdout, b.path, std::strlen(b.path));
+    std::printf("\", \"model_size\": %.0f, \"model_n_params\": %.0f, \"backend\": \"CPU\", \"simd\": \"%s\", "
+                "\"n_threads\": 1, \"n_ctx\": %d, \"test\": \"%s\", \"n_prompt\": %d, \"n_gen\": %d, "
+                "\"avg_ts\": %.4f, \"stddev_ts\": %.4f, \"samples_ts\": [",
+                b.size, b.params, b.arch, b.n_ctx, t.name.c_str(), t.n_prompt, t.n_gen, t.mean, t.stddev);
+    for (size_t j = 0; j < t.samples_ts.size(); ++j) std::printf("%s%.4f", j ? ", " : "", t.samples_ts[j]);
+    const RunTotals& c = t.cost;
+    std::printf("], \"load_ms\": %.4f, \"mmap\": %s, \"arena_bytes\": %zu, \"peak_rss_kib\": %ld, "
+                "\"flops_per_token\": %.1f, \"qsim_flops_per_token\": %.1f, \"energy_J_per_token\": %.6e, "
+                "\"profile\": \"%s\", \"mean_rank\": %.4f, \"quantum_share\": %.5f}%s\n",
+                b.load_ms, b.mapped ? "true" : "false", b.arena_bytes, b.peak_rss_kib, c.per_token(c.flops),
+                c.per_token(c.qsim_flops), c.per_token(c.energy_j), b.profile, c.mean_rank(), c.quantum_share(),
+                i + 1 < tests.size() ? "," : "");
   }
-  Context& ctx = hc.ctx();
-  const int vocab = lm.model().cfg.vocab;
+  std::printf("]\n");
+}
 
-  std::vector<TestResult> tests;
-  if (n_prompt > 0) tests.push_back({"pp" + std::to_string(n_prompt), n_prompt, 0, {}, 0, 0});
-  if (n_gen > 0) tests.push_back({"tg" + std::to_string(n_gen), 0, n_gen, {}, 0, 0});
-  for (TestResult& t : tests) {
+void print_csv(const Info& b, const std::vector<TestResult>& tests) {
+  std::printf("model_filename,model_size,model_n_params,backend,simd,n_threads,n_ctx,test,n_prompt,n_gen,avg_ts,"
+              "stddev_ts,load_ms,mmap,arena_bytes,peak_rss_kib,flops_per_token,qsim_flops_per_token,"
+              "energy_J_per_token,profile,mean_rank,quantum_share\n");
+  for (const TestResult& t : tests) {
+    const RunTotals& c = t.cost;
+    std::printf("\"%s\",%.0f,%.0f,CPU,%s,1,%d,%s,%d,%d,%.4f,%.4f,%.4f,%d,%zu,%ld,%.1f,%.1f,%.6e,%s,%.4f,%.5f\n", b.path,
+                b.size, b.params, b.arch, b.n_ctx, t.name.c_str(), t.n_prompt, t.n_gen, t.mean, t.stddev, b.load_ms,
+                b.mapped ? 1 : 0, b.arena_bytes, b.peak_rss_kib, c.per_token(c.flops), c.per_token(c.qsim_flops),
+                c.per_token(c.energy_j), b.profile, c.mean_rank(), c.quantum_share());
+  }
+}
+
+// Warm-up (counted) and `reps` timed runs of each test. False (error printed) when a test does not fit
+// the context or a run fails.
+bool measure(Context& ctx, int vocab, int reps, const energy::Profiles& profiles, const energy::Profile* profile,
+             std::vector<TestResult>* tests) {
+  for (TestResult& t : *tests) {
     const int need = t.n_prompt + t.n_gen;
     if (need > ctx.n_ctx()) {
       std::fprintf(stderr, "qtf bench: %s needs %d positions, the context has %d\n", t.name.c_str(), need, ctx.n_ctx());
-      return 1;
+      return false;
     }
-    if (run_once(ctx, vocab, t.n_prompt, t.n_gen) < 0) return 1;  // warm-up
+    const Counter count{&profiles, profile, &t.cost};
+    if (run_once(ctx, vocab, t.n_prompt, t.n_gen, &count) < 0) return false;  // warm-up, counted
     double sum = 0;
     for (int r = 0; r < reps; ++r) {
       double ts = run_once(ctx, vocab, t.n_prompt, t.n_gen);
-      if (ts < 0) return 1;
+      if (ts < 0) return false;
       t.samples_ts.push_back(ts);
       sum += ts;
     }
@@ -155,50 +193,64 @@ int cmd_bench(int argc, char** argv) {
     for (double s : t.samples_ts) var += (s - t.mean) * (s - t.mean);
     t.stddev = reps > 1 ? std::sqrt(var / (reps - 1)) : 0;
   }
+  return true;
+}
+
+}  // namespace
+
+int cmd_bench(int argc, char** argv) {
+  ModelOptions mo;
+  int n_prompt = 64, n_gen = 128, reps = 5;
+  Output out = Output::md;
+  const int parsed = parse_options(argc, argv, "bench", kUsage, &mo, [&](Args& a) {
+    const char* v = nullptr;
+    bool ok = true;
+    if (a.is("-p", "--n-prompt")) ok = a.int_value(0, 1 << 16, &n_prompt);
+    else if (a.is("-n", "--n-gen")) ok = a.int_value(0, 1 << 16, &n_gen);
+    else if (a.is("-r", "--repetitions")) ok = a.int_value(1, 1000, &reps);
+    else if (a.is("--simd")) {
+      if (!a.value(&v)) return kBadValue;
+      const Status simd = kern::select_simd(v);
+      if (!simd.ok()) std::fprintf(stderr, "qtf bench: --simd: %s\n", simd.message());
+      ok = simd.ok();
+    }    else if (a.is("-o", "--output")) {
+      if (!a.value(&v)) return kBadValue;
+      if (!std::strcmp(v, "md")) out = Output::md;
+      else if (!std::strcmp(v, "json")) out = Output::json;
+      else if (!std::strcmp(v, "csv")) out = Output::csv;
+      else { std::fprintf(stderr, "qtf bench: -o expects md, json or csv, got '%s'\n", v); return kBadValue; }
+    } else return kUnknown;
+    return ok ? kParsed : kBadValue;
+  });
+  if (parsed != kConsumed) return parsed;
+
+  auto t_load = std::chrono::steady_clock::now();
+  host::LoadedModel lm;
+  if (!load_model(mo, &lm)) return 1;
+  const double load_ms = seconds_since(t_load) * 1e3;
+  energy::Profiles profiles;
+  const energy::Profile* profile;
+  if (!load_profiles(mo, &profiles, &profile)) return 1;
+  host::HostContext hc;
+  Status st = hc.init(lm, mo.ctx);
+  if (!st.ok()) {
+    std::fprintf(stderr, "qtf bench: %s\n", st.message());
+    return 1;
+  }
+  std::vector<TestResult> tests;
+  if (n_prompt > 0) tests.push_back({"pp" + std::to_string(n_prompt), n_prompt, 0, {}, 0, 0, {}});
+  if (n_gen > 0) tests.push_back({"tg" + std::to_string(n_gen), 0, n_gen, {}, 0, 0, {}});
+  if (!measure(hc.ctx(), lm.model().cfg.vocab, reps, profiles, profile, &tests)) return 1;
 
   rusage ru;
   getrusage(RUSAGE_SELF, &ru);
-  const long peak_rss_kib = ru.ru_maxrss;  // Linux reports KiB
-  const char* path = mo.model_path;
-  const char* slash = std::strrchr(path, '/');
-  const char* name = slash ? slash + 1 : path;
-  const double size = (double)lm.file_size(), params = (double)lm.model().total_params();
-  const char* arch = kern::simd_arch();
-
-  if (out == Output::md) {
-    char sz[32], pc[32];
-    human_size(size, sz, sizeof sz);
-    human_count(params, pc, sizeof pc);
-    std::printf("| model | size | params | backend | threads | test | t/s |\n");
-    std::printf("| --- | ---: | ---: | --- | ---: | ---: | ---: |\n");
-    for (const TestResult& t : tests)
-      std::printf("| %s | %s | %s | CPU (%s) | 1 | %s | %.2f ± %.2f |\n", name, sz, pc, arch, t.name.c_str(), t.mean,
-                  t.stddev);
-    std::printf("\nmodel load %.3f ms (%s), context arena %.1f KiB, peak RSS %.1f MiB; %d repetitions after 1 warm-up\n",
-                load_ms, lm.mapped() ? "mmap" : "read", hc.arena_size() / 1024.0, peak_rss_kib / 1024.0, reps);
-  } else if (out == Output::json) {
-    std::printf("[\n");
-    for (size_t i = 0; i < tests.size(); ++i) {
-      const TestResult& t = tests[i];
-      std::printf("  {\"model_filename\": \"");
-      write_json_escaped(stdout, path, std::strlen(path));
-      std::printf("\", \"model_size\": %.0f, \"model_n_params\": %.0f, \"backend\": \"CPU\", \"simd\": \"%s\", "
-                  "\"n_threads\": 1, \"n_ctx\": %d, \"test\": \"%s\", \"n_prompt\": %d, \"n_gen\": %d, "
-                  "\"avg_ts\": %.4f, \"stddev_ts\": %.4f, \"samples_ts\": [",
-                  size, params, arch, ctx.n_ctx(), t.name.c_str(), t.n_prompt, t.n_gen, t.mean, t.stddev);
-      for (size_t j = 0; j < t.samples_ts.size(); ++j) std::printf("%s%.4f", j ? ", " : "", t.samples_ts[j]);
-      std::printf("], \"load_ms\": %.4f, \"mmap\": %s, \"arena_bytes\": %zu, \"peak_rss_kib\": %ld}%s\n", load_ms,
-                  lm.mapped() ? "true" : "false", hc.arena_size(), peak_rss_kib, i + 1 < tests.size() ? "," : "");
-    }
-    std::printf("]\n");
-  } else {
-    std::printf("model_filename,model_size,model_n_params,backend,simd,n_threads,n_ctx,test,n_prompt,n_gen,avg_ts,"
-                "stddev_ts,load_ms,mmap,arena_bytes,peak_rss_kib\n");
-    for (const TestResult& t : tests)
-      std::printf("\"%s\",%.0f,%.0f,CPU,%s,1,%d,%s,%d,%d,%.4f,%.4f,%.4f,%d,%zu,%ld\n", path, size, params, arch,
-                  ctx.n_ctx(), t.name.c_str(), t.n_prompt, t.n_gen, t.mean, t.stddev, load_ms, lm.mapped() ? 1 : 0,
-                  hc.arena_size(), peak_rss_kib);
-  }
+  const char* slash = std::strrchr(mo.model_path, '/');
+  const Info info{mo.model_path, slash ? slash + 1 : mo.model_path, (double)lm.file_size(),
+                  (double)lm.model().total_params(), kern::simd_arch(), &lm.model().cfg, hc.ctx().n_ctx(), reps,
+                  load_ms, lm.mapped(), hc.arena_size(), ru.ru_maxrss /* Linux reports KiB */, profile->name};
+  if (out == Output::md) print_md(info, tests);
+  else if (out == Output::json) print_json(info, tests);
+  else print_csv(info, tests);
   return 0;
 }
 
