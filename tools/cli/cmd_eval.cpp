@@ -14,6 +14,7 @@
 #include "options.h"
 #include "progress.h"
 #include "report.h"
+#include "run_totals.h"
 
 namespace qtf::cli {
 namespace {
@@ -35,20 +36,16 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// Totals of one pass over the text. Costs are per forward pass; the loss is per scored token.
-struct EvalResult {
+// Totals of one pass over the text. Costs (RunTotals, as qtf run and bench count them) are per forward
+// pass; the loss is per scored token.
+struct EvalResult : RunTotals {
   double nll = 0;  // sum of -log p(target), nats
-  int64_t scored = 0, evaluated = 0;
-  double flops = 0, qsim_flops = 0, energy_j = 0, time_ms = 0;
-  int64_t rank_sum = 0, quantum_layers = 0, layer_tokens = 0;
+  int64_t scored = 0;
   std::vector<std::vector<int64_t>> rank_hist;  // [layer][rank]: tokens that ran at that rank
   float spline_error = 0;
 
   double loss() const { return scored ? nll / (double)scored : NAN; }
   double ppl() const { return std::exp(loss()); }
-  double per_token(double total) const { return evaluated ? total / (double)evaluated : 0; }
-  double mean_rank() const { return layer_tokens ? (double)rank_sum / (double)layer_tokens : 0; }
-  double quantum_share() const { return layer_tokens ? (double)quantum_layers / (double)layer_tokens : 0; }
 };
 
 // Everything a pass needs besides its switches.
@@ -100,19 +97,12 @@ bool evaluate(const EvalJob& job, const ContextOptions& opt, EvalResult* out) {
         return false;
       }
       const TokenStats& s = ctx.stats();
-      r.time_ms += ms;
-      ++r.evaluated;
-      r.flops += (double)s.flops;
-      r.qsim_flops += (double)s.qsim_flops;
-      r.energy_j += energy::estimate(*job.profiles, *job.profile, s.flops, s.qsim_flops, s.circuits).energy_j;
+      r.add(s, energy::estimate(*job.profiles, *job.profile, s.flops, s.qsim_flops, s.circuits).energy_j, ms);
       if (r.rank_hist.size() < (size_t)s.n_layers) r.rank_hist.resize(s.n_layers);
       for (int l = 0; l < s.n_layers; ++l) {
         std::vector<int64_t>& h = r.rank_hist[l];
         if (h.size() <= (size_t)s.layer[l].rank) h.resize((size_t)s.layer[l].rank + 1, 0);
         ++h[s.layer[l].rank];
-        r.rank_sum += s.layer[l].rank;
-        r.quantum_layers += s.layer[l].quantum;
-        ++r.layer_tokens;
       }
       if (j + 1 >= first_target) {
         r.nll += token_nll(ctx.logits(), V, job.ids[j + 1]);
@@ -180,7 +170,7 @@ void print_rank_use(const Model& m, const EvalResult& r) {
 void print_summary(const EvalJob& job, const ModelOptions& mo, int n_ctx, int text_tokens, const EvalResult& r,
                    bool json) {
   const ModelConfig& c = job.model->model().cfg;
-  const double flops = r.per_token(r.flops), qshare = r.flops > 0 ? r.qsim_flops / r.flops : 0;
+  const double flops = r.per_token(r.flops), qshare = r.qsim_share();
   if (json) {
     std::printf("{\"model\":\"");
     write_json_escaped(stdout, mo.model_path, std::strlen(mo.model_path));
@@ -275,7 +265,7 @@ int run_ablation(const EvalJob& base_job, const ModelOptions& mo, const char* pr
     const EvalResult& r = results[i];
     std::printf("| %s | %.4f | %+.4f | %.3f | %.2f | %.1f%% | %.0f | %.1f%% | %.3e J | %.4f ms |\n",
                 variants[i].name.c_str(), r.loss(), r.loss() - ref, r.ppl(), r.mean_rank(), 100 * r.quantum_share(),
-                r.per_token(r.flops), r.flops > 0 ? 100 * r.qsim_flops / r.flops : 0.0, r.per_token(r.energy_j),
+                r.per_token(r.flops), 100 * r.qsim_share(), r.per_token(r.energy_j),
                 r.per_token(r.time_ms));
   }
   std::printf("\n%d tokens, %lld scored per row; loss in nats/token; energy is FLOPs x %s's fJ/FLOP (an estimate), "
@@ -516,32 +506,22 @@ int cmd_eval(int argc, char** argv) {
   int max_tokens = 2000, stride = 0;
   std::vector<float> thetas{0.1f, 0.3f, 0.5f, 0.7f, 0.9f}, alphas{0.5f, 1.f, 2.f, 4.f};
 
-  for (int i = 1; i < argc; ++i) {
-    const char* a = argv[i];
-    const int shared = parse_shared_option(argc, argv, &i, &mo, kUsage);
-    if (shared == kConsumed) continue;
-    if (shared != kNotShared) return shared;
-    if (!std::strcmp(a, "--json")) { json = true; continue; }
-    if (!std::strcmp(a, "--ablate")) { ablate = true; continue; }
-    if (!std::strcmp(a, "--sweep")) { sweep = true; continue; }
-    if (i + 1 >= argc) {
-      std::fprintf(stderr, "qtf eval: unknown option or missing value: '%s'\n%s", a, kUsage);
-      return 2;
-    }
-    const char* v = argv[++i];
+  const int parsed = parse_options(argc, argv, "eval", kUsage, &mo, [&](Args& a) {
+    const char* v = nullptr;
     bool ok = true;
-    if (!std::strcmp(a, "-f") || !std::strcmp(a, "--file")) text_path = v;
-    else if (!std::strcmp(a, "--max-tokens")) ok = parse_int(a, v, 0, 1 << 30, &max_tokens);
-    else if (!std::strcmp(a, "--stride")) ok = parse_int(a, v, 1, 1 << 16, &stride);
-    else if (!std::strcmp(a, "--thetas")) ok = parse_list(a, v, &thetas);
-    else if (!std::strcmp(a, "--alphas")) ok = parse_list(a, v, &alphas);
-    else if (!std::strcmp(a, "-o") || !std::strcmp(a, "--output")) { prefix = v; prefix_given = true; }
-    else {
-      std::fprintf(stderr, "qtf eval: unknown option '%s'\n%s", a, kUsage);
-      return 2;
-    }
-    if (!ok) return 2;
-  }
+    if (a.is("--json")) json = true;
+    else if (a.is("--ablate")) ablate = true;
+    else if (a.is("--sweep")) sweep = true;
+    else if (a.is("-f", "--file")) ok = a.value(&text_path);
+    else if (a.is("--max-tokens")) ok = a.int_value(0, 1 << 30, &max_tokens);
+    else if (a.is("--stride")) ok = a.int_value(1, 1 << 16, &stride);
+    else if (a.is("--thetas")) ok = a.value(&v) && parse_list(a.flag(), v, &thetas);
+    else if (a.is("--alphas")) ok = a.value(&v) && parse_list(a.flag(), v, &alphas);
+    else if (a.is("-o", "--output")) ok = prefix_given = a.value(&prefix);
+    else return kUnknown;
+    return ok ? kParsed : kBadValue;
+  });
+  if (parsed != kConsumed) return parsed;
   if (!text_path) {
     std::fprintf(stderr, "qtf eval: no text given (-f FILE)\n%s", kUsage);
     return 2;
