@@ -26,6 +26,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--model_py", default=None)
     ap.add_argument("--label", default=None)
+    ap.add_argument("--profile", action="store_true", help="also print the top operators of one step (torch.profiler)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     import train
@@ -63,6 +64,15 @@ def main():
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()
     dt = time.perf_counter() - t
+    if args.profile:
+        from torch.profiler import profile, ProfilerActivity
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device.startswith("cuda") else [])
+        with profile(activities=acts) as prof:
+            step()
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+        key = "self_cuda_time_total" if args.device.startswith("cuda") else "self_cpu_time_total"
+        print(prof.key_averages().table(sort_by=key, row_limit=30), file=sys.stderr)
     print(json.dumps({"label": args.label or (args.model_py or "model.py"), "preset": args.preset, "set": args.set,
                       "batch": args.batch, "context": cfg.context, "steps": args.steps,
                       "tokens_per_s": round(args.steps * args.batch * cfg.context / dt),
