@@ -20,6 +20,9 @@ struct Path {
 
 // Prices of the elementwise work; the big terms come from the kernels' and circuits' own counters.
 constexpr int64_t kLayerNormFlops = 8;  // per element: mean, variance, normalise, scale+shift
+constexpr int64_t kRmsNormFlops = 4;    // per element: square-sum, normalise, scale
+constexpr int64_t kRopeFlops = 6;       // per rotated pair (its angle's sin/cos are shared by the heads)
+constexpr int64_t kSiluMulFlops = 12;   // per element: exp, divide, two multiplies
 constexpr int64_t kGeluFlops = 10;      // per element, erf by its polynomial
 constexpr int64_t kTanhFlops = 10;
 constexpr int64_t kSoftmaxFlops = 4;    // per score: max, exp, sum, divide
@@ -40,11 +43,13 @@ struct Cost {
   }
 };
 
-int64_t linear_flops(const Linear& lin, int rank) {
-  return lin.tt ? tt_matvec_flops(lin.tt_w.shape, rank) : 2ll * lin.rows * lin.cols + lin.rows;
+int64_t linear_flops(const Linear& lin, int rank) {  // the bias add of a dense linear counts when it has one
+  return lin.tt ? tt_matvec_flops(lin.tt_w.shape, rank) : 2ll * lin.rows * lin.cols + (lin.dense.bias ? lin.rows : 0);
 }
 
 int64_t angles_flops(int Q, int n) { return 2ll * Q * n + kTanhFlops * Q; }  // tanh(W x (+ b)), W [Q, n]
+
+int64_t norm_flops(const ModelConfig& c) { return (c.norm == NormKind::rmsnorm ? kRmsNormFlops : kLayerNormFlops) * c.d; }
 
 // What one token costs in layer l at position pos, step by step as block() runs it, from the same
 // shapes the kernels get.
@@ -53,12 +58,13 @@ Cost block_cost(const Model& m, const RunOptions& opt, int l, const Path& p, int
   const Layer& L = m.layers[l];
   const int64_t d = c.d, H = c.n_heads, hd = c.head_dim(), Q = c.n_qubits, n = pos + 1, r = p.rank;
   Cost cost;
-  cost.classical(kLayerNormFlops * d);  // 1. LN1
+  cost.classical(norm_flops(c));  // 1. LN1
   if (c.has_encoder()) {                // 2-3. entropy meter: angles, circuit, e = a + W_qout z + b
     cost.classical(angles_flops(Q, d) + 2 * d * Q + 2 * d);
     cost.simulated(quantum::encoder_flops(Q, c.n_qlayers), 1);
   }
   cost.classical(linear_flops(L.q, r) + linear_flops(L.k, r) + linear_flops(L.v, r));  // 6. q, k, v
+  if (c.positions == PosKind::rotary) cost.classical(kRopeFlops * (d + c.kv_dim()) / 2);
   if (p.keep_states) {  // this token's key states, per head
     cost.classical(H * angles_flops(Q, hd));
     cost.simulated(H * quantum::feature_state_flops(Q), 0);
@@ -71,8 +77,10 @@ Cost block_cost(const Model& m, const RunOptions& opt, int l, const Path& p, int
   }
   cost.classical(H * (kSoftmaxFlops + 2 * hd) * n);  // softmax, weighted sum of the values
   cost.classical(linear_flops(L.o, r) + d);          // o, residual
-  cost.classical(kLayerNormFlops * d + linear_flops(L.up, r) + linear_flops(L.down, r) + d);  // 7.
-  if (c.activation == Activation::gelu) {
+  cost.classical(norm_flops(c) + linear_flops(L.up, r) + linear_flops(L.down, r) + d);  // 7.
+  if (c.activation == Activation::swiglu) {
+    cost.classical(linear_flops(L.gate, r) + kSiluMulFlops * c.d_ff);
+  } else if (c.activation == Activation::gelu) {
     cost.classical(kGeluFlops * c.d_ff);
   } else {
     const int64_t f = quantum::daruan_flops_per_channel(opt.act_path, L.daruan.depth) * c.d_ff;
@@ -82,7 +90,7 @@ Cost block_cost(const Model& m, const RunOptions& opt, int l, const Path& p, int
   return cost;
 }
 
-int64_t head_flops(const ModelConfig& c) { return kLayerNormFlops * c.d + 2ll * c.vocab * c.d; }
+int64_t head_flops(const ModelConfig& c) { return norm_flops(c) + 2ll * c.vocab * c.d; }
 
 // ---- The model ----------------------------------------------------------------------------------
 
@@ -96,10 +104,17 @@ void angles(const float* w, const float* b, const float* x, int Q, int n, float*
   for (int i = 0; i < Q; ++i) u[i] = std::tanh(kern::dot(w + (size_t)i * n, x, n) + (b ? b[i] : 0.f));
 }
 
-// x = E_tok[token] + E_pos[pos]
+// x = E_tok[token] + E_pos[pos]; with rotary positions x = E_tok[token] (positions turn q and k instead).
 void embed(const Model& m, RunState* s, int token, int pos) {
   const int d = m.cfg.d;
-  for (int i = 0; i < d; ++i) s->x[i] = m.tok_emb[(size_t)token * d + i] + m.pos_emb[(size_t)pos * d + i];
+  for (int i = 0; i < d; ++i) s->x[i] = m.tok_emb[(size_t)token * d + i];
+  if (m.cfg.positions == PosKind::learned) kern::axpy(1.f, m.pos_emb + (size_t)pos * d, s->x, d);
+}
+
+// y = LN(x) with gain w and shift b, or RMSNorm(x) with gain w (model.norm).
+void norm(const ModelConfig& c, const float* x, const float* w, const float* b, float* y) {
+  if (c.norm == NormKind::rmsnorm) ref::rms_norm(x, w, c.ln_eps, c.d, y);
+  else kern::layer_norm(x, w, b, c.ln_eps, c.d, y);
 }
 
 // 2-3. The entropy meter: u = tanh(W_enc a + b), the circuit gives z and S; e = a + W_qout z + b_qout.
@@ -148,8 +163,10 @@ void feature_state(const Model& m, int l, int head, const float* v, float* state
 
 // 6. One head: att[head] = sum_j w_j v_j over the cached positions j <= pos, with the weights
 // w = softmax_j(beta K(q, k_j)), K the state fidelity (quantum), or softmax_j(q . k_j / sqrt(hd)).
+// Grouped-query attention: query head `head` reads key/value head head / (H / n_kv_heads).
 void attention(const Model& m, int l, int head, int pos, bool quantum, RunState* s) {
   const int hd = m.cfg.head_dim(), n = pos + 1, at = head * hd;
+  const int kv_at = head / (m.cfg.n_heads / m.cfg.n_kv_heads) * hd;
   const size_t row = s->kv_dim;  // key_row(l, j + 1) - key_row(l, j), the same for values
   const float* q = s->q + at;
   float* w = s->scores;
@@ -158,21 +175,22 @@ void attention(const Model& m, int l, int head, int pos, bool quantum, RunState*
     quantum::fidelities(m.cfg.n_qubits, s->query_state, s->key_state(l, 0, head), s->key_state_stride(), n, w);
     for (int j = 0; j < n; ++j) w[j] *= m.layers[l].beta[head];
   } else {
-    const float* k = s->key_row(l, 0) + at;
+    const float* k = s->key_row(l, 0) + kv_at;
     const float scale = 1.0f / std::sqrt((float)hd);
     for (int j = 0; j < n; ++j) w[j] = kern::dot(q, k + j * row, hd) * scale;
   }
   kern::softmax_inplace(w, n);
-  const float* v = s->value_row(l, 0) + at;
+  const float* v = s->value_row(l, 0) + kv_at;
   float* out = s->att + at;
   for (int i = 0; i < hd; ++i) out[i] = 0.f;
   for (int j = 0; j < n; ++j) kern::axpy(w[j], v + j * row, out, hd);
 }
 
-// act(x) in place: GELU, or DARUAN by the chosen path.
+// act(hb) in place: GELU, or DARUAN by the chosen path; swiglu: hb2 = silu(hb2) * hb (gate times up).
 void activation(const Model& m, const RunOptions& opt, int l, RunState* s) {
   float* x = s->hb;
   if (m.cfg.activation == Activation::gelu) return kern::gelu_inplace(x, m.cfg.d_ff);
+  if (m.cfg.activation == Activation::swiglu) return ref::silu_mul(s->hb2, x, m.cfg.d_ff);  // into hb2
   const quantum::DaruanParams& p = m.layers[l].daruan;
   switch (opt.act_path) {
     case quantum::DaruanPath::quantum: quantum::daruan_quantum(p, x, x); break;
@@ -189,7 +207,7 @@ void block(const Model& m, const RunOptions& opt, int l, int pos, RunState* s, L
   float* ws = s->workspace;
 
   // 1-3. a = LN1(x); the entropy meter gives S and e.
-  kern::layer_norm(s->x, L.ln1_w, L.ln1_b, c.ln_eps, d, s->a);
+  norm(c, s->x, L.ln1_w, L.ln1_b, s->a);
   const float S = entropy_meter(m, l, s);
 
   // 4-5. This token's rank and route in this layer.
@@ -202,21 +220,27 @@ void block(const Model& m, const RunOptions& opt, int l, int pos, RunState* s, L
   p.keep_states = keeps_key_states(c, opt.route);
   p.quantum_attention = ls->quantum && p.keep_states;
 
-  // 6. q, k, v at rank r; k and v (and k's feature states) join the cache; attention per head; x += o.
+  // 6. q, k, v at rank r (k, v: n_kv_heads heads); rotary positions turn q and k; k and v (and k's
+  // feature states) join the cache; attention per head; x += o.
   float* k = s->key_row(l, pos);
   linear(L.q, p.rank, s->e, s->q, ws);
   linear(L.k, p.rank, s->e, k, ws);
   linear(L.v, p.rank, s->e, s->value_row(l, pos), ws);
+  if (c.positions == PosKind::rotary) {
+    ref::rope_inplace(s->q, c.n_heads, hd, pos, c.rope_theta);
+    ref::rope_inplace(k, c.n_kv_heads, hd, pos, c.rope_theta);
+  }
   for (int h = 0; p.keep_states && h < c.n_heads; ++h) feature_state(m, l, h, k + h * hd, s->key_state(l, pos, h));
   for (int h = 0; h < c.n_heads; ++h) attention(m, l, h, pos, p.quantum_attention, s);
   linear(L.o, p.rank, s->att, s->tmp, ws);
   kern::axpy(1.f, s->tmp, s->x, d);
 
-  // 7. x = x + Down(act(Up(LN2(x)))).
-  kern::layer_norm(s->x, L.ln2_w, L.ln2_b, c.ln_eps, d, s->a);
+  // 7. x = x + Down(act(Up(LN2(x)))); swiglu: x = x + Down(silu(Gate(a)) * Up(a)), a = LN2(x).
+  norm(c, s->x, L.ln2_w, L.ln2_b, s->a);
   linear(L.up, p.rank, s->a, s->hb, ws);
+  if (c.activation == Activation::swiglu) linear(L.gate, p.rank, s->a, s->hb2, ws);
   activation(m, opt, l, s);
-  linear(L.down, p.rank, s->hb, s->tmp, ws);
+  linear(L.down, p.rank, c.activation == Activation::swiglu ? s->hb2 : s->hb, s->tmp, ws);
   kern::axpy(1.f, s->tmp, s->x, d);
 
   *cost += block_cost(m, opt, l, p, pos);
@@ -225,7 +249,7 @@ void block(const Model& m, const RunOptions& opt, int l, int pos, RunState* s, L
 // 8. logits = W_head LNf(x)
 void head(const Model& m, RunState* s) {
   const ModelConfig& c = m.cfg;
-  kern::layer_norm(s->x, m.lnf_w, m.lnf_b, c.ln_eps, c.d, s->a);
+  norm(c, s->x, m.lnf_w, m.lnf_b, s->a);
   kern::dense_matvec(DenseMatrix{c.vocab, c.d, m.head_w, nullptr}, s->a, s->logits);
 }
 

@@ -50,6 +50,7 @@ struct RunState {
   float* att = nullptr;        // [d] attention output, H heads of hd (the input of o)
   float* tmp = nullptr;        // [d] output of o or down, before its residual add
   float* hb = nullptr;         // [d_ff] FFN hidden: up's output, activated in place
+  float* hb2 = nullptr;        // [d_ff] swiglu only: gate's output, then silu(gate) * up
   float* scores = nullptr;     // [T] attention weights of one head over positions 0..pos
   float* logits = nullptr;     // [vocab]
   float* workspace = nullptr;  // [max tt_workspace_floats over the block's linears] TT scratch
@@ -60,7 +61,7 @@ struct RunState {
   float* key_states = nullptr;   // [L][T][H][SF] |phi(k)> per head (null unless keeps_key_states)
   float* act_tables[kMaxLayers] = {};  // per layer: DARUAN fourier coefficients or spline table (else null)
   int n_ctx = 0;         // T
-  int kv_dim = 0;        // floats of keys (and of values) per position and layer: d
+  int kv_dim = 0;        // floats of keys (and of values) per position and layer: n_kv_heads * hd
   int n_heads = 0;       // H
   int state_floats = 0;  // SF (0 without quantum parts)
 

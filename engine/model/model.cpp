@@ -58,6 +58,71 @@ Status get_factors(const ModelFile& f, const char* key, int total, int* K, int* 
   return Status::success();
 }
 
+// An optional string option: one of `names` (index into *out), or `def` when the key is absent.
+Status get_choice(const ModelFile& f, const char* key, const char* const* names, int n, int def, int* out) {
+  format::MetaEntry e;
+  if (!f.find_meta(key, &e)) {
+    *out = def;
+    return Status::success();
+  }
+  format::Str v;
+  QTF_TRY(f.get_str(key, &v));
+  for (int i = 0; i < n; ++i)
+    if (v.equals(names[i])) {
+      *out = i;
+      return Status::success();
+    }
+  return Status::error(Err::bad_value, "metadata '%s' = '%.*s' is not one of %s%s%s%s%s", key, (int)v.size, v.data,
+                       names[0], n > 1 ? ", " : "", n > 1 ? names[1] : "", n > 2 ? ", " : "", n > 2 ? names[2] : "");
+}
+
+// The block options of docs/llama.md (all optional; the defaults are the Q-TensorFormer block).
+Status parse_block_options(const ModelFile& f, ModelConfig* c) {
+  static const char* const norms[] = {"layernorm", "rmsnorm"};
+  static const char* const positions[] = {"learned", "rotary"};
+  int v = 0;
+  QTF_TRY(get_choice(f, "model.norm", norms, 2, 0, &v));
+  c->norm = (NormKind)v;
+  QTF_TRY(get_choice(f, "model.positions", positions, 2, 0, &v));
+  c->positions = (PosKind)v;
+  double theta = 10000.0;
+  QTF_TRY(f.get_f64_or("model.rope_theta", &theta));
+  if (!(theta > 1.0 && theta < 1e12))
+    return Status::error(Err::bad_value, "model.rope_theta = %g is not in (1, 1e12)", theta);
+  c->rope_theta = (float)theta;
+  if (c->positions == PosKind::rotary && c->head_dim() % 2 != 0)
+    return Status::error(Err::bad_value, "rotary positions need an even head dimension (d_model %d / n_heads %d)", c->d,
+                         c->n_heads);
+  int64_t kv = c->n_heads;
+  QTF_TRY(f.get_i64_or("model.n_kv_heads", &kv));
+  if (kv < 1 || kv > c->n_heads || c->n_heads % kv != 0)
+    return Status::error(Err::bad_value, "model.n_kv_heads = %lld must divide n_heads (%d)", (long long)kv, c->n_heads);
+  c->n_kv_heads = (int)kv;
+  if (c->quantum_attention && c->n_kv_heads != c->n_heads)
+    return Status::error(Err::unsupported, "quantum attention with grouped-query attention (n_kv_heads %d < n_heads %d)",
+                         c->n_kv_heads, c->n_heads);
+  int64_t bias = 1;
+  QTF_TRY(f.get_i64_or("model.linear_bias", &bias));
+  if (bias != 0 && bias != 1)
+    return Status::error(Err::bad_value, "metadata 'model.linear_bias' = %lld is outside 0..1", (long long)bias);
+  c->linear_bias = bias != 0;
+  if (c->tensorized) {
+    format::MetaEntry e;
+    if (f.find_meta("model.tt.kv_factors", &e)) {
+      int K = 0;
+      QTF_TRY(get_factors(f, "model.tt.kv_factors", c->kv_dim(), &K, c->kv_factors));
+      if (K != c->tt_K)
+        return Status::error(Err::bad_value, "model.tt.kv_factors has %d factors but model.tt.d_factors has %d", K, c->tt_K);
+    } else if (c->kv_dim() == c->d) {
+      for (int k = 0; k < c->tt_K; ++k) c->kv_factors[k] = c->d_factors[k];
+    } else {
+      return Status::error(Err::missing, "metadata key 'model.tt.kv_factors' is missing (kv_dim %d != d_model %d)",
+                           c->kv_dim(), c->d);
+    }
+  }
+  return Status::success();
+}
+
 Status parse_config(const ModelFile& f, ModelConfig* c) {
   format::Str arch;
   QTF_TRY(f.get_str("qtf.arch", &arch));
@@ -87,7 +152,8 @@ Status parse_config(const ModelFile& f, ModelConfig* c) {
   QTF_TRY(f.get_str("model.activation", &act));
   if (act.equals("gelu")) c->activation = Activation::gelu;
   else if (act.equals("daruan")) c->activation = Activation::daruan;
-  else return Status::error(Err::bad_value, "model.activation '%.*s' is not gelu or daruan", (int)act.size, act.data);
+  else if (act.equals("swiglu")) c->activation = Activation::swiglu;
+  else return Status::error(Err::bad_value, "model.activation '%.*s' is not gelu, daruan or swiglu", (int)act.size, act.data);
   if (c->activation == Activation::daruan) QTF_TRY(get_int(f, "model.daruan_depth", 1, 8, &c->daruan_depth));
 
   if (c->tensorized) {
@@ -109,7 +175,7 @@ Status parse_config(const ModelFile& f, ModelConfig* c) {
     QTF_TRY(get_int(f, "model.r_min", 1, 4096, &c->r_min));
     QTF_TRY(get_int(f, "model.r_max", c->r_min, 4096, &c->r_max));
   }
-  return Status::success();
+  return parse_block_options(f, c);
 }
 
 // Binds tensors by name, checking shapes; converts f16/i8 into the conversion buffer.
@@ -173,7 +239,9 @@ Status bind_linear(Binder* b, const ModelConfig& c, const char* prefix, int rows
   lin->tt = c.tensorized;
   std::snprintf(name, sizeof name, "%s.b", prefix);
   const float* bias = nullptr;
-  QTF_TRY(b->get1(name, rows, &bias));
+  if (c.linear_bias) QTF_TRY(b->get1(name, rows, &bias));
+  else if (TensorInfo t; b->file.find_tensor(name, &t))
+    return Status::error(Err::bad_value, "tensor '%s' is present but model.linear_bias is 0", name);
   if (!c.tensorized) {
     lin->dense.rows = rows;
     lin->dense.cols = cols;
@@ -205,8 +273,8 @@ Status bind_linear(Binder* b, const ModelConfig& c, const char* prefix, int rows
 }  // namespace
 
 int64_t Linear::params() const {
-  int64_t p = rows;  // bias
-  return p + (tt ? tt_w.shape.params() : (int64_t)rows * cols);
+  const bool has_bias = tt ? tt_w.bias != nullptr : dense.bias != nullptr;
+  return (has_bias ? rows : 0) + (tt ? tt_w.shape.params() : (int64_t)rows * cols);
 }
 
 size_t Model::convert_bytes(const format::ModelFile& file) {
@@ -228,10 +296,11 @@ Status Model::load(const format::ModelFile& f, void* convert_buf, size_t convert
   QTF_TRY(parse_config(f, &cfg));
   const ModelConfig& c = cfg;
   Binder b{f, static_cast<uint8_t*>(convert_buf), convert_len, 0};
+  const bool ln = c.norm == NormKind::layernorm;  // rmsnorm has a gain and no shift
   QTF_TRY(b.get2("tok_emb", c.vocab, c.d, &tok_emb));
-  QTF_TRY(b.get2("pos_emb", c.context, c.d, &pos_emb));
+  if (c.positions == PosKind::learned) QTF_TRY(b.get2("pos_emb", c.context, c.d, &pos_emb));
   QTF_TRY(b.get1("lnf.w", c.d, &lnf_w));
-  QTF_TRY(b.get1("lnf.b", c.d, &lnf_b));
+  if (ln) QTF_TRY(b.get1("lnf.b", c.d, &lnf_b));
   if (c.tied_embeddings) head_w = tok_emb;
   else QTF_TRY(b.get2("head.w", c.vocab, c.d, &head_w));
 
@@ -241,9 +310,9 @@ Status Model::load(const format::ModelFile& f, void* convert_buf, size_t convert
     Layer& L = layers[l];
 #define QTF_NAME(fmt) (std::snprintf(name, sizeof name, "blk.%d." fmt, l), name)
     QTF_TRY(b.get1(QTF_NAME("ln1.w"), c.d, &L.ln1_w));
-    QTF_TRY(b.get1(QTF_NAME("ln1.b"), c.d, &L.ln1_b));
+    if (ln) QTF_TRY(b.get1(QTF_NAME("ln1.b"), c.d, &L.ln1_b));
     QTF_TRY(b.get1(QTF_NAME("ln2.w"), c.d, &L.ln2_w));
-    QTF_TRY(b.get1(QTF_NAME("ln2.b"), c.d, &L.ln2_b));
+    if (ln) QTF_TRY(b.get1(QTF_NAME("ln2.b"), c.d, &L.ln2_b));
     if (c.has_encoder()) {
       QTF_TRY(b.get2(QTF_NAME("enc.w"), Q, c.d, &L.enc_w));
       QTF_TRY(b.get1(QTF_NAME("enc.b"), Q, &L.enc_b));
@@ -257,11 +326,16 @@ Status Model::load(const format::ModelFile& f, void* convert_buf, size_t convert
       }
     }
     struct { const char* name; Linear* lin; int rows; const int* out_f; int cols; const int* in_f; } linears[] = {
-        {"attn.q", &L.q, c.d, c.d_factors, c.d, c.d_factors},     {"attn.k", &L.k, c.d, c.d_factors, c.d, c.d_factors},
-        {"attn.v", &L.v, c.d, c.d_factors, c.d, c.d_factors},     {"attn.o", &L.o, c.d, c.d_factors, c.d, c.d_factors},
-        {"ffn.up", &L.up, c.d_ff, c.ff_factors, c.d, c.d_factors}, {"ffn.down", &L.down, c.d, c.d_factors, c.d_ff, c.ff_factors},
+        {"attn.q", &L.q, c.d, c.d_factors, c.d, c.d_factors},
+        {"attn.k", &L.k, c.kv_dim(), c.kv_factors, c.d, c.d_factors},
+        {"attn.v", &L.v, c.kv_dim(), c.kv_factors, c.d, c.d_factors},
+        {"attn.o", &L.o, c.d, c.d_factors, c.d, c.d_factors},
+        {"ffn.gate", &L.gate, c.d_ff, c.ff_factors, c.d, c.d_factors},
+        {"ffn.up", &L.up, c.d_ff, c.ff_factors, c.d, c.d_factors},
+        {"ffn.down", &L.down, c.d, c.d_factors, c.d_ff, c.ff_factors},
     };
     for (auto& li : linears) {
+      if (li.lin == &L.gate && c.activation != Activation::swiglu) continue;
       std::snprintf(prefix, sizeof prefix, "blk.%d.%s", l, li.name);
       QTF_TRY(bind_linear(&b, c, prefix, li.rows, li.out_f, li.cols, li.in_f, li.lin));
     }
@@ -287,8 +361,9 @@ int64_t Model::block_params() const {
   int64_t p = 0;
   for (int l = 0; l < c.n_layers; ++l) {
     const Layer& L = layers[l];
-    p += 4 * c.d;  // layer norms
+    p += (c.norm == NormKind::layernorm ? 4 : 2) * c.d;  // norms
     for (const Linear* lin : {&L.q, &L.k, &L.v, &L.o, &L.up, &L.down}) p += lin->params();
+    if (c.activation == Activation::swiglu) p += L.gate.params();
     if (c.has_encoder()) p += Q * c.d + Q + c.n_qlayers * Q * 3 + c.d * Q + c.d;
     if (c.has_encoder() && c.quantum_attention) p += H * Q * c.head_dim() + H * 2 * Q * 3 + H;
     if (c.activation == Activation::daruan) p += (int64_t)c.d_ff * ((c.daruan_depth + 1) * 2 + 2 * c.daruan_depth + 3);
@@ -298,7 +373,8 @@ int64_t Model::block_params() const {
 
 int64_t Model::total_params() const {
   const ModelConfig& c = cfg;
-  int64_t p = block_params() + (int64_t)c.vocab * c.d + (int64_t)c.context * c.d + 2 * c.d;
+  int64_t p = block_params() + (int64_t)c.vocab * c.d + (c.norm == NormKind::layernorm ? 2 : 1) * c.d;
+  if (c.positions == PosKind::learned) p += (int64_t)c.context * c.d;
   if (!c.tied_embeddings) p += (int64_t)c.vocab * c.d;
   return p;
 }

@@ -14,7 +14,9 @@ namespace qtf {
 constexpr int kMaxLayers = 32;
 constexpr int kMaxHeads = 64;
 
-enum class Activation : uint8_t { gelu = 0, daruan = 1 };
+enum class Activation : uint8_t { gelu = 0, daruan = 1, swiglu = 2 };  // swiglu: gated FFN (Llama)
+enum class NormKind : uint8_t { layernorm = 0, rmsnorm = 1 };
+enum class PosKind : uint8_t { learned = 0, rotary = 1 };
 
 struct ModelConfig {
   int vocab = 0, d = 0, n_layers = 0, n_heads = 0, d_ff = 0, context = 0;
@@ -27,8 +29,16 @@ struct ModelConfig {
   Activation activation = Activation::gelu;
   int daruan_depth = 0;
   float ln_eps = 1e-5f;
+  // Block options (docs/llama.md). Defaults are the Q-TensorFormer block.
+  NormKind norm = NormKind::layernorm;
+  PosKind positions = PosKind::learned;
+  float rope_theta = 10000.f;
+  int n_kv_heads = 0;                        // key/value heads (grouped-query attention), divides n_heads
+  int kv_factors[kMaxTTFactors] = {0};       // TT factors of kv_dim (tensorized, kv_dim != d)
+  bool linear_bias = true;                   // the linears carry biases `.b`
 
   int head_dim() const { return d / n_heads; }
+  int kv_dim() const { return n_kv_heads * head_dim(); }
   bool has_encoder() const { return n_qubits > 0; }
 };
 
@@ -46,6 +56,7 @@ struct Layer {
   // quantum encoder (has_encoder)
   const float *enc_w = nullptr, *enc_b = nullptr, *qparams = nullptr, *qout_w = nullptr, *qout_b = nullptr;
   Linear q, k, v, o, up, down;
+  Linear gate;  // activation == swiglu: down(silu(gate x) * up x)
   // quantum kernel attention (quantum_attention)
   const float *qk_w = nullptr, *qvar = nullptr, *beta = nullptr;
   quantum::DaruanParams daruan;  // activation == daruan

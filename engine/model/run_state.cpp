@@ -23,7 +23,8 @@ size_t tt_workspace_floats(const Model& m) {
   if (!m.cfg.tensorized) return most;
   for (int l = 0; l < m.cfg.n_layers; ++l) {
     const Layer& ly = m.layers[l];
-    for (const Linear* lin : {&ly.q, &ly.k, &ly.v, &ly.o, &ly.up, &ly.down}) {
+    for (const Linear* lin : {&ly.q, &ly.k, &ly.v, &ly.o, &ly.gate, &ly.up, &ly.down}) {
+      if (lin->tt_w.shape.K == 0) continue;  // no gate (activation is not swiglu)
       size_t need = kern::tt_workspace_floats(lin->tt_w.shape, 1);
       if (need > most) most = need;
     }
@@ -53,7 +54,7 @@ size_t RunState::layout(const Model& m, const RunOptions& opt, int T, void* base
   const size_t d = c.d, L = c.n_layers;
   const bool states = keeps_key_states(c, opt.route);
   n_ctx = T;
-  kv_dim = c.d;
+  kv_dim = c.kv_dim();  // n_kv_heads heads of hd (grouped-query attention: fewer than H)
   n_heads = c.n_heads;
   state_floats = c.has_encoder() ? quantum::state_floats(c.n_qubits) : 0;
   const size_t SF = state_floats;
@@ -65,6 +66,7 @@ size_t RunState::layout(const Model& m, const RunOptions& opt, int T, void* base
   att = arena.take(d);
   tmp = arena.take(d);
   hb = arena.take(c.d_ff);
+  hb2 = c.activation == Activation::swiglu ? arena.take(c.d_ff) : nullptr;
   scores = arena.take(T);
   logits = arena.take(c.vocab);
   workspace = arena.take(tt_workspace_floats(m));

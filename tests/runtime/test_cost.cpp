@@ -53,18 +53,27 @@ Count expected(const ModelConfig& c, const RunOptions& o, const TokenStats& s) {
   const int64_t d = c.d, H = c.n_heads, hd = d / H, Q = c.n_qubits, F = c.d_ff, n = s.pos + 1;
   const int64_t angles = 2 * Q * hd + 10 * Q;  // u = tanh(W_qk v) of one head
   const bool qattn_model = c.quantum_attention && Q > 0;
+  // Block options (docs/llama.md): RMSNorm 4 per element (LayerNorm 8); k, v map d -> kv = n_kv_heads * hd;
+  // a dense linear's bias add (rows) only with model.linear_bias; swiglu adds the gate linear and 12 per
+  // hidden element (gelu 10); rotary positions 6 per rotated pair of q and k.
+  const int64_t kv = c.n_kv_heads * hd, norm = (c.norm == NormKind::rmsnorm ? 4 : 8) * d;
+  const bool swiglu = c.activation == Activation::swiglu;
+  const int64_t bias = c.linear_bias ? 1 : 0;
   Count k;
   for (int l = 0; l < c.n_layers; ++l) {
     const int r = s.layer[l].rank;
     int64_t linears;
     if (c.tensorized) {
-      linears = 4 * tt_flops(c.d_factors, c.d_factors, c.tt_K, c.tt_rank, r) +
-                tt_flops(c.ff_factors, c.d_factors, c.tt_K, c.tt_rank, r) +  // up: d -> d_ff
-                tt_flops(c.d_factors, c.ff_factors, c.tt_K, c.tt_rank, r);   // down: d_ff -> d
+      linears = 2 * tt_flops(c.d_factors, c.d_factors, c.tt_K, c.tt_rank, r) +         // q, o
+                2 * tt_flops(c.kv_factors, c.d_factors, c.tt_K, c.tt_rank, r) +        // k, v: d -> kv
+                (swiglu ? 2 : 1) * tt_flops(c.ff_factors, c.d_factors, c.tt_K, c.tt_rank, r) +  // (gate,) up
+                tt_flops(c.d_factors, c.ff_factors, c.tt_K, c.tt_rank, r);             // down: d_ff -> d
     } else {
-      linears = 4 * (2 * d * d + d) + 2 * (2 * d * F) + F + d;
+      linears = 2 * (2 * d * d + bias * d) + 2 * (2 * d * kv + bias * kv) + (swiglu ? 2 : 1) * (2 * d * F + bias * F) +
+                2 * F * d + bias * d;
     }
-    int64_t f = 2 * 8 * d + linears + 2 * d;  // LN1, LN2, six linears, two residual adds
+    int64_t f = 2 * norm + linears + 2 * d;  // LN1, LN2, the linears, two residual adds
+    if (c.positions == PosKind::rotary) f += 6 * (d + kv) / 2;
     int64_t q = 0, circ = 0;
     if (Q > 0) {  // entropy meter: angles, circuit, e = a + W_qout z + b_qout
       f += 2 * Q * d + 10 * Q + 2 * d * Q + 2 * d;
@@ -81,7 +90,9 @@ Count expected(const ModelConfig& c, const RunOptions& o, const TokenStats& s) {
       f += H * n * (2 * hd + 1);  // scaled q . k
     }
     f += H * n * (4 + 2 * hd);  // softmax, weighted sum of values
-    if (c.activation == Activation::gelu) {
+    if (swiglu) {
+      f += 12 * F;
+    } else if (c.activation == Activation::gelu) {
       f += 10 * F;
     } else if (o.act_path == quantum::DaruanPath::quantum) {
       q += F * quantum::daruan_flops_per_channel(o.act_path, c.daruan_depth);
@@ -93,7 +104,7 @@ Count expected(const ModelConfig& c, const RunOptions& o, const TokenStats& s) {
     k.qsim += q;
     k.circuits += circ;
   }
-  k.flops += 8 * d + 2 * (int64_t)c.vocab * d;  // LNf, head
+  k.flops += norm + 2 * (int64_t)c.vocab * d;  // LNf, head
   return k;
 }
 
