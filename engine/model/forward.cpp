@@ -5,6 +5,7 @@
 #include "model/forward.h"
 
 #include <cmath>
+#include <cstring>
 
 namespace qtf {
 namespace {
@@ -93,10 +94,32 @@ Cost block_cost(const Model& m, const RunOptions& opt, int l, const Path& p, int
 int64_t head_flops(const ModelConfig& c) { return norm_flops(c) + 2ll * c.vocab * c.d; }
 
 // ---- The model ----------------------------------------------------------------------------------
+// A block of n tokens (1 while generating, up to RunState::n_batch for a prompt) goes through every
+// layer together: row i of each activation buffer is the token at position pos + i. The linears run
+// over all rows at once (one pass over the weights); everything per token (the entropy meter, its
+// rank and route, attention over the positions before it) runs row by row.
 
-void linear(const Linear& lin, int rank, const float* x, float* y, float* ws) {
-  if (lin.tt) kern::tt_matvec(lin.tt_w, rank, x, y, ws);
-  else kern::dense_matvec(lin.dense, x, y);
+// Y[i] = W X[i] for the n rows, each at its token's rank in layer l. Rows of one rank run as one
+// matmul; when the ranks differ, the rows of each rank are gathered (in order) and scattered back.
+void linear(const Linear& lin, const TokenStats* ts, int l, int n, const float* X, float* Y, RunState* s) {
+  if (!lin.tt) return kern::dense_matmul(lin.dense, X, n, Y);
+  auto rank = [&](int i) { return (int)ts[i].layer[l].rank; };
+  int i0 = 0;
+  while (i0 < n && rank(i0) == rank(0)) ++i0;
+  if (i0 == n) return kern::tt_matmul(lin.tt_w, rank(0), X, n, Y, s->workspace);
+  const size_t in = lin.cols, out = lin.rows;
+  for (int i = 0; i < n; ++i) {
+    bool seen = false;
+    for (int j = 0; j < i; ++j) seen = seen || rank(j) == rank(i);
+    if (seen) continue;
+    int g = 0;
+    for (int j = i; j < n; ++j)
+      if (rank(j) == rank(i)) std::memcpy(s->gather_in + g++ * in, X + j * in, in * sizeof(float));
+    kern::tt_matmul(lin.tt_w, rank(i), s->gather_in, g, s->gather_out, s->workspace);
+    g = 0;
+    for (int j = i; j < n; ++j)
+      if (rank(j) == rank(i)) std::memcpy(Y + j * out, s->gather_out + g++ * out, out * sizeof(float));
+  }
 }
 
 // u = tanh(W x + b) for a Q x n map.
@@ -105,10 +128,10 @@ void angles(const float* w, const float* b, const float* x, int Q, int n, float*
 }
 
 // x = E_tok[token] + E_pos[pos]; with rotary positions x = E_tok[token] (positions turn q and k instead).
-void embed(const Model& m, RunState* s, int token, int pos) {
+void embed(const Model& m, int token, int pos, float* x) {
   const int d = m.cfg.d;
-  for (int i = 0; i < d; ++i) s->x[i] = m.tok_emb[(size_t)token * d + i];
-  if (m.cfg.positions == PosKind::learned) kern::axpy(1.f, m.pos_emb + (size_t)pos * d, s->x, d);
+  for (int i = 0; i < d; ++i) x[i] = m.tok_emb[(size_t)token * d + i];
+  if (m.cfg.positions == PosKind::learned) kern::axpy(1.f, m.pos_emb + (size_t)pos * d, x, d);
 }
 
 // y = LN(x) with gain w and shift b, or RMSNorm(x) with gain w (model.norm).
@@ -117,20 +140,20 @@ void norm(const ModelConfig& c, const float* x, const float* w, const float* b, 
   else kern::layer_norm(x, w, b, c.ln_eps, c.d, y);
 }
 
-// 2-3. The entropy meter: u = tanh(W_enc a + b), the circuit gives z and S; e = a + W_qout z + b_qout.
-// Returns S (0 and e = a without quantum parts).
-float entropy_meter(const Model& m, int l, RunState* s) {
+// 2-3. The entropy meter of one token: u = tanh(W_enc a + b), the circuit gives z and S;
+// e = a + W_qout z + b_qout. Returns S (0 and e = a without quantum parts).
+float entropy_meter(const Model& m, int l, const float* a, float* e) {
   const ModelConfig& c = m.cfg;
   const Layer& L = m.layers[l];
   const int d = c.d, Q = c.n_qubits;
   if (!c.has_encoder()) {
-    for (int i = 0; i < d; ++i) s->e[i] = s->a[i];
+    for (int i = 0; i < d; ++i) e[i] = a[i];
     return 0.f;
   }
   float u[quantum::kMaxQubits], z[quantum::kMaxQubits];
-  angles(L.enc_w, L.enc_b, s->a, Q, d, u);
+  angles(L.enc_w, L.enc_b, a, Q, d, u);
   const float S = quantum::encoder(Q, c.n_qlayers, u, L.qparams, z);
-  for (int i = 0; i < d; ++i) s->e[i] = s->a[i] + kern::dot(L.qout_w + (size_t)i * Q, z, Q) + L.qout_b[i];
+  for (int i = 0; i < d; ++i) e[i] = a[i] + kern::dot(L.qout_w + (size_t)i * Q, z, Q) + L.qout_b[i];
   return S;
 }
 
@@ -161,14 +184,16 @@ void feature_state(const Model& m, int l, int head, const float* v, float* state
   quantum::feature_state(Q, u, L.qvar + (size_t)head * 2 * Q * 3, state);
 }
 
-// 6. One head: att[head] = sum_j w_j v_j over the cached positions j <= pos, with the weights
-// w = softmax_j(beta K(q, k_j)), K the state fidelity (quantum), or softmax_j(q . k_j / sqrt(hd)).
-// Grouped-query attention: query head `head` reads key/value head head / (H / n_kv_heads).
-void attention(const Model& m, int l, int head, int pos, bool quantum, RunState* s) {
+// 6. One head of the token at position pos: att[head] = sum_j w_j v_j over the cached positions
+// j <= pos, with the weights w = softmax_j(beta K(q, k_j)), K the state fidelity (quantum), or
+// softmax_j(q . k_j / sqrt(hd)). q and att are that token's rows. Grouped-query attention: query head
+// `head` reads key/value head head / (H / n_kv_heads).
+void attention(const Model& m, int l, int head, int pos, bool quantum, const float* q_row, float* att_row,
+               RunState* s) {
   const int hd = m.cfg.head_dim(), n = pos + 1, at = head * hd;
   const int kv_at = head / (m.cfg.n_heads / m.cfg.n_kv_heads) * hd;
   const size_t row = s->kv_dim;  // key_row(l, j + 1) - key_row(l, j), the same for values
-  const float* q = s->q + at;
+  const float* q = q_row + at;
   float* w = s->scores;
   if (quantum) {
     feature_state(m, l, head, q, s->query_state);
@@ -181,93 +206,119 @@ void attention(const Model& m, int l, int head, int pos, bool quantum, RunState*
   }
   kern::softmax_inplace(w, n);
   const float* v = s->value_row(l, 0) + kv_at;
-  float* out = s->att + at;
+  float* out = att_row + at;
   for (int i = 0; i < hd; ++i) out[i] = 0.f;
   for (int j = 0; j < n; ++j) kern::axpy(w[j], v + j * row, out, hd);
 }
 
-// act(hb) in place: GELU, or DARUAN by the chosen path; swiglu: hb2 = silu(hb2) * hb (gate times up).
-void activation(const Model& m, const RunOptions& opt, int l, RunState* s) {
-  float* x = s->hb;
-  if (m.cfg.activation == Activation::gelu) return kern::gelu_inplace(x, m.cfg.d_ff);
-  if (m.cfg.activation == Activation::swiglu) return ref::silu_mul(s->hb2, x, m.cfg.d_ff);  // into hb2
+// act(h) in place for one token's FFN hidden row: GELU, or DARUAN by the chosen path; swiglu:
+// h2 = silu(h2) * h (gate times up).
+void activation(const Model& m, const RunOptions& opt, int l, float* h, float* h2, const float* table) {
+  if (m.cfg.activation == Activation::gelu) return kern::gelu_inplace(h, m.cfg.d_ff);
+  if (m.cfg.activation == Activation::swiglu) return ref::silu_mul(h2, h, m.cfg.d_ff);  // into h2
   const quantum::DaruanParams& p = m.layers[l].daruan;
   switch (opt.act_path) {
-    case quantum::DaruanPath::quantum: quantum::daruan_quantum(p, x, x); break;
-    case quantum::DaruanPath::fourier: quantum::daruan_fourier(p, s->act_tables[l], x, x); break;
-    case quantum::DaruanPath::spline: quantum::daruan_spline(p, opt.spline, s->act_tables[l], x, x); break;
+    case quantum::DaruanPath::quantum: quantum::daruan_quantum(p, h, h); break;
+    case quantum::DaruanPath::fourier: quantum::daruan_fourier(p, table, h, h); break;
+    case quantum::DaruanPath::spline: quantum::daruan_spline(p, opt.spline, table, h, h); break;
   }
 }
 
-// One transformer block (Block.forward): x = x + attention(LN1(x)), x = x + FFN(LN2(x)).
-void block(const Model& m, const RunOptions& opt, int l, int pos, RunState* s, LayerStats* ls, Cost* cost) {
+// The path of a token through layer l, from what its entropy meter decided.
+Path path_of(const ModelConfig& c, const RunOptions& opt, const LayerStats& ls) {
+  Path p;
+  p.rank = ls.rank;
+  p.keep_states = keeps_key_states(c, opt.route);
+  p.quantum_attention = ls.quantum && p.keep_states;
+  return p;
+}
+
+// One transformer block (Block.forward) for the n tokens at positions pos..pos+n-1:
+// x = x + attention(LN1(x)), x = x + FFN(LN2(x)).
+void block(const Model& m, const RunOptions& opt, int l, int pos, int n, RunState* s, TokenStats* ts) {
   const ModelConfig& c = m.cfg;
   const Layer& L = m.layers[l];
-  const int d = c.d, hd = c.head_dim();
-  float* ws = s->workspace;
+  const size_t d = c.d, hd = c.head_dim(), kv = s->kv_dim, ff = c.d_ff;
+  const bool swiglu = c.activation == Activation::swiglu;
 
-  // 1-3. a = LN1(x); the entropy meter gives S and e.
-  norm(c, s->x, L.ln1_w, L.ln1_b, s->a);
-  const float S = entropy_meter(m, l, s);
-
-  // 4-5. This token's rank and route in this layer.
-  Path p;
-  p.rank = rank_for(m, opt, S);
-  ls->S = S;
-  ls->h = c.n_qubits > 0 ? S / (c.n_qubits / 2) : 0.f;
-  ls->rank = (uint16_t)p.rank;
-  ls->quantum = routed_quantum(m, opt, ls->h);
-  p.keep_states = keeps_key_states(c, opt.route);
-  p.quantum_attention = ls->quantum && p.keep_states;
-
-  // 6. q, k, v at rank r (k, v: n_kv_heads heads); rotary positions turn q and k; k and v (and k's
-  // feature states) join the cache; attention per head; x += o.
-  float* k = s->key_row(l, pos);
-  linear(L.q, p.rank, s->e, s->q, ws);
-  linear(L.k, p.rank, s->e, k, ws);
-  linear(L.v, p.rank, s->e, s->value_row(l, pos), ws);
-  if (c.positions == PosKind::rotary) {
-    ref::rope_inplace(s->q, c.n_heads, hd, pos, c.rope_theta);
-    ref::rope_inplace(k, c.n_kv_heads, hd, pos, c.rope_theta);
+  // 1-5. Per token: a = LN1(x); the entropy meter gives S and e; S gives the rank and the route.
+  for (int i = 0; i < n; ++i) {
+    norm(c, s->x + i * d, L.ln1_w, L.ln1_b, s->a + i * d);
+    const float S = entropy_meter(m, l, s->a + i * d, s->e + i * d);
+    LayerStats* ls = &ts[i].layer[l];
+    ls->S = S;
+    ls->rank = (uint16_t)rank_for(m, opt, S);
+    ls->h = c.n_qubits > 0 ? S / (c.n_qubits / 2) : 0.f;
+    ls->quantum = routed_quantum(m, opt, ls->h);
   }
-  for (int h = 0; p.keep_states && h < c.n_heads; ++h) feature_state(m, l, h, k + h * hd, s->key_state(l, pos, h));
-  for (int h = 0; h < c.n_heads; ++h) attention(m, l, h, pos, p.quantum_attention, s);
-  linear(L.o, p.rank, s->att, s->tmp, ws);
-  kern::axpy(1.f, s->tmp, s->x, d);
+
+  // 6. q, k, v at each token's rank (k, v: n_kv_heads heads); rotary positions turn q and k; k and v
+  // (and k's feature states) join the cache; attention per token and head, over the positions up to
+  // its own; x += o.
+  float* k = s->key_row(l, pos);  // the n tokens' cache rows follow each other
+  linear(L.q, ts, l, n, s->e, s->q, s);
+  linear(L.k, ts, l, n, s->e, k, s);
+  linear(L.v, ts, l, n, s->e, s->value_row(l, pos), s);
+  for (int i = 0; i < n; ++i) {
+    const Path p = path_of(c, opt, ts[i].layer[l]);
+    if (c.positions == PosKind::rotary) {
+      ref::rope_inplace(s->q + i * d, c.n_heads, (int)hd, pos + i, c.rope_theta);
+      ref::rope_inplace(k + i * kv, c.n_kv_heads, (int)hd, pos + i, c.rope_theta);
+    }
+    for (int h = 0; p.keep_states && h < c.n_heads; ++h)
+      feature_state(m, l, h, k + i * kv + h * hd, s->key_state(l, pos + i, h));
+  }
+  for (int i = 0; i < n; ++i) {
+    const Path p = path_of(c, opt, ts[i].layer[l]);
+    for (int h = 0; h < c.n_heads; ++h) attention(m, l, h, pos + i, p.quantum_attention, s->q + i * d, s->att + i * d, s);
+  }
+  linear(L.o, ts, l, n, s->att, s->tmp, s);
+  kern::axpy(1.f, s->tmp, s->x, (int)(n * d));
 
   // 7. x = x + Down(act(Up(LN2(x)))); swiglu: x = x + Down(silu(Gate(a)) * Up(a)), a = LN2(x).
-  norm(c, s->x, L.ln2_w, L.ln2_b, s->a);
-  linear(L.up, p.rank, s->a, s->hb, ws);
-  if (c.activation == Activation::swiglu) linear(L.gate, p.rank, s->a, s->hb2, ws);
-  activation(m, opt, l, s);
-  linear(L.down, p.rank, c.activation == Activation::swiglu ? s->hb2 : s->hb, s->tmp, ws);
-  kern::axpy(1.f, s->tmp, s->x, d);
+  for (int i = 0; i < n; ++i) norm(c, s->x + i * d, L.ln2_w, L.ln2_b, s->a + i * d);
+  linear(L.up, ts, l, n, s->a, s->hb, s);
+  if (swiglu) linear(L.gate, ts, l, n, s->a, s->hb2, s);
+  for (int i = 0; i < n; ++i) activation(m, opt, l, s->hb + i * ff, swiglu ? s->hb2 + i * ff : nullptr, s->act_tables[l]);
+  linear(L.down, ts, l, n, swiglu ? s->hb2 : s->hb, s->tmp, s);
+  kern::axpy(1.f, s->tmp, s->x, (int)(n * d));
 
-  *cost += block_cost(m, opt, l, p, pos);
+  for (int i = 0; i < n; ++i) {
+    const Cost cost = block_cost(m, opt, l, path_of(c, opt, ts[i].layer[l]), pos + i);
+    ts[i].flops += cost.flops;
+    ts[i].qsim_flops += cost.qsim;
+    ts[i].circuits += cost.circuits;
+  }
 }
 
-// 8. logits = W_head LNf(x)
-void head(const Model& m, RunState* s) {
+// 8. logits = W_head LNf(x) of one token's row x.
+void head(const Model& m, const float* x, RunState* s) {
   const ModelConfig& c = m.cfg;
-  norm(c, s->x, m.lnf_w, m.lnf_b, s->a);
+  norm(c, x, m.lnf_w, m.lnf_b, s->a);
   kern::dense_matvec(DenseMatrix{c.vocab, c.d, m.head_w, nullptr}, s->a, s->logits);
 }
 
 }  // namespace
 
-void forward(const Model& m, const RunOptions& opt, RunState* s, int token, int pos, TokenStats* stats) {
-  Cost cost;
-  embed(m, s, token, pos);
-  for (int l = 0; l < m.cfg.n_layers; ++l) block(m, opt, l, pos, s, &stats->layer[l], &cost);
-  head(m, s);
-  cost.classical(head_flops(m.cfg));
+void forward(const Model& m, const RunOptions& opt, RunState* s, const int32_t* tokens, int n, int pos,
+             TokenStats* stats) {
+  const ModelConfig& c = m.cfg;
+  for (int i = 0; i < n; ++i) {
+    TokenStats& t = stats[i];
+    t.pos = pos + i;
+    t.token = tokens[i];
+    t.flops = t.qsim_flops = t.circuits = 0;
+    t.n_layers = c.n_layers;
+    embed(m, tokens[i], pos + i, s->x + (size_t)i * c.d);
+  }
+  for (int l = 0; l < c.n_layers; ++l) block(m, opt, l, pos, n, s, stats);
+  head(m, s->x + (size_t)(n - 1) * c.d, s);
+  stats[n - 1].flops += head_flops(c);  // only the last token's logits are computed
+}
 
-  stats->pos = pos;
-  stats->token = token;
-  stats->flops = cost.flops;
-  stats->qsim_flops = cost.qsim;
-  stats->circuits = cost.circuits;
-  stats->n_layers = m.cfg.n_layers;
+void forward(const Model& m, const RunOptions& opt, RunState* s, int token, int pos, TokenStats* stats) {
+  const int32_t t = token;
+  forward(m, opt, s, &t, 1, pos, stats);
 }
 
 }  // namespace qtf

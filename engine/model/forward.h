@@ -40,20 +40,24 @@ struct TokenStats {
 bool keeps_key_states(const ModelConfig& c, RouteMode route);
 
 // The buffers of the forward pass, all carved once from the context's arena by layout(). Shapes use
-// d = model width, H heads of hd = d / H, T = n_ctx, L layers, SF = quantum::state_floats(Q).
+// d = model width, H heads of hd = d / H, T = n_ctx, L layers, SF = quantum::state_floats(Q), and
+// B = n_batch, the most tokens one forward() call runs together (row i: the block's i-th token).
 struct RunState {
-  // This token's activations.
-  float* x = nullptr;          // [d] residual stream
-  float* a = nullptr;          // [d] layer-norm output (LN1, LN2, LNf)
-  float* e = nullptr;          // [d] a plus the entropy meter's correction: the input of q, k, v
-  float* q = nullptr;          // [d] query, H heads of hd
-  float* att = nullptr;        // [d] attention output, H heads of hd (the input of o)
-  float* tmp = nullptr;        // [d] output of o or down, before its residual add
-  float* hb = nullptr;         // [d_ff] FFN hidden: up's output, activated in place
-  float* hb2 = nullptr;        // [d_ff] swiglu only: gate's output, then silu(gate) * up
+  // The block's activations, B rows each.
+  float* x = nullptr;          // [B][d] residual stream
+  float* a = nullptr;          // [B][d] layer-norm output (LN1, LN2, LNf)
+  float* e = nullptr;          // [B][d] a plus the entropy meter's correction: the input of q, k, v
+  float* q = nullptr;          // [B][d] query, H heads of hd
+  float* att = nullptr;        // [B][d] attention output, H heads of hd (the input of o)
+  float* tmp = nullptr;        // [B][d] output of o or down, before its residual add
+  float* hb = nullptr;         // [B][d_ff] FFN hidden: up's output, activated in place
+  float* hb2 = nullptr;        // [B][d_ff] swiglu only: gate's output, then silu(gate) * up
+  float* gather_in = nullptr;   // [B][max(d, d_ff)] TT models: the rows of one rank, gathered (ranks differ)
+  float* gather_out = nullptr;  // [B][max(d, d_ff)] and their outputs, before they are scattered back
   float* scores = nullptr;     // [T] attention weights of one head over positions 0..pos
   float* logits = nullptr;     // [vocab]
-  float* workspace = nullptr;  // [max tt_workspace_floats over the block's linears] TT scratch
+  float* workspace = nullptr;  // [max tt_workspace_floats(shape, B) over the block's linears] TT scratch
+  TokenStats* stats = nullptr;  // [B] the per-token report of the last forward() call
   float* query_state = nullptr;  // [SF] one head's query feature state (null unless keeps_key_states)
   // What the cache keeps of every position; use the accessors below.
   float* key_cache = nullptr;    // [L][T][kv_dim]
@@ -61,6 +65,7 @@ struct RunState {
   float* key_states = nullptr;   // [L][T][H][SF] |phi(k)> per head (null unless keeps_key_states)
   float* act_tables[kMaxLayers] = {};  // per layer: DARUAN fourier coefficients or spline table (else null)
   int n_ctx = 0;         // T
+  int n_batch = 0;       // B
   int kv_dim = 0;        // floats of keys (and of values) per position and layer: n_kv_heads * hd
   int n_heads = 0;       // H
   int state_floats = 0;  // SF (0 without quantum parts)
@@ -74,10 +79,16 @@ struct RunState {
 
   // Points every buffer into `base` (null: only sizes) and returns the bytes needed (64-byte aligned
   // buffers). The one place that knows the buffers' sizes.
-  size_t layout(const Model& m, const RunOptions& opt, int n_ctx, void* base);
+  size_t layout(const Model& m, const RunOptions& opt, int n_ctx, int n_batch, void* base);
 };
 
-// Computes the logits of `token` at position `pos` (< n_ctx), appending its keys/values to the cache.
+// Runs the n tokens (1..n_batch) at positions pos..pos+n-1 (pos + n <= n_ctx) through the model
+// together, appending their keys/values to the cache; computes the logits of the last one. stats[i] is
+// token i's report (the head's FLOPs are counted on the last token only: only its logits are made).
+// Logits and reports equal those of running the tokens one at a time (up to float rounding).
+void forward(const Model& m, const RunOptions& opt, RunState* s, const int32_t* tokens, int n, int pos,
+             TokenStats* stats);
+// One token: forward(m, opt, s, &token, 1, pos, stats).
 void forward(const Model& m, const RunOptions& opt, RunState* s, int token, int pos, TokenStats* stats);
 
 }  // namespace qtf

@@ -10,22 +10,23 @@ namespace {
 struct Carver {
   uint8_t* base;  // null while sizing
   size_t used = 0;
-  float* take(size_t floats) {
+  void* take_bytes(size_t bytes) {
     size_t at = (used + 63) / 64 * 64;
-    used = at + floats * sizeof(float);
-    return base ? reinterpret_cast<float*>(base + at) : nullptr;
+    used = at + bytes;
+    return base ? base + at : nullptr;
   }
+  float* take(size_t floats) { return static_cast<float*>(take_bytes(floats * sizeof(float))); }
 };
 
 // Scratch of the largest TT matvec among the block's linears (1 float for dense models).
-size_t tt_workspace_floats(const Model& m) {
+size_t tt_workspace_floats(const Model& m, int batch) {
   size_t most = 1;
   if (!m.cfg.tensorized) return most;
   for (int l = 0; l < m.cfg.n_layers; ++l) {
     const Layer& ly = m.layers[l];
     for (const Linear* lin : {&ly.q, &ly.k, &ly.v, &ly.o, &ly.gate, &ly.up, &ly.down}) {
       if (lin->tt_w.shape.K == 0) continue;  // no gate (activation is not swiglu)
-      size_t need = kern::tt_workspace_floats(lin->tt_w.shape, 1);
+      size_t need = kern::tt_workspace_floats(lin->tt_w.shape, batch);
       if (need > most) most = need;
     }
   }
@@ -48,28 +49,33 @@ bool keeps_key_states(const ModelConfig& c, RouteMode route) {
   return c.quantum_attention && c.has_encoder() && route != RouteMode::all_classical;
 }
 
-size_t RunState::layout(const Model& m, const RunOptions& opt, int T, void* base) {
+size_t RunState::layout(const Model& m, const RunOptions& opt, int T, int B, void* base) {
   const ModelConfig& c = m.cfg;
   Carver arena{static_cast<uint8_t*>(base)};
   const size_t d = c.d, L = c.n_layers;
   const bool states = keeps_key_states(c, opt.route);
   n_ctx = T;
+  n_batch = B;
   kv_dim = c.kv_dim();  // n_kv_heads heads of hd (grouped-query attention: fewer than H)
   n_heads = c.n_heads;
   state_floats = c.has_encoder() ? quantum::state_floats(c.n_qubits) : 0;
   const size_t SF = state_floats;
 
-  x = arena.take(d);
-  a = arena.take(d);
-  e = arena.take(d);
-  q = arena.take(d);
-  att = arena.take(d);
-  tmp = arena.take(d);
-  hb = arena.take(c.d_ff);
-  hb2 = c.activation == Activation::swiglu ? arena.take(c.d_ff) : nullptr;
+  const size_t rows = B, wide = c.d_ff > c.d ? c.d_ff : c.d;
+  x = arena.take(rows * d);
+  a = arena.take(rows * d);
+  e = arena.take(rows * d);
+  q = arena.take(rows * d);
+  att = arena.take(rows * d);
+  tmp = arena.take(rows * d);
+  hb = arena.take(rows * c.d_ff);
+  hb2 = c.activation == Activation::swiglu ? arena.take(rows * c.d_ff) : nullptr;
+  gather_in = c.tensorized && B > 1 ? arena.take(rows * wide) : nullptr;
+  gather_out = c.tensorized && B > 1 ? arena.take(rows * wide) : nullptr;
   scores = arena.take(T);
   logits = arena.take(c.vocab);
-  workspace = arena.take(tt_workspace_floats(m));
+  workspace = arena.take(tt_workspace_floats(m, B));
+  stats = static_cast<TokenStats*>(arena.take_bytes(rows * sizeof(TokenStats)));
   query_state = states ? arena.take(SF) : nullptr;
   key_cache = arena.take(L * T * kv_dim);
   value_cache = arena.take(L * T * kv_dim);

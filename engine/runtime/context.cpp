@@ -16,6 +16,8 @@ RunOptions to_run_options(const Model& m, const ContextOptions& opt) {
   return r;
 }
 
+int batch_of(const ContextOptions& opt) { return opt.n_batch ? opt.n_batch : kDefaultBatch; }
+
 }  // namespace
 
 Status validate_options(const Model& m, const ContextOptions& opt) {
@@ -23,6 +25,9 @@ Status validate_options(const Model& m, const ContextOptions& opt) {
   if (opt.n_ctx < 0 || opt.n_ctx > c.context)
     return Status::error(Err::invalid_argument, "context length %d is outside 1..%d (the model's learned positions)",
                          opt.n_ctx, c.context);
+  if (opt.n_batch < 0 || opt.n_batch > kMaxBatch)
+    return Status::error(Err::invalid_argument, "batch size %d is outside 1..%d (0 = %d)", opt.n_batch, kMaxBatch,
+                         kDefaultBatch);
   if (opt.route == RouteMode::all_quantum && !(c.quantum_attention && c.has_encoder()))
     return Status::error(Err::invalid_argument, "all-quantum routing needs a model with quantum attention");
   if (opt.fixed_rank < 0 || (opt.fixed_rank > 0 && !c.tensorized))
@@ -35,7 +40,7 @@ Status validate_options(const Model& m, const ContextOptions& opt) {
 size_t Context::arena_bytes(const Model& m, const ContextOptions& opt) {
   if (!validate_options(m, opt).ok()) return 0;
   RunState s;
-  return s.layout(m, to_run_options(m, opt), opt.n_ctx ? opt.n_ctx : m.cfg.context, nullptr);
+  return s.layout(m, to_run_options(m, opt), opt.n_ctx ? opt.n_ctx : m.cfg.context, batch_of(opt), nullptr);
 }
 
 Status Context::init(const Model* m, const ContextOptions& opt, void* arena, size_t arena_len) {
@@ -46,11 +51,11 @@ Status Context::init(const Model* m, const ContextOptions& opt, void* arena, siz
   const int n_ctx = opt.n_ctx ? opt.n_ctx : m->cfg.context;
   const RunOptions run = to_run_options(*m, opt);
   RunState probe;
-  size_t need = probe.layout(*m, run, n_ctx, nullptr);
+  size_t need = probe.layout(*m, run, n_ctx, batch_of(opt), nullptr);
   if (arena_len < need)
     return Status::error(Err::no_memory, "context arena is %zu bytes, needs %zu", arena_len, need);
   std::memset(arena, 0, need);
-  state_.layout(*m, run, n_ctx, arena);
+  state_.layout(*m, run, n_ctx, batch_of(opt), arena);
   model_ = m;
   run_ = run;
   spline_error_ = 0;
@@ -66,18 +71,30 @@ Status Context::init(const Model* m, const ContextOptions& opt, void* arena, siz
     }
   }
   n_past_ = 0;
+  n_last_ = 1;
   return Status::success();
 }
 
 Status Context::eval(int token) {
+  const int32_t token32 = token;
+  return eval(&token32, 1);
+}
+
+Status Context::eval(const int32_t* tokens, int n) {
   if (model_ == nullptr) return Status::error(Err::invalid_argument, "context is not initialised");
-  if (token < 0 || token >= model_->cfg.vocab)
-    return Status::error(Err::out_of_range, "token id %d is outside the vocabulary (0..%d)", token, model_->cfg.vocab - 1);
-  if (n_past_ >= state_.n_ctx)
+  if (tokens == nullptr || n < 1 || n > state_.n_batch)
+    return Status::error(Err::invalid_argument, "a block is 1..%d tokens (the context's batch size), not %d",
+                         state_.n_batch, n);
+  for (int i = 0; i < n; ++i)
+    if (tokens[i] < 0 || tokens[i] >= model_->cfg.vocab)
+      return Status::error(Err::out_of_range, "token id %d is outside the vocabulary (0..%d)", tokens[i],
+                           model_->cfg.vocab - 1);
+  if (n > state_.n_ctx - n_past_)
     return Status::error(Err::context_full, "context is full (%d tokens): reset it or use a longer context",
                          state_.n_ctx);
-  forward(*model_, run_, &state_, token, n_past_, &stats_);
-  ++n_past_;
+  forward(*model_, run_, &state_, tokens, n, n_past_, state_.stats);
+  n_past_ += n;
+  n_last_ = n;
   return Status::success();
 }
 

@@ -9,8 +9,12 @@
 
 namespace qtf {
 
+constexpr int kDefaultBatch = 32;  // prompt tokens per block: the arena grows by ~(6 d + 3 d_ff) floats per token
+constexpr int kMaxBatch = 1024;
+
 struct ContextOptions {
   int n_ctx = 0;  // tokens of context; 0 = the model's full context
+  int n_batch = 0;  // most prompt tokens run through the model together (1..kMaxBatch); 0 = kDefaultBatch
   RouteMode route = RouteMode::automatic;
   int fixed_rank = 0;                 // > 0: fixed TT rank for every token
   quantum::DaruanPath act_path = quantum::DaruanPath::fourier;
@@ -28,10 +32,15 @@ class Context {
 
   // Appends `token` at the next position and computes its logits. Err::context_full when full.
   Status eval(int token);
+  // Appends n tokens (1..n_batch()) and runs them through the model as one block (prompt processing);
+  // logits() are the last token's, stats(i) token i's report. Checks every id before running any.
+  Status eval(const int32_t* tokens, int n);
   void reset() { n_past_ = 0; }
 
   const float* logits() const { return state_.logits; }
-  const TokenStats& stats() const { return stats_; }
+  const TokenStats& stats() const { return state_.stats[n_last_ - 1]; }  // the last token's
+  const TokenStats& stats(int i) const { return state_.stats[i]; }     // i < the last eval's n
+  int n_batch() const { return state_.n_batch; }
   int n_past() const { return n_past_; }
   int n_ctx() const { return state_.n_ctx; }
   const Model& model() const { return *model_; }
@@ -43,8 +52,8 @@ class Context {
   const Model* model_ = nullptr;
   RunOptions run_;
   RunState state_;
-  TokenStats stats_;
   int n_past_ = 0;
+  int n_last_ = 1;  // tokens of the last eval
   float spline_error_ = 0;
 };
 

@@ -90,6 +90,7 @@ TEST_CASE("block options: the KV cache holds n_kv_heads heads; a converted llama
   CHECK(!c.tied_embeddings);
   CHECK(lm.model().total_params() == 40 * 16 * 2 + 2 * (2 * 16 + 16 * 16 * 2 + 8 * 16 * 2 + 3 * 24 * 16) + 16);
   ContextOptions o;
+  o.n_batch = 1;  // no prompt block buffers: the arena is mostly the caches
   const size_t gqa_bytes = Context::arena_bytes(lm.model(), o);
   CHECK(gqa_bytes > 0);
   // The caches are 2 x L x n_ctx x kv_dim floats: half of what d would need.

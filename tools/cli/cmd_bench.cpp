@@ -5,6 +5,7 @@
 // warm-up run, with the same RunTotals as qtf run and qtf eval.
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -64,22 +65,28 @@ double run_once(Context& ctx, int vocab, int n_prompt, int n_gen, const Counter*
   auto t0 = std::chrono::steady_clock::now();
   int token = 0;
   const int n = n_prompt ? n_prompt : n_gen;
-  for (int i = 0; i < n; ++i) {
-    if (n_prompt || i == 0) {
-      lcg = lcg * 1664525u + 1013904223u;
-      token = (int)((lcg >> 8) % (uint32_t)vocab);
-    } else {
-      token = argmax(ctx.logits(), vocab);
+  int32_t block[kMaxBatch];
+  for (int i = 0; i < n;) {  // the prompt in blocks of the context's batch size; generation token by token
+    const int b = n_prompt ? std::min(ctx.n_batch(), n - i) : 1;
+    for (int j = 0; j < b; ++j) {
+      if (n_prompt || i == 0) {
+        lcg = lcg * 1664525u + 1013904223u;
+        token = (int)((lcg >> 8) % (uint32_t)vocab);
+      } else {
+        token = argmax(ctx.logits(), vocab);
+      }
+      block[j] = token;
     }
-    Status st = ctx.eval(token);
+    Status st = ctx.eval(block, b);
     if (!st.ok()) {
       std::fprintf(stderr, "qtf bench: %s\n", st.message());
       return -1;
     }
-    if (count) {
-      const TokenStats& s = ctx.stats();
+    for (int j = 0; count && j < b; ++j) {
+      const TokenStats& s = ctx.stats(j);
       count->totals->add(s, energy::estimate(*count->profiles, *count->profile, s.flops, s.qsim_flops, s.circuits).energy_j, 0);
     }
+    i += b;
   }
   double s = seconds_since(t0);
   return n / (s > 0 ? s : 1e-9);
@@ -104,7 +111,7 @@ struct Info {
   double size, params;
   const char* arch;
   const ModelConfig* cfg;
-  int n_ctx, reps;
+  int n_ctx, reps, n_batch;
   double load_ms;
   bool mapped;
   size_t arena_bytes;
@@ -121,8 +128,8 @@ void print_md(const Info& b, const std::vector<TestResult>& tests) {
   for (const TestResult& t : tests)
     std::printf("| %s | %s | %s | CPU (%s) | 1 | %s | %.2f ± %.2f |\n", b.name, sz, pc, b.arch, t.name.c_str(), t.mean,
                 t.stddev);
-  std::printf("\nmodel load %.3f ms (%s), context arena %.1f KiB, peak RSS %.1f MiB; %d repetitions after 1 warm-up\n",
-              b.load_ms, b.mapped ? "mmap" : "read", b.arena_bytes / 1024.0, b.peak_rss_kib / 1024.0, b.reps);
+  std::printf("\nmodel load %.3f ms (%s), context arena %.1f KiB, peak RSS %.1f MiB; prompts in blocks of %d; %d repetitions after 1 warm-up\n",
+              b.load_ms, b.mapped ? "mmap" : "read", b.arena_bytes / 1024.0, b.peak_rss_kib / 1024.0, b.n_batch, b.reps);
   const ModelConfig& cfg = *b.cfg;
   for (const TestResult& t : tests) {
     const RunTotals& c = t.cost;
@@ -246,7 +253,7 @@ int cmd_bench(int argc, char** argv) {
   getrusage(RUSAGE_SELF, &ru);
   const char* slash = std::strrchr(mo.model_path, '/');
   const Info info{mo.model_path, slash ? slash + 1 : mo.model_path, (double)lm.file_size(),
-                  (double)lm.model().total_params(), kern::simd_arch(), &lm.model().cfg, hc.ctx().n_ctx(), reps,
+                  (double)lm.model().total_params(), kern::simd_arch(), &lm.model().cfg, hc.ctx().n_ctx(), reps, hc.ctx().n_batch(),
                   load_ms, lm.mapped(), hc.arena_size(), ru.ru_maxrss /* Linux reports KiB */, profile->name};
   if (out == Output::md) print_md(info, tests);
   else if (out == Output::json) print_json(info, tests);

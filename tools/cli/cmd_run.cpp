@@ -1,4 +1,5 @@
 // qtf run: offline text generation, streamed, with the per-token report (llama.cpp CLI conventions).
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -132,14 +133,18 @@ bool ends_with_stop(const std::string& tail, const std::vector<std::string>& sto
 // and counted.
 void generate(const RunArgs& r, Context& ctx, Sampler& sampler, const Tokenizer& tok, const int32_t* ids,
               const energy::Profiles& profiles, const energy::Profile& profile, Reporter* rep, Generation* g) {
-  auto eval = [&](int token, const char* phase, std::chrono::steady_clock::time_point t0) {
-    g->st = ctx.eval(token);
+  // Runs n tokens as one block (the prompt: up to the context's batch size; generation: 1) and reports
+  // each, the block's time shared evenly among its tokens.
+  auto eval = [&](const int32_t* tokens, int n, const char* phase, std::chrono::steady_clock::time_point t0) {
+    g->st = ctx.eval(tokens, n);
     if (!g->st.ok()) return false;
-    const double ms = ms_since(t0);
-    const TokenStats& s = ctx.stats();
-    const energy::TokenCost cost = energy::estimate(profiles, profile, s.flops, s.qsim_flops, s.circuits);
-    rep->row(ReportRow{phase, tok.token_text(s.token), &s, cost, ms});
-    g->totals.add(s, cost.energy_j, ms);
+    const double ms = ms_since(t0) / n;
+    for (int i = 0; i < n; ++i) {
+      const TokenStats& s = ctx.stats(i);
+      const energy::TokenCost cost = energy::estimate(profiles, profile, s.flops, s.qsim_flops, s.circuits);
+      rep->row(ReportRow{phase, tok.token_text(s.token), &s, cost, ms});
+      g->totals.add(s, cost.energy_j, ms);
+    }
     return true;
   };
   if (r.echo) {
@@ -147,9 +152,10 @@ void generate(const RunArgs& r, Context& ctx, Sampler& sampler, const Tokenizer&
     std::fflush(stdout);
   }
   auto t_prompt = std::chrono::steady_clock::now();
-  for (int i = 0; i < g->n_prompt; ++i) {
-    if (!eval(ids[i], "prompt", std::chrono::steady_clock::now())) break;
-    sampler.accept(ids[i]);
+  for (int i = 0; i < g->n_prompt; i += ctx.n_batch()) {
+    const int n = std::min(ctx.n_batch(), g->n_prompt - i);
+    if (!eval(ids + i, n, "prompt", std::chrono::steady_clock::now())) break;
+    for (int j = 0; j < n; ++j) sampler.accept(ids[i + j]);
   }
   g->prompt_ms = ms_since(t_prompt);
 
@@ -157,7 +163,7 @@ void generate(const RunArgs& r, Context& ctx, Sampler& sampler, const Tokenizer&
   auto t_gen = std::chrono::steady_clock::now();
   while (g->st.ok() && g->generated < r.n_predict) {
     auto t0 = std::chrono::steady_clock::now();
-    int next = sampler.sample(ctx.logits());
+    int32_t next = sampler.sample(ctx.logits());
     sampler.accept(next);
     format::Str text = tok.token_text(next);
     std::fwrite(text.data, 1, text.size, stdout);
@@ -169,7 +175,7 @@ void generate(const RunArgs& r, Context& ctx, Sampler& sampler, const Tokenizer&
       g->stop_reason = "stop string";
       break;
     }
-    if (g->generated == r.n_predict || !eval(next, "gen", t0)) break;
+    if (g->generated == r.n_predict || !eval(&next, 1, "gen", t0)) break;
   }
   g->gen_ms = ms_since(t_gen);
   std::printf("\n");

@@ -115,6 +115,7 @@ int main() {
   check(st.ok(), "model loads, weights bound in place (zero copy)");
 
   qtf::ContextOptions opt;
+  opt.n_batch = 1;  // token by token: no prompt block buffers in the small arena
   qtf::Context ctx;
   qtf::Tokenizer tok;
   qtf::Sampler sampler;

@@ -1,0 +1,144 @@
+// Batched prompt processing (Context::eval of a block, qtf_decode of n > 1) gives the logits and the
+// per-token report of running the same tokens one at a time: every fixture and shipped model, blocks
+// of uneven sizes, and generation afterwards (the KV cache the block wrote is the same).
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <dirent.h>
+#include <string>
+#include <vector>
+
+#include "host/session.h"
+
+using namespace qtf;
+
+namespace {
+
+std::vector<std::string> models() {
+  std::vector<std::string> out;
+  for (const char* dir : {"/tests/fixtures", "/models"}) {
+    const std::string path = std::string(QTF_SOURCE_DIR) + dir;
+    DIR* d = opendir(path.c_str());
+    if (!d) continue;
+    while (dirent* e = readdir(d)) {
+      const std::string name = e->d_name;
+      if (name.size() > 4 && name.compare(name.size() - 4, 4, ".qtf") == 0) out.push_back(path + "/" + name);
+    }
+    closedir(d);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+float max_abs_diff(const float* a, const float* b, int n, float* scale) {
+  float m = 0, s = 1;
+  for (int i = 0; i < n; ++i) {
+    m = std::max(m, std::fabs(a[i] - b[i]));
+    s = std::max(s, std::fabs(a[i]));
+  }
+  *scale = s;
+  return m;
+}
+
+// Runs `prompt` token by token and in the given blocks (then `n_gen` greedy tokens in both), checking
+// logits after every block and every token's report.
+void compare(const host::LoadedModel& lm, ContextOptions opt, const std::vector<int32_t>& prompt,
+             const std::vector<int>& blocks, int n_gen) {
+  const ModelConfig& c = lm.model().cfg;
+  ContextOptions one = opt, many = opt;
+  one.n_batch = 1;
+  many.n_batch = *std::max_element(blocks.begin(), blocks.end());
+  host::HostContext a, b;
+  REQUIRE(a.init(lm, one).ok());
+  REQUIRE(b.init(lm, many).ok());
+  const int n = (int)prompt.size();
+  std::vector<float> logits((size_t)n * c.vocab);
+  std::vector<TokenStats> stats(n);
+  for (int i = 0; i < n; ++i) {
+    REQUIRE(a.ctx().eval(prompt[i]).ok());
+    std::copy(a.ctx().logits(), a.ctx().logits() + c.vocab, logits.begin() + (size_t)i * c.vocab);
+    stats[i] = a.ctx().stats();
+  }
+  int at = 0;
+  for (size_t k = 0; at < n; ++k) {
+    const int len = std::min(blocks[k % blocks.size()], n - at);
+    REQUIRE(b.ctx().eval(prompt.data() + at, len).ok());
+    float scale = 1;
+    const float diff = max_abs_diff(b.ctx().logits(), &logits[(size_t)(at + len - 1) * c.vocab], c.vocab, &scale);
+    INFO("block at " << at << " of " << len << " tokens");
+    CHECK(diff <= 1e-5f * scale);
+    for (int i = 0; i < len; ++i) {
+      const TokenStats& s = b.ctx().stats(i);
+      const TokenStats& r = stats[at + i];
+      CHECK(s.pos == r.pos);
+      CHECK(s.token == r.token);
+      CHECK(s.qsim_flops == r.qsim_flops);
+      CHECK(s.circuits == r.circuits);
+      for (int l = 0; l < c.n_layers; ++l) {
+        CHECK(s.layer[l].rank == r.layer[l].rank);
+        CHECK(s.layer[l].quantum == r.layer[l].quantum);
+        CHECK(std::fabs(s.layer[l].S - r.layer[l].S) <= 1e-4f);
+      }
+    }
+    at += len;
+  }
+  CHECK(b.ctx().n_past() == n);
+  for (int g = 0; g < n_gen; ++g) {  // the cache the blocks wrote serves the next tokens alike
+    const int32_t next = (int32_t)(std::max_element(a.ctx().logits(), a.ctx().logits() + c.vocab) - a.ctx().logits());
+    REQUIRE(a.ctx().eval(next).ok());
+    REQUIRE(b.ctx().eval(&next, 1).ok());
+    float scale = 1;
+    const float diff = max_abs_diff(b.ctx().logits(), a.ctx().logits(), c.vocab, &scale);
+    CHECK(diff <= 1e-5f * scale);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("a prompt run in blocks gives the token-by-token logits and reports, on every model") {
+  const std::vector<std::string> files = models();
+  REQUIRE(files.size() >= 8);
+  for (const std::string& f : files) {
+    INFO(f);
+    host::LoadedModel lm;
+    REQUIRE(lm.load_file(f.c_str()).ok());
+    const ModelConfig& c = lm.model().cfg;
+    ContextOptions opt;
+    opt.n_ctx = std::min(c.context, 48);
+    std::vector<int32_t> prompt((size_t)opt.n_ctx - 6);
+    uint32_t lcg = 7;
+    for (int32_t& t : prompt) t = (int32_t)(((lcg = lcg * 1664525u + 1013904223u) >> 8) % (uint32_t)c.vocab);
+    compare(lm, opt, prompt, {1, 5, 16, 3, 16}, 6);
+    if (c.quantum_attention && c.has_encoder()) {  // both routes of every token
+      opt.route = RouteMode::all_quantum;
+      compare(lm, opt, prompt, {16}, 2);
+    }
+    if (c.tensorized) {  // every token at one rank: the linears run as single matmuls
+      opt.route = RouteMode::automatic;
+      opt.fixed_rank = 2;
+      compare(lm, opt, prompt, {16}, 2);
+    }
+  }
+}
+
+TEST_CASE("blocks are checked before they run") {
+  host::LoadedModel lm;
+  REQUIRE(lm.load_file((std::string(QTF_SOURCE_DIR) + "/tests/fixtures/dense.qtf").c_str()).ok());
+  ContextOptions opt;
+  opt.n_batch = 4;
+  opt.n_ctx = 6;
+  host::HostContext h;
+  REQUIRE(h.init(lm, opt).ok());
+  const int32_t ok[4] = {1, 2, 3, 4}, bad[3] = {1, -1, 2};
+  CHECK(h.ctx().eval(ok, 5).code() == Err::invalid_argument);  // longer than the batch size
+  CHECK(h.ctx().eval(ok, 0).code() == Err::invalid_argument);
+  CHECK(h.ctx().eval(bad, 3).code() == Err::out_of_range);
+  CHECK(h.ctx().n_past() == 0);
+  REQUIRE(h.ctx().eval(ok, 4).ok());
+  CHECK(h.ctx().eval(ok, 3).code() == Err::context_full);  // 4 + 3 > 6: nothing runs
+  CHECK(h.ctx().n_past() == 4);
+  opt.n_batch = kMaxBatch + 1;
+  CHECK(!h.init(lm, opt).ok());
+}
