@@ -109,10 +109,15 @@ class Model:
     def tokenize(self, text):
         """Token ids of a str (UTF-8) or bytes, as an int32 numpy array (bytes with no token are skipped)."""
         data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
-        out = np.zeros(len(data) + 1, dtype=np.int32)  # at most one token per byte
+        out = np.zeros(len(data) + 1, dtype=np.int32)  # at most one token per byte with today's tokenizers
         n = ctypes.c_int32()
-        _check(_L().qtf_tokenize(self._h, data, len(data), out.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)),
-                                 len(out), ctypes.byref(n)))
+        for _ in range(2):  # if not, the call says how many are needed: once more with that
+            status = _L().qtf_tokenize(self._h, data, len(data), out.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)),
+                                       len(out), ctypes.byref(n))
+            if status != _capi.ERR_OUT_OF_RANGE or n.value <= len(out):
+                break
+            out = np.zeros(n.value, dtype=np.int32)
+        _check(status)
         return out[:n.value].copy()
 
     def detokenize(self, tokens):

@@ -6,6 +6,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <chrono>
@@ -265,9 +266,13 @@ bool parse_request(const Server& S, const std::string& text, bool chat, GenReque
   }
   // Tokenize; the prompt must leave room for at least one generated token.
   const Tokenizer& tok = S.model.tokenizer();
-  req->prompt.resize(prompt->size() + 1);
+  req->prompt.resize(prompt->size() + 1);  // at most one token per byte with today's tokenizers
   int n_ids = 0;
   Status st = tok.encode(prompt->data(), prompt->size(), req->prompt.data(), (int)req->prompt.size(), &n_ids, nullptr);
+  if (st.code() == Err::out_of_range && n_ids > (int)req->prompt.size()) {  // if not: once more, as large as needed
+    req->prompt.resize(n_ids);
+    st = tok.encode(prompt->data(), prompt->size(), req->prompt.data(), (int)req->prompt.size(), &n_ids, nullptr);
+  }
   if (!st.ok()) {
     *bad = {std::string("cannot tokenize the prompt: ") + st.message(), chat ? "messages" : "prompt"};
     return false;
@@ -582,12 +587,29 @@ int cmd_serve(int argc, char** argv) {
     send_error(res, 500, "internal error", "server_error");
   });
 
+  // Our socket options: SO_REUSEADDR (a quick restart), not the library's default SO_REUSEPORT (which lets
+  // a second server bind the same port and silently share its connections). The sockets are kept to widen
+  // the listen backlog below.
+  std::vector<int> sockets;
+  http.set_socket_options([&sockets](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    sockets.push_back(sock);
+  });
   int bound = port;
   if (port == 0) bound = http.bind_to_any_port(host);
   else if (!http.bind_to_port(host, port)) bound = -1;
   if (bound <= 0) {
     std::fprintf(stderr, "qtf serve: cannot listen on %s:%d\n", host.c_str(), port);
     return 1;
+  }
+  // Debian's libcpp-httplib 0.11 listens with a backlog of 5 (compiled in): a burst of new connections
+  // beyond that (seen under sanitizers with 24 at once) can be reset before the accept loop takes them.
+  // listen() again on the bound socket widens it; the wait queue above stays the real bound.
+  for (int fd : sockets) {
+    int listening = 0;
+    socklen_t len = sizeof listening;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 && listening) listen(fd, SOMAXCONN);
   }
   std::atomic<bool> stopping{false};
   std::thread watcher([&http, &stopping, sigs] {
