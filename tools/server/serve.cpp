@@ -495,31 +495,21 @@ int cmd_serve(int argc, char** argv) {
   ModelOptions mo;
   std::string host = "127.0.0.1", name;
   int port = 8080, parallel = 4, queue = 16, queue_timeout_s = 30, max_tokens = 4096, max_body = 1 << 20;
-  for (int i = 1; i < argc; ++i) {
-    const char* a = argv[i];
-    const int shared = parse_shared_option(argc, argv, &i, &mo, kUsage);
-    if (shared == kConsumed) continue;
-    if (shared != kNotShared) return shared;
-    if (i + 1 >= argc) {
-      std::fprintf(stderr, "qtf serve: unknown option or missing value: '%s'\n%s", a, kUsage);
-      return 2;
-    }
-    const char* v = argv[++i];
+  const int parsed = parse_options(argc, argv, "serve", kUsage, &mo, [&](Args& a) {
+    const char* v = nullptr;
     bool ok = true;
-    if (!std::strcmp(a, "--host")) host = v;
-    else if (!std::strcmp(a, "--port")) ok = parse_int(a, v, 0, 65535, &port);
-    else if (!std::strcmp(a, "--parallel")) ok = parse_int(a, v, 1, 256, &parallel);
-    else if (!std::strcmp(a, "--queue")) ok = parse_int(a, v, 0, 4096, &queue);
-    else if (!std::strcmp(a, "--queue-timeout")) ok = parse_int(a, v, 0, 3600, &queue_timeout_s);
-    else if (!std::strcmp(a, "--max-tokens")) ok = parse_int(a, v, 1, 1 << 20, &max_tokens);
-    else if (!std::strcmp(a, "--max-body")) ok = parse_int(a, v, 64, 1 << 30, &max_body);
-    else if (!std::strcmp(a, "--name")) name = v;
-    else {
-      std::fprintf(stderr, "qtf serve: unknown option '%s'\n%s", a, kUsage);
-      return 2;
-    }
-    if (!ok) return 2;
-  }
+    if (a.is("--host")) ok = a.value(&v) && (host = v, true);
+    else if (a.is("--port")) ok = a.int_value(0, 65535, &port);
+    else if (a.is("--parallel")) ok = a.int_value(1, 256, &parallel);
+    else if (a.is("--queue")) ok = a.int_value(0, 4096, &queue);
+    else if (a.is("--queue-timeout")) ok = a.int_value(0, 3600, &queue_timeout_s);
+    else if (a.is("--max-tokens")) ok = a.int_value(1, 1 << 20, &max_tokens);
+    else if (a.is("--max-body")) ok = a.int_value(64, 1 << 30, &max_body);
+    else if (a.is("--name")) ok = a.value(&v) && (name = v, true);
+    else return kUnknown;
+    return ok ? kParsed : kBadValue;
+  });
+  if (parsed != kConsumed) return parsed;
 
   auto S = std::make_unique<Server>();
   if (!load_model(mo, &S->model) || !load_profiles(mo, &S->profiles, &S->profile)) return 1;
