@@ -126,8 +126,20 @@ bool generate(Slot& slot, const host::LoadedModel& m, const Energy& e, const Gen
     r.counters.add(s, energy::estimate(*e.profiles, *e.profile, s.flops, s.qsim_flops, s.circuits));
     return true;
   };
-  for (int32_t t : req.prompt)
-    if (!run(t)) return false;
+  // The prompt in blocks of up to n_batch tokens (batched prompt processing), every token counted.
+  for (size_t at = 0; at < req.prompt.size();) {
+    const int n = (int)std::min<size_t>((size_t)ctx.n_batch(), req.prompt.size() - at);
+    Status st = ctx.eval(req.prompt.data() + at, n);
+    if (!st.ok()) {
+      *err = st.message();
+      return false;
+    }
+    for (int i = 0; i < n; ++i) {
+      const TokenStats& s = ctx.stats(i);
+      r.counters.add(s, energy::estimate(*e.profiles, *e.profile, s.flops, s.qsim_flops, s.circuits));
+    }
+    at += (size_t)n;
+  }
 
   host::HostSampler sampler;  // per request: its own seed and settings (allocated here, not per token)
   Status st = sampler.init(m.model().cfg.vocab, req.sampler);
