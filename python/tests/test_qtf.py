@@ -140,5 +140,31 @@ class ShippedModels(unittest.TestCase):
         self.assertEqual(got, [want] * 4)
 
 
+class Bindings(unittest.TestCase):
+    def test_ctypes_structs_match_qtf_h(self):
+        """The ctypes structs (python/qtf/_capi.py) have qtf.h's fields, types and order: a change to the
+        header that the bindings miss fails here instead of corrupting memory."""
+        import re
+        from qtf import _capi
+        header = open(os.path.join(ROOT, "engine", "capi", "qtf.h")).read()
+        header = re.sub(r"/\*.*?\*/", "", header, flags=re.S)
+        ctype = {"int32_t": "c_int", "int64_t": "c_long", "uint64_t": "c_ulong", "float": "c_float",
+                 "qtf_route": "c_int", "qtf_act_path": "c_int"}
+        for cname, struct in (("qtf_model_info", _capi.ModelInfo), ("qtf_context_params", _capi.ContextParams),
+                              ("qtf_layer_stats", _capi.LayerStats), ("qtf_token_stats", _capi.TokenStats),
+                              ("qtf_sampler_params", _capi.SamplerParams)):
+            body = re.search(r"typedef struct \{([^}]*)\} " + cname + ";", header)
+            self.assertIsNotNone(body, cname)
+            want = []
+            for decl in body.group(1).split(";"):
+                decl = decl.strip()
+                if decl:
+                    typ, names = decl.split(None, 1)
+                    want += [(n.strip(), ctype[typ]) for n in names.split(",")]
+            got = [(n, t.__name__.replace("c_int32", "c_int").replace("c_int64", "c_long")
+                    .replace("c_uint64", "c_ulong")) for n, t in struct._fields_]
+            self.assertEqual(got, want, cname)
+
+
 if __name__ == "__main__":
     unittest.main()
