@@ -132,17 +132,28 @@ void daruan_quantum(const DaruanParams& p, const float* x, float* y) {
 }
 
 size_t daruan_fourier_floats(int channels, int depth) {
-  return (size_t)(channels + kFourierLanes - 1) / kFourierLanes * kFourierLanes * pow3(depth);
+  return (size_t)(channels + kFourierLanes - 1) / kFourierLanes * fourier_block_floats(depth);
 }
 
 void daruan_fourier_build(const DaruanParams& p, float* storage) {
-  const int n = pow3(p.depth);
+  const int D = p.depth, n = pow3(D);
   for (int c = 0; c < p.channels; ++c) {
-    const float* theta = p.theta + (size_t)c * (p.depth + 1) * 2;
+    const float* theta = p.theta + (size_t)c * (D + 1) * 2;
     float R[6561];  // 3^kMaxDaruanDepth coefficients, interleaved into the channel's block below
-    fourier_build_channel(theta, p.depth, R);
-    float* block = storage + (size_t)(c / kFourierLanes) * n * kFourierLanes;
-    for (int m = 0; m < n; ++m) block[m * kFourierLanes + c % kFourierLanes] = R[m];
+    fourier_build_channel(theta, D, R);
+    float* block = storage + (size_t)(c / kFourierLanes) * fourier_block_floats(D) + c % kFourierLanes;
+    for (int l = 0; l < D; ++l) {
+      block[(2 * l) * kFourierLanes] = p.w[c * D + l];
+      block[(2 * l + 1) * kFourierLanes] = p.b[c * D + l];
+    }
+    float* coeff = block + fourier_coeff_offset(D);
+    for (int m = 0; m < n; ++m) coeff[m * kFourierLanes] = R[m];
+  }
+  // Lanes past the last channel: zero weights and coefficients (never stored to y, but loaded).
+  const int padded = (p.channels + kFourierLanes - 1) / kFourierLanes * kFourierLanes;
+  for (int c = p.channels; c < padded; ++c) {
+    float* block = storage + (size_t)(c / kFourierLanes) * fourier_block_floats(D) + c % kFourierLanes;
+    for (size_t k = 0; k < fourier_block_floats(D) / kFourierLanes; ++k) block[k * kFourierLanes] = 0.f;
   }
 }
 

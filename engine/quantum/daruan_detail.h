@@ -10,15 +10,26 @@
 namespace qtf::quantum {
 namespace {
 
-// Fourier storage: channels in blocks of kFourierLanes, coefficient-major within a block:
-// [ceil(C / kFourierLanes)][3^D][kFourierLanes], so one vector load fetches a coefficient for several
-// channels. The width is fixed per build (16, the widest vector, wherever SIMD variants exist; 1 where
+// Fourier storage: channels in blocks of kFourierLanes. A block holds, lane-interleaved (channel c at
+// lane c % kFourierLanes), first the data-angle weights w and biases b of its channels, [D][2][lanes],
+// then the coefficients, [3^D][lanes]: one vector load fetches a value for several channels, with no
+// gather. The width is fixed per build (16, the widest vector, wherever SIMD variants exist; 1 where
 // none can), not per variant: a table built once serves whichever variant runs.
 #if QTF_SIMD
 constexpr int kFourierLanes = 16;
 #else
 constexpr int kFourierLanes = 1;
 #endif
+
+inline int pow3(int n) {
+  int r = 1;
+  while (n-- > 0) r *= 3;
+  return r;
+}
+
+// Floats of one block, and where its coefficients start.
+inline size_t fourier_block_floats(int depth) { return (size_t)(2 * depth + pow3(depth)) * kFourierLanes; }
+inline size_t fourier_coeff_offset(int depth) { return (size_t)2 * depth * kFourierLanes; }
 
 // The data angle w x + b. The product of two floats is exact in double, so the quantum and the fourier
 // path see the same rounded angle whatever the compiler contracts (their agreement then does not
@@ -30,12 +41,6 @@ inline float activation(const DaruanParams& p, int c, float g, float x) {
   float y = p.a[c] * g + p.e[c];
   if (p.s[c] != 0.f) y += p.s[c] * (x / (1.f + std::exp(-x)));
   return y;
-}
-
-inline int pow3(int n) {
-  int r = 1;
-  while (n-- > 0) r *= 3;
-  return r;
 }
 
 // sum_m R[m] prod_l basis[l][m_l], depth first: axis 0 is contracted inline for each group of three
@@ -66,14 +71,15 @@ T fourier_contract(Load R, int D, const T (*basis)[3]) {
 
 // One channel of the fourier path (scalar): the scalar variant and every SIMD variant's tail.
 inline float fourier_channel(const DaruanParams& p, const float* storage, int c, float xc) {
-  const int D = p.depth, n = pow3(D);
-  const float* block = storage + (size_t)(c / kFourierLanes) * n * kFourierLanes + c % kFourierLanes;
+  const int D = p.depth;
+  const float* block = storage + (size_t)(c / kFourierLanes) * fourier_block_floats(D) + c % kFourierLanes;
+  const float* coeff = block + fourier_coeff_offset(D);
   float basis[kMaxDaruanDepth][3];
   for (int l = 0; l < D; ++l) {
-    const float phi = data_angle(p.w[c * D + l], xc, p.b[c * D + l]);
+    const float phi = data_angle(block[(2 * l) * kFourierLanes], xc, block[(2 * l + 1) * kFourierLanes]);
     basis[l][0] = 1.f, basis[l][1] = std::cos(phi), basis[l][2] = std::sin(phi);
   }
-  const float g = fourier_contract<float>([block](int m) { return block[m * kFourierLanes]; }, D, basis);
+  const float g = fourier_contract<float>([coeff](int m) { return coeff[m * kFourierLanes]; }, D, basis);
   return activation(p, c, g, xc);
 }
 
