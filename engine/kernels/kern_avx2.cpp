@@ -9,6 +9,7 @@
 
 namespace qtf::kern_avx2 {
 namespace {
+constexpr bool kFusedFma = true;
 using V8 = xsimd::batch<float, xsimd::fma3<xsimd::avx2>>;
 using V4 = xsimd::batch<float, xsimd::sse4_2>;
 inline V4 fmadd(const V4& a, const V4& b, const V4& c) { return _mm_fmadd_ps(a, b, c); }  // xsimd: mul+add

@@ -10,6 +10,7 @@
 
 namespace qtf::kern_avx512 {
 namespace {
+constexpr bool kFusedFma = true;
 using V16 = xsimd::batch<float, xsimd::avx512bw>;
 using V8 = xsimd::batch<float, xsimd::fma3<xsimd::avx2>>;
 using V4 = xsimd::batch<float, xsimd::sse4_2>;

@@ -11,8 +11,14 @@ namespace qtf::kern_neon {
 namespace {
 #if XSIMD_WITH_NEON64
 using V4 = xsimd::batch<float, xsimd::neon64>;
+constexpr bool kFusedFma = true;  // vfmaq_f32
 #else
 using V4 = xsimd::batch<float, xsimd::neon>;
+#if defined(__ARM_FEATURE_FMA)
+constexpr bool kFusedFma = true;  // vfmaq_f32 (e.g. -mfpu=neon-vfpv4)
+#else
+constexpr bool kFusedFma = false;  // xsimd 8.1 falls back to multiply, then add
+#endif
 #endif
 }  // namespace
 }  // namespace qtf::kern_neon

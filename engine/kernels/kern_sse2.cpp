@@ -8,6 +8,7 @@
 
 namespace qtf::kern_sse2 {
 namespace {
+constexpr bool kFusedFma = false;
 using V4 = xsimd::batch<float, xsimd::sse2>;
 }  // namespace
 }  // namespace qtf::kern_sse2
