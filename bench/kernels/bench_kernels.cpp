@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels/kernels.h"
+#include "simd_env.h"
 
 using namespace qtf;
 

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "quantum/quantum.h"
+#include "simd_env.h"
 #include "quantum/statevector.h"
 
 using namespace qtf::quantum;
