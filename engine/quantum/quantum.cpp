@@ -97,18 +97,24 @@ long long encoder_flops_q(int n_qlayers) {
 }
 
 // |phi> = V2 E(u) V1 E(u) |0..0>: E and V1's one-qubit gates on |0..0> give a product state; then
-// V1's CRX chain; then E and V2's one-qubit gates fused per wire; then V2's CRX chain.
+// V1's CRX chain; then E and V2's one-qubit gates fused per wire; then V2's CRX chain. The gates of V1
+// and V2 come precomputed (FeatureGates).
+Gate2 as_gate(const float* g) { return {{g[0], g[1], g[2], g[3]}, {g[4], g[5], g[6], g[7]}}; }
+
 template <int Q>
-void feature_state_q(const float* u, const float* var, float* out) {
+void feature_state_q(const float* u, const FeatureGates& G, float* out) {
   State<Q> s;
-  const float* v1 = var;
-  const float* v2 = var + Q * 3;
   Encoding enc[Q];
   encode_angles<Q>(u, enc);
-  encode_product(s, enc, v1);
-  crx_chain(s, v1);
-  for (int i = 0; i < Q; ++i) apply_gate(s, i, gate_mul(layer_gate(v2 + 3 * i), enc[i].gate()));
-  crx_chain(s, v2);
+  float v[Q][4];
+  for (int i = 0; i < Q; ++i) {
+    enc[i].on_zero(v[i]);
+    apply_to_wire(as_gate(G.v1[i]), v[i]);
+  }
+  set_product_state(s, v);
+  for (int i = 0; i + 1 < Q; ++i) apply_crx_cs(s, i, i + 1, G.crx1[i][0], G.crx1[i][1]);
+  for (int i = 0; i < Q; ++i) apply_gate(s, i, gate_mul(as_gate(G.v2[i]), enc[i].gate()));
+  for (int i = 0; i + 1 < Q; ++i) apply_crx_cs(s, i, i + 1, G.crx2[i][0], G.crx2[i][1]);
   std::memcpy(out, s.re, sizeof s.re);
   std::memcpy(out + State<Q>::kDim, s.im, sizeof s.im);
 }
@@ -149,8 +155,29 @@ float encoder(int Q, int n_qlayers, const float* u, const float* params, float* 
   return with_qubits(Q, [&](auto q) { return encoder_q<decltype(q)::value>(n_qlayers, u, params, z); });
 }
 
+void feature_gates_build(int Q, const float* var, FeatureGates* gates) {
+  *gates = FeatureGates{};
+  if (Q < 1 || Q > kMaxQubits) return;
+  const float* p[2] = {var, var + Q * 3};
+  float (*one[2])[8] = {gates->v1, gates->v2};
+  float (*crx[2])[2] = {gates->crx1, gates->crx2};
+  for (int k = 0; k < 2; ++k)
+    for (int i = 0; i < Q; ++i) {
+      const Gate2 g = layer_gate(p[k] + 3 * i);
+      for (int j = 0; j < 4; ++j) one[k][i][j] = g.re[j], one[k][i][4 + j] = g.im[j];
+      const float t = p[k][3 * i + 2];
+      crx[k][i][0] = std::cos(0.5f * t), crx[k][i][1] = std::sin(0.5f * t);
+    }
+}
+
+void feature_state(int Q, const float* u, const FeatureGates& gates, float* state) {
+  with_qubits(Q, [&](auto q) { feature_state_q<decltype(q)::value>(u, gates, state); });
+}
+
 void feature_state(int Q, const float* u, const float* var, float* state) {
-  with_qubits(Q, [&](auto q) { feature_state_q<decltype(q)::value>(u, var, state); });
+  FeatureGates gates;
+  feature_gates_build(Q, var, &gates);
+  feature_state(Q, u, gates, state);
 }
 
 void fidelities(int Q, const float* query, const float* keys, size_t key_stride, int n, float* out) {

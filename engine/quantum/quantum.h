@@ -39,6 +39,16 @@ inline int state_floats(int Q) { return 2 << Q; }
 // computed by the caller; var is [2][Q][3] (V1 then V2). Writes state_floats(Q) floats.
 void feature_state(int Q, const float* u, const float* var, float* state);
 
+// The same with the variational part's trigonometry done once (per context, per head): the fused
+// one-qubit gates and the CRX cosines/sines of V1 and V2 depend only on var.
+struct FeatureGates {
+  float v1[kMaxQubits][8], v2[kMaxQubits][8];     // RZ RX per wire, as a Gate2 (re[4], im[4])
+  float crx1[kMaxQubits][2], crx2[kMaxQubits][2];  // cos, sin of half the CRX angle on (i, i+1)
+};
+constexpr size_t kFeatureGatesFloats = sizeof(FeatureGates) / sizeof(float);
+void feature_gates_build(int Q, const float* var, FeatureGates* gates);
+void feature_state(int Q, const float* u, const FeatureGates& gates, float* state);
+
 // K(a, b) = |<a|b>|^2 for one query state against n key states spaced key_stride floats apart.
 // Runs the SIMD variant in use (kernels/dispatch.h); fidelities_scalar is its scalar twin.
 void fidelities(int Q, const float* query, const float* keys, size_t key_stride, int n, float* out);

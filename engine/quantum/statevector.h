@@ -175,10 +175,15 @@ inline void apply_cnot(State<Q>& s, int control, int target) {
   });
 }
 
+// CRX with c = cos(t/2), sn = sin(t/2) given.
+template <int Q>
+inline void apply_crx_cs(State<Q>& s, int control, int target, float c, float sn) {
+  for_each_controlled_pair<Q>(control, target, [&](int i0, int i1) { rx_pair(s.re, s.im, i0, i1, c, sn); });
+}
+
 template <int Q>
 inline void apply_crx(State<Q>& s, int control, int target, float t) {
-  const float c = std::cos(0.5f * t), sn = std::sin(0.5f * t);
-  for_each_controlled_pair<Q>(control, target, [&](int i0, int i1) { rx_pair(s.re, s.im, i0, i1, c, sn); });
+  apply_crx_cs(s, control, target, std::cos(0.5f * t), std::sin(0.5f * t));
 }
 
 // Product state |v_0> (x) |v_1> (x) ... (x) |v_{Q-1}> from one 2-amplitude state per wire
