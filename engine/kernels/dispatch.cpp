@@ -164,6 +164,18 @@ void tt_matvec(const TTMatrix& W, int rank, const float* x, float* y, float* wor
   tt_matmul(W, rank, x, 1, y, workspace);
 }
 
+void tt_matvec(const TTMatrix& W, const tt::Plan& plan, const float* x, float* y, float* workspace) {
+  tt::run_plan(plan, W, 1, x, y, workspace, active().tt_step);
+}
+
+void tt_matmul(const TTMatrix& W, const tt::Plan& plan, const float* X, int batch, float* Y, float* workspace) {
+  if (batch == 1) return tt_matvec(W, plan, X, Y, workspace);
+  tt::Plan p = plan;
+  for (int t = 0; t < p.K; ++t) p.steps[t].P *= batch;
+  p.flops *= batch;
+  tt::run_plan(p, W, batch, X, Y, workspace, active().tt_step);
+}
+
 void dense_matvec(const DenseMatrix& M, const float* x, float* y) { active().dense_matmul(M, x, 1, y); }
 void dense_matmul(const DenseMatrix& M, const float* X, int batch, float* Y) { active().dense_matmul(M, X, batch, Y); }
 float dot(const float* a, const float* b, int n) { return active().dot(a, b, n); }

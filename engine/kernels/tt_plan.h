@@ -55,4 +55,13 @@ void run_plan(const Plan& plan, const TTMatrix& W, int batch, const float* X, fl
 void step_scalar(const Step& s, const float* in, float* out, int64_t q_begin);
 
 }  // namespace tt
+
+namespace kern {
+// y = W x + b by a plan made beforehand (best_plan(W, rank, 1), e.g. once per context and rank): the
+// same result as tt_matvec(W, rank, x, y, workspace), with the SIMD variant in use.
+void tt_matvec(const TTMatrix& W, const tt::Plan& plan, const float* x, float* y, float* workspace);
+// Y[b] = W X[b] + b for `batch` vectors by a one-vector plan (its blocks repeat per vector; the
+// cheaper order does not depend on the batch): as tt_matmul(W, rank, X, batch, Y, workspace).
+void tt_matmul(const TTMatrix& W, const tt::Plan& plan, const float* X, int batch, float* Y, float* workspace);
+}  // namespace kern
 }  // namespace qtf

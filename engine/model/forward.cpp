@@ -44,8 +44,10 @@ struct Cost {
   }
 };
 
-int64_t linear_flops(const Linear& lin, int rank) {  // the bias add of a dense linear counts when it has one
-  return lin.tt ? tt_matvec_flops(lin.tt_w.shape, rank) : 2ll * lin.rows * lin.cols + (lin.dense.bias ? lin.rows : 0);
+// Linear j (0..6: q k v o up down gate) of layer l at the path's rank: its plan's FLOPs when TT; the
+// bias add of a dense linear counts when it has one.
+int64_t linear_flops(const RunState& s, const Linear& lin, int l, int j, int rank) {
+  return lin.tt ? s.tt_plan(l, j, rank).flops : 2ll * lin.rows * lin.cols + (lin.dense.bias ? lin.rows : 0);
 }
 
 int64_t angles_flops(int Q, int n) { return 2ll * Q * n + kTanhFlops * Q; }  // tanh(W x (+ b)), W [Q, n]
@@ -54,7 +56,7 @@ int64_t norm_flops(const ModelConfig& c) { return (c.norm == NormKind::rmsnorm ?
 
 // What one token costs in layer l at position pos, step by step as block() runs it, from the same
 // shapes the kernels get.
-Cost block_cost(const Model& m, const RunOptions& opt, int l, const Path& p, int pos) {
+Cost block_cost(const Model& m, const RunOptions& opt, const RunState& s, int l, const Path& p, int pos) {
   const ModelConfig& c = m.cfg;
   const Layer& L = m.layers[l];
   const int64_t d = c.d, H = c.n_heads, hd = c.head_dim(), Q = c.n_qubits, n = pos + 1, r = p.rank;
@@ -64,7 +66,7 @@ Cost block_cost(const Model& m, const RunOptions& opt, int l, const Path& p, int
     cost.classical(angles_flops(Q, d) + 2 * d * Q + 2 * d);
     cost.simulated(quantum::encoder_flops(Q, c.n_qlayers), 1);
   }
-  cost.classical(linear_flops(L.q, r) + linear_flops(L.k, r) + linear_flops(L.v, r));  // 6. q, k, v
+  cost.classical(linear_flops(s, L.q, l, 0, r) + linear_flops(s, L.k, l, 1, r) + linear_flops(s, L.v, l, 2, r));  // 6.
   if (c.positions == PosKind::rotary) cost.classical(kRopeFlops * (d + c.kv_dim()) / 2);
   if (p.keep_states) {  // this token's key states, per head
     cost.classical(H * angles_flops(Q, hd));
@@ -77,10 +79,10 @@ Cost block_cost(const Model& m, const RunOptions& opt, int l, const Path& p, int
     cost.classical(H * (2 * hd + 1) * n);
   }
   cost.classical(H * (kSoftmaxFlops + 2 * hd) * n);  // softmax, weighted sum of the values
-  cost.classical(linear_flops(L.o, r) + d);          // o, residual
-  cost.classical(norm_flops(c) + linear_flops(L.up, r) + linear_flops(L.down, r) + d);  // 7.
+  cost.classical(linear_flops(s, L.o, l, 3, r) + d);  // o, residual
+  cost.classical(norm_flops(c) + linear_flops(s, L.up, l, 4, r) + linear_flops(s, L.down, l, 5, r) + d);  // 7.
   if (c.activation == Activation::swiglu) {
-    cost.classical(linear_flops(L.gate, r) + kSiluMulFlops * c.d_ff);
+    cost.classical(linear_flops(s, L.gate, l, 6, r) + kSiluMulFlops * c.d_ff);
   } else if (c.activation == Activation::gelu) {
     cost.classical(kGeluFlops * c.d_ff);
   } else {
@@ -101,12 +103,13 @@ int64_t head_flops(const ModelConfig& c) { return norm_flops(c) + 2ll * c.vocab 
 
 // Y[i] = W X[i] for the n rows, each at its token's rank in layer l. Rows of one rank run as one
 // matmul; when the ranks differ, the rows of each rank are gathered (in order) and scattered back.
-void linear(const Linear& lin, const TokenStats* ts, int l, int n, const float* X, float* Y, RunState* s) {
+// Linear `which` (0..6: q k v o up down gate) of layer l: TT linears run the context's plan for the rank.
+void linear(const Linear& lin, int which, const TokenStats* ts, int l, int n, const float* X, float* Y, RunState* s) {
   if (!lin.tt) return kern::dense_matmul(lin.dense, X, n, Y);
   auto rank = [&](int i) { return (int)ts[i].layer[l].rank; };
   int i0 = 0;
   while (i0 < n && rank(i0) == rank(0)) ++i0;
-  if (i0 == n) return kern::tt_matmul(lin.tt_w, rank(0), X, n, Y, s->workspace);
+  if (i0 == n) return kern::tt_matmul(lin.tt_w, s->tt_plan(l, which, rank(0)), X, n, Y, s->workspace);
   const size_t in = lin.cols, out = lin.rows;
   for (int i = 0; i < n; ++i) {
     bool seen = false;
@@ -115,7 +118,7 @@ void linear(const Linear& lin, const TokenStats* ts, int l, int n, const float* 
     int g = 0;
     for (int j = i; j < n; ++j)
       if (rank(j) == rank(i)) std::memcpy(s->gather_in + g++ * in, X + j * in, in * sizeof(float));
-    kern::tt_matmul(lin.tt_w, rank(i), s->gather_in, g, s->gather_out, s->workspace);
+    kern::tt_matmul(lin.tt_w, s->tt_plan(l, which, rank(i)), s->gather_in, g, s->gather_out, s->workspace);
     g = 0;
     for (int j = i; j < n; ++j)
       if (rank(j) == rank(i)) std::memcpy(Y + j * out, s->gather_out + g++ * out, out * sizeof(float));
@@ -176,12 +179,12 @@ bool routed_quantum(const Model& m, const RunOptions& opt, float h) {
 }
 
 // |phi(v)> of one head: u = tanh(W_qk[head] v), then the kernel feature-state circuit.
-void feature_state(const Model& m, int l, int head, const float* v, float* state) {
+void feature_state(const Model& m, const RunState* s, int l, int head, const float* v, float* state) {
   const int Q = m.cfg.n_qubits, hd = m.cfg.head_dim();
   const Layer& L = m.layers[l];
   float u[quantum::kMaxQubits];
   angles(L.qk_w + (size_t)head * Q * hd, nullptr, v, Q, hd, u);
-  quantum::feature_state(Q, u, L.qvar + (size_t)head * 2 * Q * 3, state);
+  quantum::feature_state(Q, u, s->feature_gates[(size_t)l * m.cfg.n_heads + head], state);
 }
 
 // 6. One head of the token at position pos: att[head] = sum_j w_j v_j over the cached positions
@@ -196,7 +199,7 @@ void attention(const Model& m, int l, int head, int pos, bool quantum, const flo
   const float* q = q_row + at;
   float* w = s->scores;
   if (quantum) {
-    feature_state(m, l, head, q, s->query_state);
+    feature_state(m, s, l, head, q, s->query_state);
     quantum::fidelities(m.cfg.n_qubits, s->query_state, s->key_state(l, 0, head), s->key_state_stride(), n, w);
     for (int j = 0; j < n; ++j) w[j] *= m.layers[l].beta[head];
   } else {
@@ -256,9 +259,9 @@ void block(const Model& m, const RunOptions& opt, int l, int pos, int n, RunStat
   // (and k's feature states) join the cache; attention per token and head, over the positions up to
   // its own; x += o.
   float* k = s->key_row(l, pos);  // the n tokens' cache rows follow each other
-  linear(L.q, ts, l, n, s->e, s->q, s);
-  linear(L.k, ts, l, n, s->e, k, s);
-  linear(L.v, ts, l, n, s->e, s->value_row(l, pos), s);
+  linear(L.q, 0, ts, l, n, s->e, s->q, s);
+  linear(L.k, 1, ts, l, n, s->e, k, s);
+  linear(L.v, 2, ts, l, n, s->e, s->value_row(l, pos), s);
   for (int i = 0; i < n; ++i) {
     const Path p = path_of(c, opt, ts[i].layer[l]);
     if (c.positions == PosKind::rotary) {
@@ -266,25 +269,25 @@ void block(const Model& m, const RunOptions& opt, int l, int pos, int n, RunStat
       ref::rope_inplace(k + i * kv, c.n_kv_heads, (int)hd, pos + i, c.rope_theta);
     }
     for (int h = 0; p.keep_states && h < c.n_heads; ++h)
-      feature_state(m, l, h, k + i * kv + h * hd, s->key_state(l, pos + i, h));
+      feature_state(m, s, l, h, k + i * kv + h * hd, s->key_state(l, pos + i, h));
   }
   for (int i = 0; i < n; ++i) {
     const Path p = path_of(c, opt, ts[i].layer[l]);
     for (int h = 0; h < c.n_heads; ++h) attention(m, l, h, pos + i, p.quantum_attention, s->q + i * d, s->att + i * d, s);
   }
-  linear(L.o, ts, l, n, s->att, s->tmp, s);
+  linear(L.o, 3, ts, l, n, s->att, s->tmp, s);
   kern::axpy(1.f, s->tmp, s->x, (int)(n * d));
 
   // 7. x = x + Down(act(Up(LN2(x)))); swiglu: x = x + Down(silu(Gate(a)) * Up(a)), a = LN2(x).
   for (int i = 0; i < n; ++i) norm(c, s->x + i * d, L.ln2_w, L.ln2_b, s->a + i * d);
-  linear(L.up, ts, l, n, s->a, s->hb, s);
-  if (swiglu) linear(L.gate, ts, l, n, s->a, s->hb2, s);
+  linear(L.up, 4, ts, l, n, s->a, s->hb, s);
+  if (swiglu) linear(L.gate, 6, ts, l, n, s->a, s->hb2, s);
   for (int i = 0; i < n; ++i) activation(m, opt, l, s->hb + i * ff, swiglu ? s->hb2 + i * ff : nullptr, s->act_tables[l]);
-  linear(L.down, ts, l, n, swiglu ? s->hb2 : s->hb, s->tmp, s);
+  linear(L.down, 5, ts, l, n, swiglu ? s->hb2 : s->hb, s->tmp, s);
   kern::axpy(1.f, s->tmp, s->x, (int)(n * d));
 
   for (int i = 0; i < n; ++i) {
-    const Cost cost = block_cost(m, opt, l, path_of(c, opt, ts[i].layer[l]), pos + i);
+    const Cost cost = block_cost(m, opt, *s, l, path_of(c, opt, ts[i].layer[l]), pos + i);
     ts[i].flops += cost.flops;
     ts[i].qsim_flops += cost.qsim;
     ts[i].circuits += cost.circuits;

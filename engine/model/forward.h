@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/tt_plan.h"
 #include "model/model.h"
 
 namespace qtf {
@@ -64,6 +65,11 @@ struct RunState {
   float* value_cache = nullptr;  // [L][T][kv_dim]
   float* key_states = nullptr;   // [L][T][H][SF] |phi(k)> per head (null unless keeps_key_states)
   float* act_tables[kMaxLayers] = {};  // per layer: DARUAN fourier coefficients or spline table (else null)
+  // Made once per context from the model alone (prepare()): the TT contraction plan of each linear at
+  // each run-time rank, and each head's feature-state gates.
+  tt::Plan* tt_plans = nullptr;  // [L][7: q k v o up down gate][R = model.tt.rank] (null for dense models)
+  quantum::FeatureGates* feature_gates = nullptr;  // [L][H] (null unless keeps_key_states)
+  int plan_ranks = 0;                              // R
   int n_ctx = 0;         // T
   int n_batch = 0;       // B
   int kv_dim = 0;        // floats of keys (and of values) per position and layer: n_kv_heads * hd
@@ -77,9 +83,17 @@ struct RunState {
   }
   size_t key_state_stride() const { return (size_t)n_heads * state_floats; }  // from position t to t+1
 
+  // The plan of linear j (0..6: q k v o up down gate) of layer l at run-time rank `rank`.
+  const tt::Plan& tt_plan(int l, int j, int rank) const {
+    const int r = rank < 1 ? 1 : rank > plan_ranks ? plan_ranks : rank;
+    return tt_plans[((size_t)l * 7 + j) * plan_ranks + r - 1];
+  }
+
   // Points every buffer into `base` (null: only sizes) and returns the bytes needed (64-byte aligned
   // buffers). The one place that knows the buffers' sizes.
   size_t layout(const Model& m, const RunOptions& opt, int n_ctx, int n_batch, void* base);
+  // Fills tt_plans and feature_gates (after layout with a base).
+  void prepare(const Model& m);
 };
 
 // Runs the n tokens (1..n_batch) at positions pos..pos+n-1 (pos + n <= n_ctx) through the model

@@ -82,7 +82,27 @@ size_t RunState::layout(const Model& m, const RunOptions& opt, int T, int B, voi
   key_states = states ? arena.take(L * T * n_heads * SF) : nullptr;
   const size_t table = act_table_floats(c, opt);
   for (int l = 0; l < kMaxLayers; ++l) act_tables[l] = table && l < c.n_layers ? arena.take(table) : nullptr;
+  plan_ranks = c.tensorized ? c.tt_rank : 0;
+  const size_t plans = L * 7 * plan_ranks, plan_floats = (sizeof(tt::Plan) + sizeof(float) - 1) / sizeof(float);
+  tt_plans = plans ? reinterpret_cast<tt::Plan*>(arena.take(plans * plan_floats)) : nullptr;
+  feature_gates = states ? reinterpret_cast<quantum::FeatureGates*>(arena.take(L * n_heads * quantum::kFeatureGatesFloats))
+                         : nullptr;
   return arena.used;
+}
+
+void RunState::prepare(const Model& m) {
+  const ModelConfig& c = m.cfg;
+  for (int l = 0; tt_plans && l < c.n_layers; ++l) {
+    const Layer& ly = m.layers[l];
+    const Linear* lins[7] = {&ly.q, &ly.k, &ly.v, &ly.o, &ly.up, &ly.down, &ly.gate};
+    for (int j = 0; j < 7; ++j)
+      for (int r = 1; lins[j]->tt && r <= plan_ranks; ++r)
+        tt_plans[((size_t)l * 7 + j) * plan_ranks + r - 1] = tt::best_plan(lins[j]->tt_w, r, 1);
+  }
+  for (int l = 0; feature_gates && l < c.n_layers; ++l)
+    for (int h = 0; h < c.n_heads; ++h)
+      quantum::feature_gates_build(c.n_qubits, m.layers[l].qvar + (size_t)h * 2 * c.n_qubits * 3,
+                                   &feature_gates[(size_t)l * c.n_heads + h]);
 }
 
 }  // namespace qtf

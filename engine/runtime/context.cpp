@@ -56,6 +56,7 @@ Status Context::init(const Model* m, const ContextOptions& opt, void* arena, siz
     return Status::error(Err::no_memory, "context arena is %zu bytes, needs %zu", arena_len, need);
   std::memset(arena, 0, need);
   state_.layout(*m, run, n_ctx, batch_of(opt), arena);
+  state_.prepare(*m);
   model_ = m;
   run_ = run;
   spline_error_ = 0;
