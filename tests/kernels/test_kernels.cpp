@@ -13,6 +13,7 @@
 
 #include "kernels/dispatch.h"
 #include "kernels/kernels.h"
+#include "kernels/tt_plan.h"
 
 using namespace qtf;
 
@@ -256,6 +257,11 @@ TEST_CASE("kern TT matvec/matmul equal ref at every rank and batch, within the w
           kern::tt_matmul(W, rank, X.data(), batch, y.data(), ws.data());
           REQUIRE(all_finite(y.data(), y.size()));
           CHECK(rel_err(y.data(), expect.data(), y.size()) < 2e-6 * std::sqrt((double)N));
+          CHECK(ws.guard_intact());
+          // The same by a one-vector plan made beforehand (as a context does once per rank).
+          Vec yp = nan_vec(M * batch);
+          kern::tt_matmul(W, tt::best_plan(W, rank, 1), X.data(), batch, yp.data(), ws.data());
+          CHECK(std::memcmp(yp.data(), y.data(), y.size() * sizeof(float)) == 0);
           CHECK(ws.guard_intact());
           if (batch == 1) {
             Vec y1 = nan_vec(M);
