@@ -51,7 +51,9 @@ Status LoadedModel::bind(const void* data, size_t size) {
 Status HostContext::init(const LoadedModel& m, const ContextOptions& opt) {
   QTF_TRY(validate_options(m.model(), opt));
   QTF_TRY(arena_.allocate(Context::arena_bytes(m.model(), opt)));
-  return ctx_.init(&m.model(), opt, arena_.data(), arena_.size());
+  QTF_TRY(ctx_.init(&m.model(), opt, arena_.data(), arena_.size()));
+  QTF_TRY(pool_.start(opt.n_threads));
+  return ctx_.set_workers(pool_.workers());
 }
 
 Status HostSampler::init(int vocab, const SamplerOptions& opt) {

@@ -3,6 +3,7 @@
 // here, at load and context creation only; the core never allocates.
 #pragma once
 #include "host/file.h"
+#include "host/pool.h"
 #include "model/model.h"
 #include "runtime/context.h"
 #include "runtime/sampler.h"
@@ -58,6 +59,7 @@ class HostContext {
  private:
   AlignedBuffer arena_;
   Context ctx_;
+  ThreadPool pool_;  // opt.n_threads - 1 workers (none for 1)
 };
 
 class HostSampler {

@@ -176,6 +176,65 @@ void tt_matmul(const TTMatrix& W, const tt::Plan& plan, const float* X, int batc
   tt::run_plan(p, W, batch, X, Y, workspace, active().tt_step);
 }
 
+namespace {
+// Steps below this many FLOPs run on one thread (waking the others costs more).
+constexpr int64_t kParallelFlops = 1 << 15;
+}  // namespace
+
+void tt_matmul(const TTMatrix& W, const tt::Plan& one, const float* X, int batch, float* Y, float* workspace,
+               const Workers* w) {
+  if (w == nullptr || w->threads < 2) return tt_matmul(W, one, X, batch, Y, workspace);
+  if (batch >= w->threads) {  // a range of the vectors per thread, each in its own part of the workspace
+    const int64_t M = W.shape.rows(), N = W.shape.cols();
+    return parallel_for(w, w->threads, [&](int part, int) {
+      const int b0 = batch * part / w->threads, b1 = batch * (part + 1) / w->threads;
+      if (b1 > b0)
+        tt_matmul(W, one, X + b0 * N, b1 - b0, Y + b0 * M, workspace + tt::workspace_floats(W.shape, b0));
+    });
+  }
+  tt::Plan plan = one;  // its blocks repeat per vector: every step split over the threads
+  for (int t = 0; t < plan.K; ++t) plan.steps[t].P *= batch;
+  const tt::StepFn step = active().tt_step;
+  const int64_t buffer = tt::max_intermediate(W.shape) * batch;  // as tt::run_plan lays them out
+  const float* in = X;
+  for (int t = 0; t < plan.K; ++t) {
+    float* out = t == plan.K - 1 ? Y : workspace + (t % 2) * buffer;
+    const tt::Step& s = plan.steps[t];
+    if (s.flops() < kParallelFlops) {
+      step(s, in, out);
+    } else {
+      parallel_for(w, w->threads, [&](int part, int) {
+        const float* part_in = in;
+        float* part_out = out;
+        tt::Step sub;
+        if (tt::split_step(s, part, w->threads, &part_in, &part_out, &sub)) step(sub, part_in, part_out);
+      });
+    }
+    in = out;
+  }
+  if (W.bias) {
+    const int64_t M = W.shape.rows();
+    for (int b = 0; b < batch; ++b)
+      for (int64_t i = 0; i < M; ++i) Y[b * M + i] += W.bias[i];
+  }
+}
+
+void dense_matmul(const DenseMatrix& M, const float* X, int batch, float* Y, float* scratch, const Workers* w) {
+  if (w == nullptr || w->threads < 2 || 2ll * M.rows * M.cols * batch < kParallelFlops)
+    return active().dense_matmul(M, X, batch, Y);
+  const int parts = w->threads, quads = M.rows / 4;
+  parallel_for(w, parts, [&](int part, int) {  // rows [r0, r1), whole 4-row tiles but for the last part
+    const int r0 = quads * part / parts * 4, r1 = part == parts - 1 ? M.rows : quads * (part + 1) / parts * 4;
+    if (r0 == r1) return;
+    const DenseMatrix rows{r1 - r0, M.cols, M.w + (int64_t)r0 * M.cols, M.bias ? M.bias + r0 : nullptr};
+    if (batch == 1) return active().dense_matmul(rows, X, 1, Y + r0);
+    float* part_y = scratch + (int64_t)batch * r0;  // [batch][r1 - r0], then into Y's columns
+    active().dense_matmul(rows, X, batch, part_y);
+    for (int b = 0; b < batch; ++b)
+      for (int r = r0; r < r1; ++r) Y[(int64_t)b * M.rows + r] = part_y[(int64_t)b * (r1 - r0) + r - r0];
+  });
+}
+
 void dense_matvec(const DenseMatrix& M, const float* x, float* y) { active().dense_matmul(M, x, 1, y); }
 void dense_matmul(const DenseMatrix& M, const float* X, int batch, float* Y) { active().dense_matmul(M, X, batch, Y); }
 float dot(const float* a, const float* b, int n) { return active().dot(a, b, n); }

@@ -39,6 +39,26 @@ struct DenseMatrix {
   const float* bias = nullptr;  // [rows] or null
 };
 
+// Threads to split work over, supplied by the host layer (the core starts none; bare-metal builds have
+// none). run(impl, n, task, arg) calls task(arg, i, thread) for every i in [0, n), spread over `threads`
+// threads (thread in [0, threads): a per-thread scratch index), and returns when all are done.
+struct Workers {
+  int threads = 1;
+  void (*run)(void* impl, int n_tasks, void (*task)(void* arg, int i, int thread), void* arg) = nullptr;
+  void* impl = nullptr;
+};
+
+// body(i, thread) for every i in [0, n): over the workers, or inline where there are none.
+template <class F>
+inline void parallel_for(const Workers* w, int n, const F& body) {
+  if (w == nullptr || w->threads < 2 || n < 2) {
+    for (int i = 0; i < n; ++i) body(i, 0);
+    return;
+  }
+  w->run(w->impl, n, [](void* arg, int i, int thread) { (*static_cast<const F*>(arg))(i, thread); },
+         const_cast<F*>(&body));
+}
+
 // FLOPs (a multiply-add = 2) of one TT matvec at run-time rank `rank` with the cost-chosen order.
 int64_t tt_matvec_flops(const TTShape& s, int rank);
 
@@ -62,6 +82,10 @@ void tt_matmul(const TTMatrix& W, int rank, const float* X, int batch, float* Y,
 
 void dense_matvec(const DenseMatrix& W, const float* x, float* y);
 void dense_matmul(const DenseMatrix& W, const float* X, int batch, float* Y);
+
+// The same over `w`'s threads (null: the serial form): the rows split into one range per thread; a batch
+// needs `scratch` of batch * W.rows floats (unused for one vector). The TT form is in tt_plan.h.
+void dense_matmul(const DenseMatrix& W, const float* X, int batch, float* Y, float* scratch, const Workers* w);
 
 float dot(const float* a, const float* b, int n);
 void axpy(float a, const float* x, float* y, int n);  // y += a x

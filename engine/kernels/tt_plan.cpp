@@ -118,6 +118,25 @@ void run_plan(const Plan& plan, const TTMatrix& W, int batch, const float* X, fl
   }
 }
 
+bool split_step(const Step& s, int part, int parts, const float** in, float** out, Step* sub) {
+  *sub = s;
+  if (s.P > 1) {  // blocks are independent: a range of them
+    const int64_t p0 = s.P * part / parts, p1 = s.P * (part + 1) / parts;
+    if (p0 == p1) return false;
+    sub->P = p1 - p0;
+    *in += p0 * s.red() * s.Q;
+    *out += p0 * s.rows() * s.Q;
+    return true;
+  }
+  const int axis = s.row_count[0] > 1 ? 0 : 1;  // one block: a range of the outer row index (else inner)
+  const int n = s.row_count[axis], r0 = n * part / parts, r1 = n * (part + 1) / parts;
+  if (r0 == r1) return false;
+  sub->row_count[axis] = r1 - r0;
+  sub->core += r0 * s.row_stride[axis];
+  *out += (int64_t)r0 * (axis == 0 ? s.row_count[1] : 1) * s.Q;
+  return true;
+}
+
 void step_scalar(const Step& s, const float* in, float* out, int64_t q_begin) {
   const int rows = s.rows(), red = s.red();
   const int64_t Q = s.Q;

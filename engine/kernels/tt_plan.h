@@ -50,6 +50,10 @@ using StepFn = void (*)(const Step& s, const float* in, float* out);
 void run_plan(const Plan& plan, const TTMatrix& W, int batch, const float* X, float* Y, float* workspace,
               StepFn step);
 
+// Part `part` of `parts` of one step, for threads: a range of its P blocks, or (one block) of its rows;
+// moves `in` and `out` to it. False when the part is empty.
+bool split_step(const Step& s, int part, int parts, const float** in, float** out, Step* sub);
+
 // Columns [q_begin, Q) of one step, plain loops: the whole step where there is no SIMD, and the
 // columns the SIMD tiles leave over.
 void step_scalar(const Step& s, const float* in, float* out, int64_t q_begin);
@@ -63,5 +67,10 @@ void tt_matvec(const TTMatrix& W, const tt::Plan& plan, const float* x, float* y
 // Y[b] = W X[b] + b for `batch` vectors by a one-vector plan (its blocks repeat per vector; the
 // cheaper order does not depend on the batch): as tt_matmul(W, rank, X, batch, Y, workspace).
 void tt_matmul(const TTMatrix& W, const tt::Plan& plan, const float* X, int batch, float* Y, float* workspace);
+// The same over `w`'s threads (null: the serial form): a batch of at least one vector per thread as a
+// range of vectors per thread; else every contraction step split into ranges of its blocks (or of its
+// rows, where it has one block), one per thread.
+void tt_matmul(const TTMatrix& W, const tt::Plan& plan, const float* X, int batch, float* Y, float* workspace,
+               const Workers* w);
 }  // namespace kern
 }  // namespace qtf

@@ -105,11 +105,11 @@ int64_t head_flops(const ModelConfig& c) { return norm_flops(c) + 2ll * c.vocab 
 // matmul; when the ranks differ, the rows of each rank are gathered (in order) and scattered back.
 // Linear `which` (0..6: q k v o up down gate) of layer l: TT linears run the context's plan for the rank.
 void linear(const Linear& lin, int which, const TokenStats* ts, int l, int n, const float* X, float* Y, RunState* s) {
-  if (!lin.tt) return kern::dense_matmul(lin.dense, X, n, Y);
+  if (!lin.tt) return kern::dense_matmul(lin.dense, X, n, Y, s->split, s->workers);
   auto rank = [&](int i) { return (int)ts[i].layer[l].rank; };
   int i0 = 0;
   while (i0 < n && rank(i0) == rank(0)) ++i0;
-  if (i0 == n) return kern::tt_matmul(lin.tt_w, s->tt_plan(l, which, rank(0)), X, n, Y, s->workspace);
+  if (i0 == n) return kern::tt_matmul(lin.tt_w, s->tt_plan(l, which, rank(0)), X, n, Y, s->workspace, s->workers);
   const size_t in = lin.cols, out = lin.rows;
   for (int i = 0; i < n; ++i) {
     bool seen = false;
@@ -118,7 +118,7 @@ void linear(const Linear& lin, int which, const TokenStats* ts, int l, int n, co
     int g = 0;
     for (int j = i; j < n; ++j)
       if (rank(j) == rank(i)) std::memcpy(s->gather_in + g++ * in, X + j * in, in * sizeof(float));
-    kern::tt_matmul(lin.tt_w, s->tt_plan(l, which, rank(i)), s->gather_in, g, s->gather_out, s->workspace);
+    kern::tt_matmul(lin.tt_w, s->tt_plan(l, which, rank(i)), s->gather_in, g, s->gather_out, s->workspace, s->workers);
     g = 0;
     for (int j = i; j < n; ++j)
       if (rank(j) == rank(i)) std::memcpy(Y + j * out, s->gather_out + g++ * out, out * sizeof(float));
@@ -192,15 +192,16 @@ void feature_state(const Model& m, const RunState* s, int l, int head, const flo
 // softmax_j(q . k_j / sqrt(hd)). q and att are that token's rows. Grouped-query attention: query head
 // `head` reads key/value head head / (H / n_kv_heads).
 void attention(const Model& m, int l, int head, int pos, bool quantum, const float* q_row, float* att_row,
-               RunState* s) {
+               const RunState* s, int thread) {
   const int hd = m.cfg.head_dim(), n = pos + 1, at = head * hd;
   const int kv_at = head / (m.cfg.n_heads / m.cfg.n_kv_heads) * hd;
   const size_t row = s->kv_dim;  // key_row(l, j + 1) - key_row(l, j), the same for values
   const float* q = q_row + at;
-  float* w = s->scores;
+  float* w = s->scores + (size_t)thread * s->n_ctx;  // this thread's scratch
   if (quantum) {
-    feature_state(m, s, l, head, q, s->query_state);
-    quantum::fidelities(m.cfg.n_qubits, s->query_state, s->key_state(l, 0, head), s->key_state_stride(), n, w);
+    float* state = s->query_state + (size_t)thread * s->state_floats;
+    feature_state(m, s, l, head, q, state);
+    quantum::fidelities(m.cfg.n_qubits, state, s->key_state(l, 0, head), s->key_state_stride(), n, w);
     for (int j = 0; j < n; ++j) w[j] *= m.layers[l].beta[head];
   } else {
     const float* k = s->key_row(l, 0) + kv_at;
@@ -245,7 +246,7 @@ void block(const Model& m, const RunOptions& opt, int l, int pos, int n, RunStat
   const bool swiglu = c.activation == Activation::swiglu;
 
   // 1-5. Per token: a = LN1(x); the entropy meter gives S and e; S gives the rank and the route.
-  for (int i = 0; i < n; ++i) {
+  parallel_for(s->workers, n, [&](int i, int) {
     norm(c, s->x + i * d, L.ln1_w, L.ln1_b, s->a + i * d);
     const float S = entropy_meter(m, l, s->a + i * d, s->e + i * d);
     LayerStats* ls = &ts[i].layer[l];
@@ -253,7 +254,7 @@ void block(const Model& m, const RunOptions& opt, int l, int pos, int n, RunStat
     ls->rank = (uint16_t)rank_for(m, opt, S);
     ls->h = c.n_qubits > 0 ? S / (c.n_qubits / 2) : 0.f;
     ls->quantum = routed_quantum(m, opt, ls->h);
-  }
+  });
 
   // 6. q, k, v at each token's rank (k, v: n_kv_heads heads); rotary positions turn q and k; k and v
   // (and k's feature states) join the cache; attention per token and head, over the positions up to
@@ -262,7 +263,7 @@ void block(const Model& m, const RunOptions& opt, int l, int pos, int n, RunStat
   linear(L.q, 0, ts, l, n, s->e, s->q, s);
   linear(L.k, 1, ts, l, n, s->e, k, s);
   linear(L.v, 2, ts, l, n, s->e, s->value_row(l, pos), s);
-  for (int i = 0; i < n; ++i) {
+  parallel_for(s->workers, n, [&](int i, int) {
     const Path p = path_of(c, opt, ts[i].layer[l]);
     if (c.positions == PosKind::rotary) {
       ref::rope_inplace(s->q + i * d, c.n_heads, (int)hd, pos + i, c.rope_theta);
@@ -270,19 +271,22 @@ void block(const Model& m, const RunOptions& opt, int l, int pos, int n, RunStat
     }
     for (int h = 0; p.keep_states && h < c.n_heads; ++h)
       feature_state(m, s, l, h, k + i * kv + h * hd, s->key_state(l, pos + i, h));
-  }
-  for (int i = 0; i < n; ++i) {
+  });
+  parallel_for(s->workers, n * c.n_heads, [&](int task, int thread) {  // every (token, head)
+    const int i = task / c.n_heads, h = task % c.n_heads;
     const Path p = path_of(c, opt, ts[i].layer[l]);
-    for (int h = 0; h < c.n_heads; ++h) attention(m, l, h, pos + i, p.quantum_attention, s->q + i * d, s->att + i * d, s);
-  }
+    attention(m, l, h, pos + i, p.quantum_attention, s->q + i * d, s->att + i * d, s, thread);
+  });
   linear(L.o, 3, ts, l, n, s->att, s->tmp, s);
   kern::axpy(1.f, s->tmp, s->x, (int)(n * d));
 
   // 7. x = x + Down(act(Up(LN2(x)))); swiglu: x = x + Down(silu(Gate(a)) * Up(a)), a = LN2(x).
-  for (int i = 0; i < n; ++i) norm(c, s->x + i * d, L.ln2_w, L.ln2_b, s->a + i * d);
+  parallel_for(s->workers, n, [&](int i, int) { norm(c, s->x + i * d, L.ln2_w, L.ln2_b, s->a + i * d); });
   linear(L.up, 4, ts, l, n, s->a, s->hb, s);
   if (swiglu) linear(L.gate, 6, ts, l, n, s->a, s->hb2, s);
-  for (int i = 0; i < n; ++i) activation(m, opt, l, s->hb + i * ff, swiglu ? s->hb2 + i * ff : nullptr, s->act_tables[l]);
+  parallel_for(s->workers, n, [&](int i, int) {
+    activation(m, opt, l, s->hb + i * ff, swiglu ? s->hb2 + i * ff : nullptr, s->act_tables[l]);
+  });
   linear(L.down, 5, ts, l, n, swiglu ? s->hb2 : s->hb, s->tmp, s);
   kern::axpy(1.f, s->tmp, s->x, (int)(n * d));
 
@@ -298,7 +302,7 @@ void block(const Model& m, const RunOptions& opt, int l, int pos, int n, RunStat
 void head(const Model& m, const float* x, RunState* s) {
   const ModelConfig& c = m.cfg;
   norm(c, x, m.lnf_w, m.lnf_b, s->a);
-  kern::dense_matvec(DenseMatrix{c.vocab, c.d, m.head_w, nullptr}, s->a, s->logits);
+  kern::dense_matmul(DenseMatrix{c.vocab, c.d, m.head_w, nullptr}, s->a, 1, s->logits, nullptr, s->workers);
 }
 
 }  // namespace

@@ -55,11 +55,12 @@ struct RunState {
   float* hb2 = nullptr;        // [B][d_ff] swiglu only: gate's output, then silu(gate) * up
   float* gather_in = nullptr;   // [B][max(d, d_ff)] TT models: the rows of one rank, gathered (ranks differ)
   float* gather_out = nullptr;  // [B][max(d, d_ff)] and their outputs, before they are scattered back
-  float* scores = nullptr;     // [T] attention weights of one head over positions 0..pos
+  float* split = nullptr;       // [B][max(d_ff, d)] threads: a batch's rows computed per thread (null: 1 thread)
+  float* scores = nullptr;     // [threads][T] attention weights of one head over positions 0..pos
   float* logits = nullptr;     // [vocab]
   float* workspace = nullptr;  // [max tt_workspace_floats(shape, B) over the block's linears] TT scratch
   TokenStats* stats = nullptr;  // [B] the per-token report of the last forward() call
-  float* query_state = nullptr;  // [SF] one head's query feature state (null unless keeps_key_states)
+  float* query_state = nullptr;  // [threads][SF] one head's query feature state (null unless keeps_key_states)
   // What the cache keeps of every position; use the accessors below.
   float* key_cache = nullptr;    // [L][T][kv_dim]
   float* value_cache = nullptr;  // [L][T][kv_dim]
@@ -72,6 +73,8 @@ struct RunState {
   int plan_ranks = 0;                              // R
   int n_ctx = 0;         // T
   int n_batch = 0;       // B
+  int n_threads = 1;     // threads the scratch is laid out for
+  const Workers* workers = nullptr;  // the threads to split work over (null: this one); owned by the host
   int kv_dim = 0;        // floats of keys (and of values) per position and layer: n_kv_heads * hd
   int n_heads = 0;       // H
   int state_floats = 0;  // SF (0 without quantum parts)
@@ -91,7 +94,7 @@ struct RunState {
 
   // Points every buffer into `base` (null: only sizes) and returns the bytes needed (64-byte aligned
   // buffers). The one place that knows the buffers' sizes.
-  size_t layout(const Model& m, const RunOptions& opt, int n_ctx, int n_batch, void* base);
+  size_t layout(const Model& m, const RunOptions& opt, int n_ctx, int n_batch, int n_threads, void* base);
   // Fills tt_plans and feature_gates (after layout with a base).
   void prepare(const Model& m);
 };

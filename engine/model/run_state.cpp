@@ -49,13 +49,14 @@ bool keeps_key_states(const ModelConfig& c, RouteMode route) {
   return c.quantum_attention && c.has_encoder() && route != RouteMode::all_classical;
 }
 
-size_t RunState::layout(const Model& m, const RunOptions& opt, int T, int B, void* base) {
+size_t RunState::layout(const Model& m, const RunOptions& opt, int T, int B, int threads, void* base) {
   const ModelConfig& c = m.cfg;
   Carver arena{static_cast<uint8_t*>(base)};
   const size_t d = c.d, L = c.n_layers;
   const bool states = keeps_key_states(c, opt.route);
   n_ctx = T;
   n_batch = B;
+  n_threads = threads;
   kv_dim = c.kv_dim();  // n_kv_heads heads of hd (grouped-query attention: fewer than H)
   n_heads = c.n_heads;
   state_floats = c.has_encoder() ? quantum::state_floats(c.n_qubits) : 0;
@@ -72,11 +73,12 @@ size_t RunState::layout(const Model& m, const RunOptions& opt, int T, int B, voi
   hb2 = c.activation == Activation::swiglu ? arena.take(rows * c.d_ff) : nullptr;
   gather_in = c.tensorized && B > 1 ? arena.take(rows * wide) : nullptr;
   gather_out = c.tensorized && B > 1 ? arena.take(rows * wide) : nullptr;
-  scores = arena.take(T);
+  split = threads > 1 && B > 1 ? arena.take(rows * wide) : nullptr;
+  scores = arena.take((size_t)threads * T);
   logits = arena.take(c.vocab);
   workspace = arena.take(tt_workspace_floats(m, B));
   stats = static_cast<TokenStats*>(arena.take_bytes(rows * sizeof(TokenStats)));
-  query_state = states ? arena.take(SF) : nullptr;
+  query_state = states ? arena.take((size_t)threads * SF) : nullptr;
   key_cache = arena.take(L * T * kv_dim);
   value_cache = arena.take(L * T * kv_dim);
   key_states = states ? arena.take(L * T * n_heads * SF) : nullptr;

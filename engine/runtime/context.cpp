@@ -25,6 +25,8 @@ Status validate_options(const Model& m, const ContextOptions& opt) {
   if (opt.n_ctx < 0 || opt.n_ctx > c.context)
     return Status::error(Err::invalid_argument, "context length %d is outside 1..%d (the model's learned positions)",
                          opt.n_ctx, c.context);
+  if (opt.n_threads < 1 || opt.n_threads > kMaxThreads)
+    return Status::error(Err::invalid_argument, "thread count %d is outside 1..%d", opt.n_threads, kMaxThreads);
   if (opt.n_batch < 0 || opt.n_batch > kMaxBatch)
     return Status::error(Err::invalid_argument, "batch size %d is outside 1..%d (0 = %d)", opt.n_batch, kMaxBatch,
                          kDefaultBatch);
@@ -40,7 +42,7 @@ Status validate_options(const Model& m, const ContextOptions& opt) {
 size_t Context::arena_bytes(const Model& m, const ContextOptions& opt) {
   if (!validate_options(m, opt).ok()) return 0;
   RunState s;
-  return s.layout(m, to_run_options(m, opt), opt.n_ctx ? opt.n_ctx : m.cfg.context, batch_of(opt), nullptr);
+  return s.layout(m, to_run_options(m, opt), opt.n_ctx ? opt.n_ctx : m.cfg.context, batch_of(opt), opt.n_threads, nullptr);
 }
 
 Status Context::init(const Model* m, const ContextOptions& opt, void* arena, size_t arena_len) {
@@ -51,12 +53,13 @@ Status Context::init(const Model* m, const ContextOptions& opt, void* arena, siz
   const int n_ctx = opt.n_ctx ? opt.n_ctx : m->cfg.context;
   const RunOptions run = to_run_options(*m, opt);
   RunState probe;
-  size_t need = probe.layout(*m, run, n_ctx, batch_of(opt), nullptr);
+  size_t need = probe.layout(*m, run, n_ctx, batch_of(opt), opt.n_threads, nullptr);
   if (arena_len < need)
     return Status::error(Err::no_memory, "context arena is %zu bytes, needs %zu", arena_len, need);
   std::memset(arena, 0, need);
-  state_.layout(*m, run, n_ctx, batch_of(opt), arena);
+  state_.layout(*m, run, n_ctx, batch_of(opt), opt.n_threads, arena);
   state_.prepare(*m);
+  state_.workers = nullptr;
   model_ = m;
   run_ = run;
   spline_error_ = 0;
@@ -73,6 +76,14 @@ Status Context::init(const Model* m, const ContextOptions& opt, void* arena, siz
   }
   n_past_ = 0;
   n_last_ = 1;
+  return Status::success();
+}
+
+Status Context::set_workers(const Workers* w) {
+  if (w != nullptr && (w->threads < 1 || w->threads > state_.n_threads || (w->threads > 1 && w->run == nullptr)))
+    return Status::error(Err::invalid_argument, "%d worker threads, but the context was made for %d",
+                         w->threads, state_.n_threads);
+  state_.workers = w;
   return Status::success();
 }
 

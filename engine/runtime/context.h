@@ -11,10 +11,12 @@ namespace qtf {
 
 constexpr int kDefaultBatch = 32;  // prompt tokens per block: the arena grows by ~(6 d + 3 d_ff) floats per token
 constexpr int kMaxBatch = 1024;
+constexpr int kMaxThreads = 256;
 
 struct ContextOptions {
   int n_ctx = 0;  // tokens of context; 0 = the model's full context
   int n_batch = 0;  // most prompt tokens run through the model together (1..kMaxBatch); 0 = kDefaultBatch
+  int n_threads = 1;  // threads the host will lend (set_workers); the arena holds their scratch (1..kMaxThreads)
   RouteMode route = RouteMode::automatic;
   int fixed_rank = 0;                 // > 0: fixed TT rank for every token
   quantum::DaruanPath act_path = quantum::DaruanPath::fourier;
@@ -36,6 +38,9 @@ class Context {
   // logits() are the last token's, stats(i) token i's report. Checks every id before running any.
   Status eval(const int32_t* tokens, int n);
   void reset() { n_past_ = 0; }
+  // The threads to split the work of eval over (the host layer owns them; null: the calling thread
+  // only). At most the n_threads of the options. Not while an eval runs.
+  Status set_workers(const Workers* w);
 
   const float* logits() const { return state_.logits; }
   const TokenStats& stats() const { return state_.stats[n_last_ - 1]; }  // the last token's

@@ -1,14 +1,19 @@
 // Several threads, each with its own context and sampler, decode at once over one shared read-only
 // model through the C API. Every thread must get exactly the tokens and logits of a single-threaded
-// run, and its error messages must stay its own. Run under ThreadSanitizer by tools/sanitize.sh thread.
+// run, and its error messages must stay its own. Also one context on a thread pool (n_threads). Run
+// under ThreadSanitizer by tools/sanitize.sh thread.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <chrono>
+#include <cmath>
 #include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "capi/qtf.h"
+#include "host/session.h"
 #include "support/tiny_model.h"
 
 namespace {
@@ -78,4 +83,39 @@ TEST_CASE("threads decoding over one shared model get exactly the single-threade
   }
   CHECK(alone[0].tokens != alone[1].tokens);  // the threads really did different work
   qtf_model_free(m);
+}
+
+// One context whose work is split over a pool of 4 threads (prompt blocks, then generation) gives the
+// logits of a single-threaded context; under ThreadSanitizer this also checks the pool's hand-offs.
+TEST_CASE("a context on a thread pool decodes like a single-threaded one") {
+  for (const char* name : {"dense", "q4_k3_daruan_adaptive_qattn_tied"}) {
+    qtf::host::LoadedModel lm;
+    REQUIRE(lm.load_file((std::string(QTF_SOURCE_DIR) + "/tests/fixtures/" + name + ".qtf").c_str()).ok());
+    const int vocab = lm.model().cfg.vocab;
+    qtf::ContextOptions o;
+    o.n_batch = 5;
+    qtf::host::HostContext one, pool;
+    REQUIRE(one.init(lm, o).ok());
+    o.n_threads = 4;
+    REQUIRE(pool.init(lm, o).ok());
+    std::vector<int32_t> prompt(8);
+    for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = (int32_t)((i * 7 + 3) % (size_t)vocab);
+    for (int round = 0; round < 2; ++round) {  // the second round reuses the sleeping/spinning workers
+      one.ctx().reset();
+      pool.ctx().reset();
+      REQUIRE(one.ctx().eval(prompt.data(), 5).ok());
+      REQUIRE(one.ctx().eval(prompt.data() + 5, 3).ok());
+      REQUIRE(pool.ctx().eval(prompt.data(), 5).ok());
+      REQUIRE(pool.ctx().eval(prompt.data() + 5, 3).ok());
+      for (int g = 0; g < 6; ++g) {
+        float diff = 0;
+        for (int i = 0; i < vocab; ++i) diff = std::max(diff, std::fabs(one.ctx().logits()[i] - pool.ctx().logits()[i]));
+        CHECK(diff <= 1e-4f);
+        const int32_t next = (int32_t)(std::max_element(one.ctx().logits(), one.ctx().logits() + vocab) - one.ctx().logits());
+        REQUIRE(one.ctx().eval(next).ok());
+        REQUIRE(pool.ctx().eval(next).ok());
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));  // let the workers fall asleep
+    }
+  }
 }

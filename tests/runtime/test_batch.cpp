@@ -1,6 +1,7 @@
 // Batched prompt processing (Context::eval of a block, qtf_decode of n > 1) gives the logits and the
 // per-token report of running the same tokens one at a time: every fixture and shipped model, blocks
-// of uneven sizes, and generation afterwards (the KV cache the block wrote is the same).
+// of uneven sizes, and generation afterwards (the KV cache the block wrote is the same); also with the
+// work split over threads (ContextOptions::n_threads).
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -43,13 +44,14 @@ float max_abs_diff(const float* a, const float* b, int n, float* scale) {
 }
 
 // Runs `prompt` token by token and in the given blocks (then `n_gen` greedy tokens in both), checking
-// logits after every block and every token's report.
+// logits after every block and every token's report; the blocks run on `threads` threads.
 void compare(const host::LoadedModel& lm, ContextOptions opt, const std::vector<int32_t>& prompt,
-             const std::vector<int>& blocks, int n_gen) {
+             const std::vector<int>& blocks, int n_gen, int threads = 1) {
   const ModelConfig& c = lm.model().cfg;
   ContextOptions one = opt, many = opt;
   one.n_batch = 1;
   many.n_batch = *std::max_element(blocks.begin(), blocks.end());
+  many.n_threads = threads;
   host::HostContext a, b;
   REQUIRE(a.init(lm, one).ok());
   REQUIRE(b.init(lm, many).ok());
@@ -97,7 +99,7 @@ void compare(const host::LoadedModel& lm, ContextOptions opt, const std::vector<
 
 }  // namespace
 
-TEST_CASE("a prompt run in blocks gives the token-by-token logits and reports, on every model") {
+TEST_CASE("a prompt run in blocks (and on threads) gives the token-by-token logits and reports, on every model") {
   const std::vector<std::string> files = models();
   REQUIRE(files.size() >= 8);
   for (const std::string& f : files) {
@@ -111,6 +113,7 @@ TEST_CASE("a prompt run in blocks gives the token-by-token logits and reports, o
     uint32_t lcg = 7;
     for (int32_t& t : prompt) t = (int32_t)(((lcg = lcg * 1664525u + 1013904223u) >> 8) % (uint32_t)c.vocab);
     compare(lm, opt, prompt, {1, 5, 16, 3, 16}, 6);
+    compare(lm, opt, prompt, {16, 1, 7}, 4, 3);  // split over 3 threads
     if (c.quantum_attention && c.has_encoder()) {  // both routes of every token
       opt.route = RouteMode::all_quantum;
       compare(lm, opt, prompt, {16}, 2);

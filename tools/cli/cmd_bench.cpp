@@ -111,7 +111,7 @@ struct Info {
   double size, params;
   const char* arch;
   const ModelConfig* cfg;
-  int n_ctx, reps, n_batch;
+  int n_ctx, reps, n_batch, n_threads;
   double load_ms;
   bool mapped;
   size_t arena_bytes;
@@ -126,7 +126,7 @@ void print_md(const Info& b, const std::vector<TestResult>& tests) {
   std::printf("| model | size | params | backend | threads | test | t/s |\n");
   std::printf("| --- | ---: | ---: | --- | ---: | ---: | ---: |\n");
   for (const TestResult& t : tests)
-    std::printf("| %s | %s | %s | CPU (%s) | 1 | %s | %.2f ± %.2f |\n", b.name, sz, pc, b.arch, t.name.c_str(), t.mean,
+    std::printf("| %s | %s | %s | CPU (%s) | %d | %s | %.2f ± %.2f |\n", b.name, sz, pc, b.arch, b.n_threads, t.name.c_str(), t.mean,
                 t.stddev);
   std::printf("\nmodel load %.3f ms (%s), context arena %.1f KiB, peak RSS %.1f MiB; prompts in blocks of %d; %d repetitions after 1 warm-up\n",
               b.load_ms, b.mapped ? "mmap" : "read", b.arena_bytes / 1024.0, b.peak_rss_kib / 1024.0, b.n_batch, b.reps);
@@ -148,9 +148,9 @@ void print_json(const Info& b, const std::vector<TestResult>& tests) {
     std::printf("  {\"model_filename\": \"");
     write_json_escaped(stdout, b.path, std::strlen(b.path));
     std::printf("\", \"model_size\": %.0f, \"model_n_params\": %.0f, \"backend\": \"CPU\", \"simd\": \"%s\", "
-                "\"n_threads\": 1, \"n_ctx\": %d, \"test\": \"%s\", \"n_prompt\": %d, \"n_gen\": %d, "
+                "\"n_threads\": %d, \"n_batch\": %d, \"n_ctx\": %d, \"test\": \"%s\", \"n_prompt\": %d, \"n_gen\": %d, "
                 "\"avg_ts\": %.4f, \"stddev_ts\": %.4f, \"samples_ts\": [",
-                b.size, b.params, b.arch, b.n_ctx, t.name.c_str(), t.n_prompt, t.n_gen, t.mean, t.stddev);
+                b.size, b.params, b.arch, b.n_threads, b.n_batch, b.n_ctx, t.name.c_str(), t.n_prompt, t.n_gen, t.mean, t.stddev);
     for (size_t j = 0; j < t.samples_ts.size(); ++j) std::printf("%s%.4f", j ? ", " : "", t.samples_ts[j]);
     const RunTotals& c = t.cost;
     std::printf("], \"load_ms\": %.4f, \"mmap\": %s, \"arena_bytes\": %zu, \"peak_rss_kib\": %ld, "
@@ -169,8 +169,8 @@ void print_csv(const Info& b, const std::vector<TestResult>& tests) {
               "energy_J_per_token,profile,mean_rank,quantum_share\n");
   for (const TestResult& t : tests) {
     const RunTotals& c = t.cost;
-    std::printf("\"%s\",%.0f,%.0f,CPU,%s,1,%d,%s,%d,%d,%.4f,%.4f,%.4f,%d,%zu,%ld,%.1f,%.1f,%.6e,%s,%.4f,%.5f\n", b.path,
-                b.size, b.params, b.arch, b.n_ctx, t.name.c_str(), t.n_prompt, t.n_gen, t.mean, t.stddev, b.load_ms,
+    std::printf("\"%s\",%.0f,%.0f,CPU,%s,%d,%d,%s,%d,%d,%.4f,%.4f,%.4f,%d,%zu,%ld,%.1f,%.1f,%.6e,%s,%.4f,%.5f\n", b.path,
+                b.size, b.params, b.arch, b.n_threads, b.n_ctx, t.name.c_str(), t.n_prompt, t.n_gen, t.mean, t.stddev, b.load_ms,
                 b.mapped ? 1 : 0, b.arena_bytes, b.peak_rss_kib, c.per_token(c.flops), c.per_token(c.qsim_flops),
                 c.per_token(c.energy_j), b.profile, c.mean_rank(), c.quantum_share());
   }
@@ -253,7 +253,7 @@ int cmd_bench(int argc, char** argv) {
   getrusage(RUSAGE_SELF, &ru);
   const char* slash = std::strrchr(mo.model_path, '/');
   const Info info{mo.model_path, slash ? slash + 1 : mo.model_path, (double)lm.file_size(),
-                  (double)lm.model().total_params(), kern::simd_arch(), &lm.model().cfg, hc.ctx().n_ctx(), reps, hc.ctx().n_batch(),
+                  (double)lm.model().total_params(), kern::simd_arch(), &lm.model().cfg, hc.ctx().n_ctx(), reps, hc.ctx().n_batch(), mo.ctx.n_threads,
                   load_ms, lm.mapped(), hc.arena_size(), ru.ru_maxrss /* Linux reports KiB */, profile->name};
   if (out == Output::md) print_md(info, tests);
   else if (out == Output::json) print_json(info, tests);

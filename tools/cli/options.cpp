@@ -13,6 +13,7 @@ const char kModelOptionsHelp[] =
     "  -m, --model FILE        model file (.qtf)\n"
     "  -c, --ctx-size N        context length (default: the model's)\n"
     "  -b, --batch N           prompt tokens run through the model together (default 32; 1 = token by token)\n"
+    "  -t, --threads N         threads (default 1)\n"
     "  --no-mmap               read the file into memory instead of mapping it\n"
     "  --route auto|classical|quantum   force the attention route of every token\n"
     "  --rank N                run every token at TT rank N (default: entropy schedule)\n"
@@ -62,6 +63,7 @@ int parse_shared_option(int argc, char** argv, int* i, ModelOptions* o, const ch
   if (!std::strcmp(a, "--no-mmap")) { o->mmap = false; return kConsumed; }
   bool known = !std::strcmp(a, "-m") || !std::strcmp(a, "--model") || !std::strcmp(a, "-c") ||
                !std::strcmp(a, "--ctx-size") || !std::strcmp(a, "-b") || !std::strcmp(a, "--batch") ||
+               !std::strcmp(a, "-t") || !std::strcmp(a, "--threads") ||
                !std::strcmp(a, "--route") || !std::strcmp(a, "--rank") ||
                !std::strcmp(a, "--act") || !std::strcmp(a, "--theta") || !std::strcmp(a, "--alpha") ||
                !std::strcmp(a, "--profile") || !std::strcmp(a, "--profiles");
@@ -70,6 +72,7 @@ int parse_shared_option(int argc, char** argv, int* i, ModelOptions* o, const ch
   if (!std::strcmp(a, "-m") || !std::strcmp(a, "--model")) o->model_path = v;
   else if (!std::strcmp(a, "-c") || !std::strcmp(a, "--ctx-size")) { if (!parse_int(a, v, 1, 1 << 16, &o->ctx.n_ctx)) return 2; }
   else if (!std::strcmp(a, "-b") || !std::strcmp(a, "--batch")) { if (!parse_int(a, v, 1, kMaxBatch, &o->ctx.n_batch)) return 2; }
+  else if (!std::strcmp(a, "-t") || !std::strcmp(a, "--threads")) { if (!parse_int(a, v, 1, kMaxThreads, &o->ctx.n_threads)) return 2; }
   else if (!std::strcmp(a, "--rank")) { if (!parse_int(a, v, 1, 4096, &o->ctx.fixed_rank)) return 2; }
   else if (!std::strcmp(a, "--theta")) { if (!parse_float(a, v, &o->ctx.theta)) return 2; o->ctx.override_theta = true; }
   else if (!std::strcmp(a, "--alpha")) { if (!parse_float(a, v, &o->ctx.alpha)) return 2; o->ctx.override_alpha = true; }
