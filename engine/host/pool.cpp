@@ -41,49 +41,62 @@ void ThreadPool::stop() {
   workers_ = Workers{};
 }
 
-void ThreadPool::work(int thread) {
-  void (*task)(void*, int, int) = task_.load(std::memory_order_acquire);
-  void* arg = arg_.load(std::memory_order_acquire);
-  const int n = n_tasks_.load(std::memory_order_acquire);
-  for (int i; (i = next_.fetch_add(1, std::memory_order_acq_rel)) < n;) task(arg, i, thread);
+constexpr uint64_t kField = (1u << 20) - 1;  // task count and next task: 20 bits each
+inline uint64_t generation_of(uint64_t job) { return job >> 40; }
+
+void ThreadPool::work(int thread, uint64_t generation) {
+  for (;;) {
+    uint64_t job = job_.load(std::memory_order_acquire), next;
+    do {  // claim the next task of this generation's job, if any is left
+      next = job & kField;
+      if (generation_of(job) != generation || next >= ((job >> 20) & kField)) return;
+    } while (!job_.compare_exchange_weak(job, job + 1, std::memory_order_acq_rel, std::memory_order_acquire));
+    // The job cannot end (nor the next one be set up) before this claimed task is done.
+    task_.load(std::memory_order_acquire)(arg_.load(std::memory_order_acquire), (int)next, thread);
+    done_.fetch_add(1, std::memory_order_acq_rel);
+  }
 }
 
 void ThreadPool::worker_loop(int thread) {
   uint64_t seen = 0;
   for (;;) {
     int spins = 0;
-    while (generation_.load(std::memory_order_acquire) == seen && !quit_.load(std::memory_order_acquire)) {
+    while (generation_of(job_.load(std::memory_order_acquire)) == seen && !quit_.load(std::memory_order_acquire)) {
       if (++spins < kSpins) {
         cpu_relax();
         continue;
       }
       std::unique_lock<std::mutex> lk(mu_);
       sleepers_.fetch_add(1);
-      wake_.wait(lk, [&] { return generation_.load() != seen || quit_.load(); });
+      wake_.wait(lk, [&] { return generation_of(job_.load()) != seen || quit_.load(); });
       sleepers_.fetch_sub(1);
     }
     if (quit_.load(std::memory_order_acquire)) return;
-    seen = generation_.load(std::memory_order_acquire);
-    work(thread);
-    arrived_.fetch_add(1, std::memory_order_acq_rel);
+    seen = generation_of(job_.load(std::memory_order_acquire));
+    work(thread, seen);
   }
 }
 
 void ThreadPool::run_tasks(void* self, int n_tasks, void (*task)(void* arg, int i, int thread), void* arg) {
   ThreadPool* p = static_cast<ThreadPool*>(self);
-  // No worker is inside work() now (the previous job waited for all to check in).
+  if ((uint64_t)n_tasks > kField) {  // more tasks than the job word holds: on this thread
+    for (int i = 0; i < n_tasks; ++i) task(arg, i, 0);
+    return;
+  }
   p->task_.store(task, std::memory_order_relaxed);
   p->arg_.store(arg, std::memory_order_relaxed);
-  p->n_tasks_.store(n_tasks, std::memory_order_relaxed);
-  p->next_.store(0, std::memory_order_relaxed);
-  p->arrived_.store(0, std::memory_order_relaxed);
-  p->generation_.fetch_add(1);  // seq_cst: publishes the job; ordered against sleepers_ (no lost wake-up)
-  if (p->sleepers_.load() > 0) {
+  p->done_.store(0, std::memory_order_relaxed);
+  const uint64_t generation = (generation_of(p->job_.load(std::memory_order_relaxed)) + 1) & 0xffffff;
+  p->job_.store(generation << 40 | (uint64_t)n_tasks << 20);  // seq_cst: publishes the job; ordered
+  if (p->sleepers_.load() > 0) {                               // against sleepers_ (no lost wake-up)
     std::lock_guard<std::mutex> lk(p->mu_);
     p->wake_.notify_all();
   }
-  p->work(0);
-  while (p->arrived_.load(std::memory_order_acquire) < p->n_started_) cpu_relax();
+  p->work(0, generation);
+  for (int spins = 0; p->done_.load(std::memory_order_acquire) < n_tasks;) {
+    if (++spins < kSpins) cpu_relax();
+    else std::this_thread::yield();  // a worker holding a task may be waiting for this core
+  }
 }
 
 }  // namespace qtf::host

@@ -1,8 +1,9 @@
 // A fixed pool of worker threads for one context (the host layer: the engine core starts no threads).
-// Started once with the context; eval hands it jobs through Workers without allocating. Every worker
-// takes part in every job (it takes tasks until none are left, then checks in), and a job returns only
-// when all have checked in, so no worker is ever still inside the previous job when the next one is set
-// up. Idle workers spin briefly, then sleep on a condition variable.
+// Started once with the context; eval hands it jobs through Workers without allocating. A job is one
+// atomic word (generation, task count, next task): threads claim tasks by compare-and-swap on it, so a
+// worker late from an earlier job can never claim a task of the next one, and a job returns when its
+// tasks are done, whether or not every worker woke up for it (a descheduled worker holds nothing up).
+// Idle workers spin briefly, then sleep on a condition variable.
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -27,18 +28,17 @@ class ThreadPool {
 
  private:
   static void run_tasks(void* self, int n_tasks, void (*task)(void* arg, int i, int thread), void* arg);
-  void work(int thread);
   void worker_loop(int thread);
 
   Workers workers_;
   std::thread threads_[kMaxThreads];
   int n_started_ = 0;
-  // The current job: written by run_tasks before it publishes a new generation.
+  void work(int thread, uint64_t generation);
+  // The current job: task_ and arg_ are written before the job word publishes them.
   std::atomic<void (*)(void*, int, int)> task_{nullptr};
   std::atomic<void*> arg_{nullptr};
-  std::atomic<int> n_tasks_{0};
-  std::atomic<int> next_{0}, arrived_{0};
-  std::atomic<uint64_t> generation_{0};
+  std::atomic<uint64_t> job_{0};  // generation << 40 | n_tasks << 20 | next task
+  std::atomic<int> done_{0};
   std::atomic<int> sleepers_{0};
   std::atomic<bool> quit_{false};
   std::mutex mu_;
