@@ -9,9 +9,10 @@ by distillation from the dense teacher.
    decreasing order, so the leading bond components carry the most: truncating a token's bonds to its
    run-time rank r (MODEL.md) keeps the best part of the matrix. The relative Frobenius error of every
    matrix at every rank is reported (out/NAME.json, "errors").
-2. Rank choice: --ratio / --budget allocate ranks per matrix greedily (largest drop in squared error per
-   added parameter, until the block-parameter budget is spent; --uniform for one rank everywhere);
-   --max_error takes per matrix the smallest rank within the error.
+2. Rank choice: --ratio / --budget take the largest single rank whose model fits the block-parameter
+   budget (default), or with --greedy allocate ranks per matrix (largest drop in squared error per added
+   parameter until the budget is spent: lower TT-SVD error, but measured worse after healing, see
+   models/README.md); --max_error takes per matrix the smallest rank within the error.
 3. --quantum adds the quantum encoder, adaptive rank, router, kernel attention and DARUAN, initialised so
    the model starts close to the teacher: qout = 0 (the encoder adds nothing), DARUAN fitted to GELU, the
    encoder's circuit chosen for high entanglement (ranks near r_max), theta set so that the router's
@@ -219,7 +220,7 @@ def non_core_block_params(cfg):
     return m.param_counts()[1] - cores
 
 
-def compress_model(teacher, cfg, ranks=None, ratio=None, budget=None, max_error=None, uniform=False,
+def compress_model(teacher, cfg, ranks=None, ratio=None, budget=None, max_error=None, uniform=True,
                    max_rank=64, log=print):
     """TT-SVD of every block linear of the dense teacher into a student of config cfg (tensorized).
 
@@ -454,7 +455,8 @@ def main():
     g.add_argument("--budget", type=int, help="student block parameters")
     g.add_argument("--max_error", type=float, help="per-matrix relative Frobenius error")
     g.add_argument("--rank", type=int, help="one TT rank for every matrix")
-    ap.add_argument("--uniform", action="store_true", help="one rank for every matrix (with --ratio/--budget)")
+    ap.add_argument("--uniform", action="store_true", help="one rank for every matrix (the default; kept for old commands)")
+    ap.add_argument("--greedy", action="store_true", help="per-matrix ranks by error per parameter (with --ratio/--budget)")
     ap.add_argument("--quantum", action="store_true", help="add encoder, adaptive rank, router, kernel attention, DARUAN")
     ap.add_argument("--d_factors", default=None, help="e.g. 4,4,8 (default: balanced factors of d_model)")
     ap.add_argument("--ff_factors", default=None)
@@ -497,7 +499,7 @@ def main():
     if args.rank is not None:
         ranks = {"%d.%s" % (l, n): args.rank for l in range(cfg.n_layers) for n in LINEARS}
     student, report = compress_model(teacher, cfg, ranks=ranks, ratio=args.ratio, budget=args.budget,
-                                     max_error=args.max_error, uniform=args.uniform)
+                                     max_error=args.max_error, uniform=not args.greedy)
     if args.quantum:
         student.cfg.alpha = trainlib.full_range_alpha(student.cfg)
         for blk in student.blocks:
