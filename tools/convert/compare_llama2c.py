@@ -2,7 +2,7 @@
 """qtf against llama2.c's run.c on the same checkpoint and the same token ids (docs/llama.md).
 
     python3 tools/convert/compare_llama2c.py --run PATH/run --checkpoint stories260K.bin \
-        [--run-logits PATH/run_dump] [--starts 1,2,100,300,500] [--steps 256] [--threads-run PATH/runomp] \
+        [--run-logits PATH/run_dump] [--starts 1,2,50,150,250,300,400,511] [--steps 256] [--threads-run PATH/runomp] \
         [--json out.json]
 
 You build run.c yourself (it is not part of qtf): `gcc -O3 -o run run.c -lm`. The checkpoint is
@@ -92,7 +92,7 @@ def main():
     ap.add_argument("--checkpoint", required=True)
     ap.add_argument("--run-logits", help="run.c patched to dump logits to $RUNC_LOGITS")
     ap.add_argument("--threads-run", help="run.c built with -fopenmp (speed only)")
-    ap.add_argument("--starts", default="1,2,100,300,500")
+    ap.add_argument("--starts", default="1,2,50,150,250,300,400,511")
     ap.add_argument("--steps", type=int, default=256)
     ap.add_argument("--atol", type=float, default=1e-4)
     ap.add_argument("--json")

@@ -68,7 +68,7 @@ def make_student(teacher, ratio, alloc="relative", log=print):
     weights, errors, meta = {}, {}, {}
     for l, blk in enumerate(teacher.blocks):
         for n, (o, i) in LINEARS.items():
-            W = getattr(blk, n).weight.detach().double()
+            W = getattr(blk, n).weight.detach().double().cpu()  # TT-SVD on the CPU
             key = "%d.%s" % (l, n)
             weights[key] = W
             errors[key] = tt_errors(W, FACTORS[o], FACTORS[i])
@@ -132,7 +132,7 @@ def engine_check(path, model, tokens):
     return float(np.abs(np.array(got) - ref).max())
 
 
-def plot_svg(results, path):
+def plot_svg(results, path, baselines=()):
     """KL to the teacher and greedy agreement vs block compression ratio (log2 x), TT-SVD only and healed,
     for every allocation in results (a list of compress_llama.json documents)."""
     W, H, pw, ph, top, left, gap = 820, 420, 330, 270, 50, 70, 80
@@ -143,33 +143,44 @@ def plot_svg(results, path):
     runs = [(doc.get("alloc", "?"), r) for doc in results for r in doc["runs"]]
     xs = [math.log2(r["block_ratio"]) for _, r in runs]
     x_lo, x_hi = 0.0, max(4.0, math.ceil(max(xs)))
-    panels = [("KL(original || compressed), nats/token", "kl", 0.0,
-               max(max(r[k]["kl"] for _, r in runs for k in ("svd_only", "healed")) * 1.1, 0.1)),
+    kl_hi = 10 ** math.ceil(math.log10(max(r[k]["kl"] for _, r in runs for k in ("svd_only", "healed"))))
+    panels = [("KL(original || compressed), nats/token (log)", "kl", kl_hi / 100, kl_hi),
               ("greedy-token agreement with the original", "agreement", 0.0, 1.0)]
     colors = {"svd_only": "#c44", "healed": "#26a"}
     dashes = {"uniform": "", "relative": "6,4", "frobenius": "2,3"}
     for p, (title, key, y_lo, y_hi) in enumerate(panels):
         x0 = left + p * (pw + gap)
         X = lambda v: x0 + (v - x_lo) / (x_hi - x_lo) * pw
-        Y = lambda v: top + ph - (v - y_lo) / (y_hi - y_lo) * ph
+        if key == "kl":  # log axis
+            Y = lambda v: top + ph - (math.log10(max(v, y_lo)) - math.log10(y_lo)) / (math.log10(y_hi) - math.log10(y_lo)) * ph
+            ticks = [m * 10 ** e for e in range(int(math.log10(y_lo)), int(math.log10(y_hi)) + 1) for m in (1, 2, 5)
+                     if y_lo <= m * 10 ** e <= y_hi]
+        else:
+            Y = lambda v: top + ph - (v - y_lo) / (y_hi - y_lo) * ph
+            ticks = [y_lo + (y_hi - y_lo) * j / 5 for j in range(6)]
         out.append('<text x="%d" y="%d">%s</text>' % (x0, top - 8, title))
         out.append('<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#444"/>' % (x0, top, pw, ph))
         for i in range(int(x_lo), int(x_hi) + 1):
             out.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#ddd"/>' % (X(i), top, X(i), top + ph))
             out.append('<text x="%.1f" y="%d" text-anchor="middle">%gx</text>' % (X(i), top + ph + 16, 2 ** i))
-        for j in range(6):
-            v = y_lo + (y_hi - y_lo) * j / 5
+        for v in ticks:
             out.append('<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#eee"/>' % (x0, Y(v), x0 + pw, Y(v)))
-            out.append('<text x="%d" y="%.1f" text-anchor="end">%.2f</text>' % (x0 - 4, Y(v) + 4, v))
+            out.append('<text x="%d" y="%.1f" text-anchor="end">%g</text>' % (x0 - 4, Y(v) + 4, round(v, 2)))
         out.append('<text x="%d" y="%d" text-anchor="middle">block compression (teacher / student block '
                    'parameters)</text>' % (x0 + pw // 2, top + ph + 34))
+        for name, kl, agree in baselines:  # reference predictors: a horizontal line each
+            v = kl if key == "kl" else agree
+            out.append('<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#999" stroke-dasharray="1,3"/>' % (
+                x0, Y(v), x0 + pw, Y(v)))
+            out.append('<text x="%d" y="%.1f" text-anchor="end" fill="#777">%s</text>' % (x0 + pw - 4, Y(v) - 4, name))
         for alloc in sorted({a for a, _ in runs}):
             pts = sorted((math.log2(r["block_ratio"]), r) for a, r in runs if a == alloc)
             for stage in ("svd_only", "healed"):
-                xy = [(X(0), Y(0.0 if key == "kl" else 1.0))] + [(X(x), Y(r[stage][key])) for x, r in pts]
+                start = [(X(0), Y(1.0))] if key == "agreement" else []  # the original itself: agreement 1, KL 0
+                xy = start + [(X(x), Y(r[stage][key])) for x, r in pts]
                 out.append('<polyline fill="none" stroke="%s" stroke-width="2" stroke-dasharray="%s" points="%s"/>' % (
                     colors[stage], dashes.get(alloc, ""), " ".join("%.1f,%.1f" % q for q in xy)))
-                out += ['<circle cx="%.1f" cy="%.1f" r="3" fill="%s"/>' % (a, b, colors[stage]) for a, b in xy[1:]]
+                out += ['<circle cx="%.1f" cy="%.1f" r="3" fill="%s"/>' % (a, b, colors[stage]) for a, b in xy[len(start):]]
     legend = [("TT-SVD only", colors["svd_only"], ""), ("healed (distilled)", colors["healed"], "")]
     legend += [("ranks: %s" % a, "#444", dashes.get(a, "")) for a in sorted({a for a, _ in runs})]
     for i, (label, col, dash) in enumerate(legend):  # one row under the panels
@@ -204,9 +215,12 @@ def main():
     ap.add_argument("--no-engine-check", action="store_true", help="skip the libqtf.so logits check")
     ap.add_argument("--plot", nargs="+", metavar="FILE",
                     help="only draw: compress_llama.json files ..., the last argument the .svg to write")
+    ap.add_argument("--baseline", action="append", default=[], metavar="NAME:KL:AGREEMENT",
+                    help="a reference predictor drawn as a horizontal line (with --plot)")
     args = ap.parse_args()
     if args.plot:
-        plot_svg([json.load(open(f)) for f in args.plot[:-1]], args.plot[-1])
+        base = [(b.rsplit(":", 2)[0], float(b.rsplit(":", 2)[1]), float(b.rsplit(":", 2)[2])) for b in args.baseline]
+        plot_svg([json.load(open(f)) for f in args.plot[:-1]], args.plot[-1], base)
         return
     torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)

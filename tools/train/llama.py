@@ -90,15 +90,19 @@ def rope(x, theta):
     """Rotary positions on x [B, heads, T, hd]: the pair (2i, 2i+1) at position t turns by
     t * theta^(-2i/hd) (Meta's Llama / llama2.c pairing: adjacent values, not the two halves)."""
     T, hd = x.shape[-2], x.shape[-1]
-    i = torch.arange(0, hd, 2, dtype=torch.float64)
-    ang = torch.arange(T, dtype=torch.float64)[:, None] * theta ** (-i / hd)[None, :]  # [T, hd/2]
+    i = torch.arange(0, hd, 2, dtype=torch.float64, device=x.device)
+    ang = torch.arange(T, dtype=torch.float64, device=x.device)[:, None] * theta ** (-i / hd)[None, :]  # [T, hd/2]
     c, s = torch.cos(ang).to(x.dtype), torch.sin(ang).to(x.dtype)
     x0, x1 = x[..., 0::2], x[..., 1::2]
     return torch.stack([x0 * c - x1 * s, x0 * s + x1 * c], -1).flatten(-2)
 
 
-def make_linear(cfg, n_in, n_out, f_in, f_out):
-    lin = TTLinear(f_in, f_out, cfg.tt_rank) if cfg.tensorized else DenseLinear(n_in, n_out)
+def make_linear(cfg, n_in, n_out, f_in, f_out, ranks=None):
+    """ranks: explicit TT bond ranks [1, r_1, .., 1] (a file's cores, e.g. a compressed model), else tt_rank."""
+    if cfg.tensorized:
+        lin = TTLinear(f_in, f_out, cfg.tt_rank, ranks=ranks) if ranks else TTLinear(f_in, f_out, cfg.tt_rank)
+    else:
+        lin = DenseLinear(n_in, n_out)
     if not cfg.linear_bias:  # a fixed zero bias: not a parameter, not in the file
         del lin.bias
         lin.register_buffer("bias", torch.zeros(n_out), persistent=False)
@@ -106,21 +110,23 @@ def make_linear(cfg, n_in, n_out, f_in, f_out):
 
 
 class LlamaBlock(nn.Module):
-    def __init__(self, cfg: LlamaConfig):
+    def __init__(self, cfg: LlamaConfig, ranks=None):
+        """ranks: optional {linear name: TT bond ranks} (per-matrix ranks of a compressed model)."""
         super().__init__()
         self.cfg = cfg
         d = cfg.d_model
         norm = (lambda: RMSNorm(d, cfg.ln_eps)) if cfg.norm == "rmsnorm" else (lambda: nn.LayerNorm(d, eps=cfg.ln_eps))
         self.ln1, self.ln2 = norm(), norm()
         df, ff, kf = cfg.d_factors, cfg.ff_factors, (cfg.kv_factors or cfg.d_factors)
-        self.q = make_linear(cfg, d, d, df, df)
-        self.k = make_linear(cfg, d, cfg.kv_dim, df, kf)
-        self.v = make_linear(cfg, d, cfg.kv_dim, df, kf)
-        self.o = make_linear(cfg, d, d, df, df)
+        r = (ranks or {}).get
+        self.q = make_linear(cfg, d, d, df, df, r("q"))
+        self.k = make_linear(cfg, d, cfg.kv_dim, df, kf, r("k"))
+        self.v = make_linear(cfg, d, cfg.kv_dim, df, kf, r("v"))
+        self.o = make_linear(cfg, d, d, df, df, r("o"))
         if cfg.activation == "swiglu":
-            self.gate = make_linear(cfg, d, cfg.d_ff, df, ff)
-        self.up = make_linear(cfg, d, cfg.d_ff, df, ff)
-        self.down = make_linear(cfg, cfg.d_ff, d, ff, df)
+            self.gate = make_linear(cfg, d, cfg.d_ff, df, ff, r("gate"))
+        self.up = make_linear(cfg, d, cfg.d_ff, df, ff, r("up"))
+        self.down = make_linear(cfg, cfg.d_ff, d, ff, df, r("down"))
 
     def forward(self, x):
         cfg = self.cfg
@@ -143,7 +149,8 @@ class LlamaBlock(nn.Module):
 
 
 class Llama(nn.Module):
-    def __init__(self, cfg: LlamaConfig):
+    def __init__(self, cfg: LlamaConfig, ranks=None):
+        """ranks: optional [per layer {linear name: TT bond ranks}] (a file's core shapes)."""
         super().__init__()
         assert cfg.activation in ("gelu", "swiglu") and cfg.norm in ("layernorm", "rmsnorm")
         assert cfg.positions in ("learned", "rotary") and cfg.n_heads % cfg.n_kv_heads == 0
@@ -153,7 +160,7 @@ class Llama(nn.Module):
         if cfg.positions == "learned":
             self.pos_emb = nn.Embedding(cfg.context, cfg.d_model)
             nn.init.normal_(self.pos_emb.weight, std=0.02)
-        self.blocks = nn.ModuleList(LlamaBlock(cfg) for _ in range(cfg.n_layers))
+        self.blocks = nn.ModuleList(LlamaBlock(cfg, ranks[l] if ranks else None) for l in range(cfg.n_layers))
         self.lnf = RMSNorm(cfg.d_model, cfg.ln_eps) if cfg.norm == "rmsnorm" else nn.LayerNorm(cfg.d_model, eps=cfg.ln_eps)
         if not cfg.tied_embeddings:
             self.head = nn.Parameter(torch.randn(cfg.vocab_size, cfg.d_model) * 0.02)
@@ -262,7 +269,16 @@ def load_qtf(path, dtype=torch.float32):
     meta, tensors = read_qtf(path)
     if meta.get("model.n_qubits", 0) != 0:
         raise ValueError("llama.load_qtf: the reference covers models without quantum parts")
-    model = Llama(config_from_meta(meta)).to(dtype).eval()
+    cfg = config_from_meta(meta)
+    ranks = None
+    if cfg.tensorized:  # every matrix's bond ranks as stored (compression gives each its own)
+        K = len(cfg.d_factors)
+        ranks = [{n: [1] + [int(tensors["blk.%d.%s.core.%d" % (l, p, k)].shape[3]) for k in range(K - 1)] + [1]
+                  for n, p in (("q", "attn.q"), ("k", "attn.k"), ("v", "attn.v"), ("o", "attn.o"), ("gate", "ffn.gate"),
+                               ("up", "ffn.up"), ("down", "ffn.down"))
+                  if "blk.%d.%s.core.0" % (l, p) in tensors}
+                 for l in range(cfg.n_layers)]
+    model = Llama(cfg, ranks).to(dtype).eval()
     names = set()
     with torch.no_grad():
         for name, param in tensor_map(model):

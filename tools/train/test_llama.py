@@ -122,6 +122,28 @@ class TestBlockOptions(unittest.TestCase):
             with torch.no_grad():
                 np.testing.assert_allclose(back(x)[0].numpy(), model(x)[0].numpy(), atol=1e-5)
 
+    def test_per_matrix_ranks_round_trip(self):
+        """A compressed model stores every matrix at its own bond rank; load_qtf rebuilds them from the cores."""
+        from compress import tt_svd_linear
+        cfg = LlamaConfig(vocab_size=20, d_model=16, n_layers=1, n_heads=4, n_kv_heads=2, d_ff=8, context=8,
+                          tensorized=1, d_factors=[4, 4], ff_factors=[2, 4], kv_factors=[2, 4], tt_rank=6)
+        torch.manual_seed(2)
+        model = Llama(cfg).to(D).eval()
+        blk = model.blocks[0]
+        lin = tt_svd_linear(blk.up.dense_weight().detach(), ([2, 4], [4, 4]), 2).to(D)
+        del lin.bias
+        lin.register_buffer("bias", torch.zeros(8, dtype=D), persistent=False)
+        blk.up = lin
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "m.qtf")
+            export_qtf(model, path, stand_in_tokens(20))
+            back, _ = load_qtf(path, dtype=D)
+            self.assertEqual(back.blocks[0].up.ranks, [1, 2, 1])
+            self.assertEqual(back.blocks[0].q.ranks, [1, 6, 1])
+            x = torch.tensor([[3, 1, 4, 1, 5]])
+            with torch.no_grad():
+                np.testing.assert_allclose(back(x)[0].numpy(), model(x)[0].numpy(), atol=1e-5)
+
     def test_gqa_with_all_kv_heads_equal_is_multi_head(self):
         """n_kv_heads = H/2 with each kv head's projection duplicated equals n_kv_heads = H."""
         base = dict(vocab_size=10, d_model=8, n_layers=1, n_heads=2, d_ff=8, context=8)
