@@ -22,6 +22,8 @@ inline V4 fmadd(const V4& a, const V4& b, const V4& c) { return _mm_fmadd_ps(a, 
 #include "kernels/simd_body.inc"
 
 const qtf::kern::Table* qtf::kern::table_avx2() { return &kern_avx2::kTable; }
+void qtf::kern::avx2_tt_step(const tt::Step& s, const float* in, float* out) { kern_avx2::tt_step(s, in, out); }
 #else
 const qtf::kern::Table* qtf::kern::table_avx2() { return nullptr; }
+void qtf::kern::avx2_tt_step(const tt::Step& s, const float* in, float* out) { tt::step_scalar(s, in, out, 0); }
 #endif

@@ -36,9 +36,15 @@ inline V16 reduce_rows(const V16* rows) {
 #define QTF_NS kern_avx512
 #define QTF_VARIANT_NAME "avx512"
 #define QTF_VECTORS V16, V8, V4
+// TT steps: the AVX2 variant's 256-bit code. On the device (Xeon with AVX-512) the 512-bit step below
+// measured slower than the 256-bit one on most bench shapes (bench/README.md, "SIMD variants"), so the
+// dispatch does not choose it; it stays compiled and tested (kern::avx512_tt_step, test_kernels).
+#define QTF_TT_STEP &qtf::kern::avx2_tt_step
 #include "kernels/simd_body.inc"
 
 const qtf::kern::Table* qtf::kern::table_avx512() { return &kern_avx512::kTable; }
+void qtf::kern::avx512_tt_step(const tt::Step& s, const float* in, float* out) { kern_avx512::tt_step(s, in, out); }
 #else
 const qtf::kern::Table* qtf::kern::table_avx512() { return nullptr; }
+void qtf::kern::avx512_tt_step(const tt::Step& s, const float* in, float* out) { tt::step_scalar(s, in, out, 0); }
 #endif

@@ -258,6 +258,13 @@ TEST_CASE("kern TT matvec/matmul equal ref at every rank and batch, within the w
           REQUIRE(all_finite(y.data(), y.size()));
           CHECK(rel_err(y.data(), expect.data(), y.size()) < 2e-6 * std::sqrt((double)N));
           CHECK(ws.guard_intact());
+          // The 512-bit TT step, compiled and tested though the dispatch does not choose it.
+          if (std::string(kern::simd_arch()) == "avx512") {
+            Vec y512 = nan_vec(M * batch);
+            tt::run_plan(tt::best_plan(W, rank, batch), W, batch, X.data(), y512.data(), ws.data(), kern::avx512_tt_step);
+            CHECK(rel_err(y512.data(), expect.data(), y512.size()) < 2e-6 * std::sqrt((double)N));
+            CHECK(ws.guard_intact());
+          }
           // The same by a one-vector plan made beforehand (as a context does once per rank).
           Vec yp = nan_vec(M * batch);
           kern::tt_matmul(W, tt::best_plan(W, rank, 1), X.data(), batch, yp.data(), ws.data());
