@@ -68,12 +68,18 @@ typedef struct {
 qtf_context_params qtf_context_default_params(void);
 
 qtf_status qtf_context_new(const qtf_model* model, const qtf_context_params* params, qtf_context** out);
+/* Splits the work of qtf_decode over n_threads threads (1..256; started here, once: decoding still
+   never allocates). Resets the context (its KV cache is laid out again). Not while another thread
+   decodes on it. (A function rather than a field of qtf_context_params: that struct is returned by value
+   from qtf_context_default_params, so growing it would break binaries built against this header.) */
+qtf_status qtf_context_set_threads(qtf_context* ctx, int32_t n_threads);
 void qtf_context_free(qtf_context* ctx);
 void qtf_context_reset(qtf_context* ctx);
 int32_t qtf_context_n_past(const qtf_context* ctx);
 int32_t qtf_context_n_ctx(const qtf_context* ctx);
 
-/* Appends tokens and runs them; afterwards qtf_get_logits gives the last token's logits. */
+/* Appends tokens and runs them (a prompt in blocks of 32 tokens through each layer together); afterwards
+   qtf_get_logits gives the last token's logits. */
 qtf_status qtf_decode(qtf_context* ctx, const int32_t* tokens, int32_t n_tokens);
 const float* qtf_get_logits(const qtf_context* ctx); /* vocab_size floats, NULL before the first decode */
 

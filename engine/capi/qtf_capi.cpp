@@ -15,6 +15,8 @@ struct qtf_model {
 };
 struct qtf_context {
   host::HostContext host;
+  const host::LoadedModel* model = nullptr;
+  ContextOptions opt;  // as created (qtf_context_set_threads re-creates the context with more threads)
   bool has_logits = false;
 };
 struct qtf_sampler {
@@ -144,9 +146,30 @@ qtf_status qtf_context_new(const qtf_model* model, const qtf_context_params* par
   qtf_context* c;
   if (qtf_status s = make(&c)) return s;
   qtf_status s = from(c->host.init(model->loaded, o));
-  if (s != QTF_OK) delete c;
-  else *out = c;
+  if (s != QTF_OK) {
+    delete c;
+    return s;
+  }
+  c->model = &model->loaded;
+  c->opt = o;
+  *out = c;
   return s;
+}
+
+qtf_status qtf_context_set_threads(qtf_context* ctx, int32_t n_threads) {
+  if (!ctx) return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_context_set_threads: null context");
+  if (n_threads < 1 || n_threads > kMaxThreads)
+    return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_context_set_threads: thread count out of range");
+  ContextOptions o = ctx->opt;
+  o.n_threads = n_threads;
+  qtf_status s = from(ctx->host.init(*ctx->model, o));
+  if (s != QTF_OK) {  // keep a usable context: back to the options it had
+    from(ctx->host.init(*ctx->model, ctx->opt));
+    return s;
+  }
+  ctx->opt = o;
+  ctx->has_logits = false;
+  return QTF_OK;
 }
 
 void qtf_context_free(qtf_context* ctx) { delete ctx; }

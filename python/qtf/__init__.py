@@ -172,9 +172,11 @@ class Context:
     """Decoding state over a Model (the KV cache and scratch, sized once here). One thread at a time.
 
     Options: n_ctx (0 = the model's context), route ("auto", "classical", "quantum"), fixed_rank (0 = the
-    entropy schedule), act_path ("fourier", "quantum", "spline"), theta, alpha (None = the model's)."""
+    entropy schedule), act_path ("fourier", "quantum", "spline"), theta, alpha (None = the model's),
+    n_threads (threads the context splits its work over)."""
 
-    def __init__(self, model, n_ctx=0, route="auto", fixed_rank=0, act_path="fourier", theta=None, alpha=None):
+    def __init__(self, model, n_ctx=0, route="auto", fixed_rank=0, act_path="fourier", theta=None, alpha=None,
+                 n_threads=1):
         self._h = None
         if route not in _ROUTES or act_path not in _ACT_PATHS:
             raise ValueError(f"qtf: route must be one of {list(_ROUTES)}, act_path one of {list(_ACT_PATHS)}")
@@ -188,6 +190,8 @@ class Context:
         h = ctypes.c_void_p()
         _check(_L().qtf_context_new(model._h, ctypes.byref(p), ctypes.byref(h)))
         self._h = h
+        if n_threads != 1:
+            _check(_L().qtf_context_set_threads(h, n_threads))
         self._layers = (_capi.LayerStats * max(1, model.n_layers))()
 
     def close(self):

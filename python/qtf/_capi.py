@@ -82,6 +82,7 @@ def _declare(lib):
         "qtf_token_text": (c_int, [c_void_p, c_int32, P(c_void_p), P(c_size_t)]),
         "qtf_context_default_params": (ContextParams, []),
         "qtf_context_new": (c_int, [c_void_p, P(ContextParams), P(c_void_p)]),
+        "qtf_context_set_threads": (c_int, [c_void_p, c_int32]),
         "qtf_context_free": (None, [c_void_p]),
         "qtf_context_reset": (None, [c_void_p]),
         "qtf_context_n_past": (c_int32, [c_void_p]),

@@ -119,3 +119,32 @@ TEST_CASE("a context on a thread pool decodes like a single-threaded one") {
     }
   }
 }
+
+// The C API's qtf_context_set_threads: same logits as one thread, for a prompt (blocks) and generation.
+TEST_CASE("qtf_context_set_threads decodes like one thread") {
+  qtf_model* m = nullptr;
+  const std::string path = std::string(QTF_SOURCE_DIR) + "/tests/fixtures/q4_k3_daruan_adaptive_qattn_tied.qtf";
+  REQUIRE(qtf_model_load_file(path.c_str(), 1, &m) == QTF_OK);
+  qtf_model_info info;
+  qtf_model_get_info(m, &info);
+  qtf_context *one = nullptr, *many = nullptr;
+  REQUIRE(qtf_context_new(m, nullptr, &one) == QTF_OK);
+  REQUIRE(qtf_context_new(m, nullptr, &many) == QTF_OK);
+  CHECK(qtf_context_set_threads(many, 0) == QTF_ERR_INVALID_ARGUMENT);
+  REQUIRE(qtf_context_set_threads(many, 3) == QTF_OK);
+  const int32_t prompt[6] = {1, 5, 9, 2, 7, 3};
+  REQUIRE(qtf_decode(one, prompt, 6) == QTF_OK);
+  REQUIRE(qtf_decode(many, prompt, 6) == QTF_OK);
+  for (int g = 0; g < 4; ++g) {
+    const float *a = qtf_get_logits(one), *b = qtf_get_logits(many);
+    float diff = 0;
+    for (int i = 0; i < info.vocab_size; ++i) diff = std::max(diff, std::fabs(a[i] - b[i]));
+    CHECK(diff <= 1e-4f);
+    const int32_t next = (int32_t)(std::max_element(a, a + info.vocab_size) - a);
+    REQUIRE(qtf_decode(one, &next, 1) == QTF_OK);
+    REQUIRE(qtf_decode(many, &next, 1) == QTF_OK);
+  }
+  qtf_context_free(one);
+  qtf_context_free(many);
+  qtf_model_free(m);
+}
