@@ -99,7 +99,7 @@ Status Context::eval(const int32_t* tokens, int n) {
                          state_.n_batch, n);
   for (int i = 0; i < n; ++i)
     if (tokens[i] < 0 || tokens[i] >= model_->cfg.vocab)
-      return Status::error(Err::out_of_range, "token id %d is outside the vocabulary (0..%d)", tokens[i],
+      return Status::error(Err::out_of_range, "token id %d is outside the vocabulary (0..%d)", (int)tokens[i],
                            model_->cfg.vocab - 1);
   if (n > state_.n_ctx - n_past_)
     return Status::error(Err::context_full, "context is full (%d tokens): reset it or use a longer context",
