@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <new>
+#include <string>
 #include <vector>
 
 #include "host/session.h"
@@ -86,6 +87,28 @@ TEST_CASE("no heap allocation while decoding and sampling, on every path") {
     CHECK(hc.ctx().eval(1).code() == Err::context_full);  // error path allocates nothing either
     g_watch = false;
     INFO("variant " << variant);
+    CHECK(g_allocs.load() == 0);
+  }
+}
+
+TEST_CASE("no heap allocation while decoding a Llama-block model (rmsnorm, rotary, swiglu, grouped kv)") {
+  for (const char* name : {"llama2c_tiny", "llama_tt_rms_rope_swiglu_gqa_bias_untied"}) {
+    host::LoadedModel lm;
+    REQUIRE(lm.load_file((std::string(QTF_SOURCE_DIR) + "/tests/fixtures/" + name + ".qtf").c_str()).ok());
+    host::HostContext hc;
+    host::HostSampler hs;
+    REQUIRE(hc.init(lm, ContextOptions{}).ok());
+    REQUIRE(hs.init(lm.model().cfg.vocab, SamplerOptions{}).ok());
+    g_allocs = 0;
+    g_watch = true;
+    int t = 1;
+    while (hc.ctx().n_past() < hc.ctx().n_ctx()) {  // the whole context
+      REQUIRE(hc.ctx().eval(t).ok());
+      t = hs.get().sample(hc.ctx().logits());
+      hs.get().accept(t);
+    }
+    g_watch = false;
+    INFO(name);
     CHECK(g_allocs.load() == 0);
   }
 }
