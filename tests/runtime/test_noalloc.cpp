@@ -58,16 +58,17 @@ TEST_CASE("the watcher sees allocations (so the check below can fail)") {
 }
 
 TEST_CASE("no heap allocation while decoding and sampling, on every path") {
-  for (int variant = 0; variant < 4; ++variant) {
+  for (int variant = 0; variant < 6; ++variant) {  // 2..5: the prompt as one block; 4, 5: on 3 threads
     qtf::testing::TinyConfig c;
     c.context = 64;
-    if (variant == 1) { c.tensorized = false; c.n_qubits = 0; c.activation = "gelu"; }
+    if (variant == 1 || variant == 5) { c.tensorized = false; c.n_qubits = 0; c.activation = "gelu"; }
     std::vector<uint8_t> bytes = qtf::testing::make_tiny_model(c);
     host::LoadedModel lm;
     REQUIRE(lm.load_memory(bytes.data(), bytes.size()).ok());
     ContextOptions o;
     if (variant == 2) { o.act_path = quantum::DaruanPath::spline; o.route = RouteMode::all_quantum; }
     if (variant == 3) { o.act_path = quantum::DaruanPath::quantum; o.fixed_rank = 2; }
+    if (variant >= 4) o.n_threads = 3;
     host::HostContext hc;
     host::HostSampler hs;
     REQUIRE(hc.init(lm, o).ok());
@@ -78,7 +79,8 @@ TEST_CASE("no heap allocation while decoding and sampling, on every path") {
     g_allocs = 0;
     g_watch = true;
     REQUIRE(lm.tokenizer().encode(prompt, sizeof prompt - 1, ids, 64, &n, nullptr).ok());
-    for (int i = 0; i < n; ++i) REQUIRE(hc.ctx().eval(ids[i]).ok());
+    if (variant >= 2) REQUIRE(hc.ctx().eval(ids, n).ok());
+    else for (int i = 0; i < n; ++i) REQUIRE(hc.ctx().eval(ids[i]).ok());
     while (hc.ctx().n_past() < hc.ctx().n_ctx()) {  // generate until the context is full
       int t = hs.get().sample(hc.ctx().logits());
       hs.get().accept(t);
