@@ -14,7 +14,10 @@ echo "== find_package(qtf)"
 cmake -S "$src/tests/install/consumer" -B "$work/consumer" -DCMAKE_PREFIX_PATH="$work/prefix" \
   -DQTF_EXAMPLE="$src/tools/examples/generate.c" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$work/consumer" >/dev/null
-ldd "$work/consumer/generate" | grep -q "$work/prefix/lib/libqtf.so" || { echo "not linked to the installed libqtf.so"; exit 1; }
+# ldd's output is read whole first: `ldd | grep -q` under pipefail fails at random when grep exits at
+# the first match and ldd dies of SIGPIPE.
+libs=$(ldd "$work/consumer/generate")
+grep -q "$work/prefix/lib/libqtf.so" <<<"$libs" || { echo "not linked to the installed libqtf.so"; echo "$libs"; exit 1; }
 "$work/consumer/generate" "$model" "ROMEO:" 8
 
 echo "== pkg-config qtf"
