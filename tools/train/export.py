@@ -9,7 +9,7 @@ import torch
 
 import llama
 from model import Config, QTensorFormer
-from qtf_format import read_qtf, write_qtf
+from qtf_format import read_qtf, write_model
 
 
 def tensor_map(model):
@@ -71,9 +71,7 @@ def model_meta(cfg, tokens, provenance=None):
 
 
 def export_qtf(model, path, tokens, provenance=None, dtype="f32"):
-    np_dtype = {"f32": np.float32, "f16": np.float16}[dtype]
-    tensors = [(n, t.detach().cpu().float().numpy().astype(np_dtype)) for n, t in tensor_map(model)]
-    return write_qtf(path, model_meta(model.cfg, tokens, provenance), tensors)
+    return write_model(path, model_meta(model.cfg, tokens, provenance), tensor_map(model), dtype)
 
 
 def load_qtf(path, dtype=torch.float32):

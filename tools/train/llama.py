@@ -34,7 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from model import DenseLinear, TTLinear
-from qtf_format import read_qtf, write_qtf
+from qtf_format import read_qtf, write_model, write_qtf
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -239,9 +239,7 @@ def model_meta(cfg, tokens, provenance=None, tokenizer_type="char"):
 
 
 def export_qtf(model, path, tokens, provenance=None, dtype="f32"):
-    np_dtype = {"f32": np.float32, "f16": np.float16}[dtype]
-    tensors = [(n, t.detach().cpu().float().numpy().astype(np_dtype)) for n, t in tensor_map(model)]
-    return write_qtf(path, model_meta(model.cfg, tokens, provenance), tensors)
+    return write_model(path, model_meta(model.cfg, tokens, provenance), tensor_map(model), dtype)
 
 
 def is_llama_meta(meta):

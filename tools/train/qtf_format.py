@@ -133,6 +133,14 @@ class _Cursor:
         return s
 
 
+def write_model(path, meta, named_tensors, dtype="f32"):
+    """Writes a model's (name, torch tensor) pairs as f32 or f16 with its metadata: the one export path
+    shared by the Q-TensorFormer and Llama-block exporters."""
+    np_dtype = {"f32": np.float32, "f16": np.float16}[dtype]
+    tensors = [(n, t.detach().cpu().float().numpy().astype(np_dtype)) for n, t in named_tensors]
+    return write_qtf(path, meta, tensors)
+
+
 def read_qtf(path_or_bytes):
     """Returns (meta dict, {name: np.ndarray}) after verifying the whole file."""
     if isinstance(path_or_bytes, (bytes, bytearray)):
