@@ -31,6 +31,16 @@ typedef struct qtf_sampler qtf_sampler;
 /* The calling thread's last error message ("" if none). Valid until its next qtf call. */
 const char* qtf_last_error(void);
 
+/* ---- kernels ---- */
+/* Picks the SIMD kernel variant for the whole process: "auto" (the best this CPU runs: the default),
+ * "scalar", "sse2", "avx2", "avx512" or "neon". An unknown name, or a variant this build or CPU lacks,
+ * is QTF_ERR_INVALID_ARGUMENT (the message lists what is available). For testing and benchmarking:
+ * call it before decoding, never while another thread decodes. The library reads no environment
+ * variable; the qtf tool and the Python package map QTF_SIMD onto this call. */
+qtf_status qtf_set_simd(const char* name);
+/* The variant in use: "scalar", "sse2", "avx2", "avx512" or "neon". */
+const char* qtf_simd(void);
+
 /* ---- models ---- */
 qtf_status qtf_model_load_file(const char* path, int use_mmap, qtf_model** out);
 /* Uses data in place (zero copy) if it is 64-byte aligned, else copies it once. The caller keeps

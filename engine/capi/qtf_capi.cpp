@@ -7,6 +7,7 @@
 #include <new>
 
 #include "host/session.h"
+#include "kernels/kernels.h"
 
 using namespace qtf;
 
@@ -61,6 +62,13 @@ qtf_status make(T** out) {
 extern "C" {
 
 const char* qtf_last_error(void) { return g_error; }
+
+qtf_status qtf_set_simd(const char* name) {
+  if (!name) return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_set_simd: null argument");
+  return from(kern::select_simd(name));
+}
+
+const char* qtf_simd(void) { return kern::simd_arch(); }
 
 qtf_status qtf_model_load_file(const char* path, int use_mmap, qtf_model** out) {
   if (!path || !out) return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_model_load_file: null argument");

@@ -10,6 +10,7 @@ A Model is read-only once loaded and may be shared by threads; a Context belongs
 """
 import ctypes
 import math
+import os
 import threading
 
 import numpy as np
@@ -17,7 +18,7 @@ import numpy as np
 from . import _capi
 
 __all__ = ["Model", "Context", "Token", "Generation", "Report", "EvalResult", "QtfError", "ContextFullError",
-           "library_path"]
+           "library_path", "set_simd", "simd"]
 __version__ = "0.1.0"
 
 _lib = None
@@ -29,8 +30,25 @@ def _L():
     if _lib is None:
         with _lib_lock:
             if _lib is None:
-                _lib = _capi.load_library()
+                lib = _capi.load_library()
+                # QTF_SIMD=scalar|sse2|avx2|avx512|neon picks the kernel variant, as for the qtf tool.
+                name = os.environ.get("QTF_SIMD")
+                if name and lib.qtf_set_simd(name.encode()) != _capi.OK:
+                    raise QtfError(_capi.ERR_INVALID_ARGUMENT,
+                                   "QTF_SIMD: " + lib.qtf_last_error().decode("utf-8", "replace"))
+                _lib = lib
     return _lib
+
+
+def set_simd(name):
+    """Picks the SIMD kernel variant for the process ("auto", "scalar", "sse2", "avx2", "avx512",
+    "neon"); QtfError if this build or CPU lacks it. For tests and benchmarks: not while decoding."""
+    _check(_L().qtf_set_simd(name.encode()))
+
+
+def simd():
+    """The SIMD kernel variant in use, e.g. "avx2"."""
+    return _L().qtf_simd().decode()
 
 
 def library_path():

@@ -74,6 +74,8 @@ def _declare(lib):
     P = POINTER
     sigs = {
         "qtf_last_error": (c_char_p, []),
+        "qtf_set_simd": (c_int, [c_char_p]),
+        "qtf_simd": (c_char_p, []),
         "qtf_model_load_file": (c_int, [c_char_p, c_int, P(c_void_p)]),
         "qtf_model_load_memory": (c_int, [c_void_p, c_size_t, P(c_void_p)]),
         "qtf_model_free": (None, [c_void_p]),

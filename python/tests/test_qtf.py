@@ -103,6 +103,28 @@ class ShippedModels(unittest.TestCase):
         self.assertEqual(len(list(g)), 16 - 6 + 1)
         self.assertEqual(g.stop_reason, "context_full")
 
+    def test_simd_variants_give_the_same_greedy_text(self):
+        m = self.models["shakespeare-qtf"]
+        best = qtf.simd()
+        texts = {}
+        try:
+            for name in ("scalar", "sse2", "avx2", "avx512", "neon"):
+                try:
+                    qtf.set_simd(name)
+                except qtf.QtfError as e:
+                    self.assertIn(name, str(e))  # not in this build or not on this CPU: says which
+                    continue
+                self.assertEqual(qtf.simd(), name)
+                texts[name] = m.generate("ROMEO:", max_tokens=40, temperature=0).text
+        finally:
+            qtf.set_simd("auto")
+        self.assertEqual(qtf.simd(), best)
+        self.assertIn("scalar", texts)
+        self.assertGreaterEqual(len(texts), 2 if best != "scalar" else 1)
+        self.assertEqual(len(set(texts.values())), 1, texts)
+        with self.assertRaises(qtf.QtfError):
+            qtf.set_simd("mmx")
+
     def test_errors_are_exceptions(self):
         m = self.models["shakespeare-qtf"]
         with self.assertRaises(qtf.QtfError) as e:
