@@ -9,7 +9,7 @@ import torch
 
 import llama
 from model import Config, QTensorFormer
-from qtf_format import read_qtf, write_model
+from qtf_format import read_qtf, tokenizer_and_provenance, write_model
 
 
 def tensor_map(model):
@@ -63,11 +63,7 @@ def model_meta(cfg, tokens, provenance=None):
     for field, key in CONFIG_KEYS.items():
         v = getattr(cfg, field)
         meta[key] = float(v) if field in ("alpha", "theta", "ln_eps") else (list(v) if isinstance(v, list) else v)
-    meta["tokenizer.type"] = "char"
-    meta["tokenizer.tokens"] = list(tokens)
-    for k, v in (provenance or {}).items():
-        meta["provenance." + k] = v
-    return meta
+    return tokenizer_and_provenance(meta, "char", tokens, provenance)
 
 
 def export_qtf(model, path, tokens, provenance=None, dtype="f32"):

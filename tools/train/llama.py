@@ -34,7 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from model import DenseLinear, TTLinear
-from qtf_format import read_qtf, write_model, write_qtf
+from qtf_format import read_qtf, tokenizer_and_provenance, write_model, write_qtf
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -231,11 +231,7 @@ def model_meta(cfg, tokens, provenance=None, tokenizer_type="char"):
                      "model.tt.rank": c.tt_rank})
         if c.kv_factors:
             meta["model.tt.kv_factors"] = list(c.kv_factors)
-    meta["tokenizer.type"] = tokenizer_type
-    meta["tokenizer.tokens"] = list(tokens)
-    for k, v in (provenance or {}).items():
-        meta["provenance." + k] = v
-    return meta
+    return tokenizer_and_provenance(meta, tokenizer_type, tokens, provenance)
 
 
 def export_qtf(model, path, tokens, provenance=None, dtype="f32"):

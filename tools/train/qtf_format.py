@@ -133,6 +133,15 @@ class _Cursor:
         return s
 
 
+def tokenizer_and_provenance(meta, tokenizer_type, tokens, provenance=None):
+    """Adds the tokenizer and provenance keys every exported model carries; returns meta."""
+    meta["tokenizer.type"] = tokenizer_type
+    meta["tokenizer.tokens"] = list(tokens)
+    for k, v in (provenance or {}).items():
+        meta["provenance." + k] = v
+    return meta
+
+
 def write_model(path, meta, named_tensors, dtype="f32"):
     """Writes a model's (name, torch tensor) pairs as f32 or f16 with its metadata: the one export path
     shared by the Q-TensorFormer and Llama-block exporters."""
