@@ -48,6 +48,20 @@ Status LoadedModel::bind(const void* data, size_t size) {
   return tokenizer_.init(file_, model_.cfg.vocab, tokenizer_arena_.data(), tokenizer_arena_.size());
 }
 
+Status LoadedModel::apply_adapter_file(const char* path, bool mmap) {
+  if (!file_.is_open()) return Status::error(Err::invalid_argument, "load a model before its adapter");
+  if (adapter_file_.is_open()) return Status::error(Err::invalid_argument, "an adapter is already applied");
+  QTF_TRY(adapter_bytes_.open(path, mmap));
+  Status st = adapter_file_.open(adapter_bytes_.data(), adapter_bytes_.size());
+  if (st.ok()) st = model_.apply_adapter(adapter_file_);
+  if (!st.ok()) {
+    adapter_file_ = format::ModelFile();
+    adapter_bytes_.close();
+    return Status::error(st.code(), "%s: %s", path, st.message());
+  }
+  return st;
+}
+
 Status HostContext::init(const LoadedModel& m, const ContextOptions& opt) {
   QTF_TRY(validate_options(m.model(), opt));
   QTF_TRY(arena_.allocate(Context::arena_bytes(m.model(), opt)));

@@ -35,6 +35,11 @@ class LoadedModel {
   // (A buffer not 64-byte aligned is copied once into an aligned one.)
   Status load_memory(const void* data, size_t size);
 
+  // Applies a LoRA adapter file (qtf.arch = lora, docs/qllm.md) to the loaded model: mapped (or read)
+  // and bound in place; the base weights are neither copied nor changed. One adapter per LoadedModel;
+  // create contexts after applying it.
+  Status apply_adapter_file(const char* path, bool mmap = true);
+
   const Model& model() const { return model_; }
   const Tokenizer& tokenizer() const { return tokenizer_; }
   size_t file_size() const { return file_.file_size(); }
@@ -42,9 +47,9 @@ class LoadedModel {
 
  private:
   Status bind(const void* data, size_t size);
-  FileBytes bytes_;
+  FileBytes bytes_, adapter_bytes_;
   AlignedBuffer copy_, convert_, tokenizer_arena_;
-  format::ModelFile file_;
+  format::ModelFile file_, adapter_file_;
   Model model_;
   Tokenizer tokenizer_;
 };

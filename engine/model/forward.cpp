@@ -47,7 +47,14 @@ struct Cost {
 // Linear j (0..6: q k v o up down gate) of layer l at the path's rank: its plan's FLOPs when TT; the
 // bias add of a dense linear counts when it has one.
 int64_t linear_flops(const RunState& s, const Linear& lin, int l, int j, int rank) {
-  return lin.tt ? s.tt_plan(l, j, rank).flops : 2ll * lin.rows * lin.cols + (lin.dense.bias ? lin.rows : 0);
+  const int64_t lora = lin.lora_a ? 2ll * lin.lora_rank * (lin.rows + lin.cols) + lin.rows : 0;  // B (A x), added
+  return lora + (lin.tt ? s.tt_plan(l, j, rank).flops : 2ll * lin.rows * lin.cols + (lin.dense.bias ? lin.rows : 0));
+}
+
+int64_t ceil_log2(int64_t n) {
+  int64_t k = 0;
+  while ((1ll << k) < n) ++k;
+  return k;
 }
 
 int64_t angles_flops(int Q, int n) { return 2ll * Q * n + kTanhFlops * Q; }  // tanh(W x (+ b)), W [Q, n]
@@ -78,7 +85,11 @@ Cost block_cost(const Model& m, const RunOptions& opt, const RunState& s, int l,
   } else {  // per head: n scaled dot products
     cost.classical(H * (2 * hd + 1) * n);
   }
-  cost.classical(H * (kSoftmaxFlops + 2 * hd) * n);  // softmax, weighted sum of the values
+  const int64_t S = opt.attention_samples;
+  if (S > 0 && !p.quantum_attention)  // softmax, prefix sums, S searches, the mix of S values and its variance
+    cost.classical(H * ((kSoftmaxFlops + 1) * n + 2 * ceil_log2(n) * S + 2 * hd * S + 3 * hd));
+  else
+    cost.classical(H * (kSoftmaxFlops + 2 * hd) * n);  // softmax, weighted sum of the values
   cost.classical(linear_flops(s, L.o, l, 3, r) + d);  // o, residual
   cost.classical(norm_flops(c) + linear_flops(s, L.up, l, 4, r) + linear_flops(s, L.down, l, 5, r) + d);  // 7.
   if (c.activation == Activation::swiglu) {
@@ -104,7 +115,8 @@ int64_t head_flops(const ModelConfig& c) { return norm_flops(c) + 2ll * c.vocab 
 // Y[i] = W X[i] for the n rows, each at its token's rank in layer l. Rows of one rank run as one
 // matmul; when the ranks differ, the rows of each rank are gathered (in order) and scattered back.
 // Linear `which` (0..6: q k v o up down gate) of layer l: TT linears run the context's plan for the rank.
-void linear(const Linear& lin, int which, const TokenStats* ts, int l, int n, const float* X, float* Y, RunState* s) {
+void base_linear(const Linear& lin, int which, const TokenStats* ts, int l, int n, const float* X, float* Y,
+                 RunState* s) {
   if (!lin.tt) return kern::dense_matmul(lin.dense, X, n, Y, s->split, s->workers);
   auto rank = [&](int i) { return (int)ts[i].layer[l].rank; };
   int i0 = 0;
@@ -125,16 +137,32 @@ void linear(const Linear& lin, int which, const TokenStats* ts, int l, int n, co
   }
 }
 
+// The linear and its LoRA adapter, if any: Y[i] = W X[i] + b + (alpha/r) B (A X[i]) (docs/qllm.md).
+void linear(const Linear& lin, int which, const TokenStats* ts, int l, int n, const float* X, float* Y, RunState* s) {
+  base_linear(lin, which, ts, l, n, X, Y, s);
+  if (lin.lora_a == nullptr) return;
+  kern::dense_matmul(DenseMatrix{lin.lora_rank, lin.cols, lin.lora_a, nullptr}, X, n, s->lora_mid);
+  kern::dense_matmul(DenseMatrix{lin.rows, lin.lora_rank, lin.lora_b, nullptr}, s->lora_mid, n, s->lora_out);
+  kern::axpy(lin.lora_scale, s->lora_out, Y, n * lin.rows);
+}
+
 // u = tanh(W x + b) for a Q x n map.
 void angles(const float* w, const float* b, const float* x, int Q, int n, float* u) {
   for (int i = 0; i < Q; ++i) u[i] = std::tanh(kern::dot(w + (size_t)i * n, x, n) + (b ? b[i] : 0.f));
 }
 
-// x = E_tok[token] + E_pos[pos]; with rotary positions x = E_tok[token] (positions turn q and k instead).
-void embed(const Model& m, int token, int pos, float* x) {
-  const int d = m.cfg.d;
+// The block input at cache slot `slot`. Memory slots (slot < G, docs/qllm.md): x = M[slot]. A token:
+// x = E_tok[token] + E_pos[slot - G] (rotary positions: E_tok[token] alone; they turn q and k instead),
+// then the phase gain x_c *= cos(phi_c) - sin(phi_c) when the model has it.
+void embed(const Model& m, const RunState* s, int token, int slot, float* x) {
+  const int d = m.cfg.d, G = m.cfg.memory_tokens;
+  if (slot < G) {
+    for (int i = 0; i < d; ++i) x[i] = m.memory[(size_t)slot * d + i];
+    return;
+  }
   for (int i = 0; i < d; ++i) x[i] = m.tok_emb[(size_t)token * d + i];
-  if (m.cfg.positions == PosKind::learned) kern::axpy(1.f, m.pos_emb + (size_t)pos * d, x, d);
+  if (m.cfg.positions == PosKind::learned) kern::axpy(1.f, m.pos_emb + (size_t)(slot - G) * d, x, d);
+  for (int i = 0; s->phase_gain && i < d; ++i) x[i] *= s->phase_gain[i];
 }
 
 // y = LN(x) with gain w and shift b, or RMSNorm(x) with gain w (model.norm).
@@ -187,12 +215,49 @@ void feature_state(const Model& m, const RunState* s, int l, int head, const flo
   quantum::feature_state(Q, u, s->feature_gates[(size_t)l * m.cfg.n_heads + head], state);
 }
 
+// Sampled attention's draws (docs/qllm.md): SplitMix64, one stream per (seed, layer, head, slot).
+uint64_t mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// out = (1/S) sum_s v[j_s], j_s drawn from the weights w[0..n) (turned into their prefix sums in place).
+// Returns the estimated variance of out, trace over hd (0 for S = 1).
+float sampled_mix(float* w, int n, const float* v, size_t row, int hd, int S, uint64_t seed, int l, int head,
+                  int slot, float* out) {
+  float acc = 0.f;
+  for (int j = 0; j < n; ++j) w[j] = acc += w[j];
+  uint64_t state = mix64(seed ^ mix64(((uint64_t)l << 48) + ((uint64_t)head << 32) + (uint64_t)slot));
+  float sumsq = 0.f;
+  for (int k = 0; k < S; ++k) {
+    state += 0x9E3779B97F4A7C15ull;
+    const float u = (float)(mix64(state) >> 40) * (1.0f / 16777216.0f);
+    int lo = 0, hi = n;  // the smallest j with u < w[j]
+    while (lo < hi) {
+      const int mid = (lo + hi) / 2;
+      if (u < w[mid]) hi = mid;
+      else lo = mid + 1;
+    }
+    const float* vj = v + (size_t)(lo < n ? lo : n - 1) * row;
+    kern::axpy(1.f, vj, out, hd);
+    sumsq += kern::dot(vj, vj, hd);
+  }
+  const float inv = 1.f / (float)S;
+  for (int i = 0; i < hd; ++i) out[i] *= inv;
+  if (S < 2) return 0.f;
+  const float var = (sumsq - (float)S * kern::dot(out, out, hd)) / ((float)S * (float)(S - 1));
+  return var > 0.f ? var : 0.f;
+}
+
 // 6. One head of the token at position pos: att[head] = sum_j w_j v_j over the cached positions
 // j <= pos, with the weights w = softmax_j(beta K(q, k_j)), K the state fidelity (quantum), or
 // softmax_j(q . k_j / sqrt(hd)). q and att are that token's rows. Grouped-query attention: query head
 // `head` reads key/value head head / (H / n_kv_heads).
-void attention(const Model& m, int l, int head, int pos, bool quantum, const float* q_row, float* att_row,
-               const RunState* s, int thread) {
+// Sampled attention (opt.attention_samples > 0, classical heads) replaces the weighted sum by the
+// estimate from S draws and writes the head's variance to *var.
+void attention(const Model& m, const RunOptions& opt, int l, int head, int pos, bool quantum, const float* q_row,
+               float* att_row, const RunState* s, int thread, float* var) {
   const int hd = m.cfg.head_dim(), n = pos + 1, at = head * hd;
   const int kv_at = head / (m.cfg.n_heads / m.cfg.n_kv_heads) * hd;
   const size_t row = s->kv_dim;  // key_row(l, j + 1) - key_row(l, j), the same for values
@@ -212,6 +277,10 @@ void attention(const Model& m, int l, int head, int pos, bool quantum, const flo
   const float* v = s->value_row(l, 0) + kv_at;
   float* out = att_row + at;
   for (int i = 0; i < hd; ++i) out[i] = 0.f;
+  if (opt.attention_samples > 0 && !quantum) {
+    *var = sampled_mix(w, n, v, row, hd, opt.attention_samples, opt.attention_seed, l, head, pos, out);
+    return;
+  }
   for (int j = 0; j < n; ++j) kern::axpy(w[j], v + j * row, out, hd);
 }
 
@@ -275,8 +344,15 @@ void block(const Model& m, const RunOptions& opt, int l, int pos, int n, RunStat
   parallel_for(s->workers, n * c.n_heads, [&](int task, int thread) {  // every (token, head)
     const int i = task / c.n_heads, h = task % c.n_heads;
     const Path p = path_of(c, opt, ts[i].layer[l]);
-    attention(m, l, h, pos + i, p.quantum_attention, s->q + i * d, s->att + i * d, s, thread);
+    float* var = s->head_var ? s->head_var + (size_t)task : nullptr;
+    attention(m, opt, l, h, pos + i, p.quantum_attention, s->q + i * d, s->att + i * d, s, thread, var);
   });
+  for (int i = 0; s->head_var && i < n; ++i)  // the report: draws and variance of the sampled heads
+    for (int h = 0; h < c.n_heads; ++h)
+      if (!path_of(c, opt, ts[i].layer[l]).quantum_attention) {
+        ts[i].samples += opt.attention_samples;
+        ts[i].sample_var += s->head_var[(size_t)i * c.n_heads + h];
+      }
   linear(L.o, 3, ts, l, n, s->att, s->tmp, s);
   kern::axpy(1.f, s->tmp, s->x, (int)(n * d));
 
@@ -313,12 +389,16 @@ void forward(const Model& m, const RunOptions& opt, RunState* s, const int32_t* 
   for (int i = 0; i < n; ++i) {
     TokenStats& t = stats[i];
     t.pos = pos + i;
-    t.token = tokens[i];
-    t.flops = t.qsim_flops = t.circuits = 0;
+    t.token = tokens ? tokens[i] : -1;  // null: memory slots
+    t.flops = t.qsim_flops = t.circuits = t.samples = 0;
+    t.sample_var = 0;
     t.n_layers = c.n_layers;
-    embed(m, tokens[i], pos + i, s->x + (size_t)i * c.d);
+    embed(m, s, t.token, pos + i, s->x + (size_t)i * c.d);
+    if (c.phase_rotation && pos + i >= c.memory_tokens) t.flops += c.d;  // the phase gain
   }
   for (int l = 0; l < c.n_layers; ++l) block(m, opt, l, pos, n, s, stats);
+  for (int i = 0; i < n; ++i)  // mean over the sampled (layer, head) pairs
+    if (stats[i].samples > 0) stats[i].sample_var /= (float)(stats[i].samples / opt.attention_samples);
   head(m, s->x + (size_t)(n - 1) * c.d, s);
   stats[n - 1].flops += head_flops(c);  // only the last token's logits are computed
 }

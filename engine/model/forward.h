@@ -18,6 +18,10 @@ struct RunOptions {
   quantum::DaruanPath act_path = quantum::DaruanPath::fourier;
   float theta = 0, alpha = 0;  // router threshold and rank slope (the model's unless overridden)
   quantum::SplineGrid spline;
+  // Sampled attention (docs/qllm.md): > 0: the softmax weights of every classical head are estimated
+  // from this many draws (the model's attention_samples for attention = sampled, unless overridden).
+  int attention_samples = 0;
+  uint64_t attention_seed = 0;
 };
 
 struct LayerStats {
@@ -33,6 +37,8 @@ struct TokenStats {
   int64_t qsim_flops = 0;  // of which: simulating circuits (encoder, kernel states, DARUAN quantum path)
   int64_t circuits = 0;    // circuit executions a QPU would need (lower bound: one per expectation set)
   int n_layers = 0;
+  int64_t samples = 0;   // sampled attention: draws this token made (S per sampled head and layer)
+  float sample_var = 0;  // their mean estimated variance of a head's output (docs/qllm.md)
   LayerStats layer[kMaxLayers];
 };
 
@@ -57,6 +63,10 @@ struct RunState {
   float* gather_out = nullptr;  // [B][max(d, d_ff)] and their outputs, before they are scattered back
   float* split = nullptr;       // [B][max(d_ff, d)] threads: a batch's rows computed per thread (null: 1 thread)
   float* scores = nullptr;     // [threads][T] attention weights of one head over positions 0..pos
+  float* head_var = nullptr;   // [B][H] sampled attention: each head's estimated variance (else null)
+  float* phase_gain = nullptr;  // [d] cos(phi) - sin(phi) of the phase rotation (null without it)
+  float* lora_mid = nullptr;    // [B][max LoRA rank] A x of the adapters (null without LoRA)
+  float* lora_out = nullptr;    // [B][max(d_ff, d)] B (A x), before it is added (null without LoRA)
   float* logits = nullptr;     // [vocab]
   float* workspace = nullptr;  // [max tt_workspace_floats(shape, B) over the block's linears] TT scratch
   TokenStats* stats = nullptr;  // [B] the per-token report of the last forward() call
@@ -103,6 +113,8 @@ struct RunState {
 // together, appending their keys/values to the cache; computes the logits of the last one. stats[i] is
 // token i's report (the head's FLOPs are counted on the last token only: only its logits are made).
 // Logits and reports equal those of running the tokens one at a time (up to float rounding).
+// Positions are cache slots: slots below the model's memory_tokens G are its memory (docs/qllm.md),
+// whose input is the memory vector whatever the token (tokens may be null when all n are memory slots).
 void forward(const Model& m, const RunOptions& opt, RunState* s, const int32_t* tokens, int n, int pos,
              TokenStats* stats);
 // One token: forward(m, opt, s, &token, 1, pos, stats).

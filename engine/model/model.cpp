@@ -123,6 +123,44 @@ Status parse_block_options(const ModelFile& f, ModelConfig* c) {
   return Status::success();
 }
 
+// The QLLM / Q-Transformers options of docs/qllm.md (all optional).
+Status parse_qllm_options(const ModelFile& f, ModelConfig* c) {
+  int64_t v = 0;
+  QTF_TRY(f.get_i64_or("model.phase_rotation", &v));
+  if (v != 0 && v != 1)
+    return Status::error(Err::bad_value, "metadata 'model.phase_rotation' = %lld is outside 0..1", (long long)v);
+  c->phase_rotation = v != 0;
+  v = 0;
+  QTF_TRY(f.get_i64_or("model.memory_tokens", &v));
+  if (v < 0 || v >= c->context)
+    return Status::error(Err::bad_value, "model.memory_tokens = %lld must be in 0..%d (below the context)", (long long)v,
+                         c->context - 1);
+  c->memory_tokens = (int)v;
+  double alpha = 0;
+  QTF_TRY(f.get_f64_or("model.lora_alpha", &alpha));
+  if (!(alpha >= 0 && alpha < 1e6))
+    return Status::error(Err::bad_value, "model.lora_alpha = %g is not in [0, 1e6)", alpha);
+  c->lora_alpha = (float)alpha;
+  static const char* const kinds[] = {"softmax", "quantum_kernel", "sampled"};
+  int kind = 0;
+  QTF_TRY(get_choice(f, "model.attention", kinds, 3, c->quantum_attention ? 1 : 0, &kind));
+  c->attention = (AttnKind)kind;
+  if (c->attention == AttnKind::quantum_kernel && !c->quantum_attention)
+    return Status::error(Err::bad_value, "model.attention = quantum_kernel needs quantum parts and model.quantum_attention = 1");
+  if (c->attention != AttnKind::quantum_kernel && c->quantum_attention)
+    return Status::error(Err::bad_value, "model.quantum_attention = 1 but model.attention is '%s'", kinds[kind]);
+  v = 64;
+  QTF_TRY(f.get_i64_or("model.attention_samples", &v));
+  if (v < 1 || v > 65536)
+    return Status::error(Err::bad_value, "model.attention_samples = %lld is outside 1..65536", (long long)v);
+  c->attention_samples = (int)v;
+  v = 0;
+  QTF_TRY(f.get_i64_or("model.attention_seed", &v));
+  if (v < 0) return Status::error(Err::bad_value, "model.attention_seed = %lld is negative", (long long)v);
+  c->attention_seed = (uint64_t)v;
+  return Status::success();
+}
+
 Status parse_config(const ModelFile& f, ModelConfig* c) {
   format::Str arch;
   QTF_TRY(f.get_str("qtf.arch", &arch));
@@ -175,7 +213,8 @@ Status parse_config(const ModelFile& f, ModelConfig* c) {
     QTF_TRY(get_int(f, "model.r_min", 1, 4096, &c->r_min));
     QTF_TRY(get_int(f, "model.r_max", c->r_min, 4096, &c->r_max));
   }
-  return parse_block_options(f, c);
+  QTF_TRY(parse_block_options(f, c));
+  return parse_qllm_options(f, c);
 }
 
 // Binds tensors by name, checking shapes; converts f16/i8 into the conversion buffer.
@@ -229,6 +268,35 @@ struct Binder {
     return get(name, 4, s, out);
   }
 };
+
+// The optional LoRA pair `prefix.lora_a` [r, cols], `prefix.lora_b` [rows, r] of a linear, from `file`
+// (the model's own or an adapter file); scale alpha / r. Both or neither; r from the shapes.
+Status bind_lora(const ModelFile& file, const char* prefix, float alpha, Linear* lin) {
+  char an[96], bn[96];
+  std::snprintf(an, sizeof an, "%s.lora_a", prefix);
+  std::snprintf(bn, sizeof bn, "%s.lora_b", prefix);
+  TensorInfo a, b;
+  const bool has_a = file.find_tensor(an, &a), has_b = file.find_tensor(bn, &b);
+  if (!has_a && !has_b) return Status::success();
+  if (has_a != has_b) return Status::error(Err::missing, "LoRA tensor '%s' has no partner '%s'", has_a ? an : bn, has_a ? bn : an);
+  if (!(alpha > 0)) return Status::error(Err::missing, "LoRA tensors '%s' need a LoRA alpha > 0 (model.lora_alpha)", an);
+  if (lin->lora_a != nullptr) return Status::error(Err::bad_value, "linear '%s' already has a LoRA adapter", prefix);
+  const int64_t r = a.ndim == 2 ? (int64_t)a.dims[0] : 0;
+  const int64_t most = lin->rows < lin->cols ? lin->rows : lin->cols;
+  if (a.ndim != 2 || b.ndim != 2 || r < 1 || r > most || (int64_t)a.dims[1] != lin->cols ||
+      (int64_t)b.dims[0] != lin->rows || (int64_t)b.dims[1] != r)
+    return Status::error(Err::bad_shape, "LoRA tensors '%s' / '%s' do not fit the %d x %d linear (need [r, %d] and [%d, r], "
+                         "1 <= r <= %lld)", an, bn, lin->rows, lin->cols, lin->cols, lin->rows, (long long)most);
+  if (a.dtype != DType::f32 || b.dtype != DType::f32)
+    return Status::error(Err::unsupported, "LoRA tensors '%s' / '%s' must be f32", an, bn);
+  if (reinterpret_cast<uintptr_t>(a.data) % alignof(float) != 0 || reinterpret_cast<uintptr_t>(b.data) % alignof(float) != 0)
+    return Status::error(Err::misaligned, "LoRA tensor '%s' is not aligned for in-place use", an);
+  lin->lora_a = static_cast<const float*>(a.data);
+  lin->lora_b = static_cast<const float*>(b.data);
+  lin->lora_rank = (int)r;
+  lin->lora_scale = alpha / (float)r;
+  return Status::success();
+}
 
 // A linear `prefix` mapping cols -> rows: TT cores `prefix.core.k` or dense `prefix.w`, bias `prefix.b`.
 Status bind_linear(Binder* b, const ModelConfig& c, const char* prefix, int rows, const int* out_f, int cols,
@@ -290,7 +358,8 @@ Status Model::load(const format::ModelFile& f, void* convert_buf, size_t convert
   if (!f.is_open()) return Status::error(Err::invalid_argument, "model file is not open (verify it first)");
   // Reset field by field: a `*this = Model()` would put a whole Model (tens of KB) on the stack.
   cfg = ModelConfig();
-  tok_emb = pos_emb = lnf_w = lnf_b = head_w = nullptr;
+  tok_emb = pos_emb = lnf_w = lnf_b = head_w = phase = memory = nullptr;
+  lora_linears = 0;
   for (Layer& layer : layers) layer = Layer();
   file = f;
   QTF_TRY(parse_config(f, &cfg));
@@ -303,6 +372,13 @@ Status Model::load(const format::ModelFile& f, void* convert_buf, size_t convert
   if (ln) QTF_TRY(b.get1("lnf.b", c.d, &lnf_b));
   if (c.tied_embeddings) head_w = tok_emb;
   else QTF_TRY(b.get2("head.w", c.vocab, c.d, &head_w));
+  TensorInfo opt_t;
+  if (c.phase_rotation) QTF_TRY(b.get1("phase", c.d, &phase));
+  else if (f.find_tensor("phase", &opt_t))
+    return Status::error(Err::bad_value, "tensor 'phase' is present but model.phase_rotation is 0");
+  if (c.memory_tokens > 0) QTF_TRY(b.get2("memory", c.memory_tokens, c.d, &memory));
+  else if (f.find_tensor("memory", &opt_t))
+    return Status::error(Err::bad_value, "tensor 'memory' is present but model.memory_tokens is 0");
 
   const int Q = c.n_qubits, H = c.n_heads, hd = c.head_dim();
   char name[96], prefix[64];
@@ -338,6 +414,8 @@ Status Model::load(const format::ModelFile& f, void* convert_buf, size_t convert
       if (li.lin == &L.gate && c.activation != Activation::swiglu) continue;
       std::snprintf(prefix, sizeof prefix, "blk.%d.%s", l, li.name);
       QTF_TRY(bind_linear(&b, c, prefix, li.rows, li.out_f, li.cols, li.in_f, li.lin));
+      QTF_TRY(bind_lora(f, prefix, c.lora_alpha, li.lin));
+      if (li.lin->lora_a) ++lora_linears;
     }
     if (c.activation == Activation::daruan) {
       quantum::DaruanParams& p = L.daruan;
@@ -355,6 +433,76 @@ Status Model::load(const format::ModelFile& f, void* convert_buf, size_t convert
   return Status::success();
 }
 
+namespace {
+
+// Binds every LoRA pair of adapter `a` to m's linears; `done` lists the linears bound so far (so a
+// failure can be undone).
+Status bind_adapter(Model* m, const ModelFile& a, float alpha, Linear** done, int* n_done) {
+  static const char* const names[] = {"attn.q", "attn.k", "attn.v", "attn.o", "ffn.gate", "ffn.up", "ffn.down"};
+  uint64_t cur = 0;
+  TensorInfo t;
+  while (a.next_tensor(&cur, &t)) {  // every tensor must be blk.{l}.{linear}.lora_a|lora_b of this model
+    char name[272], rest[272] = {0};
+    std::snprintf(name, sizeof name, "%.*s", (int)t.name.size, t.name.data);
+    int l = -1;
+    if (std::sscanf(name, "blk.%d.%271s", &l, rest) != 2 || l < 0 || l >= m->cfg.n_layers)
+      return Status::error(Err::bad_value, "adapter tensor '%s' names no layer of this model (0..%d)", name,
+                           m->cfg.n_layers - 1);
+    const size_t n = std::strlen(rest);
+    const bool is_a = n > 7 && std::strcmp(rest + n - 7, ".lora_a") == 0;
+    const bool is_b = n > 7 && std::strcmp(rest + n - 7, ".lora_b") == 0;
+    if (!is_a && !is_b) return Status::error(Err::bad_value, "adapter tensor '%s' is not a .lora_a / .lora_b", name);
+    rest[n - 7] = 0;
+    Layer& L = m->layers[l];
+    Linear* lins[] = {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down};
+    Linear* lin = nullptr;
+    for (int j = 0; j < 7; ++j)
+      if (std::strcmp(rest, names[j]) == 0) lin = lins[j];
+    if (lin == nullptr || lin->rows == 0)
+      return Status::error(Err::bad_value, "adapter tensor '%s': this model has no linear '%s'", name, rest);
+    char prefix[96];
+    std::snprintf(prefix, sizeof prefix, "blk.%d.%s", l, rest);
+    if (is_b) {  // bound with its partner; a lone b is an error
+      std::snprintf(name, sizeof name, "%s.lora_a", prefix);
+      if (TensorInfo ta; !a.find_tensor(name, &ta))
+        return Status::error(Err::missing, "adapter tensor '%s.lora_b' has no partner '%s'", prefix, name);
+      continue;
+    }
+    if (lin->lora_a != nullptr)
+      return Status::error(Err::bad_value, "linear '%s' already has a LoRA adapter", prefix);
+    QTF_TRY(bind_lora(a, prefix, alpha, lin));
+    done[(*n_done)++] = lin;
+  }
+  if (*n_done == 0) return Status::error(Err::missing, "adapter file has no LoRA tensors");
+  return Status::success();
+}
+
+}  // namespace
+
+Status Model::apply_adapter(const format::ModelFile& a) {
+  if (!a.is_open()) return Status::error(Err::invalid_argument, "adapter file is not open (verify it first)");
+  format::Str arch;
+  QTF_TRY(a.get_str("qtf.arch", &arch));
+  if (!arch.equals("lora"))
+    return Status::error(Err::unsupported, "adapter architecture '%.*s' is not 'lora'", (int)arch.size, arch.data);
+  double alpha = 0;
+  QTF_TRY(a.get_f64("lora.alpha", &alpha));
+  if (!(alpha > 0 && alpha < 1e6)) return Status::error(Err::bad_value, "lora.alpha = %g is not in (0, 1e6)", alpha);
+  Linear* done[7 * kMaxLayers];
+  int n_done = 0;
+  Status st = bind_adapter(this, a, (float)alpha, done, &n_done);
+  if (!st.ok()) {  // all or nothing: the model stays as it was
+    for (int i = 0; i < n_done; ++i) {
+      done[i]->lora_a = done[i]->lora_b = nullptr;
+      done[i]->lora_rank = 0;
+      done[i]->lora_scale = 0;
+    }
+    return st;
+  }
+  lora_linears += n_done;
+  return st;
+}
+
 int64_t Model::block_params() const {
   const ModelConfig& c = cfg;
   const int64_t Q = c.n_qubits, H = c.n_heads;
@@ -362,8 +510,8 @@ int64_t Model::block_params() const {
   for (int l = 0; l < c.n_layers; ++l) {
     const Layer& L = layers[l];
     p += (c.norm == NormKind::layernorm ? 4 : 2) * c.d;  // norms
-    for (const Linear* lin : {&L.q, &L.k, &L.v, &L.o, &L.up, &L.down}) p += lin->params();
-    if (c.activation == Activation::swiglu) p += L.gate.params();
+    for (const Linear* lin : {&L.q, &L.k, &L.v, &L.o, &L.up, &L.down}) p += lin->params() + lin->lora_params();
+    if (c.activation == Activation::swiglu) p += L.gate.params() + L.gate.lora_params();
     if (c.has_encoder()) p += Q * c.d + Q + c.n_qlayers * Q * 3 + c.d * Q + c.d;
     if (c.has_encoder() && c.quantum_attention) p += H * Q * c.head_dim() + H * 2 * Q * 3 + H;
     if (c.activation == Activation::daruan) p += (int64_t)c.d_ff * ((c.daruan_depth + 1) * 2 + 2 * c.daruan_depth + 3);
@@ -375,6 +523,8 @@ int64_t Model::total_params() const {
   const ModelConfig& c = cfg;
   int64_t p = block_params() + (int64_t)c.vocab * c.d + (c.norm == NormKind::layernorm ? 2 : 1) * c.d;
   if (c.positions == PosKind::learned) p += (int64_t)c.context * c.d;
+  if (c.phase_rotation) p += c.d;
+  p += (int64_t)c.memory_tokens * c.d;
   if (!c.tied_embeddings) p += (int64_t)c.vocab * c.d;
   return p;
 }

@@ -17,6 +17,9 @@ constexpr int kMaxHeads = 64;
 enum class Activation : uint8_t { gelu = 0, daruan = 1, swiglu = 2 };  // swiglu: gated FFN (Llama)
 enum class NormKind : uint8_t { layernorm = 0, rmsnorm = 1 };
 enum class PosKind : uint8_t { learned = 0, rotary = 1 };
+// How attention weights are made (docs/qllm.md): softmax, the quantum kernel of quantum-routed tokens
+// (model.quantum_attention), or softmax estimated from S draws.
+enum class AttnKind : uint8_t { softmax = 0, quantum_kernel = 1, sampled = 2 };
 
 struct ModelConfig {
   int vocab = 0, d = 0, n_layers = 0, n_heads = 0, d_ff = 0, context = 0;
@@ -36,6 +39,13 @@ struct ModelConfig {
   int n_kv_heads = 0;                        // key/value heads (grouped-query attention), divides n_heads
   int kv_factors[kMaxTTFactors] = {0};       // TT factors of kv_dim (tensorized, kv_dim != d)
   bool linear_bias = true;                   // the linears carry biases `.b`
+  // QLLM and Q-Transformers options (docs/qllm.md).
+  bool phase_rotation = false;  // x_c *= cos(phi_c) - sin(phi_c), phi = tanh(p) pi (tensor `phase`)
+  int memory_tokens = 0;        // G learned slots prepended to every sequence (tensor `memory`)
+  float lora_alpha = 0;         // LoRA scale numerator (alpha / r per linear); 0: no LoRA in the file
+  AttnKind attention = AttnKind::softmax;
+  int attention_samples = 64;   // S draws per head (attention = sampled)
+  uint64_t attention_seed = 0;
 
   int head_dim() const { return d / n_heads; }
   int kv_dim() const { return n_kv_heads * head_dim(); }
@@ -48,7 +58,13 @@ struct Linear {
   TTMatrix tt_w;
   DenseMatrix dense;
   int rows = 0, cols = 0;
-  int64_t params() const;
+  // LoRA adapter (docs/qllm.md): y += lora_scale * B (A x), A [lora_rank, cols], B [rows, lora_rank].
+  const float* lora_a = nullptr;
+  const float* lora_b = nullptr;
+  int lora_rank = 0;
+  float lora_scale = 0;
+  int64_t params() const;  // base weights and bias (the adapter is counted apart: lora_params)
+  int64_t lora_params() const { return (int64_t)lora_rank * (rows + cols); }
 };
 
 struct Layer {
@@ -67,13 +83,21 @@ struct Model {
   format::ModelFile file;  // metadata (tokenizer, provenance) stays readable
   const float *tok_emb = nullptr, *pos_emb = nullptr, *lnf_w = nullptr, *lnf_b = nullptr;
   const float* head_w = nullptr;  // == tok_emb when tied
+  const float* phase = nullptr;   // [d] raw phase parameters p (phase_rotation)
+  const float* memory = nullptr;  // [memory_tokens, d] global memory slots
   Layer layers[kMaxLayers];
+  int lora_linears = 0;           // linears with an adapter (from the file or apply_adapter)
 
   // Bytes needed to convert f16/i8 tensors to f32 at load (0 for an all-f32 file).
   static size_t convert_bytes(const format::ModelFile& file);
   // Binds a verified file. convert_buf (convert_bytes() long, 16-byte aligned) receives converted
   // tensors; it may be null when convert_bytes() is 0. Both must outlive the Model.
   Status load(const format::ModelFile& file, void* convert_buf, size_t convert_len);
+
+  // Binds a LoRA adapter file (qtf.arch = lora, docs/qllm.md) to this model's linears, in place: the
+  // adapter's f32 tensors are used where they lie (the file must outlive the Model); base weights are not
+  // touched. Refuses names, layers or shapes that do not fit, and linears that already have an adapter.
+  Status apply_adapter(const format::ModelFile& adapter);
 
   int64_t block_params() const;  // parameters in the transformer blocks
   int64_t total_params() const;

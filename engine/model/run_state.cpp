@@ -1,5 +1,6 @@
 // The layout of RunState: the one place that knows how big each buffer of the forward pass is. The
 // same function sizes the arena (base == null) and carves it, so the two can never disagree.
+#include <cmath>
 #include <initializer_list>
 
 #include "model/forward.h"
@@ -43,6 +44,16 @@ size_t act_table_floats(const ModelConfig& c, const RunOptions& opt) {
   return 0;
 }
 
+int max_lora_rank(const Model& m) {
+  int r = 0;
+  for (int l = 0; l < m.cfg.n_layers; ++l) {
+    const Layer& ly = m.layers[l];
+    for (const Linear* lin : {&ly.q, &ly.k, &ly.v, &ly.o, &ly.gate, &ly.up, &ly.down})
+      if (lin->lora_rank > r) r = lin->lora_rank;
+  }
+  return r;
+}
+
 }  // namespace
 
 bool keeps_key_states(const ModelConfig& c, RouteMode route) {
@@ -75,6 +86,11 @@ size_t RunState::layout(const Model& m, const RunOptions& opt, int T, int B, int
   gather_out = c.tensorized && B > 1 ? arena.take(rows * wide) : nullptr;
   split = threads > 1 && B > 1 ? arena.take(rows * wide) : nullptr;
   scores = arena.take((size_t)threads * T);
+  head_var = opt.attention_samples > 0 ? arena.take(rows * c.n_heads) : nullptr;
+  phase_gain = c.phase_rotation ? arena.take(d) : nullptr;
+  const size_t lora_r = max_lora_rank(m);
+  lora_mid = lora_r ? arena.take(rows * lora_r) : nullptr;
+  lora_out = lora_r ? arena.take(rows * wide) : nullptr;
   logits = arena.take(c.vocab);
   workspace = arena.take(tt_workspace_floats(m, B));
   stats = static_cast<TokenStats*>(arena.take_bytes(rows * sizeof(TokenStats)));
@@ -94,6 +110,10 @@ size_t RunState::layout(const Model& m, const RunOptions& opt, int T, int B, int
 
 void RunState::prepare(const Model& m) {
   const ModelConfig& c = m.cfg;
+  for (int i = 0; phase_gain && i < c.d; ++i) {  // phi = tanh(p) pi; the gain of docs/qllm.md
+    const float phi = std::tanh(m.phase[i]) * 3.14159265358979f;
+    phase_gain[i] = std::cos(phi) - std::sin(phi);
+  }
   for (int l = 0; tt_plans && l < c.n_layers; ++l) {
     const Layer& ly = m.layers[l];
     const Linear* lins[7] = {&ly.q, &ly.k, &ly.v, &ly.o, &ly.up, &ly.down, &ly.gate};

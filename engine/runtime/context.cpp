@@ -13,6 +13,9 @@ RunOptions to_run_options(const Model& m, const ContextOptions& opt) {
   r.spline = opt.spline;
   r.theta = opt.override_theta ? opt.theta : m.cfg.theta;
   r.alpha = opt.override_alpha ? opt.alpha : m.cfg.alpha;
+  r.attention_samples = opt.attention_samples >= 0 ? opt.attention_samples
+                        : m.cfg.attention == AttnKind::sampled ? m.cfg.attention_samples : 0;
+  r.attention_seed = opt.override_seed ? opt.attention_seed : m.cfg.attention_seed;
   return r;
 }
 
@@ -34,6 +37,13 @@ Status validate_options(const Model& m, const ContextOptions& opt) {
     return Status::error(Err::invalid_argument, "all-quantum routing needs a model with quantum attention");
   if (opt.fixed_rank < 0 || (opt.fixed_rank > 0 && !c.tensorized))
     return Status::error(Err::invalid_argument, "a fixed rank needs a tensorized model (and must be >= 1)");
+  if (opt.attention_samples < -1 || opt.attention_samples > 65536)
+    return Status::error(Err::invalid_argument, "attention samples %d is outside 0..65536", opt.attention_samples);
+  if (opt.attention_samples > 0 && c.attention == AttnKind::quantum_kernel)
+    return Status::error(Err::invalid_argument, "sampled attention replaces softmax weights; this model has quantum kernel attention");
+  if (opt.n_ctx != 0 && opt.n_ctx <= c.memory_tokens)
+    return Status::error(Err::invalid_argument, "context length %d leaves no room after the model's %d memory slots",
+                         opt.n_ctx, c.memory_tokens);
   if (opt.act_path == quantum::DaruanPath::spline && !(opt.spline.knots >= 4 && opt.spline.hi > opt.spline.lo))
     return Status::error(Err::invalid_argument, "spline grid needs >= 4 knots and hi > lo");
   return Status::success();
@@ -74,7 +84,13 @@ Status Context::init(const Model* m, const ContextOptions& opt, void* arena, siz
       if (err > spline_error_) spline_error_ = err;
     }
   }
-  n_past_ = 0;
+  // The memory slots' keys and values are constants of the model: computed once, kept as the prefix.
+  n_prefix_ = m->cfg.memory_tokens;
+  for (int p = 0; p < n_prefix_; p += state_.n_batch) {
+    const int n = n_prefix_ - p < state_.n_batch ? n_prefix_ - p : state_.n_batch;
+    forward(*m, run_, &state_, nullptr, n, p, state_.stats);
+  }
+  n_past_ = n_prefix_;
   n_last_ = 1;
   return Status::success();
 }

@@ -23,6 +23,11 @@ struct ContextOptions {
   bool override_theta = false, override_alpha = false;
   float theta = 0, alpha = 0;
   quantum::SplineGrid spline;
+  // Sampled attention (docs/qllm.md): -1 = the model's (S for attention = sampled, else exact);
+  // 0 = exact softmax; N > 0 = estimate every classical head's weights from N draws.
+  int attention_samples = -1;
+  bool override_seed = false;
+  uint64_t attention_seed = 0;
 };
 
 class Context {
@@ -37,7 +42,8 @@ class Context {
   // Appends n tokens (1..n_batch()) and runs them through the model as one block (prompt processing);
   // logits() are the last token's, stats(i) token i's report. Checks every id before running any.
   Status eval(const int32_t* tokens, int n);
-  void reset() { n_past_ = 0; }
+  // Back to an empty sequence: the model's memory slots (a fixed prefix of the cache) stay.
+  void reset() { n_past_ = n_prefix_; }
   // The threads to split the work of eval over (the host layer owns them; null: the calling thread
   // only). At most the n_threads of the options. Not while an eval runs.
   Status set_workers(const Workers* w);
@@ -46,7 +52,8 @@ class Context {
   const TokenStats& stats() const { return state_.stats[n_last_ - 1]; }  // the last token's
   const TokenStats& stats(int i) const { return state_.stats[i]; }     // i < the last eval's n
   int n_batch() const { return state_.n_batch; }
-  int n_past() const { return n_past_; }
+  int n_past() const { return n_past_; }      // cache slots in use, the memory prefix included
+  int n_prefix() const { return n_prefix_; }  // the model's memory slots (docs/qllm.md), always cached
   int n_ctx() const { return state_.n_ctx; }
   const Model& model() const { return *model_; }
   const RunOptions& run_options() const { return run_; }
@@ -58,6 +65,7 @@ class Context {
   RunOptions run_;
   RunState state_;
   int n_past_ = 0;
+  int n_prefix_ = 0;
   int n_last_ = 1;  // tokens of the last eval
   float spline_error_ = 0;
 };

@@ -1,8 +1,8 @@
 #!/bin/sh
 # Greedy text of a model under one SIMD variant (QTF_SIMD) equals the PyTorch reference's.
-#   greedy_variant.sh QTF_BINARY MODEL VARIANT REFERENCE_SCRIPT
+#   greedy_variant.sh QTF_BINARY MODEL VARIANT REFERENCE_SCRIPT [TOKENS (default 64)]
 # Prints "SKIP: ..." (ctest marks the test skipped) where this build or CPU lacks the variant.
-qtf=$1 model=$2 variant=$3 script=$4
+qtf=$1 model=$2 variant=$3 script=$4 n=${5:-64}
 err=$(QTF_SIMD=$variant "$qtf" run -m "$model" -p x -n 1 --temp 0 -q 2>&1 >/dev/null) || {
   case "$err" in
     *"not supported by this CPU"* | *"not compiled into this build"*) echo "SKIP: $err"; exit 0 ;;
@@ -10,4 +10,4 @@ err=$(QTF_SIMD=$variant "$qtf" run -m "$model" -p x -n 1 --temp 0 -q 2>&1 >/dev/
   esac
 }
 echo "variant $variant"
-QTF_SIMD=$variant exec /usr/bin/python3 "$script" "$model" -n 64 --engine "$qtf"
+QTF_SIMD=$variant exec /usr/bin/python3 "$script" "$model" -n "$n" --engine "$qtf"

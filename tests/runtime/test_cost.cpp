@@ -49,7 +49,19 @@ int64_t tt_flops(const int* m, const int* n, int K, int tt_rank, int r) {
   return std::min(right_to_left, left_to_right);
 }
 
-Count expected(const ModelConfig& c, const RunOptions& o, const TokenStats& s) {
+// A linear's LoRA adapter (docs/qllm.md): A x (2 r in), B (A x) (2 r out), the scaled add (out).
+int64_t lora_flops(const Linear& lin) {
+  return lin.lora_a ? 2ll * lin.lora_rank * lin.cols + 2ll * lin.lora_rank * lin.rows + lin.rows : 0;
+}
+
+int64_t log2_ceil(int64_t n) {
+  int64_t k = 0;
+  while ((int64_t{1} << k) < n) ++k;
+  return k;
+}
+
+Count expected(const Model& m, const RunOptions& o, const TokenStats& s) {
+  const ModelConfig& c = m.cfg;
   const int64_t d = c.d, H = c.n_heads, hd = d / H, Q = c.n_qubits, F = c.d_ff, n = s.pos + 1;
   const int64_t angles = 2 * Q * hd + 10 * Q;  // u = tanh(W_qk v) of one head
   const bool qattn_model = c.quantum_attention && Q > 0;
@@ -72,6 +84,8 @@ Count expected(const ModelConfig& c, const RunOptions& o, const TokenStats& s) {
       linears = 2 * (2 * d * d + bias * d) + 2 * (2 * d * kv + bias * kv) + (swiglu ? 2 : 1) * (2 * d * F + bias * F) +
                 2 * F * d + bias * d;
     }
+    const Layer& ly = m.layers[l];
+    for (const Linear* lin : {&ly.q, &ly.k, &ly.v, &ly.o, &ly.gate, &ly.up, &ly.down}) linears += lora_flops(*lin);
     int64_t f = 2 * norm + linears + 2 * d;  // LN1, LN2, the linears, two residual adds
     if (c.positions == PosKind::rotary) f += 6 * (d + kv) / 2;
     int64_t q = 0, circ = 0;
@@ -89,7 +103,11 @@ Count expected(const ModelConfig& c, const RunOptions& o, const TokenStats& s) {
     } else {
       f += H * n * (2 * hd + 1);  // scaled q . k
     }
-    f += H * n * (4 + 2 * hd);  // softmax, weighted sum of values
+    const int64_t S = o.attention_samples;
+    if (S > 0 && !(qattn_model && s.layer[l].quantum && o.route != RouteMode::all_classical))
+      f += H * (n * 5 + 2 * log2_ceil(n) * S + 2 * hd * S + 3 * hd);  // softmax + prefix sums, S searches, the mix
+    else
+      f += H * n * (4 + 2 * hd);  // softmax, weighted sum of values
     if (swiglu) {
       f += 12 * F;
     } else if (c.activation == Activation::gelu) {
@@ -105,6 +123,7 @@ Count expected(const ModelConfig& c, const RunOptions& o, const TokenStats& s) {
     k.circuits += circ;
   }
   k.flops += norm + 2 * (int64_t)c.vocab * d;  // LNf, head
+  if (c.phase_rotation) k.flops += d;           // the phase gain (docs/qllm.md)
   return k;
 }
 
@@ -149,7 +168,7 @@ TEST_CASE("reported FLOPs, circuit-simulation FLOPs and circuits equal an indepe
           for (size_t t = 0; t < fx["tokens"].size(); ++t) {
             REQUIRE(hc.ctx().eval((int)fx["tokens"][t].num).ok());
             const TokenStats& s = hc.ctx().stats();
-            const Count want = expected(c, hc.ctx().run_options(), s);
+            const Count want = expected(lm.model(), hc.ctx().run_options(), s);
             INFO(name << " route " << (int)route << " path " << (int)path << " rank " << o.fixed_rank << " position "
                       << t);
             CHECK(s.flops == want.flops);

@@ -57,6 +57,11 @@ void check_fixture(const std::string& name, quantum::DaruanPath path, float tol)
       if (fx.has("rank")) CHECK(s.layer[l].rank == (int)fx["rank"][t][l].num);
       if (fx.has("quantum")) CHECK((int)s.layer[l].quantum == (int)fx["quantum"][t][l].num);
     }
+    if (fx.has("sample_var")) {  // sampled attention (docs/qllm.md): the draws and their variance
+      INFO(name << " position " << t);
+      CHECK(s.samples == (int64_t)fx["samples"].num);
+      CHECK(std::fabs(s.sample_var - fx["sample_var"][t].num) <= 1e-4 * (1 + std::fabs(fx["sample_var"][t].num)));
+    }
   }
   INFO(name << ": max |logit difference| = " << worst);
   CHECK(worst <= tol);

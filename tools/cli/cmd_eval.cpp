@@ -41,11 +41,16 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
 struct EvalResult : RunTotals {
   double nll = 0;  // sum of -log p(target), nats
   int64_t scored = 0;
+  int64_t scored_bytes = 0;  // bytes of the scored targets' text: bits per byte is the unit across tokenizers
+  int64_t samples = 0;       // sampled attention: draws made, and the sum of the tokens' mean variances
+  double sample_var = 0;
   std::vector<std::vector<int64_t>> rank_hist;  // [layer][rank]: tokens that ran at that rank
   float spline_error = 0;
 
   double loss() const { return scored ? nll / (double)scored : NAN; }
   double ppl() const { return std::exp(loss()); }
+  // nats over every scored byte, in bits (a tokenizer that makes longer tokens is not favoured)
+  double bits_per_byte() const { return scored_bytes ? nll / std::log(2.0) / (double)scored_bytes : NAN; }
 };
 
 // Everything a pass needs besides its switches.
@@ -79,7 +84,7 @@ bool evaluate(const EvalJob& job, const ContextOptions& opt, EvalResult* out) {
     return false;
   }
   Context& ctx = hc.ctx();
-  const int T = ctx.n_ctx(), V = job.model->model().cfg.vocab;
+  const int T = ctx.n_ctx() - ctx.n_prefix(), V = job.model->model().cfg.vocab;  // memory slots stay cached
   const int S = job.stride > 0 && job.stride < T ? job.stride : T;
   if (job.progress) job.progress->stage(job.label);
   EvalResult r;
@@ -104,9 +109,14 @@ bool evaluate(const EvalJob& job, const ContextOptions& opt, EvalResult* out) {
         if (h.size() <= (size_t)s.layer[l].rank) h.resize((size_t)s.layer[l].rank + 1, 0);
         ++h[s.layer[l].rank];
       }
+      if (s.samples > 0) {
+        r.samples += s.samples;
+        r.sample_var += s.sample_var;
+      }
       if (j + 1 >= first_target) {
         r.nll += token_nll(ctx.logits(), V, job.ids[j + 1]);
         ++r.scored;
+        r.scored_bytes += job.model->tokenizer().token_text(job.ids[j + 1]).size;
       }
       if (job.progress && job.progress->due(r.scored)) {
         char note[32];
@@ -180,6 +190,10 @@ void print_summary(const EvalJob& job, const ModelOptions& mo, int n_ctx, int te
     put_num(stdout, "%.6f", r.loss());
     std::printf(",\"perplexity\":");
     put_num(stdout, "%.6f", r.ppl());
+    std::printf(",\"scored_bytes\":%lld,\"bits_per_byte\":", (long long)r.scored_bytes);
+    put_num(stdout, "%.6f", r.bits_per_byte());
+    std::printf(",\"params\":%lld,\"attention_samples\":%lld,\"sample_var\":%.6e", (long long)job.model->model().total_params(),
+                (long long)(r.tokens ? r.samples / r.tokens : 0), r.tokens ? r.sample_var / (double)r.tokens : 0.0);
     std::printf(",\"flops_per_token\":%.1f,\"qsim_flops_per_token\":%.1f,\"energy_J_per_token\":%.6e,"
                 "\"profile\":\"%s\",\"time_ms_per_token\":%.5f,\"mean_rank\":%.4f,\"quantum_share\":%.5f,"
                 "\"spline_max_error\":%.3e",
@@ -200,6 +214,10 @@ void print_summary(const EvalJob& job, const ModelOptions& mo, int n_ctx, int te
               n_ctx, job.stride > 0 && job.stride < n_ctx ? job.stride : n_ctx, (long long)r.scored);
   std::printf("loss        %.4f nats/token\n", r.loss());
   std::printf("perplexity  %.4f\n", r.ppl());
+  std::printf("bits/byte   %.4f (%lld bytes scored)\n", r.bits_per_byte(), (long long)r.scored_bytes);
+  if (r.samples > 0)
+    std::printf("sampled     %.0f draws per token, mean estimated head variance %.3e\n",
+                (double)r.samples / (double)r.tokens, r.sample_var / (double)r.tokens);
   std::printf("per token   %.0f FLOPs (%.1f%% circuit simulation), %.3e J (%s, estimate), %.4f ms measured\n",
               flops, 100 * qshare, r.per_token(r.energy_j), job.profile->name, r.per_token(r.time_ms));
   if (c.tensorized || c.has_encoder())  // the dense baseline has neither run-time ranks nor a router
@@ -258,13 +276,13 @@ int run_ablation(const EvalJob& base_job, const ModelOptions& mo, const char* pr
   }
   progress.finish();
   const double ref = results[0].loss();
-  std::printf("| switch | loss | d loss | ppl | mean rank | quantum share | FLOPs/token | circuit sim | energy/token (%s) | time/token |\n",
+  std::printf("| switch | loss | d loss | ppl | bits/byte | mean rank | quantum share | FLOPs/token | circuit sim | energy/token (%s) | time/token |\n",
               base_job.profile->name);
-  std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (size_t i = 0; i < variants.size(); ++i) {
     const EvalResult& r = results[i];
-    std::printf("| %s | %.4f | %+.4f | %.3f | %.2f | %.1f%% | %.0f | %.1f%% | %.3e J | %.4f ms |\n",
-                variants[i].name.c_str(), r.loss(), r.loss() - ref, r.ppl(), r.mean_rank(), 100 * r.quantum_share(),
+    std::printf("| %s | %.4f | %+.4f | %.3f | %.4f | %.2f | %.1f%% | %.0f | %.1f%% | %.3e J | %.4f ms |\n",
+                variants[i].name.c_str(), r.loss(), r.loss() - ref, r.ppl(), r.bits_per_byte(), r.mean_rank(), 100 * r.quantum_share(),
                 r.per_token(r.flops), 100 * r.qsim_share(), r.per_token(r.energy_j),
                 r.per_token(r.time_ms));
   }

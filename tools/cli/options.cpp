@@ -19,6 +19,10 @@ const char kModelOptionsHelp[] =
     "  --rank N                run every token at TT rank N (default: entropy schedule)\n"
     "  --act quantum|fourier|spline     DARUAN activation path (default fourier, exact)\n"
     "  --theta X, --alpha X    override the router threshold / rank slope\n"
+    "  --lora FILE             apply a LoRA adapter file at load (the base weights stay mapped, not copied)\n"
+    "  --attn-samples N        sampled attention: estimate the softmax weights from N draws (0 = exact;\n"
+    "                          default: the model's)\n"
+    "  --attn-seed N           seed of sampled attention's draws (default: the model's)\n"
     "  --profile NAME          energy profile (default cpu_xeon; see --profiles)\n"
     "  --profiles FILE         extra energy profiles (engine/energy/profiles.txt format)\n";
 
@@ -66,7 +70,8 @@ int parse_shared_option(int argc, char** argv, int* i, ModelOptions* o, const ch
                !std::strcmp(a, "-t") || !std::strcmp(a, "--threads") ||
                !std::strcmp(a, "--route") || !std::strcmp(a, "--rank") ||
                !std::strcmp(a, "--act") || !std::strcmp(a, "--theta") || !std::strcmp(a, "--alpha") ||
-               !std::strcmp(a, "--profile") || !std::strcmp(a, "--profiles");
+               !std::strcmp(a, "--profile") || !std::strcmp(a, "--profiles") || !std::strcmp(a, "--lora") ||
+               !std::strcmp(a, "--attn-samples") || !std::strcmp(a, "--attn-seed");
   if (!known) return kNotShared;
   if (!value(&v)) return 2;
   if (!std::strcmp(a, "-m") || !std::strcmp(a, "--model")) o->model_path = v;
@@ -76,6 +81,14 @@ int parse_shared_option(int argc, char** argv, int* i, ModelOptions* o, const ch
   else if (!std::strcmp(a, "--rank")) { if (!parse_int(a, v, 1, 4096, &o->ctx.fixed_rank)) return 2; }
   else if (!std::strcmp(a, "--theta")) { if (!parse_float(a, v, &o->ctx.theta)) return 2; o->ctx.override_theta = true; }
   else if (!std::strcmp(a, "--alpha")) { if (!parse_float(a, v, &o->ctx.alpha)) return 2; o->ctx.override_alpha = true; }
+  else if (!std::strcmp(a, "--attn-samples")) { if (!parse_int(a, v, 0, 65536, &o->ctx.attention_samples)) return 2; }
+  else if (!std::strcmp(a, "--attn-seed")) {
+    int seed = 0;
+    if (!parse_int(a, v, 0, 2147483647, &seed)) return 2;
+    o->ctx.attention_seed = (uint64_t)seed;
+    o->ctx.override_seed = true;
+  }
+  else if (!std::strcmp(a, "--lora")) o->lora_path = v;
   else if (!std::strcmp(a, "--profile")) o->profile = v;
   else if (!std::strcmp(a, "--profiles")) o->profiles_file = v;
   else if (!std::strcmp(a, "--route")) {
@@ -141,6 +154,13 @@ bool load_model(const ModelOptions& o, host::LoadedModel* m) {
   if (!st.ok()) {
     std::fprintf(stderr, "qtf: cannot load model: %s\n", st.message());
     return false;
+  }
+  if (o.lora_path) {
+    st = m->apply_adapter_file(o.lora_path, o.mmap);
+    if (!st.ok()) {
+      std::fprintf(stderr, "qtf: cannot apply the LoRA adapter: %s\n", st.message());
+      return false;
+    }
   }
   return true;
 }

@@ -9,6 +9,7 @@ namespace qtf::cli {
 
 struct ModelOptions {
   const char* model_path = nullptr;
+  const char* lora_path = nullptr;  // --lora: an adapter file applied at load (docs/qllm.md)
   bool mmap = true;
   ContextOptions ctx;
   const char* profile = "cpu_xeon";

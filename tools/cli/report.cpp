@@ -58,7 +58,7 @@ void report_header(FILE* f, ReportFormat fmt, int n_layers, const char* profile)
   } else if (fmt == ReportFormat::csv) {
     std::fprintf(f, "phase,pos,token_id,token");
     for (int l = 0; l < n_layers; ++l) std::fprintf(f, ",L%d_S,L%d_h,L%d_rank,L%d_route", l, l, l, l);
-    std::fprintf(f, ",flops,qsim_flops,circuits,energy_J,co2_g,qsim_energy_J,qpu_energy_J,time_ms\n");
+    std::fprintf(f, ",flops,qsim_flops,circuits,energy_J,co2_g,qsim_energy_J,qpu_energy_J,time_ms,samples,sample_var\n");
   }
 }
 
@@ -79,7 +79,9 @@ void report_row(FILE* f, ReportFormat fmt, const ReportRow& r) {
     for (int l = 0; l < s.n_layers; ++l)
       std::fprintf(f, "  %5.3f %4.2f %2d %-6s", s.layer[l].S, s.layer[l].h, s.layer[l].rank,
                    s.layer[l].quantum ? "quant" : "class");
-    std::fprintf(f, " %12lld %14.4e %9.3f\n", (long long)s.flops, r.cost.energy_j, r.time_ms);
+    std::fprintf(f, " %12lld %14.4e %9.3f", (long long)s.flops, r.cost.energy_j, r.time_ms);
+    if (s.samples > 0) std::fprintf(f, "  draws %lld var %.3e", (long long)s.samples, (double)s.sample_var);  // sampled attention
+    std::fprintf(f, "\n");
   } else if (fmt == ReportFormat::jsonl) {
     std::fprintf(f, "{\"phase\":\"%s\",\"pos\":%d,\"token_id\":%d,\"token\":\"", r.phase, s.pos, s.token);
     write_json_escaped(f, r.text.data, r.text.size);
@@ -89,18 +91,18 @@ void report_row(FILE* f, ReportFormat fmt, const ReportRow& r) {
                    s.layer[l].h, s.layer[l].rank, s.layer[l].quantum ? "quantum" : "classical");
     std::fprintf(f,
                  "],\"flops\":%lld,\"qsim_flops\":%lld,\"circuits\":%lld,\"energy_J\":%.6e,\"co2_g\":%.6e,"
-                 "\"qsim_energy_J\":%.6e,\"qpu_energy_J\":%.6e,\"time_ms\":%.4f}\n",
+                 "\"qsim_energy_J\":%.6e,\"qpu_energy_J\":%.6e,\"time_ms\":%.4f,\"samples\":%lld,\"sample_var\":%.6e}\n",
                  (long long)s.flops, (long long)s.qsim_flops, (long long)s.circuits, r.cost.energy_j, r.cost.co2_g,
-                 r.cost.qsim_energy_j, r.cost.qpu_energy_j, r.time_ms);
+                 r.cost.qsim_energy_j, r.cost.qpu_energy_j, r.time_ms, (long long)s.samples, (double)s.sample_var);
   } else if (fmt == ReportFormat::csv) {
     std::fprintf(f, "%s,%d,%d,", r.phase, s.pos, s.token);
     write_plain(f, r.text, true);
     for (int l = 0; l < s.n_layers; ++l)
       std::fprintf(f, ",%.6f,%.6f,%d,%s", s.layer[l].S, s.layer[l].h, s.layer[l].rank,
                    s.layer[l].quantum ? "quantum" : "classical");
-    std::fprintf(f, ",%lld,%lld,%lld,%.6e,%.6e,%.6e,%.6e,%.4f\n", (long long)s.flops, (long long)s.qsim_flops,
+    std::fprintf(f, ",%lld,%lld,%lld,%.6e,%.6e,%.6e,%.6e,%.4f,%lld,%.6e\n", (long long)s.flops, (long long)s.qsim_flops,
                  (long long)s.circuits, r.cost.energy_j, r.cost.co2_g, r.cost.qsim_energy_j, r.cost.qpu_energy_j,
-                 r.time_ms);
+                 r.time_ms, (long long)s.samples, (double)s.sample_var);
   }
 }
 

@@ -26,10 +26,11 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model, meta = load_qtf(args.model)
+    byte_level = meta.get("tokenizer.type") == "byte"  # ids are the UTF-8 bytes (docs/qllm.md)
     vocab = meta["tokenizer.tokens"]
     index = {t: i for i, t in enumerate(vocab)}
-    ids = [index[c] for c in args.prompt if c in index]
-    T = model.cfg.context
+    ids = list(args.prompt.encode("utf-8")) if byte_level else [index[c] for c in args.prompt if c in index]
+    T = model.cfg.context - getattr(model.cfg, "memory_tokens", 0)  # memory slots take cache room
     with torch.no_grad():
         model(torch.tensor([ids]))  # warm-up
         start = time.perf_counter()
@@ -37,14 +38,14 @@ def main():
             logits, _ = model(torch.tensor([ids[-T:]]))
             ids.append(int(logits[0, -1].argmax()))
         elapsed = time.perf_counter() - start
-    text = "".join(vocab[i] for i in ids)
+    text = bytes(ids).decode("utf-8", "backslashreplace") if byte_level else "".join(vocab[i] for i in ids)
     print(json.dumps({"model": args.model, "tokens": args.n, "seconds": round(elapsed, 4),
                       "tokens_per_s": round(args.n / elapsed, 2), "threads": args.threads,
                       "torch": torch.__version__, "text": text}))
     if args.engine:
         out = subprocess.run([args.engine, "run", "-m", args.model, "-p", args.prompt, "-n", str(args.n),
-                              "--temp", "0", "-q"], capture_output=True, text=True, check=True).stdout
-        engine_text = out[:-1]  # qtf run ends the text with a newline of its own
+                              "--temp", "0", "-q"], capture_output=True, check=True).stdout
+        engine_text = out[:-1].decode("utf-8", "backslashreplace")  # qtf run ends the text with a newline of its own
         if engine_text != text:
             print("greedy text differs:\n reference %r\n engine    %r" % (text, engine_text), file=sys.stderr)
             sys.exit(1)

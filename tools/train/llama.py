@@ -6,6 +6,11 @@ qtf's block has options (the engine reads them from the file's metadata, docs/fo
   model.activation  gelu | swiglu (| daruan)    (swiglu: down(silu(gate a) * up a))
   model.n_kv_heads  key/value heads, divides n_heads (grouped-query attention)
   model.linear_bias 0 | 1                       (0: the linears have no `.b`)
+and the QLLM / Q-Transformers options of docs/qllm.md:
+  model.phase_rotation 0 | 1                    (x_c *= cos(phi_c) - sin(phi_c), phi = tanh(p) pi; tensor `phase`)
+  model.memory_tokens  G                        (learned slots prepended to every sequence; tensor `memory`)
+  model.lora_alpha     alpha                    (X.lora_a [r, in], X.lora_b [out, r]; y += alpha/r B A x)
+  model.attention      softmax | sampled        (+ model.attention_samples S, model.attention_seed)
 A Llama block (llama2.c) is rmsnorm + rotary + swiglu + n_kv_heads, no biases, shared or separate
 classifier. This module is the reference for models with these options and no quantum parts
 (model.py's QTensorFormer is the reference for the quantum parts); the engine must reproduce it.
@@ -61,6 +66,15 @@ class LlamaConfig:
     ff_factors: List[int] = field(default_factory=list)
     kv_factors: List[int] = field(default_factory=list)
     tt_rank: int = 0
+    # docs/qllm.md
+    phase_rotation: int = 0
+    memory_tokens: int = 0
+    lora_rank: int = 0            # rank of a new adapter on each of lora_targets (a file's ranks: lora_ranks)
+    lora_alpha: float = 0.0
+    lora_targets: List[str] = field(default_factory=lambda: ["q", "k", "v", "o"])
+    attention: str = "softmax"    # softmax | sampled
+    attention_samples: int = 64
+    attention_seed: int = 0
 
     def to_dict(self):
         return asdict(self)
@@ -109,10 +123,98 @@ def make_linear(cfg, n_in, n_out, f_in, f_out, ranks=None):
     return lin
 
 
-class LlamaBlock(nn.Module):
-    def __init__(self, cfg: LlamaConfig, ranks=None):
-        """ranks: optional {linear name: TT bond ranks} (per-matrix ranks of a compressed model)."""
+class LoRALinear(nn.Module):
+    """y = base(x) + (alpha / r) B (A x), A [r, in], B [out, r] (PEFT's names; QLLM's B is our A and its A
+    our B). A starts random and B at zero, so a new adapter leaves the model unchanged."""
+
+    def __init__(self, base, n_in, n_out, r, alpha):
         super().__init__()
+        self.base, self.r, self.alpha = base, r, float(alpha)
+        self.A = nn.Parameter(torch.empty(r, n_in))
+        self.B = nn.Parameter(torch.zeros(n_out, r))
+        nn.init.kaiming_uniform_(self.A, a=math.sqrt(5))
+
+    @property
+    def scale(self):
+        return self.alpha / self.r
+
+    def forward(self, x):
+        return self.base(x) + self.scale * F.linear(F.linear(x, self.A), self.B)
+
+
+def base_of(lin):
+    return lin.base if isinstance(lin, LoRALinear) else lin
+
+
+def merge_lora(model):
+    """W += (alpha/r) B A for every dense linear with an adapter; the adapter is removed (export merged).
+    Tensorized linears keep theirs (merging would raise the TT ranks)."""
+    with torch.no_grad():
+        for blk in model.blocks:
+            for name in ("q", "k", "v", "o", "gate", "up", "down"):
+                lin = getattr(blk, name, None)
+                if isinstance(lin, LoRALinear) and isinstance(lin.base, DenseLinear):
+                    lin.base.weight += lin.scale * (lin.B @ lin.A)
+                    setattr(blk, name, lin.base)
+    return model
+
+
+MASK64 = (1 << 64) - 1
+
+
+def mix64(z):
+    """SplitMix64's finalizer on numpy uint64 arrays (wrapping arithmetic), docs/qllm.md."""
+    z = np.asarray(z, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def attention_draws(seed, layer, heads, slots, S):
+    """u [heads, slots, S] in [0, 1): the uniforms of sampled attention (docs/qllm.md, 24 bits each)."""
+    h = np.arange(heads, dtype=np.uint64)[:, None]
+    t = np.arange(slots, dtype=np.uint64)[None, :]
+    key = (np.uint64(layer) << np.uint64(48)) + (h << np.uint64(32)) + t
+    state = mix64(np.uint64(seed) ^ mix64(key))                                   # [heads, slots]
+    with np.errstate(over="ignore"):
+        steps = np.arange(1, S + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)  # state after draw s
+        z = mix64(state[:, :, None] + steps[None, None, :])
+    return (z >> np.uint64(40)).astype(np.float64) / float(1 << 24)
+
+
+def sampled_attention(p, v, layer, S, seed, stats=None):
+    """p [B, H, T, T] causal softmax weights, v [B, H, T, hd] -> the estimate (1/S) sum_s v[j_s], j_s the
+    smallest j with u_s < C_j (C the prefix sums of p's row; j_s = t if none). stats (a dict) collects the
+    estimated variance per (batch, head, slot) and the smallest distance of any u to a boundary C_j."""
+    B, H, T, _ = p.shape
+    u = attention_draws(seed, layer, H, T, S)                                     # [H, T, S]
+    cdf = torch.cumsum(p.double(), -1).detach().cpu().numpy()                     # [B, H, T, T]
+    w = np.zeros((B, H, T, T))
+    margin = 1.0
+    for b in range(B):
+        for h in range(H):
+            for t in range(T):
+                c = cdf[b, h, t, :t + 1]
+                j = np.minimum(np.searchsorted(c, u[h, t], side="right"), t)
+                np.add.at(w[b, h, t], j, 1.0 / S)
+                margin = min(margin, float(np.min(np.abs(u[h, t][:, None] - c[None, :]))))
+    w = torch.from_numpy(w).to(v.dtype)
+    out = w @ v
+    if stats is not None:  # (sum_s |v_js|^2 - S |o|^2) / (S (S - 1)), as the engine reports it
+        sq = w @ (v * v).sum(-1, keepdim=True)                                   # mean of |v_j|^2 over draws
+        var = (S * sq[..., 0] - S * (out * out).sum(-1)) / max(S - 1, 1) / S if S > 1 else torch.zeros_like(sq[..., 0])
+        stats.setdefault("var", []).append(var.clamp(min=0))
+        stats["margin"] = min(stats.get("margin", 1.0), margin)
+    return out
+
+
+class LlamaBlock(nn.Module):
+    def __init__(self, cfg: LlamaConfig, ranks=None, lora_ranks=None, layer=0):
+        """ranks: optional {linear name: TT bond ranks} (per-matrix ranks of a compressed model);
+        lora_ranks: optional {linear name: adapter rank} (a file's), else cfg.lora_rank on cfg.lora_targets."""
+        super().__init__()
+        self.layer = layer
         self.cfg = cfg
         d = cfg.d_model
         norm = (lambda: RMSNorm(d, cfg.ln_eps)) if cfg.norm == "rmsnorm" else (lambda: nn.LayerNorm(d, eps=cfg.ln_eps))
@@ -127,6 +229,13 @@ class LlamaBlock(nn.Module):
             self.gate = make_linear(cfg, d, cfg.d_ff, df, ff, r("gate"))
         self.up = make_linear(cfg, d, cfg.d_ff, df, ff, r("up"))
         self.down = make_linear(cfg, cfg.d_ff, d, ff, df, r("down"))
+        if lora_ranks is None:
+            lora_ranks = {n: cfg.lora_rank for n in cfg.lora_targets} if cfg.lora_rank else {}
+        dims = {"q": (d, d), "k": (d, cfg.kv_dim), "v": (d, cfg.kv_dim), "o": (d, d), "gate": (d, cfg.d_ff),
+                "up": (d, cfg.d_ff), "down": (cfg.d_ff, d)}
+        for name, rank in lora_ranks.items():
+            setattr(self, name, LoRALinear(getattr(self, name), dims[name][0], dims[name][1], rank, cfg.lora_alpha))
+        self.sample_stats = None  # a dict to collect sampled attention's variance and margin (fixtures)
 
     def forward(self, x):
         cfg = self.cfg
@@ -141,7 +250,11 @@ class LlamaBlock(nn.Module):
         k, v = k.repeat_interleave(H // KV, 1), v.repeat_interleave(H // KV, 1)  # query head h: kv head h // (H/KV)
         causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
         scores = (q @ k.transpose(-1, -2)) / math.sqrt(hd)
-        out = torch.softmax(scores.masked_fill(~causal, float("-inf")), -1) @ v
+        p = torch.softmax(scores.masked_fill(~causal, float("-inf")), -1)
+        if cfg.attention == "sampled" and cfg.attention_samples > 0:
+            out = sampled_attention(p, v, self.layer, cfg.attention_samples, cfg.attention_seed, self.sample_stats)
+        else:
+            out = p @ v
         x = x + self.o(out.transpose(1, 2).reshape(B, T, d))
         b = self.ln2(x)
         hid = F.silu(self.gate(b)) * self.up(b) if cfg.activation == "swiglu" else F.gelu(self.up(b))
@@ -149,9 +262,11 @@ class LlamaBlock(nn.Module):
 
 
 class Llama(nn.Module):
-    def __init__(self, cfg: LlamaConfig, ranks=None):
-        """ranks: optional [per layer {linear name: TT bond ranks}] (a file's core shapes)."""
+    def __init__(self, cfg: LlamaConfig, ranks=None, lora_ranks=None):
+        """ranks: optional [per layer {linear name: TT bond ranks}] (a file's core shapes); lora_ranks:
+        optional [per layer {linear name: adapter rank}] (a file's)."""
         super().__init__()
+        assert cfg.attention in ("softmax", "sampled") and 0 <= cfg.memory_tokens < cfg.context
         assert cfg.activation in ("gelu", "swiglu") and cfg.norm in ("layernorm", "rmsnorm")
         assert cfg.positions in ("learned", "rotary") and cfg.n_heads % cfg.n_kv_heads == 0
         self.cfg = cfg
@@ -160,7 +275,12 @@ class Llama(nn.Module):
         if cfg.positions == "learned":
             self.pos_emb = nn.Embedding(cfg.context, cfg.d_model)
             nn.init.normal_(self.pos_emb.weight, std=0.02)
-        self.blocks = nn.ModuleList(LlamaBlock(cfg, ranks[l] if ranks else None) for l in range(cfg.n_layers))
+        self.blocks = nn.ModuleList(LlamaBlock(cfg, ranks[l] if ranks else None, lora_ranks[l] if lora_ranks else None, l)
+                                    for l in range(cfg.n_layers))
+        if cfg.phase_rotation:
+            self.phase = nn.Parameter(torch.zeros(cfg.d_model))  # p; phi = tanh(p) pi (QLLM's PhaseRotator)
+        if cfg.memory_tokens:
+            self.memory = nn.Parameter(torch.randn(cfg.memory_tokens, cfg.d_model) * 0.02)
         self.lnf = RMSNorm(cfg.d_model, cfg.ln_eps) if cfg.norm == "rmsnorm" else nn.LayerNorm(cfg.d_model, eps=cfg.ln_eps)
         if not cfg.tied_embeddings:
             self.head = nn.Parameter(torch.randn(cfg.vocab_size, cfg.d_model) * 0.02)
@@ -168,14 +288,28 @@ class Llama(nn.Module):
     def head_weight(self):
         return self.tok_emb.weight if self.cfg.tied_embeddings else self.head
 
+    def coherence_loss(self):
+        """QLLM's regulariser on the raw phases p: mean((p_{c+1} - p_c)^2) + 0.1 mean(p^2) (training only)."""
+        p = self.phase
+        return ((p[1:] - p[:-1]) ** 2).mean() + 0.1 * (p ** 2).mean()
+
     def forward(self, tokens):
-        """tokens [B, T] -> (logits [B, T, V], per layer {"rank": [B, T]}) as QTensorFormer.forward."""
+        """tokens [B, T] -> (logits [B, T, V], per layer {"rank": [B, T]}) as QTensorFormer.forward.
+        Memory slots (docs/qllm.md) run first in every block; no logits are made for them."""
+        cfg = self.cfg
         x = self.tok_emb(tokens)
-        if self.cfg.positions == "learned":
+        if cfg.positions == "learned":
             x = x + self.pos_emb(torch.arange(tokens.shape[1], device=tokens.device))
+        if cfg.phase_rotation:  # x cos(phi) - x sin(phi): both terms on the same component (QLLM verbatim)
+            phi = torch.tanh(self.phase) * math.pi
+            x = x * torch.cos(phi) - x * torch.sin(phi)
+        G = cfg.memory_tokens
+        if G:
+            x = torch.cat([self.memory.unsqueeze(0).expand(x.shape[0], -1, -1).to(x.dtype), x], 1)
         for blk in self.blocks:
             x = blk(x)
-        rank = torch.full(tokens.shape, self.cfg.tt_rank, dtype=torch.long, device=tokens.device)
+        x = x[:, G:]
+        rank = torch.full(tokens.shape, cfg.tt_rank, dtype=torch.long, device=tokens.device)
         return F.linear(self.lnf(x), self.head_weight()), [{"rank": rank} for _ in self.blocks]
 
 
@@ -187,6 +321,9 @@ def tensor_map(model):
     cfg, out = model.cfg, []
 
     def linear(name, lin):
+        if isinstance(lin, LoRALinear):
+            out.extend(((name + ".lora_a", lin.A), (name + ".lora_b", lin.B)))
+            lin = lin.base
         if cfg.tensorized:
             out.extend(("%s.core.%d" % (name, k), c) for k, c in enumerate(lin.cores))
         else:
@@ -202,6 +339,10 @@ def tensor_map(model):
     out.append(("tok_emb", model.tok_emb.weight))
     if cfg.positions == "learned":
         out.append(("pos_emb", model.pos_emb.weight))
+    if cfg.phase_rotation:
+        out.append(("phase", model.phase))
+    if cfg.memory_tokens:
+        out.append(("memory", model.memory))
     for l, blk in enumerate(model.blocks):
         p = "blk.%d." % l
         norm(p + "ln1", blk.ln1)
@@ -218,7 +359,7 @@ def tensor_map(model):
     return out
 
 
-def model_meta(cfg, tokens, provenance=None, tokenizer_type="char"):
+def model_meta(cfg, tokens, provenance=None, tokenizer_type="char", has_lora=False):
     c = cfg
     meta = {"qtf.arch": "qtensorformer", "model.vocab_size": c.vocab_size, "model.d_model": c.d_model,
             "model.n_layers": c.n_layers, "model.n_heads": c.n_heads, "model.n_kv_heads": c.n_kv_heads,
@@ -231,17 +372,43 @@ def model_meta(cfg, tokens, provenance=None, tokenizer_type="char"):
                      "model.tt.rank": c.tt_rank})
         if c.kv_factors:
             meta["model.tt.kv_factors"] = list(c.kv_factors)
+    if c.phase_rotation:
+        meta["model.phase_rotation"] = 1
+    if c.memory_tokens:
+        meta["model.memory_tokens"] = c.memory_tokens
+    if c.lora_alpha and has_lora:
+        meta["model.lora_alpha"] = float(c.lora_alpha)
+    if c.attention != "softmax":
+        meta.update({"model.attention": c.attention, "model.attention_samples": c.attention_samples,
+                     "model.attention_seed": c.attention_seed})
     return tokenizer_and_provenance(meta, tokenizer_type, tokens, provenance)
 
 
-def export_qtf(model, path, tokens, provenance=None, dtype="f32"):
-    return write_model(path, model_meta(model.cfg, tokens, provenance), tensor_map(model), dtype)
+def export_qtf(model, path, tokens, provenance=None, dtype="f32", tokenizer_type="char"):
+    tensors = tensor_map(model)
+    has_lora = any(n.endswith(".lora_a") for n, _ in tensors)
+    return write_model(path, model_meta(model.cfg, tokens, provenance, tokenizer_type, has_lora), tensors, dtype)
+
+
+def byte_tokens():
+    """The `byte` tokenizer's 256 tokens, escaped as docs/tokenizer.md says (every byte as \\xHH)."""
+    return ["\\x%02x" % b for b in range(256)]
+
+
+def export_adapter(model, path, provenance=None):
+    """Writes the model's LoRA tensors alone as an adapter file (qtf.arch = lora, docs/qllm.md)."""
+    tensors = [(n, t) for n, t in tensor_map(model) if n.endswith(".lora_a") or n.endswith(".lora_b")]
+    meta = {"qtf.arch": "lora", "lora.alpha": float(model.cfg.lora_alpha)}
+    for k, v in (provenance or {}).items():
+        meta["provenance." + k] = v
+    return write_model(path, meta, tensors, "f32")
 
 
 def is_llama_meta(meta):
     """True for files that use any block option (export.load_qtf hands those to load_qtf here)."""
-    return any(k in meta for k in ("model.norm", "model.positions", "model.n_kv_heads", "model.linear_bias")) or \
-        meta.get("model.activation") == "swiglu"
+    return any(k in meta for k in ("model.norm", "model.positions", "model.n_kv_heads", "model.linear_bias",
+                                   "model.phase_rotation", "model.memory_tokens", "model.lora_alpha",
+                                   "model.attention")) or meta.get("model.activation") == "swiglu"
 
 
 def config_from_meta(meta):
@@ -255,7 +422,10 @@ def config_from_meta(meta):
         tied_embeddings=meta["model.tied_embeddings"], ln_eps=get("model.ln_eps", 1e-5),
         tensorized=meta["model.tensorized"], d_factors=list(get("model.tt.d_factors", [])),
         ff_factors=list(get("model.tt.ff_factors", [])), kv_factors=list(get("model.tt.kv_factors", [])),
-        tt_rank=get("model.tt.rank", 0))
+        tt_rank=get("model.tt.rank", 0), phase_rotation=get("model.phase_rotation", 0),
+        memory_tokens=get("model.memory_tokens", 0), lora_alpha=get("model.lora_alpha", 0.0),
+        attention=get("model.attention", "softmax"), attention_samples=get("model.attention_samples", 64),
+        attention_seed=get("model.attention_seed", 0))
 
 
 def load_qtf(path, dtype=torch.float32):
@@ -272,7 +442,12 @@ def load_qtf(path, dtype=torch.float32):
                                ("up", "ffn.up"), ("down", "ffn.down"))
                   if "blk.%d.%s.core.0" % (l, p) in tensors}
                  for l in range(cfg.n_layers)]
-    model = Llama(cfg, ranks).to(dtype).eval()
+    lora_ranks = [{n: int(tensors["blk.%d.%s.lora_a" % (l, p)].shape[0])
+                   for n, p in (("q", "attn.q"), ("k", "attn.k"), ("v", "attn.v"), ("o", "attn.o"), ("gate", "ffn.gate"),
+                                ("up", "ffn.up"), ("down", "ffn.down"))
+                   if "blk.%d.%s.lora_a" % (l, p) in tensors}
+                  for l in range(cfg.n_layers)]
+    model = Llama(cfg, ranks, lora_ranks).to(dtype).eval()
     names = set()
     with torch.no_grad():
         for name, param in tensor_map(model):
@@ -510,6 +685,108 @@ def randomize(model, gen):
                 p.mul_(1.5)
 
 
+def randomize_qllm(model, gen):
+    """randomize() plus the QLLM parts: adapters (B is zero when new), phases, memory slots."""
+    randomize(model, gen)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(".A") or name.endswith(".B"):
+                p.copy_(0.3 * torch.randn(p.shape, generator=gen))
+            elif name == "phase":
+                p.copy_(1.0 * torch.randn(p.shape, generator=gen))
+            elif name == "memory":
+                p.copy_(0.5 * torch.randn(p.shape, generator=gen))
+
+
+QLLM_FIXTURE_TEXT = "To be, or n\xc3\xa9t"  # bytes, one non-ASCII character (2 bytes)
+QLLM_BASE = dict(vocab_size=256, d_model=16, n_layers=2, n_heads=2, n_kv_heads=2, d_ff=32, context=24, norm="layernorm",
+                 positions="learned", activation="gelu", linear_bias=1, tied_embeddings=0, phase_rotation=1,
+                 memory_tokens=4, lora_rank=2, lora_alpha=4.0)
+QLLM_FIXTURES = {
+    # the QLLM block: byte vocabulary, phase gain, memory slots, LoRA on q k v o kept in the file
+    "qllm_byte_phase_memory_lora": dict(QLLM_BASE),
+    # tensorized, LoRA of its own rank per tensor (q 2, up 3, down 1), rotary + rmsnorm + memory slots
+    "qllm_tt_lora_rope_memory": dict(QLLM_BASE, norm="rmsnorm", positions="rotary", tensorized=1, d_factors=[4, 4],
+                                     ff_factors=[4, 8], tt_rank=3, linear_bias=0, tied_embeddings=1,
+                                     lora_ranks={"q": 2, "up": 3, "down": 1}),
+    # Q-Transformers: sampled attention (S = 8 draws per head), with memory slots and no LoRA
+    "qllm_sampled_attention": dict(QLLM_BASE, lora_rank=0, attention="sampled", attention_samples=8,
+                                   attention_seed=12345, memory_tokens=2),
+}
+
+
+def reference_logits(path, tokens):
+    """float64 reference logits and, for sampled attention, the report's per-token variance and the
+    smallest distance of any draw to a boundary of its prefix sums."""
+    ref_model, meta = load_qtf(path, dtype=torch.float64)
+    stats = {}
+    for blk in ref_model.blocks:
+        blk.sample_stats = stats
+    with torch.no_grad():
+        logits = ref_model(torch.tensor([tokens]))[0][0]
+    G = ref_model.cfg.memory_tokens
+    var = None
+    if stats.get("var"):
+        var = torch.stack(stats["var"])[:, 0, :, G:].mean((0, 1)).tolist()  # [layer, B, H, slot] -> per token
+    return logits, var, stats.get("margin")
+
+
+def write_fixture_json(out_dir, name, tokens, logits, L, rank, extra=None):
+    T = len(tokens)
+    doc = {"name": name, "seed": 18, "text": "", "tokens": tokens, "atol": 1e-4,
+           "logits": [[float("%.8g" % v) for v in row] for row in logits.tolist()],
+           "S": [[0.0] * L for _ in range(T)], "h": [[0.0] * L for _ in range(T)],
+           "rank": [[rank] * L for _ in range(T)], "quantum": [[0] * L for _ in range(T)]}
+    doc.update(extra or {})
+    with open(os.path.join(out_dir, name + ".json"), "w") as fh:
+        json.dump(doc, fh, separators=(",", ":"))
+        fh.write("\n")
+
+
+def make_qllm_fixtures(out_dir):
+    """tests/fixtures/qllm_*: the docs/qllm.md options against the float64 reference; plus the merged twin of
+    the first (lora/merged.qtf: no LoRA tensors, W + alpha/r B A) and its base model without adapters
+    (lora/base.qtf) with the adapters alone (lora/adapter.qtf), for tests/runtime/test_qllm.cpp."""
+    tokens = list(QLLM_FIXTURE_TEXT.encode("latin-1").decode("unicode_escape").encode("latin-1"))
+    prov = {"created_by": "tools/train/llama.py fixtures"}
+    for name, over in QLLM_FIXTURES.items():
+        over = dict(over)
+        lora_ranks = over.pop("lora_ranks", None)
+        cfg = LlamaConfig(**{**LlamaConfig().to_dict(), **over})
+        if lora_ranks:
+            cfg.lora_rank = 0
+        gen = torch.Generator().manual_seed(18)
+        torch.manual_seed(18)
+        model = Llama(cfg, lora_ranks=[lora_ranks] * cfg.n_layers if lora_ranks else None)
+        randomize_qllm(model, gen)
+        path = os.path.join(out_dir, name + ".qtf")
+        export_qtf(model, path, byte_tokens(), prov, tokenizer_type="byte")
+        logits, var, margin = reference_logits(path, tokens)
+        extra = {}
+        if var is not None:
+            extra["sample_var"] = [float("%.8g" % v) for v in var]
+            extra["samples"] = cfg.attention_samples * cfg.n_heads * cfg.n_layers
+            if margin < 1e-5:
+                raise SystemExit("%s: a draw lies %.2g from a prefix-sum boundary; float32 could pick another "
+                                 "index (change the seed)" % (name, margin))
+            print("%-44s draws at least %.2g from any boundary" % (name, margin))
+        write_fixture_json(out_dir, name, tokens, logits, cfg.n_layers, cfg.tt_rank, extra)
+        print("%-44s logits in [%.2f, %.2f]" % (name, logits.min().item(), logits.max().item()))
+        if name == "qllm_byte_phase_memory_lora":
+            lora_dir = os.path.join(out_dir, "lora")  # not fixtures of their own (no .json): a folder apart
+            os.makedirs(lora_dir, exist_ok=True)
+            export_adapter(model, os.path.join(lora_dir, "adapter.qtf"), prov)
+            base = Llama(cfg)
+            base.load_state_dict(model.state_dict())
+            for blk in base.blocks:  # the same base weights, adapters dropped
+                for n in cfg.lora_targets:
+                    setattr(blk, n, base_of(getattr(blk, n)))
+            base.cfg = LlamaConfig(**{**cfg.to_dict(), "lora_rank": 0})
+            export_qtf(base, os.path.join(lora_dir, "base.qtf"), byte_tokens(), prov, tokenizer_type="byte")
+            merge_lora(model)
+            export_qtf(model, os.path.join(lora_dir, "merged.qtf"), byte_tokens(), prov, tokenizer_type="byte")
+
+
 def make_fixture(name, overrides, out_dir):
     cfg = LlamaConfig(**{**LlamaConfig(linear_bias=0).to_dict(), **overrides})
     gen = torch.Generator().manual_seed(18)
@@ -567,6 +844,7 @@ def main():
     torch.set_num_threads(1)
     for name, overrides in FIXTURES.items():
         make_fixture(name, overrides, args.out)
+    make_qllm_fixtures(args.out)
     import tempfile
     with tempfile.TemporaryDirectory() as tmp:
         make_llama2c_fixture(args.out, tmp)
