@@ -1,5 +1,7 @@
 #include "format/format.h"
 
+#include "kernels/kernels.h"
+
 #include <cstring>
 
 namespace qtf::format {
@@ -9,8 +11,21 @@ const char* dtype_name(DType t) {
     case DType::f32: return "f32";
     case DType::f16: return "f16";
     case DType::i8: return "i8";
+    case DType::q8: return "q8";
   }
   return "?";
+}
+
+bool tensor_bytes(DType t, uint64_t elements, uint64_t rows, uint64_t* bytes) {
+  const uint64_t size = dtype_size(t);
+  if (elements > UINT64_MAX / size) return false;
+  uint64_t n = elements * size;
+  if (t == DType::q8) {
+    if (rows > (UINT64_MAX - n) / 4) return false;
+    n += 4 * rows;
+  }
+  *bytes = n;
+  return true;
 }
 
 const char* meta_type_name(MetaType t) {
@@ -70,25 +85,6 @@ bool utf8_valid(const char* s, size_t n) {
   return true;
 }
 
-float f16_to_f32(uint16_t h) {
-  uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-  uint32_t exp = (h >> 10) & 0x1F, man = h & 0x3FF, bits;
-  if (exp == 0) {
-    if (man == 0) {
-      bits = sign;
-    } else {  // subnormal: normalise
-      int e = -1;
-      do { ++e; man <<= 1; } while (!(man & 0x400));
-      bits = sign | (uint32_t)(127 - 15 - e) << 23 | (man & 0x3FF) << 13;
-    }
-  } else if (exp == 31) {
-    bits = sign | 0x7F800000u | man << 13;
-  } else {
-    bits = sign | (exp + 127 - 15) << 23 | man << 13;
-  }
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
+float f16_to_f32(uint16_t h) { return qtf::f16_to_f32(h); }
 
 }  // namespace qtf::format

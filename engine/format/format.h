@@ -16,10 +16,14 @@ constexpr uint32_t kMaxStringBytes = 1u << 24;
 constexpr uint32_t kMaxArrayCount = 1u << 24;
 constexpr int kMaxDims = 4;
 
-enum class DType : uint8_t { f32 = 0, f16 = 1, i8 = 2 };
+// i8: value = scale * q with the one scale of the table entry; q8: i8 with one f32 scale per row (a row
+// is the last dimension), stored in the tensor's bytes before its values (docs/format.md).
+enum class DType : uint8_t { f32 = 0, f16 = 1, i8 = 2, q8 = 3 };
 enum class MetaType : uint8_t { i64 = 1, f64 = 2, str = 3, i64_array = 4, f64_array = 5, str_array = 6 };
 
-inline size_t dtype_size(DType t) { return t == DType::f32 ? 4 : t == DType::f16 ? 2 : 1; }
+inline size_t dtype_size(DType t) { return t == DType::f32 ? 4 : t == DType::f16 ? 2 : 1; }  // per value
+// Bytes of a tensor of `elements` values in `rows` rows: the values, plus q8's scales. False on overflow.
+bool tensor_bytes(DType t, uint64_t elements, uint64_t rows, uint64_t* bytes);
 const char* dtype_name(DType t);
 const char* meta_type_name(MetaType t);
 
@@ -29,7 +33,7 @@ uint32_t crc32_update(uint32_t crc, const void* data, size_t n);
 // True when [p, p+n) is valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF).
 bool utf8_valid(const char* p, size_t n);
 
-// IEEE half -> float.
+// IEEE half -> float (qtf::f16_to_f32, kernels.h).
 float f16_to_f32(uint16_t h);
 
 }  // namespace qtf::format

@@ -132,7 +132,7 @@ Status parse_tensor(Cursor* c, unsigned index, bool verify, uint64_t data_offset
   const char* nm = t->name.data;
   if (verify) {
     QTF_TRY(check_name(t->name, "tensor", index));
-    if (dtype > 2)
+    if (dtype > 3)
       return Status::error(Err::bad_dtype, "tensor '%.*s': unknown dtype %llu", nl, nm, (unsigned long long)dtype);
     if (ndim < 1 || ndim > (uint64_t)kMaxDims)
       return Status::error(Err::bad_shape, "tensor '%.*s': ndim %llu is not in 1..%d", nl, nm,
@@ -159,11 +159,12 @@ Status parse_tensor(Cursor* c, unsigned index, bool verify, uint64_t data_offset
       if (mul_overflows(elements, t->dims[i], &elements))
         return Status::error(Err::overflow, "tensor '%.*s': element count overflows 64 bits", nl, nm);
     }
-    if (mul_overflows(elements, dtype_size(t->dtype), &bytes))
+    if (!tensor_bytes(t->dtype, elements, elements / t->dims[t->ndim - 1], &bytes))
       return Status::error(Err::overflow, "tensor '%.*s': byte size overflows 64 bits", nl, nm);
     if (bytes != t->size)
-      return Status::error(Err::bad_shape, "tensor '%.*s': size %llu bytes does not match shape (%llu bytes of %s)",
-                           nl, nm, (unsigned long long)t->size, (unsigned long long)bytes, dtype_name(t->dtype));
+      return Status::error(Err::bad_shape, "tensor '%.*s': size %llu bytes does not match shape (%llu bytes of %s%s)",
+                           nl, nm, (unsigned long long)t->size, (unsigned long long)bytes, dtype_name(t->dtype),
+                           t->dtype == DType::q8 ? ", a scale per row included" : "");
     if (t->offset % kAlign != 0)
       return Status::error(Err::misaligned, "tensor '%.*s': offset %llu is not a multiple of %llu", nl, nm,
                            (unsigned long long)t->offset, (unsigned long long)kAlign);
@@ -179,6 +180,16 @@ Status parse_tensor(Cursor* c, unsigned index, bool verify, uint64_t data_offset
     if (t->dtype == DType::i8 && !(std::isfinite(t->scale) && t->scale > 0))
       return Status::error(Err::bad_value, "tensor '%.*s': i8 scale %g must be finite and > 0", nl, nm,
                            (double)t->scale);
+    if (t->dtype == DType::q8) {  // its row scales lie in [offset, offset + 4 rows), inside the range above
+      const uint64_t rows = elements / t->dims[t->ndim - 1];
+      for (uint64_t r = 0; r < rows; ++r) {
+        float v;
+        std::memcpy(&v, c->base + t->offset + 4 * r, 4);
+        if (!(std::isfinite(v) && v > 0))
+          return Status::error(Err::bad_value, "tensor '%.*s': q8 scale of row %llu is %g, must be finite and > 0",
+                               nl, nm, (unsigned long long)r, (double)v);
+      }
+    }
   }
   return Status::success();
 }
@@ -195,6 +206,8 @@ uint64_t TensorInfo::elements() const {
   for (int i = 0; i < ndim; ++i) e *= dims[i];
   return e;
 }
+
+uint64_t TensorInfo::rows() const { return ndim > 0 ? elements() / dims[ndim - 1] : 0; }
 
 Status ModelFile::open(const void* data, size_t size) {
   *this = ModelFile();
@@ -325,7 +338,12 @@ bool ModelFile::next_tensor(uint64_t* cursor, TensorInfo* out) const {
   if (pos >= table_end_) return false;
   Cursor c{base_, pos, table_end_};
   if (!parse_tensor(&c, 0, false, data_offset_, size_, out).ok()) return false;
-  out->data = base_ + out->offset;
+  out->data = out->values = base_ + out->offset;
+  out->row_scales = nullptr;
+  if (out->dtype == DType::q8) {
+    out->row_scales = reinterpret_cast<const float*>(base_ + out->offset);  // 64-byte aligned offset
+    out->values = base_ + out->offset + 4 * out->rows();
+  }
   *cursor = c.pos;
   return true;
 }

@@ -22,9 +22,12 @@ struct TensorInfo {
   int ndim = 0;
   uint64_t dims[kMaxDims] = {0};
   uint64_t offset = 0, size = 0;
-  float scale = 1.f;
-  const void* data = nullptr;  // points into the buffer
+  float scale = 1.f;              // i8 only
+  const void* data = nullptr;    // points into the buffer: the tensor's bytes
+  const void* values = nullptr;  // its values (== data, but for q8: after the scales)
+  const float* row_scales = nullptr;  // q8 only: [rows()] one scale per row, at data
   uint64_t elements() const;
+  uint64_t rows() const;  // elements / last dimension
 };
 
 struct MetaEntry {

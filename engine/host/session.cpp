@@ -38,7 +38,7 @@ Status LoadedModel::load_memory(const void* data, size_t size) {
 
 Status LoadedModel::bind(const void* data, size_t size) {
   QTF_TRY(file_.open(data, size));
-  QTF_TRY(convert_.allocate(Model::convert_bytes(file_)));
+  QTF_TRY(convert_.allocate(model_.convert_bytes(file_)));
   QTF_TRY(model_.load(file_, convert_.data(), convert_.size()));
   size_t tok = Tokenizer::arena_bytes(file_, model_.cfg.vocab);
   if (tok == 0) {  // arena_bytes only fails when init would: get its message

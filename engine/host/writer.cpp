@@ -70,10 +70,22 @@ void Writer::add_str_array(const std::string& key, const std::vector<std::string
 
 void Writer::add_tensor(const std::string& name, DType dtype, const std::vector<uint64_t>& dims, const void* data,
                         float scale) {
-  uint64_t n = dtype_size(dtype);
-  for (uint64_t d : dims) n *= d;
+  uint64_t elements = 1, n = 0;
+  for (uint64_t d : dims) elements *= d;
+  tensor_bytes(dtype, elements, dims.empty() ? 0 : elements / dims.back(), &n);
   const uint8_t* p = static_cast<const uint8_t*>(data);
   tensors_.push_back(Tensor{name, dtype, dims, std::vector<uint8_t>(p, p + n), scale});
+}
+
+void Writer::add_q8(const std::string& name, const std::vector<uint64_t>& dims, const float* scales,
+                    const int8_t* values) {
+  uint64_t elements = 1;
+  for (uint64_t d : dims) elements *= d;
+  const uint64_t rows = dims.empty() ? 0 : elements / dims.back();
+  std::vector<uint8_t> bytes(4 * rows + elements);
+  std::memcpy(bytes.data(), scales, 4 * rows);
+  std::memcpy(bytes.data() + 4 * rows, values, elements);
+  tensors_.push_back(Tensor{name, DType::q8, dims, std::move(bytes), 1.f});
 }
 
 std::vector<uint8_t> Writer::finish() const {

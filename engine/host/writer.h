@@ -17,12 +17,14 @@ class Writer {
   void add_i64_array(const std::string& key, const std::vector<int64_t>& v);
   void add_f64_array(const std::string& key, const std::vector<double>& v);
   void add_str_array(const std::string& key, const std::vector<std::string>& v);
-  // data holds product(dims) elements of dtype; copied.
+  // data holds product(dims) elements of dtype (q8: the row scales, then the values); copied.
   void add_tensor(const std::string& name, DType dtype, const std::vector<uint64_t>& dims, const void* data,
                   float scale = 1.f);
   void add_f32(const std::string& name, const std::vector<uint64_t>& dims, const float* data) {
     add_tensor(name, DType::f32, dims, data);
   }
+  // A q8 tensor: one scale per row (rows = product of all dims but the last), then the values.
+  void add_q8(const std::string& name, const std::vector<uint64_t>& dims, const float* scales, const int8_t* values);
   // The complete file, checksum included.
   std::vector<uint8_t> finish() const;
 

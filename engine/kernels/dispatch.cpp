@@ -44,6 +44,10 @@ uint64_t xcr0() {
   __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
   return ((uint64_t)hi << 32) | lo;
 }
+bool cpu_f16c() {  // half <-> float conversions (the f16 weight loads of the AVX2 and AVX-512 variants)
+  unsigned a, b, c, d;
+  return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
+}
 bool cpu_avx512vl() {
   unsigned a, b, c, d;
   return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 31));
@@ -57,9 +61,9 @@ bool supported_by_cpu(const Table& t) {
   const uint64_t xcr = xcr0();
   const bool os_avx = (xcr & 0x6) == 0x6, os_avx512 = (xcr & 0xe6) == 0xe6;
   if (&t == table_sse2()) return true;  // the x86-64 baseline
-  if (&t == table_avx2()) return os_avx && cpu.avx2 && cpu.fma3_avx2;
+  if (&t == table_avx2()) return os_avx && cpu.avx2 && cpu.fma3_avx2 && cpu_f16c();
   if (&t == table_avx512())
-    return os_avx512 && cpu.avx2 && cpu.fma3_avx2 && cpu.avx512f && cpu.avx512dq && cpu.avx512bw && cpu_avx512vl();
+    return os_avx512 && cpu.avx2 && cpu.fma3_avx2 && cpu_f16c() && cpu.avx512f && cpu.avx512dq && cpu.avx512bw && cpu_avx512vl();
   return false;
 #elif QTF_SIMD
   if (&t == table_neon()) return xsimd::available_architectures().neon;
@@ -226,7 +230,7 @@ void dense_matmul(const DenseMatrix& M, const float* X, int batch, float* Y, flo
   parallel_for(w, parts, [&](int part, int) {  // rows [r0, r1), whole 4-row tiles but for the last part
     const int r0 = quads * part / parts * 4, r1 = part == parts - 1 ? M.rows : quads * (part + 1) / parts * 4;
     if (r0 == r1) return;
-    const DenseMatrix rows{r1 - r0, M.cols, M.w + (int64_t)r0 * M.cols, M.bias ? M.bias + r0 : nullptr};
+    const DenseMatrix rows{r1 - r0, M.cols, M.w.from((int64_t)r0 * M.cols, r0), M.bias ? M.bias + r0 : nullptr};
     if (batch == 1) return active().dense_matmul(rows, X, 1, Y + r0);
     float* part_y = scratch + (int64_t)batch * r0;  // [batch][r1 - r0], then into Y's columns
     active().dense_matmul(rows, X, batch, part_y);

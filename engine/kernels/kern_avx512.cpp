@@ -6,6 +6,7 @@
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VL__) && defined(__FMA__)
 #define xsimd qtf_xsimd_avx512  // this file's own copy of xsimd (simd_body.inc says why)
+#include <cstring>
 #include <xsimd/xsimd.hpp>
 
 namespace qtf::kern_avx512 {
@@ -18,6 +19,24 @@ using V4 = xsimd::batch<float, xsimd::sse4_2>;
 // compiler contracts them), nor an FMA for 4-float vectors next to AVX: these are the real ones.
 inline V16 fmadd(const V16& a, const V16& b, const V16& c) { return _mm512_fmadd_ps(a, b, c); }
 inline V4 fmadd(const V4& a, const V4& b, const V4& c) { return _mm_fmadd_ps(a, b, c); }
+inline V16 widen(const int8_t* p, V16*) {
+  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+}
+inline V16 widen(const uint16_t* p, V16*) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+// i8 and f16 weights as floats for the narrower vectors, as in kern_avx2.cpp.
+inline V8 widen(const int8_t* p, V8*) {
+  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+}
+inline V4 widen(const int8_t* p, V4*) {
+  int32_t bits;
+  std::memcpy(&bits, p, 4);
+  return _mm_cvtepi32_ps(_mm_cvtepi8_epi32(_mm_cvtsi32_si128(bits)));
+}
+inline V8 widen(const uint16_t* p, V8*) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+inline V4 widen(const uint16_t* p, V4*) { return _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))); }
+inline float half_to_float(uint16_t h) { return _cvtsh_ss(h); }
 
 // Not xsimd::haddp: xsimd 8.1's AVX-512 haddp returns the sums of rows 2,3 and 4,5 (and 10,11 and
 // 12,13) swapped. Fold each row to 8 lanes, then two (correct) 8-row haddps.

@@ -5,7 +5,9 @@
 
 #if XSIMD_WITH_NEON64 || XSIMD_WITH_NEON
 #define xsimd qtf_xsimd_neon  // this file's own copy of xsimd (simd_body.inc says why)
+#include <cstring>
 #include <xsimd/xsimd.hpp>
+
 
 namespace qtf::kern_neon {
 namespace {
@@ -20,6 +22,24 @@ constexpr bool kFusedFma = true;  // vfmaq_f32 (e.g. -mfpu=neon-vfpv4)
 constexpr bool kFusedFma = false;  // xsimd 8.1 falls back to multiply, then add
 #endif
 #endif
+// i8 and f16 weights as floats: four bytes widened twice; halves by the aarch64 conversion (32-bit ARM
+// needs the fp16 extension for it: one by one there).
+inline V4 widen(const int8_t* p, V4*) {
+  int32_t bits;
+  std::memcpy(&bits, p, 4);
+  const int16x8_t h = vmovl_s8(vreinterpret_s8_s32(vdup_n_s32(bits)));
+  return vcvtq_f32_s32(vmovl_s16(vget_low_s16(h)));
+}
+inline float half_to_float(uint16_t h) { return qtf::f16_to_f32(h); }
+inline V4 widen(const uint16_t* p, V4*) {
+#if XSIMD_WITH_NEON64
+  return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)));
+#else
+  alignas(16) float f[4];
+  for (int i = 0; i < 4; ++i) f[i] = half_to_float(p[i]);
+  return V4::load_aligned(f);
+#endif
+}
 }  // namespace
 }  // namespace qtf::kern_neon
 

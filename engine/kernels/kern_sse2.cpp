@@ -4,12 +4,31 @@
 
 #if XSIMD_WITH_SSE2
 #define xsimd qtf_xsimd_sse2  // this file's own copy of xsimd (simd_body.inc says why)
+#include <cstring>
 #include <xsimd/xsimd.hpp>
+
 
 namespace qtf::kern_sse2 {
 namespace {
 constexpr bool kFusedFma = false;
 using V4 = xsimd::batch<float, xsimd::sse2>;
+// Four i8 values: SSE2 has no sign-extending widen (that is SSE4.1), so each byte is copied into the
+// top of its 32-bit lane and shifted down arithmetically.
+inline V4 widen(const int8_t* p, V4*) {
+  int32_t bits;
+  std::memcpy(&bits, p, 4);
+  __m128i v = _mm_cvtsi32_si128(bits);
+  v = _mm_unpacklo_epi8(v, v);
+  v = _mm_unpacklo_epi16(v, v);
+  return _mm_cvtepi32_ps(_mm_srai_epi32(v, 24));
+}
+// No F16C in the x86-64 baseline: f16 values one by one.
+inline float half_to_float(uint16_t h) { return qtf::f16_to_f32(h); }
+inline V4 widen(const uint16_t* p, V4*) {
+  alignas(16) float f[4];
+  for (int i = 0; i < 4; ++i) f[i] = half_to_float(p[i]);
+  return V4::load_aligned(f);
+}
 }  // namespace
 }  // namespace qtf::kern_sse2
 

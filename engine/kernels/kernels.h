@@ -25,17 +25,38 @@ struct TTShape {
   int64_t params() const;  // sum of core sizes
 };
 
-// A TT-matrix linear y = W x + b, cores stored at their full (stored) bond ranks.
+// IEEE half -> float (exact).
+float f16_to_f32(uint16_t h);
+
+// Weights as the model file stores them, read in place (docs/quantize.md): f32; f16 (IEEE half); or i8,
+// value = scale * q, with one scale per row (`scales`) or one for all (`scales` null: `scale`).
+enum class WType : uint8_t { f32 = 0, f16 = 1, i8 = 2 };
+struct Weights {
+  WType type = WType::f32;
+  const void* data = nullptr;     // the values, row-major
+  const float* scales = nullptr;  // i8: [rows] one scale per row, or null
+  float scale = 1.f;              // i8 without per-row scales
+  Weights() = default;
+  Weights(const float* f32) : data(f32) {}  // NOLINT: f32 weights are the common case
+  Weights(WType t, const void* d, const float* row_scales, float s) : type(t), data(d), scales(row_scales), scale(s) {}
+  // The same weights from value `index` (in row `row`) on: a sub-matrix's rows, or a core's slice.
+  Weights from(int64_t index, int64_t row) const;
+  // Value `index` of row `row`, dequantized (the scalar path; kernels read whole vectors).
+  float value(int64_t index, int64_t row) const;
+};
+
+// A TT-matrix linear y = W x + b, cores stored at their full (stored) bond ranks. Cores are f32, f16 or
+// i8 with one scale per core (a contraction reads a core along different axes, so no per-row scale).
 struct TTMatrix {
   TTShape shape;
-  const float* cores[kMaxTTFactors] = {nullptr};
+  Weights cores[kMaxTTFactors];
   const float* bias = nullptr;  // [M] or null
 };
 
-// Dense linear y = W x + b, W row-major [rows, cols].
+// Dense linear y = W x + b, W row-major [rows, cols] (any Weights type).
 struct DenseMatrix {
   int rows = 0, cols = 0;
-  const float* w = nullptr;
+  Weights w;
   const float* bias = nullptr;  // [rows] or null
 };
 
@@ -94,6 +115,10 @@ void softmax_inplace(float* x, int n);
 void gelu_inplace(float* x, int n);  // exact erf form, as torch.nn.functional.gelu default
 void silu_inplace(float* x, int n);  // x * sigmoid(x)
 }  // namespace kern
+
+// y = row `row` of a [rows, cols] matrix as f32 (accumulate: y += it). For embedding lookups: one row
+// per token, not a hot path, so no SIMD variants.
+void weights_row(const Weights& w, int64_t cols, int64_t row, bool accumulate, float* y);
 
 namespace ref {  // scalar references, same contracts
 size_t tt_workspace_floats(const TTShape& s, int batch);

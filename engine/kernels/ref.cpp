@@ -1,11 +1,58 @@
 // Scalar reference kernels: the plainest loops that follow the contracts in kernels.h. The SIMD kernels
 // are tested against these, and these against first principles (tests/kernels).
 #include <cmath>
+#include <cstring>
 
 #include "kernels/kernels.h"
 #include "kernels/tt_plan.h"
 
 namespace qtf {
+
+float f16_to_f32(uint16_t h) {  // exact: every half is a float
+  uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+  uint32_t exp = (h >> 10) & 0x1F, man = h & 0x3FF, bits;
+  if (exp == 0) {
+    if (man == 0) {
+      bits = sign;
+    } else {  // subnormal: normalise
+      int e = -1;
+      do { ++e; man <<= 1; } while (!(man & 0x400));
+      bits = sign | (uint32_t)(127 - 15 - e) << 23 | (man & 0x3FF) << 13;
+    }
+  } else if (exp == 31) {
+    bits = sign | 0x7F800000u | man << 13;
+  } else {
+    bits = sign | (exp + 127 - 15) << 23 | man << 13;
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+Weights Weights::from(int64_t index, int64_t row) const {
+  Weights w = *this;
+  const size_t size = type == WType::f32 ? 4 : type == WType::f16 ? 2 : 1;
+  w.data = static_cast<const uint8_t*>(data) + index * (int64_t)size;
+  if (scales) w.scales = scales + row;
+  return w;
+}
+
+float Weights::value(int64_t index, int64_t row) const {
+  switch (type) {
+    case WType::f32: return static_cast<const float*>(data)[index];
+    case WType::f16: return f16_to_f32(static_cast<const uint16_t*>(data)[index]);
+    case WType::i8: return (scales ? scales[row] : scale) * (float)static_cast<const int8_t*>(data)[index];
+  }
+  return 0.f;
+}
+
+void weights_row(const Weights& w, int64_t cols, int64_t row, bool accumulate, float* y) {
+  for (int64_t j = 0; j < cols; ++j) {
+    const float v = w.value(row * cols + j, row);
+    y[j] = accumulate ? y[j] + v : v;
+  }
+}
+
 namespace ref {
 
 size_t tt_workspace_floats(const TTShape& s, int batch) { return tt::workspace_floats(s, batch); }
@@ -24,7 +71,7 @@ void tt_matvec(const TTMatrix& W, int rank, const float* x, float* y, float* wor
   int64_t P = s.cols();  // prod of the n's not yet contracted
   int64_t Q = 1;         // prod of the m's already produced
   for (int k = K - 1; k >= 0; --k) {
-    const float* G = W.cores[k];  // [r_k, m, n, r_{k+1}] at stored ranks
+    const Weights& G = W.cores[k];  // [r_k, m, n, r_{k+1}] at stored ranks
     const int m = s.m[k], n = s.n[k], r_stored = s.r[k + 1];
     const int r_left = R[k], r_right = R[k + 1];
     P /= n;
@@ -36,7 +83,7 @@ void tt_matvec(const TTMatrix& W, int rank, const float* x, float* y, float* wor
             float sum = 0.f;
             for (int j = 0; j < n; ++j)
               for (int ar = 0; ar < r_right; ++ar)
-                sum += G[(((int64_t)al * m + i) * n + j) * r_stored + ar] * t[((p * n + j) * r_right + ar) * Q + q];
+                sum += G.value((((int64_t)al * m + i) * n + j) * r_stored + ar, 0) * t[((p * n + j) * r_right + ar) * Q + q];
             out[((p * r_left + al) * m + i) * Q + q] = sum;
           }
     Q *= m;
@@ -51,10 +98,22 @@ void tt_matmul(const TTMatrix& W, int rank, const float* X, int batch, float* Y,
   for (int b = 0; b < batch; ++b) tt_matvec(W, rank, X + b * N, Y + b * M, workspace);
 }
 
+// The type switch sits outside the inner loop: this is also the scalar variant's matmul.
 void dense_matvec(const DenseMatrix& W, const float* x, float* y) {
   for (int i = 0; i < W.rows; ++i) {
     float sum = W.bias ? W.bias[i] : 0.f;
-    for (int j = 0; j < W.cols; ++j) sum += W.w[(int64_t)i * W.cols + j] * x[j];
+    const Weights row = W.w.from((int64_t)i * W.cols, i);
+    if (row.type == WType::f32) {
+      const float* w = static_cast<const float*>(row.data);
+      for (int j = 0; j < W.cols; ++j) sum += w[j] * x[j];
+    } else if (row.type == WType::f16) {
+      const uint16_t* w = static_cast<const uint16_t*>(row.data);
+      for (int j = 0; j < W.cols; ++j) sum += f16_to_f32(w[j]) * x[j];
+    } else {
+      const int8_t* w = static_cast<const int8_t*>(row.data);
+      const float s = row.scales ? row.scales[0] : row.scale;
+      for (int j = 0; j < W.cols; ++j) sum += s * (float)w[j] * x[j];
+    }
     y[i] = sum;
   }
 }

@@ -6,6 +6,7 @@
 // with contiguous blocks, and a batch of vectors is just a larger P.
 #include "kernels/tt_plan.h"
 
+
 namespace qtf {
 
 int64_t TTShape::rows() const {
@@ -132,12 +133,15 @@ bool split_step(const Step& s, int part, int parts, const float** in, float** ou
   const int n = s.row_count[axis], r0 = n * part / parts, r1 = n * (part + 1) / parts;
   if (r0 == r1) return false;
   sub->row_count[axis] = r1 - r0;
-  sub->core += r0 * s.row_stride[axis];
+  sub->core = s.core.from(r0 * s.row_stride[axis], 0);
   *out += (int64_t)r0 * (axis == 0 ? s.row_count[1] : 1) * s.Q;
   return true;
 }
 
-void step_scalar(const Step& s, const float* in, float* out, int64_t q_begin) {
+namespace {
+// One step with the core's values read by get(index) (the type switch stays outside the loops).
+template <class Get>
+void step_scalar_by(const Step& s, const float* in, float* out, int64_t q_begin, Get get) {
   const int rows = s.rows(), red = s.red();
   const int64_t Q = s.Q;
   for (int64_t p = 0; p < s.P; ++p) {
@@ -145,17 +149,37 @@ void step_scalar(const Step& s, const float* in, float* out, int64_t q_begin) {
     float* C = out + p * rows * Q;
     for (int ro = 0; ro < s.row_count[0]; ++ro) {
       for (int ri = 0; ri < s.row_count[1]; ++ri) {
-        const float* a_row = s.core + ro * s.row_stride[0] + ri * s.row_stride[1];
+        const ptrdiff_t a_row = ro * s.row_stride[0] + ri * s.row_stride[1];
         float* c = C + ((int64_t)ro * s.row_count[1] + ri) * Q;
         for (int64_t q = q_begin; q < Q; ++q) c[q] = 0.f;
         const float* b = B;
         for (int so = 0; so < s.red_count[0]; ++so) {
           for (int si = 0; si < s.red_count[1]; ++si, b += Q) {
-            const float a = a_row[so * s.red_stride[0] + si * s.red_stride[1]];
+            const float a = get(a_row + so * s.red_stride[0] + si * s.red_stride[1]);
             for (int64_t q = q_begin; q < Q; ++q) c[q] += a * b[q];
           }
         }
       }
+    }
+  }
+}
+}  // namespace
+
+void step_scalar(const Step& s, const float* in, float* out, int64_t q_begin) {
+  const void* data = s.core.data;
+  switch (s.core.type) {
+    case WType::f32: {
+      const float* a = static_cast<const float*>(data);
+      return step_scalar_by(s, in, out, q_begin, [a](ptrdiff_t i) { return a[i]; });
+    }
+    case WType::f16: {
+      const uint16_t* a = static_cast<const uint16_t*>(data);
+      return step_scalar_by(s, in, out, q_begin, [a](ptrdiff_t i) { return qtf::f16_to_f32(a[i]); });
+    }
+    case WType::i8: {
+      const int8_t* a = static_cast<const int8_t*>(data);
+      const float scale = s.core.scale;
+      return step_scalar_by(s, in, out, q_begin, [a, scale](ptrdiff_t i) { return scale * (float)a[i]; });
     }
   }
 }

@@ -17,7 +17,7 @@ namespace tt {
 // so*red_stride[0] + si*red_stride[1]]. A truncated bond is just a smaller count than its stored stride
 // implies, so no core is ever repacked.
 struct Step {
-  const float* core = nullptr;
+  Weights core;  // f32, f16 or i8 with one scale (TTMatrix)
   int row_count[2] = {0, 0};
   ptrdiff_t row_stride[2] = {0, 0};
   int red_count[2] = {0, 0};

@@ -160,8 +160,8 @@ void embed(const Model& m, const RunState* s, int token, int slot, float* x) {
     for (int i = 0; i < d; ++i) x[i] = m.memory[(size_t)slot * d + i];
     return;
   }
-  for (int i = 0; i < d; ++i) x[i] = m.tok_emb[(size_t)token * d + i];
-  if (m.cfg.positions == PosKind::learned) kern::axpy(1.f, m.pos_emb + (size_t)(slot - G) * d, x, d);
+  weights_row(m.tok_emb, d, token, false, x);
+  if (m.cfg.positions == PosKind::learned) weights_row(m.pos_emb, d, slot - G, true, x);
   for (int i = 0; s->phase_gain && i < d; ++i) x[i] *= s->phase_gain[i];
 }
 

@@ -217,24 +217,31 @@ Status parse_config(const ModelFile& f, ModelConfig* c) {
   return parse_qllm_options(f, c);
 }
 
-// Binds tensors by name, checking shapes; converts f16/i8 into the conversion buffer.
+// Binds tensors by name, checking shapes. Vectors and the quantum parts are f32 (a tensor stored
+// otherwise is converted into the conversion buffer); matrices are read in place. `sizing`: only count
+// the conversion bytes (Model::convert_bytes), binding nothing.
 struct Binder {
   const ModelFile& file;
   uint8_t* conv;
   size_t conv_len, conv_used;
+  bool sizing;
 
-  Status get(const char* name, int ndim, const int64_t* shape, const float** out) {
-    TensorInfo t;
-    if (!file.find_tensor(name, &t)) return Status::error(Err::missing, "tensor '%s' is missing", name);
-    bool match = t.ndim == ndim;
-    for (int i = 0; match && i < ndim; ++i) match = (int64_t)t.dims[i] == shape[i];
+  Status find(const char* name, int ndim, const int64_t* shape, TensorInfo* t) {
+    if (!file.find_tensor(name, t)) return Status::error(Err::missing, "tensor '%s' is missing", name);
+    bool match = t->ndim == ndim;
+    for (int i = 0; match && i < ndim; ++i) match = (int64_t)t->dims[i] == shape[i];
     if (!match) {
       char want[64], got[64];
       int a = 0, b = 0;
       for (int i = 0; i < ndim; ++i) a += std::snprintf(want + a, sizeof want - a, i ? "x%lld" : "%lld", (long long)shape[i]);
-      for (int i = 0; i < t.ndim; ++i) b += std::snprintf(got + b, sizeof got - b, i ? "x%llu" : "%llu", (unsigned long long)t.dims[i]);
+      for (int i = 0; i < t->ndim; ++i) b += std::snprintf(got + b, sizeof got - b, i ? "x%llu" : "%llu", (unsigned long long)t->dims[i]);
       return Status::error(Err::bad_shape, "tensor '%s' has shape %s, the config needs %s", name, got, want);
     }
+    return Status::success();
+  }
+
+  // f32 in place, anything else converted.
+  Status as_f32(const char* name, const TensorInfo& t, const float** out) {
     if (t.dtype == DType::f32) {
       if (reinterpret_cast<uintptr_t>(t.data) % alignof(float) != 0)
         return Status::error(Err::misaligned, "model buffer is not aligned for in-place use (tensor '%s')", name);
@@ -242,17 +249,30 @@ struct Binder {
       return Status::success();
     }
     size_t need = round16(t.elements() * sizeof(float));
+    if (sizing) {
+      conv_used += need;
+      *out = nullptr;
+      return Status::success();
+    }
     if (conv == nullptr || conv_len - conv_used < need)
       return Status::error(Err::no_memory, "no conversion buffer for %s tensor '%s'", format::dtype_name(t.dtype), name);
     float* dst = reinterpret_cast<float*>(conv + conv_used);
-    const uint8_t* src = static_cast<const uint8_t*>(t.data);
+    const uint8_t* src = static_cast<const uint8_t*>(t.values);
+    const uint64_t cols = t.dims[t.ndim - 1];
     for (uint64_t i = 0; i < t.elements(); ++i) {
       if (t.dtype == DType::f16) dst[i] = format::f16_to_f32((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
-      else dst[i] = t.scale * (float)(int8_t)src[i];
+      else if (t.dtype == DType::i8) dst[i] = t.scale * (float)(int8_t)src[i];
+      else dst[i] = t.row_scales[i / cols] * (float)(int8_t)src[i];
     }
     conv_used += need;
     *out = dst;
     return Status::success();
+  }
+
+  Status get(const char* name, int ndim, const int64_t* shape, const float** out) {
+    TensorInfo t;
+    QTF_TRY(find(name, ndim, shape, &t));
+    return as_f32(name, t, out);
   }
   Status get1(const char* name, int64_t a, const float** out) { return get(name, 1, &a, out); }
   Status get2(const char* name, int64_t a, int64_t b, const float** out) {
@@ -266,6 +286,35 @@ struct Binder {
   Status get4(const char* name, int64_t a, int64_t b, int64_t c, int64_t d, const float** out) {
     int64_t s[4] = {a, b, c, d};
     return get(name, 4, s, out);
+  }
+
+  // A matrix read in place: f32, f16, i8 (one scale) or q8 (a scale per row). A TT core (`core`) has no
+  // per-row scales in the kernels: a q8 core is converted to f32.
+  Status weights(const char* name, int ndim, const int64_t* shape, bool core, Weights* out) {
+    TensorInfo t;
+    QTF_TRY(find(name, ndim, shape, &t));
+    const size_t align = t.dtype == DType::f32 ? 4 : t.dtype == DType::f16 ? 2 : 1;
+    if (reinterpret_cast<uintptr_t>(t.values) % align != 0)
+      return Status::error(Err::misaligned, "model buffer is not aligned for in-place use (tensor '%s')", name);
+    switch (t.dtype) {
+      case DType::f32: *out = Weights(WType::f32, t.values, nullptr, 1.f); return Status::success();
+      case DType::f16: *out = Weights(WType::f16, t.values, nullptr, 1.f); return Status::success();
+      case DType::i8: *out = Weights(WType::i8, t.values, nullptr, t.scale); return Status::success();
+      case DType::q8:
+        if (!core) {
+          *out = Weights(WType::i8, t.values, t.row_scales, 1.f);
+          return Status::success();
+        }
+        break;
+    }
+    const float* f = nullptr;
+    QTF_TRY(as_f32(name, t, &f));
+    *out = Weights(f);
+    return Status::success();
+  }
+  Status matrix(const char* name, int64_t rows, int64_t cols, Weights* out) {
+    int64_t s[2] = {rows, cols};
+    return weights(name, 2, s, false, out);
   }
 };
 
@@ -315,7 +364,7 @@ Status bind_linear(Binder* b, const ModelConfig& c, const char* prefix, int rows
     lin->dense.cols = cols;
     lin->dense.bias = bias;
     std::snprintf(name, sizeof name, "%s.w", prefix);
-    return b->get2(name, rows, cols, &lin->dense.w);
+    return b->matrix(name, rows, cols, &lin->dense.w);
   }
   TTShape& s = lin->tt_w.shape;
   s.K = c.tt_K;
@@ -331,7 +380,8 @@ Status bind_linear(Binder* b, const ModelConfig& c, const char* prefix, int rows
     if (right < 1 || right > c.tt_rank)
       return Status::error(Err::bad_shape, "TT core '%s' has bond rank %lld, outside 1..model.tt.rank (%d)", name,
                            (long long)t.dims[3], c.tt_rank);
-    QTF_TRY(b->get4(name, s.r[k], s.m[k], s.n[k], right, &lin->tt_w.cores[k]));
+    const int64_t shape[4] = {s.r[k], s.m[k], s.n[k], right};
+    QTF_TRY(b->weights(name, 4, shape, true, &lin->tt_w.cores[k]));
     s.r[k + 1] = (int)right;
   }
   lin->tt_w.bias = bias;
@@ -345,33 +395,37 @@ int64_t Linear::params() const {
   return (has_bias ? rows : 0) + (tt ? tt_w.shape.params() : (int64_t)rows * cols);
 }
 
-size_t Model::convert_bytes(const format::ModelFile& file) {
-  size_t n = 0;
-  uint64_t cur = 0;
-  TensorInfo t;
-  while (file.next_tensor(&cur, &t))
-    if (t.dtype != DType::f32) n += round16(t.elements() * sizeof(float));
-  return n;
+size_t Model::convert_bytes(const format::ModelFile& f) {
+  size_t used = 0;
+  const bool ok = bind(f, nullptr, 0, true, &used).ok();  // a file that does not bind: load() says why
+  cfg = ModelConfig();
+  return ok ? used : 0;
 }
 
 Status Model::load(const format::ModelFile& f, void* convert_buf, size_t convert_len) {
+  size_t used = 0;
+  return bind(f, convert_buf, convert_len, false, &used);
+}
+
+Status Model::bind(const format::ModelFile& f, void* convert_buf, size_t convert_len, bool sizing, size_t* used) {
   if (!f.is_open()) return Status::error(Err::invalid_argument, "model file is not open (verify it first)");
   // Reset field by field: a `*this = Model()` would put a whole Model (tens of KB) on the stack.
   cfg = ModelConfig();
-  tok_emb = pos_emb = lnf_w = lnf_b = head_w = phase = memory = nullptr;
+  tok_emb = pos_emb = head_w = Weights();
+  lnf_w = lnf_b = phase = memory = nullptr;
   lora_linears = 0;
   for (Layer& layer : layers) layer = Layer();
   file = f;
   QTF_TRY(parse_config(f, &cfg));
   const ModelConfig& c = cfg;
-  Binder b{f, static_cast<uint8_t*>(convert_buf), convert_len, 0};
+  Binder b{f, static_cast<uint8_t*>(convert_buf), convert_len, 0, sizing};
   const bool ln = c.norm == NormKind::layernorm;  // rmsnorm has a gain and no shift
-  QTF_TRY(b.get2("tok_emb", c.vocab, c.d, &tok_emb));
-  if (c.positions == PosKind::learned) QTF_TRY(b.get2("pos_emb", c.context, c.d, &pos_emb));
+  QTF_TRY(b.matrix("tok_emb", c.vocab, c.d, &tok_emb));
+  if (c.positions == PosKind::learned) QTF_TRY(b.matrix("pos_emb", c.context, c.d, &pos_emb));
   QTF_TRY(b.get1("lnf.w", c.d, &lnf_w));
   if (ln) QTF_TRY(b.get1("lnf.b", c.d, &lnf_b));
   if (c.tied_embeddings) head_w = tok_emb;
-  else QTF_TRY(b.get2("head.w", c.vocab, c.d, &head_w));
+  else QTF_TRY(b.matrix("head.w", c.vocab, c.d, &head_w));
   TensorInfo opt_t;
   if (c.phase_rotation) QTF_TRY(b.get1("phase", c.d, &phase));
   else if (f.find_tensor("phase", &opt_t))
@@ -430,6 +484,7 @@ Status Model::load(const format::ModelFile& f, void* convert_buf, size_t convert
     }
 #undef QTF_NAME
   }
+  *used = b.conv_used;
   return Status::success();
 }
 

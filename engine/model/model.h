@@ -81,15 +81,18 @@ struct Layer {
 struct Model {
   ModelConfig cfg;
   format::ModelFile file;  // metadata (tokenizer, provenance) stays readable
-  const float *tok_emb = nullptr, *pos_emb = nullptr, *lnf_w = nullptr, *lnf_b = nullptr;
-  const float* head_w = nullptr;  // == tok_emb when tied
+  // The matrices (embeddings, head, linears, TT cores) are read in place in any stored type (f32, f16,
+  // i8/q8: docs/quantize.md); the other tensors are f32 (converted at load when stored otherwise).
+  Weights tok_emb, pos_emb, head_w;  // [V, d], [T, d], [V, d]; head_w == tok_emb when tied
+  const float *lnf_w = nullptr, *lnf_b = nullptr;
   const float* phase = nullptr;   // [d] raw phase parameters p (phase_rotation)
   const float* memory = nullptr;  // [memory_tokens, d] global memory slots
   Layer layers[kMaxLayers];
   int lora_linears = 0;           // linears with an adapter (from the file or apply_adapter)
 
-  // Bytes needed to convert f16/i8 tensors to f32 at load (0 for an all-f32 file).
-  static size_t convert_bytes(const format::ModelFile& file);
+  // Bytes load() needs to convert tensors to f32 (those not f32 that are not read in place; 0 for an
+  // all-f32 or a quantized file): a dry run of load() on this object, which it leaves unloaded.
+  size_t convert_bytes(const format::ModelFile& f);
   // Binds a verified file. convert_buf (convert_bytes() long, 16-byte aligned) receives converted
   // tensors; it may be null when convert_bytes() is 0. Both must outlive the Model.
   Status load(const format::ModelFile& file, void* convert_buf, size_t convert_len);
@@ -101,6 +104,9 @@ struct Model {
 
   int64_t block_params() const;  // parameters in the transformer blocks
   int64_t total_params() const;
+
+ private:
+  Status bind(const format::ModelFile& file, void* convert_buf, size_t convert_len, bool sizing, size_t* used);
 };
 
 }  // namespace qtf

@@ -32,6 +32,10 @@ Bytes make_file() {
   w.add_f32("beta.b", {8}, b.data());
   int8_t q[4] = {1, -2, 3, -4};
   w.add_tensor("gamma.q", DType::i8, {4}, q, 0.5f);
+  const float row_scales[3] = {0.25f, 1.f, 2.f};  // q8: a scale per row, stored before the values
+  int8_t q8[15];
+  for (int i = 0; i < 15; ++i) q8[i] = (int8_t)(i - 7);
+  w.add_q8("delta.q8", {3, 5}, row_scales, q8);
   return w.finish();
 }
 
@@ -94,7 +98,7 @@ TEST_CASE("a valid file opens and its contents read back") {
   REQUIRE(m.open(f.data(), f.size()).ok());
   CHECK(m.version() == 1);
   CHECK(m.meta_count() == 6);
-  CHECK(m.tensor_count() == 3);
+  CHECK(m.tensor_count() == 4);
 
   Str s;
   REQUIRE(m.get_str("qtf.arch", &s).ok());
@@ -137,6 +141,17 @@ TEST_CASE("a valid file opens and its contents read back") {
   REQUIRE(m.find_tensor("gamma.q", &t));
   CHECK(t.dtype == DType::i8);
   CHECK(t.scale == 0.5f);
+  CHECK(t.values == t.data);
+  CHECK(t.row_scales == nullptr);
+  REQUIRE(m.find_tensor("delta.q8", &t));
+  CHECK(t.dtype == DType::q8);
+  CHECK(t.rows() == 3);
+  CHECK(t.size == 3 * 4 + 15);  // the scales, then the values
+  REQUIRE(t.row_scales != nullptr);
+  CHECK(reinterpret_cast<const uint8_t*>(t.row_scales) == f.data() + t.offset);
+  CHECK(t.row_scales[2] == 2.f);
+  CHECK(static_cast<const uint8_t*>(t.values) == f.data() + t.offset + 12);
+  CHECK(static_cast<const int8_t*>(t.values)[14] == 7);
   CHECK_FALSE(m.find_tensor("missing", &t));
 }
 
@@ -244,6 +259,17 @@ TEST_CASE("tensor table damage") {
   expect_damage([](Bytes* f) { (*f)[tensor_entry(*f, 0).name + 4] = 0xFE; }, Err::bad_utf8, "UTF-8");
   expect_damage([](Bytes* f) { wr(f, tensor_entry(*f, 2).scale, 0, 4); }, Err::bad_value, "i8 scale");
   expect_damage([](Bytes* f) { wr(f, 68, rd(*f, 68, 4) - 1, 4); }, Err::bad_value, "unused bytes");
+  // q8: the size must count the row scales, and every scale must be finite and > 0 (like i8's one).
+  expect_damage([](Bytes* f) { (*f)[tensor_entry(*f, 3).dtype] = 4; }, Err::bad_dtype, "unknown dtype 4");
+  expect_damage([](Bytes* f) { wr(f, tensor_entry(*f, 3).size, 15, 8); }, Err::bad_shape, "a scale per row included");
+  expect_damage([](Bytes* f) { wr(f, tensor_entry(*f, 3).dims, 4, 8); }, Err::bad_shape, "a scale per row included");
+  expect_damage([](Bytes* f) { (*f)[tensor_entry(*f, 2).dtype] = 3; }, Err::bad_shape, "does not match shape");
+  expect_damage([](Bytes* f) { wr(f, rd(*f, tensor_entry(*f, 3).offset, 8) + 4, 0x7FC00000u, 4); }, Err::bad_value,
+                "q8 scale of row 1 is nan");
+  expect_damage([](Bytes* f) { wr(f, rd(*f, tensor_entry(*f, 3).offset, 8) + 8, 0, 4); }, Err::bad_value,
+                "q8 scale of row 2 is 0");
+  expect_damage([](Bytes* f) { wr(f, rd(*f, tensor_entry(*f, 3).offset, 8), 0xBF800000u, 4); }, Err::bad_value,
+                "q8 scale of row 0 is -1");
 
   Writer w;
   float x[2] = {1, 2};

@@ -25,7 +25,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!f.open(bytes.data(), bytes.size()).ok()) return 0;
 
   host::AlignedBuffer convert;
-  const size_t conv = Model::convert_bytes(f);
+  const size_t conv = g_model.convert_bytes(f);
   if (conv > kMaxArena || !convert.allocate(conv).ok()) return 0;
   if (!g_model.load(f, convert.data(), convert.size()).ok()) return 0;
   const ModelConfig& c = g_model.cfg;

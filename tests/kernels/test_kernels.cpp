@@ -425,3 +425,180 @@ TEST_CASE("block-option refs: RMSNorm, rotary positions, SwiGLU gate against fir
   CHECK(g[1] == doctest::Approx(-0.2689414 * 3).epsilon(1e-6));
   CHECK(g[2] == doctest::Approx(0.5 / (1 + std::exp(-0.5)) * -4).epsilon(1e-6));
 }
+
+namespace {
+
+// Weights of a [rows, cols] matrix stored as `type` (i8: one scale per row when per_row, else one for
+// all), owning their storage, and the f32 values they stand for (what every kernel must compute with).
+struct Stored {
+  WType type = WType::f32;
+  bool per_row = false;
+  Vec f32, scales, values;  // values: the dequantized weights
+  std::vector<uint16_t> f16;
+  std::vector<int8_t> i8;
+  float scale = 1.f;
+  Weights view() const {
+    switch (type) {
+      case WType::f32: return Weights(f32.data());
+      case WType::f16: return Weights(WType::f16, f16.data(), nullptr, 1.f);
+      case WType::i8: return Weights(WType::i8, i8.data(), per_row ? scales.data() : nullptr, scale);
+    }
+    return Weights();
+  }
+};
+
+uint16_t to_half(float f) {  // round to nearest (ties away: tests only need some half near f)
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  const uint32_t sign = (x >> 16) & 0x8000u;
+  const int e = (int)((x >> 23) & 0xFF) - 127 + 15;
+  if (e <= 0) return (uint16_t)sign;  // tiny values: zero is a fine half
+  return (uint16_t)(sign | ((uint32_t)e << 10 | ((x & 0x7FFFFFu) + 0x1000u) >> 13));
+}
+
+Stored store(const Vec& w, int rows, int cols, WType type, bool per_row) {
+  Stored s;
+  s.type = type, s.per_row = per_row, s.f32 = w;
+  s.values = w;
+  if (type == WType::f16) {
+    for (size_t i = 0; i < w.size(); ++i) s.f16.push_back(to_half(w[i])), s.values[i] = f16_to_f32(s.f16[i]);
+  } else if (type == WType::i8) {
+    const int groups = per_row ? rows : 1;
+    const size_t n = (size_t)rows * cols / groups;
+    s.i8.resize(w.size());
+    for (int g = 0; g < groups; ++g) {
+      float amax = 0;
+      for (size_t i = 0; i < n; ++i) amax = std::fmax(amax, std::fabs(w[g * n + i]));
+      const float sc = amax / 127.f;
+      (per_row ? s.scales.emplace_back(sc) : s.scale) = sc;
+      for (size_t i = 0; i < n; ++i) {
+        s.i8[g * n + i] = (int8_t)std::lround(w[g * n + i] / sc);
+        s.values[g * n + i] = sc * (float)s.i8[g * n + i];
+      }
+    }
+  }
+  return s;
+}
+
+struct StoreKind {
+  WType type;
+  bool per_row;
+  const char* name;
+};
+const StoreKind kStoreKinds[] = {{WType::f16, false, "f16"}, {WType::i8, true, "i8 per row"}, {WType::i8, false, "i8 one scale"}};
+
+}  // namespace
+
+TEST_CASE("stored weights: Weights::value and weights_row read f16 and i8 as their f32 values") {
+  std::mt19937 rng(30);
+  const int rows = 5, cols = 7;
+  const Vec w = random_vec(rng, rows * cols);
+  for (const StoreKind& k : kStoreKinds) {
+    const std::string kind = k.name;
+    CAPTURE(kind);
+    const Stored s = store(w, rows, cols, k.type, k.per_row);
+    const Weights v = s.view();
+    for (int r = 0; r < rows; ++r) {
+      Vec row(cols), acc(cols, 1.f);
+      weights_row(v, cols, r, false, row.data());
+      weights_row(v, cols, r, true, acc.data());
+      for (int j = 0; j < cols; ++j) {
+        CHECK(v.value((int64_t)r * cols + j, r) == s.values[r * cols + j]);
+        CHECK(row[j] == s.values[r * cols + j]);
+        CHECK(acc[j] == 1.f + s.values[r * cols + j]);
+      }
+      const Weights tail = v.from((int64_t)r * cols, r);  // a sub-matrix from row r on
+      CHECK(tail.value(cols - 1, 0) == s.values[r * cols + cols - 1]);
+    }
+    // The stored values stand for the weights: |q s - w| <= s/2 (i8), f16 relative 2^-11.
+    for (size_t i = 0; i < w.size(); ++i) CHECK(std::fabs(s.values[i] - w[i]) <= 4e-3f * (1.f + std::fabs(w[i])));
+  }
+}
+
+TEST_CASE("dense matvec/matmul on f16 and i8 weights: ref equals f32 math on their values, kern equals ref") {
+  std::mt19937 rng(31);
+  for (const StoreKind& k : kStoreKinds) {
+    const std::string kind = k.name;
+    CAPTURE(kind);
+    for (int rows : {1, 5, 17, 64})
+      for (int cols : {1, 3, 16, 33, 129}) {
+        CAPTURE(rows);
+        CAPTURE(cols);
+        const Vec w = random_vec(rng, (size_t)rows * cols), bias = random_vec(rng, (size_t)rows);
+        const Stored s = store(w, rows, cols, k.type, k.per_row);
+        DenseMatrix D, F;  // D: as stored; F: its values as f32
+        D.rows = F.rows = rows, D.cols = F.cols = cols, D.w = s.view(), F.w = s.values.data();
+        D.bias = F.bias = bias.data();
+        for (int batch : {1, 2, 4, 7}) {
+          CAPTURE(batch);
+          const Vec X = random_vec(rng, (size_t)cols * batch);
+          Vec expect((size_t)rows * batch), from_f32((size_t)rows * batch);
+          ref::dense_matmul(D, X.data(), batch, expect.data());
+          ref::dense_matmul(F, X.data(), batch, from_f32.data());
+          CHECK(rel_err(expect.data(), from_f32.data(), expect.size()) < 1e-5);
+          for_each_variant([&] {
+            Vec y = nan_vec((size_t)rows * batch);
+            kern::dense_matmul(D, X.data(), batch, y.data());
+            CHECK(rel_err(y.data(), expect.data(), y.size()) < 1e-5);
+          });
+        }
+      }
+  }
+}
+
+TEST_CASE("TT matvec/matmul on f16 and i8 cores: ref equals the f32 cores' values, kern equals ref") {
+  std::mt19937 rng(32);
+  const TT cases[] = {
+      make_tt(rng, {3, 5, 7}, {7, 5, 3}, {5, 7}),
+      make_tt(rng, {4, 4, 8}, {4, 4, 8}, {8, 8}),
+      make_tt(rng, {8, 12, 8}, {8, 12, 8}, {8, 8}),
+      make_tt(rng, {2, 16, 32}, {32, 16, 2}, {3, 4}),
+      make_tt(rng, {12, 20}, {20, 12}, {5}),
+      make_tt(rng, {4, 6}, {6, 5}, {6}),  // fibres of 5 and 6: the 4-float loads
+  };
+  for (const StoreKind& k : {kStoreKinds[0], kStoreKinds[2]}) {  // cores: f16, i8 with one scale each
+    const std::string kind = k.name;
+    CAPTURE(kind);
+    for (const TT& t : cases) {
+      const TTShape& sh = t.shape;
+      Stored st[kMaxTTFactors];
+      TT values = t;  // the same TT with each core's stored values as f32
+      TTMatrix W = t.view();
+      for (int c = 0; c < sh.K; ++c) {
+        st[c] = store(t.cores[c], 1, (int)t.cores[c].size(), k.type, false);
+        values.cores[c] = st[c].values;
+        W.cores[c] = st[c].view();
+      }
+      const TTMatrix V = values.view();
+      const size_t M = (size_t)sh.rows(), N = (size_t)sh.cols();
+      for (int batch : {1, 3}) {
+        const Vec X = random_vec(rng, N * batch);
+        Vec ws(ref::tt_workspace_floats(sh, batch));
+        for (int rank = 1; rank <= max_rank(sh); rank += 2) {
+          CAPTURE(M);
+          CAPTURE(N);
+          CAPTURE(batch);
+          CAPTURE(rank);
+          Vec expect(M * batch), from_f32(M * batch);
+          ref::tt_matmul(W, rank, X.data(), batch, expect.data(), ws.data());
+          ref::tt_matmul(V, rank, X.data(), batch, from_f32.data(), ws.data());
+          CHECK(rel_err(expect.data(), from_f32.data(), expect.size()) < 1e-5);
+          for_each_variant([&] {
+            GuardedWorkspace gw(kern::tt_workspace_floats(sh, batch));
+            Vec y = nan_vec(M * batch);
+            kern::tt_matmul(W, rank, X.data(), batch, y.data(), gw.data());
+            REQUIRE(all_finite(y.data(), y.size()));
+            CHECK(rel_err(y.data(), expect.data(), y.size()) < 2e-6 * std::sqrt((double)N));
+            CHECK(gw.guard_intact());
+            if (std::string(kern::simd_arch()) == "avx512") {  // the 512-bit TT step (not dispatched)
+              Vec y512 = nan_vec(M * batch);
+              tt::run_plan(tt::best_plan(W, rank, batch), W, batch, X.data(), y512.data(), gw.data(),
+                           kern::avx512_tt_step);
+              CHECK(rel_err(y512.data(), expect.data(), y512.size()) < 2e-6 * std::sqrt((double)N));
+            }
+          });
+        }
+      }
+    }
+  }
+}

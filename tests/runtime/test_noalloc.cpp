@@ -4,10 +4,12 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <new>
 #include <string>
 #include <vector>
 
+#include "host/quantize.h"
 #include "host/session.h"
 #include "support/tiny_model.h"
 
@@ -58,17 +60,26 @@ TEST_CASE("the watcher sees allocations (so the check below can fail)") {
 }
 
 TEST_CASE("no heap allocation while decoding and sampling, on every path") {
-  for (int variant = 0; variant < 6; ++variant) {  // 2..5: the prompt as one block; 4, 5: on 3 threads
+  // 2..5, 7: the prompt as one block; 4, 5, 7: on 3 threads; 6, 7: weights quantized (q8, f16)
+  for (int variant = 0; variant < 8; ++variant) {
     qtf::testing::TinyConfig c;
     c.context = 64;
-    if (variant == 1 || variant == 5) { c.tensorized = false; c.n_qubits = 0; c.activation = "gelu"; }
+    if (variant == 1 || variant == 5 || variant == 7) { c.tensorized = false; c.n_qubits = 0; c.activation = "gelu"; }
     std::vector<uint8_t> bytes = qtf::testing::make_tiny_model(c);
+    if (variant >= 6) {
+      host::AlignedBuffer f32;
+      REQUIRE(f32.allocate(bytes.size()).ok());
+      std::memcpy(f32.data(), bytes.data(), bytes.size());
+      host::QuantizeReport rep;
+      REQUIRE(host::quantize_model(f32.data(), bytes.size(), variant == 6 ? host::QuantType::q8 : host::QuantType::f16,
+                                   &bytes, &rep).ok());
+    }
     host::LoadedModel lm;
     REQUIRE(lm.load_memory(bytes.data(), bytes.size()).ok());
     ContextOptions o;
     if (variant == 2) { o.act_path = quantum::DaruanPath::spline; o.route = RouteMode::all_quantum; }
     if (variant == 3) { o.act_path = quantum::DaruanPath::quantum; o.fixed_rank = 2; }
-    if (variant >= 4) o.n_threads = 3;
+    if (variant == 4 || variant == 5 || variant == 7) o.n_threads = 3;
     host::HostContext hc;
     host::HostSampler hs;
     REQUIRE(hc.init(lm, o).ok());
@@ -79,7 +90,7 @@ TEST_CASE("no heap allocation while decoding and sampling, on every path") {
     g_allocs = 0;
     g_watch = true;
     REQUIRE(lm.tokenizer().encode(prompt, sizeof prompt - 1, ids, 64, &n, nullptr).ok());
-    if (variant >= 2) REQUIRE(hc.ctx().eval(ids, n).ok());
+    if (variant >= 2 && variant != 6) REQUIRE(hc.ctx().eval(ids, n).ok());
     else for (int i = 0; i < n; ++i) REQUIRE(hc.ctx().eval(ids[i]).ok());
     while (hc.ctx().n_past() < hc.ctx().n_ctx()) {  // generate until the context is full
       int t = hs.get().sample(hc.ctx().logits());

@@ -90,10 +90,10 @@ TEST_CASE("LoRA: merged, kept separate and applied from an adapter file give the
   CHECK(sm.layers[0].q.lora_scale == doctest::Approx(2.0));  // alpha 4 / r 2
   CHECK(merged.model().lora_linears == 0);
   // The adapter binds in place: the base weights are the mapped file's bytes, untouched.
-  const float* q_w = adapted.model().layers[0].q.dense.w;
+  const void* q_w = adapted.model().layers[0].q.dense.w.data;
   Status st = adapted.apply_adapter_file(path_of("lora/adapter").c_str());
   REQUIRE_MESSAGE(st.ok(), st.message());
-  CHECK(adapted.model().layers[0].q.dense.w == q_w);
+  CHECK(adapted.model().layers[0].q.dense.w.data == q_w);
   CHECK(adapted.model().lora_linears == 8);
   CHECK(adapted.mapped());
 

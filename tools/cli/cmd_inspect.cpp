@@ -153,13 +153,14 @@ int cmd_inspect(int argc, char** argv) {
 
 namespace {
 
-// Values that are NaN or +-Inf in one tensor (by exponent bits: no float traps); i8 has none (its scale
-// is checked finite by the reader). *first receives the index of the first one.
+// Values that are NaN or +-Inf in one tensor (by exponent bits: no float traps); i8 and q8 have none
+// (their scales are checked finite by the reader). *first receives the index of the first one.
 uint64_t count_nonfinite(const TensorInfo& t, uint64_t* first) {
   const uint8_t* p = static_cast<const uint8_t*>(t.data);
   const uint64_t n = t.elements();
   uint64_t bad = 0;
-  for (uint64_t i = 0; i < n && t.dtype != format::DType::i8; ++i) {
+  const bool ints = t.dtype == format::DType::i8 || t.dtype == format::DType::q8;
+  for (uint64_t i = 0; i < n && !ints; ++i) {
     bool nonfinite;
     if (t.dtype == format::DType::f32) {
       uint32_t b;

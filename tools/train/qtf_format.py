@@ -4,7 +4,8 @@
     meta, tensors = read_qtf(path)      verifies every rule of docs/format.md, CRC-32 included
 
 Metadata value types are inferred: int -> i64, float -> f64, str -> str, and lists of those -> arrays.
-Tensor dtype comes from the array: float32 -> f32, float16 -> f16 (i8 is read but never written here).
+Tensor dtype comes from the array: float32 -> f32, float16 -> f16 (i8 and q8 are read, as float32 values,
+but never written here: `qtf quantize` writes them).
 """
 import struct
 import zlib
@@ -17,9 +18,9 @@ HEADER_SIZE = 80
 ALIGN = 64
 
 T_I64, T_F64, T_STR, T_I64S, T_F64S, T_STRS = 1, 2, 3, 4, 5, 6
-DT_F32, DT_F16, DT_I8 = 0, 1, 2
-DT_SIZE = {DT_F32: 4, DT_F16: 2, DT_I8: 1}
-DT_NUMPY = {DT_F32: "<f4", DT_F16: "<f2", DT_I8: "i1"}
+DT_F32, DT_F16, DT_I8, DT_Q8 = 0, 1, 2, 3  # q8: i8 with an f32 scale per row, stored before the values
+DT_SIZE = {DT_F32: 4, DT_F16: 2, DT_I8: 1, DT_Q8: 1}
+DT_NUMPY = {DT_F32: "<f4", DT_F16: "<f2", DT_I8: "i1", DT_Q8: "i1"}
 
 
 class QtfError(ValueError):
@@ -223,11 +224,20 @@ def read_qtf(path_or_bytes):
             if d < 1:
                 raise QtfError("zero dimension in " + name)
             count *= d
-        if size != count * DT_SIZE[dt] or offset % ALIGN or offset < prev_end or offset + size > file_size:
+        rows = count // dims[-1]
+        expect = count * DT_SIZE[dt] + (4 * rows if dt == DT_Q8 else 0)
+        if size != expect or offset % ALIGN or offset < prev_end or offset + size > file_size:
             raise QtfError("bad tensor placement " + name)
         if dt == DT_I8 and not (np.isfinite(scale) and scale > 0):
             raise QtfError("bad i8 scale " + name)
         prev_end = offset + size
+        if dt == DT_Q8:
+            scales = np.frombuffer(data, dtype="<f4", count=rows, offset=offset)
+            if not (np.all(np.isfinite(scales)) and np.all(scales > 0)):
+                raise QtfError("bad q8 scales " + name)
+            q = np.frombuffer(data, dtype="i1", count=count, offset=offset + 4 * rows).reshape(rows, dims[-1])
+            tensors[name] = (q.astype(np.float32) * scales[:, None]).reshape(dims)
+            continue
         a = np.frombuffer(data, dtype=DT_NUMPY[dt], count=count, offset=offset).reshape(dims)
         tensors[name] = a.astype(np.float32) * np.float32(scale) if dt == DT_I8 else a
     if c.pos != table_offset + table_size:

@@ -1,0 +1,190 @@
+// Quantization (quantize.h). Which tensors are matrices is the engine's own answer: the model is bound
+// in place over the input bytes, and a tensor is a matrix when its values are where a Weights points.
+#include "host/quantize.h"
+
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <set>
+#include <string>
+
+#include "format/reader.h"
+#include "host/session.h"
+#include "host/writer.h"
+
+namespace qtf::host {
+namespace {
+
+void copy_metadata(const format::ModelFile& f, format::Writer* w) {
+  uint64_t cur = 0;
+  format::MetaEntry e;
+  while (f.next_meta(&cur, &e)) {
+    const std::string key(e.key.data, e.key.size);
+    int64_t i;
+    double d;
+    format::Str s;
+    std::vector<int64_t> iv;
+    std::vector<double> dv;
+    std::vector<std::string> sv;
+    switch (e.type) {
+      case format::MetaType::i64: e.as_i64(&i); w->add_i64(key, i); break;
+      case format::MetaType::f64: e.as_f64(&d); w->add_f64(key, d); break;
+      case format::MetaType::str: e.as_str(&s); w->add_str(key, std::string(s.data, s.size)); break;
+      case format::MetaType::i64_array:
+        for (uint32_t k = 0; e.i64_at(k, &i); ++k) iv.push_back(i);
+        w->add_i64_array(key, iv);
+        break;
+      case format::MetaType::f64_array:
+        for (uint32_t k = 0; e.f64_at(k, &d); ++k) dv.push_back(d);
+        w->add_f64_array(key, dv);
+        break;
+      case format::MetaType::str_array: {
+        const uint8_t* q = e.value + 4;  // sequential walk (str_at is O(k))
+        for (uint32_t k = 0; k < e.count; ++k) {
+          uint32_t len;
+          std::memcpy(&len, q, 4);
+          sv.emplace_back(reinterpret_cast<const char*>(q + 4), len);
+          q += 4 + len;
+        }
+        w->add_str_array(key, sv);
+        break;
+      }
+    }
+  }
+}
+
+// A TT linear's cores, rescaled along each bond so that the two cores either side of bond index a have
+// the same largest value in that slice (core k's [:, :, :, a] and core k+1's [a, :, :, :]): a diagonal
+// change of basis D, D^-1 on the bond, so W (and its truncation at any rank) is unchanged. The stored
+// cores keep their leading bond components much larger than the trailing ones (the rank schedule
+// orders them by importance); balanced, one int8 scale per core fits every slice better.
+void balance_bonds(const TTShape& s, std::vector<float>* cores) {
+  for (int sweep = 0; sweep < 4; ++sweep)
+    for (int k = 0; k + 1 < s.K; ++k) {
+      std::vector<float>& left = cores[k];  // [r_k, m, n, r_{k+1}]: bond index innermost
+      std::vector<float>& right = cores[k + 1];  // [r_{k+1}, m, n, r_{k+2}]: bond index outermost
+      const size_t r = (size_t)s.r[k + 1], right_slice = right.size() / r;
+      for (size_t a = 0; a < r; ++a) {
+        float lmax = 0.f, rmax = 0.f;
+        for (size_t i = a; i < left.size(); i += r) lmax = std::fmax(lmax, std::fabs(left[i]));
+        for (size_t i = 0; i < right_slice; ++i) rmax = std::fmax(rmax, std::fabs(right[a * right_slice + i]));
+        if (!(lmax > 0.f && rmax > 0.f)) continue;
+        const float d = std::sqrt(rmax / lmax);
+        for (size_t i = a; i < left.size(); i += r) left[i] *= d;
+        for (size_t i = 0; i < right_slice; ++i) right[a * right_slice + i] /= d;
+      }
+    }
+}
+
+}  // namespace
+
+float quantize_i8(const float* v, size_t n, int8_t* q) {
+  float amax = 0.f;
+  for (size_t i = 0; i < n; ++i) amax = std::fmax(amax, std::fabs(v[i]));
+  const float s = amax > 0.f ? amax / 127.f : 1.f;
+  for (size_t i = 0; i < n; ++i) {
+    const long r = std::lround(v[i] / s);
+    q[i] = (int8_t)(r > 127 ? 127 : r < -127 ? -127 : r);
+  }
+  return s;
+}
+
+uint16_t f32_to_f16(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  const uint32_t sign = (x >> 16) & 0x8000u, exp = (x >> 23) & 0xFF, man = x & 0x7FFFFFu;
+  if (exp == 0xFF) return (uint16_t)(sign | 0x7C00u | (man ? 0x200u : 0));
+  const int e = (int)exp - 127 + 15;
+  if (e >= 31) return (uint16_t)(sign | 0x7C00u);
+  if (e <= 0) {  // subnormal half or zero
+    if (e < -10) return (uint16_t)sign;
+    const uint32_t m = man | 0x800000u;
+    const int shift = 14 - e;
+    uint32_t h = m >> shift;
+    const uint32_t rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+    if (rem > half || (rem == half && (h & 1))) ++h;
+    return (uint16_t)(sign | h);
+  }
+  uint32_t h = ((uint32_t)e << 10) | (man >> 13);
+  const uint32_t rem = man & 0x1FFFu;
+  if (rem > 0x1000u || (rem == 0x1000u && (h & 1))) ++h;  // a carry into the exponent is still right
+  return (uint16_t)(sign | h);
+}
+
+Status quantize_model(const void* data, size_t size, QuantType type, std::vector<uint8_t>* out,
+                      QuantizeReport* report) {
+  const bool q8 = type == QuantType::q8;
+  // LoadedModel would copy a buffer that is not 64-byte aligned, and its pointers would not be into `data`.
+  if (reinterpret_cast<uintptr_t>(data) % 64 != 0)
+    return Status::error(Err::invalid_argument, "quantize_model: the input buffer must be 64-byte aligned");
+  format::ModelFile f;
+  LoadedModel lm;
+  QTF_TRY(f.open(data, size));
+  QTF_TRY(lm.load_memory(data, size));
+  // The matrices, by where their values lie in the file: dense ones (and embeddings) and TT cores.
+  const Model& m = lm.model();
+  std::set<const void*> dense, cores;
+  for (const Weights* w : {&m.tok_emb, &m.pos_emb, &m.head_w})
+    if (w->data) dense.insert(w->data);
+  for (int l = 0; l < m.cfg.n_layers; ++l) {
+    const Layer& L = m.layers[l];
+    for (const Linear* lin : {&L.q, &L.k, &L.v, &L.o, &L.up, &L.down, &L.gate}) {
+      if (!lin->tt && lin->dense.w.data) dense.insert(lin->dense.w.data);
+      for (int k = 0; lin->tt && k < lin->tt_w.shape.K; ++k) cores.insert(lin->tt_w.cores[k].data);
+    }
+  }
+  // q8: each TT linear's cores balanced along their bonds first, by where their values lie.
+  std::map<const void*, std::vector<float>> balanced;
+  for (int l = 0; q8 && l < m.cfg.n_layers; ++l) {
+    const Layer& L = m.layers[l];
+    for (const Linear* lin : {&L.q, &L.k, &L.v, &L.o, &L.up, &L.down, &L.gate}) {
+      if (!lin->tt || lin->tt_w.shape.K == 0) continue;
+      const TTShape& sh = lin->tt_w.shape;
+      std::vector<float> c[kMaxTTFactors];
+      for (int k = 0; k < sh.K; ++k) {
+        const float* v = static_cast<const float*>(lin->tt_w.cores[k].data);
+        c[k].assign(v, v + (size_t)sh.r[k] * sh.m[k] * sh.n[k] * sh.r[k + 1]);
+      }
+      balance_bonds(sh, c);
+      for (int k = 0; k < sh.K; ++k) balanced[lin->tt_w.cores[k].data] = c[k];
+    }
+  }
+  format::Writer w;
+  copy_metadata(f, &w);
+  *report = QuantizeReport();
+  uint64_t cur = 0;
+  format::TensorInfo t;
+  while (f.next_tensor(&cur, &t)) {
+    const std::string name(t.name.data, t.name.size);
+    const std::vector<uint64_t> dims(t.dims, t.dims + t.ndim);
+    const bool is_dense = dense.count(t.values) > 0, is_core = cores.count(t.values) > 0;
+    if ((is_dense || is_core) && t.dtype != format::DType::f32) {
+      return Status::error(Err::unsupported, "tensor '%s' is %s already (quantize takes f32 matrices)", name.c_str(),
+                           format::dtype_name(t.dtype));
+    }
+    const float* v = static_cast<const float*>(t.values);
+    const size_t n = (size_t)t.elements();
+    if (!is_dense && !is_core) {  // copied as it is
+      w.add_tensor(name, t.dtype, dims, t.data, t.scale);
+    } else if (!q8) {
+      std::vector<uint16_t> h(n);
+      for (size_t i = 0; i < n; ++i) h[i] = f32_to_f16(v[i]);
+      w.add_tensor(name, format::DType::f16, dims, h.data());
+    } else if (is_core) {  // one scale per core (kernels.h: TTMatrix says why), after balance_bonds
+      std::vector<int8_t> q(n);
+      const float s = quantize_i8(balanced.at(t.values).data(), n, q.data());
+      w.add_tensor(name, format::DType::i8, dims, q.data(), s);
+    } else {  // one scale per row
+      const size_t rows = (size_t)t.rows(), cols = n / rows;
+      std::vector<int8_t> q(n);
+      std::vector<float> scales(rows);
+      for (size_t r = 0; r < rows; ++r) scales[r] = quantize_i8(v + r * cols, cols, q.data() + r * cols);
+      w.add_q8(name, dims, scales.data(), q.data());
+    }
+    report->dense += is_dense, report->cores += is_core;
+  }
+  *out = w.finish();
+  return Status::success();
+}
+
+}  // namespace qtf::host

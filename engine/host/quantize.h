@@ -1,0 +1,30 @@
+// Quantization of a model file (docs/quantize.md): its matrices rewritten as q8 or f16. Host side (it
+// allocates the new file).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "core/status.h"
+
+namespace qtf::host {
+
+enum class QuantType { q8, f16 };
+
+struct QuantizeReport {
+  size_t dense = 0, cores = 0;  // matrices rewritten: dense ones (linears, embeddings, head), TT cores
+};
+
+// Rewrites the f32 model in `data` (64-byte aligned, e.g. mapped) with its matrices (the tensors Model reads as Weights) in `type`:
+// q8: dense matrices as int8 with one scale per row (dtype q8), TT cores as int8 with one scale per core
+// (dtype i8); f16: all of them as IEEE half. Every other tensor and the metadata are copied unchanged.
+// Errors: the input does not load as a model, or a matrix of it is not f32.
+Status quantize_model(const void* data, size_t size, QuantType type, std::vector<uint8_t>* out,
+                      QuantizeReport* report);
+
+// Symmetric absmax int8 of n values: q = round(v / s), s = max |v| / 127 (1 when all are 0). Returns s.
+float quantize_i8(const float* v, size_t n, int8_t* q);
+// float -> IEEE half, round to nearest even (overflow to Inf; Inf and NaN kept).
+uint16_t f32_to_f16(float f);
+
+}  // namespace qtf::host
