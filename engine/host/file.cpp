@@ -11,6 +11,18 @@
 
 namespace qtf::host {
 
+size_t FileBytes::resident() const {
+  if (!mapped_) return size_;
+  const size_t page = (size_t)sysconf(_SC_PAGESIZE), pages = (size_ + page - 1) / page;
+  unsigned char* in_core = static_cast<unsigned char*>(std::malloc(pages));
+  if (in_core == nullptr) return 0;
+  size_t n = 0;
+  if (mincore(data_, size_, in_core) == 0)
+    for (size_t i = 0; i < pages; ++i) n += (in_core[i] & 1) ? page : 0;
+  std::free(in_core);
+  return n < size_ ? n : size_;
+}
+
 Status FileBytes::open(const char* path, bool use_mmap) {
   close();
   if (path == nullptr) return Status::error(Err::invalid_argument, "file path is null");

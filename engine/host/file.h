@@ -22,6 +22,8 @@ class FileBytes {
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
   bool mapped() const { return mapped_; }
+  // Bytes of the mapping resident in RAM now (mincore; the whole size when read into memory).
+  size_t resident() const;
 
  private:
   uint8_t* data_ = nullptr;

@@ -44,6 +44,10 @@ class LoadedModel {
   const Tokenizer& tokenizer() const { return tokenizer_; }
   size_t file_size() const { return file_.file_size(); }
   bool mapped() const { return bytes_.mapped(); }
+  // Memory the model holds: its file bytes resident now (all of them when read, the touched pages when
+  // mapped), and the heap it converted tensors into (0 when every tensor is used in place).
+  size_t resident_file_bytes() const { return bytes_.data() ? bytes_.resident() : copy_.size(); }
+  size_t converted_bytes() const { return convert_.size(); }
 
  private:
   Status bind(const void* data, size_t size);

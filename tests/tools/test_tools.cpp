@@ -164,6 +164,16 @@ TEST_CASE("bench: pp and tg tests in md, json and csv") {
   CHECK(out.find("| pp4 |") != std::string::npos);
   CHECK(out.find("| tg4 |") != std::string::npos);
   CHECK(out.find("peak RSS") != std::string::npos);
+  CHECK(out.find("converted to f32 0.00 KiB") != std::string::npos);  // an f32 file: nothing converted
+  // Resident memory and the roofline: the mapped file is all resident after the tests; tg's rate is
+  // reported against the limit given (the fixture is tensorized: the FMA peak).
+  REQUIRE(run_qtf("bench -m " + kModel + " -r 1 -p 0 -n 4 --roofline 10,50 -o json", &out) == 0);
+  j = parse_json(out);
+  CHECK(j[0]["resident_file_bytes"].num == j[0]["model_size"].num);
+  CHECK(j[0]["converted_bytes"].num == 0);
+  CHECK(j[0]["roofline_achieved"].num == doctest::Approx(j[0]["avg_ts"].num * j[0]["flops_per_token"].num / 1e9).epsilon(1e-3));
+  CHECK(j[0]["roofline_fraction"].num == doctest::Approx(j[0]["roofline_achieved"].num / 50).epsilon(1e-3));
+  CHECK(run_qtf("bench -m " + kModel + " -r 1 -p 0 -n 4 --roofline 10", &out) == 2);
   REQUIRE(run_qtf("bench -m " + kModel + " -r 1 -p 4 -n 0 -o csv", &out) == 0);
   std::vector<std::string> ls = lines(out);
   REQUIRE(ls.size() == 2);

@@ -1,4 +1,6 @@
-// qtf bench: tokens per second of a model, llama-bench style. pp<N> runs N prompt tokens from an empty
+// qtf bench: tokens per second of a model, llama-bench style, with what the model holds in memory (the
+// mapped file's resident pages, the heap of converted tensors) and, given --roofline, tg as a fraction of
+// the limit that binds it. pp<N> runs N prompt tokens from an empty
 // context; tg<N> generates N tokens greedily from an empty context. The engine runs one token at a
 // time on one thread (no batched prefill), so pp and tg differ only by the sampling step. Each test's
 // cost per token (FLOPs, the --profile energy estimate, mean rank, quantum share) is counted on its
@@ -28,7 +30,10 @@ const char kUsage[] =
     "  -r, --repetitions N     timed repetitions of each test (default 5), after one warm-up run\n"
     "  -o, --output FMT        md (default), json or csv\n"
     "      --simd NAME         kernel variant: scalar, sse2, avx2, avx512, neon or auto (default: auto,\n"
-    "                          the best this CPU runs; also QTF_SIMD=NAME)\n";
+    "                          the best this CPU runs; also QTF_SIMD=NAME)\n"
+    "      --roofline GBS,GFLOPS  the machine's read bandwidth (GB/s) and FMA peak (GFLOP/s) at these\n"
+    "                          threads (bench_roofline): tg is shown as a fraction of the limit that\n"
+    "                          binds it, bandwidth for dense models, FLOPs for TT models\n";
 
 enum class Output { md, json, csv };
 
@@ -117,7 +122,20 @@ struct Info {
   size_t arena_bytes;
   long peak_rss_kib;
   const char* profile;
+  size_t resident_file, converted;  // model file bytes resident after the tests; heap of converted tensors
+  double bw_gbs, peak_gflops;       // --roofline (0: not given)
 };
+
+// A test's rate against the limit that binds it: a dense model reads every weight once per generated
+// token (the file's bytes, less its few vectors and metadata: an upper estimate), so its tg is bounded
+// by bandwidth; a TT model's weights stay in cache and its tg is bounded by the FMA peak. Returns the
+// fraction (0 when --roofline was not given) and writes what was achieved, in GB/s or GFLOP/s.
+double roofline_fraction(const Info& b, const TestResult& t, double* achieved) {
+  const bool dense = !b.cfg->tensorized;
+  *achieved = dense ? t.mean * b.size / 1e9 : t.mean * t.cost.per_token(t.cost.flops) / 1e9;
+  const double limit = dense ? b.bw_gbs : b.peak_gflops;
+  return limit > 0 ? *achieved / limit : 0;
+}
 
 void print_md(const Info& b, const std::vector<TestResult>& tests) {
   char sz[32], pc[32];
@@ -130,7 +148,23 @@ void print_md(const Info& b, const std::vector<TestResult>& tests) {
                 t.stddev);
   std::printf("\nmodel load %.3f ms (%s), context arena %.1f KiB, peak RSS %.1f MiB; prompts in blocks of %d; %d repetitions after 1 warm-up\n",
               b.load_ms, b.mapped ? "mmap" : "read", b.arena_bytes / 1024.0, b.peak_rss_kib / 1024.0, b.n_batch, b.reps);
+  char rf[32], cv[32];
+  human_size((double)b.resident_file, rf, sizeof rf);
+  human_size((double)b.converted, cv, sizeof cv);
+  std::printf("memory: file %s, resident of it %s (%s), converted to f32 %s: weights are used where they lie\n", sz,
+              rf, b.mapped ? "mapped pages in RAM" : "read into RAM", cv);
   const ModelConfig& cfg = *b.cfg;
+  for (const TestResult& t : tests) {
+    if (t.n_gen == 0) continue;
+    double achieved = 0;
+    const double f = roofline_fraction(b, t, &achieved);
+    std::printf("%s %s: %.2f %s", t.name.c_str(), cfg.tensorized ? "compute" : "weight reads", achieved,
+                cfg.tensorized ? "GFLOP/s" : "GB/s");
+    if (f > 0) std::printf(" = %.0f%% of the %s %.1f %s", 100 * f, cfg.tensorized ? "FMA peak" : "read bandwidth",
+                           cfg.tensorized ? b.peak_gflops : b.bw_gbs, cfg.tensorized ? "GFLOP/s" : "GB/s");
+    if (f > 1 && !cfg.tensorized) std::printf(" (more: the weights fit in the caches)");
+    std::printf("\n");
+  }
   for (const TestResult& t : tests) {
     const RunTotals& c = t.cost;
     std::printf("%s per token: %.0f FLOPs (%.1f%% circuit simulation), %.3e J (%s, estimate)", t.name.c_str(),
@@ -153,7 +187,11 @@ void print_json(const Info& b, const std::vector<TestResult>& tests) {
                 b.size, b.params, b.arch, b.n_threads, b.n_batch, b.n_ctx, t.name.c_str(), t.n_prompt, t.n_gen, t.mean, t.stddev);
     for (size_t j = 0; j < t.samples_ts.size(); ++j) std::printf("%s%.4f", j ? ", " : "", t.samples_ts[j]);
     const RunTotals& c = t.cost;
-    std::printf("], \"load_ms\": %.4f, \"mmap\": %s, \"arena_bytes\": %zu, \"peak_rss_kib\": %ld, "
+    double achieved = 0;
+    const double frac = roofline_fraction(b, t, &achieved);
+    std::printf("], \"resident_file_bytes\": %zu, \"converted_bytes\": %zu, \"roofline_achieved\": %.4f, "
+                "\"roofline_fraction\": %.4f", b.resident_file, b.converted, achieved, frac);
+    std::printf(", \"load_ms\": %.4f, \"mmap\": %s, \"arena_bytes\": %zu, \"peak_rss_kib\": %ld, "
                 "\"flops_per_token\": %.1f, \"qsim_flops_per_token\": %.1f, \"energy_J_per_token\": %.6e, "
                 "\"profile\": \"%s\", \"mean_rank\": %.4f, \"quantum_share\": %.5f}%s\n",
                 b.load_ms, b.mapped ? "true" : "false", b.arena_bytes, b.peak_rss_kib, c.per_token(c.flops),
@@ -166,13 +204,17 @@ void print_json(const Info& b, const std::vector<TestResult>& tests) {
 void print_csv(const Info& b, const std::vector<TestResult>& tests) {
   std::printf("model_filename,model_size,model_n_params,backend,simd,n_threads,n_ctx,test,n_prompt,n_gen,avg_ts,"
               "stddev_ts,load_ms,mmap,arena_bytes,peak_rss_kib,flops_per_token,qsim_flops_per_token,"
-              "energy_J_per_token,profile,mean_rank,quantum_share\n");
+              "energy_J_per_token,profile,mean_rank,quantum_share,resident_file_bytes,converted_bytes,"
+              "roofline_achieved,roofline_fraction\n");
   for (const TestResult& t : tests) {
     const RunTotals& c = t.cost;
-    std::printf("\"%s\",%.0f,%.0f,CPU,%s,%d,%d,%s,%d,%d,%.4f,%.4f,%.4f,%d,%zu,%ld,%.1f,%.1f,%.6e,%s,%.4f,%.5f\n", b.path,
-                b.size, b.params, b.arch, b.n_threads, b.n_ctx, t.name.c_str(), t.n_prompt, t.n_gen, t.mean, t.stddev, b.load_ms,
-                b.mapped ? 1 : 0, b.arena_bytes, b.peak_rss_kib, c.per_token(c.flops), c.per_token(c.qsim_flops),
-                c.per_token(c.energy_j), b.profile, c.mean_rank(), c.quantum_share());
+    double achieved = 0;
+    const double frac = roofline_fraction(b, t, &achieved);
+    std::printf("\"%s\",%.0f,%.0f,CPU,%s,%d,%d,%s,%d,%d,%.4f,%.4f,%.4f,%d,%zu,%ld,%.1f,%.1f,%.6e,%s,%.4f,%.5f,%zu,%zu,%.4f,%.4f\n",
+                b.path, b.size, b.params, b.arch, b.n_threads, b.n_ctx, t.name.c_str(), t.n_prompt, t.n_gen, t.mean, t.stddev,
+                b.load_ms, b.mapped ? 1 : 0, b.arena_bytes, b.peak_rss_kib, c.per_token(c.flops), c.per_token(c.qsim_flops),
+                c.per_token(c.energy_j), b.profile, c.mean_rank(), c.quantum_share(), b.resident_file, b.converted, achieved,
+                frac);
   }
 }
 
@@ -209,6 +251,7 @@ int cmd_bench(int argc, char** argv) {
   ModelOptions mo;
   int n_prompt = 64, n_gen = 128, reps = 5;
   Output out = Output::md;
+  double bw_gbs = 0, peak_gflops = 0;
   const int parsed = parse_options(argc, argv, "bench", kUsage, &mo, [&](Args& a) {
     const char* v = nullptr;
     bool ok = true;
@@ -220,7 +263,13 @@ int cmd_bench(int argc, char** argv) {
       const Status simd = kern::select_simd(v);
       if (!simd.ok()) std::fprintf(stderr, "qtf bench: --simd: %s\n", simd.message());
       ok = simd.ok();
-    }    else if (a.is("-o", "--output")) {
+    } else if (a.is("--roofline")) {
+      if (!a.value(&v)) return kBadValue;
+      if (std::sscanf(v, "%lf,%lf", &bw_gbs, &peak_gflops) != 2 || !(bw_gbs > 0) || !(peak_gflops > 0)) {
+        std::fprintf(stderr, "qtf bench: --roofline expects GBS,GFLOPS (two positive numbers), got '%s'\n", v);
+        return kBadValue;
+      }
+    } else if (a.is("-o", "--output")) {
       if (!a.value(&v)) return kBadValue;
       if (!std::strcmp(v, "md")) out = Output::md;
       else if (!std::strcmp(v, "json")) out = Output::json;
@@ -254,7 +303,8 @@ int cmd_bench(int argc, char** argv) {
   const char* slash = std::strrchr(mo.model_path, '/');
   const Info info{mo.model_path, slash ? slash + 1 : mo.model_path, (double)lm.file_size(),
                   (double)lm.model().total_params(), kern::simd_arch(), &lm.model().cfg, hc.ctx().n_ctx(), reps, hc.ctx().n_batch(), mo.ctx.n_threads,
-                  load_ms, lm.mapped(), hc.arena_size(), ru.ru_maxrss /* Linux reports KiB */, profile->name};
+                  load_ms, lm.mapped(), hc.arena_size(), ru.ru_maxrss /* Linux reports KiB */, profile->name,
+                  lm.resident_file_bytes(), lm.converted_bytes(), bw_gbs, peak_gflops};
   if (out == Output::md) print_md(info, tests);
   else if (out == Output::json) print_json(info, tests);
   else print_csv(info, tests);
