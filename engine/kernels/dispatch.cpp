@@ -31,6 +31,7 @@ const Table kScalar = {
     &ref::layer_norm, &ref::softmax_inplace,
     &ref::gelu_inplace, &ref::silu_inplace,
     &quantum::fidelities_scalar, &quantum::daruan_fourier_scalar,
+    &ref::rms_norm, &ref::rope, &ref::silu_mul, &ref::attend,
 };
 
 #if QTF_SIMD && QTF_X86
@@ -249,6 +250,13 @@ void layer_norm(const float* x, const float* w, const float* b, float eps, int n
 void softmax_inplace(float* x, int n) { active().softmax_inplace(x, n); }
 void gelu_inplace(float* x, int n) { active().gelu_inplace(x, n); }
 void silu_inplace(float* x, int n) { active().silu_inplace(x, n); }
+void rms_norm(const float* x, const float* w, float eps, int n, float* y) { active().rms_norm(x, w, eps, n, y); }
+void rope(float* x, int n_heads, int head_dim, const float* cs) { active().rope(x, n_heads, head_dim, cs); }
+void silu_mul(float* g, const float* u, int n) { active().silu_mul(g, u, n); }
+void attend(const float* q, const float* k, const float* v, size_t stride, int n, int hd, float scale, float* w,
+            float* out) {
+  active().attend(q, k, v, stride, n, hd, scale, w, out);
+}
 
 }  // namespace kern
 }  // namespace qtf

@@ -33,6 +33,12 @@ struct Table {
   // quantum::fidelities and quantum::daruan_fourier (same contracts).
   void (*fidelities)(int Q, const float* query, const float* keys, size_t key_stride, int n, float* out);
   void (*daruan_fourier)(const quantum::DaruanParams& p, const float* storage, const float* x, float* y);
+  // The block options (docs/llama.md) and one head of classical attention.
+  void (*rms_norm)(const float* x, const float* w, float eps, int n, float* y);
+  void (*rope)(float* x, int n_heads, int head_dim, const float* cs);
+  void (*silu_mul)(float* g, const float* u, int n);
+  void (*attend)(const float* q, const float* k, const float* v, size_t stride, int n, int hd, float scale, float* w,
+                 float* out);
 };
 
 // Every variant compiled into this build, scalar first, widest last (whether or not this CPU runs it).

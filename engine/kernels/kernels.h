@@ -114,6 +114,12 @@ void layer_norm(const float* x, const float* w, const float* b, float eps, int n
 void softmax_inplace(float* x, int n);
 void gelu_inplace(float* x, int n);  // exact erf form, as torch.nn.functional.gelu default
 void silu_inplace(float* x, int n);  // x * sigmoid(x)
+// Block-option kernels (docs/llama.md); contracts under ref:: below.
+void rms_norm(const float* x, const float* w, float eps, int n, float* y);
+void rope(float* x, int n_heads, int head_dim, const float* cs);
+void silu_mul(float* g, const float* u, int n);
+void attend(const float* q, const float* k, const float* v, size_t stride, int n, int hd, float scale, float* w,
+            float* out);
 }  // namespace kern
 
 // y = row `row` of a [rows, cols] matrix as f32 (accumulate: y += it). For embedding lookups: one row
@@ -132,14 +138,32 @@ void layer_norm(const float* x, const float* w, const float* b, float eps, int n
 void softmax_inplace(float* x, int n);
 void gelu_inplace(float* x, int n);
 void silu_inplace(float* x, int n);
-// Block-option kernels (docs/llama.md); scalar only for now.
-// y = w * (x / sqrt(mean(x^2) + eps))  (RMSNorm; y may alias x)
+// Block-option kernels (docs/llama.md, "Precision").
+// y = w * (x / sqrt(mean(x^2) + eps))  (RMSNorm; y may alias x). The mean of squares and the scale are
+// double and y is rounded once: in float32 (as llama2.c) they cost ~2e-5 of stories260K's logits.
 void rms_norm(const float* x, const float* w, float eps, int n, float* y);
 // Rotary positions, in place, on n_heads consecutive heads of head_dim (even) values: the pair
-// (2i, 2i+1) of every head turns by the angle pos * theta^(-2i / head_dim).
-void rope_inplace(float* x, int n_heads, int head_dim, int pos, float theta);
+// (2i, 2i+1) of every head turns by the angle whose cosine and sine are cs[2i], cs[2i+1] (one position's
+// row of rope_table), computed in double and rounded once.
+void rope(float* x, int n_heads, int head_dim, const float* cs);
 // g = silu(g) * u  (the SwiGLU gate)
 void silu_mul(float* g, const float* u, int n);
+// One head of dot-product attention over n cached positions: w[j] = q . k_j * scale (k_j = k + j *
+// stride, hd floats), softmax over j, out = sum_j softmax_j v_j (v_j = v + j * stride). w is scratch of n
+// floats (left holding exp(w_j - max)). The sums over positions run in blocks of kAttendBlock, each
+// block's partial sum added to the total: a long context's rounding grows with n / kAttendBlock +
+// kAttendBlock, not n; the division by the softmax sum comes last.
+void attend(const float* q, const float* k, const float* v, size_t stride, int n, int hd, float scale, float* w,
+            float* out);
 }  // namespace ref
+
+constexpr int kAttendBlock = 16;
+
+// The rotary table of a context: for positions 0..n_pos-1 and pairs i < head_dim / 2, cs[pos][2i] and
+// cs[pos][2i+1] are the cosine and sine of the angle pos * freq_i, freq_i = 1 / theta^(2i / head_dim).
+// The frequency and the angle are float32 products as llama2.c (run.c and its PyTorch model.py) defines
+// them; their cosine and sine are evaluated in double and rounded once (so the table does not depend on
+// the platform's cosf/sinf). cs has n_pos * head_dim floats.
+void rope_table(float theta, int head_dim, int n_pos, float* cs);
 
 }  // namespace qtf

@@ -160,30 +160,62 @@ void silu_inplace(float* x, int n) {
   for (int i = 0; i < n; ++i) x[i] = x[i] / (1.f + std::exp(-x[i]));
 }
 
-// The operation order follows llama2.c's run.c (sum of squares, / n, + eps, 1/sqrt, w * (s * x)).
 void rms_norm(const float* x, const float* w, float eps, int n, float* y) {
-  float ss = 0.f;
-  for (int i = 0; i < n; ++i) ss += x[i] * x[i];
-  const float s = 1.f / std::sqrt(ss / (float)n + eps);
-  for (int i = 0; i < n; ++i) y[i] = w[i] * (s * x[i]);
+  double ss = 0;
+  for (int i = 0; i < n; ++i) ss += (double)x[i] * x[i];
+  const double s = 1.0 / std::sqrt(ss / n + (double)eps);
+  for (int i = 0; i < n; ++i) y[i] = (float)((double)w[i] * x[i] * s);
 }
 
-void rope_inplace(float* x, int n_heads, int head_dim, int pos, float theta) {
-  for (int i = 0; i < head_dim; i += 2) {
-    const float freq = 1.f / std::pow(theta, (float)i / (float)head_dim);
-    const float angle = (float)pos * freq, c = std::cos(angle), s = std::sin(angle);
-    for (int h = 0; h < n_heads; ++h) {
+void rope(float* x, int n_heads, int head_dim, const float* cs) {
+  for (int h = 0; h < n_heads; ++h)
+    for (int i = 0; i < head_dim; i += 2) {
       float* v = x + (size_t)h * head_dim + i;
-      const float v0 = v[0], v1 = v[1];
-      v[0] = v0 * c - v1 * s;
-      v[1] = v0 * s + v1 * c;
+      const double v0 = v[0], v1 = v[1], c = cs[i], s = cs[i + 1];
+      v[0] = (float)(v0 * c - v1 * s);
+      v[1] = (float)(v0 * s + v1 * c);
     }
-  }
 }
 
 void silu_mul(float* g, const float* u, int n) {
   for (int i = 0; i < n; ++i) g[i] = g[i] / (1.f + std::exp(-g[i])) * u[i];
 }
 
+void attend(const float* q, const float* k, const float* v, size_t stride, int n, int hd, float scale, float* w,
+            float* out) {
+  if (n <= 0) return;
+  float max = 0.f;
+  for (int j = 0; j < n; ++j) {
+    w[j] = dot(q, k + j * stride, hd) * scale;
+    max = j == 0 || w[j] > max ? w[j] : max;
+  }
+  float sum = 0.f, part = 0.f;
+  for (int j = 0; j < n; ++j) {
+    part += (w[j] = std::exp(w[j] - max));
+    if ((j + 1) % kAttendBlock == 0 || j == n - 1) sum += part, part = 0.f;
+  }
+  for (int c = 0; c < hd; ++c) {
+    float total = 0.f, block = 0.f;
+    for (int j = 0; j < n; ++j) {
+      block += w[j] * v[j * stride + c];
+      if ((j + 1) % kAttendBlock == 0 || j == n - 1) total += block, block = 0.f;
+    }
+    out[c] = total / sum;
+  }
+}
+
 }  // namespace ref
+
+void rope_table(float theta, int head_dim, int n_pos, float* cs) {
+  for (int i = 0; i < head_dim; i += 2) {
+    // 1 / powf(theta, i / head_dim) with powf correctly rounded (double pow, rounded once).
+    const float freq = 1.f / (float)std::pow((double)theta, (double)((float)i / (float)head_dim));
+    for (int pos = 0; pos < n_pos; ++pos) {
+      const float angle = (float)pos * freq;
+      cs[(size_t)pos * head_dim + i] = (float)std::cos((double)angle);
+      cs[(size_t)pos * head_dim + i + 1] = (float)std::sin((double)angle);
+    }
+  }
+}
+
 }  // namespace qtf

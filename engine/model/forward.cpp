@@ -167,7 +167,7 @@ void embed(const Model& m, const RunState* s, int token, int slot, float* x) {
 
 // y = LN(x) with gain w and shift b, or RMSNorm(x) with gain w (model.norm).
 void norm(const ModelConfig& c, const float* x, const float* w, const float* b, float* y) {
-  if (c.norm == NormKind::rmsnorm) ref::rms_norm(x, w, c.ln_eps, c.d, y);
+  if (c.norm == NormKind::rmsnorm) kern::rms_norm(x, w, c.ln_eps, c.d, y);
   else kern::layer_norm(x, w, b, c.ln_eps, c.d, y);
 }
 
@@ -263,19 +263,20 @@ void attention(const Model& m, const RunOptions& opt, int l, int head, int pos, 
   const size_t row = s->kv_dim;  // key_row(l, j + 1) - key_row(l, j), the same for values
   const float* q = q_row + at;
   float* w = s->scores + (size_t)thread * s->n_ctx;  // this thread's scratch
+  const float* k = s->key_row(l, 0) + kv_at;
+  const float* v = s->value_row(l, 0) + kv_at;
+  float* out = att_row + at;
+  const float scale = 1.0f / std::sqrt((float)hd);
+  if (!quantum && opt.attention_samples == 0) return kern::attend(q, k, v, row, n, hd, scale, w, out);
   if (quantum) {
     float* state = s->query_state + (size_t)thread * s->state_floats;
     feature_state(m, s, l, head, q, state);
     quantum::fidelities(m.cfg.n_qubits, state, s->key_state(l, 0, head), s->key_state_stride(), n, w);
     for (int j = 0; j < n; ++j) w[j] *= m.layers[l].beta[head];
   } else {
-    const float* k = s->key_row(l, 0) + kv_at;
-    const float scale = 1.0f / std::sqrt((float)hd);
     for (int j = 0; j < n; ++j) w[j] = kern::dot(q, k + j * row, hd) * scale;
   }
   kern::softmax_inplace(w, n);
-  const float* v = s->value_row(l, 0) + kv_at;
-  float* out = att_row + at;
   for (int i = 0; i < hd; ++i) out[i] = 0.f;
   if (opt.attention_samples > 0 && !quantum) {
     *var = sampled_mix(w, n, v, row, hd, opt.attention_samples, opt.attention_seed, l, head, pos, out);
@@ -288,7 +289,7 @@ void attention(const Model& m, const RunOptions& opt, int l, int head, int pos, 
 // h2 = silu(h2) * h (gate times up).
 void activation(const Model& m, const RunOptions& opt, int l, float* h, float* h2, const float* table) {
   if (m.cfg.activation == Activation::gelu) return kern::gelu_inplace(h, m.cfg.d_ff);
-  if (m.cfg.activation == Activation::swiglu) return ref::silu_mul(h2, h, m.cfg.d_ff);  // into h2
+  if (m.cfg.activation == Activation::swiglu) return kern::silu_mul(h2, h, m.cfg.d_ff);  // into h2
   const quantum::DaruanParams& p = m.layers[l].daruan;
   switch (opt.act_path) {
     case quantum::DaruanPath::quantum: quantum::daruan_quantum(p, h, h); break;
@@ -335,8 +336,8 @@ void block(const Model& m, const RunOptions& opt, int l, int pos, int n, RunStat
   parallel_for(s->workers, n, [&](int i, int) {
     const Path p = path_of(c, opt, ts[i].layer[l]);
     if (c.positions == PosKind::rotary) {
-      ref::rope_inplace(s->q + i * d, c.n_heads, (int)hd, pos + i, c.rope_theta);
-      ref::rope_inplace(k + i * kv, c.n_kv_heads, (int)hd, pos + i, c.rope_theta);
+      kern::rope(s->q + i * d, c.n_heads, (int)hd, s->rope_row(pos + i));
+      kern::rope(k + i * kv, c.n_kv_heads, (int)hd, s->rope_row(pos + i));
     }
     for (int h = 0; p.keep_states && h < c.n_heads; ++h)
       feature_state(m, s, l, h, k + i * kv + h * hd, s->key_state(l, pos + i, h));

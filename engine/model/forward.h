@@ -75,6 +75,7 @@ struct RunState {
   float* key_cache = nullptr;    // [L][T][kv_dim]
   float* value_cache = nullptr;  // [L][T][kv_dim]
   float* key_states = nullptr;   // [L][T][H][SF] |phi(k)> per head (null unless keeps_key_states)
+  float* rope = nullptr;  // [T][hd] rotary positions: each position's (cos, sin) per pair (rope_table; else null)
   float* act_tables[kMaxLayers] = {};  // per layer: DARUAN fourier coefficients or spline table (else null)
   // Made once per context from the model alone (prepare()): the TT contraction plan of each linear at
   // each run-time rank, and each head's feature-state gates.
@@ -87,6 +88,7 @@ struct RunState {
   const Workers* workers = nullptr;  // the threads to split work over (null: this one); owned by the host
   int kv_dim = 0;        // floats of keys (and of values) per position and layer: n_kv_heads * hd
   int n_heads = 0;       // H
+  int n_kv_heads = 0;
   int state_floats = 0;  // SF (0 without quantum parts)
 
   float* key_row(int l, int t) const { return key_cache + ((size_t)l * n_ctx + t) * kv_dim; }
@@ -94,6 +96,7 @@ struct RunState {
   float* key_state(int l, int t, int head) const {
     return key_states + (((size_t)l * n_ctx + t) * n_heads + head) * state_floats;
   }
+  const float* rope_row(int t) const { return rope + (size_t)t * (kv_dim / n_kv_heads); }
   size_t key_state_stride() const { return (size_t)n_heads * state_floats; }  // from position t to t+1
 
   // The plan of linear j (0..6: q k v o up down gate) of layer l at run-time rank `rank`.
@@ -105,7 +108,7 @@ struct RunState {
   // Points every buffer into `base` (null: only sizes) and returns the bytes needed (64-byte aligned
   // buffers). The one place that knows the buffers' sizes.
   size_t layout(const Model& m, const RunOptions& opt, int n_ctx, int n_batch, int n_threads, void* base);
-  // Fills tt_plans and feature_gates (after layout with a base).
+  // Fills tt_plans, feature_gates and the rotary table (after layout with a base).
   void prepare(const Model& m);
 };
 

@@ -70,6 +70,7 @@ size_t RunState::layout(const Model& m, const RunOptions& opt, int T, int B, int
   n_threads = threads;
   kv_dim = c.kv_dim();  // n_kv_heads heads of hd (grouped-query attention: fewer than H)
   n_heads = c.n_heads;
+  n_kv_heads = c.n_kv_heads;
   state_floats = c.has_encoder() ? quantum::state_floats(c.n_qubits) : 0;
   const size_t SF = state_floats;
 
@@ -98,6 +99,7 @@ size_t RunState::layout(const Model& m, const RunOptions& opt, int T, int B, int
   key_cache = arena.take(L * T * kv_dim);
   value_cache = arena.take(L * T * kv_dim);
   key_states = states ? arena.take(L * T * n_heads * SF) : nullptr;
+  rope = c.positions == PosKind::rotary ? arena.take((size_t)T * c.head_dim()) : nullptr;
   const size_t table = act_table_floats(c, opt);
   for (int l = 0; l < kMaxLayers; ++l) act_tables[l] = table && l < c.n_layers ? arena.take(table) : nullptr;
   plan_ranks = c.tensorized ? c.tt_rank : 0;
@@ -114,6 +116,7 @@ void RunState::prepare(const Model& m) {
     const float phi = std::tanh(m.phase[i]) * 3.14159265358979f;
     phase_gain[i] = std::cos(phi) - std::sin(phi);
   }
+  if (rope) rope_table(c.rope_theta, c.head_dim(), n_ctx, rope);
   for (int l = 0; tt_plans && l < c.n_layers; ++l) {
     const Layer& ly = m.layers[l];
     const Linear* lins[7] = {&ly.q, &ly.k, &ly.v, &ly.o, &ly.up, &ly.down, &ly.gate};

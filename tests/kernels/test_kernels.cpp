@@ -375,6 +375,54 @@ TEST_CASE("reference values: LN statistics, GELU (erf form), SiLU") {
   });
 }
 
+TEST_CASE("block-option kernels and attention: kern equals ref, odd sizes, every variant") {
+  for_each_variant([] {
+    std::mt19937 rng(19);
+    for (int n : {1, 3, 16, 17, 64, 129, 172}) {
+      CAPTURE(n);
+      const Vec x = random_vec(rng, (size_t)n, 3.f), w = random_vec(rng, (size_t)n);
+      Vec y_ref((size_t)n), y = nan_vec((size_t)n), y_alias = x;
+      ref::rms_norm(x.data(), w.data(), 1e-5f, n, y_ref.data());
+      kern::rms_norm(x.data(), w.data(), 1e-5f, n, y.data());
+      CHECK(rel_err(y.data(), y_ref.data(), (size_t)n) < 1e-6);
+      kern::rms_norm(y_alias.data(), w.data(), 1e-5f, n, y_alias.data());  // y may alias x
+      CHECK(rel_err(y_alias.data(), y.data(), (size_t)n) == 0);
+      Vec g_ref = random_vec(rng, (size_t)n, 6.f), g = g_ref;
+      const Vec u = random_vec(rng, (size_t)n);
+      ref::silu_mul(g_ref.data(), u.data(), n);
+      kern::silu_mul(g.data(), u.data(), n);
+      CHECK(rel_err(g.data(), g_ref.data(), (size_t)n) < 1e-5);
+    }
+    for (int hd : {2, 4, 6, 8, 12, 16, 24, 32, 64, 128}) {
+      CAPTURE(hd);
+      const int H = 3, T = 40;
+      Vec table((size_t)T * hd);
+      rope_table(10000.f, hd, T, table.data());
+      const Vec x = random_vec(rng, (size_t)H * hd, 2.f);
+      for (int pos : {0, 1, 39}) {
+        Vec r_ref = x, r = x;
+        ref::rope(r_ref.data(), H, hd, table.data() + pos * hd);
+        kern::rope(r.data(), H, hd, table.data() + pos * hd);
+        CHECK(rel_err(r.data(), r_ref.data(), r.size()) == 0);  // the same double arithmetic
+      }
+      for (int n : {1, 2, 7, 16, 17, 33, 300}) {
+        CAPTURE(n);
+        const size_t stride = (size_t)hd * 2 + 3;  // odd: unaligned rows
+        for (float spread : {1.f, 30.f}) {  // 30: exp would overflow without the max
+          const Vec q = random_vec(rng, (size_t)hd, spread), K = random_vec(rng, (size_t)n * stride),
+                    Vv = random_vec(rng, (size_t)n * stride);
+          Vec w_ref((size_t)n), w = nan_vec((size_t)n), o_ref((size_t)hd), o = nan_vec((size_t)hd);
+          const float scale = 1.f / std::sqrt((float)hd);
+          ref::attend(q.data(), K.data(), Vv.data(), stride, n, hd, scale, w_ref.data(), o_ref.data());
+          kern::attend(q.data(), K.data(), Vv.data(), stride, n, hd, scale, w.data(), o.data());
+          REQUIRE(all_finite(o.data(), o.size()));
+          CHECK(rel_err(o.data(), o_ref.data(), o.size()) < 1e-5);
+        }
+      }
+    }
+  });
+}
+
 TEST_CASE("block-option refs: RMSNorm, rotary positions, SwiGLU gate against first principles") {
   std::mt19937 rng(18);
   for (int n : {1, 8, 17, 64}) {
@@ -393,13 +441,15 @@ TEST_CASE("block-option refs: RMSNorm, rotary positions, SwiGLU gate against fir
 
   // RoPE: pair i of head h turns by pos * theta^(-2i/hd) (complex multiplication), norms are kept, and
   // q . k of two rotated vectors depends only on the distance of their positions.
-  const int H = 3, hd = 8;
+  const int H = 3, hd = 8, T = 301;
   const float theta = 10000.f;
+  Vec table((size_t)T * hd);
+  rope_table(theta, hd, T, table.data());
   const Vec q = random_vec(rng, H * hd), k = random_vec(rng, H * hd);
   for (int pos : {0, 1, 7, 300}) {
     CAPTURE(pos);
     Vec r = q;
-    ref::rope_inplace(r.data(), H, hd, pos, theta);
+    ref::rope(r.data(), H, hd, table.data() + pos * hd);
     for (int h = 0; h < H; ++h)
       for (int i = 0; i < hd; i += 2) {
         const double a = pos * std::pow((double)theta, -(double)i / hd);
@@ -408,15 +458,46 @@ TEST_CASE("block-option refs: RMSNorm, rotary positions, SwiGLU gate against fir
         CHECK(r[h * hd + i + 1] == doctest::Approx(re * std::sin(a) + im * std::cos(a)).epsilon(1e-4));
       }
   }
+  // The table's angle is llama2.c's float32 product pos * (1 / powf(theta, i / hd)); only its cosine and
+  // sine are double. At position 300 the float32 angle of pair 0 is 300 exactly; of pair 1, 300 * 0.1f.
+  CHECK(table[300 * hd + 0] == (float)std::cos(300.0));
+  CHECK(table[300 * hd + 3] == (float)std::sin((double)(300.f * (1.f / (float)std::pow(10000.0, 0.25)))));
+  double off_exact = 0;  // and that is not the exact angle: by ~1e-6 at these positions
+  for (int pos = 0; pos < T; ++pos)
+    for (int i = 0; i < hd; i += 2)
+      off_exact = std::max(off_exact, std::fabs(table[pos * hd + i] - std::cos(pos * std::pow(10000.0, -(double)i / hd))));
+  CHECK(off_exact > 5e-7);
   auto rotated_dot = [&](int pq, int pk) {
     Vec a = q, b = k;
-    ref::rope_inplace(a.data(), H, hd, pq, theta);
-    ref::rope_inplace(b.data(), H, hd, pk, theta);
+    ref::rope(a.data(), H, hd, table.data() + pq * hd);
+    ref::rope(b.data(), H, hd, table.data() + pk * hd);
     return (double)ref::dot(a.data(), b.data(), H * hd);
   };
   CHECK(rotated_dot(5, 2) == doctest::Approx(rotated_dot(13, 10)).epsilon(1e-4));
   CHECK(rotated_dot(0, 0) == doctest::Approx((double)ref::dot(q.data(), k.data(), H * hd)).epsilon(1e-6));
   CHECK(std::fabs(rotated_dot(5, 2) - rotated_dot(5, 3)) > 1e-4);  // and it does depend on the distance
+
+  // Attention of one head against a double evaluation, for a context longer than a few blocks.
+  for (int n : {1, 5, 16, 17, 300}) {
+    CAPTURE(n);
+    const int stride = 3 * hd;  // other heads' values in between, as the cache rows
+    const Vec qh = random_vec(rng, hd, 2.f), K = random_vec(rng, (size_t)n * stride, 2.f), Vv = random_vec(rng, (size_t)n * stride);
+    Vec w((size_t)n), out(hd);
+    ref::attend(qh.data(), K.data(), Vv.data(), stride, n, hd, 0.5f, w.data(), out.data());
+    std::vector<double> p((size_t)n);
+    double mx = -1e300, tot = 0;
+    for (int j = 0; j < n; ++j) {
+      double dd = 0;
+      for (int c = 0; c < hd; ++c) dd += (double)qh[c] * K[j * stride + c];
+      mx = std::max(mx, p[j] = dd * 0.5);
+    }
+    for (int j = 0; j < n; ++j) tot += (p[j] = std::exp(p[j] - mx));
+    for (int c = 0; c < hd; ++c) {
+      double o = 0;
+      for (int j = 0; j < n; ++j) o += p[j] / tot * Vv[j * stride + c];
+      CHECK(out[c] == doctest::Approx(o).epsilon(1e-5));
+    }
+  }
 
   float g[3] = {1.f, -1.f, 0.5f};
   const float u[3] = {2.f, 3.f, -4.f};
