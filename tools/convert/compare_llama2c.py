@@ -2,8 +2,8 @@
 """qtf against llama2.c's run.c on the same checkpoint and the same token ids (docs/llama.md).
 
     python3 tools/convert/compare_llama2c.py --run PATH/run --checkpoint stories260K.bin \
-        [--run-logits PATH/run_dump] [--starts 1,2,50,150,250,300,400,511] [--steps 256] [--threads-run PATH/runomp] \
-        [--json out.json]
+        [--run-logits PATH/run_dump] [--f64] [--other-run-logits NAME=PATH/run_dump_fast] \
+        [--starts 1,2,50,150,250,300,400,511] [--steps 256] [--threads-run PATH/runomp] [--json out.json]
 
 You build run.c yourself (it is not part of qtf): `gcc -O3 -o run run.c -lm`. The checkpoint is
 converted with tools/convert/llama2c.py into a temporary .qtf and run through libqtf.so (build it with
@@ -19,7 +19,10 @@ Checks: (1) greedy: `run -t 0` continues every start for --steps tokens; qtf's a
 identical (run.c stops early if it samples BOS; then qtf's token there must be BOS too). (2) logits, with
 --run-logits: a copy of run.c patched to fwrite its logits after every forward() to the file named by the
 environment variable RUNC_LOGITS (3 lines in generate(); not shipped here); every position's logits must
-agree to --atol (default 1e-4). (3) speed: run.c's own "achieved tok/s" and qtf's tokens/s over the same
+agree to --atol (default 1e-4). With --f64, both programs' logits are also compared with a float64
+evaluation of the same forward pass (llama.runc_forward, float32 rotary angles as run.c forms them), each to
+--atol; --other-run-logits compares further run.c builds (e.g. -Ofast -march=native) with the first one,
+for scale: how far run.c moves from itself under another compiler's rounding. (3) speed: run.c's own "achieved tok/s" and qtf's tokens/s over the same
 greedy runs, single thread (and run.c with OpenMP if --threads-run is given).
 """
 import argparse
@@ -38,7 +41,7 @@ sys.path.insert(0, os.path.join(ROOT, "python"))
 
 import numpy as np  # noqa: E402
 
-from llama import convert_llama2c, read_llama2c  # noqa: E402
+from llama import convert_llama2c, read_llama2c, runc_forward  # noqa: E402
 from qtf_format import write_qtf  # noqa: E402
 
 
@@ -91,6 +94,9 @@ def main():
     ap.add_argument("--run", required=True, help="run.c binary (single thread)")
     ap.add_argument("--checkpoint", required=True)
     ap.add_argument("--run-logits", help="run.c patched to dump logits to $RUNC_LOGITS")
+    ap.add_argument("--f64", action="store_true", help="also compare both with a float64 evaluation")
+    ap.add_argument("--other-run-logits", action="append", default=[], metavar="NAME=PATH",
+                    help="another logits-dumping run.c build, compared with --run-logits (for scale)")
     ap.add_argument("--threads-run", help="run.c built with -fopenmp (speed only)")
     ap.add_argument("--starts", default="1,2,50,150,250,300,400,511")
     ap.add_argument("--steps", type=int, default=256)
@@ -100,7 +106,7 @@ def main():
     import qtf  # python/qtf over libqtf.so
 
     data = open(args.checkpoint, "rb").read()
-    h, _ = read_llama2c(data)
+    h, weights = read_llama2c(data)
     res = {"checkpoint": os.path.basename(args.checkpoint), "bytes": len(data), "header": h, "runs": []}
     ok = True
     with tempfile.TemporaryDirectory() as tmp:
@@ -126,15 +132,35 @@ def main():
                 c_logits = np.fromfile(dump, dtype="<f4").reshape(-1, h["vocab_size"])
                 m = min(len(c_logits), len(q_logits))
                 run["logits_positions"] = m
-                run["logits_max_abs_diff"] = float(np.abs(c_logits[:m] - q_logits[:m]).max())
+                diff = np.abs(c_logits[:m] - q_logits[:m]).max(1)
+                run["logits_max_abs_diff"] = float(diff.max())
+                run["logits_worst_position"] = int(diff.argmax())
+                run["logits_positions_over_atol"] = int((diff > args.atol).sum())
                 ok &= run["logits_max_abs_diff"] <= args.atol
+                if args.f64:
+                    ref = runc_forward(h, weights, (prompt + c_ids)[:m], angles="float32")
+                    run["f64_max_abs_diff_qtf"] = float(np.abs(q_logits[:m] - ref).max())
+                    run["f64_max_abs_diff_run_c"] = float(np.abs(c_logits[:m] - ref).max())
+                    ok &= run["f64_max_abs_diff_qtf"] <= args.atol
+                for spec in args.other_run_logits:
+                    name, path = spec.rsplit("=", 1)
+                    run_c(path, args.checkpoint, tok, start, args.steps, dict(env1, RUNC_LOGITS=dump))
+                    o_logits = np.fromfile(dump, dtype="<f4").reshape(-1, h["vocab_size"])
+                    k = min(len(o_logits), len(c_logits))
+                    run.setdefault("other_run_c_max_abs_diff", {})[name] = float(np.abs(o_logits[:k] - c_logits[:k]).max())
             if args.threads_run:
                 _, _, run["run_c_omp_tok_s"] = run_c(args.threads_run, args.checkpoint, tok, start, args.steps)
             res["runs"].append(run)
+            extra = ""
+            if "logits_max_abs_diff" in run:
+                extra = " | logits max |diff| %.2e over %d positions (%d over %g)" % (
+                    run["logits_max_abs_diff"], run["logits_positions"], run["logits_positions_over_atol"], args.atol)
+            if "f64_max_abs_diff_qtf" in run:
+                extra += " | float64: qtf %.2e, run.c %.2e" % (run["f64_max_abs_diff_qtf"], run["f64_max_abs_diff_run_c"])
+            for name, v in run.get("other_run_c_max_abs_diff", {}).items():
+                extra += " | %s vs run.c %.2e" % (name, v)
             print("start %3d: greedy %s over %d tokens%s | run.c %.0f tok/s" % (
-                start, "identical" if same else "DIFFERENT at %s" % run["first_difference"], n,
-                " | logits max |diff| %.2e over %d positions" % (run["logits_max_abs_diff"], run["logits_positions"])
-                if "logits_max_abs_diff" in run else "", c_tps))
+                start, "identical" if same else "DIFFERENT at %s" % run["first_difference"], n, extra, c_tps))
     res["ok"] = bool(ok)
     if args.json:
         with open(args.json, "w") as f:

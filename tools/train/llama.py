@@ -574,8 +574,10 @@ def random_llama2c_weights(h, shared, seed, std=0.3):
     return w
 
 
-def runc_forward(h, w, tokens):
-    """llama2.c run.c's forward pass in numpy (float64), one token at a time with a KV cache: -> [T, V]."""
+def runc_forward(h, w, tokens, angles="exact"):
+    """llama2.c run.c's forward pass in numpy (float64), one token at a time with a KV cache: -> [T, V].
+    angles="exact": the rotary angle pos * theta^(-i/hs) in float64; "float32": the angle as run.c (and
+    llama2.c's model.py) form it, the float32 product pos * (1 / powf(theta, i / hs)); then cos/sin in float64."""
     d, f, L, H, KV = (h[k] for k in LLAMA2C_FIELDS[:5])
     hs, kv_mul = d // H, H // KV
     kcache, vcache, out = [[] for _ in range(L)], [[] for _ in range(L)], []
@@ -583,10 +585,16 @@ def runc_forward(h, w, tokens):
     def rms(x, g):
         return g * (x / np.sqrt(np.mean(x * x) + 1e-5))
 
+    def angle(pos, i):
+        if angles == "exact":
+            return pos * 10000.0 ** (-i / hs)
+        freq = np.float32(1.0) / np.float32(10000.0 ** float(np.float32(i) / np.float32(hs)))  # powf, rounded once
+        return float(np.float32(pos) * freq)
+
     def rot(vec, pos):
         v = vec.copy()
         for i in range(0, len(v), 2):
-            a = pos * 10000.0 ** (-(i % hs) / hs)
+            a = angle(pos, i % hs)
             v[i], v[i + 1] = v[i] * np.cos(a) - v[i + 1] * np.sin(a), v[i] * np.sin(a) + v[i + 1] * np.cos(a)
         return v
 
@@ -597,14 +605,14 @@ def runc_forward(h, w, tokens):
             q, k, v = rot(w["wq.%d" % l] @ xb, pos), rot(w["wk.%d" % l] @ xb, pos), w["wv.%d" % l] @ xb
             kcache[l].append(k)
             vcache[l].append(v)
+            K, V = np.array(kcache[l]), np.array(vcache[l])
             att = np.zeros(d)
             for hh in range(H):
                 g = hh // kv_mul
-                qh = q[hh * hs:(hh + 1) * hs]
-                sc = np.array([qh @ kk[g * hs:(g + 1) * hs] for kk in kcache[l]]) / np.sqrt(hs)
+                sc = K[:, g * hs:(g + 1) * hs] @ q[hh * hs:(hh + 1) * hs] / np.sqrt(hs)
                 p = np.exp(sc - sc.max())
                 p /= p.sum()
-                att[hh * hs:(hh + 1) * hs] = sum(pi * vv[g * hs:(g + 1) * hs] for pi, vv in zip(p, vcache[l]))
+                att[hh * hs:(hh + 1) * hs] = p @ V[:, g * hs:(g + 1) * hs]
             x = x + w["wo.%d" % l] @ att
             xb = rms(x, w["rms_ffn.%d" % l])
             h1, h3 = w["w1.%d" % l] @ xb, w["w3.%d" % l] @ xb
