@@ -99,7 +99,10 @@ TEST_CASE("LoRA: merged, kept separate and applied from an adapter file give the
 
   const auto a = run(separate, tokens), b = run(merged, tokens), c = run(adapted, tokens), d = run(base, tokens);
   MESSAGE("max |separate - merged| = " << max_diff(a, b) << ", |separate - adapter file| = " << max_diff(a, c));
-  CHECK(max_diff(a, b) <= 1e-5f);
+  // Two float32 orders of the same products (W x + s B A x vs (W + s B A) x), amplified by the model:
+  // 3.3e-6 with attention as per-position dot/axpy calls, 1.3e-5 with kern::attend (whose own error against
+  // a float64 attention is no larger: tests/kernels); each is within 1.1e-5 of the reference (test_parity).
+  CHECK(max_diff(a, b) <= 2e-5f);
   CHECK(max_diff(a, c) == 0.f);  // the same tensors, the same arithmetic
   CHECK(max_diff(a, d) > 1e-2f);  // the adapter matters: without it the logits differ
   CHECK(separate.model().total_params() == adapted.model().total_params());
