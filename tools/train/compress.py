@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 import data
-from export import export_qtf, load_qtf
+from export import describe_trim, export_qtf, load_qtf, trim_unused
 from model import Config, Daruan, QTensorFormer, TTLinear, tt_bond_ranks
 import train as trainlib
 
@@ -455,6 +455,8 @@ def main():
     g.add_argument("--budget", type=int, help="student block parameters")
     g.add_argument("--max_error", type=float, help="per-matrix relative Frobenius error")
     g.add_argument("--rank", type=int, help="one TT rank for every matrix")
+    g.add_argument("--dense_student", type=int, metavar="D",
+                   help="control: no TT; a dense student of width D (d_ff = 4D), random init, same distillation")
     ap.add_argument("--uniform", action="store_true", help="one rank for every matrix (the default; kept for old commands)")
     ap.add_argument("--greedy", action="store_true", help="per-matrix ranks by error per parameter (with --ratio/--budget)")
     ap.add_argument("--quantum", action="store_true", help="add encoder, adaptive rank, router, kernel attention, DARUAN")
@@ -479,6 +481,7 @@ def main():
     ap.add_argument("--data", default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--dtype", choices=["f32", "f16"], default="f32")
+    ap.add_argument("--no_trim", action="store_true", help="keep TT bond components no token selected (see export.py)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     torch.manual_seed(args.seed)
@@ -494,12 +497,21 @@ def main():
         raise SystemExit("the teacher's vocabulary is not this corpus's")
     train_ids, val_ids = data.split(data.encode(text, vocab))
     ints = lambda s: [int(v) for v in s.split(",")] if s else None
-    cfg = student_config(teacher.cfg, args.quantum, ints(args.d_factors), ints(args.ff_factors), args.r_min)
-    ranks = None
-    if args.rank is not None:
-        ranks = {"%d.%s" % (l, n): args.rank for l in range(cfg.n_layers) for n in LINEARS}
-    student, report = compress_model(teacher, cfg, ranks=ranks, ratio=args.ratio, budget=args.budget,
-                                     max_error=args.max_error, uniform=not args.greedy)
+    if args.dense_student:
+        # Is it the TT or the teacher? The same healing from random weights into a dense model of equal size.
+        cfg = Config(**{**teacher.cfg.to_dict(), "d_model": args.dense_student, "d_ff": 4 * args.dense_student,
+                        "dropout": 0.0})
+        student = QTensorFormer(cfg)
+        report = {"teacher_block_params": teacher.param_counts()[1], "student_block_params": student.param_counts()[1],
+                  "block_ratio": teacher.param_counts()[1] / student.param_counts()[1], "ranks": {}}
+        args.quantum = False
+    else:
+        cfg = student_config(teacher.cfg, args.quantum, ints(args.d_factors), ints(args.ff_factors), args.r_min)
+        ranks = None
+        if args.rank is not None:
+            ranks = {"%d.%s" % (l, n): args.rank for l in range(cfg.n_layers) for n in LINEARS}
+        student, report = compress_model(teacher, cfg, ranks=ranks, ratio=args.ratio, budget=args.budget,
+                                         max_error=args.max_error, uniform=not args.greedy)
     if args.quantum:
         student.cfg.alpha = trainlib.full_range_alpha(student.cfg)
         for blk in student.blocks:
@@ -511,7 +523,7 @@ def main():
                                       ("-x%g" % args.ratio) if args.ratio else "")
     # per-matrix error of the run-time truncation (leading components of the stored cores)
     report["prefix_errors"] = {}
-    for l, blk in enumerate(student.blocks):
+    for l, blk in enumerate(student.blocks if student.cfg.tensorized else []):
         for n in LINEARS:
             W = getattr(teacher.blocks[l], n).weight.detach()
             report["prefix_errors"]["%d.%s" % (l, n)] = {str(r): round(e, 5) for r, e in
@@ -543,21 +555,26 @@ def main():
                        time_budget_s=args.time_budget_s, evaluate=lambda: val_loss(args.eval_iters)[0],
                        eval_every=args.eval_every, progress_desc=name)
     vl, vshare, hists = val_loss(args.final_eval_iters)
+    trimmed = {} if args.no_trim else trim_unused(student, hists)
+    if trimmed:
+        print("trimmed unused TT bond components: %s" % describe_trim(trimmed), flush=True)
     teacher_vl = trainlib.evaluate(teacher, val_ids, args.batch, T, args.final_eval_iters, dev)[0]
     device_name = torch.cuda.get_device_name() if dev.startswith("cuda") else "cpu"
     steps = heal["best_step"] if heal else 0
     provenance = {"teacher": tinfo["file"], "teacher_sha256": tinfo["sha256"], "data_sha256": data.sha256_file(path),
                   "block_ratio": round(report["block_ratio"], 3), "heal_steps": steps,
                   "heal_tokens": steps * args.batch * T, "val_loss": vl,
+                  **({"trimmed": describe_trim(trimmed)} if trimmed else {}),
                   "created_by": "tools/train/compress.py (torch %s, %s)" % (torch.__version__, device_name)}
     qtf = os.path.join(args.out, name + ".qtf")
     size = len(export_qtf(student.cpu(), qtf, vocab, provenance, args.dtype))
     total, block = student.param_counts()
-    summary = {"name": name, "method": "tt-svd" + ("+distill" if heal else "") + ("+quantum" if args.quantum else ""),
+    method = "dense+distill" if args.dense_student else "tt-svd" + ("+distill" if heal else "") + ("+quantum" if args.quantum else "")
+    summary = {"name": name, "method": method,
                "teacher": tinfo, "teacher_val_loss": teacher_vl, "val_loss": vl, "val_ppl": math.exp(vl),
                "router_share": vshare, "rank_histogram_per_layer": hists, "params_total": total,
                "params_block": block, "file": os.path.basename(qtf), "file_bytes": size, "batch": args.batch,
-               "heal": heal, "heal_tokens": steps * args.batch * T, "config": student.cfg.to_dict(),
+               "heal": heal, "heal_tokens": steps * args.batch * T, "trimmed": describe_trim(trimmed), "config": student.cfg.to_dict(),
                "device": device_name, "torch": torch.__version__, "wall_s": round(time.time() - t_start, 1), **report}
     with open(os.path.join(args.out, name + ".json"), "w") as f:
         json.dump(summary, f, indent=1)

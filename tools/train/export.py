@@ -1,11 +1,15 @@
 """Writes a trained Q-TensorFormer as a .qtf v1 file (docs/format.md), and reads one back into PyTorch.
 
     python3 export.py --ckpt run/ckpt.pt --out model.qtf [--dtype f16]
+    python3 export.py --trim IN.qtf --out OUT.qtf [--iters 8]   # cut TT bonds no token selects (trim_unused)
+
+train.py and compress.py trim on export by default (--no_trim keeps every stored component).
 """
 import argparse
 
 import numpy as np
 import torch
+import torch.nn as nn
 
 import llama
 from model import Config, QTensorFormer
@@ -100,12 +104,70 @@ def load_qtf(path, dtype=torch.float32):
     return model, meta
 
 
+TT_LINEARS = ("q", "k", "v", "o", "up", "down")
+
+
+def trim_unused(model, hists):
+    """Cuts every TT bond of layer l to the highest run-time rank any token selected in layer l.
+
+    hists: per layer {rank: tokens} (train.rank_histograms, e.g. over the validation split). Stored bond
+    components above that rank were never used: dead weight in the file (an adaptive-rank model whose
+    alpha cannot reach r_max). A token of rank r uses bond indices < min(r, r_k) (MODEL.md), so the model
+    is unchanged for every token whose rank is at most the highest one seen; a token that would select a
+    higher rank later runs at the trimmed one. Fixed-rank and dense models are left alone.
+    Returns {layer: (stored rank, rank kept)} of the layers trimmed."""
+    if not model.cfg.tensorized or not hists:
+        return {}
+    out = {}
+    for l, (blk, h) in enumerate(zip(model.blocks, hists)):
+        used = max((int(r) for r, c in h.items() if c), default=0)
+        lins = [getattr(blk, n) for n in TT_LINEARS]
+        stored = max(max(lin.ranks[1:-1], default=1) for lin in lins)
+        if used < 1 or used >= stored:
+            continue
+        for lin in lins:
+            ranks = [1] + [min(r, used) for r in lin.ranks[1:-1]] + [1]
+            with torch.no_grad():
+                for k in range(len(lin.cores)):
+                    lin.cores[k] = nn.Parameter(lin.cores[k][:ranks[k], :, :, :ranks[k + 1]].clone())
+            lin.ranks = ranks
+        out[l] = (stored, used)
+    return out
+
+
+def describe_trim(trimmed):
+    return ", ".join("layer %d: %d -> %d" % (l, a, b) for l, (a, b) in sorted(trimmed.items()))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--ckpt", required=True)
+    ap.add_argument("--ckpt")
+    ap.add_argument("--trim", metavar="IN.qtf", help="re-export IN.qtf with the TT bond components that no "
+                    "token selects on the validation split cut (trim_unused)")
+    ap.add_argument("--iters", type=int, default=8, help="--trim: validation batches of 64 x context to count ranks on")
+    ap.add_argument("--data", default=None)
     ap.add_argument("--out", required=True)
     ap.add_argument("--dtype", choices=["f32", "f16"], default="f32")
     args = ap.parse_args()
+    if args.trim:
+        import data
+        import train
+        model, meta = load_qtf(args.trim)
+        vocab = meta["tokenizer.tokens"]
+        text = data.load_text(data.data_path(args.data))
+        _, val_ids = data.split(data.encode(text, vocab))
+        hists = train.evaluate(model, val_ids, 64, model.cfg.context, args.iters, "cpu")[2]
+        trimmed = trim_unused(model, hists)
+        prov = {k[len("provenance."):]: v for k, v in meta.items() if k.startswith("provenance.")}
+        if trimmed:
+            prov["trimmed"] = describe_trim(trimmed)
+        blob = export_qtf(model, args.out, vocab, prov, args.dtype)
+        read_qtf(args.out)
+        print("ranks %s; trimmed: %s; wrote %s (%d bytes)" % (train.format_histograms(hists),
+                                                           describe_trim(trimmed) or "nothing", args.out, len(blob)))
+        return
+    if not args.ckpt:
+        raise SystemExit("--ckpt or --trim is required")
     ck = torch.load(args.ckpt, map_location="cpu")
     model = QTensorFormer(Config(**ck["config"]))
     model.load_state_dict(ck["model"])

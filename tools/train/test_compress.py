@@ -10,7 +10,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import compress  # noqa: E402
 import train  # noqa: E402
-from export import export_qtf, load_qtf  # noqa: E402
+from export import export_qtf, load_qtf, trim_unused  # noqa: E402
 from model import Config, Daruan, QTensorFormer, TTLinear, tt_bond_ranks  # noqa: E402
 
 D = torch.float64
@@ -161,3 +161,48 @@ class TestCompressModel(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TestTrim(unittest.TestCase):
+    def test_trim_cuts_unselected_components_and_keeps_the_function(self):
+        torch.manual_seed(5)
+        # Q = 2: S in [0, 1), r = 1 + floor(3 S) in 1..3 (S = 1 exactly is never reached): stored component 4,
+        # and in a layer whose tokens reach rank 2 at most 3..4 too, are never selected
+        cfg = Config(vocab_size=11, d_model=16, n_layers=2, n_heads=2, d_ff=32, context=8, d_factors=[2, 2, 4],
+                     ff_factors=[2, 4, 4], tt_rank=4, r_min=1, r_max=4, alpha=3.0, n_qubits=2, adaptive_rank=1,
+                     quantum_attention=1, activation="gelu")
+        m = QTensorFormer(cfg).to(D).eval()
+        x = torch.randint(0, 11, (4, 8))
+        with torch.no_grad():
+            before, stats = m(x)
+        hists = train.rank_histograms(stats)
+        params = m.param_counts()[0]
+        trimmed = trim_unused(m, hists)
+        self.assertEqual(sorted(trimmed), [0, 1])
+        for l, (stored, used) in trimmed.items():
+            self.assertEqual(stored, 4)
+            self.assertEqual(used, max(hists[l]))
+            self.assertLess(used, 4)
+            self.assertTrue(all(max(getattr(m.blocks[l], n).ranks) <= used for n in compress.LINEARS))
+        self.assertLess(m.param_counts()[0], params)
+        with torch.no_grad():
+            after, _ = m(x)
+        self.assertLess((after - before).abs().max().item(), 1e-12)
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "t.qtf")
+            export_qtf(m, path, [chr(65 + i) for i in range(11)])
+            back, _ = load_qtf(path)
+            with torch.no_grad():
+                self.assertLess((back(x)[0].double() - before).abs().max().item(), 1e-4)
+        self.assertEqual(trim_unused(m, hists), {})  # nothing left to cut
+
+    def test_fixed_rank_and_dense_models_are_left_alone(self):
+        torch.manual_seed(6)
+        fixed = compress.student_config(tiny_dense(), quantum=False)
+        for cfg in (tiny_dense(), Config(**{**fixed.to_dict(), "tt_rank": 3, "r_max": 3})):
+            m = QTensorFormer(cfg).to(D).eval()
+            with torch.no_grad():
+                _, stats = m(torch.randint(0, 11, (2, 8)))
+            n = m.param_counts()[0]
+            self.assertEqual(trim_unused(m, train.rank_histograms(stats)), {})
+            self.assertEqual(m.param_counts()[0], n)

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 import data
-from export import export_qtf
+from export import describe_trim, export_qtf, trim_unused
 from model import Config, QTensorFormer, dense_baseline
 
 try:
@@ -176,6 +176,8 @@ def main():
     ap.add_argument("--dtype", choices=["f32", "f16"], default="f32", help="exported weight type")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field")
+    ap.add_argument("--no_trim", action="store_true", help="export every stored TT bond component, even those no "
+                    "token selected in the final validation (default: trim them, export.trim_unused)")
     args = ap.parse_args()
     name = args.name or args.preset
     os.makedirs(args.out, exist_ok=True)
@@ -261,18 +263,25 @@ def main():
     vl, vshare, hists = evaluate(model, val_ids, args.batch, T, args.final_eval_iters, args.device)
     hist = merged(hists)
     checkpoint(vl)
+    trimmed = {} if args.no_trim else trim_unused(model, hists)
+    if trimmed:
+        print("trimmed unused TT bond components: %s" % describe_trim(trimmed), flush=True)
+        total, block = model.param_counts()
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
     summary = {"name": name, "steps": step, "steps_run": total_steps, "train_time_s": round(train_time, 1),
                "val_loss": vl,
                "val_ppl": math.exp(vl), "router_share": vshare, "rank_histogram": hist,
                "rank_histogram_per_layer": hists, "config": cfg.to_dict(),
                "params_total": total, "params_block": block, "batch": args.batch, "context": T,
-               "tokens_seen": step * args.batch * T, "device": device_name, "torch": torch.__version__,
+               "tokens_seen": step * args.batch * T, "trimmed": describe_trim(trimmed),
+               "device": device_name, "torch": torch.__version__,
                "val_tokens_evaluated": args.final_eval_iters * args.batch * T, "evals": log}
     provenance = {"data_sha256": data.sha256_file(path), "train_steps": step, "val_loss": vl,
                   "train_time_s": round(train_time, 1),
                   "created_by": "tools/train/train.py --preset %s (torch %s, %s)" % (
                       args.preset, torch.__version__, device_name)}
+    if trimmed:
+        provenance["trimmed"] = describe_trim(trimmed)
     qtf = os.path.join(args.out, name + ".qtf")
     size = len(export_qtf(model.cpu(), qtf, vocab, provenance, args.dtype))
     summary["file"], summary["file_bytes"] = os.path.basename(qtf), size
