@@ -3,11 +3,17 @@
 
     /usr/bin/python3 tools/train/frontier.py [--dir models/logs/frontier] [--svg docs/img/compression-frontier.svg]
 
+    /usr/bin/python3 tools/train/frontier.py --dir models/logs/scale --svg docs/img/compression-scale.svg
+
 Run names: teacher; scratch-{c,q}-xN (a: TT from scratch, train.py); svd-{cu,q,cg}-xN (b: TT-SVD, no
 healing); heal-{cu,q,cg}-xN (c: TT-SVD + distillation, compress.py); dense-xN (d: dense of equal block
-size, same 1,500 steps) and dense-long-xN (d, trained for 300 s of wall-clock instead). c = classical
-TT (GELU, fixed rank), q = with the quantum parts (encoder, adaptive rank, router, kernel attention,
-DARUAN), cu/cg = uniform / greedy rank allocation. Losses are the engine's, over the whole validation split.
+size, same 1,500 steps) and dense-long[-do]-xN (d, trained for a wall-clock budget instead; -do: dropout
+0.1); distill-dense-xN (d': a dense student of equal size from random init, the same distillation as (c):
+is it the TT-SVD start or the teacher?). c = classical TT (GELU, fixed rank), q = with the quantum parts
+(encoder, adaptive rank, router, kernel attention, DARUAN), cu/cg = uniform / greedy rank allocation.
+The scale runs (models/logs/scale) carry "-s" after the method (teacher-s, heal-s-x8) and heal-s-r8 is
+"rank 8" (its ratio is read from the summary). Losses are the engine's (`qtf eval`), over the whole
+validation split, or over its first N tokens where the eval says so (the scale runs: column `scored`).
 """
 import argparse
 import csv
@@ -26,7 +32,8 @@ METHODS = [  # key, label, colour, marker
     ("svd", "(b) TT-SVD, no healing", "#7f7f7f", "x"),
     ("heal", "(c) TT-SVD + distillation", "#d62728", "square"),
     ("dense", "(d) dense, equal size, same tokens", "#2ca02c", "triangle"),
-    ("dense-long", "(d) dense, equal size, 300 s", "#9467bd", "diamond"),
+    ("dense-long", "(d) dense, equal size, trained longer", "#9467bd", "diamond"),
+    ("distill-dense", "(d') dense, equal size, distilled", "#8c564b", "plus"),
 ]
 
 
@@ -37,16 +44,20 @@ def load(path):
 
 def rows(folder):
     out = []
-    teacher_block = load(os.path.join(folder, "teacher.json"))["params_block"]
+    teacher_json = sorted(glob.glob(os.path.join(folder, "teacher*.json")))
+    teacher_block = load([p for p in teacher_json if not p.endswith(".eval.json")][0])["params_block"]
     for path in sorted(glob.glob(os.path.join(folder, "*.eval.json"))):
         name = os.path.basename(path)[:-len(".eval.json")]
-        m = re.match(r"^(teacher|scratch|svd|heal|dense-long|dense)(?:-(c|q|cu|cg))?(?:-x(\d+))?$", name)
+        m = re.match(r"^(teacher|scratch|svd|heal|dense-long|distill-dense|dense)(?:-s)?(?:-(c|q|cu|cg|do))?"
+                     r"(?:-(x|r)(\d+))?$", name)
         if not m:
             continue
-        method, variant, target = m.group(1), m.group(2) or "", m.group(3)
+        method, variant, kind, target = m.group(1), m.group(2) or "", m.group(3), m.group(4)
         ev, summary = load(path), load(os.path.join(folder, name + ".json"))
-        if method in ("dense", "dense-long", "teacher"):
-            variant = "dense"
+        if kind == "r":  # a fixed rank: report the ratio it came to
+            target = str(round(teacher_block / summary["params_block"]))
+        if method in ("dense", "dense-long", "distill-dense", "teacher"):
+            variant = "dense-do" if variant == "do" else "dense"
         heal = summary.get("heal") or {}
         tokens = summary.get("tokens_seen", summary.get("heal_tokens", 0))
         steps = summary.get("steps", heal.get("best_step", 0))
@@ -55,30 +66,34 @@ def rows(folder):
         hist = ev.get("rank_hist") or []
         used = sorted({r for h in hist for r, c in enumerate(h) if c})
         out.append({
-            "name": name, "method": method, "variant": variant, "quantum": int(variant == "q"),
+            "name": name, "method": method, "scored": ev["scored"], "variant": variant, "quantum": int(variant == "q"),
             "target_ratio": int(target) if target else 1, "params_block": summary["params_block"],
             "block_ratio": round(teacher_block / summary["params_block"], 2), "params_total": summary["params_total"],
             "file_bytes": summary.get("file_bytes", ""), "train_steps": steps, "train_tokens": tokens,
             "loss": round(ev["loss"], 4), "flops_per_token": round(ev["flops_per_token"]),
-            "mean_rank": round(ev["mean_rank"], 2) if variant not in ("dense",) else "",
-            "ranks_used": "%d-%d" % (used[0], used[-1]) if used and variant not in ("dense",) else "",
+            "mean_rank": round(ev["mean_rank"], 2) if not variant.startswith("dense") else "",
+            "ranks_used": "%d-%d" % (used[0], used[-1]) if used and not variant.startswith("dense") else "",
             "quantum_share": round(ev["quantum_share"], 3) if variant == "q" else "",
             "loss_route_classical": round(route_off, 4) if route_off is not None else "",
         })
     return out
 
 
-def svg(rs, path, teacher_loss):
+def svg(rs, path, teacher_loss, title, ymax=2.60):
     W, H, L, R, T, B = 760, 470, 70, 250, 30, 55
-    xmin, xmax, ymin, ymax = math.log10(25e3), math.log10(8e5), 1.40, 2.60
+    xs = [r["params_block"] for r in rs]
+    xmin, xmax = math.log10(min(xs) / 1.4), math.log10(max(xs) * 1.4)
+    ymin = math.floor(min(r["loss"] for r in rs) * 5) / 5
     X = lambda v: L + (math.log10(v) - xmin) / (xmax - xmin) * (W - L - R)
     Y = lambda v: T + (ymax - min(v, ymax)) / (ymax - ymin) * (H - T - B)
     s = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">' % (W, H),
          '<rect width="100%" height="100%" fill="white"/>',
-         '<text x="%d" y="18" font-size="14">Compression frontier: validation loss (qtf eval, whole split) vs block parameters</text>' % L]
-    for v in (3e4, 5e4, 1e5, 2e5, 3e5, 6e5):
+         '<text x="%d" y="18" font-size="14">%s</text>' % (L, title)]
+    ticks = [m * 10 ** e for e in range(3, 8) for m in (1, 2, 5)]
+    for v in [t for t in ticks if xmin <= math.log10(t) <= xmax]:
         s.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#ddd"/>' % (X(v), T, X(v), H - B))
-        s.append('<text x="%.1f" y="%d" text-anchor="middle">%dk</text>' % (X(v), H - B + 16, v / 1e3))
+        s.append('<text x="%.1f" y="%d" text-anchor="middle">%s</text>' % (
+            X(v), H - B + 16, "%gM" % (v / 1e6) if v >= 1e6 else "%gk" % (v / 1e3)))
     y = ymin
     while y <= ymax + 1e-9:
         s.append('<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#ddd"/>' % (L, Y(y), W - R, Y(y)))
@@ -104,6 +119,9 @@ def svg(rs, path, teacher_loss):
         if shape == "diamond":
             return '<polygon points="%.1f,%.1f %.1f,%.1f %.1f,%.1f %.1f,%.1f" fill="%s" stroke="%s" stroke-width="1.5"/>' % (
                 x, y - 6, x + 6, y, x, y + 6, x - 6, y, fill, colour)
+        if shape == "plus":
+            return '<path d="M%.1f %.1fL%.1f %.1fM%.1f %.1fL%.1f %.1f" stroke="%s" stroke-width="3"/>' % (
+                x - 6, y, x + 6, y, x, y - 6, x, y + 6, colour)
         if shape == "x":
             return '<path d="M%.1f %.1fL%.1f %.1fM%.1f %.1fL%.1f %.1f" stroke="%s" stroke-width="2"/>' % (
                 x - 5, y - 5, x + 5, y + 5, x - 5, y + 5, x + 5, y - 5, colour)
@@ -126,7 +144,7 @@ def svg(rs, path, teacher_loss):
         ly += 20
     s.append(marker(W - R + 20, ly, "circle", "#444", True))
     s.append('<text x="%d" y="%d">hollow: with quantum parts</text>' % (W - R + 32, ly + 4))
-    s.append('<text x="%d" y="%d" font-size="10">(b) points above 2.6 are drawn</text>' % (W - R + 12, ly + 26))
+    s.append('<text x="%d" y="%d" font-size="10">(b) points above %.1f are drawn</text>' % (W - R + 12, ly + 26, ymax))
     s.append('<text x="%d" y="%d" font-size="10">at the top with their loss</text>' % (W - R + 12, ly + 40))
     s.append("</svg>")
     with open(path, "w") as f:
@@ -138,6 +156,7 @@ def main():
     ap.add_argument("--dir", default=os.path.join(ROOT, "models", "logs", "frontier"))
     ap.add_argument("--csv", default=None, help="default: DIR/frontier.csv")
     ap.add_argument("--svg", default=os.path.join(ROOT, "docs", "img", "compression-frontier.svg"))
+    ap.add_argument("--title", default=None)
     args = ap.parse_args()
     rs = rows(args.dir)
     order = {k: i for i, (k, *_) in enumerate(METHODS)}
@@ -147,13 +166,17 @@ def main():
         w.writeheader()
         w.writerows(rs)
     teacher = next(r for r in rs if r["method"] == "teacher")
-    svg(rs, args.svg, teacher["loss"])
+    scored = sorted({r["scored"] for r in rs})
+    what = "whole validation split" if len(scored) == 1 and scored[0] > 100000 else "first %s validation tokens" % (
+        "/".join(format(v, ",") for v in scored))
+    svg(rs, args.svg, teacher["loss"], args.title or "Compression frontier: loss (qtf eval, %s) vs block parameters" % what)
     print("| target | method | variant | block params (ratio) | tokens | val loss | vs teacher | FLOPs/token | ranks used | route off |")
     print("|---|---|---|---:|---:|---:|---:|---:|---|---:|")
     for r in rs:
         print("| %s | %s | %s | %s (%.2fx) | %s | %.4f | %+.1f%% | %s | %s | %s |" % (
             "%dx" % r["target_ratio"] if r["method"] != "teacher" else "-", dict((k, l) for k, l, *_ in METHODS)[r["method"]],
-            {"c": "classical", "cu": "classical", "cg": "classical, greedy ranks", "q": "quantum", "dense": "dense"}[r["variant"]],
+            {"": "classical", "c": "classical", "cu": "classical", "cg": "classical, greedy ranks", "q": "quantum", "dense": "dense",
+             "dense-do": "dense, dropout 0.1"}[r["variant"]],
             format(r["params_block"], ","), r["block_ratio"], "%.1fM" % (r["train_tokens"] / 1e6) if r["train_tokens"] else "0",
             r["loss"], 100 * (r["loss"] / teacher["loss"] - 1), format(r["flops_per_token"], ","), r["ranks_used"] or "-",
             ("%.4f" % r["loss_route_classical"]) if r["loss_route_classical"] != "" else "-"))
