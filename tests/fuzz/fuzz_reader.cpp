@@ -49,7 +49,9 @@ void walk(const ModelFile& f) {
     ++n_tensors;
     touch(t.name.data, t.name.size);
     fuzz::check(t.ndim >= 1 && t.ndim <= kMaxDims);
-    fuzz::check(t.elements() * dtype_size(t.dtype) == t.size);
+    uint64_t bytes = 0;
+    fuzz::check(tensor_bytes(t.dtype, t.elements(), t.rows(), &bytes) && bytes == t.size);  // q8: scales too
+    fuzz::check((t.row_scales != nullptr) == (t.dtype == DType::q8));
     fuzz::check(t.offset + t.size <= f.file_size());
     touch(t.data, t.size);
   }

@@ -18,7 +18,7 @@ struct ModelEdit {
   std::function<bool(const std::string& key, format::Writer* w)> meta;
   // Called for each tensor's values (as f32) before they are stored.
   std::function<void(const std::string& name, std::vector<float>* values)> tensor;
-  format::DType dtype = format::DType::f32;  // how tensors are stored
+  format::DType dtype = format::DType::f32;  // how tensors are stored (q8: a scale per row)
 };
 
 inline uint16_t f32_to_f16(float f) {  // round to nearest even; keeps Inf and NaN
@@ -87,11 +87,13 @@ inline std::vector<uint8_t> rewrite_model(const std::vector<uint8_t>& in, const 
   while (f.next_tensor(&cur, &t)) {
     const std::string name(t.name.data, t.name.size);
     std::vector<float> v(t.elements());
-    const uint8_t* src = static_cast<const uint8_t*>(t.data);
+    const uint8_t* src = static_cast<const uint8_t*>(t.values);
+    const size_t cols = (size_t)t.dims[t.ndim - 1];
     for (size_t k = 0; k < v.size(); ++k) {
       if (t.dtype == format::DType::f32) std::memcpy(&v[k], src + 4 * k, 4);
       else if (t.dtype == format::DType::f16) v[k] = format::f16_to_f32((uint16_t)(src[2 * k] | src[2 * k + 1] << 8));
-      else v[k] = t.scale * (float)(int8_t)src[k];
+      else if (t.dtype == format::DType::i8) v[k] = t.scale * (float)(int8_t)src[k];
+      else v[k] = t.row_scales[k / cols] * (float)(int8_t)src[k];
     }
     if (edit.tensor) edit.tensor(name, &v);
     std::vector<uint64_t> dims(t.dims, t.dims + t.ndim);
@@ -106,6 +108,17 @@ inline std::vector<uint8_t> rewrite_model(const std::vector<uint8_t>& in, const 
       std::vector<int8_t> q(v.size());
       for (size_t k = 0; k < v.size(); ++k) q[k] = (int8_t)std::lround(v[k] / scale);
       w.add_tensor(name, format::DType::i8, dims, q.data(), scale);
+    } else if (edit.dtype == format::DType::q8) {
+      const size_t n = (size_t)dims.back(), rows = v.size() / n;
+      std::vector<float> scales(rows);
+      std::vector<int8_t> q(v.size());
+      for (size_t r = 0; r < rows; ++r) {
+        float amax = 0;
+        for (size_t c = 0; c < n; ++c) amax = std::fabs(v[r * n + c]) > amax ? std::fabs(v[r * n + c]) : amax;
+        scales[r] = amax > 0 ? amax / 127.f : 1.f;
+        for (size_t c = 0; c < n; ++c) q[r * n + c] = (int8_t)std::lround(v[r * n + c] / scales[r]);
+      }
+      w.add_q8(name, dims, scales.data(), q.data());
     } else {
       w.add_f32(name, dims, v.data());
     }

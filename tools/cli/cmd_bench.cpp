@@ -151,7 +151,7 @@ void print_md(const Info& b, const std::vector<TestResult>& tests) {
   char rf[32], cv[32];
   human_size((double)b.resident_file, rf, sizeof rf);
   human_size((double)b.converted, cv, sizeof cv);
-  std::printf("memory: file %s, resident of it %s (%s), converted to f32 %s: weights are used where they lie\n", sz,
+  std::printf("memory: file %s, resident of it %s (%s), converted to f32 %s (the matrices are used where they lie)\n", sz,
               rf, b.mapped ? "mapped pages in RAM" : "read into RAM", cv);
   const ModelConfig& cfg = *b.cfg;
   for (const TestResult& t : tests) {
