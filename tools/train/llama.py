@@ -75,6 +75,7 @@ class LlamaConfig:
     attention: str = "softmax"    # softmax | sampled
     attention_samples: int = 64
     attention_seed: int = 0
+    dropout: float = 0.0          # training only (embeddings and residual branches); not in the file
 
     def to_dict(self):
         return asdict(self)
@@ -255,10 +256,11 @@ class LlamaBlock(nn.Module):
             out = sampled_attention(p, v, self.layer, cfg.attention_samples, cfg.attention_seed, self.sample_stats)
         else:
             out = p @ v
-        x = x + self.o(out.transpose(1, 2).reshape(B, T, d))
+        drop = lambda t: F.dropout(t, cfg.dropout, self.training) if cfg.dropout else t
+        x = x + drop(self.o(out.transpose(1, 2).reshape(B, T, d)))
         b = self.ln2(x)
         hid = F.silu(self.gate(b)) * self.up(b) if cfg.activation == "swiglu" else F.gelu(self.up(b))
-        return x + self.down(hid)
+        return x + drop(self.down(hid))
 
 
 class Llama(nn.Module):
@@ -303,6 +305,8 @@ class Llama(nn.Module):
         if cfg.phase_rotation:  # x cos(phi) - x sin(phi): both terms on the same component (QLLM verbatim)
             phi = torch.tanh(self.phase) * math.pi
             x = x * torch.cos(phi) - x * torch.sin(phi)
+        if cfg.dropout:
+            x = F.dropout(x, cfg.dropout, self.training)
         G = cfg.memory_tokens
         if G:
             x = torch.cat([self.memory.unsqueeze(0).expand(x.shape[0], -1, -1).to(x.dtype), x], 1)
