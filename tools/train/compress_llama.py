@@ -117,6 +117,28 @@ def heldout_metrics(student, teacher, heldout, batch=16):
     return {"kl": kl_sum / n, "agreement": agree / n}
 
 
+@torch.no_grad()
+def bigram_baseline(teacher, train, heldout, alphas=(0.01, 0.1, 0.5, 1.0)):
+    """Reference predictors scored like a student on the held-out samples: next-token counts of the training
+    samples (add-alpha; the best alpha is reported): KL(teacher || bigram) and greedy agreement; and the
+    uniform distribution's KL."""
+    V = teacher.cfg.vocab_size
+    counts = np.zeros((V, V))
+    np.add.at(counts, (train[:, :-1].ravel(), train[:, 1:].ravel()), 1.0)
+    x = torch.as_tensor(heldout).to(teacher.tok_emb.weight.device)
+    t = F.log_softmax(teacher(x)[0].double(), -1).cpu()
+    best = None
+    for a in alphas:
+        q = torch.as_tensor(np.log((counts + a) / (counts + a).sum(1, keepdims=True)))[torch.as_tensor(heldout)]
+        kl = (t.exp() * (t - q)).sum(-1).mean().item()
+        agree = (t.argmax(-1) == q.argmax(-1)).double().mean().item()
+        if best is None or kl < best["kl"]:
+            best = {"alpha": a, "kl": kl, "agreement": agree}
+    best["uniform_kl"] = (t.exp() * t).sum(-1).mean().item() + math.log(V)  # KL(teacher || uniform)
+    best["teacher_entropy"] = math.log(V) - best["uniform_kl"]
+    return best
+
+
 def engine_check(path, model, tokens):
     """max |engine logits - reference logits| over a held-out sequence."""
     import qtf
@@ -181,7 +203,10 @@ def plot_svg(results, path, baselines=()):
                 out.append('<polyline fill="none" stroke="%s" stroke-width="2" stroke-dasharray="%s" points="%s"/>' % (
                     colors[stage], dashes.get(alloc, ""), " ".join("%.1f,%.1f" % q for q in xy)))
                 out += ['<circle cx="%.1f" cy="%.1f" r="3" fill="%s"/>' % (a, b, colors[stage]) for a, b in xy[len(start):]]
-    legend = [("TT-SVD only", colors["svd_only"], ""), ("healed (distilled)", colors["healed"], "")]
+    steps = sorted({r["heal_steps"] for _, r in runs})
+    legend = [("TT-SVD only", colors["svd_only"], ""),
+              ("healed (%s steps)" % ("-".join(str(x) for x in (steps[0], steps[-1]) if x) if steps[0] != steps[-1]
+                                      else steps[0]), colors["healed"], "")]
     legend += [("ranks: %s" % a, "#444", dashes.get(a, "")) for a in sorted({a for a, _ in runs})]
     for i, (label, col, dash) in enumerate(legend):  # one row under the panels
         x, y = left + 175 * i, H - 14
@@ -212,6 +237,8 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--time-budget", type=float, default=None, help="seconds of healing per ratio (cap)")
     ap.add_argument("--sample-only", action="store_true", help="only write DIR/samples.npz (engine, CPU)")
+    ap.add_argument("--bigram-only", action="store_true",
+                    help="only score the count bigram of DIR/samples.npz (a reference line for --plot)")
     ap.add_argument("--no-engine-check", action="store_true", help="skip the libqtf.so logits check")
     ap.add_argument("--plot", nargs="+", metavar="FILE",
                     help="only draw: compress_llama.json files ..., the last argument the .svg to write")
@@ -246,6 +273,12 @@ def main():
     dev = torch.device(args.device)
     teacher, meta = llama.load_qtf(args.teacher)
     teacher = teacher.to(dev)
+    if args.bigram_only:
+        b = bigram_baseline(teacher, train, heldout)
+        log("count bigram of the %d training samples (add-%g): KL %.4f nats/token, greedy agreement %.3f; "
+            "uniform: KL %.4f (the teacher's entropy on the held-out samples: %.3f nats/token)" % (
+                len(train), b["alpha"], b["kl"], b["agreement"], b["uniform_kl"], b["teacher_entropy"]))
+        return
     for p in teacher.parameters():
         p.requires_grad_(False)
     teacher_fn = lambda x: teacher(x)[0]
