@@ -9,7 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "kernels/dispatch.h"
 #include "kernels/kernels.h"
+#include "kernels/tt_plan.h"
 #include "simd_env.h"
 
 using namespace qtf;
@@ -96,6 +98,24 @@ void tt_matvec_bench(benchmark::State& state, const Problem* p, int rank) {
   set_counters(state, tt_matvec_flops(p->shape, rank));
 }
 
+// As a context runs it: the plan made and its cores packed once (tt::pack_plan), then the TT step of
+// the variant in use (step == null) or the given one (the AVX2 and the 512-bit step, compared on one
+// CPU).
+void tt_packed_bench(benchmark::State& state, const Problem* p, int rank, tt::StepFn step) {
+  std::vector<float> y((size_t)p->shape.rows()), ws(kern::tt_workspace_floats(p->shape, 1));
+  tt::Plan plan = tt::best_plan(p->W, rank, 1);
+  std::vector<float> pack(tt::packed_floats(plan) + 16);
+  float* at = pack.data() + (16 - (reinterpret_cast<uintptr_t>(pack.data()) / sizeof(float)) % 16) % 16;
+  tt::pack_plan(&plan, at);
+  for (auto _ : state) {
+    if (step) tt::run_plan(plan, p->W, 1, p->x.data(), y.data(), ws.data(), step);
+    else kern::tt_matvec(p->W, plan, p->x.data(), y.data(), ws.data());
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  set_counters(state, tt_matvec_flops(p->shape, rank));
+}
+
 template <class Matrix>
 void eigen_gemv_bench(benchmark::State& state, const Matrix* dense, const Problem* p) {
   const Eigen::Map<const Eigen::VectorXf> x(p->x.data(), (Eigen::Index)p->x.size());
@@ -138,6 +158,13 @@ int main(int argc, char** argv) {
       const std::string suffix = shape + "/r" + std::to_string(rank);
       benchmark::RegisterBenchmark(("tt_kern/" + suffix).c_str(), tt_matvec_bench<true>, p, rank);
       benchmark::RegisterBenchmark(("tt_ref/" + suffix).c_str(), tt_matvec_bench<false>, p, rank);
+      benchmark::RegisterBenchmark(("tt_packed/" + suffix).c_str(), tt_packed_bench, p, rank, nullptr);
+      if (kern::table_avx512() && kern::simd_supported(*kern::table_avx512())) {
+        benchmark::RegisterBenchmark(("tt_packed_step_avx2/" + suffix).c_str(), tt_packed_bench, p, rank,
+                                     &kern::avx2_tt_step);
+        benchmark::RegisterBenchmark(("tt_packed_step_avx512/" + suffix).c_str(), tt_packed_bench, p, rank,
+                                     &kern::avx512_tt_step);
+      }
     }
   }
   benchmark::Initialize(&argc, argv);

@@ -49,10 +49,11 @@ bool simd_supported(const Table& t);
 // The table in use (the best supported variant until select_simd picks another).
 const Table& active();
 
-// The AVX2 variant's TT step (kern_avx2.cpp), which the AVX-512 table also points to: measured on the
-// device, the 512-bit TT step was slower than the 256-bit one on most bench shapes (bench/README.md).
+// The AVX2 variant's TT step (kern_avx2.cpp), which the AVX-512 table also runs for unpacked steps:
+// there the 512-bit step was slower than the 256-bit one on most bench shapes (bench/README.md).
 void avx2_tt_step(const tt::Step& s, const float* in, float* out);
-// The 512-bit TT step itself (kern_avx512.cpp; tested, not dispatched). Only on CPUs with AVX-512.
+// The 512-bit TT step itself (kern_avx512.cpp), packed or not; the AVX-512 table runs it for packed
+// steps only. Only on CPUs with AVX-512.
 void avx512_tt_step(const tt::Step& s, const float* in, float* out);
 
 // Defined by each kern_<arch>.cpp: its table, or null where this build has no such variant.

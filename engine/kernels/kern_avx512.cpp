@@ -52,14 +52,31 @@ inline V16 reduce_rows(const V16* rows) {
 }  // namespace
 }  // namespace qtf::kern_avx512
 
+namespace qtf::kern_avx512 {
+namespace {
+void tt_step_chosen(const tt::Step& s, const float* in, float* out);
+}  // namespace
+}  // namespace qtf::kern_avx512
+
 #define QTF_NS kern_avx512
 #define QTF_VARIANT_NAME "avx512"
 #define QTF_VECTORS V16, V8, V4
-// TT steps: the AVX2 variant's 256-bit code. On the device (Xeon with AVX-512) the 512-bit step below
-// measured slower than the 256-bit one on most bench shapes (bench/README.md, "SIMD variants"), so the
-// dispatch does not choose it; it stays compiled and tested (kern::avx512_tt_step, test_kernels).
-#define QTF_TT_STEP &qtf::kern::avx2_tt_step
+#define QTF_TT_STEP &tt_step_chosen
 #include "kernels/simd_body.inc"
+
+// TT steps, by measurement (bench/README.md, "SIMD variants"): a packed step (a context's plans) runs
+// the 512-bit kernels, as fast as or faster than the AVX2 ones on every bench shape (wider vectors for
+// Q >= 16, 32 registers for larger tiles); an unpacked one
+// (a plan made per call, or a thread's range of rows) runs the AVX2 variant's code: there the 512-bit
+// step was slower on most shapes. Both 512-bit paths stay tested (kern::avx512_tt_step, test_kernels).
+namespace qtf::kern_avx512 {
+namespace {
+void tt_step_chosen(const tt::Step& s, const float* in, float* out) {
+  if (s.packed) tt_step(s, in, out);
+  else kern::avx2_tt_step(s, in, out);
+}
+}  // namespace
+}  // namespace qtf::kern_avx512
 
 const qtf::kern::Table* qtf::kern::table_avx512() { return &kern_avx512::kTable; }
 void qtf::kern::avx512_tt_step(const tt::Step& s, const float* in, float* out) { kern_avx512::tt_step(s, in, out); }

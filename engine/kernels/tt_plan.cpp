@@ -85,6 +85,41 @@ Plan best_plan(const TTMatrix& W, int rank, int batch) {
   return rtl.flops < ltr.flops ? rtl : ltr;
 }
 
+size_t packed_floats(const Step& s) {
+  if (s.core.type != WType::f32) return 0;  // f16/i8 cores keep their own path (converted per row tile)
+  const size_t rows = s.rows(), red = s.red();
+  return s.Q == 1 ? rows * red : (rows + kPanelRows - 1) / kPanelRows * kPanelRows * red;
+}
+
+size_t packed_floats(const Plan& plan) {
+  size_t n = 0;
+  for (int t = 0; t < plan.K; ++t) n += (packed_floats(plan.steps[t]) + 15) / 16 * 16;
+  return n;
+}
+
+void pack_plan(Plan* plan, float* dst) {
+  for (int t = 0; t < plan->K; ++t) {
+    Step& s = plan->steps[t];
+    const int rows = s.rows(), red = s.red();
+    const size_t n = packed_floats(s);
+    if (n == 0) continue;  // not packed (f16/i8)
+    for (size_t i = 0; i < n; ++i) dst[i] = 0.f;  // the last panel's padding rows
+    const float* core = static_cast<const float*>(s.core.data);
+    for (int row = 0; row < rows; ++row) {
+      const int ro = row / s.row_count[1], ri = row % s.row_count[1];
+      const float* a_row = core + ro * s.row_stride[0] + ri * s.row_stride[1];
+      for (int c = 0; c < red; ++c) {
+        const int so = c / s.red_count[1], si = c % s.red_count[1];
+        const float a = a_row[so * s.red_stride[0] + si * s.red_stride[1]];
+        if (s.Q == 1) dst[(size_t)c * rows + row] = a;
+        else dst[((size_t)(row / kPanelRows) * red + c) * kPanelRows + row % kPanelRows] = a;
+      }
+    }
+    s.packed = dst;
+    dst += (n + 15) / 16 * 16;
+  }
+}
+
 int64_t max_intermediate(const TTShape& s) {
   // Between cores b-1 and b (b = 1..K-1): right-to-left holds [n_1..n_b, r_b, m_{b+1}..m_K] (1-based),
   // left-to-right holds [m_1..m_b, r_b, n_{b+1}..n_K].
@@ -129,6 +164,7 @@ bool split_step(const Step& s, int part, int parts, const float** in, float** ou
     *out += p0 * s.rows() * s.Q;
     return true;
   }
+  sub->packed = nullptr;  // its panels and columns are laid out for all the rows
   const int axis = s.row_count[0] > 1 ? 0 : 1;  // one block: a range of the outer row index (else inner)
   const int n = s.row_count[axis], r0 = n * part / parts, r1 = n * (part + 1) / parts;
   if (r0 == r1) return false;

@@ -23,6 +23,9 @@ struct Step {
   int red_count[2] = {0, 0};
   ptrdiff_t red_stride[2] = {0, 0};
   int64_t P = 0, Q = 0;
+  // A copied once (pack_plan, e.g. per context next to the plans) into the order the SIMD kernels read
+  // it, or null: then they read the core through the strides above. See pack_plan for the layouts.
+  const float* packed = nullptr;
   int rows() const { return row_count[0] * row_count[1]; }
   int red() const { return red_count[0] * red_count[1]; }
   int64_t flops() const { return 2 * P * Q * rows() * red(); }
@@ -40,6 +43,21 @@ Plan make_plan(const TTMatrix& W, int rank, int batch, Order order);
 // The order with fewer FLOPs at this rank (ties go left-to-right).
 Plan best_plan(const TTMatrix& W, int rank, int batch);
 
+// Packing: A of every step copied into the order its SIMD kernel walks with one pointer, so no
+// per-element stride arithmetic or broadcast address is left in the inner loops (the TT cores' factors
+// are 4 to 16, so those loops are short and their overhead would weigh as much as the FMAs).
+//  - Q == 1 (the reduction is the whole block): A transposed, [red][rows]. The kernel runs vectors along
+//    the rows and broadcasts the P blocks' inputs: a small GEMM with no horizontal sums.
+//  - Q > 1: the rows in panels of kPanelRows (the last one zero-padded), each [red][kPanelRows]. The
+//    kernel broadcasts A (consecutive floats) and runs vectors along Q.
+// The layout does not depend on the SIMD variant, so one packed plan serves whichever runs.
+constexpr int kPanelRows = 8;
+size_t packed_floats(const Step& s);
+size_t packed_floats(const Plan& plan);  // every step, each rounded up to 16 floats (64 bytes)
+// Fills `dst` (packed_floats(*plan) floats, 64-byte aligned) and points the steps' `packed` at it.
+// Only f32 cores are packed (f16 and i8 steps keep packed == null and their converting kernels).
+void pack_plan(Plan* plan, float* dst);
+
 // Floats of one intermediate (per vector) at stored ranks, the largest over both orders.
 int64_t max_intermediate(const TTShape& s);
 size_t workspace_floats(const TTShape& s, int batch);
@@ -51,7 +69,7 @@ void run_plan(const Plan& plan, const TTMatrix& W, int batch, const float* X, fl
               StepFn step);
 
 // Part `part` of `parts` of one step, for threads: a range of its P blocks, or (one block) of its rows;
-// moves `in` and `out` to it. False when the part is empty.
+// moves `in` and `out` to it. False when the part is empty. A range of rows drops the packed copy.
 bool split_step(const Step& s, int part, int parts, const float** in, float** out, Step* sub);
 
 // Columns [q_begin, Q) of one step, plain loops: the whole step where there is no SIMD, and the

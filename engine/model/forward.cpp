@@ -173,7 +173,7 @@ void norm(const ModelConfig& c, const float* x, const float* w, const float* b, 
 
 // 2-3. The entropy meter of one token: u = tanh(W_enc a + b), the circuit gives z and S;
 // e = a + W_qout z + b_qout. Returns S (0 and e = a without quantum parts).
-float entropy_meter(const Model& m, int l, const float* a, float* e) {
+float entropy_meter(const Model& m, const RunState* s, int l, const float* a, float* e) {
   const ModelConfig& c = m.cfg;
   const Layer& L = m.layers[l];
   const int d = c.d, Q = c.n_qubits;
@@ -183,8 +183,9 @@ float entropy_meter(const Model& m, int l, const float* a, float* e) {
   }
   float u[quantum::kMaxQubits], z[quantum::kMaxQubits];
   angles(L.enc_w, L.enc_b, a, Q, d, u);
-  const float S = quantum::encoder(Q, c.n_qlayers, u, L.qparams, z);
-  for (int i = 0; i < d; ++i) e[i] = a[i] + kern::dot(L.qout_w + (size_t)i * Q, z, Q) + L.qout_b[i];
+  const float S = quantum::encoder(Q, c.n_qlayers, u, s->encoder_gates + (size_t)l * c.n_qlayers * Q, z);
+  kern::dense_matvec(DenseMatrix{d, Q, L.qout_w, L.qout_b}, z, e);
+  kern::axpy(1.f, a, e, d);
   return S;
 }
 
@@ -318,7 +319,7 @@ void block(const Model& m, const RunOptions& opt, int l, int pos, int n, RunStat
   // 1-5. Per token: a = LN1(x); the entropy meter gives S and e; S gives the rank and the route.
   parallel_for(s->workers, n, [&](int i, int) {
     norm(c, s->x + i * d, L.ln1_w, L.ln1_b, s->a + i * d);
-    const float S = entropy_meter(m, l, s->a + i * d, s->e + i * d);
+    const float S = entropy_meter(m, s, l, s->a + i * d, s->e + i * d);
     LayerStats* ls = &ts[i].layer[l];
     ls->S = S;
     ls->rank = (uint16_t)rank_for(m, opt, S);

@@ -78,9 +78,11 @@ struct RunState {
   float* rope = nullptr;  // [T][hd] rotary positions: each position's (cos, sin) per pair (rope_table; else null)
   float* act_tables[kMaxLayers] = {};  // per layer: DARUAN fourier coefficients or spline table (else null)
   // Made once per context from the model alone (prepare()): the TT contraction plan of each linear at
-  // each run-time rank, and each head's feature-state gates.
+  // each run-time rank with its cores packed, and the gates of the encoders and feature states.
   tt::Plan* tt_plans = nullptr;  // [L][7: q k v o up down gate][R = model.tt.rank] (null for dense models)
+  float* tt_packed = nullptr;    // the plans' cores packed for the kernels (tt::pack_plan), plan after plan
   quantum::FeatureGates* feature_gates = nullptr;  // [L][H] (null unless keeps_key_states)
+  quantum::WireGates* encoder_gates = nullptr;     // [L][n_qlayers][Q] (null without an encoder)
   int plan_ranks = 0;                              // R
   int n_ctx = 0;         // T
   int n_batch = 0;       // B

@@ -34,6 +34,24 @@ size_t tt_workspace_floats(const Model& m, int batch) {
   return most;
 }
 
+// The linears of layer l in plan order (q k v o up down gate); those a model lacks have K == 0.
+void layer_linears(const Layer& ly, const Linear* lins[7]) {
+  const Linear* all[7] = {&ly.q, &ly.k, &ly.v, &ly.o, &ly.up, &ly.down, &ly.gate};
+  for (int j = 0; j < 7; ++j) lins[j] = all[j];
+}
+
+// Floats of every plan's packed cores (RunState::tt_packed).
+size_t packed_floats(const Model& m, int ranks) {
+  size_t n = 0;
+  for (int l = 0; l < m.cfg.n_layers; ++l) {
+    const Linear* lins[7];
+    layer_linears(m.layers[l], lins);
+    for (int j = 0; j < 7; ++j)
+      for (int r = 1; lins[j]->tt && r <= ranks; ++r) n += tt::packed_floats(tt::best_plan(lins[j]->tt_w, r, 1));
+  }
+  return n;
+}
+
 size_t act_table_floats(const ModelConfig& c, const RunOptions& opt) {
   if (c.activation != Activation::daruan) return 0;
   switch (opt.act_path) {
@@ -105,8 +123,12 @@ size_t RunState::layout(const Model& m, const RunOptions& opt, int T, int B, int
   plan_ranks = c.tensorized ? c.tt_rank : 0;
   const size_t plans = L * 7 * plan_ranks, plan_floats = (sizeof(tt::Plan) + sizeof(float) - 1) / sizeof(float);
   tt_plans = plans ? reinterpret_cast<tt::Plan*>(arena.take(plans * plan_floats)) : nullptr;
+  tt_packed = plans ? arena.take(packed_floats(m, plan_ranks)) : nullptr;
   feature_gates = states ? reinterpret_cast<quantum::FeatureGates*>(arena.take(L * n_heads * quantum::kFeatureGatesFloats))
                          : nullptr;
+  const size_t enc_gates = c.has_encoder() ? L * c.n_qlayers * c.n_qubits : 0;
+  encoder_gates = enc_gates ? reinterpret_cast<quantum::WireGates*>(arena.take(enc_gates * quantum::kWireGatesFloats))
+                            : nullptr;
   return arena.used;
 }
 
@@ -117,13 +139,21 @@ void RunState::prepare(const Model& m) {
     phase_gain[i] = std::cos(phi) - std::sin(phi);
   }
   if (rope) rope_table(c.rope_theta, c.head_dim(), n_ctx, rope);
+  float* packed = tt_packed;
   for (int l = 0; tt_plans && l < c.n_layers; ++l) {
-    const Layer& ly = m.layers[l];
-    const Linear* lins[7] = {&ly.q, &ly.k, &ly.v, &ly.o, &ly.up, &ly.down, &ly.gate};
+    const Linear* lins[7];
+    layer_linears(m.layers[l], lins);
     for (int j = 0; j < 7; ++j)
-      for (int r = 1; lins[j]->tt && r <= plan_ranks; ++r)
-        tt_plans[((size_t)l * 7 + j) * plan_ranks + r - 1] = tt::best_plan(lins[j]->tt_w, r, 1);
+      for (int r = 1; lins[j]->tt && r <= plan_ranks; ++r) {
+        tt::Plan& plan = tt_plans[((size_t)l * 7 + j) * plan_ranks + r - 1];
+        plan = tt::best_plan(lins[j]->tt_w, r, 1);
+        tt::pack_plan(&plan, packed);
+        packed += tt::packed_floats(plan);
+      }
   }
+  for (int l = 0; encoder_gates && l < c.n_layers; ++l)
+    quantum::encoder_gates_build(c.n_qubits, c.n_qlayers, m.layers[l].qparams,
+                                 encoder_gates + (size_t)l * c.n_qlayers * c.n_qubits);
   for (int l = 0; feature_gates && l < c.n_layers; ++l)
     for (int h = 0; h < c.n_heads; ++h)
       quantum::feature_gates_build(c.n_qubits, m.layers[l].qvar + (size_t)h * 2 * c.n_qubits * 3,

@@ -43,12 +43,34 @@ inline float activation(const DaruanParams& p, int c, float g, float x) {
   return y;
 }
 
+// The contraction below at a depth known when compiling: the same sums in the same order (digit 0 of
+// every level first, f_0 = 1 not multiplied), unrolled, so the common depths pay no counter bookkeeping.
+// Digits of levels 0..L-1 at coefficient offset m.
+template <int L, class T, class Load>
+inline T fourier_contract_levels(const Load& R, const T (*basis)[3], int m) {
+  if constexpr (L == 1) {
+    return R(m) + basis[0][1] * R(m + 1) + basis[0][2] * R(m + 2);
+  } else {
+    constexpr int stride = L == 2 ? 3 : L == 3 ? 9 : 27;
+    T acc = fourier_contract_levels<L - 1>(R, basis, m);
+    acc += basis[L - 1][1] * fourier_contract_levels<L - 1>(R, basis, m + stride);
+    acc += basis[L - 1][2] * fourier_contract_levels<L - 1>(R, basis, m + 2 * stride);
+    return acc;
+  }
+}
+
 // sum_m R[m] prod_l basis[l][m_l], depth first: axis 0 is contracted inline for each group of three
 // coefficients and the partial sums are carried up like the digits of a base-3 counter, so only D + 1
-// accumulators are needed whatever the depth.
+// accumulators are needed whatever the depth (depths 1..4: unrolled, above).
 // T is float, or a SIMD batch holding several channels whose coefficients are interleaved.
 template <class T, class Load>
 T fourier_contract(Load R, int D, const T (*basis)[3]) {
+  switch (D) {
+    case 1: return fourier_contract_levels<1>(R, basis, 0);
+    case 2: return fourier_contract_levels<2>(R, basis, 0);
+    case 3: return fourier_contract_levels<3>(R, basis, 0);
+    case 4: return fourier_contract_levels<4>(R, basis, 0);
+  }
   T acc[kMaxDaruanDepth + 1] = {};
   int digit[kMaxDaruanDepth + 1] = {};
   const int groups = pow3(D - 1);

@@ -48,40 +48,38 @@ Gate2 layer_gate(const float* p) { return gate_mul(gate_rz(p[1]), gate_rx(p[0]))
 
 // The entangling part of a variational layer: CRX(p[i][2]) on (i, i+1), i = 0..Q-2 in order.
 template <int Q>
-void crx_chain(State<Q>& s, const float* p) {
-  for (int i = 0; i + 1 < Q; ++i) apply_crx(s, i, i + 1, p[3 * i + 2]);
-}
-template <int Q>
 constexpr long long crx_chain_flops() {
   return (long long)(Q - 1) * ((1 << Q) / 4) * kPairFlopsRotation;
 }
 
-// E(u) followed by the one-qubit gates of layer p (when given) on |0..0>: still a product state.
-template <int Q>
-void encode_product(State<Q>& s, const Encoding* enc, const float* p) {
-  float v[Q][4];
-  for (int i = 0; i < Q; ++i) {
-    enc[i].on_zero(v[i]);
-    if (p) apply_to_wire(layer_gate(p + 3 * i), v[i]);
-  }
-  set_product_state(s, v);
-}
+// E(u) followed by the one-qubit gates of a layer (when there is one) on |0..0>: still a product state.
 template <int Q>
 constexpr long long encode_product_flops(bool with_layer) {
   return (with_layer ? (long long)Q * (kGateMulFlops + kWireGateFlops) : 0) + product_state_flops<Q>();
 }
 
-template <int Q>
-float encoder_q(int n_qlayers, const float* u, const float* params, float* z) {
+Gate2 as_gate(const float* g) { return {{g[0], g[1], g[2], g[3]}, {g[4], g[5], g[6], g[7]}}; }
+
+// E(u) and the one-qubit gates of layer 0 on |0..0> as a product state, then its CRX chain; each
+// further layer's one-qubit gates, then its CRX chain. gate(j, i) gives layer j's WireGates on wire i.
+template <int Q, class Gates>
+float encoder_q(int n_qlayers, const float* u, const Gates& gate, float* z) {
   State<Q> s;
   Encoding enc[Q];
   encode_angles<Q>(u, enc);
-  encode_product(s, enc, n_qlayers > 0 ? params : nullptr);
+  float v[Q][4];
+  for (int i = 0; i < Q; ++i) {
+    enc[i].on_zero(v[i]);
+    if (n_qlayers > 0) apply_to_wire(as_gate(gate(0, i).one), v[i]);
+  }
+  set_product_state(s, v);
   for (int j = 0; j < n_qlayers; ++j) {
-    const float* p = params + (size_t)j * Q * 3;
     if (j > 0)
-      for (int i = 0; i < Q; ++i) apply_gate(s, i, layer_gate(p + 3 * i));
-    crx_chain(s, p);
+      for (int i = 0; i < Q; ++i) apply_gate(s, i, as_gate(gate(j, i).one));
+    for (int i = 0; i + 1 < Q; ++i) {
+      const WireGates g = gate(j, i);
+      apply_crx_cs(s, i, i + 1, g.crx[0], g.crx[1]);
+    }
   }
   expect_z(s, z);
   return (float)entanglement_entropy(s);
@@ -99,8 +97,6 @@ long long encoder_flops_q(int n_qlayers) {
 // |phi> = V2 E(u) V1 E(u) |0..0>: E and V1's one-qubit gates on |0..0> give a product state; then
 // V1's CRX chain; then E and V2's one-qubit gates fused per wire; then V2's CRX chain. The gates of V1
 // and V2 come precomputed (FeatureGates).
-Gate2 as_gate(const float* g) { return {{g[0], g[1], g[2], g[3]}, {g[4], g[5], g[6], g[7]}}; }
-
 template <int Q>
 void feature_state_q(const float* u, const FeatureGates& G, float* out) {
   State<Q> s;
@@ -144,15 +140,36 @@ void fidelities_q(const float* query, const float* keys, size_t key_stride, int 
   }
 }
 
-}  // namespace
+WireGates wire_gates(const float* p) {  // p: one wire's (RX, RZ, CRX) angles
+  const Gate2 g = layer_gate(p);
+  WireGates w;
+  for (int k = 0; k < 4; ++k) w.one[k] = g.re[k], w.one[4 + k] = g.im[k];
+  w.crx[0] = std::cos(0.5f * p[2]), w.crx[1] = std::sin(0.5f * p[2]);  // as apply_crx
+  return w;
+}
 
 // Q is validated at model load (even, 2..8); other values leave z zero and return 0.
-float encoder(int Q, int n_qlayers, const float* u, const float* params, float* z) {
+template <class Gates>
+float encoder_any(int Q, int n_qlayers, const float* u, const Gates& gate, float* z) {
   if (Q != 2 && Q != 4 && Q != 6 && Q != 8) {
     for (int i = 0; i < Q && i < kMaxQubits; ++i) z[i] = 0;
     return 0;
   }
-  return with_qubits(Q, [&](auto q) { return encoder_q<decltype(q)::value>(n_qlayers, u, params, z); });
+  return with_qubits(Q, [&](auto q) { return encoder_q<decltype(q)::value>(n_qlayers, u, gate, z); });
+}
+}  // namespace
+
+void encoder_gates_build(int Q, int n_qlayers, const float* params, WireGates* gates) {
+  for (int j = 0; j < n_qlayers; ++j)
+    for (int i = 0; i < Q; ++i) gates[(size_t)j * Q + i] = wire_gates(params + ((size_t)j * Q + i) * 3);
+}
+
+float encoder(int Q, int n_qlayers, const float* u, const WireGates* gates, float* z) {
+  return encoder_any(Q, n_qlayers, u, [gates, Q](int j, int i) { return gates[(size_t)j * Q + i]; }, z);
+}
+
+float encoder(int Q, int n_qlayers, const float* u, const float* params, float* z) {
+  return encoder_any(Q, n_qlayers, u, [params, Q](int j, int i) { return wire_gates(params + ((size_t)j * Q + i) * 3); }, z);
 }
 
 void feature_gates_build(int Q, const float* var, FeatureGates* gates) {

@@ -32,6 +32,19 @@ auto with_qubits(int Q, F&& f) -> decltype(f(std::integral_constant<int, 2>{})) 
 // 0..Q/2-1.
 float encoder(int Q, int n_qlayers, const float* u, const float* params, float* z);
 
+// One variational layer's gates on one wire with their trigonometry done (once per context, per
+// layer: they depend on params alone): the fused RZ RX as a Gate2 (re[4], im[4]) and cos, sin of half
+// the CRX angle on (wire, wire + 1).
+struct WireGates {
+  float one[8];
+  float crx[2];
+};
+constexpr size_t kWireGatesFloats = sizeof(WireGates) / sizeof(float);
+// gates: [n_qlayers][Q].
+void encoder_gates_build(int Q, int n_qlayers, const float* params, WireGates* gates);
+// encoder() by gates made beforehand: the same result.
+float encoder(int Q, int n_qlayers, const float* u, const WireGates* gates, float* z);
+
 // Amplitudes per feature state, stored as [re[2^Q], im[2^Q]].
 inline int state_floats(int Q) { return 2 << Q; }
 

@@ -270,6 +270,16 @@ TEST_CASE("kern TT matvec/matmul equal ref at every rank and batch, within the w
           kern::tt_matmul(W, tt::best_plan(W, rank, 1), X.data(), batch, yp.data(), ws.data());
           CHECK(std::memcmp(yp.data(), y.data(), y.size() * sizeof(float)) == 0);
           CHECK(ws.guard_intact());
+          // With the plan's cores packed (as a context packs them): the packed kernels, all shapes.
+          tt::Plan packed = tt::best_plan(W, rank, 1);
+          Vec pack(tt::packed_floats(packed) + 16);
+          float* pack_at = pack.data() + (16 - (reinterpret_cast<uintptr_t>(pack.data()) / sizeof(float)) % 16) % 16;
+          tt::pack_plan(&packed, pack_at);
+          Vec yk = nan_vec(M * batch);
+          kern::tt_matmul(W, packed, X.data(), batch, yk.data(), ws.data());
+          REQUIRE(all_finite(yk.data(), yk.size()));
+          CHECK(rel_err(yk.data(), expect.data(), yk.size()) < 2e-6 * std::sqrt((double)N));
+          CHECK(ws.guard_intact());
           if (batch == 1) {
             Vec y1 = nan_vec(M);
             kern::tt_matvec(W, rank, X.data(), y1.data(), ws.data());

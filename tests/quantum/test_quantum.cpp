@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -308,6 +309,12 @@ TEST_CASE("entropy bounds: 0 for product states, Q/2 for Bell pairs across the c
         CHECK(S >= -1e-6f);
         CHECK(S <= Q / 2 + 1e-5f);
         for (int i = 0; i < Q; ++i) CHECK(std::fabs(z[i]) <= 1.f + 1e-5f);
+        // By gates made beforehand (as a context does once per layer): the same bits.
+        WireGates gates[3 * 8];
+        encoder_gates_build(Q, 3, p, gates);
+        float zg[8];
+        CHECK(encoder(Q, 3, u, gates, zg) == S);
+        CHECK(std::memcmp(zg, z, Q * sizeof(float)) == 0);
       }
     }
     State<8> s;
