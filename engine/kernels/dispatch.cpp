@@ -29,7 +29,7 @@ const Table kScalar = {
     &tt_step_scalar,  &ref::dense_matmul,
     &ref::dot,        &ref::axpy,
     &ref::layer_norm, &ref::softmax_inplace,
-    &ref::gelu_inplace, &ref::silu_inplace,
+    &ref::gelu_inplace, &ref::silu_inplace, &ref::tanh_inplace,
     &quantum::fidelities_scalar, &quantum::daruan_fourier_scalar,
     &ref::rms_norm, &ref::rope, &ref::silu_mul, &ref::attend,
 };
@@ -257,6 +257,7 @@ void attend(const float* q, const float* k, const float* v, size_t stride, int n
             float* out) {
   active().attend(q, k, v, stride, n, hd, scale, w, out);
 }
+void tanh_inplace(float* x, int n) { active().tanh_inplace(x, n); }
 
 }  // namespace kern
 }  // namespace qtf

@@ -30,6 +30,7 @@ struct Table {
   void (*softmax_inplace)(float* x, int n);
   void (*gelu_inplace)(float* x, int n);
   void (*silu_inplace)(float* x, int n);
+  void (*tanh_inplace)(float* x, int n);
   // quantum::fidelities and quantum::daruan_fourier (same contracts).
   void (*fidelities)(int Q, const float* query, const float* keys, size_t key_stride, int n, float* out);
   void (*daruan_fourier)(const quantum::DaruanParams& p, const float* storage, const float* x, float* y);

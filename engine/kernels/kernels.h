@@ -114,6 +114,7 @@ void layer_norm(const float* x, const float* w, const float* b, float eps, int n
 void softmax_inplace(float* x, int n);
 void gelu_inplace(float* x, int n);  // exact erf form, as torch.nn.functional.gelu default
 void silu_inplace(float* x, int n);  // x * sigmoid(x)
+void tanh_inplace(float* x, int n);  // short rows too (the Q circuit angles): vectors narrower than the widest
 // Block-option kernels (docs/llama.md); contracts under ref:: below.
 void rms_norm(const float* x, const float* w, float eps, int n, float* y);
 void rope(float* x, int n_heads, int head_dim, const float* cs);
@@ -138,6 +139,7 @@ void layer_norm(const float* x, const float* w, const float* b, float eps, int n
 void softmax_inplace(float* x, int n);
 void gelu_inplace(float* x, int n);
 void silu_inplace(float* x, int n);
+void tanh_inplace(float* x, int n);
 // Block-option kernels (docs/llama.md, "Precision").
 // y = w * (x / sqrt(mean(x^2) + eps))  (RMSNorm; y may alias x). The mean of squares and the scale are
 // double and y is rounded once: in float32 (as llama2.c) they cost ~2e-5 of stories260K's logits.

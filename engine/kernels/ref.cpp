@@ -160,6 +160,10 @@ void silu_inplace(float* x, int n) {
   for (int i = 0; i < n; ++i) x[i] = x[i] / (1.f + std::exp(-x[i]));
 }
 
+void tanh_inplace(float* x, int n) {
+  for (int i = 0; i < n; ++i) x[i] = std::tanh(x[i]);
+}
+
 void rms_norm(const float* x, const float* w, float eps, int n, float* y) {
   double ss = 0;
   for (int i = 0; i < n; ++i) ss += (double)x[i] * x[i];

@@ -148,7 +148,8 @@ void linear(const Linear& lin, int which, const TokenStats* ts, int l, int n, co
 
 // u = tanh(W x + b) for a Q x n map.
 void angles(const float* w, const float* b, const float* x, int Q, int n, float* u) {
-  for (int i = 0; i < Q; ++i) u[i] = std::tanh(kern::dot(w + (size_t)i * n, x, n) + (b ? b[i] : 0.f));
+  for (int i = 0; i < Q; ++i) u[i] = kern::dot(w + (size_t)i * n, x, n) + (b ? b[i] : 0.f);
+  kern::tanh_inplace(u, Q);
 }
 
 // The block input at cache slot `slot`. Memory slots (slot < G, docs/qllm.md): x = M[slot]. A token:

@@ -329,7 +329,7 @@ TEST_CASE("dense matvec/matmul, dot and axpy: kern equals ref, odd sizes") {
   });
 }
 
-TEST_CASE("layer norm, softmax, GELU, SiLU: kern equals ref, odd sizes") {
+TEST_CASE("layer norm, softmax, GELU, SiLU, tanh: kern equals ref, odd sizes") {
   for_each_variant([] {
     std::mt19937 rng(5);
     for (int n : {1, 3, 16, 17, 32, 129, 768}) {
@@ -358,6 +358,17 @@ TEST_CASE("layer norm, softmax, GELU, SiLU: kern equals ref, odd sizes") {
       ref::silu_inplace(sl_ref.data(), n);
       kern::silu_inplace(sl.data(), n);
       CHECK(rel_err(sl.data(), sl_ref.data(), (size_t)n) < 1e-5);
+    }
+    // tanh element by element within a few ulps of std::tanh, from tiny to saturated arguments, on the
+    // short rows it runs on (Q = 2..8 angles) and long ones.
+    for (int n : {1, 2, 4, 6, 8, 12, 17, 64}) {
+      CAPTURE(n);
+      for (float scale : {1e-3f, 1.f, 12.f}) {
+        Vec t_ref = random_vec(rng, (size_t)n, scale), t = t_ref;
+        ref::tanh_inplace(t_ref.data(), n);
+        kern::tanh_inplace(t.data(), n);
+        for (int i = 0; i < n; ++i) CHECK(std::fabs(t[i] - t_ref[i]) <= 4e-7f * std::fabs(t_ref[i]) + 1e-30f);
+      }
     }
   });
 }
