@@ -121,16 +121,26 @@ Status quantize_model(const void* data, size_t size, QuantType type, std::vector
   LoadedModel lm;
   QTF_TRY(f.open(data, size));
   QTF_TRY(lm.load_memory(data, size));
-  // The matrices, by where their values lie in the file: dense ones (and embeddings) and TT cores.
+  // The matrices, by where their values lie in the file: dense ones (and embeddings) and TT cores. Each
+  // must be f32 read in place (not stored otherwise, nor converted at load): checked here, before any
+  // is read as floats.
   const Model& m = lm.model();
+  const uint8_t* begin = static_cast<const uint8_t*>(data);
   std::set<const void*> dense, cores;
+  auto add = [&](const Weights& w, std::set<const void*>* to) {
+    const uint8_t* at = static_cast<const uint8_t*>(w.data);
+    if (w.type != WType::f32 || at < begin || at >= begin + size)
+      return Status::error(Err::unsupported, "the model's matrices are not all f32 (quantize takes an f32 model)");
+    to->insert(w.data);
+    return Status::success();
+  };
   for (const Weights* w : {&m.tok_emb, &m.pos_emb, &m.head_w})
-    if (w->data) dense.insert(w->data);
+    if (w->data) QTF_TRY(add(*w, &dense));
   for (int l = 0; l < m.cfg.n_layers; ++l) {
     const Layer& L = m.layers[l];
     for (const Linear* lin : {&L.q, &L.k, &L.v, &L.o, &L.up, &L.down, &L.gate}) {
-      if (!lin->tt && lin->dense.w.data) dense.insert(lin->dense.w.data);
-      for (int k = 0; lin->tt && k < lin->tt_w.shape.K; ++k) cores.insert(lin->tt_w.cores[k].data);
+      if (!lin->tt && lin->dense.w.data) QTF_TRY(add(lin->dense.w, &dense));
+      for (int k = 0; lin->tt && k < lin->tt_w.shape.K; ++k) QTF_TRY(add(lin->tt_w.cores[k], &cores));
     }
   }
   // q8: each TT linear's cores balanced along their bonds first, by where their values lie.
@@ -158,10 +168,6 @@ Status quantize_model(const void* data, size_t size, QuantType type, std::vector
     const std::string name(t.name.data, t.name.size);
     const std::vector<uint64_t> dims(t.dims, t.dims + t.ndim);
     const bool is_dense = dense.count(t.values) > 0, is_core = cores.count(t.values) > 0;
-    if ((is_dense || is_core) && t.dtype != format::DType::f32) {
-      return Status::error(Err::unsupported, "tensor '%s' is %s already (quantize takes f32 matrices)", name.c_str(),
-                           format::dtype_name(t.dtype));
-    }
     const float* v = static_cast<const float*>(t.values);
     const size_t n = (size_t)t.elements();
     if (!is_dense && !is_core) {  // copied as it is
