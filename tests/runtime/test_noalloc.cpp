@@ -104,8 +104,9 @@ TEST_CASE("no heap allocation while decoding and sampling, on every path") {
   }
 }
 
-TEST_CASE("no heap allocation while decoding a Llama-block model (rmsnorm, rotary, swiglu, grouped kv)") {
-  for (const char* name : {"llama2c_tiny", "llama_tt_rms_rope_swiglu_gqa_bias_untied"}) {
+TEST_CASE("no heap allocation while decoding a Llama-block or QLLM model (rotary, grouped kv, LoRA, memory, sampling)") {
+  for (const char* name : {"llama2c_tiny", "llama_tt_rms_rope_swiglu_gqa_bias_untied", "qllm_tt_lora_rope_memory",
+                           "qllm_sampled_attention", "qllm_byte_phase_memory_lora"}) {
     host::LoadedModel lm;
     REQUIRE(lm.load_file((std::string(QTF_SOURCE_DIR) + "/tests/fixtures/" + name + ".qtf").c_str()).ok());
     host::HostContext hc;
@@ -120,6 +121,9 @@ TEST_CASE("no heap allocation while decoding a Llama-block model (rmsnorm, rotar
       t = hs.get().sample(hc.ctx().logits());
       hs.get().accept(t);
     }
+    hc.ctx().reset();  // back to the memory prefix, and a prompt block through it
+    const int32_t block[4] = {1, 2, 3, 4};
+    REQUIRE(hc.ctx().eval(block, 4).ok());
     g_watch = false;
     INFO(name);
     CHECK(g_allocs.load() == 0);

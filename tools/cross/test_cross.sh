@@ -61,6 +61,16 @@ compare_greedy() {  # target
     fi
     echo "$1: greedy text of $(basename "$model") identical to x86"
   done
+  # Sampled attention (docs/qllm.md): the draws are integer arithmetic, the picks float32 prefix sums.
+  local qllm="$root/models/shakespeare-qllm-646k.qtf"
+  if [ -f "$qllm" ]; then
+    local args=(run -m "$qllm" -p "ROMEO:" -n 64 --temp 0 -q --attn-samples 64)
+    if ! diff <("$root/build/qtf" "${args[@]}" 2>/dev/null) <($emu "$dir/qtf" "${args[@]}" 2>/dev/null) >/dev/null; then
+      echo "$1: greedy text of $(basename "$qllm") with sampled attention differs from the native build" >&2
+      return 1
+    fi
+    echo "$1: greedy text of $(basename "$qllm") with sampled attention (64 draws) identical to x86"
+  fi
 }
 
 run_cortex_m7() {
