@@ -34,7 +34,8 @@ class Status {
  public:
   Status() = default;
   static Status success() { return Status(); }
-  // printf-style message; truncated to fit, always NUL-terminated.
+  // printf-style message; truncated to fit, always NUL-terminated. No %zu (newlib-nano lacks it):
+  // cast sizes to unsigned long.
   static Status error(Err code, const char* fmt, ...)
 #if defined(__GNUC__)
       __attribute__((format(printf, 2, 3)))

@@ -214,7 +214,8 @@ Status ModelFile::open(const void* data, size_t size) {
   if (data == nullptr) return Status::error(Err::invalid_argument, "model buffer is null");
   const uint8_t* p = static_cast<const uint8_t*>(data);
   if (size < kHeaderSize)
-    return Status::error(Err::truncated, "file is %zu bytes, shorter than the %zu-byte header", size, kHeaderSize);
+    return Status::error(Err::truncated, "file is %lu bytes, shorter than the %lu-byte header", (unsigned long)size,
+                         (unsigned long)kHeaderSize);
   if (std::memcmp(p, kMagic, 8) != 0)
     return Status::error(Err::bad_magic, "not a .qtf model file (magic bytes are not 'QTFMODEL')");
   unsigned version = (unsigned)load_le(p + 8, 4);
@@ -225,8 +226,8 @@ Status ModelFile::open(const void* data, size_t size) {
     return Status::error(Err::bad_value, "header: reserved flags are not 0");
   uint64_t file_size = load_le(p + 16, 8);
   if (file_size > size)
-    return Status::error(Err::truncated, "file is truncated: header says %llu bytes, only %zu present",
-                         (unsigned long long)file_size, size);
+    return Status::error(Err::truncated, "file is truncated: header says %llu bytes, only %llu present",
+                         (unsigned long long)file_size, (unsigned long long)size);
   if (file_size < size)
     return Status::error(Err::bad_value, "file has %llu trailing bytes after the %llu the header declares",
                          (unsigned long long)(size - file_size), (unsigned long long)file_size);

@@ -15,17 +15,7 @@ using V8 = xsimd::batch<float, xsimd::fma3<xsimd::avx2>>;
 using V4 = xsimd::batch<float, xsimd::sse4_2>;
 inline V4 fmadd(const V4& a, const V4& b, const V4& c) { return _mm_fmadd_ps(a, b, c); }  // xsimd: mul+add
 // i8 and f16 weights as floats (F16C converts halves; every AVX2 CPU has it, and dispatch checks).
-inline V8 widen(const int8_t* p, V8*) {
-  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
-}
-inline V4 widen(const int8_t* p, V4*) {
-  int32_t bits;
-  std::memcpy(&bits, p, 4);
-  return _mm_cvtepi32_ps(_mm_cvtepi8_epi32(_mm_cvtsi32_si128(bits)));
-}
-inline V8 widen(const uint16_t* p, V8*) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
-inline V4 widen(const uint16_t* p, V4*) { return _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))); }
-inline float half_to_float(uint16_t h) { return _cvtsh_ss(h); }
+#include "kernels/widen_x86.inc"
 }  // namespace
 }  // namespace qtf::kern_avx2
 

@@ -25,18 +25,7 @@ inline V16 widen(const int8_t* p, V16*) {
 inline V16 widen(const uint16_t* p, V16*) {
   return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 }
-// i8 and f16 weights as floats for the narrower vectors, as in kern_avx2.cpp.
-inline V8 widen(const int8_t* p, V8*) {
-  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
-}
-inline V4 widen(const int8_t* p, V4*) {
-  int32_t bits;
-  std::memcpy(&bits, p, 4);
-  return _mm_cvtepi32_ps(_mm_cvtepi8_epi32(_mm_cvtsi32_si128(bits)));
-}
-inline V8 widen(const uint16_t* p, V8*) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
-inline V4 widen(const uint16_t* p, V4*) { return _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))); }
-inline float half_to_float(uint16_t h) { return _cvtsh_ss(h); }
+#include "kernels/widen_x86.inc"
 
 // Not xsimd::haddp: xsimd 8.1's AVX-512 haddp returns the sums of rows 2,3 and 4,5 (and 10,11 and
 // 12,13) swapped. Fold each row to 8 lanes, then two (correct) 8-row haddps.

@@ -22,6 +22,7 @@ struct RunOptions {
   // from this many draws (the model's attention_samples for attention = sampled, unless overridden).
   int attention_samples = 0;
   uint64_t attention_seed = 0;
+  bool pack_tt = true;  // ContextOptions::pack_tt
 };
 
 struct LayerStats {

@@ -123,7 +123,7 @@ size_t RunState::layout(const Model& m, const RunOptions& opt, int T, int B, int
   plan_ranks = c.tensorized ? c.tt_rank : 0;
   const size_t plans = L * 7 * plan_ranks, plan_floats = (sizeof(tt::Plan) + sizeof(float) - 1) / sizeof(float);
   tt_plans = plans ? reinterpret_cast<tt::Plan*>(arena.take(plans * plan_floats)) : nullptr;
-  tt_packed = plans ? arena.take(packed_floats(m, plan_ranks)) : nullptr;
+  tt_packed = plans && opt.pack_tt ? arena.take(packed_floats(m, plan_ranks)) : nullptr;
   feature_gates = states ? reinterpret_cast<quantum::FeatureGates*>(arena.take(L * n_heads * quantum::kFeatureGatesFloats))
                          : nullptr;
   const size_t enc_gates = c.has_encoder() ? L * c.n_qlayers * c.n_qubits : 0;
@@ -147,6 +147,7 @@ void RunState::prepare(const Model& m) {
       for (int r = 1; lins[j]->tt && r <= plan_ranks; ++r) {
         tt::Plan& plan = tt_plans[((size_t)l * 7 + j) * plan_ranks + r - 1];
         plan = tt::best_plan(lins[j]->tt_w, r, 1);
+        if (packed == nullptr) continue;  // pack_tt off: the kernels read the cores in place
         tt::pack_plan(&plan, packed);
         packed += tt::packed_floats(plan);
       }

@@ -16,6 +16,7 @@ RunOptions to_run_options(const Model& m, const ContextOptions& opt) {
   r.attention_samples = opt.attention_samples >= 0 ? opt.attention_samples
                         : m.cfg.attention == AttnKind::sampled ? m.cfg.attention_samples : 0;
   r.attention_seed = opt.override_seed ? opt.attention_seed : m.cfg.attention_seed;
+  r.pack_tt = opt.pack_tt;
   return r;
 }
 
@@ -65,7 +66,7 @@ Status Context::init(const Model* m, const ContextOptions& opt, void* arena, siz
   RunState probe;
   size_t need = probe.layout(*m, run, n_ctx, batch_of(opt), opt.n_threads, nullptr);
   if (arena_len < need)
-    return Status::error(Err::no_memory, "context arena is %zu bytes, needs %zu", arena_len, need);
+    return Status::error(Err::no_memory, "context arena is %lu bytes, needs %lu", (unsigned long)arena_len, (unsigned long)need);
   std::memset(arena, 0, need);
   state_.layout(*m, run, n_ctx, batch_of(opt), opt.n_threads, arena);
   state_.prepare(*m);

@@ -28,6 +28,10 @@ struct ContextOptions {
   int attention_samples = -1;
   bool override_seed = false;
   uint64_t attention_seed = 0;
+  // Copy every TT plan's cores once into the order the SIMD kernels read (faster decode; costs about
+  // the TT cores' size per stored rank in the arena). false: the kernels read the cores in place, for
+  // RAM-tight targets such as the Cortex-M firmware. Same numbers either way (tested).
+  bool pack_tt = true;
 };
 
 class Context {

@@ -17,8 +17,8 @@ Status Sampler::init(int vocab, const SamplerOptions& opt, void* arena, size_t a
     return Status::error(Err::invalid_argument,
                          "sampler options out of range (top_p in (0,1], min_p in [0,1), repeat_penalty > 0)");
   if (arena == nullptr || arena_len < arena_bytes(vocab, opt) || reinterpret_cast<uintptr_t>(arena) % 16 != 0)
-    return Status::error(Err::no_memory, "sampler arena too small or misaligned (needs %zu bytes)",
-                         arena_bytes(vocab, opt));
+    return Status::error(Err::no_memory, "sampler arena too small or misaligned (needs %lu bytes)",
+                         (unsigned long)arena_bytes(vocab, opt));
   opt_ = opt;
   vocab_ = vocab;
   cand_ = static_cast<Candidate*>(arena);

@@ -107,7 +107,7 @@ Status Tokenizer::init(const format::ModelFile& f, int vocab, void* arena, size_
   format::MetaEntry tokens, merges;
   QTF_TRY(compute_sizes(f, vocab, &s, &kind_, &tokens, &merges));
   if (arena == nullptr || arena_len < s.total() || reinterpret_cast<uintptr_t>(arena) % 16 != 0)
-    return Status::error(Err::no_memory, "tokenizer arena too small or misaligned (needs %zu bytes)", s.total());
+    return Status::error(Err::no_memory, "tokenizer arena too small or misaligned (needs %lu bytes)", (unsigned long)s.total());
   uint8_t* p = static_cast<uint8_t*>(arena);
   offs_ = reinterpret_cast<uint32_t*>(p);
   bytes_ = reinterpret_cast<char*>(p + s.offs);

@@ -7,31 +7,15 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <dirent.h>
 #include <string>
 #include <vector>
 
 #include "host/session.h"
+#include "support/model_files.h"
 
 using namespace qtf;
 
 namespace {
-
-std::vector<std::string> models() {
-  std::vector<std::string> out;
-  for (const char* dir : {"/tests/fixtures", "/models"}) {
-    const std::string path = std::string(QTF_SOURCE_DIR) + dir;
-    DIR* d = opendir(path.c_str());
-    if (!d) continue;
-    while (dirent* e = readdir(d)) {
-      const std::string name = e->d_name;
-      if (name.size() > 4 && name.compare(name.size() - 4, 4, ".qtf") == 0) out.push_back(path + "/" + name);
-    }
-    closedir(d);
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
 
 float max_abs_diff(const float* a, const float* b, int n, float* scale) {
   float m = 0, s = 1;
@@ -100,7 +84,7 @@ void compare(const host::LoadedModel& lm, ContextOptions opt, const std::vector<
 }  // namespace
 
 TEST_CASE("a prompt run in blocks (and on threads) gives the token-by-token logits and reports, on every model") {
-  const std::vector<std::string> files = models();
+  const std::vector<std::string> files = test::fixture_and_shipped_models();
   REQUIRE(files.size() >= 8);
   for (const std::string& f : files) {
     INFO(f);
@@ -144,4 +128,34 @@ TEST_CASE("blocks are checked before they run") {
   CHECK(h.ctx().n_past() == 4);
   opt.n_batch = kMaxBatch + 1;
   CHECK(!h.init(lm, opt).ok());
+}
+
+TEST_CASE("TT cores read in place (pack_tt off) give the packed logits and ranks, in a smaller arena") {
+  int tested = 0;
+  for (const std::string& f : test::fixture_and_shipped_models()) {
+    host::LoadedModel lm;
+    REQUIRE(lm.load_file(f.c_str()).ok());
+    const ModelConfig& c = lm.model().cfg;
+    if (!c.tensorized) continue;
+    INFO(f);
+    ContextOptions packed, in_place;
+    packed.n_ctx = in_place.n_ctx = std::min(c.context, 24);
+    in_place.pack_tt = false;
+    CHECK(Context::arena_bytes(lm.model(), in_place) < Context::arena_bytes(lm.model(), packed));
+    host::HostContext a, b;
+    REQUIRE(a.init(lm, packed).ok());
+    REQUIRE(b.init(lm, in_place).ok());
+    uint32_t lcg = 11;
+    for (int i = 0; i + c.memory_tokens < packed.n_ctx; ++i) {
+      const int32_t t = (int32_t)(((lcg = lcg * 1664525u + 1013904223u) >> 8) % (uint32_t)c.vocab);
+      REQUIRE(a.ctx().eval(t).ok());
+      REQUIRE(b.ctx().eval(t).ok());
+      float scale = 1;
+      const float diff = max_abs_diff(b.ctx().logits(), a.ctx().logits(), c.vocab, &scale);
+      CHECK(diff <= 1e-5f * scale);
+      for (int l = 0; l < c.n_layers; ++l) CHECK(b.ctx().stats().layer[l].rank == a.ctx().stats().layer[l].rank);
+    }
+    ++tested;
+  }
+  CHECK(tested >= 4);
 }

@@ -7,33 +7,17 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <dirent.h>
 #include <string>
 #include <vector>
 
 #include "host/file.h"
 #include "host/quantize.h"
 #include "host/session.h"
+#include "support/model_files.h"
 
 using namespace qtf;
 
 namespace {
-
-std::vector<std::string> models() {
-  std::vector<std::string> out;
-  for (const char* dir : {"/tests/fixtures", "/models"}) {
-    const std::string path = std::string(QTF_SOURCE_DIR) + dir;
-    DIR* d = opendir(path.c_str());
-    if (!d) continue;
-    while (dirent* e = readdir(d)) {
-      const std::string name = e->d_name;
-      if (name.size() > 4 && name.compare(name.size() - 4, 4, ".qtf") == 0) out.push_back(path + "/" + name);
-    }
-    closedir(d);
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
 
 // Log-softmax of n logits, in double.
 std::vector<double> log_softmax(const float* z, int n) {
@@ -77,7 +61,7 @@ Agreement compare(const host::LoadedModel& ref, const host::LoadedModel& q, cons
 }  // namespace
 
 TEST_CASE("q8 and f16 models: matrices in place, predictions within bounds of the f32 model") {
-  const std::vector<std::string> files = models();
+  const std::vector<std::string> files = test::fixture_and_shipped_models();
   REQUIRE(files.size() >= 8);
   static Model sizing;  // a Model is tens of KB: not on the stack
   for (const std::string& f : files) {
