@@ -54,6 +54,11 @@ typedef struct {
   int64_t parameters, block_parameters;
 } qtf_model_info;
 qtf_status qtf_model_get_info(const qtf_model* model, qtf_model_info* out);
+/* Applies a LoRA adapter file (qtf.arch = lora, made by `qtf lora` or the trainer; docs/qllm.md) to a
+ * loaded model: the adapter is mapped (use_mmap != 0) or read, and used in place; the base weights are
+ * neither copied nor changed. One adapter per model, applied before any context is created on it (the
+ * model is read-only afterwards). Names, layers or shapes that do not fit the model are refused. */
+qtf_status qtf_model_apply_adapter_file(qtf_model* model, const char* path, int use_mmap);
 
 /* ---- tokens ---- */
 /* Encodes UTF-8 (or any bytes; bytes with no token are skipped). *n_tokens receives the count
@@ -78,6 +83,26 @@ typedef struct {
 qtf_context_params qtf_context_default_params(void);
 
 qtf_status qtf_context_new(const qtf_model* model, const qtf_context_params* params, qtf_context** out);
+
+/* Options added after qtf_context_params was frozen. The struct starts with its own size, so it can grow
+ * without breaking binaries built against an older header: take it from qtf_context_default_options()
+ * and change the fields you need. */
+typedef struct {
+  uint32_t struct_size;       /* sizeof(qtf_context_options) as the caller was compiled */
+  int32_t n_batch;            /* prompt tokens run through the model together; 0 = default (32), max 1024 */
+  int32_t pack_tt;            /* 1 (default): TT cores copied once into the kernels' order (faster decode,
+                                 about the TT cores' size per stored rank of extra arena); 0: read in place
+                                 (RAM-tight targets); the same logits either way */
+  int32_t attention_samples;  /* -1 (default): the model's; 0: exact softmax; N > 0: N draws per head */
+  int32_t override_seed;      /* 1: attention_seed replaces the model's sampling seed */
+  uint64_t attention_seed;
+} qtf_context_options;
+qtf_context_options qtf_context_default_options(void);
+/* qtf_context_new with the options above (options NULL: their defaults). */
+qtf_status qtf_context_new_with(const qtf_model* model, const qtf_context_params* params,
+                                const qtf_context_options* options, qtf_context** out);
+/* Bytes of the context's arena (KV cache, memory slots, packed TT cores, scratch): all it allocated. */
+size_t qtf_context_arena_bytes(const qtf_context* ctx);
 /* Splits the work of qtf_decode over n_threads threads (1..256; started here, once: decoding still
    never allocates). Resets the context (its KV cache is laid out again). Not while another thread
    decodes on it. (A function rather than a field of qtf_context_params: that struct is returned by value
@@ -85,10 +110,13 @@ qtf_status qtf_context_new(const qtf_model* model, const qtf_context_params* par
 qtf_status qtf_context_set_threads(qtf_context* ctx, int32_t n_threads);
 void qtf_context_free(qtf_context* ctx);
 void qtf_context_reset(qtf_context* ctx);
-int32_t qtf_context_n_past(const qtf_context* ctx);
+int32_t qtf_context_n_past(const qtf_context* ctx);  /* cache slots in use, memory slots included */
+/* The model's memory slots (docs/qllm.md): a fixed prefix of the cache, made at context creation and kept
+ * by qtf_context_reset (0 for models without them). */
+int32_t qtf_context_n_prefix(const qtf_context* ctx);
 int32_t qtf_context_n_ctx(const qtf_context* ctx);
 
-/* Appends tokens and runs them (a prompt in blocks of 32 tokens through each layer together); afterwards
+/* Appends tokens and runs them (a prompt in blocks of n_batch tokens, default 32, through each layer together); afterwards
    qtf_get_logits gives the last token's logits. */
 qtf_status qtf_decode(qtf_context* ctx, const int32_t* tokens, int32_t n_tokens);
 const float* qtf_get_logits(const qtf_context* ctx); /* vocab_size floats, NULL before the first decode */

@@ -2,6 +2,7 @@
 // thread-local message.
 #include "qtf.h"
 
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <new>
@@ -13,9 +14,11 @@ using namespace qtf;
 
 struct qtf_model {
   host::LoadedModel loaded;
+  mutable std::atomic<int> contexts{0};  // live contexts: an adapter may only be applied while there are none
 };
 struct qtf_context {
   host::HostContext host;
+  const qtf_model* owner = nullptr;
   const host::LoadedModel* model = nullptr;
   ContextOptions opt;  // as created (qtf_context_set_threads re-creates the context with more threads)
   bool has_logits = false;
@@ -103,6 +106,13 @@ qtf_status qtf_model_get_info(const qtf_model* model, qtf_model_info* out) {
   return QTF_OK;
 }
 
+qtf_status qtf_model_apply_adapter_file(qtf_model* model, const char* path, int use_mmap) {
+  if (!model || !path) return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_model_apply_adapter_file: null argument");
+  if (model->contexts.load() != 0)  // their plans and arenas were made for the model without it
+    return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_model_apply_adapter_file: free the model's contexts first");
+  return from(model->loaded.apply_adapter_file(path, use_mmap != 0));
+}
+
 qtf_status qtf_tokenize(const qtf_model* model, const char* text, size_t len, int32_t* tokens, int32_t max_tokens,
                         int32_t* n_tokens) {
   if (!model || !n_tokens || (!text && len) || (!tokens && max_tokens > 0) || max_tokens < 0)
@@ -130,9 +140,33 @@ qtf_context_params qtf_context_default_params(void) {
   return p;
 }
 
+qtf_context_options qtf_context_default_options(void) {
+  qtf_context_options o{};
+  o.struct_size = sizeof o;
+  o.pack_tt = 1;
+  o.attention_samples = -1;
+  return o;
+}
+
 qtf_status qtf_context_new(const qtf_model* model, const qtf_context_params* params, qtf_context** out) {
+  return qtf_context_new_with(model, params, nullptr, out);
+}
+
+qtf_status qtf_context_new_with(const qtf_model* model, const qtf_context_params* params,
+                                const qtf_context_options* options, qtf_context** out) {
   if (!model || !out) return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_context_new: null argument");
   *out = nullptr;
+  // A caller built against an older (shorter) struct gets the defaults for the fields it lacks; a newer
+  // caller's extra fields are ones this library does not know, so it refuses them rather than ignore them.
+  qtf_context_options x = qtf_context_default_options();
+  if (options) {
+    if (options->struct_size < sizeof(uint32_t) || options->struct_size > sizeof x)
+      return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_context_new: options.struct_size is not a size this library knows");
+    std::memcpy(&x, options, options->struct_size);
+    x.struct_size = sizeof x;
+  }
+  if (x.n_batch < 0 || x.n_batch > kMaxBatch || x.attention_samples < -1)
+    return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_context_new: n_batch or attention_samples out of range");
   qtf_context_params p = params ? *params : qtf_context_default_params();
   // A C caller may store any int in an enum field, and loading an out-of-range value as the C++ enum
   // type is undefined behaviour: check the raw ints.
@@ -151,6 +185,11 @@ qtf_status qtf_context_new(const qtf_model* model, const qtf_context_params* par
   o.override_alpha = p.override_alpha != 0;
   o.theta = p.theta;
   o.alpha = p.alpha;
+  o.n_batch = x.n_batch;
+  o.pack_tt = x.pack_tt != 0;
+  o.attention_samples = x.attention_samples;
+  o.override_seed = x.override_seed != 0;
+  o.attention_seed = x.attention_seed;
   qtf_context* c;
   if (qtf_status s = make(&c)) return s;
   qtf_status s = from(c->host.init(model->loaded, o));
@@ -158,8 +197,10 @@ qtf_status qtf_context_new(const qtf_model* model, const qtf_context_params* par
     delete c;
     return s;
   }
+  c->owner = model;
   c->model = &model->loaded;
   c->opt = o;
+  ++model->contexts;
   *out = c;
   return s;
 }
@@ -180,7 +221,10 @@ qtf_status qtf_context_set_threads(qtf_context* ctx, int32_t n_threads) {
   return QTF_OK;
 }
 
-void qtf_context_free(qtf_context* ctx) { delete ctx; }
+void qtf_context_free(qtf_context* ctx) {
+  if (ctx) --ctx->owner->contexts;
+  delete ctx;
+}
 
 void qtf_context_reset(qtf_context* ctx) {
   if (!ctx) return;
@@ -190,6 +234,8 @@ void qtf_context_reset(qtf_context* ctx) {
 
 int32_t qtf_context_n_past(const qtf_context* ctx) { return ctx ? ctx->host.ctx().n_past() : 0; }
 int32_t qtf_context_n_ctx(const qtf_context* ctx) { return ctx ? ctx->host.ctx().n_ctx() : 0; }
+int32_t qtf_context_n_prefix(const qtf_context* ctx) { return ctx ? ctx->host.ctx().n_prefix() : 0; }
+size_t qtf_context_arena_bytes(const qtf_context* ctx) { return ctx ? ctx->host.arena_size() : 0; }
 
 qtf_status qtf_decode(qtf_context* ctx, const int32_t* tokens, int32_t n_tokens) {
   if (!ctx || (!tokens && n_tokens) || n_tokens < 0)

@@ -68,6 +68,40 @@ void Writer::add_str_array(const std::string& key, const std::vector<std::string
   ++meta_count_;
 }
 
+void Writer::add_meta(const MetaEntry& e) {
+  const std::string key(e.key.data, e.key.size);
+  int64_t i;
+  double d;
+  Str s;
+  std::vector<int64_t> iv;
+  std::vector<double> dv;
+  std::vector<std::string> sv;
+  switch (e.type) {
+    case MetaType::i64: e.as_i64(&i); add_i64(key, i); break;
+    case MetaType::f64: e.as_f64(&d); add_f64(key, d); break;
+    case MetaType::str: e.as_str(&s); add_str(key, std::string(s.data, s.size)); break;
+    case MetaType::i64_array:
+      for (uint32_t k = 0; e.i64_at(k, &i); ++k) iv.push_back(i);
+      add_i64_array(key, iv);
+      break;
+    case MetaType::f64_array:
+      for (uint32_t k = 0; e.f64_at(k, &d); ++k) dv.push_back(d);
+      add_f64_array(key, dv);
+      break;
+    case MetaType::str_array: {
+      const uint8_t* q = e.value + 4;  // sequential walk (str_at is O(k))
+      for (uint32_t k = 0; k < e.count; ++k) {
+        uint32_t len;
+        std::memcpy(&len, q, 4);
+        sv.emplace_back(reinterpret_cast<const char*>(q + 4), len);
+        q += 4 + len;
+      }
+      add_str_array(key, sv);
+      break;
+    }
+  }
+}
+
 void Writer::add_tensor(const std::string& name, DType dtype, const std::vector<uint64_t>& dims, const void* data,
                         float scale) {
   uint64_t elements = 1, n = 0;

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "format/format.h"
+#include "format/reader.h"
 
 namespace qtf::format {
 
@@ -17,6 +18,8 @@ class Writer {
   void add_i64_array(const std::string& key, const std::vector<int64_t>& v);
   void add_f64_array(const std::string& key, const std::vector<double>& v);
   void add_str_array(const std::string& key, const std::vector<std::string>& v);
+  // One entry of a verified file's metadata, as it is (for tools that rewrite a file: quantize, tests).
+  void add_meta(const MetaEntry& e);
   // data holds product(dims) elements of dtype (q8: the row scales, then the values); copied.
   void add_tensor(const std::string& name, DType dtype, const std::vector<uint64_t>& dims, const void* data,
                   float scale = 1.f);

@@ -81,11 +81,14 @@ _ACT_PATHS = {"quantum": 0, "fourier": 1, "spline": 2}
 class Model:
     """A loaded .qtf model (memory-mapped by default)."""
 
-    def __init__(self, path, mmap=True):
+    def __init__(self, path, mmap=True, adapter=None):
+        """adapter: a LoRA adapter file (qtf.arch = lora) applied in place over the base weights."""
         self._h = None
         h = ctypes.c_void_p()
         _check(_L().qtf_model_load_file(str(path).encode(), 1 if mmap else 0, ctypes.byref(h)))
         self._h = h
+        if adapter is not None:
+            _check(_L().qtf_model_apply_adapter_file(h, str(adapter).encode(), 1 if mmap else 0))
         self.path = str(path)
         i = _capi.ModelInfo()
         _check(_L().qtf_model_get_info(h, ctypes.byref(i)))
@@ -191,10 +194,12 @@ class Context:
 
     Options: n_ctx (0 = the model's context), route ("auto", "classical", "quantum"), fixed_rank (0 = the
     entropy schedule), act_path ("fourier", "quantum", "spline"), theta, alpha (None = the model's),
-    n_threads (threads the context splits its work over)."""
+    n_threads (threads the context splits its work over), n_batch (prompt tokens per block, 0 = 32),
+    pack_tt (False: TT cores read in place, a smaller arena), attention_samples (None = the model's, 0 =
+    exact, N = N draws per head), attention_seed (None = the model's)."""
 
     def __init__(self, model, n_ctx=0, route="auto", fixed_rank=0, act_path="fourier", theta=None, alpha=None,
-                 n_threads=1):
+                 n_threads=1, n_batch=0, pack_tt=True, attention_samples=None, attention_seed=None):
         self._h = None
         if route not in _ROUTES or act_path not in _ACT_PATHS:
             raise ValueError(f"qtf: route must be one of {list(_ROUTES)}, act_path one of {list(_ACT_PATHS)}")
@@ -205,8 +210,14 @@ class Context:
             p.override_theta, p.theta = 1, theta
         if alpha is not None:
             p.override_alpha, p.alpha = 1, alpha
+        o = _L().qtf_context_default_options()
+        o.n_batch, o.pack_tt = n_batch, 1 if pack_tt else 0
+        if attention_samples is not None:
+            o.attention_samples = attention_samples
+        if attention_seed is not None:
+            o.override_seed, o.attention_seed = 1, attention_seed
         h = ctypes.c_void_p()
-        _check(_L().qtf_context_new(model._h, ctypes.byref(p), ctypes.byref(h)))
+        _check(_L().qtf_context_new_with(model._h, ctypes.byref(p), ctypes.byref(o), ctypes.byref(h)))
         self._h = h
         if n_threads != 1:
             _check(_L().qtf_context_set_threads(h, n_threads))
@@ -233,6 +244,15 @@ class Context:
     @property
     def n_ctx(self):
         return _L().qtf_context_n_ctx(self._h)
+
+    @property
+    def n_prefix(self):
+        """The model's memory slots: a fixed prefix of the cache that reset() keeps."""
+        return _L().qtf_context_n_prefix(self._h)
+
+    @property
+    def arena_bytes(self):
+        return _L().qtf_context_arena_bytes(self._h)
 
     def reset(self):
         _L().qtf_context_reset(self._h)

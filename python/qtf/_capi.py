@@ -3,7 +3,7 @@ import ctypes
 import ctypes.util
 import os
 import sys
-from ctypes import POINTER, Structure, c_char_p, c_float, c_int, c_int32, c_int64, c_size_t, c_uint64, c_void_p
+from ctypes import POINTER, Structure, c_char_p, c_float, c_int, c_int32, c_int64, c_size_t, c_uint32, c_uint64, c_void_p
 
 # qtf_status codes
 OK, ERR_INVALID_ARGUMENT, ERR_BAD_MODEL, ERR_IO, ERR_NO_MEMORY, ERR_CONTEXT_FULL, ERR_OUT_OF_RANGE = range(7)
@@ -18,6 +18,11 @@ class ModelInfo(Structure):
 class ContextParams(Structure):
     _fields_ = [("n_ctx", c_int32), ("route", c_int), ("fixed_rank", c_int32), ("act_path", c_int),
                 ("override_theta", c_int32), ("override_alpha", c_int32), ("theta", c_float), ("alpha", c_float)]
+
+
+class ContextOptions(Structure):
+    _fields_ = [("struct_size", c_uint32), ("n_batch", c_int32), ("pack_tt", c_int32), ("attention_samples", c_int32),
+                ("override_seed", c_int32), ("attention_seed", c_uint64)]
 
 
 class LayerStats(Structure):
@@ -84,6 +89,11 @@ def _declare(lib):
         "qtf_token_text": (c_int, [c_void_p, c_int32, P(c_void_p), P(c_size_t)]),
         "qtf_context_default_params": (ContextParams, []),
         "qtf_context_new": (c_int, [c_void_p, P(ContextParams), P(c_void_p)]),
+        "qtf_context_default_options": (ContextOptions, []),
+        "qtf_context_new_with": (c_int, [c_void_p, P(ContextParams), P(ContextOptions), P(c_void_p)]),
+        "qtf_context_arena_bytes": (c_size_t, [c_void_p]),
+        "qtf_context_n_prefix": (c_int32, [c_void_p]),
+        "qtf_model_apply_adapter_file": (c_int, [c_void_p, c_char_p, c_int]),
         "qtf_context_set_threads": (c_int, [c_void_p, c_int32]),
         "qtf_context_free": (None, [c_void_p]),
         "qtf_context_reset": (None, [c_void_p]),

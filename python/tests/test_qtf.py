@@ -162,6 +162,34 @@ class ShippedModels(unittest.TestCase):
         self.assertEqual(got, [want] * 4)
 
 
+class Options(unittest.TestCase):
+    def test_adapter_memory_slots_and_context_options(self):
+        fx = os.path.join(ROOT, "tests", "fixtures")
+        separate = qtf.Model(os.path.join(fx, "qllm_byte_phase_memory_lora.qtf"))
+        adapted = qtf.Model(os.path.join(fx, "lora", "base.qtf"), adapter=os.path.join(fx, "lora", "adapter.qtf"))
+        tokens = [5, 17, 33, 2, 40]
+        with separate.context() as a, adapted.context() as b:
+            self.assertEqual(b.n_prefix, 4)
+            self.assertEqual(b.n_past, 4)
+            a.decode(tokens)
+            b.decode(tokens)
+            self.assertEqual(list(a.logits), list(b.logits))
+        with self.assertRaises(qtf.QtfError):
+            qtf.Model(os.path.join(fx, "lora", "base.qtf"), adapter=os.path.join(fx, "lora", "merged.qtf"))
+        tt = qtf.Model(os.path.join(fx, "qllm_tt_lora_rope_memory.qtf"))
+        with tt.context() as packed, tt.context(pack_tt=False) as in_place:
+            self.assertLess(in_place.arena_bytes, packed.arena_bytes)
+            packed.decode(tokens)
+            in_place.decode(tokens)
+            # the packed kernels sum the same products in another float32 order
+            self.assertLess(max(abs(x - y) for x, y in zip(packed.logits, in_place.logits)), 5e-5)
+        with tt.context(n_batch=3) as small:  # three blocks instead of one
+            small.decode(tokens)
+            self.assertEqual(small.n_past, 4 + len(tokens))
+        with self.assertRaises(qtf.QtfError):
+            tt.context(n_batch=5000)
+
+
 class Bindings(unittest.TestCase):
     def test_ctypes_structs_match_qtf_h(self):
         """The ctypes structs (python/qtf/_capi.py) have qtf.h's fields, types and order: a change to the
@@ -170,9 +198,10 @@ class Bindings(unittest.TestCase):
         from qtf import _capi
         header = open(os.path.join(ROOT, "engine", "capi", "qtf.h")).read()
         header = re.sub(r"/\*.*?\*/", "", header, flags=re.S)
-        ctype = {"int32_t": "c_int", "int64_t": "c_long", "uint64_t": "c_ulong", "float": "c_float",
+        ctype = {"int32_t": "c_int", "int64_t": "c_long", "uint64_t": "c_ulong", "uint32_t": "c_uint", "float": "c_float",
                  "qtf_route": "c_int", "qtf_act_path": "c_int"}
         for cname, struct in (("qtf_model_info", _capi.ModelInfo), ("qtf_context_params", _capi.ContextParams),
+                              ("qtf_context_options", _capi.ContextOptions),
                               ("qtf_layer_stats", _capi.LayerStats), ("qtf_token_stats", _capi.TokenStats),
                               ("qtf_sampler_params", _capi.SamplerParams)):
             body = re.search(r"typedef struct \{([^}]*)\} " + cname + ";", header)
@@ -184,7 +213,7 @@ class Bindings(unittest.TestCase):
                     typ, names = decl.split(None, 1)
                     want += [(n.strip(), ctype[typ]) for n in names.split(",")]
             got = [(n, t.__name__.replace("c_int32", "c_int").replace("c_int64", "c_long")
-                    .replace("c_uint64", "c_ulong")) for n, t in struct._fields_]
+                    .replace("c_uint64", "c_ulong").replace("c_uint32", "c_uint")) for n, t in struct._fields_]
             self.assertEqual(got, want, cname)
 
 

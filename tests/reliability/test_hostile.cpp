@@ -108,6 +108,10 @@ TEST_CASE("every C API function refuses null pointers") {
   CHECK(qtf_token_text(a.m, 1, &text, nullptr) == QTF_ERR_INVALID_ARGUMENT);
   CHECK(qtf_context_new(nullptr, nullptr, &cp) == QTF_ERR_INVALID_ARGUMENT);
   CHECK(qtf_context_new(a.m, nullptr, nullptr) == QTF_ERR_INVALID_ARGUMENT);
+  CHECK(qtf_context_new_with(nullptr, nullptr, nullptr, &cp) == QTF_ERR_INVALID_ARGUMENT);
+  CHECK(qtf_context_new_with(a.m, nullptr, nullptr, nullptr) == QTF_ERR_INVALID_ARGUMENT);
+  CHECK(qtf_model_apply_adapter_file(nullptr, "x.qtf", 1) == QTF_ERR_INVALID_ARGUMENT);
+  CHECK(qtf_model_apply_adapter_file(a.m, nullptr, 1) == QTF_ERR_INVALID_ARGUMENT);
   CHECK(qtf_decode(nullptr, &tok, 1) == QTF_ERR_INVALID_ARGUMENT);
   CHECK(qtf_decode(a.ctx, nullptr, 1) == QTF_ERR_INVALID_ARGUMENT);
   CHECK(qtf_get_logits(nullptr) == nullptr);
@@ -121,6 +125,8 @@ TEST_CASE("every C API function refuses null pointers") {
   CHECK(qtf_sample(a.s, a.ctx, nullptr) == QTF_ERR_INVALID_ARGUMENT);
   CHECK(qtf_context_n_past(nullptr) == 0);
   CHECK(qtf_context_n_ctx(nullptr) == 0);
+  CHECK(qtf_context_n_prefix(nullptr) == 0);
+  CHECK(qtf_context_arena_bytes(nullptr) == 0);
   qtf_context_reset(nullptr);  // no-ops, as free(NULL)
   qtf_context_free(nullptr);
   qtf_sampler_free(nullptr);

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "capi/qtf.h"
 #include "host/session.h"
 #include "support/json_lite.h"
 #include "support/model_edit.h"
@@ -228,4 +229,91 @@ TEST_CASE("QLLM options: metadata and tensors that break the rules are refused")
   o.attention_samples = 4;
   host::HostContext hc;
   expect_error(hc.init(qk, o), Err::invalid_argument, "quantum kernel");
+}
+
+TEST_CASE("the C API: adapters, memory slots and the later context options") {
+  const std::vector<int32_t> tokens = fixture_tokens();
+  host::LoadedModel separate;
+  REQUIRE(separate.load_file(path_of("qllm_byte_phase_memory_lora").c_str()).ok());
+  const auto want = run(separate, tokens);  // the adapter kept in the file, through the C++ API
+  const int V = separate.model().cfg.vocab;
+
+  // Base + adapter file through the C API: the same logits as the C++ path; refused while a context lives.
+  qtf_model* m = nullptr;
+  REQUIRE(qtf_model_load_file(path_of("lora/base").c_str(), 1, &m) == QTF_OK);
+  qtf_context* early = nullptr;
+  REQUIRE(qtf_context_new(m, nullptr, &early) == QTF_OK);
+  CHECK(qtf_model_apply_adapter_file(m, path_of("lora/adapter").c_str(), 1) == QTF_ERR_INVALID_ARGUMENT);
+  CHECK(std::string(qtf_last_error()).find("contexts first") != std::string::npos);
+  qtf_context_free(early);
+  REQUIRE(qtf_model_apply_adapter_file(m, path_of("lora/adapter").c_str(), 1) == QTF_OK);
+  CHECK(qtf_model_apply_adapter_file(m, path_of("lora/adapter").c_str(), 1) == QTF_ERR_INVALID_ARGUMENT);
+  CHECK(qtf_model_apply_adapter_file(m, nullptr, 1) == QTF_ERR_INVALID_ARGUMENT);
+
+  qtf_context* c = nullptr;
+  REQUIRE(qtf_context_new(m, nullptr, &c) == QTF_OK);
+  CHECK(qtf_context_n_prefix(c) == 4);  // the fixture's memory slots, made at creation
+  CHECK(qtf_context_n_past(c) == 4);
+  float worst = 0;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    REQUIRE(qtf_decode(c, &tokens[i], 1) == QTF_OK);
+    const float* l = qtf_get_logits(c);
+    for (int v = 0; v < V; ++v) worst = std::fmax(worst, std::fabs(l[v] - want[i][v]));
+  }
+  CHECK(worst == 0.f);  // the same tensors, the same arithmetic
+  qtf_context_reset(c);
+  CHECK(qtf_context_n_past(c) == 4);  // reset keeps the memory slots
+  qtf_context_free(c);
+
+  // Options: defaults as documented; an older, shorter struct gets the defaults for what it lacks; an
+  // unknown (larger) size and out-of-range values are refused.
+  qtf_context_options o = qtf_context_default_options();
+  CHECK(o.struct_size == sizeof o);
+  CHECK(o.pack_tt == 1);
+  CHECK(o.attention_samples == -1);
+  o.struct_size = sizeof o + 8;
+  CHECK(qtf_context_new_with(m, nullptr, &o, &c) == QTF_ERR_INVALID_ARGUMENT);
+  o.struct_size = 0;
+  CHECK(qtf_context_new_with(m, nullptr, &o, &c) == QTF_ERR_INVALID_ARGUMENT);
+  o = qtf_context_default_options();
+  o.n_batch = 2000;
+  CHECK(qtf_context_new_with(m, nullptr, &o, &c) == QTF_ERR_INVALID_ARGUMENT);
+  o = qtf_context_default_options();
+  o.attention_samples = -2;
+  CHECK(qtf_context_new_with(m, nullptr, &o, &c) == QTF_ERR_INVALID_ARGUMENT);
+  qtf_model_free(m);
+
+  // pack_tt off on a TT model: a smaller arena, the same logits within float32 reordering (test_batch has
+  // the C++ form); n_batch sets the prompt blocks; sampled attention through the options changes the result.
+  REQUIRE(qtf_model_load_file(path_of("qllm_tt_lora_rope_memory").c_str(), 1, &m) == QTF_OK);
+  qtf_context *packed = nullptr, *in_place = nullptr, *sampled = nullptr;
+  o = qtf_context_default_options();
+  REQUIRE(qtf_context_new_with(m, nullptr, &o, &packed) == QTF_OK);
+  o.pack_tt = 0;
+  o.n_batch = 3;
+  REQUIRE(qtf_context_new_with(m, nullptr, &o, &in_place) == QTF_OK);
+  o = qtf_context_default_options();
+  o.attention_samples = 1;
+  o.override_seed = 1;
+  o.attention_seed = 7;
+  REQUIRE(qtf_context_new_with(m, nullptr, &o, &sampled) == QTF_OK);
+  CHECK(qtf_context_arena_bytes(in_place) < qtf_context_arena_bytes(packed));
+  qtf_model_info info{};
+  REQUIRE(qtf_model_get_info(m, &info) == QTF_OK);
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 10; ++i) prompt.push_back((int32_t)(tokens[(size_t)i % tokens.size()] % info.vocab_size));
+  REQUIRE(qtf_decode(packed, prompt.data(), (int32_t)prompt.size()) == QTF_OK);
+  REQUIRE(qtf_decode(in_place, prompt.data(), (int32_t)prompt.size()) == QTF_OK);
+  REQUIRE(qtf_decode(sampled, prompt.data(), (int32_t)prompt.size()) == QTF_OK);
+  float packing = 0, sampling = 0;
+  for (int v = 0; v < info.vocab_size; ++v) {
+    packing = std::fmax(packing, std::fabs(qtf_get_logits(packed)[v] - qtf_get_logits(in_place)[v]));
+    sampling = std::fmax(sampling, std::fabs(qtf_get_logits(packed)[v] - qtf_get_logits(sampled)[v]));
+  }
+  CHECK(packing <= 5e-5f);  // the packed kernels sum the same products in another float32 order
+  CHECK(sampling > 1e-3f);
+  qtf_context_free(packed);
+  qtf_context_free(in_place);
+  qtf_context_free(sampled);
+  qtf_model_free(m);
 }

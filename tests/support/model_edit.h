@@ -51,36 +51,7 @@ inline std::vector<uint8_t> rewrite_model(const std::vector<uint8_t>& in, const 
   while (f.next_meta(&cur, &e)) {
     const std::string key(e.key.data, e.key.size);
     if (edit.meta && edit.meta(key, &w)) continue;
-    int64_t i;
-    double d;
-    format::Str s;
-    std::vector<int64_t> iv;
-    std::vector<double> dv;
-    std::vector<std::string> sv;
-    switch (e.type) {
-      case format::MetaType::i64: e.as_i64(&i); w.add_i64(key, i); break;
-      case format::MetaType::f64: e.as_f64(&d); w.add_f64(key, d); break;
-      case format::MetaType::str: e.as_str(&s); w.add_str(key, std::string(s.data, s.size)); break;
-      case format::MetaType::i64_array:
-        for (uint32_t k = 0; e.i64_at(k, &i); ++k) iv.push_back(i);
-        w.add_i64_array(key, iv);
-        break;
-      case format::MetaType::f64_array:
-        for (uint32_t k = 0; e.f64_at(k, &d); ++k) dv.push_back(d);
-        w.add_f64_array(key, dv);
-        break;
-      case format::MetaType::str_array: {
-        const uint8_t* q = e.value + 4;  // sequential walk (str_at is O(k))
-        for (uint32_t k = 0; k < e.count; ++k) {
-          uint32_t len;
-          std::memcpy(&len, q, 4);
-          sv.emplace_back(reinterpret_cast<const char*>(q + 4), len);
-          q += 4 + len;
-        }
-        w.add_str_array(key, sv);
-        break;
-      }
-    }
+    w.add_meta(e);
   }
   cur = 0;
   format::TensorInfo t;
