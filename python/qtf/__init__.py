@@ -78,7 +78,27 @@ _ROUTES = {"auto": 0, "classical": 1, "quantum": 2}
 _ACT_PATHS = {"quantum": 0, "fourier": 1, "spline": 2}
 
 
-class Model:
+class _Handle:
+    """An object owning one C handle (self._h), freed by close(), `with` or garbage collection."""
+    _h = None
+    _free = None  # the qtf_*_free function's name
+
+    def close(self):
+        if self._h:
+            getattr(_L(), self._free)(self._h)
+            self._h = None
+
+    def __del__(self):
+        self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Model(_Handle):
     """A loaded .qtf model (memory-mapped by default)."""
 
     def __init__(self, path, mmap=True, adapter=None):
@@ -98,19 +118,7 @@ class Model:
         self.context_length = i.context
         self._texts = [self._token_bytes(t) for t in range(i.vocab_size)]
 
-    def close(self):
-        if self._h:
-            _L().qtf_model_free(self._h)
-            self._h = None
-
-    def __del__(self):
-        self.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+    _free = "qtf_model_free"
 
     def __repr__(self):
         return (f"qtf.Model({self.path!r}: {self.n_layers} layers, d={self.info['d_model']}, vocab {self.vocab_size}, "
@@ -189,7 +197,7 @@ class Model:
         return EvalResult(np.array(nll), np.array(target_pos), Report(passes, self.n_layers))
 
 
-class Context:
+class Context(_Handle):
     """Decoding state over a Model (the KV cache and scratch, sized once here). One thread at a time.
 
     Options: n_ctx (0 = the model's context), route ("auto", "classical", "quantum"), fixed_rank (0 = the
@@ -223,19 +231,7 @@ class Context:
             _check(_L().qtf_context_set_threads(h, n_threads))
         self._layers = (_capi.LayerStats * max(1, model.n_layers))()
 
-    def close(self):
-        if self._h:
-            _L().qtf_context_free(self._h)
-            self._h = None
-
-    def __del__(self):
-        self.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+    _free = "qtf_context_free"
 
     @property
     def n_past(self):
