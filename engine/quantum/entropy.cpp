@@ -98,8 +98,12 @@ template <int Q>
 double entropy_q(const float* re, const float* im, int* sweeps) {
   constexpr int n = 1 << (Q / 2), m = 1 << (Q - Q / 2);  // M is n x m: M[a][b] = amp[a * m + b]
   Herm<n> rho;
+  // rho[a][a2] = sum_b M[a][b] conj(M[a2][b]) for a <= a2, mirrored. Both loops run a fixed count (a2 from
+  // 0, skipping a2 < a): with a2 starting at a, GCC 13 warned of undefined behaviour in a dead copy of the
+  // loop left by unrolling (-Waggressive-loop-optimizations, fatal under -Werror).
   for (int a = 0; a < n; ++a)
-    for (int a2 = a; a2 < n; ++a2) {  // rho[a][a2] = sum_b M[a][b] conj(M[a2][b])
+    for (int a2 = 0; a2 < n; ++a2) {
+      if (a2 < a) continue;
       double sr = 0, si = 0;
       for (int b = 0; b < m; ++b) {
         const double xr = re[a * m + b], xi = im[a * m + b], yr = re[a2 * m + b], yi = im[a2 * m + b];
