@@ -287,16 +287,22 @@ void attention(const Model& m, const RunOptions& opt, int l, int head, int pos, 
   for (int j = 0; j < n; ++j) kern::axpy(w[j], v + j * row, out, hd);
 }
 
-// act(h) in place for one token's FFN hidden row: GELU, or DARUAN by the chosen path; swiglu:
-// h2 = silu(h2) * h (gate times up).
-void activation(const Model& m, const RunOptions& opt, int l, float* h, float* h2, const float* table) {
-  if (m.cfg.activation == Activation::gelu) return kern::gelu_inplace(h, m.cfg.d_ff);
-  if (m.cfg.activation == Activation::swiglu) return kern::silu_mul(h2, h, m.cfg.d_ff);  // into h2
-  const quantum::DaruanParams& p = m.layers[l].daruan;
+// act(h) in place on channels [c0, c1) of one token's FFN hidden row (c0 a multiple of
+// kDaruanChannelBlock): GELU, or DARUAN by the chosen path; swiglu: h2 = silu(h2) * h (gate times up).
+void activation(const Model& m, const RunOptions& opt, int l, int c0, int c1, float* h, float* h2,
+                const float* table) {
+  float* x = h + c0;
+  if (m.cfg.activation == Activation::gelu) return kern::gelu_inplace(x, c1 - c0);
+  if (m.cfg.activation == Activation::swiglu) return kern::silu_mul(h2 + c0, x, c1 - c0);  // into h2
+  const quantum::DaruanParams p = quantum::daruan_slice(m.layers[l].daruan, c0, c1);
   switch (opt.act_path) {
-    case quantum::DaruanPath::quantum: quantum::daruan_quantum(p, h, h); break;
-    case quantum::DaruanPath::fourier: quantum::daruan_fourier(p, table, h, h); break;
-    case quantum::DaruanPath::spline: quantum::daruan_spline(p, opt.spline, table, h, h); break;
+    case quantum::DaruanPath::quantum: quantum::daruan_quantum(p, x, x); break;
+    case quantum::DaruanPath::fourier:
+      quantum::daruan_fourier(p, table + quantum::daruan_fourier_offset(c0, p.depth), x, x);
+      break;
+    case quantum::DaruanPath::spline:
+      quantum::daruan_spline(p, opt.spline, table + quantum::daruan_spline_floats(c0, opt.spline), x, x);
+      break;
   }
 }
 
@@ -335,15 +341,16 @@ void block(const Model& m, const RunOptions& opt, int l, int pos, int n, RunStat
   linear(L.q, 0, ts, l, n, s->e, s->q, s);
   linear(L.k, 1, ts, l, n, s->e, k, s);
   linear(L.v, 2, ts, l, n, s->e, s->value_row(l, pos), s);
-  parallel_for(s->workers, n, [&](int i, int) {
-    const Path p = path_of(c, opt, ts[i].layer[l]);
-    if (c.positions == PosKind::rotary) {
+  if (c.positions == PosKind::rotary)
+    parallel_for(s->workers, n, [&](int i, int) {
       kern::rope(s->q + i * d, c.n_heads, (int)hd, s->rope_row(pos + i));
       kern::rope(k + i * kv, c.n_kv_heads, (int)hd, s->rope_row(pos + i));
-    }
-    for (int h = 0; p.keep_states && h < c.n_heads; ++h)
+    });
+  if (keeps_key_states(c, opt.route))  // every (token, head): one token alone still splits over heads
+    parallel_for(s->workers, n * c.n_heads, [&](int task, int) {
+      const int i = task / c.n_heads, h = task % c.n_heads;
       feature_state(m, s, l, h, k + i * kv + h * hd, s->key_state(l, pos + i, h));
-  });
+    });
   parallel_for(s->workers, n * c.n_heads, [&](int task, int thread) {  // every (token, head)
     const int i = task / c.n_heads, h = task % c.n_heads;
     const Path p = path_of(c, opt, ts[i].layer[l]);
@@ -363,8 +370,11 @@ void block(const Model& m, const RunOptions& opt, int l, int pos, int n, RunStat
   parallel_for(s->workers, n, [&](int i, int) { norm(c, s->x + i * d, L.ln2_w, L.ln2_b, s->a + i * d); });
   linear(L.up, 4, ts, l, n, s->a, s->hb, s);
   if (swiglu) linear(L.gate, 6, ts, l, n, s->a, s->hb2, s);
-  parallel_for(s->workers, n, [&](int i, int) {
-    activation(m, opt, l, s->hb + i * ff, swiglu ? s->hb2 + i * ff : nullptr, s->act_tables[l]);
+  const int act_blocks = (int)((ff + quantum::kDaruanChannelBlock - 1) / quantum::kDaruanChannelBlock);
+  parallel_for(s->workers, n * act_blocks, [&](int task, int) {  // every (token, block of channels)
+    const int i = task / act_blocks, c0 = task % act_blocks * quantum::kDaruanChannelBlock;
+    const int c1 = c0 + quantum::kDaruanChannelBlock < (int)ff ? c0 + quantum::kDaruanChannelBlock : (int)ff;
+    activation(m, opt, l, c0, c1, s->hb + i * ff, swiglu ? s->hb2 + i * ff : nullptr, s->act_tables[l]);
   });
   linear(L.down, 5, ts, l, n, swiglu ? s->hb2 : s->hb, s->tmp, s);
   kern::axpy(1.f, s->tmp, s->x, (int)(n * d));

@@ -165,6 +165,22 @@ void daruan_fourier_scalar(const DaruanParams& p, const float* storage, const fl
   for (int c = 0; c < p.channels; ++c) y[c] = fourier_channel(p, storage, c, x[c]);
 }
 
+size_t daruan_fourier_offset(int c0, int depth) { return (size_t)(c0 / kFourierLanes) * fourier_block_floats(depth); }
+
+DaruanParams daruan_slice(const DaruanParams& p, int c0, int c1) {
+  static_assert(kDaruanChannelBlock % kFourierLanes == 0, "a slice must start at a fourier block");
+  const size_t D = (size_t)p.depth;
+  DaruanParams q = p;
+  q.channels = c1 - c0;
+  q.theta = p.theta + (size_t)c0 * (D + 1) * 2;
+  q.w = p.w + (size_t)c0 * D;
+  q.b = p.b + (size_t)c0 * D;
+  q.a = p.a + c0;
+  q.e = p.e + c0;
+  q.s = p.s + c0;
+  return q;
+}
+
 size_t daruan_spline_floats(int channels, const SplineGrid& g) { return (size_t)channels * 2 * g.knots; }
 
 void daruan_spline_build(const DaruanParams& p, const SplineGrid& g, float* storage) {

@@ -85,6 +85,12 @@ struct DaruanParams {
 
 enum class DaruanPath : uint8_t { quantum = 0, fourier = 1, spline = 2 };
 
+// Channels are independent, so a row's activation may be split across threads in blocks of
+// kDaruanChannelBlock channels (a multiple of the fourier storage's lanes, so no block is cut).
+constexpr int kDaruanChannelBlock = 256;
+// Channels [c0, c1) of p as a DaruanParams of their own (c0 a multiple of kDaruanChannelBlock).
+DaruanParams daruan_slice(const DaruanParams& p, int c0, int c1);
+
 // act_c(x) = a[c] g_c(x) + e[c] + s[c] x sigmoid(x); x and y have `channels` elements (may alias).
 void daruan_quantum(const DaruanParams& p, const float* x, float* y);
 
@@ -94,6 +100,8 @@ void daruan_fourier_build(const DaruanParams& p, float* storage);
 void daruan_fourier(const DaruanParams& p, const float* storage, const float* x, float* y);
 // The scalar twin of the SIMD variants of daruan_fourier (same storage layout, same contract).
 void daruan_fourier_scalar(const DaruanParams& p, const float* storage, const float* x, float* y);
+// Where channel c0's part of the fourier storage begins (c0 a multiple of kDaruanChannelBlock).
+size_t daruan_fourier_offset(int c0, int depth);
 
 // Spline path: the distilled classical form, a table on [lo, hi] with `knots` points per channel
 // (clamped outside the range: documented). Built once (at load) into caller storage.

@@ -479,3 +479,36 @@ TEST_CASE("DARUAN activation formula, aliasing and the spline path") {
     CHECK(encoder_flops(4, 3) > encoder_flops(4, 2));
   }
 }
+
+// A row's activation split across threads (forward.cpp: blocks of kDaruanChannelBlock channels) must give
+// exactly what the whole row gives: each slice reads its own channels' parameters and storage.
+TEST_CASE("DARUAN over channel slices equals the whole row, on every path") {
+  const int C = 2 * kDaruanChannelBlock + 37, D = 2;  // three slices, the last one short
+  RandomDaruan r(C, D, 77, 1.f);
+  SplineGrid grid;
+  std::vector<float> fourier(daruan_fourier_floats(C, D)), spline(daruan_spline_floats(C, grid));
+  daruan_fourier_build(r.p, fourier.data());
+  daruan_spline_build(r.p, grid, spline.data());
+  std::vector<float> x(C);
+  for (int c = 0; c < C; ++c) x[c] = -5.f + 10.f * (float)((c * 37) % C) / C;
+  for_each_variant([&] {
+    for (DaruanPath path : {DaruanPath::quantum, DaruanPath::fourier, DaruanPath::spline}) {
+      CAPTURE((int)path);
+      auto run = [&](const DaruanParams& p, int c0, float* y) {
+        const float* in = x.data() + c0;
+        if (path == DaruanPath::quantum) daruan_quantum(p, in, y);
+        else if (path == DaruanPath::fourier) daruan_fourier(p, fourier.data() + daruan_fourier_offset(c0, D), in, y);
+        else daruan_spline(p, grid, spline.data() + daruan_spline_floats(c0, grid), in, y);
+      };
+      std::vector<float> whole(C), sliced(C, -99.f);
+      run(r.p, 0, whole.data());
+      for (int c0 = 0; c0 < C; c0 += kDaruanChannelBlock) {
+        const int c1 = c0 + kDaruanChannelBlock < C ? c0 + kDaruanChannelBlock : C;
+        run(daruan_slice(r.p, c0, c1), c0, sliced.data() + c0);
+      }
+      int differ = 0;
+      for (int c = 0; c < C; ++c) differ += whole[c] != sliced[c];
+      CHECK(differ == 0);
+    }
+  });
+}
