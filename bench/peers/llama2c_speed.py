@@ -10,6 +10,13 @@ Converts the checkpoint (tools/convert/llama2c.py) and writes run.c's synthetic 
 `run CKPT -z TOK -t 0 -n 256` (its own "achieved tok/s"), OMP_NUM_THREADS=T for --omp binaries. Every
 command is pinned with taskset to the first T CPUs of --cpus. Prints median (min-max) and writes --json. On a shared machine the max (the least disturbed run) says more than
 the median.
+
+--cpu-time: CPU time instead of the programs' own wall-clock rates, for a loaded machine (a neighbour's load
+stretches wall time, not the CPU time a program itself spends). Each round runs every command twice under
+`perf stat -e task-clock`, for 256 positions and for --short positions; the rate is (256 - short) / the
+difference in task-clock, so loading, conversion of the prompt and process start cancel out. With T threads
+task-clock adds up every thread's CPU time: the figure is then tokens per CPU-second (what the threads cost),
+not the wall-clock rate they reach on an idle machine.
 """
 import argparse
 import json
@@ -33,6 +40,20 @@ def tok_s(cmd, pattern, env=None):
     return float(m.group(1))
 
 
+def task_clock_ms(cmd, env=None):
+    r = subprocess.run(["perf", "stat", "-x,", "-e", "task-clock"] + cmd, capture_output=True, text=True, env=env)
+    m = re.search(r"^([0-9.]+),msec,task-clock", r.stderr, re.M)
+    if r.returncode != 0 or not m:
+        raise RuntimeError("%s: rc %d, no task-clock in perf's output:\n%s" % (" ".join(cmd), r.returncode, r.stderr[-2000:]))
+    return float(m.group(1))
+
+
+def positions(cmd, n, is_qtf):
+    """cmd with its position count set to n: qtf's -n counts generated tokens after the BOS prompt, run.c's all."""
+    i = cmd.index("-n")
+    return cmd[:i + 1] + [str(n - 1 if is_qtf else n)] + cmd[i + 2:]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--qtf", action="append", required=True, metavar="NAME=PATH", help="a qtf CLI binary")
@@ -42,6 +63,8 @@ def main():
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--cpus", default=None, help="CPU ids to pin to, comma-separated (default: all, in order)")
     ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--cpu-time", action="store_true", help="tok/s from task-clock differences (see above)")
+    ap.add_argument("--short", type=int, default=16, help="--cpu-time: positions of the short run")
     ap.add_argument("--json")
     args = ap.parse_args()
     from compare_llama2c import write_run_tokenizer
@@ -50,6 +73,7 @@ def main():
     cpus = args.cpus.split(",") if args.cpus else [str(c) for c in sorted(os.sched_getaffinity(0))]
     threads = [int(t) for t in args.threads.split(",")]
     res = {"checkpoint": os.path.basename(args.checkpoint), "repeat": args.repeat, "cpus": cpus,
+           "measure": "task-clock, %d - %d positions" % (256, args.short) if args.cpu_time else "programs' own tok/s",
            "machine": os.uname().nodename, "cpu_model": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
                                                              if l.startswith("model name")), "?"), "rows": []}
     with tempfile.TemporaryDirectory() as tmp:
@@ -75,7 +99,11 @@ def main():
         got = {j[0]: [] for j in jobs}
         for _ in range(args.repeat):  # interleaved: a load change hits every program alike
             for label, t, cmd, env, pat in jobs:
-                got[label].append(tok_s(cmd, pat, env))
+                if args.cpu_time:
+                    full, short = task_clock_ms(cmd, env), task_clock_ms(positions(cmd, args.short, pat.startswith("generated")), env)
+                    got[label].append((256 - args.short) / ((full - short) / 1e3))
+                else:
+                    got[label].append(tok_s(cmd, pat, env))
         for label, t, cmd, env, pat in jobs:
             v = got[label]
             row = {"program": label, "threads": t, "median": statistics.median(v), "min": min(v), "max": max(v),

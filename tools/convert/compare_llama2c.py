@@ -21,7 +21,9 @@ identical (run.c stops early if it samples BOS; then qtf's token there must be B
 environment variable RUNC_LOGITS (3 lines in generate(); not shipped here); every position's logits must
 agree to --atol (default 1e-4). With --f64, both programs' logits are also compared with a float64
 evaluation of the same forward pass (llama.runc_forward, float32 rotary angles as run.c forms them), each to
---atol; --other-run-logits compares further run.c builds (e.g. -Ofast -march=native) with the first one,
+--atol, and an ideal float32 engine (the same evaluation with every stored value rounded once to float32,
+runc_forward(store="float32")) with run.c: what the 1e-4 bound leaves to any float32 implementation;
+--other-run-logits compares further run.c builds (e.g. -Ofast -march=native) with the first one,
 for scale: how far run.c moves from itself under another compiler's rounding. (3) speed: run.c's own "achieved tok/s" and qtf's tokens/s over the same
 greedy runs, single thread (and run.c with OpenMP if --threads-run is given).
 """
@@ -141,6 +143,11 @@ def main():
                     ref = runc_forward(h, weights, (prompt + c_ids)[:m], angles="float32")
                     run["f64_max_abs_diff_qtf"] = float(np.abs(q_logits[:m] - ref).max())
                     run["f64_max_abs_diff_run_c"] = float(np.abs(c_logits[:m] - ref).max())
+                    ideal = runc_forward(h, weights, (prompt + c_ids)[:m], angles="float32", store="float32")
+                    run["ideal_f32_max_abs_diff_f64"] = float(np.abs(ideal - ref).max())
+                    idiff = np.abs(ideal - c_logits[:m]).max(1)
+                    run["ideal_f32_max_abs_diff_run_c"] = float(idiff.max())
+                    run["ideal_f32_positions_over_atol"] = int((idiff > args.atol).sum())
                     ok &= run["f64_max_abs_diff_qtf"] <= args.atol
                 for spec in args.other_run_logits:
                     name, path = spec.rsplit("=", 1)
@@ -157,6 +164,9 @@ def main():
                     run["logits_max_abs_diff"], run["logits_positions"], run["logits_positions_over_atol"], args.atol)
             if "f64_max_abs_diff_qtf" in run:
                 extra += " | float64: qtf %.2e, run.c %.2e" % (run["f64_max_abs_diff_qtf"], run["f64_max_abs_diff_run_c"])
+                extra += " | ideal float32 engine: vs float64 %.2e, vs run.c %.2e (%d over %g)" % (
+                    run["ideal_f32_max_abs_diff_f64"], run["ideal_f32_max_abs_diff_run_c"],
+                    run["ideal_f32_positions_over_atol"], args.atol)
             for name, v in run.get("other_run_c_max_abs_diff", {}).items():
                 extra += " | %s vs run.c %.2e" % (name, v)
             print("start %3d: greedy %s over %d tokens%s | run.c %.0f tok/s" % (

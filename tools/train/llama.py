@@ -578,16 +578,26 @@ def random_llama2c_weights(h, shared, seed, std=0.3):
     return w
 
 
-def runc_forward(h, w, tokens, angles="exact"):
+def runc_forward(h, w, tokens, angles="exact", store="float64"):
     """llama2.c run.c's forward pass in numpy (float64), one token at a time with a KV cache: -> [T, V].
     angles="exact": the rotary angle pos * theta^(-i/hs) in float64; "float32": the angle as run.c (and
-    llama2.c's model.py) form it, the float32 product pos * (1 / powf(theta, i / hs)); then cos/sin in float64."""
+    llama2.c's model.py) form it, the float32 product pos * (1 / powf(theta, i / hs)); then cos/sin in float64.
+    store="float32": an ideal float32 engine (docs/llama.md, Precision): every step still exact, its result
+    rounded once to float32 wherever an engine keeps it in memory (the residual stream, norm outputs, every
+    matvec output, q and k after the rotation, the rotary cos/sin table, attention outputs, the FFN hidden
+    row, the logits); scores and softmax stay exact: the floor of any float32 engine, up to which roundings
+    happen to cancel."""
     d, f, L, H, KV = (h[k] for k in LLAMA2C_FIELDS[:5])
     hs, kv_mul = d // H, H // KV
     kcache, vcache, out = [[] for _ in range(L)], [[] for _ in range(L)], []
+    if store not in ("float64", "float32"):
+        raise ValueError("store must be float64 or float32, not %r" % (store,))
+
+    def r(a):  # a stored value
+        return np.asarray(a, dtype=np.float32).astype(np.float64) if store == "float32" else a
 
     def rms(x, g):
-        return g * (x / np.sqrt(np.mean(x * x) + 1e-5))
+        return r(g * (x / np.sqrt(np.mean(x * x) + 1e-5)))
 
     def angle(pos, i):
         if angles == "exact":
@@ -596,17 +606,18 @@ def runc_forward(h, w, tokens, angles="exact"):
         return float(np.float32(pos) * freq)
 
     def rot(vec, pos):
-        v = vec.copy()
+        v = np.array(r(vec))  # a copy
         for i in range(0, len(v), 2):
             a = angle(pos, i % hs)
-            v[i], v[i + 1] = v[i] * np.cos(a) - v[i + 1] * np.sin(a), v[i] * np.sin(a) + v[i + 1] * np.cos(a)
-        return v
+            c, s = r(np.cos(a)), r(np.sin(a))
+            v[i], v[i + 1] = v[i] * c - v[i + 1] * s, v[i] * s + v[i + 1] * c
+        return r(v)
 
     for pos, tok in enumerate(tokens):
         x = w["tok_emb"][tok].astype(np.float64)
         for l in range(L):
             xb = rms(x, w["rms_att.%d" % l])
-            q, k, v = rot(w["wq.%d" % l] @ xb, pos), rot(w["wk.%d" % l] @ xb, pos), w["wv.%d" % l] @ xb
+            q, k, v = rot(w["wq.%d" % l] @ xb, pos), rot(w["wk.%d" % l] @ xb, pos), r(w["wv.%d" % l] @ xb)
             kcache[l].append(k)
             vcache[l].append(v)
             K, V = np.array(kcache[l]), np.array(vcache[l])
@@ -617,12 +628,12 @@ def runc_forward(h, w, tokens, angles="exact"):
                 p = np.exp(sc - sc.max())
                 p /= p.sum()
                 att[hh * hs:(hh + 1) * hs] = p @ V[:, g * hs:(g + 1) * hs]
-            x = x + w["wo.%d" % l] @ att
+            x = r(x + r(w["wo.%d" % l] @ r(att)))
             xb = rms(x, w["rms_ffn.%d" % l])
-            h1, h3 = w["w1.%d" % l] @ xb, w["w3.%d" % l] @ xb
-            x = x + w["w2.%d" % l] @ (h1 / (1 + np.exp(-h1)) * h3)
+            h1, h3 = r(w["w1.%d" % l] @ xb), r(w["w3.%d" % l] @ xb)
+            x = r(x + r(w["w2.%d" % l] @ r(h1 / (1 + np.exp(-h1)) * h3)))
         x = rms(x, w["rms_final"])
-        out.append((w["tok_emb"] if "wcls" not in w else w["wcls"]) @ x)
+        out.append(r((w["tok_emb"] if "wcls" not in w else w["wcls"]) @ x))
     return np.array(out)
 
 

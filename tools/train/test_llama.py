@@ -55,6 +55,22 @@ class TestConverter(unittest.TestCase):
                             got = model(torch.tensor([tokens]))[0][0].numpy()
                         np.testing.assert_allclose(got, runc_forward(h, w, tokens), atol=1e-5)
 
+    def test_ideal_float32_engine_rounds_what_it_stores(self):
+        # store="float32" (the Precision section's ideal float32 engine): the same forward pass with every stored
+        # value rounded once, so near float64 (errors of the order of float32 rounding) but not equal to it.
+        with tempfile.TemporaryDirectory() as tmp:
+            _, data = checkpoint_bytes(tmp, 1, True, seed=3)
+        h, w = read_llama2c(data)
+        tokens = [1, 5, 39, 0, 12]
+        exact, ideal = runc_forward(h, w, tokens, angles="float32"), runc_forward(h, w, tokens, "float32", "float32")
+        self.assertEqual(ideal.shape, exact.shape)
+        err = np.abs(ideal - exact).max()
+        self.assertGreater(err, 0.0)
+        self.assertLess(err, 1e-4 * np.abs(exact).max())
+        self.assertTrue(np.array_equal(ideal.astype(np.float32).astype(np.float64), ideal))  # logits stored too
+        with self.assertRaisesRegex(ValueError, "store must be"):
+            runc_forward(h, w, tokens, store="float16")
+
     def test_refuses_what_is_not_a_checkpoint(self):
         with tempfile.TemporaryDirectory() as tmp:
             _, v0 = checkpoint_bytes(tmp, 0)
