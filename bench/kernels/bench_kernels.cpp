@@ -34,7 +34,10 @@ const ShapeCase kShapes[] = {
     {"512x512_8x8x8", {8, 8, 8}, {8, 8, 8}},
     {"384x384_4x12x8", {4, 12, 8}, {4, 12, 8}},
     {"768x768_8x12x8", {8, 12, 8}, {8, 12, 8}},
+    {"3072x768_12x16x16<-8x12x8", {12, 16, 16}, {8, 12, 8}},
+    {"768x3072_8x12x8<-12x16x16", {8, 12, 8}, {12, 16, 16}},
 };
+const int kBlocks[] = {4, 8, 16, 32};  // vectors per block (a prompt block's rows of one rank)
 
 // A TT matrix with random cores at stored rank kStoredRank, and its dense equivalent.
 struct Problem {
@@ -142,6 +145,32 @@ void kern_dense_bench(benchmark::State& state, const Problem* p) {
   set_counters(state, 2 * (int64_t)D.rows * D.cols);
 }
 
+// A block of vectors through a context's packed plan, as kern::tt_matmul runs it (columns where
+// tt::columns_pay says so), as columns (tt::run_columns), or one vector at a time. FLOPs per block.
+enum class BlockForm { chosen, columns, vectors };
+void tt_block_bench(benchmark::State& state, const Problem* p, int rank, int batch, BlockForm form) {
+  const int64_t M = p->shape.rows(), N = p->shape.cols();
+  std::vector<float> X((size_t)(N * batch)), Y((size_t)(M * batch)), ws(kern::tt_workspace_floats(p->shape, batch));
+  for (int b = 0; b < batch; ++b)
+    for (int64_t j = 0; j < N; ++j) X[(size_t)(b * N + j)] = p->x[(size_t)((j + 7 * b) % N)];
+  tt::Plan plan = tt::best_plan(p->W, rank, 1);
+  std::vector<float> pack(tt::packed_floats(plan) + 16);
+  float* at = pack.data() + (16 - (reinterpret_cast<uintptr_t>(pack.data()) / sizeof(float)) % 16) % 16;
+  tt::pack_plan(&plan, at);
+  for (auto _ : state) {
+    if (form == BlockForm::chosen) {
+      kern::tt_matmul(p->W, plan, X.data(), batch, Y.data(), ws.data());
+    } else if (form == BlockForm::columns) {
+      tt::run_columns(plan, p->W, batch, X.data(), Y.data(), ws.data(), kern::active().tt_step, kern::active().transpose);
+    } else {
+      for (int b = 0; b < batch; ++b) kern::tt_matvec(p->W, plan, X.data() + b * N, Y.data() + b * M, ws.data());
+    }
+    benchmark::DoNotOptimize(Y.data());
+    benchmark::ClobberMemory();
+  }
+  set_counters(state, tt_matvec_flops(p->shape, rank) * batch);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -159,6 +188,14 @@ int main(int argc, char** argv) {
       benchmark::RegisterBenchmark(("tt_kern/" + suffix).c_str(), tt_matvec_bench<true>, p, rank);
       benchmark::RegisterBenchmark(("tt_ref/" + suffix).c_str(), tt_matvec_bench<false>, p, rank);
       benchmark::RegisterBenchmark(("tt_packed/" + suffix).c_str(), tt_packed_bench, p, rank, nullptr);
+      for (int batch : kBlocks) {
+        const std::string block = suffix + "/b" + std::to_string(batch);
+        benchmark::RegisterBenchmark(("tt_block/" + block).c_str(), tt_block_bench, p, rank, batch, BlockForm::chosen);
+        benchmark::RegisterBenchmark(("tt_block_columns/" + block).c_str(), tt_block_bench, p, rank, batch,
+                                     BlockForm::columns);
+        benchmark::RegisterBenchmark(("tt_block_vectors/" + block).c_str(), tt_block_bench, p, rank, batch,
+                                     BlockForm::vectors);
+      }
       if (kern::table_avx512() && kern::simd_supported(*kern::table_avx512())) {
         benchmark::RegisterBenchmark(("tt_packed_step_avx2/" + suffix).c_str(), tt_packed_bench, p, rank,
                                      &kern::avx2_tt_step);

@@ -26,7 +26,7 @@ void tt_step_scalar(const tt::Step& s, const float* in, float* out) { tt::step_s
 
 const Table kScalar = {
     "scalar",         1,
-    &tt_step_scalar,  &ref::dense_matmul,
+    &tt_step_scalar,  &ref::transpose, &ref::dense_matmul,
     &ref::dot,        &ref::axpy,
     &ref::layer_norm, &ref::softmax_inplace,
     &ref::gelu_inplace, &ref::silu_inplace, &ref::tanh_inplace,
@@ -174,9 +174,10 @@ void tt_matvec(const TTMatrix& W, const tt::Plan& plan, const float* x, float* y
 }
 
 void tt_matmul(const TTMatrix& W, const tt::Plan& plan, const float* X, int batch, float* Y, float* workspace) {
-  // One vector at a time: the same arithmetic as one run with P times the blocks, but each vector's
-  // intermediates stay in L1/L2 (measured: 32 vectors as one run 26-31 GFLOP/s, one by one 32-34, AVX2,
-  // d=512..2048 at rank 8; bench/README.md "Scale").
+  // A block as columns (tt_plan.h) where it pays; else one vector at a time: the same arithmetic as one
+  // run with P times the blocks, but each vector's intermediates stay in L1/L2.
+  if (tt::columns_pay(W, plan, batch))
+    return tt::run_columns(plan, W, batch, X, Y, workspace, active().tt_step, active().transpose);
   const int64_t M = W.shape.rows(), N = W.shape.cols();
   for (int b = 0; b < batch; ++b) tt_matvec(W, plan, X + b * N, Y + b * M, workspace);
 }

@@ -23,6 +23,7 @@ struct Table {
   const char* name;  // "scalar", "sse2", "avx2", "avx512", "neon"
   int width;         // floats per (widest) vector; 1 for scalar
   void (*tt_step)(const tt::Step& s, const float* in, float* out);
+  void (*transpose)(const float* src, int64_t rows, int64_t cols, float* dst);  // ref::transpose
   void (*dense_matmul)(const DenseMatrix& W, const float* X, int batch, float* Y);
   float (*dot)(const float* a, const float* b, int n);
   void (*axpy)(float a, const float* x, float* y, int n);

@@ -157,6 +157,8 @@ void silu_mul(float* g, const float* u, int n);
 // kAttendBlock, not n; the division by the softmax sum comes last.
 void attend(const float* q, const float* k, const float* v, size_t stride, int n, int hd, float scale, float* w,
             float* out);
+// dst[c * rows + r] = src[r * cols + c]: a [rows][cols] matrix as [cols][rows] (tt::run_columns' blocks).
+void transpose(const float* src, int64_t rows, int64_t cols, float* dst);
 }  // namespace ref
 
 constexpr int kAttendBlock = 16;

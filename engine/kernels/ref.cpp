@@ -208,6 +208,11 @@ void attend(const float* q, const float* k, const float* v, size_t stride, int n
   }
 }
 
+void transpose(const float* src, int64_t rows, int64_t cols, float* dst) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) dst[c * rows + r] = src[r * cols + c];
+}
+
 }  // namespace ref
 
 void rope_table(float theta, int head_dim, int n_pos, float* cs) {

@@ -85,15 +85,19 @@ Plan best_plan(const TTMatrix& W, int rank, int batch) {
   return rtl.flops < ltr.flops ? rtl : ltr;
 }
 
+namespace {
+size_t round16(size_t n) { return (n + 15) / 16 * 16; }
+size_t panel_floats(const Step& s) { return (size_t)(s.rows() + kPanelRows - 1) / kPanelRows * kPanelRows * s.red(); }
+}  // namespace
+
 size_t packed_floats(const Step& s) {
   if (s.core.type != WType::f32) return 0;  // f16/i8 cores keep their own path (converted per row tile)
-  const size_t rows = s.rows(), red = s.red();
-  return s.Q == 1 ? rows * red : (rows + kPanelRows - 1) / kPanelRows * kPanelRows * red;
+  return (s.Q == 1 ? round16((size_t)s.rows() * s.red()) : 0) + round16(panel_floats(s));
 }
 
 size_t packed_floats(const Plan& plan) {
   size_t n = 0;
-  for (int t = 0; t < plan.K; ++t) n += (packed_floats(plan.steps[t]) + 15) / 16 * 16;
+  for (int t = 0; t < plan.K; ++t) n += packed_floats(plan.steps[t]);
   return n;
 }
 
@@ -104,6 +108,8 @@ void pack_plan(Plan* plan, float* dst) {
     const size_t n = packed_floats(s);
     if (n == 0) continue;  // not packed (f16/i8)
     for (size_t i = 0; i < n; ++i) dst[i] = 0.f;  // the last panel's padding rows
+    float* transposed = s.Q == 1 ? dst : nullptr;
+    float* panels = dst + (s.Q == 1 ? round16((size_t)rows * red) : 0);
     const float* core = static_cast<const float*>(s.core.data);
     for (int row = 0; row < rows; ++row) {
       const int ro = row / s.row_count[1], ri = row % s.row_count[1];
@@ -111,12 +117,13 @@ void pack_plan(Plan* plan, float* dst) {
       for (int c = 0; c < red; ++c) {
         const int so = c / s.red_count[1], si = c % s.red_count[1];
         const float a = a_row[so * s.red_stride[0] + si * s.red_stride[1]];
-        if (s.Q == 1) dst[(size_t)c * rows + row] = a;
-        else dst[((size_t)(row / kPanelRows) * red + c) * kPanelRows + row % kPanelRows] = a;
+        if (transposed) transposed[(size_t)c * rows + row] = a;
+        panels[((size_t)(row / kPanelRows) * red + c) * kPanelRows + row % kPanelRows] = a;
       }
     }
-    s.packed = dst;
-    dst += (n + 15) / 16 * 16;
+    s.packed = transposed ? transposed : panels;
+    s.panels = panels;
+    dst += n;
   }
 }
 
@@ -133,9 +140,14 @@ int64_t max_intermediate(const TTShape& s) {
   return most;
 }
 
+namespace {
+int buffers(const TTShape& s) { return s.K - 1 < 2 ? s.K - 1 : 2; }  // K-1 intermediates, ping-ponged
+}  // namespace
+
 size_t workspace_floats(const TTShape& s, int batch) {
-  const int buffers = s.K - 1 < 2 ? s.K - 1 : 2;  // K-1 intermediates, ping-ponged
-  return buffers > 0 ? (size_t)buffers * (size_t)max_intermediate(s) * (size_t)batch : 0;
+  const int64_t M = s.rows(), N = s.cols();
+  const size_t transposed = batch > 1 ? (size_t)(M > N ? M : N) : 0;  // run_columns' X^T, then Y^T
+  return ((size_t)buffers(s) * (size_t)max_intermediate(s) + transposed) * (size_t)batch;
 }
 
 void run_plan(const Plan& plan, const TTMatrix& W, int batch, const float* X, float* Y, float* workspace,
@@ -154,6 +166,49 @@ void run_plan(const Plan& plan, const TTMatrix& W, int batch, const float* X, fl
   }
 }
 
+Plan columns_plan(const Plan& one, int batch) {
+  Plan plan = one;
+  plan.flops = 0;
+  for (int t = 0; t < plan.K; ++t) {
+    Step& s = plan.steps[t];
+    s.Q *= batch;
+    s.packed = s.panels;
+    plan.flops += s.flops();
+  }
+  return plan;
+}
+
+bool columns_pay(const TTMatrix& W, const Plan& one, int batch) {
+  if (batch < kColumnsMinBatch || one.K < 2) return false;
+  if (one.flops < kColumnsMinFlops * (W.shape.rows() + W.shape.cols())) return false;
+  for (int t = 0; t < one.K; ++t)
+    if (one.steps[t].panels == nullptr) return false;
+  return true;
+}
+
+void run_columns(const Plan& one, const TTMatrix& W, int batch, const float* X, float* Y, float* workspace,
+                 StepFn step, TransposeFn transpose) {
+  const int chunks = (batch + kColumnsMaxBatch - 1) / kColumnsMaxBatch;  // of equal size, within one
+  const int64_t M = W.shape.rows(), N = W.shape.cols();
+  for (int c = 0; c < chunks; ++c) {
+    const int b0 = batch * c / chunks, b1 = batch * (c + 1) / chunks, B = b1 - b0;
+    const Plan plan = columns_plan(one, B);
+    const int64_t buffer = max_intermediate(W.shape) * B;
+    float* T = workspace + buffers(W.shape) * buffer;  // X^T [N][B] (read by step 0), later Y^T [M][B]
+    transpose(X + b0 * N, B, N, T);
+    const float* in = T;
+    for (int t = 0; t < plan.K; ++t) {
+      float* out = t == plan.K - 1 ? T : workspace + (t % 2) * buffer;
+      step(plan.steps[t], in, out);
+      in = out;
+    }
+    float* Yc = Y + b0 * M;
+    transpose(T, M, B, Yc);
+    for (int b = 0; W.bias && b < B; ++b)
+      for (int64_t i = 0; i < M; ++i) Yc[b * M + i] += W.bias[i];
+  }
+}
+
 bool split_step(const Step& s, int part, int parts, const float** in, float** out, Step* sub) {
   *sub = s;
   if (s.P > 1) {  // blocks are independent: a range of them
@@ -164,7 +219,7 @@ bool split_step(const Step& s, int part, int parts, const float** in, float** ou
     *out += p0 * s.rows() * s.Q;
     return true;
   }
-  sub->packed = nullptr;  // its panels and columns are laid out for all the rows
+  sub->packed = sub->panels = nullptr;  // its panels and columns are laid out for all the rows
   const int axis = s.row_count[0] > 1 ? 0 : 1;  // one block: a range of the outer row index (else inner)
   const int n = s.row_count[axis], r0 = n * part / parts, r1 = n * (part + 1) / parts;
   if (r0 == r1) return false;

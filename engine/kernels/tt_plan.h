@@ -26,6 +26,9 @@ struct Step {
   // A copied once (pack_plan, e.g. per context next to the plans) into the order the SIMD kernels read
   // it, or null: then they read the core through the strides above. See pack_plan for the layouts.
   const float* packed = nullptr;
+  // A in the panel layout (== packed where Q > 1): what the step reads when it runs a block of vectors
+  // as columns (columns_plan: Q times the batch, so Q > 1 even where the one-vector Q is 1).
+  const float* panels = nullptr;
   int rows() const { return row_count[0] * row_count[1]; }
   int red() const { return red_count[0] * red_count[1]; }
   int64_t flops() const { return 2 * P * Q * rows() * red(); }
@@ -50,16 +53,18 @@ Plan best_plan(const TTMatrix& W, int rank, int batch);
 //    the rows and broadcasts the P blocks' inputs: a small GEMM with no horizontal sums.
 //  - Q > 1: the rows in panels of kPanelRows (the last one zero-padded), each [red][kPanelRows]. The
 //    kernel broadcasts A (consecutive floats) and runs vectors along Q.
+// A Q == 1 step gets both copies (`packed` and `panels`): the panels serve its block-as-columns form.
 // The layout does not depend on the SIMD variant, so one packed plan serves whichever runs.
 constexpr int kPanelRows = 8;
-size_t packed_floats(const Step& s);
-size_t packed_floats(const Plan& plan);  // every step, each rounded up to 16 floats (64 bytes)
-// Fills `dst` (packed_floats(*plan) floats, 64-byte aligned) and points the steps' `packed` at it.
-// Only f32 cores are packed (f16 and i8 steps keep packed == null and their converting kernels).
+size_t packed_floats(const Step& s);     // both copies, each rounded up to 16 floats (64 bytes)
+size_t packed_floats(const Plan& plan);  // every step
+// Fills `dst` (packed_floats(*plan) floats, 64-byte aligned) and points the steps' `packed` and
+// `panels` at it. Only f32 cores are packed (f16 and i8 steps keep null and their converting kernels).
 void pack_plan(Plan* plan, float* dst);
 
 // Floats of one intermediate (per vector) at stored ranks, the largest over both orders.
 int64_t max_intermediate(const TTShape& s);
+// run_plan's two intermediates, and for batch > 1 also run_columns' transposed inputs and outputs.
 size_t workspace_floats(const TTShape& s, int batch);
 
 // Runs the steps, ping-ponging intermediates through the workspace; the last step writes Y, then the
@@ -67,6 +72,27 @@ size_t workspace_floats(const TTShape& s, int batch);
 using StepFn = void (*)(const Step& s, const float* in, float* out);
 void run_plan(const Plan& plan, const TTMatrix& W, int batch, const float* X, float* Y, float* workspace,
               StepFn step);
+
+// A block of vectors as columns. One vector's steps are small GEMMs (Q of 1 to ~100 columns, factors of
+// 4 to 16), dominated by loop overhead; a block of B vectors with its vector index innermost in every
+// intermediate ([.., B]) runs the same steps with Q times B columns: each step one long GEMM per block,
+// with the same sums in the same order as the vector's own. columns_plan makes those steps from a
+// one-vector plan (its `panels` become `packed`); run_columns transposes X [B][N] to [N][B], runs them,
+// and transposes [M][B] back into Y (+ bias). Needs K >= 2 (the transposes share one workspace area).
+Plan columns_plan(const Plan& one, int batch);
+using TransposeFn = void (*)(const float* src, int64_t rows, int64_t cols, float* dst);  // ref::transpose
+void run_columns(const Plan& one, const TTMatrix& W, int batch, const float* X, float* Y, float* workspace,
+                 StepFn step, TransposeFn transpose);
+// Whether a block of `batch` vectors runs as columns (else one vector at a time): K >= 2, every step
+// packed (f32 cores of a context's plans), enough vectors to fill the SIMD columns (kColumnsMinBatch),
+// and enough FLOPs per float transposed (kColumnsMinFlops per element of x and y: at low rank the
+// transposes and the short reductions cost more than the wider tiles gain). run_columns takes larger
+// blocks in chunks of at most kColumnsMaxBatch vectors. All measured in bench/README.md "TT prompt
+// blocks".
+constexpr int kColumnsMinBatch = 8;
+constexpr int kColumnsMaxBatch = 32;
+constexpr int kColumnsMinFlops = 256;
+bool columns_pay(const TTMatrix& W, const Plan& one, int batch);
 
 // Part `part` of `parts` of one step, for threads: a range of its P blocks, or (one block) of its rows;
 // moves `in` and `out` to it. False when the part is empty. A range of rows drops the packed copy.

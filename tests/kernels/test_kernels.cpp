@@ -240,10 +240,14 @@ TEST_CASE("kern TT matvec/matmul equal ref at every rank and batch, within the w
         make_tt(rng, {2, 16, 32}, {32, 16, 2}, {3, 4}),       // 1024, both orders' shapes
         make_tt(rng, {12, 20}, {20, 12}, {5}),                // Q = 12, 20: vectors of 16/8 + 4
     };
+    int columns = 0;  // packed (plan, batch) pairs that kern::tt_matmul ran as columns
     for (const TT& t : cases) {
       const TTMatrix W = t.view();
       const size_t M = (size_t)t.shape.rows(), N = (size_t)t.shape.cols();
-      for (int batch = 1; batch <= 5; ++batch) {
+      // Up to 5 vectors, and blocks long enough for the columns form (tt::columns_pay), one of them
+      // in two chunks (above tt::kColumnsMaxBatch) where the shape is small.
+      for (int batch : {1, 2, 3, 4, 5, 9, M * N <= 4096 ? 33 : 0}) {
+        if (batch == 0) continue;
         const Vec X = random_vec(rng, N * batch);
         GuardedWorkspace ws(kern::tt_workspace_floats(t.shape, batch));
         Vec ref_ws(ref::tt_workspace_floats(t.shape, batch));
@@ -280,6 +284,21 @@ TEST_CASE("kern TT matvec/matmul equal ref at every rank and batch, within the w
           REQUIRE(all_finite(yk.data(), yk.size()));
           CHECK(rel_err(yk.data(), expect.data(), yk.size()) < 2e-6 * std::sqrt((double)N));
           CHECK(ws.guard_intact());
+          columns += tt::columns_pay(W, packed, batch);
+          if (batch > 1 && t.shape.K >= 2) {  // the block as columns, whether or not the rule picks it
+            Vec yc = nan_vec(M * batch);
+            tt::run_columns(packed, W, batch, X.data(), yc.data(), ws.data(), kern::active().tt_step,
+                            kern::active().transpose);
+            REQUIRE(all_finite(yc.data(), yc.size()));
+            CHECK(rel_err(yc.data(), expect.data(), yc.size()) < 2e-6 * std::sqrt((double)N));
+            CHECK(ws.guard_intact());
+            if (std::string(kern::simd_arch()) == "avx512") {  // and its 512-bit steps everywhere
+              tt::run_columns(packed, W, batch, X.data(), yc.data(), ws.data(), kern::avx512_tt_step,
+                              kern::active().transpose);
+              CHECK(rel_err(yc.data(), expect.data(), yc.size()) < 2e-6 * std::sqrt((double)N));
+              CHECK(ws.guard_intact());
+            }
+          }
           if (batch == 1) {
             Vec y1 = nan_vec(M);
             kern::tt_matvec(W, rank, X.data(), y1.data(), ws.data());
@@ -288,6 +307,24 @@ TEST_CASE("kern TT matvec/matmul equal ref at every rank and batch, within the w
         }
       }
     }
+    CHECK(columns > 0);  // the rule picks the columns form somewhere above
+  });
+}
+
+TEST_CASE("transpose: kern equals ref, odd and wide sizes") {
+  for_each_variant([] {
+    std::mt19937 rng(21);
+    for (int64_t rows : {1, 3, 4, 7, 16, 33})
+      for (int64_t cols : {1, 4, 5, 17, 64, 771}) {
+        CAPTURE(rows);
+        CAPTURE(cols);
+        const Vec src = random_vec(rng, (size_t)(rows * cols));
+        Vec expect((size_t)(rows * cols)), dst = nan_vec((size_t)(rows * cols));
+        ref::transpose(src.data(), rows, cols, expect.data());
+        kern::active().transpose(src.data(), rows, cols, dst.data());
+        CHECK(std::memcmp(dst.data(), expect.data(), dst.size() * sizeof(float)) == 0);
+        CHECK(expect[(size_t)((cols - 1) * rows)] == src[(size_t)(cols - 1)]);  // the reference's own contract
+      }
   });
 }
 
@@ -697,6 +734,13 @@ TEST_CASE("TT matvec/matmul on f16 and i8 cores: ref equals the f32 cores' value
               tt::run_plan(tt::best_plan(W, rank, batch), W, batch, X.data(), y512.data(), gw.data(),
                            kern::avx512_tt_step);
               CHECK(rel_err(y512.data(), expect.data(), y512.size()) < 2e-6 * std::sqrt((double)N));
+            }
+            if (batch > 1 && sh.K >= 2) {  // as columns (the converting steps; kern::tt_matmul does not pick it)
+              Vec yc = nan_vec(M * batch);
+              tt::run_columns(tt::best_plan(W, rank, 1), W, batch, X.data(), yc.data(), gw.data(),
+                              kern::active().tt_step, kern::active().transpose);
+              CHECK(rel_err(yc.data(), expect.data(), yc.size()) < 2e-6 * std::sqrt((double)N));
+              CHECK(gw.guard_intact());
             }
           });
         }
