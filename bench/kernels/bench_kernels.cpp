@@ -171,6 +171,35 @@ void tt_block_bench(benchmark::State& state, const Problem* p, int rank, int bat
   set_counters(state, tt_matvec_flops(p->shape, rank) * batch);
 }
 
+// The dense GEMM of a prompt block (kern::dense_matmul over `batch` vectors): the d=768 model's shapes
+// (rows x cols: q/k/v/o 768x768, up 3072x768, down 768x3072), random f32 weights, one thread; "dots"
+// without scratch (the dot form), "bcast" with it (X transposed once, the broadcast form).
+struct Gemm {
+  int rows, cols;
+  std::vector<float> w, bias, X, Y, scratch;
+  Gemm(int r, int c, int batch) : rows(r), cols(c) {
+    std::mt19937 rng(9);
+    std::uniform_real_distribution<float> u(-0.5f, 0.5f);
+    for (auto* v : {&w, &bias, &X}) v->resize(v == &w ? (size_t)r * c : v == &bias ? (size_t)r : (size_t)c * batch);
+    for (auto* v : {&w, &bias, &X})
+      for (float& f : *v) f = u(rng);
+    Y.resize((size_t)r * batch);
+    scratch.resize(kern::dense_scratch_floats(r, c, batch) + 1);
+  }
+};
+
+void kern_gemm_bench(benchmark::State& state, int rows, int cols, int batch, bool bcast) {
+  Gemm g(rows, cols, batch);
+  DenseMatrix D;
+  D.rows = rows, D.cols = cols, D.w = g.w.data(), D.bias = g.bias.data();
+  for (auto _ : state) {
+    kern::dense_matmul(D, g.X.data(), batch, g.Y.data(), bcast ? g.scratch.data() : nullptr, nullptr);
+    benchmark::DoNotOptimize(g.Y.data());
+    benchmark::ClobberMemory();
+  }
+  set_counters(state, 2ll * rows * cols * batch);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -204,6 +233,13 @@ int main(int argc, char** argv) {
       }
     }
   }
+  for (const int* rc : {(const int[2]){768, 768}, (const int[2]){3072, 768}, (const int[2]){768, 3072}})
+    for (int batch : {8, 16, 32, 64})
+      for (bool bcast : {false, true}) {
+        const std::string name = std::string("kern_gemm_") + (bcast ? "bcast/" : "dots/") + std::to_string(rc[0]) +
+                                 "x" + std::to_string(rc[1]) + "/b" + std::to_string(batch);
+        benchmark::RegisterBenchmark(name.c_str(), kern_gemm_bench, rc[0], rc[1], batch, bcast);
+      }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

@@ -23,10 +23,13 @@ namespace kern {
 namespace {
 
 void tt_step_scalar(const tt::Step& s, const float* in, float* out) { tt::step_scalar(s, in, out, 0); }
+void dense_matmul_scalar(const DenseMatrix& W, const float* X, int batch, float* Y, int64_t ldy, const float*, float*) {
+  for (int b = 0; b < batch; ++b) ref::dense_matvec(W, X + (int64_t)b * W.cols, Y + b * ldy);
+}
 
 const Table kScalar = {
     "scalar",         1,
-    &tt_step_scalar,  &ref::transpose, &ref::dense_matmul,
+    &tt_step_scalar,  &ref::transpose, &dense_matmul_scalar,
     &ref::dot,        &ref::axpy,
     &ref::layer_norm, &ref::softmax_inplace,
     &ref::gelu_inplace, &ref::silu_inplace, &ref::tanh_inplace,
@@ -225,24 +228,52 @@ void tt_matmul(const TTMatrix& W, const tt::Plan& one, const float* X, int batch
   }
 }
 
+namespace {
+// Batches from this size on run in broadcast form when given scratch (smaller ones waste most lanes of
+// a vector of tokens, and the transposition is not repaid).
+constexpr int kBroadcastBatch = 16;
+
+// Xt[k * lanes + b] = X[b * cols + k], lanes = batch_lanes(batch), zeros in lanes [batch, lanes): the
+// variant's transpose when there are none (a block of a multiple of 4 tokens), else one by one.
+void pack_batch(const float* X, int batch, int cols, float* Xt) {
+  const int64_t lanes = batch_lanes(batch);
+  if (lanes == batch) return active().transpose(X, batch, cols, Xt);
+  for (int k = 0; k < cols; ++k)
+    for (int64_t b = 0; b < lanes; ++b) Xt[k * lanes + b] = b < batch ? X[b * cols + k] : 0.f;
+}
+
+}  // namespace
+
+size_t dense_scratch_floats(int rows, int cols, int batch) {
+  if (batch < kBroadcastBatch) return 0;
+  return (size_t)batch_lanes(batch) * ((size_t)cols + (cols > kGemmKBlock ? (size_t)rows : 0));  // Xt, partial sums
+}
+
 void dense_matmul(const DenseMatrix& M, const float* X, int batch, float* Y, float* scratch, const Workers* w) {
+  const float* Xt = nullptr;
+  float* partial = nullptr;  // bp floats per row, after Xt
+  if (scratch && batch >= kBroadcastBatch) {
+    pack_batch(X, batch, M.cols, scratch);
+    Xt = scratch;
+    partial = scratch + (int64_t)M.cols * batch_lanes(batch);
+  }
   if (w == nullptr || w->threads < 2 || 2ll * M.rows * M.cols * batch < kParallelFlops)
-    return active().dense_matmul(M, X, batch, Y);
+    return active().dense_matmul(M, X, batch, Y, M.rows, Xt, partial);
   const int parts = w->threads, quads = M.rows / 4;
   parallel_for(w, parts, [&](int part, int) {  // rows [r0, r1), whole 4-row tiles but for the last part
     const int r0 = quads * part / parts * 4, r1 = part == parts - 1 ? M.rows : quads * (part + 1) / parts * 4;
     if (r0 == r1) return;
     const DenseMatrix rows{r1 - r0, M.cols, M.w.from((int64_t)r0 * M.cols, r0), M.bias ? M.bias + r0 : nullptr};
-    if (batch == 1) return active().dense_matmul(rows, X, 1, Y + r0);
-    float* part_y = scratch + (int64_t)batch * r0;  // [batch][r1 - r0], then into Y's columns
-    active().dense_matmul(rows, X, batch, part_y);
-    for (int b = 0; b < batch; ++b)
-      for (int r = r0; r < r1; ++r) Y[(int64_t)b * M.rows + r] = part_y[(int64_t)b * (r1 - r0) + r - r0];
+    active().dense_matmul(rows, X, batch, Y + r0, M.rows, Xt, partial ? partial + r0 * batch_lanes(batch) : nullptr);
   });
 }
 
-void dense_matvec(const DenseMatrix& M, const float* x, float* y) { active().dense_matmul(M, x, 1, y); }
-void dense_matmul(const DenseMatrix& M, const float* X, int batch, float* Y) { active().dense_matmul(M, X, batch, Y); }
+void dense_matvec(const DenseMatrix& M, const float* x, float* y) {
+  active().dense_matmul(M, x, 1, y, M.rows, nullptr, nullptr);
+}
+void dense_matmul(const DenseMatrix& M, const float* X, int batch, float* Y) {
+  active().dense_matmul(M, X, batch, Y, M.rows, nullptr, nullptr);
+}
 float dot(const float* a, const float* b, int n) { return active().dot(a, b, n); }
 void axpy(float a, const float* x, float* y, int n) { active().axpy(a, x, y, n); }
 void layer_norm(const float* x, const float* w, const float* b, float eps, int n, float* y) {

@@ -104,8 +104,17 @@ void tt_matmul(const TTMatrix& W, int rank, const float* X, int batch, float* Y,
 void dense_matvec(const DenseMatrix& W, const float* x, float* y);
 void dense_matmul(const DenseMatrix& W, const float* X, int batch, float* Y);
 
-// The same over `w`'s threads (null: the serial form): the rows split into one range per thread; a batch
-// needs `scratch` of batch * W.rows floats (unused for one vector). The TT form is in tt_plan.h.
+// Lanes per reduction index of a batch transposed for the GEMM: the batch rounded up to 4 (the narrowest
+// vector of every SIMD variant).
+constexpr int64_t batch_lanes(int batch) { return (batch + 3) / 4 * 4; }
+// The broadcast-form GEMM's reduction block (simd_body.inc).
+constexpr int kGemmKBlock = 1024;
+// Floats of `scratch` that dense_matmul below needs for `batch` vectors through a [rows, cols] matrix
+// (0 where the batch runs as dot products).
+size_t dense_scratch_floats(int rows, int cols, int batch);
+// The same over `w`'s threads (null: one thread), each a range of the rows. With `scratch` (null: none)
+// a batch runs in broadcast form: X transposed into scratch once, each weight broadcast against vectors
+// of tokens (simd_body.inc); without, as dot products. The TT form is in tt_plan.h.
 void dense_matmul(const DenseMatrix& W, const float* X, int batch, float* Y, float* scratch, const Workers* w);
 
 float dot(const float* a, const float* b, int n);

@@ -117,7 +117,7 @@ int64_t head_flops(const ModelConfig& c) { return norm_flops(c) + 2ll * c.vocab 
 // Linear `which` (0..6: q k v o up down gate) of layer l: TT linears run the context's plan for the rank.
 void base_linear(const Linear& lin, int which, const TokenStats* ts, int l, int n, const float* X, float* Y,
                  RunState* s) {
-  if (!lin.tt) return kern::dense_matmul(lin.dense, X, n, Y, s->split, s->workers);
+  if (!lin.tt) return kern::dense_matmul(lin.dense, X, n, Y, s->packed_x, s->workers);
   auto rank = [&](int i) { return (int)ts[i].layer[l].rank; };
   int i0 = 0;
   while (i0 < n && rank(i0) == rank(0)) ++i0;

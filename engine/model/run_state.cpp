@@ -62,6 +62,15 @@ size_t act_table_floats(const ModelConfig& c, const RunOptions& opt) {
   return 0;
 }
 
+bool has_dense_linear(const Model& m) {
+  for (int l = 0; l < m.cfg.n_layers; ++l) {
+    const Layer& ly = m.layers[l];
+    for (const Linear* lin : {&ly.q, &ly.k, &ly.v, &ly.o, &ly.gate, &ly.up, &ly.down})
+      if (!lin->tt && lin->rows > 0) return true;
+  }
+  return false;
+}
+
 int max_lora_rank(const Model& m) {
   int r = 0;
   for (int l = 0; l < m.cfg.n_layers; ++l) {
@@ -103,7 +112,8 @@ size_t RunState::layout(const Model& m, const RunOptions& opt, int T, int B, int
   hb2 = c.activation == Activation::swiglu ? arena.take(rows * c.d_ff) : nullptr;
   gather_in = c.tensorized && B > 1 ? arena.take(rows * wide) : nullptr;
   gather_out = c.tensorized && B > 1 ? arena.take(rows * wide) : nullptr;
-  split = threads > 1 && B > 1 ? arena.take(rows * wide) : nullptr;
+  const size_t gemm = has_dense_linear(m) ? kern::dense_scratch_floats((int)wide, (int)wide, B) : 0;
+  packed_x = gemm ? arena.take(gemm) : nullptr;
   scores = arena.take((size_t)threads * T);
   head_var = opt.attention_samples > 0 ? arena.take(rows * c.n_heads) : nullptr;
   phase_gain = c.phase_rotation ? arena.take(d) : nullptr;

@@ -38,6 +38,12 @@ double rel_err(const float* a, const float* b, size_t n) {
   return diff / mag;
 }
 
+double max_abs(const Vec& v) {
+  double m = 0;
+  for (float x : v) m = std::fmax(m, std::fabs((double)x));
+  return m;
+}
+
 bool all_finite(const float* a, size_t n) {
   for (size_t i = 0; i < n; ++i)
     if (!std::isfinite(a[i])) return false;
@@ -679,6 +685,49 @@ TEST_CASE("dense matvec/matmul on f16 and i8 weights: ref equals f32 math on the
             Vec y = nan_vec((size_t)rows * batch);
             kern::dense_matmul(D, X.data(), batch, y.data());
             CHECK(rel_err(y.data(), expect.data(), y.size()) < 1e-5);
+          });
+        }
+      }
+  }
+}
+
+TEST_CASE("dense matmul with scratch (broadcast form) and threads: kern equals ref, every tile and lane tail") {
+  // Batches below the broadcast form's threshold (16), filling two vectors of tokens, one, the narrower
+  // types' vectors and padded lanes; rows that take the 12- (6-), 4- and 1-row tiles; cols of short
+  // and long sum chunks, past a conversion chunk (256), of one and of three reduction blocks (1024).
+  // The threaded form runs its parts one after another here (each writes its rows into Y's columns).
+  std::mt19937 rng(33);
+  const Workers serial{3, [](void*, int n, void (*task)(void*, int, int), void* arg) {
+                         for (int i = n - 1; i >= 0; --i) task(arg, i, 0);  // any order must do
+                       },
+                       nullptr};
+  for (const StoreKind& k : {StoreKind{WType::f32, false, "f32"}, kStoreKinds[0], kStoreKinds[1], kStoreKinds[2]}) {
+    const std::string kind = k.name;
+    CAPTURE(kind);
+    for (int rows : {1, 13, 29})
+      for (int cols : {5, 33, 300, 2100}) {
+        CAPTURE(rows);
+        CAPTURE(cols);
+        const Vec w = random_vec(rng, (size_t)rows * cols), bias = random_vec(rng, (size_t)rows);
+        const Stored s = store(w, rows, cols, k.type, k.per_row);
+        DenseMatrix D;
+        D.rows = rows, D.cols = cols, D.w = s.view(), D.bias = bias.data();
+        for (int batch : {1, 3, 4, 6, 13, 16, 20, 33, 37}) {
+          CAPTURE(batch);
+          const Vec X = random_vec(rng, (size_t)cols * batch);
+          Vec expect((size_t)rows * batch);
+          ref::dense_matmul(D, X.data(), batch, expect.data());
+          for_each_variant([&] {
+            for (const Workers* wk : {(const Workers*)nullptr, &serial}) {
+              CAPTURE(wk != nullptr);
+              GuardedWorkspace scratch(kern::dense_scratch_floats(rows, cols, batch));
+              Vec y = nan_vec((size_t)rows * batch);
+              kern::dense_matmul(D, X.data(), batch, y.data(), scratch.data(), wk);
+              // |weights|, |X| <= 1: a sum's rounding error is far below cols * 1e-6 (one output may
+              // cancel to near 0, so not relative to it), a wrong tile or lane is off by O(1).
+              CHECK(rel_err(y.data(), expect.data(), y.size()) * max_abs(expect) < 1e-6 * cols);
+              CHECK(scratch.guard_intact());
+            }
           });
         }
       }
