@@ -90,7 +90,7 @@ void run_columns(const Plan& one, const TTMatrix& W, int batch, const float* X, 
 // blocks in chunks of at most kColumnsMaxBatch vectors. All measured in bench/README.md "TT prompt
 // blocks".
 constexpr int kColumnsMinBatch = 8;
-constexpr int kColumnsMaxBatch = 32;
+constexpr int kColumnsMaxBatch = 16;
 constexpr int kColumnsMinFlops = 256;
 bool columns_pay(const TTMatrix& W, const Plan& one, int batch);
 
