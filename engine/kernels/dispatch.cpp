@@ -229,9 +229,11 @@ void tt_matmul(const TTMatrix& W, const tt::Plan& one, const float* X, int batch
 }
 
 namespace {
-// Batches from this size on run in broadcast form when given scratch (smaller ones waste most lanes of
-// a vector of tokens, and the transposition is not repaid).
-constexpr int kBroadcastBatch = 16;
+// Batches from this size on, through rows of at least kBroadcastCols, run in broadcast form when given
+// scratch. Smaller batches waste most lanes of a vector of tokens; shorter rows fit in L1 anyway, and
+// there the dot form's lanes split the sum more finely (with broadcasts, shakespeare-qllm-113k's
+// block-vs-token logits, d = 48, were 1.5x test_batch's 1e-5 on NEON).
+constexpr int kBroadcastBatch = 16, kBroadcastCols = 256;
 
 // Xt[k * lanes + b] = X[b * cols + k], lanes = batch_lanes(batch), zeros in lanes [batch, lanes): the
 // variant's transpose when there are none (a block of a multiple of 4 tokens), else one by one.
@@ -245,14 +247,14 @@ void pack_batch(const float* X, int batch, int cols, float* Xt) {
 }  // namespace
 
 size_t dense_scratch_floats(int rows, int cols, int batch) {
-  if (batch < kBroadcastBatch) return 0;
+  if (batch < kBroadcastBatch || cols < kBroadcastCols) return 0;
   return (size_t)batch_lanes(batch) * ((size_t)cols + (cols > kGemmKBlock ? (size_t)rows : 0));  // Xt, partial sums
 }
 
 void dense_matmul(const DenseMatrix& M, const float* X, int batch, float* Y, float* scratch, const Workers* w) {
   const float* Xt = nullptr;
   float* partial = nullptr;  // bp floats per row, after Xt
-  if (scratch && batch >= kBroadcastBatch) {
+  if (scratch && batch >= kBroadcastBatch && M.cols >= kBroadcastCols) {
     pack_batch(X, batch, M.cols, scratch);
     Xt = scratch;
     partial = scratch + (int64_t)M.cols * batch_lanes(batch);
