@@ -40,6 +40,12 @@ for name in d768-dense d768-dense-q8 d768-tt d768-ttq d768-dense-f16 d768-tt-q8;
   pin 1 timeout 60 $Q bench -m $M/$name.qtf -p 64 -n 0 -r 3 -b 1 -o csv 2>> "$log" | tail -n +2 | sed "s/^/$name-b1,1,/" >> $csv
   stamp "scaled $name"
 done
+for name in d768-dense d768-dense-q8 d768-tt; do  # prompt block size: MODEL-pp128-bB, 1 thread
+  for b in 32 64 128; do
+    pin 1 timeout 60 $Q bench -m $M/$name.qtf -p 128 -n 0 -r 3 -b $b -o csv 2>> "$log" | tail -n +2 | sed "s/^/$name-pp128-b$b,1,/" >> $csv
+  done
+done
+stamp "block sizes"
 peers=$OUT/peers.jsonl
 pin 1 timeout 90 python3 bench/peers/torch_gpt.py --d 768 --layers 12 --heads 12 --d_ff 3072 -p 64 -n 64 -r 3 >> $peers 2>> "$log"
 pin 1 timeout 90 python3 bench/peers/llama2c_peer.py --run /tmp/run --d 768 --layers 12 --heads 12 --d_ff 3072 -n 128 -r 2 \

@@ -89,7 +89,7 @@ qtf_status qtf_context_new(const qtf_model* model, const qtf_context_params* par
  * and change the fields you need. */
 typedef struct {
   uint32_t struct_size;       /* sizeof(qtf_context_options) as the caller was compiled */
-  int32_t n_batch;            /* prompt tokens run through the model together; 0 = default (32), max 1024 */
+  int32_t n_batch;            /* prompt tokens run through the model together; 0 = default (64), max 1024 */
   int32_t pack_tt;            /* 1 (default): TT cores copied once into the kernels' order (faster decode,
                                  about the TT cores' size per stored rank of extra arena); 0: read in place
                                  (RAM-tight targets); the same logits either way */
@@ -116,7 +116,7 @@ int32_t qtf_context_n_past(const qtf_context* ctx);  /* cache slots in use, memo
 int32_t qtf_context_n_prefix(const qtf_context* ctx);
 int32_t qtf_context_n_ctx(const qtf_context* ctx);
 
-/* Appends tokens and runs them (a prompt in blocks of n_batch tokens, default 32, through each layer together); afterwards
+/* Appends tokens and runs them (a prompt in blocks of n_batch tokens, default 64, through each layer together); afterwards
    qtf_get_logits gives the last token's logits. */
 qtf_status qtf_decode(qtf_context* ctx, const int32_t* tokens, int32_t n_tokens);
 const float* qtf_get_logits(const qtf_context* ctx); /* vocab_size floats, NULL before the first decode */

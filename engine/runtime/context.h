@@ -9,7 +9,10 @@
 
 namespace qtf {
 
-constexpr int kDefaultBatch = 32;  // prompt tokens per block: the arena grows by ~(6 d + 3 d_ff) floats per token
+// Prompt tokens per block. A block reads every dense weight once (d=768: 327 MB, ~23 ms from DRAM on one
+// core, as long as 32 tokens' FLOPs at the AVX-512 peak), so 64 halves that traffic per token; the arena
+// grows by ~(6 d + 3 d_ff + 2 max(d, d_ff)) floats per token of the block (d=768: 5 MiB at 64).
+constexpr int kDefaultBatch = 64;
 constexpr int kMaxBatch = 1024;
 constexpr int kMaxThreads = 256;
 

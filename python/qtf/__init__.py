@@ -202,7 +202,7 @@ class Context(_Handle):
 
     Options: n_ctx (0 = the model's context), route ("auto", "classical", "quantum"), fixed_rank (0 = the
     entropy schedule), act_path ("fourier", "quantum", "spline"), theta, alpha (None = the model's),
-    n_threads (threads the context splits its work over), n_batch (prompt tokens per block, 0 = 32),
+    n_threads (threads the context splits its work over), n_batch (prompt tokens per block, 0 = 64),
     pack_tt (False: TT cores read in place, a smaller arena), attention_samples (None = the model's, 0 =
     exact, N = N draws per head), attention_seed (None = the model's)."""
 

@@ -12,7 +12,7 @@ const char kModelOptionsHelp[] =
     "model and runtime switches:\n"
     "  -m, --model FILE        model file (.qtf)\n"
     "  -c, --ctx-size N        context length (default: the model's)\n"
-    "  -b, --batch N           prompt tokens run through the model together (default 32; 1 = token by token)\n"
+    "  -b, --batch N           prompt tokens run through the model together (default 64; 1 = token by token)\n"
     "  -t, --threads N         threads (default 1)\n"
     "  --no-mmap               read the file into memory instead of mapping it\n"
     "  --route auto|classical|quantum   force the attention route of every token\n"
