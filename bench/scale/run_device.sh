@@ -55,6 +55,9 @@ for t in 4 16; do
     --d_ff 3072 -n 128 -r 2 --label omp$t >> $peers 2>> "$log"
 done
 stamp "peers"
+# The machine's own scaling, again after the qtf runs: on a shared host the FMA and bandwidth figures at
+# 4-8 threads move between runs, and thread scaling is read against both samples.
+timeout 90 /tmp/bench_roofline --threads 1,2,4,8,16 --mib 1024 > "$OUT/roofline-after.md" 2>> "$log"
 sh=$OUT/shipped.csv
 echo "model,type,$($Q bench -m models/shakespeare-dense.qtf -p 1 -n 0 -r 1 -o csv | head -1)" > $sh
 for m in models/*.qtf; do
