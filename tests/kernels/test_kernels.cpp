@@ -251,8 +251,9 @@ TEST_CASE("kern TT matvec/matmul equal ref at every rank and batch, within the w
       const TTMatrix W = t.view();
       const size_t M = (size_t)t.shape.rows(), N = (size_t)t.shape.cols();
       // Up to 5 vectors, and blocks long enough for the columns form (tt::columns_pay), one of them
-      // in two chunks (above tt::kColumnsMaxBatch) where the shape is small.
-      for (int batch : {1, 2, 3, 4, 5, 9, M * N <= 4096 ? 33 : 0}) {
+      // as one chunk of 16 (Q == 1 steps then have one 16-float vector per block), one of them in three
+      // chunks (above tt::kColumnsMaxBatch) where the shape is small.
+      for (int batch : {1, 2, 3, 4, 5, 9, 16, M * N <= 4096 ? 33 : 0}) {
         if (batch == 0) continue;
         const Vec X = random_vec(rng, N * batch);
         GuardedWorkspace ws(kern::tt_workspace_floats(t.shape, batch));
