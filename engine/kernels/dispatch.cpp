@@ -185,11 +185,6 @@ void tt_matmul(const TTMatrix& W, const tt::Plan& plan, const float* X, int batc
   for (int b = 0; b < batch; ++b) tt_matvec(W, plan, X + b * N, Y + b * M, workspace);
 }
 
-namespace {
-// Steps below this many FLOPs run on one thread (waking the others costs more).
-constexpr int64_t kParallelFlops = 1 << 15;
-}  // namespace
-
 void tt_matmul(const TTMatrix& W, const tt::Plan& one, const float* X, int batch, float* Y, float* workspace,
                const Workers* w) {
   if (w == nullptr || w->threads < 2) return tt_matmul(W, one, X, batch, Y, workspace);

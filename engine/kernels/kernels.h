@@ -80,6 +80,18 @@ inline void parallel_for(const Workers* w, int n, const F& body) {
          const_cast<F*>(&body));
 }
 
+// Work of fewer FLOPs than this runs on the calling thread: waking the others (and handing the data
+// to their caches) costs more than it saves. For the matmul and TT step splits and the per-token steps
+// of a block. 2^17 (was 2^15): on the 2-core development machine -t 2 then costs the small shipped
+// models 1.1-1.7x the CPU time of -t 1 instead of 1.2-3.4x, and 2^18 lost d52's prompt speed-up.
+constexpr int64_t kParallelFlops = 1 << 17;
+
+// The same for a job of about `flops` FLOPs in all: inline below kParallelFlops.
+template <class F>
+inline void parallel_for(const Workers* w, int n, int64_t flops, const F& body) {
+  parallel_for(flops < kParallelFlops ? nullptr : w, n, body);
+}
+
 // FLOPs (a multiply-add = 2) of one TT matvec at run-time rank `rank` with the cost-chosen order.
 int64_t tt_matvec_flops(const TTShape& s, int rank);
 

@@ -61,24 +61,38 @@ int64_t angles_flops(int Q, int n) { return 2ll * Q * n + kTanhFlops * Q; }  // 
 
 int64_t norm_flops(const ModelConfig& c) { return (c.norm == NormKind::rmsnorm ? kRmsNormFlops : kLayerNormFlops) * c.d; }
 
-// What one token costs in layer l at position pos, step by step as block() runs it, from the same
-// shapes the kernels get.
-Cost block_cost(const Model& m, const RunOptions& opt, const RunState& s, int l, const Path& p, int pos) {
-  const ModelConfig& c = m.cfg;
-  const Layer& L = m.layers[l];
-  const int64_t d = c.d, H = c.n_heads, hd = c.head_dim(), Q = c.n_qubits, n = pos + 1, r = p.rank;
+// The per-token steps of block(), each what one token costs in it (the linears are linear_flops): the
+// report adds them up (block_cost), and block() runs a step on one thread when all its tokens together
+// cost less than kParallelFlops.
+
+// 1-5. LN1 and the entropy meter: angles, circuit, e = a + W_qout z + b.
+Cost meter_cost(const ModelConfig& c) {
+  const int64_t d = c.d, Q = c.n_qubits;
   Cost cost;
-  cost.classical(norm_flops(c));  // 1. LN1
-  if (c.has_encoder()) {                // 2-3. entropy meter: angles, circuit, e = a + W_qout z + b
+  cost.classical(norm_flops(c));
+  if (c.has_encoder()) {
     cost.classical(angles_flops(Q, d) + 2 * d * Q + 2 * d);
     cost.simulated(quantum::encoder_flops(Q, c.n_qlayers), 1);
   }
-  cost.classical(linear_flops(s, L.q, l, 0, r) + linear_flops(s, L.k, l, 1, r) + linear_flops(s, L.v, l, 2, r));  // 6.
-  if (c.positions == PosKind::rotary) cost.classical(kRopeFlops * (d + c.kv_dim()) / 2);
-  if (p.keep_states) {  // this token's key states, per head
-    cost.classical(H * angles_flops(Q, hd));
-    cost.simulated(H * quantum::feature_state_flops(Q), 0);
-  }
+  return cost;
+}
+
+int64_t rope_flops(const ModelConfig& c) {  // q and k turned
+  return c.positions == PosKind::rotary ? kRopeFlops * (c.d + c.kv_dim()) / 2 : 0;
+}
+
+// This token's key feature states, per head (when the path keeps them).
+Cost key_states_cost(const ModelConfig& c) {
+  Cost cost;
+  cost.classical(c.n_heads * angles_flops(c.n_qubits, c.head_dim()));
+  cost.simulated(c.n_heads * quantum::feature_state_flops(c.n_qubits), 0);
+  return cost;
+}
+
+// 6. Attention of the token at position pos over the positions up to its own, every head.
+Cost attention_cost(const ModelConfig& c, const RunOptions& opt, const Path& p, int pos) {
+  const int64_t H = c.n_heads, hd = c.head_dim(), Q = c.n_qubits, n = pos + 1;
+  Cost cost;
   if (p.quantum_attention) {  // per head: the query's state, n fidelities (one circuit each), beta
     cost.classical(H * (angles_flops(Q, hd) + n));
     cost.simulated(H * (quantum::feature_state_flops(Q) + n * quantum::fidelity_flops(Q)), H * n);
@@ -90,17 +104,40 @@ Cost block_cost(const Model& m, const RunOptions& opt, const RunState& s, int l,
     cost.classical(H * ((kSoftmaxFlops + 1) * n + 2 * ceil_log2(n) * S + 2 * hd * S + 3 * hd));
   else
     cost.classical(H * (kSoftmaxFlops + 2 * hd) * n);  // softmax, weighted sum of the values
-  cost.classical(linear_flops(s, L.o, l, 3, r) + d);  // o, residual
-  cost.classical(norm_flops(c) + linear_flops(s, L.up, l, 4, r) + linear_flops(s, L.down, l, 5, r) + d);  // 7.
+  return cost;
+}
+
+// 7. The activation of one token's FFN hidden row.
+Cost activation_cost(const Model& m, const RunOptions& opt, int l) {
+  const ModelConfig& c = m.cfg;
+  Cost cost;
   if (c.activation == Activation::swiglu) {
-    cost.classical(linear_flops(s, L.gate, l, 6, r) + kSiluMulFlops * c.d_ff);
+    cost.classical(kSiluMulFlops * c.d_ff);
   } else if (c.activation == Activation::gelu) {
     cost.classical(kGeluFlops * c.d_ff);
   } else {
-    const int64_t f = quantum::daruan_flops_per_channel(opt.act_path, L.daruan.depth) * c.d_ff;
+    const int64_t f = quantum::daruan_flops_per_channel(opt.act_path, m.layers[l].daruan.depth) * c.d_ff;
     if (opt.act_path == quantum::DaruanPath::quantum) cost.simulated(f, c.d_ff);  // a circuit per channel
     else cost.classical(f);
   }
+  return cost;
+}
+
+// What one token costs in layer l at position pos, step by step as block() runs it, from the same
+// shapes the kernels get.
+Cost block_cost(const Model& m, const RunOptions& opt, const RunState& s, int l, const Path& p, int pos) {
+  const ModelConfig& c = m.cfg;
+  const Layer& L = m.layers[l];
+  const int64_t d = c.d, r = p.rank;
+  Cost cost = meter_cost(c);  // 1-5.
+  cost.classical(linear_flops(s, L.q, l, 0, r) + linear_flops(s, L.k, l, 1, r) + linear_flops(s, L.v, l, 2, r));  // 6.
+  cost.classical(rope_flops(c));
+  if (p.keep_states) cost += key_states_cost(c);
+  cost += attention_cost(c, opt, p, pos);
+  cost.classical(linear_flops(s, L.o, l, 3, r) + d);  // o, residual
+  cost.classical(norm_flops(c) + linear_flops(s, L.up, l, 4, r) + linear_flops(s, L.down, l, 5, r) + d);  // 7.
+  if (c.activation == Activation::swiglu) cost.classical(linear_flops(s, L.gate, l, 6, r));
+  cost += activation_cost(m, opt, l);
   return cost;
 }
 
@@ -322,9 +359,10 @@ void block(const Model& m, const RunOptions& opt, int l, int pos, int n, RunStat
   const Layer& L = m.layers[l];
   const size_t d = c.d, hd = c.head_dim(), kv = s->kv_dim, ff = c.d_ff;
   const bool swiglu = c.activation == Activation::swiglu;
+  const Workers* w = s->workers;  // each step split over them when its tokens cost kParallelFlops or more
 
   // 1-5. Per token: a = LN1(x); the entropy meter gives S and e; S gives the rank and the route.
-  parallel_for(s->workers, n, [&](int i, int) {
+  parallel_for(w, n, n * meter_cost(c).flops, [&](int i, int) {
     norm(c, s->x + i * d, L.ln1_w, L.ln1_b, s->a + i * d);
     const float S = entropy_meter(m, s, l, s->a + i * d, s->e + i * d);
     LayerStats* ls = &ts[i].layer[l];
@@ -342,16 +380,18 @@ void block(const Model& m, const RunOptions& opt, int l, int pos, int n, RunStat
   linear(L.k, 1, ts, l, n, s->e, k, s);
   linear(L.v, 2, ts, l, n, s->e, s->value_row(l, pos), s);
   if (c.positions == PosKind::rotary)
-    parallel_for(s->workers, n, [&](int i, int) {
+    parallel_for(w, n, n * rope_flops(c), [&](int i, int) {
       kern::rope(s->q + i * d, c.n_heads, (int)hd, s->rope_row(pos + i));
       kern::rope(k + i * kv, c.n_kv_heads, (int)hd, s->rope_row(pos + i));
     });
   if (keeps_key_states(c, opt.route))  // every (token, head): one token alone still splits over heads
-    parallel_for(s->workers, n * c.n_heads, [&](int task, int) {
+    parallel_for(w, n * c.n_heads, n * key_states_cost(c).flops, [&](int task, int) {
       const int i = task / c.n_heads, h = task % c.n_heads;
       feature_state(m, s, l, h, k + i * kv + h * hd, s->key_state(l, pos + i, h));
     });
-  parallel_for(s->workers, n * c.n_heads, [&](int task, int thread) {  // every (token, head)
+  int64_t attention_flops = 0;
+  for (int i = 0; i < n; ++i) attention_flops += attention_cost(c, opt, path_of(c, opt, ts[i].layer[l]), pos + i).flops;
+  parallel_for(w, n * c.n_heads, attention_flops, [&](int task, int thread) {  // every (token, head)
     const int i = task / c.n_heads, h = task % c.n_heads;
     const Path p = path_of(c, opt, ts[i].layer[l]);
     float* var = s->head_var ? s->head_var + (size_t)task : nullptr;
@@ -367,11 +407,11 @@ void block(const Model& m, const RunOptions& opt, int l, int pos, int n, RunStat
   kern::axpy(1.f, s->tmp, s->x, (int)(n * d));
 
   // 7. x = x + Down(act(Up(LN2(x)))); swiglu: x = x + Down(silu(Gate(a)) * Up(a)), a = LN2(x).
-  parallel_for(s->workers, n, [&](int i, int) { norm(c, s->x + i * d, L.ln2_w, L.ln2_b, s->a + i * d); });
+  parallel_for(w, n, n * norm_flops(c), [&](int i, int) { norm(c, s->x + i * d, L.ln2_w, L.ln2_b, s->a + i * d); });
   linear(L.up, 4, ts, l, n, s->a, s->hb, s);
   if (swiglu) linear(L.gate, 6, ts, l, n, s->a, s->hb2, s);
   const int act_blocks = (int)((ff + quantum::kDaruanChannelBlock - 1) / quantum::kDaruanChannelBlock);
-  parallel_for(s->workers, n * act_blocks, [&](int task, int) {  // every (token, block of channels)
+  parallel_for(w, n * act_blocks, n * activation_cost(m, opt, l).flops, [&](int task, int) {  // (token, channels)
     const int i = task / act_blocks, c0 = task % act_blocks * quantum::kDaruanChannelBlock;
     const int c1 = c0 + quantum::kDaruanChannelBlock < (int)ff ? c0 + quantum::kDaruanChannelBlock : (int)ff;
     activation(m, opt, l, c0, c1, s->hb + i * ff, swiglu ? s->hb2 + i * ff : nullptr, s->act_tables[l]);
