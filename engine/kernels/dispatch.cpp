@@ -248,11 +248,11 @@ size_t dense_scratch_floats(int rows, int cols, int batch) {
 
 void dense_matmul(const DenseMatrix& M, const float* X, int batch, float* Y, float* scratch, const Workers* w) {
   const float* Xt = nullptr;
-  float* partial = nullptr;  // bp floats per row, after Xt
+  float* partial = nullptr;  // bp floats per row, after Xt (rows longer than one reduction block)
   if (scratch && batch >= kBroadcastBatch && M.cols >= kBroadcastCols) {
     pack_batch(X, batch, M.cols, scratch);
     Xt = scratch;
-    partial = scratch + (int64_t)M.cols * batch_lanes(batch);
+    if (M.cols > kGemmKBlock) partial = scratch + (int64_t)M.cols * batch_lanes(batch);
   }
   if (w == nullptr || w->threads < 2 || 2ll * M.rows * M.cols * batch < kParallelFlops)
     return active().dense_matmul(M, X, batch, Y, M.rows, Xt, partial);
