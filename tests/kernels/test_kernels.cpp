@@ -258,7 +258,13 @@ TEST_CASE("kern TT matvec/matmul equal ref at every rank and batch, within the w
         const Vec X = random_vec(rng, N * batch);
         GuardedWorkspace ws(kern::tt_workspace_floats(t.shape, batch));
         Vec ref_ws(ref::tt_workspace_floats(t.shape, batch));
-        for (int rank = 1; rank <= max_rank(t.shape) + 1; ++rank) {
+        const int top = max_rank(t.shape);
+        for (int rank = 1; rank <= top + 1; ++rank) {
+          // Every rank for one vector and for three (a block run vector by vector); the other block
+          // lengths at the ranks that change the steps' shapes: 1, 2, the middle, the stored ranks and
+          // above. (Every rank at every length took 3x as long, which CI's sanitizer and qemu stages
+          // multiply.)
+          if (batch != 1 && batch != 3 && rank > 2 && rank != top / 2 && rank < top) continue;
           CAPTURE(M);
           CAPTURE(N);
           CAPTURE(batch);
