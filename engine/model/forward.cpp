@@ -389,8 +389,9 @@ void block(const Model& m, const RunOptions& opt, int l, int pos, int n, RunStat
       const int i = task / c.n_heads, h = task % c.n_heads;
       feature_state(m, s, l, h, k + i * kv + h * hd, s->key_state(l, pos + i, h));
     });
-  int64_t attention_flops = 0;
-  for (int i = 0; i < n; ++i) attention_flops += attention_cost(c, opt, path_of(c, opt, ts[i].layer[l]), pos + i).flops;
+  int64_t attention_flops = 0;  // priced only where there are threads to decide for
+  for (int i = 0; w && w->threads > 1 && i < n; ++i)
+    attention_flops += attention_cost(c, opt, path_of(c, opt, ts[i].layer[l]), pos + i).flops;
   parallel_for(w, n * c.n_heads, attention_flops, [&](int task, int thread) {  // every (token, head)
     const int i = task / c.n_heads, h = task % c.n_heads;
     const Path p = path_of(c, opt, ts[i].layer[l]);
