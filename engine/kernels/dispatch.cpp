@@ -185,42 +185,70 @@ void tt_matmul(const TTMatrix& W, const tt::Plan& plan, const float* X, int batc
   for (int b = 0; b < batch; ++b) tt_matvec(W, plan, X + b * N, Y + b * M, workspace);
 }
 
+namespace {
+// One step over the threads, each a range of its blocks (or rows): tt::split_step.
+void tt_step_split(const tt::Step& s, const float* in, float* out, const Workers* w) {
+  const tt::StepFn step = active().tt_step;
+  if (w == nullptr || w->threads < 2 || s.flops() < kParallelFlops) return step(s, in, out);
+  parallel_for(w, w->threads, [&](int part, int) {
+    const float* part_in = in;
+    float* part_out = out;
+    tt::Step sub;
+    if (tt::split_step(s, part, w->threads, &part_in, &part_out, &sub)) step(sub, part_in, part_out);
+  });
+}
+}  // namespace
+
 void tt_matmul(const TTMatrix& W, const tt::Plan& one, const float* X, int batch, float* Y, float* workspace,
                const Workers* w) {
   if (w == nullptr || w->threads < 2) return tt_matmul(W, one, X, batch, Y, workspace);
+  const int64_t M = W.shape.rows(), N = W.shape.cols();
   if (batch >= w->threads) {  // a range of the vectors per thread, each in its own part of the workspace
-    const int64_t M = W.shape.rows(), N = W.shape.cols();
     return parallel_for(w, w->threads, [&](int part, int) {
       const int b0 = batch * part / w->threads, b1 = batch * (part + 1) / w->threads;
       if (b1 > b0)
         tt_matmul(W, one, X + b0 * N, b1 - b0, Y + b0 * M, workspace + tt::workspace_floats(W.shape, b0));
     });
   }
-  tt::Plan plan = one;  // its blocks repeat per vector: every step split over the threads
-  for (int t = 0; t < plan.K; ++t) plan.steps[t].P *= batch;
+  // One vector at a time in parts (tt::part_plan): one wake-up of the threads per vector, not per step.
+  if (tt::part_split(one).count < 2 || one.flops * batch < kParallelFlops)
+    return tt_matmul(W, one, X, batch, Y, workspace);
+  for (int b = 0; b < batch; ++b) tt_matvec_parts(W, one, X + b * N, Y + b * M, workspace, w);
+}
+
+void tt_matvec_parts(const TTMatrix& W, const tt::Plan& one, const float* x, float* y, float* workspace,
+                     const Workers* w) {
+  const tt::PartSplit split = tt::part_split(one);
+  if (split.count == 0) return tt_matvec(W, one, x, y, workspace);  // one step: no parts
+  const int threads = w ? w->threads : 1, parts = split.count < threads ? split.count : threads;
+  const int64_t buffer = tt::max_intermediate(W.shape);
+  const size_t per_part = tt::part_workspace_floats(W.shape);
+  int64_t outer, inner;
+  tt::part_layout(W.shape, one, &outer, &inner);
+  for (int t = 0; t < split.step; ++t) {  // the whole steps (at most one): into the first area
+    tt_step_split(one.steps[t], x, workspace, w);
+    x = workspace;
+  }
   const tt::StepFn step = active().tt_step;
-  const int64_t buffer = tt::max_intermediate(W.shape) * batch;  // as tt::run_plan lays them out
-  const float* in = X;
-  for (int t = 0; t < plan.K; ++t) {
-    float* out = t == plan.K - 1 ? Y : workspace + (t % 2) * buffer;
-    const tt::Step& s = plan.steps[t];
-    if (s.flops() < kParallelFlops) {
-      step(s, in, out);
-    } else {
-      parallel_for(w, w->threads, [&](int part, int) {
-        const float* part_in = in;
-        float* part_out = out;
-        tt::Step sub;
-        if (tt::split_step(s, part, w->threads, &part_in, &part_out, &sub)) step(sub, part_in, part_out);
-      });
+  parallel_for(w, parts, [&](int part, int) {
+    tt::Plan sub;
+    int lo, n;
+    if (!tt::part_plan(one, part, parts, &sub, &lo, &n)) return;
+    float* ws = workspace + buffer + part * per_part;  // two intermediates, then the part's output
+    float* out = ws + 2 * buffer;
+    const float* in = x;
+    for (int t = 0; t < sub.K; ++t) {
+      float* o = t == sub.K - 1 ? out : ws + (t % 2) * buffer;
+      step(sub.steps[t], in, o);
+      in = o;
     }
-    in = out;
-  }
-  if (W.bias) {
-    const int64_t M = W.shape.rows();
-    for (int b = 0; b < batch; ++b)
-      for (int64_t i = 0; i < M; ++i) Y[b * M + i] += W.bias[i];
-  }
+    for (int64_t o = 0; o < outer; ++o)  // [outer][n][inner] into y's [outer][count][inner], + bias
+      for (int i = 0; i < n; ++i) {
+        const int64_t at = (o * split.count + lo + i) * inner;
+        const float* src = out + (o * n + i) * inner;
+        for (int64_t c = 0; c < inner; ++c) y[at + c] = W.bias ? src[c] + W.bias[at + c] : src[c];
+      }
+  });
 }
 
 namespace {

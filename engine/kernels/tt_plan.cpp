@@ -53,6 +53,7 @@ Plan make_plan(const TTMatrix& W, int rank, int batch, Order order) {
 
   Plan plan;
   plan.K = K;
+  plan.order = order;
   for (int t = 0; t < K; ++t) {
     const int k = order == Order::right_to_left ? K - 1 - t : t;
     const int m = s.m[k], n = s.n[k];
@@ -101,29 +102,35 @@ size_t packed_floats(const Plan& plan) {
   return n;
 }
 
+namespace {
+// One step's copies (packed_floats(*s) floats at dst); points its `packed` and `panels` at them.
+void pack_step(Step* s, float* dst) {
+  const int rows = s->rows(), red = s->red();
+  const size_t n = packed_floats(*s);
+  if (n == 0) return;  // not packed (f16/i8)
+  for (size_t i = 0; i < n; ++i) dst[i] = 0.f;  // the last panel's padding rows
+  float* transposed = s->Q == 1 ? dst : nullptr;
+  float* panels = dst + (s->Q == 1 ? round16((size_t)rows * red) : 0);
+  const float* core = static_cast<const float*>(s->core.data);
+  for (int row = 0; row < rows; ++row) {
+    const int ro = row / s->row_count[1], ri = row % s->row_count[1];
+    const float* a_row = core + ro * s->row_stride[0] + ri * s->row_stride[1];
+    for (int c = 0; c < red; ++c) {
+      const int so = c / s->red_count[1], si = c % s->red_count[1];
+      const float a = a_row[so * s->red_stride[0] + si * s->red_stride[1]];
+      if (transposed) transposed[(size_t)c * rows + row] = a;
+      panels[((size_t)(row / kPanelRows) * red + c) * kPanelRows + row % kPanelRows] = a;
+    }
+  }
+  s->packed = transposed ? transposed : panels;
+  s->panels = panels;
+}
+}  // namespace
+
 void pack_plan(Plan* plan, float* dst) {
   for (int t = 0; t < plan->K; ++t) {
-    Step& s = plan->steps[t];
-    const int rows = s.rows(), red = s.red();
-    const size_t n = packed_floats(s);
-    if (n == 0) continue;  // not packed (f16/i8)
-    for (size_t i = 0; i < n; ++i) dst[i] = 0.f;  // the last panel's padding rows
-    float* transposed = s.Q == 1 ? dst : nullptr;
-    float* panels = dst + (s.Q == 1 ? round16((size_t)rows * red) : 0);
-    const float* core = static_cast<const float*>(s.core.data);
-    for (int row = 0; row < rows; ++row) {
-      const int ro = row / s.row_count[1], ri = row % s.row_count[1];
-      const float* a_row = core + ro * s.row_stride[0] + ri * s.row_stride[1];
-      for (int c = 0; c < red; ++c) {
-        const int so = c / s.red_count[1], si = c % s.red_count[1];
-        const float a = a_row[so * s.red_stride[0] + si * s.red_stride[1]];
-        if (transposed) transposed[(size_t)c * rows + row] = a;
-        panels[((size_t)(row / kPanelRows) * red + c) * kPanelRows + row % kPanelRows] = a;
-      }
-    }
-    s.packed = transposed ? transposed : panels;
-    s.panels = panels;
-    dst += n;
+    pack_step(&plan->steps[t], dst);
+    dst += packed_floats(plan->steps[t]);
   }
 }
 
@@ -148,6 +155,107 @@ size_t workspace_floats(const TTShape& s, int batch) {
   const int64_t M = s.rows(), N = s.cols();
   const size_t transposed = batch > 1 ? (size_t)(M > N ? M : N) : 0;  // run_columns' X^T, then Y^T
   return ((size_t)buffers(s) * (size_t)max_intermediate(s) + transposed) * (size_t)batch;
+}
+
+PartSplit part_split(const Plan& one) {
+  PartSplit sp;
+  if (one.K < 2) return sp;
+  sp.step = one.order == Order::left_to_right ? 0 : 1;
+  sp.axis = one.order == Order::left_to_right ? 0 : 1;
+  sp.count = one.steps[sp.step].row_count[sp.axis];
+  return sp;
+}
+
+namespace {
+// Step `split` restricted to rows [lo, lo + n) of its divided axis (read in place: not packed).
+Step part_step(const Step& s, const PartSplit& sp, int lo, int n) {
+  Step sub = s;
+  sub.packed = sub.panels = nullptr;
+  sub.row_count[sp.axis] = n;
+  sub.core = s.core.from(lo * s.row_stride[sp.axis], 0);
+  return sub;
+}
+void part_range(const PartSplit& sp, int part, int parts, int* lo, int* n) {
+  *lo = sp.count * part / parts;
+  *n = sp.count * (part + 1) / parts - *lo;
+}
+}  // namespace
+
+bool part_plan(const Plan& one, int part, int parts, Plan* sub, int* lo, int* n) {
+  const PartSplit sp = part_split(one);
+  part_range(sp, part, parts, lo, n);
+  if (*n <= 0) return false;
+  sub->K = one.K - sp.step;
+  sub->order = one.order;
+  sub->flops = 0;
+  sub->parts = 0;
+  sub->part_packed = nullptr;
+  for (int t = sp.step; t < one.K; ++t) {
+    const Step& s = one.steps[t];
+    Step& d = sub->steps[t - sp.step];
+    if (t == sp.step) {
+      d = part_step(s, sp, *lo, *n);
+      if (one.part_packed && one.parts == parts) {  // this part's copy, after the earlier parts'
+        const float* at = one.part_packed;
+        for (int p = 0; p < part; ++p) {
+          int plo, pn;
+          part_range(sp, p, parts, &plo, &pn);
+          if (pn > 0) at += packed_floats(part_step(s, sp, plo, pn));
+        }
+        if (packed_floats(d) > 0) {  // as pack_step lays it out
+          d.packed = at;
+          d.panels = d.Q == 1 ? at + round16((size_t)d.rows() * d.red()) : at;
+        }
+      }
+    } else {
+      d = s;  // later steps: the divided index is a factor of their blocks (left-to-right) or columns
+      if (one.order == Order::left_to_right) d.P = s.P / sp.count * *n;
+      else d.Q = s.Q / sp.count * *n;
+      if (d.Q == 1 && s.Q > 1) d.packed = d.panels = nullptr;  // its packed copy is laid out for Q > 1
+    }
+    sub->flops += d.flops();
+  }
+  return true;
+}
+
+void part_layout(const TTShape& s, const Plan& one, int64_t* outer, int64_t* inner) {
+  const int k = one.order == Order::left_to_right ? 0 : s.K - 2;  // the divided index's core
+  *outer = prod(s.m, 0, k);
+  *inner = prod(s.m, k + 1, s.K);
+}
+
+size_t part_packed_floats(const Plan& one, int parts) {
+  const PartSplit sp = part_split(one);
+  size_t total = 0;
+  for (int p = 0; sp.count > 0 && p < parts; ++p) {
+    int lo, n;
+    part_range(sp, p, parts, &lo, &n);
+    if (n > 0) total += packed_floats(part_step(one.steps[sp.step], sp, lo, n));
+  }
+  return total;
+}
+
+void pack_parts(Plan* one, int parts, float* dst) {
+  const PartSplit sp = part_split(*one);
+  one->parts = parts;
+  one->part_packed = parts > 0 ? dst : nullptr;
+  for (int p = 0; sp.count > 0 && p < parts; ++p) {
+    int lo, n;
+    part_range(sp, p, parts, &lo, &n);
+    if (n <= 0) continue;
+    Step s = part_step(one->steps[sp.step], sp, lo, n);
+    pack_step(&s, dst);
+    dst += packed_floats(s);
+  }
+}
+
+size_t part_workspace_floats(const TTShape& s) { return 2 * (size_t)max_intermediate(s) + (size_t)s.rows(); }
+
+size_t workspace_floats(const TTShape& s, int batch, int threads) {
+  const size_t vectors = workspace_floats(s, batch);
+  if (threads < 2 || batch >= threads) return vectors;
+  const size_t parts = (size_t)max_intermediate(s) + (size_t)threads * part_workspace_floats(s);
+  return parts > vectors ? parts : vectors;
 }
 
 void run_plan(const Plan& plan, const TTMatrix& W, int batch, const float* X, float* Y, float* workspace,

@@ -38,8 +38,12 @@ enum class Order { right_to_left, left_to_right };
 
 struct Plan {
   int K = 0;
+  Order order = Order::left_to_right;
   Step steps[kMaxTTFactors];
   int64_t flops = 0;
+  // The split step's rows packed per part for `parts` threads (pack_parts), or null: see part_plan.
+  int parts = 0;
+  const float* part_packed = nullptr;
 };
 
 Plan make_plan(const TTMatrix& W, int rank, int batch, Order order);
@@ -94,6 +98,36 @@ constexpr int kColumnsMaxBatch = 16;
 constexpr int kColumnsMinFlops = 256;
 bool columns_pay(const TTMatrix& W, const Plan& one, int batch);
 
+// ---- One vector over threads: parts with no barrier between their steps
+// Steps [0, split) run whole, each over the threads (split_step); then part p of `parts` runs steps
+// [split, K) alone for a range of one output index: the outer row index (i_1) of a left-to-right plan's
+// first step, or the inner row index (i_{K-1}) of a right-to-left plan's second step. That index stays
+// free to the end, and every later step just has fewer blocks (left-to-right) or columns (right-to-left)
+// in a part, so a part needs no other part's values: its intermediates are compact in its own workspace
+// and its rows of y are scattered into place at the end. Every sum runs over the same terms in the same
+// order as in the whole plan. (A right-to-left plan's first step is not split so: its free index is the
+// innermost column index of every later step, the one the SIMD tiles run along.)
+struct PartSplit {
+  int step = 0;   // split: 0 (left-to-right) or 1 (right-to-left)
+  int axis = 0;   // the row axis of steps[split] that is divided
+  int count = 0;  // its length: at most this many parts (0: the plan has fewer than 2 steps)
+};
+PartSplit part_split(const Plan& one);
+// Part `part` of `parts` (<= part_split(one).count) of a one-vector plan: the steps [split, K) of that
+// part (its split step's rows from one.part_packed where pack_parts packed them for `parts`, else read
+// in place), and the range [lo, lo + n) of the divided index. False when the part is empty.
+bool part_plan(const Plan& one, int part, int parts, Plan* sub, int* lo, int* n);
+// Where a part's output goes: y viewed as [outer][count][inner] (count = part_split(one).count); the
+// part's own output is [outer][n][inner].
+void part_layout(const TTShape& s, const Plan& one, int64_t* outer, int64_t* inner);
+size_t part_packed_floats(const Plan& one, int parts);  // the split step's rows of every part, packed
+void pack_parts(Plan* one, int parts, float* dst);      // fills them; sets one->parts, one->part_packed
+// Floats of one part's workspace: its two intermediates and its output.
+size_t part_workspace_floats(const TTShape& s);
+// Workspace of tt_matmul over `threads` threads with up to `batch` vectors (a range of vectors per
+// thread, or one vector at a time in parts after the whole steps' intermediate).
+size_t workspace_floats(const TTShape& s, int batch, int threads);
+
 // Part `part` of `parts` of one step, for threads: a range of its P blocks, or (one block) of its rows;
 // moves `in` and `out` to it. False when the part is empty. A range of rows drops the packed copy.
 bool split_step(const Step& s, int part, int parts, const float** in, float** out, Step* sub);
@@ -112,9 +146,13 @@ void tt_matvec(const TTMatrix& W, const tt::Plan& plan, const float* x, float* y
 // cheaper order does not depend on the batch): as tt_matmul(W, rank, X, batch, Y, workspace).
 void tt_matmul(const TTMatrix& W, const tt::Plan& plan, const float* X, int batch, float* Y, float* workspace);
 // The same over `w`'s threads (null: the serial form): a batch of at least one vector per thread as a
-// range of vectors per thread; else every contraction step split into ranges of its blocks (or of its
-// rows, where it has one block), one per thread.
+// range of vectors per thread; else one vector at a time in parts (part_plan above). `workspace`:
+// tt::workspace_floats(W.shape, batch, w->threads) floats.
 void tt_matmul(const TTMatrix& W, const tt::Plan& plan, const float* X, int batch, float* Y, float* workspace,
                const Workers* w);
+// One vector in parts over `w`'s threads (null: one part), whatever its FLOPs: tt_matmul's form for
+// fewer vectors than threads (there from kParallelFlops on). `workspace` as tt_matmul's for one vector.
+void tt_matvec_parts(const TTMatrix& W, const tt::Plan& one, const float* x, float* y, float* workspace,
+                     const Workers* w);
 }  // namespace kern
 }  // namespace qtf

@@ -19,15 +19,16 @@ struct Carver {
   float* take(size_t floats) { return static_cast<float*>(take_bytes(floats * sizeof(float))); }
 };
 
-// Scratch of the largest TT matvec among the block's linears (1 float for dense models).
-size_t tt_workspace_floats(const Model& m, int batch) {
+// Scratch of the largest TT matmul among the block's linears on `threads` threads (1 float for dense
+// models).
+size_t tt_workspace_floats(const Model& m, int batch, int threads) {
   size_t most = 1;
   if (!m.cfg.tensorized) return most;
   for (int l = 0; l < m.cfg.n_layers; ++l) {
     const Layer& ly = m.layers[l];
     for (const Linear* lin : {&ly.q, &ly.k, &ly.v, &ly.o, &ly.gate, &ly.up, &ly.down}) {
       if (lin->tt_w.shape.K == 0) continue;  // no gate (activation is not swiglu)
-      size_t need = kern::tt_workspace_floats(lin->tt_w.shape, batch);
+      size_t need = tt::workspace_floats(lin->tt_w.shape, batch, threads);
       if (need > most) most = need;
     }
   }
@@ -40,14 +41,23 @@ void layer_linears(const Layer& ly, const Linear* lins[7]) {
   for (int j = 0; j < 7; ++j) lins[j] = all[j];
 }
 
-// Floats of every plan's packed cores (RunState::tt_packed).
-size_t packed_floats(const Model& m, int ranks) {
+// The parts one vector's TT matmul runs in on `threads` threads (tt::part_plan; 0: none).
+int plan_parts(const tt::Plan& plan, int threads) {
+  const int count = tt::part_split(plan).count;
+  return threads < 2 ? 0 : count < threads ? count : threads;
+}
+
+// Floats of every plan's packed cores and, on threads, its parts' split steps (RunState::tt_packed).
+size_t packed_floats(const Model& m, int ranks, int threads) {
   size_t n = 0;
   for (int l = 0; l < m.cfg.n_layers; ++l) {
     const Linear* lins[7];
     layer_linears(m.layers[l], lins);
     for (int j = 0; j < 7; ++j)
-      for (int r = 1; lins[j]->tt && r <= ranks; ++r) n += tt::packed_floats(tt::best_plan(lins[j]->tt_w, r, 1));
+      for (int r = 1; lins[j]->tt && r <= ranks; ++r) {
+        const tt::Plan plan = tt::best_plan(lins[j]->tt_w, r, 1);
+        n += tt::packed_floats(plan) + tt::part_packed_floats(plan, plan_parts(plan, threads));
+      }
   }
   return n;
 }
@@ -121,7 +131,7 @@ size_t RunState::layout(const Model& m, const RunOptions& opt, int T, int B, int
   lora_mid = lora_r ? arena.take(rows * lora_r) : nullptr;
   lora_out = lora_r ? arena.take(rows * wide) : nullptr;
   logits = arena.take(c.vocab);
-  workspace = arena.take(tt_workspace_floats(m, B));
+  workspace = arena.take(tt_workspace_floats(m, B, threads));
   stats = static_cast<TokenStats*>(arena.take_bytes(rows * sizeof(TokenStats)));
   query_state = states ? arena.take((size_t)threads * SF) : nullptr;
   key_cache = arena.take(L * T * kv_dim);
@@ -133,7 +143,7 @@ size_t RunState::layout(const Model& m, const RunOptions& opt, int T, int B, int
   plan_ranks = c.tensorized ? c.tt_rank : 0;
   const size_t plans = L * 7 * plan_ranks, plan_floats = (sizeof(tt::Plan) + sizeof(float) - 1) / sizeof(float);
   tt_plans = plans ? reinterpret_cast<tt::Plan*>(arena.take(plans * plan_floats)) : nullptr;
-  tt_packed = plans && opt.pack_tt ? arena.take(packed_floats(m, plan_ranks)) : nullptr;
+  tt_packed = plans && opt.pack_tt ? arena.take(packed_floats(m, plan_ranks, threads)) : nullptr;
   feature_gates = states ? reinterpret_cast<quantum::FeatureGates*>(arena.take(L * n_heads * quantum::kFeatureGatesFloats))
                          : nullptr;
   const size_t enc_gates = c.has_encoder() ? L * c.n_qlayers * c.n_qubits : 0;
@@ -160,6 +170,9 @@ void RunState::prepare(const Model& m) {
         if (packed == nullptr) continue;  // pack_tt off: the kernels read the cores in place
         tt::pack_plan(&plan, packed);
         packed += tt::packed_floats(plan);
+        const int parts = plan_parts(plan, n_threads);
+        tt::pack_parts(&plan, parts, packed);
+        packed += tt::part_packed_floats(plan, parts);
       }
   }
   for (int l = 0; encoder_gates && l < c.n_layers; ++l)

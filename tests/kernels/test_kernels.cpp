@@ -324,6 +324,71 @@ TEST_CASE("kern TT matvec/matmul equal ref at every rank and batch, within the w
   });
 }
 
+TEST_CASE("TT matmul on threads: fewer vectors than threads run in parts, kern equals ref") {
+  // The parts of tt::part_plan, with the split step's rows packed per part (as a context packs them)
+  // and read in place; both orders; parts of one row and of several; every variant. The fake pool runs
+  // the tasks one after another, last first (any order must do).
+  auto run_serial = [](void*, int n, void (*task)(void*, int, int), void* arg) {
+    for (int i = n - 1; i >= 0; --i) task(arg, i, 0);
+  };
+  for_each_variant([&] {
+    std::mt19937 rng(41);
+    const TT cases[] = {
+        make_tt(rng, {3, 5, 7}, {7, 5, 3}, {5, 7}),           // odd everything
+        make_tt(rng, {2, 3, 4, 5}, {5, 4, 3, 2}, {3, 5, 2}),  // K = 4
+        make_tt(rng, {8, 12, 8}, {8, 12, 8}, {12, 12}),       // 768 (left-to-right at ties)
+        make_tt(rng, {8, 12, 8}, {12, 16, 16}, {8, 8}),       // 3072 -> 768 (right-to-left)
+        make_tt(rng, {12, 16, 16}, {8, 12, 8}, {8, 8}),       // 768 -> 3072
+        make_tt(rng, {16, 24}, {4, 4}, {7}, false),           // K = 2, no bias
+        make_tt(rng, {4, 32}, {32, 4}, {6}),                  // K = 2, right-to-left
+    };
+    bool orders[2] = {false, false};
+    for (const TT& t : cases) {
+      const TTMatrix W = t.view();
+      const size_t M = (size_t)t.shape.rows(), N = (size_t)t.shape.cols();
+      for (int threads : {2, 3, 5, 16}) {
+        const Workers pool{threads, run_serial, nullptr};
+        for (int batch : {1, 2}) {
+          if (batch >= threads) continue;
+          const Vec X = random_vec(rng, N * batch);
+          GuardedWorkspace ws(tt::workspace_floats(t.shape, batch, threads));
+          Vec ref_ws(ref::tt_workspace_floats(t.shape, batch));
+          for (int rank : {1, 2, max_rank(t.shape)}) {
+            CAPTURE(M);
+            CAPTURE(N);
+            CAPTURE(threads);
+            CAPTURE(batch);
+            CAPTURE(rank);
+            Vec expect(M * batch);
+            ref::tt_matmul(W, rank, X.data(), batch, expect.data(), ref_ws.data());
+            tt::Plan plan = tt::best_plan(W, rank, 1);
+            orders[plan.order == tt::Order::left_to_right] = true;
+            const int parts = std::min(threads, tt::part_split(plan).count);
+            Vec pack(tt::packed_floats(plan) + tt::part_packed_floats(plan, parts) + 16);
+            float* at = pack.data() + (16 - (reinterpret_cast<uintptr_t>(pack.data()) / sizeof(float)) % 16) % 16;
+            for (int packed : {0, 1, 2}) {  // in place; the plan packed; and its parts' split steps too
+              CAPTURE(packed);
+              if (packed >= 1) tt::pack_plan(&plan, at);
+              if (packed == 2) tt::pack_parts(&plan, parts, at + tt::packed_floats(plan));
+              Vec y = nan_vec(M * batch), yp = nan_vec(M * batch);
+              kern::tt_matmul(W, plan, X.data(), batch, y.data(), ws.data(), &pool);  // parts where it pays
+              for (int b = 0; b < batch; ++b)  // in parts, whatever the size
+                kern::tt_matvec_parts(W, plan, X.data() + b * N, yp.data() + b * M, ws.data(), &pool);
+              REQUIRE(all_finite(y.data(), y.size()));
+              REQUIRE(all_finite(yp.data(), yp.size()));
+              CHECK(rel_err(y.data(), expect.data(), y.size()) < 2e-6 * std::sqrt((double)N));
+              CHECK(rel_err(yp.data(), expect.data(), yp.size()) < 2e-6 * std::sqrt((double)N));
+              CHECK(ws.guard_intact());
+            }
+          }
+        }
+      }
+    }
+    CHECK(orders[0]);
+    CHECK(orders[1]);
+  });
+}
+
 TEST_CASE("transpose: kern equals ref, odd and wide sizes") {
   for_each_variant([] {
     std::mt19937 rng(21);
