@@ -218,35 +218,69 @@ void tt_matmul(const TTMatrix& W, const tt::Plan& one, const float* X, int batch
 
 void tt_matvec_parts(const TTMatrix& W, const tt::Plan& one, const float* x, float* y, float* workspace,
                      const Workers* w) {
-  const tt::PartSplit split = tt::part_split(one);
-  if (split.count == 0) return tt_matvec(W, one, x, y, workspace);  // one step: no parts
-  const int threads = w ? w->threads : 1, parts = split.count < threads ? split.count : threads;
-  const int64_t buffer = tt::max_intermediate(W.shape);
-  const size_t per_part = tt::part_workspace_floats(W.shape);
-  int64_t outer, inner;
-  tt::part_layout(W.shape, one, &outer, &inner);
-  for (int t = 0; t < split.step; ++t) {  // the whole steps (at most one): into the first area
-    tt_step_split(one.steps[t], x, workspace, w);
-    x = workspace;
+  const tt::PartsJob job{&W, &one, y};
+  tt_matvec_parts(&job, 1, x, workspace, w);
+}
+
+void tt_matvec_parts(const tt::PartsJob* jobs, int count, const float* x, float* workspace, const Workers* w) {
+  if (count > tt::kMaxPartsJobs) {  // in groups (the workspace of each group is that of the first)
+    tt_matvec_parts(jobs, tt::kMaxPartsJobs, x, workspace, w);
+    return tt_matvec_parts(jobs + tt::kMaxPartsJobs, count - tt::kMaxPartsJobs, x, workspace, w);
+  }
+  struct Job {
+    const float* in;   // the parts' input: x, or the whole steps' intermediate
+    float* ws;         // the parts' workspaces
+    int parts, first;  // its parts, and its first task
+  } job[tt::kMaxPartsJobs];
+  const int threads = w ? w->threads : 1;
+  int tasks = 0;
+  for (int j = 0; j < count; ++j) {
+    const tt::PartsJob& J = jobs[j];
+    const tt::PartSplit split = tt::part_split(*J.plan);
+    if (split.count == 0) {  // one step: no parts
+      tt_matvec(*J.W, *J.plan, x, J.y, workspace);
+      job[j].parts = 0;
+      continue;
+    }
+    const int64_t buffer = tt::max_intermediate(J.W->shape);
+    job[j].in = x;
+    for (int t = 0; t < split.step; ++t) {  // the whole steps (at most one): into the first area
+      tt_step_split(J.plan->steps[t], x, workspace, w);
+      job[j].in = workspace;
+    }
+    job[j].ws = workspace + buffer;
+    job[j].parts = split.count < threads ? split.count : threads;
+    job[j].first = tasks;
+    tasks += job[j].parts;
+    workspace += tt::workspace_floats(J.W->shape, 1, threads);
   }
   const tt::StepFn step = active().tt_step;
-  parallel_for(w, parts, [&](int part, int) {
+  parallel_for(w, tasks, [&](int task, int) {
+    int j = count - 1;
+    while (job[j].parts == 0 || task < job[j].first) --j;
+    const tt::PartsJob& J = jobs[j];
+    const int part = task - job[j].first;
     tt::Plan sub;
     int lo, n;
-    if (!tt::part_plan(one, part, parts, &sub, &lo, &n)) return;
-    float* ws = workspace + buffer + part * per_part;  // two intermediates, then the part's output
+    if (!tt::part_plan(*J.plan, part, job[j].parts, &sub, &lo, &n)) return;
+    const int64_t buffer = tt::max_intermediate(J.W->shape);
+    float* ws = job[j].ws + part * tt::part_workspace_floats(J.W->shape);  // two intermediates, the output
     float* out = ws + 2 * buffer;
-    const float* in = x;
+    const float* in = job[j].in;
     for (int t = 0; t < sub.K; ++t) {
       float* o = t == sub.K - 1 ? out : ws + (t % 2) * buffer;
       step(sub.steps[t], in, o);
       in = o;
     }
+    int64_t outer, inner;
+    tt::part_layout(J.W->shape, *J.plan, &outer, &inner);
+    const int count_all = tt::part_split(*J.plan).count;
+    const float* bias = J.W->bias;
     for (int64_t o = 0; o < outer; ++o)  // [outer][n][inner] into y's [outer][count][inner], + bias
       for (int i = 0; i < n; ++i) {
-        const int64_t at = (o * split.count + lo + i) * inner;
+        const int64_t at = (o * count_all + lo + i) * inner;
         const float* src = out + (o * n + i) * inner;
-        for (int64_t c = 0; c < inner; ++c) y[at + c] = W.bias ? src[c] + W.bias[at + c] : src[c];
+        for (int64_t c = 0; c < inner; ++c) J.y[at + c] = bias ? src[c] + bias[at + c] : src[c];
       }
   });
 }

@@ -128,6 +128,14 @@ size_t part_workspace_floats(const TTShape& s);
 // thread, or one vector at a time in parts after the whole steps' intermediate).
 size_t workspace_floats(const TTShape& s, int batch, int threads);
 
+// One matrix of a kern::tt_matvec_parts job: y = W x + b by a one-vector plan.
+struct PartsJob {
+  const TTMatrix* W;
+  const Plan* plan;
+  float* y;
+};
+constexpr int kMaxPartsJobs = 3;
+
 // Part `part` of `parts` of one step, for threads: a range of its P blocks, or (one block) of its rows;
 // moves `in` and `out` to it. False when the part is empty. A range of rows drops the packed copy.
 bool split_step(const Step& s, int part, int parts, const float** in, float** out, Step* sub);
@@ -151,8 +159,12 @@ void tt_matmul(const TTMatrix& W, const tt::Plan& plan, const float* X, int batc
 void tt_matmul(const TTMatrix& W, const tt::Plan& plan, const float* X, int batch, float* Y, float* workspace,
                const Workers* w);
 // One vector in parts over `w`'s threads (null: one part), whatever its FLOPs: tt_matmul's form for
-// fewer vectors than threads (there from kParallelFlops on). `workspace` as tt_matmul's for one vector.
+// fewer vectors than threads (there from kParallelFlops on). `workspace`:
+// tt::workspace_floats(W.shape, 1, w->threads) floats.
 void tt_matvec_parts(const TTMatrix& W, const tt::Plan& one, const float* x, float* y, float* workspace,
                      const Workers* w);
+// Several matrices of the same x (a block's q, k and v) as one job over the threads: all their parts
+// at once. `workspace`: the sum of tt::workspace_floats(shape, 1, w->threads) over the jobs.
+void tt_matvec_parts(const tt::PartsJob* jobs, int count, const float* x, float* workspace, const Workers* w);
 }  // namespace kern
 }  // namespace qtf

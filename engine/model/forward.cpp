@@ -174,13 +174,36 @@ void base_linear(const Linear& lin, int which, const TokenStats* ts, int l, int 
   }
 }
 
-// The linear and its LoRA adapter, if any: Y[i] = W X[i] + b + (alpha/r) B (A X[i]) (docs/qllm.md).
-void linear(const Linear& lin, int which, const TokenStats* ts, int l, int n, const float* X, float* Y, RunState* s) {
-  base_linear(lin, which, ts, l, n, X, Y, s);
+// Y[i] += (alpha/r) B (A X[i]): the linear's LoRA adapter, if any (docs/qllm.md).
+void lora(const Linear& lin, int n, const float* X, float* Y, RunState* s) {
   if (lin.lora_a == nullptr) return;
   kern::dense_matmul(DenseMatrix{lin.lora_rank, lin.cols, lin.lora_a, nullptr}, X, n, s->lora_mid);
   kern::dense_matmul(DenseMatrix{lin.rows, lin.lora_rank, lin.lora_b, nullptr}, s->lora_mid, n, s->lora_out);
   kern::axpy(lin.lora_scale, s->lora_out, Y, n * lin.rows);
+}
+
+// The linear and its LoRA adapter: Y[i] = W X[i] + b + (alpha/r) B (A X[i]).
+void linear(const Linear& lin, int which, const TokenStats* ts, int l, int n, const float* X, float* Y, RunState* s) {
+  base_linear(lin, which, ts, l, n, X, Y, s);
+  lora(lin, n, X, Y, s);
+}
+
+// q, k and v of the same rows. One token on threads through TT matrices runs the three matvecs' parts
+// as one job (kern::tt_matvec_parts: one wake-up of the threads instead of three); else one by one.
+void qkv(const Layer& L, const TokenStats* ts, int l, int n, const float* X, float* q, float* k, float* v,
+         RunState* s) {
+  const Linear* lins[3] = {&L.q, &L.k, &L.v};
+  float* ys[3] = {q, k, v};
+  const bool together = n == 1 && s->workers && s->workers->threads > 1 && L.q.tt && L.k.tt && L.v.tt &&
+                        3 * s->tt_plan(l, 0, ts[0].layer[l].rank).flops >= kParallelFlops;
+  if (!together) {
+    for (int j = 0; j < 3; ++j) linear(*lins[j], j, ts, l, n, X, ys[j], s);
+    return;
+  }
+  tt::PartsJob jobs[3];
+  for (int j = 0; j < 3; ++j) jobs[j] = {&lins[j]->tt_w, &s->tt_plan(l, j, ts[0].layer[l].rank), ys[j]};
+  kern::tt_matvec_parts(jobs, 3, X, s->workspace, s->workers);
+  for (int j = 0; j < 3; ++j) lora(*lins[j], n, X, ys[j], s);
 }
 
 // u = tanh(W x + b) for a Q x n map.
@@ -376,9 +399,7 @@ void block(const Model& m, const RunOptions& opt, int l, int pos, int n, RunStat
   // (and k's feature states) join the cache; attention per token and head, over the positions up to
   // its own; x += o.
   float* k = s->key_row(l, pos);  // the n tokens' cache rows follow each other
-  linear(L.q, 0, ts, l, n, s->e, s->q, s);
-  linear(L.k, 1, ts, l, n, s->e, k, s);
-  linear(L.v, 2, ts, l, n, s->e, s->value_row(l, pos), s);
+  qkv(L, ts, l, n, s->e, s->q, k, s->value_row(l, pos), s);
   if (c.positions == PosKind::rotary)
     parallel_for(w, n, n * rope_flops(c), [&](int i, int) {
       kern::rope(s->q + i * d, c.n_heads, (int)hd, s->rope_row(pos + i));

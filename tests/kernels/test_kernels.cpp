@@ -386,6 +386,43 @@ TEST_CASE("TT matmul on threads: fewer vectors than threads run in parts, kern e
     }
     CHECK(orders[0]);
     CHECK(orders[1]);
+    // Several matrices of one x as one job (a block's q, k, v): here one matrix at three ranks, each
+    // plan packed with its parts; four jobs run as a group of three and one.
+    for (const TT& t : cases) {
+      const TTMatrix W = t.view();
+      const size_t M = (size_t)t.shape.rows(), N = (size_t)t.shape.cols();
+      const Vec X = random_vec(rng, N);
+      const int ranks[4] = {max_rank(t.shape), 1, 2, max_rank(t.shape) / 2 + 1};
+      for (int threads : {2, 5}) {
+        CAPTURE(M);
+        CAPTURE(N);
+        CAPTURE(threads);
+        const Workers pool{threads, run_serial, nullptr};
+        tt::Plan plans[4];
+        std::vector<Vec> packs(4), expect(4), ys(4);
+        tt::PartsJob jobs[4];
+        for (int j = 0; j < 4; ++j) {
+          plans[j] = tt::best_plan(W, ranks[j], 1);
+          const int parts = std::min(threads, tt::part_split(plans[j]).count);
+          packs[j].resize(tt::packed_floats(plans[j]) + tt::part_packed_floats(plans[j], parts));
+          tt::pack_plan(&plans[j], packs[j].data());
+          tt::pack_parts(&plans[j], parts, packs[j].data() + tt::packed_floats(plans[j]));
+          Vec ref_ws(ref::tt_workspace_floats(t.shape, 1));
+          expect[j].resize(M);
+          ref::tt_matmul(W, ranks[j], X.data(), 1, expect[j].data(), ref_ws.data());
+          ys[j] = nan_vec(M);
+          jobs[j] = {&W, &plans[j], ys[j].data()};
+        }
+        GuardedWorkspace ws(3 * tt::workspace_floats(t.shape, 1, threads));
+        kern::tt_matvec_parts(jobs, 4, X.data(), ws.data(), &pool);
+        for (int j = 0; j < 4; ++j) {
+          CAPTURE(j);
+          REQUIRE(all_finite(ys[j].data(), M));
+          CHECK(rel_err(ys[j].data(), expect[j].data(), M) < 2e-6 * std::sqrt((double)N));
+        }
+        CHECK(ws.guard_intact());
+      }
+    }
   });
 }
 
