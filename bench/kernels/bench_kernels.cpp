@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "host/pool.h"
 #include "kernels/dispatch.h"
 #include "kernels/kernels.h"
 #include "kernels/tt_plan.h"
@@ -200,6 +201,54 @@ void kern_gemm_bench(benchmark::State& state, int rows, int cols, int batch, boo
   set_counters(state, 2ll * rows * cols * batch);
 }
 
+// Threads, for one token's work: a pool region with no work (wake-up and join), a region pair handing a
+// vector from one split to the next (as one linear's output parts feed the next linear: each part
+// writes its slice of a 3072-float vector, then every part reads all of it), and one vector through a
+// d=768 model's TT matrix in parts (kern::tt_matvec_parts; 1 thread: the serial matvec).
+void pool_region_bench(benchmark::State& state, int threads) {
+  host::ThreadPool pool;
+  if (!pool.start(threads).ok()) return state.SkipWithError("pool");
+  std::vector<int> hits((size_t)threads * 16);
+  for (auto _ : state) parallel_for(pool.workers(), threads, [&](int i, int) { hits[(size_t)i * 16] += 1; });
+  benchmark::DoNotOptimize(hits.data());
+}
+
+void pool_handoff_bench(benchmark::State& state, int threads) {
+  host::ThreadPool pool;
+  if (!pool.start(threads).ok()) return state.SkipWithError("pool");
+  constexpr int n = 3072;
+  std::vector<float> v(n), sums((size_t)threads * 16);
+  float step = 0.f;
+  for (auto _ : state) {
+    step += 1.f;
+    parallel_for(pool.workers(), threads, [&](int i, int) {
+      for (int k = n * i / threads; k < n * (i + 1) / threads; ++k) v[(size_t)k] = step + (float)k;
+    });
+    parallel_for(pool.workers(), threads, [&](int i, int) { sums[(size_t)i * 16] = kern::dot(v.data(), v.data(), n); });
+  }
+  benchmark::DoNotOptimize(sums.data());
+}
+
+void tt_parts_bench(benchmark::State& state, const Problem* p, int rank, int threads) {
+  host::ThreadPool pool;
+  if (!pool.start(threads).ok()) return state.SkipWithError("pool");
+  const int64_t M = p->shape.rows();
+  std::vector<float> y((size_t)M), ws(tt::workspace_floats(p->shape, 1, threads));
+  tt::Plan plan = tt::best_plan(p->W, rank, 1);
+  const int parts = std::min(threads, tt::part_split(plan).count);
+  std::vector<float> pack(tt::packed_floats(plan) + tt::part_packed_floats(plan, parts) + 16);
+  float* at = pack.data() + (16 - (reinterpret_cast<uintptr_t>(pack.data()) / sizeof(float)) % 16) % 16;
+  tt::pack_plan(&plan, at);
+  tt::pack_parts(&plan, parts, at + tt::packed_floats(plan));
+  for (auto _ : state) {
+    if (threads == 1) kern::tt_matvec(p->W, plan, p->x.data(), y.data(), ws.data());
+    else kern::tt_matvec_parts(p->W, plan, p->x.data(), y.data(), ws.data(), pool.workers());
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  set_counters(state, tt_matvec_flops(p->shape, rank));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -232,6 +281,16 @@ int main(int argc, char** argv) {
                                      &kern::avx512_tt_step);
       }
     }
+  }
+  for (int threads : {1, 2, 4, 8, 16}) {
+    const std::string t = "/t" + std::to_string(threads);
+    benchmark::RegisterBenchmark(("pool_region" + t).c_str(), pool_region_bench, threads)->UseRealTime();
+    benchmark::RegisterBenchmark(("pool_handoff" + t).c_str(), pool_handoff_bench, threads)->UseRealTime();
+    for (size_t i = 0; i < problems.size(); ++i)
+      if (problems[i]->shape.rows() * problems[i]->shape.cols() >= 768 * 768)
+        benchmark::RegisterBenchmark(("tt_parts/" + std::string(kShapes[i].name) + "/r8" + t).c_str(), tt_parts_bench,
+                                     problems[i], 8, threads)
+            ->UseRealTime();
   }
   for (const int* rc : {(const int[2]){768, 768}, (const int[2]){3072, 768}, (const int[2]){768, 3072}})
     for (int batch : {8, 16, 32, 64})
