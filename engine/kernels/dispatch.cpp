@@ -185,20 +185,6 @@ void tt_matmul(const TTMatrix& W, const tt::Plan& plan, const float* X, int batc
   for (int b = 0; b < batch; ++b) tt_matvec(W, plan, X + b * N, Y + b * M, workspace);
 }
 
-namespace {
-// One step over the threads, each a range of its blocks (or rows): tt::split_step.
-void tt_step_split(const tt::Step& s, const float* in, float* out, const Workers* w) {
-  const tt::StepFn step = active().tt_step;
-  if (w == nullptr || w->threads < 2 || s.flops() < kParallelFlops) return step(s, in, out);
-  parallel_for(w, w->threads, [&](int part, int) {
-    const float* part_in = in;
-    float* part_out = out;
-    tt::Step sub;
-    if (tt::split_step(s, part, w->threads, &part_in, &part_out, &sub)) step(sub, part_in, part_out);
-  });
-}
-}  // namespace
-
 void tt_matmul(const TTMatrix& W, const tt::Plan& one, const float* X, int batch, float* Y, float* workspace,
                const Workers* w) {
   if (w == nullptr || w->threads < 2) return tt_matmul(W, one, X, batch, Y, workspace);
@@ -228,31 +214,20 @@ void tt_matvec_parts(const tt::PartsJob* jobs, int count, const float* x, float*
     return tt_matvec_parts(jobs + tt::kMaxPartsJobs, count - tt::kMaxPartsJobs, x, workspace, w);
   }
   struct Job {
-    const float* in;   // the parts' input: x, or the whole steps' intermediate
-    float* ws;         // the parts' workspaces
+    tt::PartSplit split;
+    float* ws;         // its parts' workspaces
     int parts, first;  // its parts, and its first task
   } job[tt::kMaxPartsJobs];
   const int threads = w ? w->threads : 1;
   int tasks = 0;
   for (int j = 0; j < count; ++j) {
-    const tt::PartsJob& J = jobs[j];
-    const tt::PartSplit split = tt::part_split(*J.plan);
-    if (split.count == 0) {  // one step: no parts
-      tt_matvec(*J.W, *J.plan, x, J.y, workspace);
-      job[j].parts = 0;
-      continue;
-    }
-    const int64_t buffer = tt::max_intermediate(J.W->shape);
-    job[j].in = x;
-    for (int t = 0; t < split.step; ++t) {  // the whole steps (at most one): into the first area
-      tt_step_split(J.plan->steps[t], x, workspace, w);
-      job[j].in = workspace;
-    }
-    job[j].ws = workspace + buffer;
-    job[j].parts = split.count < threads ? split.count : threads;
+    job[j].split = tt::part_split(*jobs[j].plan);
+    job[j].parts = job[j].split.count < threads ? job[j].split.count : threads;
+    if (job[j].parts == 0) tt_matvec(*jobs[j].W, *jobs[j].plan, x, jobs[j].y, workspace);  // one step
+    job[j].ws = workspace;
     job[j].first = tasks;
     tasks += job[j].parts;
-    workspace += tt::workspace_floats(J.W->shape, 1, threads);
+    workspace += tt::workspace_floats(jobs[j].W->shape, 1, threads);
   }
   const tt::StepFn step = active().tt_step;
   parallel_for(w, tasks, [&](int task, int) {
@@ -262,27 +237,33 @@ void tt_matvec_parts(const tt::PartsJob* jobs, int count, const float* x, float*
     const int part = task - job[j].first;
     tt::Plan sub;
     int lo, n;
-    if (!tt::part_plan(*J.plan, part, job[j].parts, &sub, &lo, &n)) return;
-    const int64_t buffer = tt::max_intermediate(J.W->shape);
-    float* ws = job[j].ws + part * tt::part_workspace_floats(J.W->shape);  // two intermediates, the output
-    float* out = ws + 2 * buffer;
-    const float* in = job[j].in;
+    int64_t x_offset;
+    if (!tt::part_plan(*J.plan, part, job[j].parts, &sub, &lo, &n, &x_offset)) return;
+    const int64_t buffer = tt::max_intermediate(J.W->shape), M = J.W->shape.rows();
+    float* ws = job[j].ws + part * tt::part_workspace_floats(J.W->shape);  // two intermediates, then its sum
+    // Rows of y: written in place (+ bias); sums: into its workspace, added up below.
+    const int64_t row0 = (int64_t)lo * (M / job[j].split.count), rows = (int64_t)n * (M / job[j].split.count);
+    float* out = job[j].split.sums ? ws + 2 * buffer : J.y + row0;
+    const float* in = x + x_offset;
     for (int t = 0; t < sub.K; ++t) {
       float* o = t == sub.K - 1 ? out : ws + (t % 2) * buffer;
       step(sub.steps[t], in, o);
       in = o;
     }
-    int64_t outer, inner;
-    tt::part_layout(J.W->shape, *J.plan, &outer, &inner);
-    const int count_all = tt::part_split(*J.plan).count;
-    const float* bias = J.W->bias;
-    for (int64_t o = 0; o < outer; ++o)  // [outer][n][inner] into y's [outer][count][inner], + bias
-      for (int i = 0; i < n; ++i) {
-        const int64_t at = (o * count_all + lo + i) * inner;
-        const float* src = out + (o * n + i) * inner;
-        for (int64_t c = 0; c < inner; ++c) J.y[at + c] = bias ? src[c] + bias[at + c] : src[c];
-      }
+    if (!job[j].split.sums && J.W->bias)
+      for (int64_t i = 0; i < rows; ++i) out[i] += J.W->bias[row0 + i];
   });
+  for (int j = 0; j < count; ++j) {  // the partial sums, in part order, + bias
+    if (job[j].parts == 0 || !job[j].split.sums) continue;
+    const TTMatrix& W = *jobs[j].W;
+    const int64_t M = W.shape.rows(), buffer = tt::max_intermediate(W.shape);
+    const size_t per_part = tt::part_workspace_floats(W.shape);
+    float* y = jobs[j].y;
+    const float* first = job[j].ws + 2 * buffer;
+    for (int64_t i = 0; i < M; ++i) y[i] = first[i];
+    for (int p = 1; p < job[j].parts; ++p) axpy(1.f, job[j].ws + p * per_part + 2 * buffer, y, (int)M);
+    if (W.bias) axpy(1.f, W.bias, y, (int)M);
+  }
 }
 
 namespace {

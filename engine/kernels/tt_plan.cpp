@@ -160,19 +160,25 @@ size_t workspace_floats(const TTShape& s, int batch) {
 PartSplit part_split(const Plan& one) {
   PartSplit sp;
   if (one.K < 2) return sp;
-  sp.step = one.order == Order::left_to_right ? 0 : 1;
-  sp.axis = one.order == Order::left_to_right ? 0 : 1;
-  sp.count = one.steps[sp.step].row_count[sp.axis];
+  sp.sums = one.order == Order::right_to_left;
+  sp.step = sp.sums ? one.K - 1 : 0;
+  const Step& s = one.steps[sp.step];
+  sp.count = sp.sums ? s.red_count[0] : s.row_count[0];  // j_1 (the last core's n) or i_1 (the first's m)
   return sp;
 }
 
 namespace {
-// Step `split` restricted to rows [lo, lo + n) of its divided axis (read in place: not packed).
+// The divided step restricted to [lo, lo + n) of its outer row (or reduction) index, read in place.
 Step part_step(const Step& s, const PartSplit& sp, int lo, int n) {
   Step sub = s;
   sub.packed = sub.panels = nullptr;
-  sub.row_count[sp.axis] = n;
-  sub.core = s.core.from(lo * s.row_stride[sp.axis], 0);
+  if (sp.sums) {
+    sub.red_count[0] = n;
+    sub.core = s.core.from(lo * s.red_stride[0], 0);
+  } else {
+    sub.row_count[0] = n;
+    sub.core = s.core.from(lo * s.row_stride[0], 0);
+  }
   return sub;
 }
 void part_range(const PartSplit& sp, int part, int parts, int* lo, int* n) {
@@ -181,47 +187,38 @@ void part_range(const PartSplit& sp, int part, int parts, int* lo, int* n) {
 }
 }  // namespace
 
-bool part_plan(const Plan& one, int part, int parts, Plan* sub, int* lo, int* n) {
+bool part_plan(const Plan& one, int part, int parts, Plan* sub, int* lo, int* n, int64_t* x_offset) {
   const PartSplit sp = part_split(one);
   part_range(sp, part, parts, lo, n);
   if (*n <= 0) return false;
-  sub->K = one.K - sp.step;
-  sub->order = one.order;
+  *sub = one;
   sub->flops = 0;
   sub->parts = 0;
   sub->part_packed = nullptr;
-  for (int t = sp.step; t < one.K; ++t) {
+  for (int t = 0; t < one.K; ++t) {
     const Step& s = one.steps[t];
-    Step& d = sub->steps[t - sp.step];
+    Step& d = sub->steps[t];
     if (t == sp.step) {
       d = part_step(s, sp, *lo, *n);
-      if (one.part_packed && one.parts == parts) {  // this part's copy, after the earlier parts'
+      if (one.part_packed && one.parts == parts && packed_floats(d) > 0) {  // after the earlier parts'
         const float* at = one.part_packed;
         for (int p = 0; p < part; ++p) {
           int plo, pn;
           part_range(sp, p, parts, &plo, &pn);
           if (pn > 0) at += packed_floats(part_step(s, sp, plo, pn));
         }
-        if (packed_floats(d) > 0) {  // as pack_step lays it out
-          d.packed = at;
-          d.panels = d.Q == 1 ? at + round16((size_t)d.rows() * d.red()) : at;
-        }
+        d.packed = at;  // as pack_step lays it out
+        d.panels = d.Q == 1 ? at + round16((size_t)d.rows() * d.red()) : at;
       }
-    } else {
-      d = s;  // later steps: the divided index is a factor of their blocks (left-to-right) or columns
-      if (one.order == Order::left_to_right) d.P = s.P / sp.count * *n;
-      else d.Q = s.Q / sp.count * *n;
-      if (d.Q == 1 && s.Q > 1) d.packed = d.panels = nullptr;  // its packed copy is laid out for Q > 1
+    } else {  // the divided index is the outer factor of its blocks
+      d.P = s.P / sp.count * *n;
     }
     sub->flops += d.flops();
   }
+  // Left-to-right the first step reads all of x (one block); right-to-left block p of the first step
+  // reads x[p * red .. (p + 1) * red), and the part's blocks are those with j_1 in range.
+  *x_offset = sp.sums ? (int64_t)*lo * (one.steps[0].P / sp.count) * one.steps[0].red() * one.steps[0].Q : 0;
   return true;
-}
-
-void part_layout(const TTShape& s, const Plan& one, int64_t* outer, int64_t* inner) {
-  const int k = one.order == Order::left_to_right ? 0 : s.K - 2;  // the divided index's core
-  *outer = prod(s.m, 0, k);
-  *inner = prod(s.m, k + 1, s.K);
 }
 
 size_t part_packed_floats(const Plan& one, int parts) {
@@ -254,7 +251,7 @@ size_t part_workspace_floats(const TTShape& s) { return 2 * (size_t)max_intermed
 size_t workspace_floats(const TTShape& s, int batch, int threads) {
   const size_t vectors = workspace_floats(s, batch);
   if (threads < 2 || batch >= threads) return vectors;
-  const size_t parts = (size_t)max_intermediate(s) + (size_t)threads * part_workspace_floats(s);
+  const size_t parts = (size_t)threads * part_workspace_floats(s);
   return parts > vectors ? parts : vectors;
 }
 
@@ -315,26 +312,6 @@ void run_columns(const Plan& one, const TTMatrix& W, int batch, const float* X, 
     for (int b = 0; W.bias && b < B; ++b)
       for (int64_t i = 0; i < M; ++i) Yc[b * M + i] += W.bias[i];
   }
-}
-
-bool split_step(const Step& s, int part, int parts, const float** in, float** out, Step* sub) {
-  *sub = s;
-  if (s.P > 1) {  // blocks are independent: a range of them
-    const int64_t p0 = s.P * part / parts, p1 = s.P * (part + 1) / parts;
-    if (p0 == p1) return false;
-    sub->P = p1 - p0;
-    *in += p0 * s.red() * s.Q;
-    *out += p0 * s.rows() * s.Q;
-    return true;
-  }
-  sub->packed = sub->panels = nullptr;  // its panels and columns are laid out for all the rows
-  const int axis = s.row_count[0] > 1 ? 0 : 1;  // one block: a range of the outer row index (else inner)
-  const int n = s.row_count[axis], r0 = n * part / parts, r1 = n * (part + 1) / parts;
-  if (r0 == r1) return false;
-  sub->row_count[axis] = r1 - r0;
-  sub->core = s.core.from(r0 * s.row_stride[axis], 0);
-  *out += (int64_t)r0 * (axis == 0 ? s.row_count[1] : 1) * s.Q;
-  return true;
 }
 
 namespace {

@@ -41,7 +41,7 @@ struct Plan {
   Order order = Order::left_to_right;
   Step steps[kMaxTTFactors];
   int64_t flops = 0;
-  // The split step's rows packed per part for `parts` threads (pack_parts), or null: see part_plan.
+  // The divided step packed per part for `parts` threads (pack_parts), or null: see part_plan.
   int parts = 0;
   const float* part_packed = nullptr;
 };
@@ -99,33 +99,30 @@ constexpr int kColumnsMinFlops = 256;
 bool columns_pay(const TTMatrix& W, const Plan& one, int batch);
 
 // ---- One vector over threads: parts with no barrier between their steps
-// Steps [0, split) run whole, each over the threads (split_step); then part p of `parts` runs steps
-// [split, K) alone for a range of one output index: the outer row index (i_1) of a left-to-right plan's
-// first step, or the inner row index (i_{K-1}) of a right-to-left plan's second step. That index stays
-// free to the end, and every later step just has fewer blocks (left-to-right) or columns (right-to-left)
-// in a part, so a part needs no other part's values: its intermediates are compact in its own workspace
-// and its rows of y are scattered into place at the end. Every sum runs over the same terms in the same
-// order as in the whole plan. (A right-to-left plan's first step is not split so: its free index is the
-// innermost column index of every later step, the one the SIMD tiles run along.)
+// Part p of `parts` runs every step alone for a range of one index: the outermost block index of every
+// step but one. Left-to-right that is i_1, an output index (the first step's outer row index, then the
+// blocks' outer index): the parts write disjoint rows of y. Right-to-left it is j_1, an input index (the
+// blocks' outer index, then the last step's outer reduction index): each part sums over its range of
+// j_1 into a whole y, and the parts' sums are added. A part needs no other part's values, its
+// intermediates are compact in its own workspace, and the columns the SIMD tiles run along (the inner
+// indices) are not divided.
 struct PartSplit {
-  int step = 0;   // split: 0 (left-to-right) or 1 (right-to-left)
-  int axis = 0;   // the row axis of steps[split] that is divided
-  int count = 0;  // its length: at most this many parts (0: the plan has fewer than 2 steps)
+  bool sums = false;  // the parts' outputs are partial sums of y (right-to-left), else rows of it
+  int step = 0;       // the step whose rows (left-to-right: 0) or reduction (right-to-left: K-1) is divided
+  int count = 0;      // the index's length: at most this many parts (0: the plan has fewer than 2 steps)
 };
 PartSplit part_split(const Plan& one);
-// Part `part` of `parts` (<= part_split(one).count) of a one-vector plan: the steps [split, K) of that
-// part (its split step's rows from one.part_packed where pack_parts packed them for `parts`, else read
-// in place), and the range [lo, lo + n) of the divided index. False when the part is empty.
-bool part_plan(const Plan& one, int part, int parts, Plan* sub, int* lo, int* n);
-// Where a part's output goes: y viewed as [outer][count][inner] (count = part_split(one).count); the
-// part's own output is [outer][n][inner].
-void part_layout(const TTShape& s, const Plan& one, int64_t* outer, int64_t* inner);
-size_t part_packed_floats(const Plan& one, int parts);  // the split step's rows of every part, packed
+// Part `part` of `parts` (<= part_split(one).count) of a one-vector plan: its steps (the divided step's
+// from one.part_packed where pack_parts packed them for `parts`, else read in place), the range
+// [lo, lo + n) of the divided index, and where its input starts in x (floats). Its output: rows
+// [lo, lo + n) * M / count of y, or (sums) a whole y. False when the part is empty.
+bool part_plan(const Plan& one, int part, int parts, Plan* sub, int* lo, int* n, int64_t* x_offset);
+size_t part_packed_floats(const Plan& one, int parts);  // the divided step of every part, packed
 void pack_parts(Plan* one, int parts, float* dst);      // fills them; sets one->parts, one->part_packed
 // Floats of one part's workspace: its two intermediates and its output.
 size_t part_workspace_floats(const TTShape& s);
 // Workspace of tt_matmul over `threads` threads with up to `batch` vectors (a range of vectors per
-// thread, or one vector at a time in parts after the whole steps' intermediate).
+// thread, or one vector at a time in parts).
 size_t workspace_floats(const TTShape& s, int batch, int threads);
 
 // One matrix of a kern::tt_matvec_parts job: y = W x + b by a one-vector plan.
@@ -135,10 +132,6 @@ struct PartsJob {
   float* y;
 };
 constexpr int kMaxPartsJobs = 3;
-
-// Part `part` of `parts` of one step, for threads: a range of its P blocks, or (one block) of its rows;
-// moves `in` and `out` to it. False when the part is empty. A range of rows drops the packed copy.
-bool split_step(const Step& s, int part, int parts, const float** in, float** out, Step* sub);
 
 // Columns [q_begin, Q) of one step, plain loops: the whole step where there is no SIMD, and the
 // columns the SIMD tiles leave over.

@@ -325,7 +325,7 @@ TEST_CASE("kern TT matvec/matmul equal ref at every rank and batch, within the w
 }
 
 TEST_CASE("TT matmul on threads: fewer vectors than threads run in parts, kern equals ref") {
-  // The parts of tt::part_plan, with the split step's rows packed per part (as a context packs them)
+  // The parts of tt::part_plan, with the divided step packed per part (as a context packs them)
   // and read in place; both orders; parts of one row and of several; every variant. The fake pool runs
   // the tasks one after another, last first (any order must do).
   auto run_serial = [](void*, int n, void (*task)(void*, int, int), void* arg) {
