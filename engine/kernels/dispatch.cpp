@@ -223,7 +223,10 @@ void tt_matvec_parts(const tt::PartsJob* jobs, int count, const float* x, float*
   for (int j = 0; j < count; ++j) {
     job[j].split = tt::part_split(*jobs[j].plan);
     job[j].parts = job[j].split.count < threads ? job[j].split.count : threads;
-    if (job[j].parts == 0) tt_matvec(*jobs[j].W, *jobs[j].plan, x, jobs[j].y, workspace);  // one step
+    if (job[j].parts == 0) {  // one step: no parts
+      tt_matvec(*jobs[j].W, *jobs[j].plan, x, jobs[j].y, workspace);
+      if (jobs[j].epilogue) jobs[j].epilogue(jobs[j].arg, 0, jobs[j].W->shape.rows());
+    }
     job[j].ws = workspace;
     job[j].first = tasks;
     tasks += job[j].parts;
@@ -250,8 +253,10 @@ void tt_matvec_parts(const tt::PartsJob* jobs, int count, const float* x, float*
       step(sub.steps[t], in, o);
       in = o;
     }
-    if (!job[j].split.sums && J.W->bias)
+    if (job[j].split.sums) return;
+    if (J.W->bias)
       for (int64_t i = 0; i < rows; ++i) out[i] += J.W->bias[row0 + i];
+    if (J.epilogue) J.epilogue(J.arg, row0, rows);
   });
   for (int j = 0; j < count; ++j) {  // the partial sums, in part order, + bias
     if (job[j].parts == 0 || !job[j].split.sums) continue;
@@ -263,6 +268,7 @@ void tt_matvec_parts(const tt::PartsJob* jobs, int count, const float* x, float*
     for (int64_t i = 0; i < M; ++i) y[i] = first[i];
     for (int p = 1; p < job[j].parts; ++p) axpy(1.f, job[j].ws + p * per_part + 2 * buffer, y, (int)M);
     if (W.bias) axpy(1.f, W.bias, y, (int)M);
+    if (jobs[j].epilogue) jobs[j].epilogue(jobs[j].arg, 0, M);
   }
 }
 

@@ -125,11 +125,15 @@ size_t part_workspace_floats(const TTShape& s);
 // thread, or one vector at a time in parts).
 size_t workspace_floats(const TTShape& s, int batch, int threads);
 
-// One matrix of a kern::tt_matvec_parts job: y = W x + b by a one-vector plan.
+// One matrix of a kern::tt_matvec_parts job: y = W x + b by a one-vector plan; then, if given,
+// epilogue(arg, row0, rows) on rows of the finished y, every row once: a part's own rows on its thread
+// as it ends, or (parts that sum) all of y once they are added.
 struct PartsJob {
   const TTMatrix* W;
   const Plan* plan;
   float* y;
+  void (*epilogue)(void* arg, int64_t row0, int64_t rows) = nullptr;
+  void* arg = nullptr;
 };
 constexpr int kMaxPartsJobs = 3;
 

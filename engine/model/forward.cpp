@@ -366,6 +366,39 @@ void activation(const Model& m, const RunOptions& opt, int l, int c0, int c1, fl
   }
 }
 
+// hb = act(Up a) of one token on threads through a TT up (no gate, no adapter): each part of the matvec
+// runs the activation on its own rows as it ends (kern::tt_matvec_parts' epilogue), so the activation
+// needs no pass of its own over the threads. False (nothing done) where that does not apply: parts
+// that sum (a right-to-left plan), parts whose rows do not start at whole activation blocks, or too
+// little work to split.
+bool up_with_activation(const Model& m, const RunOptions& opt, const TokenStats* ts, int l, int n, RunState* s) {
+  const Linear& up = m.layers[l].up;
+  if (n != 1 || !s->workers || s->workers->threads < 2 || !up.tt || up.lora_a || m.cfg.activation == Activation::swiglu)
+    return false;
+  const tt::Plan& plan = s->tt_plan(l, 4, ts[0].layer[l].rank);
+  const tt::PartSplit split = tt::part_split(plan);  // parts that sum would leave it all to one thread
+  if (split.sums || split.count < 2 || plan.flops < kParallelFlops ||
+      (up.rows / split.count) % quantum::kDaruanChannelBlock != 0)
+    return false;
+  struct Act {
+    const Model* m;
+    const RunOptions* opt;
+    int l;
+    RunState* s;
+  } act{&m, &opt, l, s};
+  tt::PartsJob job{&up.tt_w, &plan, s->hb};
+  job.arg = &act;
+  job.epilogue = [](void* arg, int64_t row0, int64_t rows) {
+    const Act& a = *static_cast<const Act*>(arg);
+    for (int64_t c0 = row0; c0 < row0 + rows; c0 += quantum::kDaruanChannelBlock) {
+      const int64_t c1 = c0 + quantum::kDaruanChannelBlock < row0 + rows ? c0 + quantum::kDaruanChannelBlock : row0 + rows;
+      activation(*a.m, *a.opt, a.l, (int)c0, (int)c1, a.s->hb, nullptr, a.s->act_tables[a.l]);
+    }
+  };
+  kern::tt_matvec_parts(&job, 1, s->a, s->workspace, s->workers);
+  return true;
+}
+
 // The path of a token through layer l, from what its entropy meter decided.
 Path path_of(const ModelConfig& c, const RunOptions& opt, const LayerStats& ls) {
   Path p;
@@ -430,14 +463,16 @@ void block(const Model& m, const RunOptions& opt, int l, int pos, int n, RunStat
 
   // 7. x = x + Down(act(Up(LN2(x)))); swiglu: x = x + Down(silu(Gate(a)) * Up(a)), a = LN2(x).
   parallel_for(w, n, n * norm_flops(c), [&](int i, int) { norm(c, s->x + i * d, L.ln2_w, L.ln2_b, s->a + i * d); });
-  linear(L.up, 4, ts, l, n, s->a, s->hb, s);
-  if (swiglu) linear(L.gate, 6, ts, l, n, s->a, s->hb2, s);
-  const int act_blocks = (int)((ff + quantum::kDaruanChannelBlock - 1) / quantum::kDaruanChannelBlock);
-  parallel_for(w, n * act_blocks, n * activation_cost(m, opt, l).flops, [&](int task, int) {  // (token, channels)
-    const int i = task / act_blocks, c0 = task % act_blocks * quantum::kDaruanChannelBlock;
-    const int c1 = c0 + quantum::kDaruanChannelBlock < (int)ff ? c0 + quantum::kDaruanChannelBlock : (int)ff;
-    activation(m, opt, l, c0, c1, s->hb + i * ff, swiglu ? s->hb2 + i * ff : nullptr, s->act_tables[l]);
-  });
+  if (!up_with_activation(m, opt, ts, l, n, s)) {
+    linear(L.up, 4, ts, l, n, s->a, s->hb, s);
+    if (swiglu) linear(L.gate, 6, ts, l, n, s->a, s->hb2, s);
+    const int act_blocks = (int)((ff + quantum::kDaruanChannelBlock - 1) / quantum::kDaruanChannelBlock);
+    parallel_for(w, n * act_blocks, n * activation_cost(m, opt, l).flops, [&](int task, int) {  // (token, channels)
+      const int i = task / act_blocks, c0 = task % act_blocks * quantum::kDaruanChannelBlock;
+      const int c1 = c0 + quantum::kDaruanChannelBlock < (int)ff ? c0 + quantum::kDaruanChannelBlock : (int)ff;
+      activation(m, opt, l, c0, c1, s->hb + i * ff, swiglu ? s->hb2 + i * ff : nullptr, s->act_tables[l]);
+    });
+  }
   linear(L.down, 5, ts, l, n, swiglu ? s->hb2 : s->hb, s->tmp, s);
   kern::axpy(1.f, s->tmp, s->x, (int)(n * d));
 

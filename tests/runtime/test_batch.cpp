@@ -11,7 +11,10 @@
 #include <vector>
 
 #include "host/session.h"
+#include "kernels/kernels.h"
+#include "kernels/tt_plan.h"
 #include "support/model_files.h"
+#include "support/tiny_model.h"
 
 using namespace qtf;
 
@@ -158,4 +161,40 @@ TEST_CASE("TT cores read in place (pack_tt off) give the packed logits and ranks
     ++tested;
   }
   CHECK(tested >= 4);
+}
+
+TEST_CASE("one token on threads through TT matrices big enough to split: q, k, v as one job, the activation on up's parts") {
+  // d = 128 and d_ff = 1024 at rank 8: q, k, v and up are worth splitting (kParallelFlops), and up's
+  // parts (left-to-right, 4 of 256 rows) start at whole activation blocks, so each part runs the
+  // activation on its rows (forward.cpp: qkv, up_with_activation). Their logits are those of one
+  // thread, for every activation; pack_tt off reads the divided steps in place.
+  for (const char* act : {"daruan", "gelu"}) {
+    for (bool pack : {true, false}) {
+      INFO(act << (pack ? " packed" : " in place"));
+      testing::TinyConfig tc;
+      tc.d = 128, tc.n_heads = 4, tc.d_ff = 1024, tc.n_layers = 2, tc.context = 24;
+      tc.d_factors = {4, 4, 8}, tc.ff_factors = {4, 16, 16};
+      tc.tt_rank = 8, tc.r_max = 8, tc.adaptive_rank = false;
+      tc.activation = act;
+      tc.scale = 0.2f;
+      const std::vector<uint8_t> bytes = testing::make_tiny_model(tc);
+      host::LoadedModel lm;
+      REQUIRE(lm.load_memory(bytes.data(), bytes.size()).ok());
+      const Layer& L = lm.model().layers[0];
+      REQUIRE(L.up.tt);
+      const tt::Plan up = tt::best_plan(L.up.tt_w, 8, 1), q = tt::best_plan(L.q.tt_w, 8, 1);
+      const tt::PartSplit split = tt::part_split(up);
+      REQUIRE(!split.sums);  // the conditions of the fused paths hold, so the test runs them
+      REQUIRE(split.count == 4);
+      REQUIRE(up.flops >= kParallelFlops);
+      REQUIRE(3 * q.flops >= kParallelFlops);
+      ContextOptions opt;
+      opt.n_ctx = 24;
+      opt.pack_tt = pack;
+      std::vector<int32_t> prompt(12);
+      uint32_t lcg = 5;
+      for (int32_t& t : prompt) t = (int32_t)(((lcg = lcg * 1664525u + 1013904223u) >> 8) % 90u);
+      compare(lm, opt, prompt, {1}, 6, 3);  // every token alone, on 3 threads
+    }
+  }
 }
