@@ -233,7 +233,7 @@ void tt_matvec_parts(const tt::PartsJob* jobs, int count, const float* x, float*
     workspace += tt::workspace_floats(jobs[j].W->shape, 1, threads);
   }
   const tt::StepFn step = active().tt_step;
-  parallel_for(w, tasks, [&](int task, int) {
+  parallel_for(w, tasks, [&](int task, int thread) {
     int j = count - 1;
     while (job[j].parts == 0 || task < job[j].first) --j;
     const tt::PartsJob& J = jobs[j];
@@ -243,10 +243,13 @@ void tt_matvec_parts(const tt::PartsJob* jobs, int count, const float* x, float*
     int64_t x_offset;
     if (!tt::part_plan(*J.plan, part, job[j].parts, &sub, &lo, &n, &x_offset)) return;
     const int64_t buffer = tt::max_intermediate(J.W->shape), M = J.W->shape.rows();
-    float* ws = job[j].ws + part * tt::part_workspace_floats(J.W->shape);  // two intermediates, then its sum
-    // Rows of y: written in place (+ bias); sums: into its workspace, added up below.
+    // Each area holds two intermediates, then a sum. The intermediates go in the running thread's area
+    // (the same memory every token, so it stays in that core's cache, whichever parts the thread
+    // claims); rows of y are written in place (+ bias), sums into the part's own area (added below).
+    const size_t area = tt::part_workspace_floats(J.W->shape);
+    float* ws = job[j].ws + (size_t)thread * area;
     const int64_t row0 = (int64_t)lo * (M / job[j].split.count), rows = (int64_t)n * (M / job[j].split.count);
-    float* out = job[j].split.sums ? ws + 2 * buffer : J.y + row0;
+    float* out = job[j].split.sums ? job[j].ws + (size_t)part * area + 2 * buffer : J.y + row0;
     const float* in = x + x_offset;
     for (int t = 0; t < sub.K; ++t) {
       float* o = t == sub.K - 1 ? out : ws + (t % 2) * buffer;

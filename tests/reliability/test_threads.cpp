@@ -88,9 +88,18 @@ TEST_CASE("threads decoding over one shared model get exactly the single-threade
 // One context whose work is split over a pool of 4 threads (prompt blocks, then generation) gives the
 // logits of a single-threaded context; under ThreadSanitizer this also checks the pool's hand-offs.
 TEST_CASE("a context on a thread pool decodes like a single-threaded one") {
-  for (const char* name : {"dense", "q4_k3_daruan_adaptive_qattn_tied"}) {
+  // The fixtures, and a TT model whose matrices are big enough for one token's matvecs to run in parts
+  // (q, k, v as one job; the activation on up's parts; down's parts summed): tests/runtime/test_batch.
+  qtf::testing::TinyConfig tc;
+  tc.d = 128, tc.n_heads = 4, tc.d_ff = 1024, tc.n_layers = 2, tc.context = 24;
+  tc.d_factors = {4, 4, 8}, tc.ff_factors = {4, 16, 16};
+  tc.tt_rank = 8, tc.r_max = 8, tc.adaptive_rank = false, tc.scale = 0.2f;
+  const std::vector<uint8_t> parts_model = qtf::testing::make_tiny_model(tc);
+  for (const char* name : {"dense", "q4_k3_daruan_adaptive_qattn_tied", "parts"}) {
+    INFO(name);
     qtf::host::LoadedModel lm;
-    REQUIRE(lm.load_file((std::string(QTF_SOURCE_DIR) + "/tests/fixtures/" + name + ".qtf").c_str()).ok());
+    if (std::string(name) == "parts") REQUIRE(lm.load_memory(parts_model.data(), parts_model.size()).ok());
+    else REQUIRE(lm.load_file((std::string(QTF_SOURCE_DIR) + "/tests/fixtures/" + name + ".qtf").c_str()).ok());
     const int vocab = lm.model().cfg.vocab;
     qtf::ContextOptions o;
     o.n_batch = 5;
