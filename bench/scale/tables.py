@@ -5,6 +5,9 @@ bench_roofline's 1 GiB read bandwidth and TT against its AVX-512 FMA peak at tha
 the fraction of linear that issue 13 sets at >= 0.7), then the peers.
 
     python3 bench/scale/tables.py OUT_DIR
+
+From a bench/scale/ab.sh folder (ab.csv): per model, test and thread count each build's runs (tok/s)
+and its speed-up over its own one-thread best, with the fraction of linear.
 """
 import csv
 import json
@@ -12,8 +15,34 @@ import os
 import sys
 
 
+def ab_tables(path):
+    runs = {}  # (model, test, threads, build) -> [tok/s]
+    builds, models = [], []
+    for r in csv.reader(open(path)):
+        model, test, threads, build = r[0], r[1], int(r[2]), r[3]
+        runs.setdefault((model, test, threads, build), []).append(float(r[4 + 10]))  # qtf bench's avg_ts
+        if build not in builds:
+            builds.append(build)
+        if model not in models:
+            models.append(model)
+    print("| model | test | threads | " + " | ".join(f"{b}: tok/s (runs), speed-up, of linear" for b in builds) + " |")
+    print("|---|---|---:|" + "---|" * len(builds))
+    for m in models:
+        for test in ("tg", "pp"):
+            for t in (1, 2, 4, 8, 16):
+                if (m, test, t, builds[0]) not in runs:
+                    continue
+                cells = []
+                for b in builds:
+                    v, one = runs[(m, test, t, b)], max(runs[(m, test, 1, b)])
+                    cells.append(f"{' / '.join(f'{x:.0f}' for x in v)}, {max(v) / one:.2f}x, {max(v) / one / t:.2f}")
+                print(f"| {m} | {test}64 | {t} | " + " | ".join(cells) + " |")
+
+
 def main():
     out = sys.argv[1]
+    if os.path.exists(os.path.join(out, "ab.csv")):
+        return ab_tables(os.path.join(out, "ab.csv"))
     rows = list(csv.DictReader(open(os.path.join(out, "scale.csv"))))
     rate = {}  # (model, threads, test) -> (mean, sd)
     info = {}
