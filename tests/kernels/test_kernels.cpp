@@ -326,7 +326,7 @@ TEST_CASE("kern TT matvec/matmul equal ref at every rank and batch, within the w
 
 TEST_CASE("TT matmul on threads: fewer vectors than threads run in parts, kern equals ref") {
   // The parts of tt::part_plan, with the divided step packed per part (as a context packs them)
-  // and read in place; both orders; parts of one row and of several; every variant. The fake pool runs
+  // and read in place; both orders; parts of one index value and of several; every variant. The fake pool runs
   // the tasks one after another, last first (any order must do).
   auto run_serial = [](void*, int n, void (*task)(void*, int, int), void* arg) {
     for (int i = n - 1; i >= 0; --i) task(arg, i, 0);
@@ -346,14 +346,14 @@ TEST_CASE("TT matmul on threads: fewer vectors than threads run in parts, kern e
     for (const TT& t : cases) {
       const TTMatrix W = t.view();
       const size_t M = (size_t)t.shape.rows(), N = (size_t)t.shape.cols();
-      for (int threads : {2, 3, 5, 16}) {
+      for (int threads : {3, 5, 16}) {  // parts of uneven sizes; one row each (up to the index's length)
         const Workers pool{threads, run_serial, nullptr};
         for (int batch : {1, 2}) {
-          if (batch >= threads) continue;
+          if (batch == 2 && threads != 3) continue;
           const Vec X = random_vec(rng, N * batch);
           GuardedWorkspace ws(tt::workspace_floats(t.shape, batch, threads));
           Vec ref_ws(ref::tt_workspace_floats(t.shape, batch));
-          for (int rank : {1, 2, max_rank(t.shape)}) {
+          for (int rank : {1, max_rank(t.shape)}) {
             CAPTURE(M);
             CAPTURE(N);
             CAPTURE(threads);
@@ -366,10 +366,12 @@ TEST_CASE("TT matmul on threads: fewer vectors than threads run in parts, kern e
             const int parts = std::min(threads, tt::part_split(plan).count);
             Vec pack(tt::packed_floats(plan) + tt::part_packed_floats(plan, parts) + 16);
             float* at = pack.data() + (16 - (reinterpret_cast<uintptr_t>(pack.data()) / sizeof(float)) % 16) % 16;
-            for (int packed : {0, 1, 2}) {  // in place; the plan packed; and its parts' split steps too
+            for (int packed : {0, 1}) {  // read in place; packed as a context packs it (with its parts)
               CAPTURE(packed);
-              if (packed >= 1) tt::pack_plan(&plan, at);
-              if (packed == 2) tt::pack_parts(&plan, parts, at + tt::packed_floats(plan));
+              if (packed == 1) {
+                tt::pack_plan(&plan, at);
+                tt::pack_parts(&plan, parts, at + tt::packed_floats(plan));
+              }
               Vec y = nan_vec(M * batch), yp = nan_vec(M * batch);
               kern::tt_matmul(W, plan, X.data(), batch, y.data(), ws.data(), &pool);  // parts where it pays
               for (int b = 0; b < batch; ++b)  // in parts, whatever the size
