@@ -55,9 +55,9 @@ void tt_step_chosen(const tt::Step& s, const float* in, float* out);
 
 // TT steps, by measurement (bench/README.md, "SIMD variants"): a packed step (a context's plans) runs
 // the 512-bit kernels, faster than the AVX2 ones on 27 of 28 bench rows and equal on the last (wider
-// vectors for Q >= 16, 32 registers for larger tiles); an unpacked one (a plan made per call, an
-// f16/i8 core, or a context made with pack_tt off) runs the AVX2 variant's code: there the 512-bit
-// step was slower on most shapes. Both 512-bit paths stay tested (kern::avx512_tt_step, test_kernels).
+// vectors for Q >= 16, 32 registers for larger tiles); an unpacked one (a plan made per call, or a
+// context made with pack_tt off) runs the AVX2 variant's code: there the 512-bit step was slower on
+// most shapes. Both 512-bit paths stay tested (kern::avx512_tt_step, test_kernels).
 namespace qtf::kern_avx512 {
 namespace {
 void tt_step_chosen(const tt::Step& s, const float* in, float* out) {

@@ -92,7 +92,6 @@ size_t panel_floats(const Step& s) { return (size_t)(s.rows() + kPanelRows - 1) 
 }  // namespace
 
 size_t packed_floats(const Step& s) {
-  if (s.core.type != WType::f32) return 0;  // f16/i8 cores keep their own path (converted per row tile)
   return (s.Q == 1 ? round16((size_t)s.rows() * s.red()) : 0) + round16(panel_floats(s));
 }
 
@@ -103,21 +102,20 @@ size_t packed_floats(const Plan& plan) {
 }
 
 namespace {
-// One step's copies (packed_floats(*s) floats at dst); points its `packed` and `panels` at them.
+// One step's copies (packed_floats(*s) floats at dst); points its `packed` and `panels` at them. f16
+// and i8 cores are widened here, once (their values: Weights::value, the core's one scale applied).
 void pack_step(Step* s, float* dst) {
   const int rows = s->rows(), red = s->red();
   const size_t n = packed_floats(*s);
-  if (n == 0) return;  // not packed (f16/i8)
   for (size_t i = 0; i < n; ++i) dst[i] = 0.f;  // the last panel's padding rows
   float* transposed = s->Q == 1 ? dst : nullptr;
   float* panels = dst + (s->Q == 1 ? round16((size_t)rows * red) : 0);
-  const float* core = static_cast<const float*>(s->core.data);
   for (int row = 0; row < rows; ++row) {
     const int ro = row / s->row_count[1], ri = row % s->row_count[1];
-    const float* a_row = core + ro * s->row_stride[0] + ri * s->row_stride[1];
+    const ptrdiff_t a_row = ro * s->row_stride[0] + ri * s->row_stride[1];
     for (int c = 0; c < red; ++c) {
       const int so = c / s->red_count[1], si = c % s->red_count[1];
-      const float a = a_row[so * s->red_stride[0] + si * s->red_stride[1]];
+      const float a = s->core.value(a_row + so * s->red_stride[0] + si * s->red_stride[1], 0);
       if (transposed) transposed[(size_t)c * rows + row] = a;
       panels[((size_t)(row / kPanelRows) * red + c) * kPanelRows + row % kPanelRows] = a;
     }
@@ -200,7 +198,7 @@ bool part_plan(const Plan& one, int part, int parts, Plan* sub, int* lo, int* n,
     Step& d = sub->steps[t];
     if (t == sp.step) {
       d = part_step(s, sp, *lo, *n);
-      if (one.part_packed && one.parts == parts && packed_floats(d) > 0) {  // after the earlier parts'
+      if (one.part_packed && one.parts == parts) {  // after the earlier parts'
         const float* at = one.part_packed;
         for (int p = 0; p < part; ++p) {
           int plo, pn;

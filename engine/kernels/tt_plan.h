@@ -63,7 +63,7 @@ constexpr int kPanelRows = 8;
 size_t packed_floats(const Step& s);     // both copies, each rounded up to 16 floats (64 bytes)
 size_t packed_floats(const Plan& plan);  // every step
 // Fills `dst` (packed_floats(*plan) floats, 64-byte aligned) and points the steps' `packed` and
-// `panels` at it. Only f32 cores are packed (f16 and i8 steps keep null and their converting kernels).
+// `panels` at it. f16 and i8 cores are widened to f32 in the copy, so every type runs the f32 kernels.
 void pack_plan(Plan* plan, float* dst);
 
 // Floats of one intermediate (per vector) at stored ranks, the largest over both orders.

@@ -902,6 +902,22 @@ TEST_CASE("TT matvec/matmul on f16 and i8 cores: ref equals the f32 cores' value
               CHECK(rel_err(yc.data(), expect.data(), yc.size()) < 2e-6 * std::sqrt((double)N));
               CHECK(gw.guard_intact());
             }
+            // Packed as a context packs it: the cores widened to f32 once, then the f32 kernels (and,
+            // for a block, the columns form).
+            tt::Plan packed = tt::best_plan(W, rank, 1);
+            Vec pack(tt::packed_floats(packed));
+            tt::pack_plan(&packed, pack.data());
+            for (int step = 0; step < packed.K; ++step) REQUIRE(packed.steps[step].packed != nullptr);
+            Vec yk = nan_vec(M * batch);
+            kern::tt_matmul(W, packed, X.data(), batch, yk.data(), gw.data());
+            REQUIRE(all_finite(yk.data(), yk.size()));
+            CHECK(rel_err(yk.data(), expect.data(), yk.size()) < 2e-6 * std::sqrt((double)N));
+            if (batch > 1 && sh.K >= 2) {
+              tt::run_columns(packed, W, batch, X.data(), yk.data(), gw.data(), kern::active().tt_step,
+                              kern::active().transpose);
+              CHECK(rel_err(yk.data(), expect.data(), yk.size()) < 2e-6 * std::sqrt((double)N));
+            }
+            CHECK(gw.guard_intact());
           });
         }
       }
