@@ -250,12 +250,7 @@ void tt_matvec_parts(const tt::PartsJob* jobs, int count, const float* x, float*
     float* ws = job[j].ws + (size_t)thread * area;
     const int64_t row0 = (int64_t)lo * (M / job[j].split.count), rows = (int64_t)n * (M / job[j].split.count);
     float* out = job[j].split.sums ? job[j].ws + (size_t)part * area + 2 * buffer : J.y + row0;
-    const float* in = x + x_offset;
-    for (int t = 0; t < sub.K; ++t) {
-      float* o = t == sub.K - 1 ? out : ws + (t % 2) * buffer;
-      step(sub.steps[t], in, o);
-      in = o;
-    }
+    tt::run_steps(sub, x + x_offset, out, ws, buffer, step);
     if (job[j].split.sums) return;
     if (J.W->bias)
       for (int64_t i = 0; i < rows; ++i) out[i] += J.W->bias[row0 + i];

@@ -253,15 +253,17 @@ size_t workspace_floats(const TTShape& s, int batch, int threads) {
   return parts > vectors ? parts : vectors;
 }
 
+void run_steps(const Plan& plan, const float* in, float* out, float* workspace, int64_t buffer, StepFn step) {
+  for (int t = 0; t < plan.K; ++t) {
+    float* o = t == plan.K - 1 ? out : workspace + (t % 2) * buffer;
+    step(plan.steps[t], in, o);
+    in = o;
+  }
+}
+
 void run_plan(const Plan& plan, const TTMatrix& W, int batch, const float* X, float* Y, float* workspace,
               StepFn step) {
-  const int64_t buffer = max_intermediate(W.shape) * batch;
-  const float* in = X;
-  for (int t = 0; t < plan.K; ++t) {
-    float* out = t == plan.K - 1 ? Y : workspace + (t % 2) * buffer;
-    step(plan.steps[t], in, out);
-    in = out;
-  }
+  run_steps(plan, X, Y, workspace, max_intermediate(W.shape) * batch, step);
   if (W.bias) {
     const int64_t M = W.shape.rows();
     for (int b = 0; b < batch; ++b)
@@ -299,12 +301,7 @@ void run_columns(const Plan& one, const TTMatrix& W, int batch, const float* X, 
     const int64_t buffer = max_intermediate(W.shape) * B;
     float* T = workspace + buffers(W.shape) * buffer;  // X^T [N][B] (read by step 0), later Y^T [M][B]
     transpose(X + b0 * N, B, N, T);
-    const float* in = T;
-    for (int t = 0; t < plan.K; ++t) {
-      float* out = t == plan.K - 1 ? T : workspace + (t % 2) * buffer;
-      step(plan.steps[t], in, out);
-      in = out;
-    }
+    run_steps(plan, T, T, workspace, buffer, step);  // step 0 reads X^T from T before the last writes Y^T
     float* Yc = Y + b0 * M;
     transpose(T, M, B, Yc);
     for (int b = 0; W.bias && b < B; ++b)

@@ -74,6 +74,8 @@ size_t workspace_floats(const TTShape& s, int batch);
 // Runs the steps, ping-ponging intermediates through the workspace; the last step writes Y, then the
 // bias is added. `step` computes one Step for all P blocks.
 using StepFn = void (*)(const Step& s, const float* in, float* out);
+// The steps alone: `in` to `out`, the intermediates in two areas of `buffer` floats at `workspace`.
+void run_steps(const Plan& plan, const float* in, float* out, float* workspace, int64_t buffer, StepFn step);
 void run_plan(const Plan& plan, const TTMatrix& W, int batch, const float* X, float* Y, float* workspace,
               StepFn step);
 
