@@ -8,7 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh --minimal
 jobs=$(nproc 2>/dev/null || echo 2)
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DQTF_BUILD_TESTS=OFF -DQTF_BUILD_BENCH=OFF >/dev/null
+# Only the qtf tool is built; the test/bench options in build/'s cache are left as they are, so
+# tools/test.sh afterwards builds on this build/ instead of finding a tests-off cache.
+cmake -S . -B "${QTF_BUILD_DIR:-build}" -DCMAKE_BUILD_TYPE=Release >/dev/null
+[ "${QTF_CONFIGURE_ONLY:-0}" = 1 ] && exit 0  # tests/repo/check_readme_order.sh: the configure step alone
 cmake --build build -j"$jobs" --target qtf
 # The default is the best point of the compression frontier (README "Compression frontier": lowest loss of
 # every shipped model, 2.1x smaller than its teacher). QTF_MODEL=models/shakespeare-qtf.qtf shows the

@@ -40,27 +40,6 @@ const char* meta_type_name(MetaType t) {
   return "?";
 }
 
-namespace {
-struct Crc32Table {
-  uint32_t t[256];
-  constexpr Crc32Table() : t() {
-    for (uint32_t i = 0; i < 256; ++i) {
-      uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-      t[i] = c;
-    }
-  }
-};
-constexpr Crc32Table kCrcTable;  // in flash on firmware targets
-}  // namespace
-
-uint32_t crc32_update(uint32_t crc, const void* data, size_t n) {
-  const uint8_t* p = static_cast<const uint8_t*>(data);
-  uint32_t c = crc ^ 0xFFFFFFFFu;
-  for (size_t i = 0; i < n; ++i) c = kCrcTable.t[(c ^ p[i]) & 0xFF] ^ (c >> 8);
-  return c ^ 0xFFFFFFFFu;
-}
-
 bool utf8_valid(const char* s, size_t n) {
   const uint8_t* p = reinterpret_cast<const uint8_t*>(s);
   size_t i = 0;
