@@ -1,0 +1,45 @@
+// What the importers share: the Llama block's model keys, token escaping, overflow-checked sizes.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "host/writer.h"
+
+namespace qtf::import {
+
+// A Llama-family block (docs/llama.md): rmsnorm, rotary (interleaved pairs), swiglu, GQA.
+struct LlamaConfig {
+  int64_t vocab = 0, d = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0, d_ff = 0, context = 0;
+  double rope_theta = 10000.0, rms_eps = 1e-5;
+  bool tied = true;         // the classifier is tok_emb
+  bool linear_bias = false; // every linear has X.b
+};
+
+// The model.* keys of a Llama block (as tools/train/llama.py's model_meta writes them, in that order).
+void add_llama_config(const LlamaConfig& c, format::Writer* w);
+
+// Token bytes as a tokenizer.tokens string (docs/tokenizer.md): `\` -> `\\`; spaces, control bytes and
+// bytes that are not part of valid UTF-8 -> \xHH; everything else (UTF-8 characters) as it is.
+std::string escape_token(const char* p, size_t n);
+
+// Free text for a metadata string (provenance): as it is when valid UTF-8, else escaped as a token.
+std::string utf8_or_escaped(const char* p, size_t n);
+
+// The char tokenizer that stands in when a checkpoint carries none: id i is the character U+0100+i
+// (surrogates skipped). vocab <= 1 << 20.
+void add_stand_in_tokenizer(int64_t vocab, format::Writer* w);
+
+// a * b and a + b, false on overflow of 64 bits.
+inline bool mul_u64(uint64_t a, uint64_t b, uint64_t* out) { return !__builtin_mul_overflow(a, b, out); }
+inline bool add_u64(uint64_t a, uint64_t b, uint64_t* out) { return !__builtin_add_overflow(a, b, out); }
+
+// The last component of a path (for provenance: never the machine's directories).
+std::string base_name(const char* path);
+
+// Finishes w and verifies the image with the .qtf reader: the importers hand out only images it opens.
+Status finish_verified(const format::Writer& w, std::vector<uint8_t>* out);
+
+}  // namespace qtf::import

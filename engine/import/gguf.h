@@ -1,0 +1,33 @@
+// GGUF (llama.cpp's model file), versions 2 and 3, little-endian. Every count, length, dimension, offset
+// and size is checked against the file's size (overflow-safe) before anything is allocated or read.
+// Imported: the llama architecture (Llama, Mistral-style) and qwen2 (q/k/v biases; its rotate-half q/k
+// rows are permuted to the engine's interleaved pairs); tensor types F32, F16 (kept as f16), BF16, Q8_0,
+// Q4_0, Q4_K and Q6_K (dequantized to f32); llama.cpp's "llama" (SentencePiece) and "gpt2" tokenizers.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "core/status.h"
+#include "host/writer.h"
+
+namespace qtf::import {
+
+// ggml type ids of the tensor types qtf imports.
+enum GgmlType : uint32_t { kF32 = 0, kF16 = 1, kQ4_0 = 2, kQ8_0 = 8, kQ4_K = 12, kQ6_K = 14, kBF16 = 30 };
+const char* ggml_type_name(uint32_t type);  // "Q4_K", ...; "unknown" past ggml's table
+
+// Values per block and bytes per block of an imported type (block 0 for a type qtf does not import).
+void ggml_block(uint32_t type, uint32_t* values, uint32_t* bytes);
+
+// Dequantizes n values (a multiple of the type's block) from src to f32 (the layouts of ggml-quants.c;
+// F16 and BF16 widened exactly). False for a type qtf does not import.
+bool dequantize(uint32_t type, const uint8_t* src, uint64_t n, float* dst);
+
+// The whole model as a .qtf image. source_name: the file's name for provenance.
+Status gguf_to_qtf(const uint8_t* data, size_t size, const char* source_name, std::vector<uint8_t>* out);
+
+// Only its tokenizer (a vocab-only GGUF too): the tokenizer.* keys into w; *vocab = the token count.
+Status gguf_tokenizer(const uint8_t* data, size_t size, format::Writer* w, int* vocab);
+
+}  // namespace qtf::import

@@ -1,0 +1,28 @@
+// Importers: models in other formats (GGUF, llama2.c checkpoints, Hugging Face directories) converted
+// into a complete .qtf image in memory, which the normal verifier then opens (docs/llama.md, "Importing").
+// Hosted (files, heap), above format/ and below host/session and the C API; one file per format.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "core/status.h"
+
+namespace qtf::import {
+
+enum class Source { qtf, gguf, hf_dir, llama2c, unknown };
+
+// What the file or directory at path holds, from its first bytes (magic or llama2.c's header) or, for a
+// directory, a config.json inside it. unknown also for a path that cannot be opened.
+Source detect(const char* path);
+const char* source_name(Source s);  // "qtf", "GGUF", "Hugging Face directory", "llama2.c checkpoint", "unknown"
+
+struct Options {
+  const char* tokenizer_path = nullptr;  // llama2.c: its tokenizer.bin (else a stand-in char tokenizer)
+};
+
+// Converts the model at path into a complete .qtf image in *out, verified by the format's reader (the
+// model's configuration is checked when it is bound: host::LoadedModel). A .qtf is returned as it is.
+// Errors name the path and what is wrong, in one line.
+Status to_qtf(const char* path, const Options& opt, std::vector<uint8_t>* out);
+
+}  // namespace qtf::import

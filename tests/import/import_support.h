@@ -1,0 +1,68 @@
+// Shared by the importer tests: fixture bytes, a model's tensors as floats, the tiny Llama fixture as a
+// GGUF or llama2.c checkpoint, and an expect-this-error check.
+#pragma once
+#include <doctest/doctest.h>
+
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "format/format.h"
+#include "format/reader.h"
+#include "host/session.h"
+#include "support/gguf_writer.h"
+
+namespace qtf::testing {
+
+inline std::vector<uint8_t> read_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+inline std::vector<uint8_t> fixture_bytes(const char* name) {
+  return read_bytes(std::string(QTF_SOURCE_DIR) + "/tests/fixtures/" + name);
+}
+
+// Every tensor of a verified file, widened to f32 (f32 and f16 only), with its dims.
+struct Tensors {
+  std::map<std::string, std::vector<float>> values;
+  std::map<std::string, std::vector<uint64_t>> dims;
+  std::map<std::string, format::DType> dtype;
+  std::vector<std::string> order;
+};
+inline Tensors tensors_of(const format::ModelFile& f) {
+  Tensors out;
+  uint64_t cur = 0;
+  format::TensorInfo t;
+  while (f.next_tensor(&cur, &t)) {
+    const std::string name(t.name.data, t.name.size);
+    std::vector<float> v(t.elements());
+    for (uint64_t i = 0; i < v.size(); ++i) {
+      if (t.dtype == format::DType::f32) {
+        std::memcpy(&v[i], static_cast<const uint8_t*>(t.values) + 4 * i, 4);
+      } else {
+        REQUIRE(t.dtype == format::DType::f16);
+        uint16_t h;
+        std::memcpy(&h, static_cast<const uint8_t*>(t.values) + 2 * i, 2);
+        v[i] = format::f16_to_f32(h);
+      }
+    }
+    out.values[name] = v;
+    out.dims[name] = std::vector<uint64_t>(t.dims, t.dims + t.ndim);
+    out.dtype[name] = t.dtype;
+    out.order.push_back(name);
+  }
+  return out;
+}
+
+inline void expect_error(const Status& st, const char* text) {
+  const std::string msg = st.message();
+  INFO("expected '" << text << "' in: " << msg);
+  CHECK(!st.ok());
+  CHECK(msg.find(text) != std::string::npos);
+  CHECK(msg.find('\n') == std::string::npos);
+}
+
+}  // namespace qtf::testing

@@ -1,0 +1,723 @@
+// GGUF import (engine/import/gguf.cpp): files built here with tests/support/gguf_writer.h. The tiny Llama
+// fixture (tests/fixtures/llama2c_tiny) as a GGUF must import to the same tensors and logits, as llama
+// and as qwen2 (rotate-half q/k rows, biases); every tensor type imports the values its blocks hold
+// (block encoders written here from the layouts, independently of the importer's decoders); hostile
+// files get one clear line each, never a crash.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <functional>
+#include <random>
+
+#include "host/quantize.h"
+#include "import/gguf.h"
+#include "import_support.h"
+#include "support/json_lite.h"
+
+using namespace qtf;
+using qtf::testing::expect_error;
+using G = qtf::testing::GgufWriter;
+
+namespace {
+
+// ---- block encoders (the layouts of ggml-common.h, packed here; expected values from the integers) ----
+
+struct Encoded {
+  uint32_t type;
+  std::vector<uint8_t> bytes;
+  std::vector<float> values;  // what the block holds, exactly
+};
+
+void put16(std::vector<uint8_t>* b, uint16_t v) { b->push_back((uint8_t)v), b->push_back((uint8_t)(v >> 8)); }
+float f16(uint16_t h) { return format::f16_to_f32(h); }
+
+Encoded enc_f32(const std::vector<float>& x) {
+  Encoded e{import::kF32, std::vector<uint8_t>(4 * x.size()), x};
+  std::memcpy(e.bytes.data(), x.data(), e.bytes.size());
+  return e;
+}
+Encoded enc_f16(const std::vector<float>& x) {
+  Encoded e{import::kF16, {}, {}};
+  for (float v : x) put16(&e.bytes, host::f32_to_f16(v)), e.values.push_back(f16(host::f32_to_f16(v)));
+  return e;
+}
+Encoded enc_bf16(const std::vector<float>& x) {
+  Encoded e{import::kBF16, {}, {}};
+  for (float v : x) {
+    uint32_t bits;
+    std::memcpy(&bits, &v, 4);
+    put16(&e.bytes, (uint16_t)(bits >> 16));  // truncated: the value is then exactly bits & 0xffff0000
+    bits &= 0xFFFF0000u;
+    float t;
+    std::memcpy(&t, &bits, 4);
+    e.values.push_back(t);
+  }
+  return e;
+}
+// Q8_0: blocks of 32 = f16 d, 32 x int8; x = q * d.
+Encoded enc_q8_0(const std::vector<float>& x) {
+  Encoded e{import::kQ8_0, {}, {}};
+  for (size_t b = 0; b < x.size(); b += 32) {
+    float amax = 0;
+    for (int j = 0; j < 32; ++j) amax = std::fmax(amax, std::fabs(x[b + j]));
+    const uint16_t dh = host::f32_to_f16(amax / 127 + 1e-3f);
+    put16(&e.bytes, dh);
+    for (int j = 0; j < 32; ++j) {
+      const int q = (int)std::lround(x[b + j] / f16(dh));
+      e.bytes.push_back((uint8_t)(int8_t)q);
+      e.values.push_back((float)q * f16(dh));
+    }
+  }
+  return e;
+}
+// Q4_0: blocks of 32 = f16 d, 16 bytes: byte j = q[j] | q[j + 16] << 4; x = (q - 8) * d.
+Encoded enc_q4_0(const std::vector<float>& x) {
+  Encoded e{import::kQ4_0, {}, {}};
+  for (size_t b = 0; b < x.size(); b += 32) {
+    float amax = 0;
+    for (int j = 0; j < 32; ++j) amax = std::fmax(amax, std::fabs(x[b + j]));
+    const uint16_t dh = host::f32_to_f16(amax / 7 + 1e-3f);
+    int q[32];
+    for (int j = 0; j < 32; ++j) q[j] = std::min(15, std::max(0, (int)std::lround(x[b + j] / f16(dh)) + 8));
+    put16(&e.bytes, dh);
+    for (int j = 0; j < 16; ++j) e.bytes.push_back((uint8_t)(q[j] | (q[j + 16] << 4)));
+    for (int j = 0; j < 32; ++j) e.values.push_back((float)(q[j] - 8) * f16(dh));
+  }
+  return e;
+}
+// Q4_K: super-blocks of 256 = f16 d, f16 dmin, 12 bytes of 6-bit scales and mins for 8 sub-blocks of 32,
+// 128 bytes of nibbles (sub-blocks 2k and 2k+1 share 32 bytes: low, high); x = d*sc*q - dmin*m.
+Encoded enc_q4_k(const std::vector<float>& x, uint32_t seed) {
+  Encoded e{import::kQ4_K, {}, {}};
+  std::mt19937 rng(seed);
+  for (size_t b = 0; b < x.size(); b += 256) {
+    int sc[8], mn[8], q[256];
+    for (int s = 0; s < 8; ++s) sc[s] = (int)(rng() % 64), mn[s] = (int)(rng() % 64);
+    sc[5] = 63, mn[6] = 63;  // the top bits of the packed scales in use
+    const uint16_t dh = host::f32_to_f16(0.01f), mh = host::f32_to_f16(0.005f);
+    for (int i = 0; i < 256; ++i) {  // the q that best approximates x with this sub-block's scale and min
+      const float dl = f16(dh) * sc[i / 32], ml = f16(mh) * mn[i / 32];
+      q[i] = dl > 0 ? std::min(15, std::max(0, (int)std::lround((x[b + i] + ml) / dl))) : (int)(rng() % 16);
+    }
+    uint8_t pk[12] = {0};
+    for (int s = 0; s < 4; ++s) {
+      pk[s] = (uint8_t)((sc[s] & 63) | ((sc[s + 4] >> 4) << 6));
+      pk[s + 4] = (uint8_t)((mn[s] & 63) | ((mn[s + 4] >> 4) << 6));
+      pk[s + 8] = (uint8_t)((sc[s + 4] & 15) | ((mn[s + 4] & 15) << 4));
+    }
+    put16(&e.bytes, dh), put16(&e.bytes, mh);
+    e.bytes.insert(e.bytes.end(), pk, pk + 12);
+    for (int k = 0; k < 4; ++k)
+      for (int l = 0; l < 32; ++l) e.bytes.push_back((uint8_t)(q[64 * k + l] | (q[64 * k + 32 + l] << 4)));
+    for (int i = 0; i < 256; ++i) {
+      const float dl = f16(dh) * (float)sc[i / 32], ml = f16(mh) * (float)mn[i / 32];
+      e.values.push_back(dl * (float)q[i] - ml);
+    }
+  }
+  return e;
+}
+// Q6_K: super-blocks of 256 = 128 bytes low nibbles, 64 bytes high 2-bit pairs, 16 int8 scales (one per
+// 16 values), f16 d; x = d * sc * (q - 32). In each half of 128: ql[l] = q[l] | q[l+64] << 4,
+// ql[l+32] = q[l+32] | q[l+96] << 4 (low 4 bits), qh[l] = the high 2 bits of q[l], q[l+32], q[l+64], q[l+96].
+Encoded enc_q6_k(const std::vector<float>& x, uint32_t seed) {
+  Encoded e{import::kQ6_K, {}, {}};
+  std::mt19937 rng(seed);
+  for (size_t b = 0; b < x.size(); b += 256) {
+    int sc[16], q[256];
+    for (int s = 0; s < 16; ++s) sc[s] = (int)(rng() % 255) - 127;
+    sc[3] = -128;
+    const uint16_t dh = host::f32_to_f16(0.002f);
+    for (int i = 0; i < 256; ++i) {
+      const float dl = f16(dh) * (float)sc[i / 16];
+      q[i] = dl != 0 ? std::min(63, std::max(0, (int)std::lround(x[b + i] / dl) + 32)) : (int)(rng() % 64);
+    }
+    uint8_t ql[128], qh[64];
+    for (int h = 0; h < 2; ++h)
+      for (int l = 0; l < 32; ++l) {
+        const int* y = q + 128 * h;
+        ql[64 * h + l] = (uint8_t)((y[l] & 15) | ((y[l + 64] & 15) << 4));
+        ql[64 * h + l + 32] = (uint8_t)((y[l + 32] & 15) | ((y[l + 96] & 15) << 4));
+        qh[32 * h + l] = (uint8_t)((y[l] >> 4) | ((y[l + 32] >> 4) << 2) | ((y[l + 64] >> 4) << 4) | ((y[l + 96] >> 4) << 6));
+      }
+    e.bytes.insert(e.bytes.end(), ql, ql + 128);
+    e.bytes.insert(e.bytes.end(), qh, qh + 64);
+    for (int s = 0; s < 16; ++s) e.bytes.push_back((uint8_t)(int8_t)sc[s]);
+    put16(&e.bytes, dh);
+    for (int i = 0; i < 256; ++i) e.values.push_back(f16(dh) * (float)sc[i / 16] * (float)(q[i] - 32));
+  }
+  return e;
+}
+
+Encoded encode(uint32_t type, const std::vector<float>& x, uint32_t seed) {
+  switch (type) {
+    case import::kF16: return enc_f16(x);
+    case import::kBF16: return enc_bf16(x);
+    case import::kQ8_0: return enc_q8_0(x);
+    case import::kQ4_0: return enc_q4_0(x);
+    case import::kQ4_K: return enc_q4_k(x, seed);
+    case import::kQ6_K: return enc_q6_k(x, seed);
+    default: return enc_f32(x);
+  }
+}
+
+// ---- a Llama model as a GGUF --------------------------------------------------------------------
+
+// qtf tensor name -> GGUF name.
+std::string gguf_name(const std::string& q) {
+  static const std::pair<const char*, const char*> kMap[] = {
+      {"tok_emb", "token_embd.weight"}, {"lnf.w", "output_norm.weight"}, {"head.w", "output.weight"},
+      {"ln1.w", "attn_norm.weight"},    {"ln2.w", "ffn_norm.weight"},    {"attn.q.w", "attn_q.weight"},
+      {"attn.k.w", "attn_k.weight"},    {"attn.v.w", "attn_v.weight"},   {"attn.o.w", "attn_output.weight"},
+      {"ffn.gate.w", "ffn_gate.weight"}, {"ffn.up.w", "ffn_up.weight"},  {"ffn.down.w", "ffn_down.weight"},
+      {"attn.q.b", "attn_q.bias"},      {"attn.k.b", "attn_k.bias"},     {"attn.v.b", "attn_v.bias"}};
+  std::string prefix, rest = q;
+  if (q.rfind("blk.", 0) == 0) {
+    const size_t dot = q.find('.', 4);
+    prefix = q.substr(0, dot + 1), rest = q.substr(dot + 1);
+  }
+  for (const auto& m : kMap)
+    if (rest == m.first) return prefix + m.second;
+  return q;
+}
+
+// Interleaved rows (the engine's rotary layout) -> rotate-half rows (Hugging Face's, qwen2's GGUF).
+std::vector<float> to_rotate_half(const std::vector<float>& x, size_t rows, size_t cols, size_t hd) {
+  std::vector<float> y(x.size());
+  for (size_t h = 0; h < rows / hd; ++h)
+    for (size_t i = 0; i < hd / 2; ++i)
+      for (size_t c = 0; c < cols; ++c) {
+        y[(h * hd + i) * cols + c] = x[(h * hd + 2 * i) * cols + c];
+        y[(h * hd + hd / 2 + i) * cols + c] = x[(h * hd + 2 * i + 1) * cols + c];
+      }
+  return y;
+}
+
+// A gpt2 vocabulary of n tokens: <|endoftext|> (control), "Ġ" (a space), letters, "Ġa" (merge "Ġ a").
+std::vector<std::string> gpt2_tokens(int n) {
+  std::vector<std::string> t = {"<|endoftext|>", "\xc4\xa0", "a", "b", "\xc4\xa0" "a", "\xc4\x8a"};
+  const char* more = "cdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+  for (int i = 0; (int)t.size() < n; ++i) t.push_back(std::string(1, more[i]));
+  t.resize((size_t)n);
+  return t;
+}
+
+struct ModelSpec {
+  std::string arch = "llama";
+  int64_t V = 40, d = 16, ff = 24, L = 2, H = 4, KV = 2, ctx = 32;
+  bool tied = false;
+  std::function<void(G&)> kv;                 // extra or replaced metadata (after the standard keys)
+  std::function<bool(const std::string&)> skip_key;  // standard keys to leave out
+  std::function<void(G&)> tensors;            // extra tensors
+};
+
+// The GGUF of a model whose tensors (qtf names, row-major) are `enc`; metadata from spec.
+std::vector<uint8_t> model_gguf(const ModelSpec& s, const std::vector<std::pair<std::string, Encoded>>& enc) {
+  G g;
+  auto skip = [&](const char* k) { return s.skip_key && s.skip_key(k); };
+  const std::string a = s.arch + ".";
+  if (!skip("general.architecture")) g.str("general.architecture", s.arch);
+  g.str("general.name", "tiny test model");
+  if (!skip("context_length")) g.u32(a + "context_length", (uint32_t)s.ctx);
+  if (!skip("embedding_length")) g.u32(a + "embedding_length", (uint32_t)s.d);
+  if (!skip("block_count")) g.u32(a + "block_count", (uint32_t)s.L);
+  if (!skip("feed_forward_length")) g.u32(a + "feed_forward_length", (uint32_t)s.ff);
+  if (!skip("head_count")) g.u32(a + "attention.head_count", (uint32_t)s.H);
+  if (!skip("head_count_kv")) g.u32(a + "attention.head_count_kv", (uint32_t)s.KV);
+  if (!skip("rms_eps")) g.f32(a + "attention.layer_norm_rms_epsilon", 1e-5f);
+  if (!skip("freq_base")) g.f32(a + "rope.freq_base", 10000.f);
+  if (!skip("tokenizer")) {
+    g.str("tokenizer.ggml.model", "gpt2");
+    g.str("tokenizer.ggml.pre", "gpt-2");
+    const std::vector<std::string> toks = gpt2_tokens((int)s.V);
+    g.strs("tokenizer.ggml.tokens", toks);
+    std::vector<int32_t> types(toks.size(), 1);
+    types[0] = 3;
+    g.i32s("tokenizer.ggml.token_type", types);
+    g.strs("tokenizer.ggml.merges", {"\xc4\xa0 a"});
+    g.u32("tokenizer.ggml.bos_token_id", 0);
+    g.u32("tokenizer.ggml.eos_token_id", 0);
+  }
+  if (s.kv) s.kv(g);
+  for (const auto& [name, e] : enc) {
+    size_t n = e.values.size(), rows = 1;
+    std::vector<uint64_t> ne;  // ggml order
+    if (name == "tok_emb" || name == "head.w") ne = {(uint64_t)s.d, (uint64_t)s.V};
+    else if (name.find(".w") == name.size() - 2 && name.find("ln") == std::string::npos && name != "lnf.w") {
+      rows = name.find("attn.k") != std::string::npos || name.find("attn.v") != std::string::npos ? (size_t)(s.KV * s.d / s.H)
+             : name.find("ffn.gate") != std::string::npos || name.find("ffn.up") != std::string::npos ? (size_t)s.ff
+                                                                                                        : (size_t)s.d;
+      ne = {(uint64_t)(n / rows), (uint64_t)rows};
+    } else {
+      ne = {(uint64_t)n};
+    }
+    g.tensor(gguf_name(name), ne, e.type, e.bytes.data(), e.bytes.size());
+  }
+  if (s.tensors) s.tensors(g);
+  return g.finish();
+}
+
+struct Fixture {
+  std::vector<uint8_t> bytes;
+  format::ModelFile file;
+  qtf::testing::Tensors t;
+  Fixture() {
+    bytes = qtf::testing::fixture_bytes("llama2c_tiny.qtf");
+    REQUIRE(file.open(bytes.data(), bytes.size()).ok());
+    t = qtf::testing::tensors_of(file);
+  }
+  // The fixture's tensors as F32 GGUF tensors, in its order.
+  std::vector<std::pair<std::string, Encoded>> f32() const {
+    std::vector<std::pair<std::string, Encoded>> out;
+    for (const std::string& n : t.order) out.push_back({n, enc_f32(t.values.at(n))});
+    return out;
+  }
+};
+
+float worst_logit_error(const std::vector<uint8_t>& bytes) {
+  qtf::testing::Json fx;
+  REQUIRE(qtf::testing::load_json(std::string(QTF_SOURCE_DIR) + "/tests/fixtures/llama2c_tiny.json", &fx));
+  host::LoadedModel lm;
+  Status st = lm.load_memory(bytes.data(), bytes.size());
+  REQUIRE_MESSAGE(st.ok(), st.message());
+  host::HostContext hc;
+  REQUIRE(hc.init(lm, ContextOptions()).ok());
+  float worst = 0;
+  for (size_t t = 0; t < fx["tokens"].size(); ++t) {
+    REQUIRE(hc.ctx().eval((int)fx["tokens"][t].num).ok());
+    for (int v = 0; v < 40; ++v)
+      worst = std::fmax(worst, std::fabs(hc.ctx().logits()[v] - (float)fx["logits"][t][v].num));
+  }
+  return worst;
+}
+
+Status convert(const std::vector<uint8_t>& g, std::vector<uint8_t>* out) {
+  return import::gguf_to_qtf(g.data(), g.size(), "t.gguf", out);
+}
+Status convert(const std::vector<uint8_t>& g) {
+  std::vector<uint8_t> out;
+  Status st = convert(g, &out);
+  if (!st.ok()) CHECK(out.empty());
+  return st;
+}
+
+std::string meta_str(const format::ModelFile& f, const char* key) {
+  format::Str s;
+  return f.get_str(key, &s).ok() ? std::string(s.data, s.size) : std::string("<missing>");
+}
+int64_t meta_i64(const format::ModelFile& f, const char* key) {
+  int64_t v = -999;
+  (void)f.get_i64(key, &v);
+  return v;
+}
+
+}  // namespace
+
+TEST_CASE("gguf: block dequantizers against hand-built blocks") {
+  // Q4_0, d = 0.5: byte 0 = 0x1F: value 0 = (15 - 8) * 0.5, value 16 = (1 - 8) * 0.5; other bytes 0x88: 0.
+  std::vector<uint8_t> q40 = {0x00, 0x38};  // f16 0.5
+  q40.push_back(0x1F);
+  q40.insert(q40.end(), 15, 0x88);
+  float y[256];
+  REQUIRE(import::dequantize(import::kQ4_0, q40.data(), 32, y));
+  CHECK(y[0] == 3.5f);
+  CHECK(y[16] == -3.5f);
+  for (int j : {1, 15, 17, 31}) CHECK(y[j] == 0.f);
+  // Q8_0, d = 2: value j = 2 * int8(byte j).
+  std::vector<uint8_t> q80 = {0x00, 0x40};
+  for (int j = 0; j < 32; ++j) q80.push_back((uint8_t)(int8_t)(j - 16));
+  REQUIRE(import::dequantize(import::kQ8_0, q80.data(), 32, y));
+  for (int j = 0; j < 32; ++j) CHECK(y[j] == 2.f * (float)(j - 16));
+  // BF16 and F16: exact.
+  const uint8_t bf[4] = {0x80, 0x3F, 0x40, 0xC0};  // 1.0, -3.0
+  REQUIRE(import::dequantize(import::kBF16, bf, 2, y));
+  CHECK(y[0] == 1.f);
+  CHECK(y[1] == -3.f);
+  // Q4_K, d = 1, dmin = 1; sub-block 0: scale 1, min 0; sub-block 5: scale 33 (high bits 10), min 17
+  // (packed across bytes 1, 5, 9); every nibble 3 -> sub-block 0 values 3, sub-block 5 values 33*3 - 17.
+  std::vector<uint8_t> q4k = {0x00, 0x3C, 0x00, 0x3C};
+  uint8_t pk[12] = {1, (uint8_t)(2u << 6), 0, 0, 0, (uint8_t)(1u << 6), 0, 0, 0, (uint8_t)(1 | (1 << 4)), 0, 0};
+  q4k.insert(q4k.end(), pk, pk + 12);
+  q4k.insert(q4k.end(), 128, 0x33);
+  REQUIRE(import::dequantize(import::kQ4_K, q4k.data(), 256, y));
+  CHECK(y[0] == 3.f);
+  CHECK(y[31] == 3.f);
+  CHECK(y[5 * 32] == 33.f * 3 - 17);
+  CHECK(y[5 * 32 + 31] == 33.f * 3 - 17);
+  CHECK(y[32] == 0.f);  // sub-block 1: scale 0 (byte 1's low bits), min 0
+  // Q6_K, d = 1: ql = 0x21 everywhere, qh = 0b11100100 (pairs 0, 1, 2, 3), scale j = j + 1:
+  // q[l] = 1 | 0 << 4 = 1, q[l+32] = 1 | 1 << 4 = 17, q[l+64] = 2 | 2 << 4 = 34, q[l+96] = 2 | 3 << 4 = 50.
+  std::vector<uint8_t> q6k(128, 0x21);
+  q6k.insert(q6k.end(), 64, 0xE4);
+  for (int j = 0; j < 16; ++j) q6k.push_back((uint8_t)(j + 1));
+  q6k.push_back(0x00), q6k.push_back(0x3C);
+  REQUIRE(import::dequantize(import::kQ6_K, q6k.data(), 256, y));
+  CHECK(y[0] == 1.f * (1 - 32));
+  CHECK(y[32] == 3.f * (17 - 32));
+  CHECK(y[64] == 5.f * (34 - 32));
+  CHECK(y[96] == 7.f * (50 - 32));
+  CHECK(y[128 + 100] == 15.f * (50 - 32));  // the second half: value 228 has scale 14 (+1)
+  CHECK(!import::dequantize(13, q6k.data(), 256, y));  // Q5_K: not imported
+  // The encoders of this test agree with the decoders on random data (the round trips below rely on them).
+  std::vector<float> x(512);
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0.f, 0.05f);
+  for (float& v : x) v = nd(rng);
+  for (uint32_t type : {import::kQ4_0, import::kQ8_0, import::kQ4_K, import::kQ6_K, import::kF16, import::kBF16}) {
+    INFO(import::ggml_type_name(type));
+    const Encoded e = encode(type, x, 9);
+    std::vector<float> got(x.size());
+    REQUIRE(import::dequantize(type, e.bytes.data(), x.size(), got.data()));
+    CHECK(got == e.values);
+  }
+}
+
+TEST_CASE("gguf: the llama fixture as an F32 GGUF imports to the same tensors and logits") {
+  Fixture fx;
+  std::vector<uint8_t> out;
+  Status st = convert(model_gguf(ModelSpec(), fx.f32()), &out);
+  REQUIRE_MESSAGE(st.ok(), st.message());
+  format::ModelFile f;
+  REQUIRE(f.open(out.data(), out.size()).ok());
+  const qtf::testing::Tensors got = qtf::testing::tensors_of(f);
+  CHECK(got.order == fx.t.order);
+  for (const std::string& n : fx.t.order) {
+    INFO(n);
+    CHECK(got.dims.at(n) == fx.t.dims.at(n));
+    CHECK(got.values.at(n) == fx.t.values.at(n));
+  }
+  CHECK(meta_i64(f, "model.tied_embeddings") == 0);
+  CHECK(meta_i64(f, "model.linear_bias") == 0);
+  CHECK(meta_i64(f, "model.n_kv_heads") == 2);
+  CHECK(meta_str(f, "provenance.source") == "GGUF v3, architecture llama");
+  CHECK(meta_str(f, "provenance.general_name") == "tiny test model");
+  CHECK(worst_logit_error(out) <= 1e-4f);
+  // GGUF v2 reads the same way.
+  std::vector<uint8_t> v2 = model_gguf(ModelSpec(), fx.f32());
+  v2[4] = 2;
+  REQUIRE(convert(v2, &out).ok());
+  // Tied: no output.weight -> tied_embeddings 1, no head.w.
+  auto tensors = fx.f32();
+  tensors.erase(std::remove_if(tensors.begin(), tensors.end(), [](const auto& p) { return p.first == "head.w"; }),
+                tensors.end());
+  REQUIRE(convert(model_gguf(ModelSpec(), tensors), &out).ok());
+  REQUIRE(f.open(out.data(), out.size()).ok());
+  CHECK(meta_i64(f, "model.tied_embeddings") == 1);
+  format::TensorInfo ti;
+  CHECK(!f.find_tensor("head.w", &ti));
+}
+
+TEST_CASE("gguf: qwen2's rotate-half q/k rows and biases are permuted to the engine's interleaved pairs") {
+  Fixture fx;
+  const size_t hd = 4;
+  auto qwen = [&](const std::vector<float>& qb, const std::vector<float>& kb, const std::vector<float>& vb,
+                  bool rotate_half) {
+    std::vector<std::pair<std::string, Encoded>> t;
+    for (const std::string& n : fx.t.order) {
+      std::vector<float> v = fx.t.values.at(n);
+      const bool qk = n.find("attn.q.w") != std::string::npos || n.find("attn.k.w") != std::string::npos;
+      if (qk && rotate_half) v = to_rotate_half(v, fx.t.dims.at(n)[0], fx.t.dims.at(n)[1], hd);
+      t.push_back({n, enc_f32(v)});
+      if (n.find("attn.v.w") != std::string::npos) {  // after q, k, v: their biases
+        const std::string p = n.substr(0, n.find("attn"));
+        t.push_back({p + "attn.q.b", enc_f32(rotate_half ? to_rotate_half(qb, 16, 1, hd) : qb)});
+        t.push_back({p + "attn.k.b", enc_f32(rotate_half ? to_rotate_half(kb, 8, 1, hd) : kb)});
+        t.push_back({p + "attn.v.b", enc_f32(vb)});
+      }
+    }
+    ModelSpec s;
+    s.arch = rotate_half ? "qwen2" : "llama";
+    return model_gguf(s, t);
+  };
+  // Zero biases: the fixture's logits.
+  std::vector<uint8_t> out;
+  Status st = convert(qwen(std::vector<float>(16), std::vector<float>(8), std::vector<float>(8), true), &out);
+  REQUIRE_MESSAGE(st.ok(), st.message());
+  format::ModelFile f;
+  REQUIRE(f.open(out.data(), out.size()).ok());
+  CHECK(meta_i64(f, "model.linear_bias") == 1);
+  const qtf::testing::Tensors got = qtf::testing::tensors_of(f);
+  CHECK(got.values.at("blk.1.attn.q.w") == fx.t.values.at("blk.1.attn.q.w"));
+  CHECK(got.values.at("blk.0.attn.k.w") == fx.t.values.at("blk.0.attn.k.w"));
+  CHECK(got.values.at("blk.0.ffn.down.b") == std::vector<float>(16, 0.f));  // the zero biases qwen2 lacks
+  CHECK(got.values.at("blk.1.attn.o.b") == std::vector<float>(16, 0.f));
+  CHECK(worst_logit_error(out) <= 1e-4f);
+  // Non-zero biases: qwen2's rotate-half file and the interleaved llama file import to the same tensors.
+  std::vector<float> qb(16), kb(8), vb(8);
+  for (size_t i = 0; i < 16; ++i) qb[i] = 0.1f * (float)i - 0.5f, kb[i / 2] = 0.05f * (float)i, vb[i / 2] = -0.03f * (float)i;
+  std::vector<uint8_t> a, b;
+  REQUIRE(convert(qwen(qb, kb, vb, true), &a).ok());
+  REQUIRE(convert(qwen(qb, kb, vb, false), &b).ok());
+  format::ModelFile fa, fb;
+  REQUIRE(fa.open(a.data(), a.size()).ok());
+  REQUIRE(fb.open(b.data(), b.size()).ok());
+  const qtf::testing::Tensors ta = qtf::testing::tensors_of(fa), tb = qtf::testing::tensors_of(fb);
+  CHECK(ta.values == tb.values);
+  CHECK(ta.values.at("blk.0.attn.q.b") == qb);
+}
+
+TEST_CASE("gguf: every tensor type imports the values its blocks hold (F16 stays f16)") {
+  for (uint32_t type : {import::kF16, import::kBF16, import::kQ8_0, import::kQ4_0, import::kQ4_K, import::kQ6_K}) {
+    INFO(import::ggml_type_name(type));
+    ModelSpec s;
+    s.d = 256, s.ff = 256, s.L = 1, s.H = 2, s.KV = 1, s.V = 8;
+    std::mt19937 rng(type);
+    std::normal_distribution<float> nd(0.f, 0.05f);
+    auto rnd = [&](size_t n) {
+      std::vector<float> v(n);
+      for (float& x : v) x = nd(rng);
+      return v;
+    };
+    std::vector<std::pair<std::string, Encoded>> t;
+    uint32_t seed = 1;
+    t.push_back({"tok_emb", encode(type, rnd(8 * 256), seed++)});
+    for (const char* n : {"ln1.w", "ln2.w"}) t.push_back({std::string("blk.0.") + n, enc_f32(rnd(256))});
+    for (const char* n : {"attn.q.w", "attn.k.w", "attn.v.w", "attn.o.w", "ffn.gate.w", "ffn.up.w", "ffn.down.w"}) {
+      const size_t rows = std::string(n) == "attn.k.w" || std::string(n) == "attn.v.w" ? 128 : 256;
+      t.push_back({std::string("blk.0.") + n, encode(type, rnd(rows * 256), seed++)});
+    }
+    t.push_back({"lnf.w", enc_f32(rnd(256))});
+    t.push_back({"head.w", encode(type, rnd(8 * 256), seed++)});
+    std::vector<uint8_t> out;
+    Status st = convert(model_gguf(s, t), &out);
+    REQUIRE_MESSAGE(st.ok(), st.message());
+    format::ModelFile f;
+    REQUIRE(f.open(out.data(), out.size()).ok());
+    const qtf::testing::Tensors got = qtf::testing::tensors_of(f);
+    for (const auto& [name, e] : t) {
+      INFO(name);
+      CHECK(got.values.at(name) == e.values);
+      CHECK(got.dtype.at(name) == (e.type == import::kF16 ? format::DType::f16 : format::DType::f32));
+    }
+    host::LoadedModel lm;
+    st = lm.load_memory(out.data(), out.size());
+    REQUIRE_MESSAGE(st.ok(), st.message());
+    host::HostContext hc;
+    REQUIRE(hc.init(lm, ContextOptions()).ok());
+    REQUIRE(hc.ctx().eval(2).ok());
+    for (int v = 0; v < 8; ++v) CHECK(std::isfinite(hc.ctx().logits()[v]));
+  }
+}
+
+TEST_CASE("gguf: tokenizers: llama -> spm keys with llama.cpp's defaults, gpt2 -> bpe over raw bytes") {
+  G g;
+  g.str("tokenizer.ggml.model", "llama");
+  g.strs("tokenizer.ggml.tokens", {"<unk>", "<s>", "</s>", "<0x0A>", "\xe2\x96\x81" "a", "a\\b", "b"});
+  g.f32s("tokenizer.ggml.scores", {0, 0, 0, 0, -1.5f, -2, -3});
+  g.i32s("tokenizer.ggml.token_type", {2, 3, 3, 6, 1, 1, 1});
+  g.str("tokenizer.chat_template", "{{ messages }}");
+  std::vector<uint8_t> bytes = g.finish();
+  format::Writer w;
+  int vocab = 0;
+  Status st = import::gguf_tokenizer(bytes.data(), bytes.size(), &w, &vocab);
+  REQUIRE_MESSAGE(st.ok(), st.message());
+  CHECK(vocab == 7);
+  std::vector<uint8_t> img = w.finish();
+  format::ModelFile f;
+  REQUIRE(f.open(img.data(), img.size()).ok());
+  CHECK(meta_str(f, "tokenizer.type") == "spm");
+  format::MetaEntry e;
+  format::Str s;
+  double sc;
+  REQUIRE(f.find_meta("tokenizer.tokens", &e));
+  REQUIRE(e.str_at(4, &s));
+  CHECK(std::string(s.data, s.size) == "\xe2\x96\x81" "a");  // pieces as they are
+  REQUIRE(e.str_at(5, &s));
+  CHECK(std::string(s.data, s.size) == "a\\\\b");  // a backslash escaped
+  REQUIRE(f.find_meta("tokenizer.scores", &e));
+  REQUIRE(e.f64_at(5, &sc));
+  CHECK(sc == -2.0);
+  CHECK(meta_i64(f, "tokenizer.bos_id") == 1);  // llama.cpp's spm defaults: bos 1, eos 2, unk 0, add_bos
+  CHECK(meta_i64(f, "tokenizer.eos_id") == 2);
+  CHECK(meta_i64(f, "tokenizer.unk_id") == 0);
+  CHECK(meta_i64(f, "tokenizer.pad_id") == -1);
+  CHECK(meta_i64(f, "tokenizer.add_bos") == 1);
+  CHECK(meta_i64(f, "tokenizer.add_eos") == 0);
+  CHECK(meta_i64(f, "tokenizer.add_space_prefix") == 1);
+  CHECK(meta_str(f, "tokenizer.chat_template") == "{{ messages }}");
+
+  // gpt2: "Ġ" is a space, "Ċ" a newline, control tokens stay text; merges in raw bytes, escaped.
+  G h;
+  h.str("tokenizer.ggml.model", "gpt2");
+  h.str("tokenizer.ggml.pre", "gpt-2");
+  h.strs("tokenizer.ggml.tokens", gpt2_tokens(8));
+  h.i32s("tokenizer.ggml.token_type", {3, 1, 1, 1, 1, 1, 1, 1});
+  h.strs("tokenizer.ggml.merges", {"\xc4\xa0 a"});
+  h.u32("tokenizer.ggml.eos_token_id", 0);
+  h.boolean("tokenizer.ggml.add_bos_token", true);
+  bytes = h.finish();
+  format::Writer w2;
+  REQUIRE(import::gguf_tokenizer(bytes.data(), bytes.size(), &w2, &vocab).ok());
+  img = w2.finish();
+  REQUIRE(f.open(img.data(), img.size()).ok());
+  CHECK(meta_str(f, "tokenizer.type") == "bpe");
+  CHECK(meta_str(f, "tokenizer.pre") == "gpt2");
+  REQUIRE(f.find_meta("tokenizer.tokens", &e));
+  const char* want[] = {"<|endoftext|>", "\\x20", "a", "b", "\\x20a", "\\x0a", "c", "d"};
+  for (uint32_t i = 0; i < 8; ++i) {
+    REQUIRE(e.str_at(i, &s));
+    CHECK(std::string(s.data, s.size) == want[i]);
+  }
+  REQUIRE(f.find_meta("tokenizer.merges", &e));
+  REQUIRE(e.str_at(0, &s));
+  CHECK(std::string(s.data, s.size) == "\\x20 a");
+  CHECK(meta_i64(f, "tokenizer.eos_id") == 0);
+  CHECK(meta_i64(f, "tokenizer.bos_id") == -1);  // llama.cpp's default 11 is past this vocabulary
+  CHECK(meta_i64(f, "tokenizer.add_bos") == 1);
+}
+
+TEST_CASE("gguf: hostile and unsupported files get one clear line each, never a crash") {
+  Fixture fx;
+  const std::vector<uint8_t> good = model_gguf(ModelSpec(), fx.f32());
+  REQUIRE(convert(good).ok());
+  auto patched = [&](size_t at, uint64_t v, int n) {
+    std::vector<uint8_t> b = good;
+    for (int i = 0; i < n; ++i) b[at + i] = (uint8_t)(v >> (8 * i));
+    return b;
+  };
+  // Header.
+  expect_error(convert(std::vector<uint8_t>(good.begin(), good.begin() + 3)), "GGUF truncated");
+  expect_error(convert(patched(0, 'G' | 'G' << 8 | 'M' << 16 | 'L' << 24, 4)), "no GGUF magic");
+  expect_error(convert(patched(4, 1, 4)), "GGUF version 1 is not supported");
+  expect_error(convert(patched(4, 0x03000000, 4)), "big-endian");
+  expect_error(convert(patched(4, 4, 4)), "version 4 is not supported");
+  expect_error(convert(patched(8, 1ull << 62, 8)), "tensors cannot fit");
+  expect_error(convert(patched(16, ~0ull, 8)), "metadata entries cannot fit");
+  // The first key's length (at byte 24) past the end of the file.
+  expect_error(convert(patched(24, 1ull << 40, 8)), "runs past the end of the file");
+  expect_error(convert(patched(24, 0, 8)), "has a key of 0 bytes");
+
+  auto with = [&](std::function<void(G&)> kv, std::function<void(G&)> tensors = nullptr) {
+    ModelSpec s;
+    s.kv = kv;
+    s.tensors = tensors;
+    return convert(model_gguf(s, fx.f32()));
+  };
+  // Metadata values.
+  expect_error(with([](G& g) { g.u32("general.alignment", 48); }), "power of two");
+  expect_error(with([](G& g) { g.u32("general.alignment", 0); }), "power of two");
+  expect_error(with([](G& g) { g.u64("general.alignment", 32); }), "must be a u32");
+  expect_error(with([](G& g) { g.u32("llama.block_count", 2); }), "appears twice");
+  CHECK(with([](G& g) { g.strs("x.empty", {}); }).ok());  // an empty string array is fine...
+  {
+    G g;  // ...an array of arrays, a huge array count and an unknown value type are not
+    g.str("general.architecture", "llama");
+    std::vector<uint8_t> b = g.finish();
+    const std::vector<uint8_t> head(b.begin(), b.begin() + 24);
+    auto entry = [&](std::vector<uint8_t> body) {
+      std::vector<uint8_t> f = head;
+      f[16] = 1;  // one entry
+      const char key[] = "\x01\0\0\0\0\0\0\0k";
+      f.insert(f.end(), key, key + 9);
+      f.insert(f.end(), body.begin(), body.end());
+      return f;
+    };
+    expect_error(convert(entry({9, 0, 0, 0, 9, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0})), "array of arrays");
+    expect_error(convert(entry({9, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10})), "cannot fit");
+    expect_error(convert(entry({9, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0})), "strings cannot fit");
+    expect_error(convert(entry({13, 0, 0, 0, 0, 0, 0, 0})), "unknown value type 13");
+    expect_error(convert(entry({9, 0, 0, 0, 77, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})), "unknown array element type 77");
+  }
+  // Tensors: dims, types, offsets.
+  auto tensor = [&](const std::string& name, std::vector<uint64_t> ne, uint32_t type, size_t bytes) {
+    return with(nullptr, [=](G& g) {
+      std::vector<uint8_t> data(bytes, 0);
+      g.tensor(name, ne, type, data.data(), data.size());
+    });
+  };
+  expect_error(tensor("x", {1, 1, 1, 1, 1}, 0, 4), "has 5 dimensions");
+  expect_error(tensor("x", {}, 0, 4), "has 0 dimensions");
+  expect_error(tensor("x", {4, 0}, 0, 0), "dimension 1 is 0");
+  expect_error(tensor("x", {1ull << 32, 1ull << 32, 1ull << 32}, 0, 4), "element count overflows");
+  expect_error(tensor("x", {1ull << 62}, 0, 4), "byte size overflows");
+  expect_error(tensor("x", {1ull << 40}, 0, 4), "runs past the end of the file");
+  expect_error(tensor("x", {256}, 13, 176), "type Q5_K (13), which qtf does not import");
+  expect_error(tensor("x", {32}, 99, 32), "type unknown (99)");
+  expect_error(tensor("x", {16}, import::kQ8_0, 34), "not a multiple of its block of 32");
+  expect_error(tensor(std::string(64, 'n'), {4}, 0, 16), "a name of 64 bytes");
+  expect_error(tensor("tok_emb_extra", {4}, 0, 16), "is not part of the llama block");
+  expect_error(tensor("token_embd.weight", {4}, 0, 16), "appears twice");
+  expect_error(tensor("rope_freqs.weight", {2}, 0, 8), "rope frequency factors");
+  {
+    size_t table_end = 0;
+    G g;
+    g.str("general.architecture", "llama");
+    const float z[8] = {0};
+    g.tensor("a", {8}, 0, z, sizeof z);
+    std::vector<uint8_t> b = g.finish(&table_end);
+    for (uint64_t off : {16ull, 1ull << 40, ~0ull - 31}) {
+      std::vector<uint8_t> c = b;
+      std::memcpy(c.data() + table_end - 8, &off, 8);  // the last tensor's offset
+      expect_error(convert(c), off == 16 ? "not a multiple of the alignment" : "runs past the end of the file");
+    }
+  }
+  // Architecture and hyperparameters.
+  ModelSpec s;
+  s.arch = "gpt-neox";
+  expect_error(convert(model_gguf(s, fx.f32())), "GGUF architecture 'gpt-neox' is not supported (llama, qwen2)");
+  s = ModelSpec();
+  s.skip_key = [](const std::string& k) { return k == "general.architecture"; };
+  expect_error(convert(model_gguf(s, fx.f32())), "general.architecture is missing");
+  s.skip_key = [](const std::string& k) { return k == "rms_eps"; };
+  expect_error(convert(model_gguf(s, fx.f32())), "'llama.attention.layer_norm_rms_epsilon' is missing");
+  s.skip_key = [](const std::string& k) { return k == "head_count"; };
+  s.kv = [](G& g) { g.u32s("llama.attention.head_count", {4, 8}); };
+  expect_error(convert(model_gguf(s, fx.f32())), "differs between layers");
+  expect_error(with([](G& g) { g.str("llama.rope.scaling.type", "linear"), g.f32("llama.rope.scaling.factor", 4); }),
+               "rope scaling 'linear' with factor 4");
+  CHECK(with([](G& g) { g.str("llama.rope.scaling.type", "linear"), g.f32("llama.rope.scaling.factor", 1); }).ok());
+  expect_error(with([](G& g) { g.u32("llama.rope.dimension_count", 2); }), "not the head size 4");
+  expect_error(with([](G& g) { g.u32("llama.expert_count", 8); }), "mixture of 8 experts");
+  s = ModelSpec();
+  s.skip_key = [](const std::string& k) { return k == "freq_base"; };
+  s.kv = [](G& g) { g.f32("llama.rope.freq_base", NAN); };
+  expect_error(convert(model_gguf(s, fx.f32())), "not a finite number");
+  // Tensors missing, misshapen, a vocabulary that does not match.
+  auto without = [&](const char* name) {
+    auto t = fx.f32();
+    t.erase(std::remove_if(t.begin(), t.end(), [&](const auto& p) { return p.first == name; }), t.end());
+    return convert(model_gguf(ModelSpec(), t));
+  };
+  expect_error(without("blk.1.ffn.up.w"), "tensor 'blk.1.ffn_up.weight' is missing");
+  expect_error(without("tok_emb"), "'token_embd.weight' is missing");
+  auto t = fx.f32();
+  std::swap(t[3].second, t[4].second);  // blk.0.attn.q.w [16, 16] <-> attn.k.w [8, 16]
+  expect_error(convert(model_gguf(ModelSpec(), t)), "has shape");
+  s = ModelSpec();
+  s.skip_key = [](const std::string& k) { return k == "tokenizer"; };
+  expect_error(convert(model_gguf(s, fx.f32())), "no tokenizer");
+  s.kv = [](G& g) {
+    g.str("tokenizer.ggml.model", "bert");
+    g.strs("tokenizer.ggml.tokens", gpt2_tokens(40));
+  };
+  expect_error(convert(model_gguf(s, fx.f32())), "tokenizer model 'bert' is not supported (llama, gpt2)");
+  s.kv = [](G& g) {
+    g.str("tokenizer.ggml.model", "gpt2");
+    g.str("tokenizer.ggml.pre", "llama3");
+    g.strs("tokenizer.ggml.tokens", gpt2_tokens(40));
+  };
+  expect_error(convert(model_gguf(s, fx.f32())), "pre-tokenizer 'llama3' is not supported");
+  s.kv = [](G& g) {
+    g.str("tokenizer.ggml.model", "gpt2");
+    g.str("tokenizer.ggml.pre", "gpt-2");
+    g.strs("tokenizer.ggml.tokens", gpt2_tokens(39));
+    g.strs("tokenizer.ggml.merges", {});
+  };
+  expect_error(convert(model_gguf(s, fx.f32())), "39 tokens, but token_embd.weight has 40 rows");
+  s.kv = [](G& g) {
+    g.str("tokenizer.ggml.model", "gpt2");
+    g.str("tokenizer.ggml.pre", "gpt-2");
+    g.strs("tokenizer.ggml.tokens", gpt2_tokens(40));
+    g.strs("tokenizer.ggml.merges", {"nospace"});
+  };
+  expect_error(convert(model_gguf(s, fx.f32())), "merge 0 'nospace' is not two GPT-2 byte strings");
+  {
+    G g;  // vocab only
+    g.str("general.architecture", "llama");
+    expect_error(convert(g.finish()), "no tensors");
+  }
+  // Truncated at every byte of the metadata and table, then in steps through the data: an error, no crash.
+  for (size_t n = 0; n < good.size(); n += (n < 4096 ? 1 : 61)) {
+    std::vector<uint8_t> out;
+    CHECK(!import::gguf_to_qtf(good.data(), n, "t", &out).ok());
+  }
+}
