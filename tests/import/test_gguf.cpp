@@ -483,10 +483,11 @@ TEST_CASE("gguf: every tensor type imports the values its blocks hold (F16 stays
     format::ModelFile f;
     REQUIRE(f.open(out.data(), out.size()).ok());
     const qtf::testing::Tensors got = qtf::testing::tensors_of(f);
-    for (const auto& [name, e] : t) {
+    for (const auto& named : t) {
+      const std::string& name = named.first;
       INFO(name);
-      CHECK(got.values.at(name) == e.values);
-      CHECK(got.dtype.at(name) == (e.type == import::kF16 ? format::DType::f16 : format::DType::f32));
+      CHECK(got.values.at(name) == named.second.values);
+      CHECK(got.dtype.at(name) == (named.second.type == import::kF16 ? format::DType::f16 : format::DType::f32));
     }
     host::LoadedModel lm;
     st = lm.load_memory(out.data(), out.size());
