@@ -93,6 +93,19 @@ std::string base_name(const char* path) {
   return s;
 }
 
+void permute_rotate_half(uint8_t* data, uint64_t rows, uint64_t hd, size_t row_bytes) {
+  const uint64_t half = hd / 2;
+  std::vector<uint8_t> head((size_t)(hd * row_bytes));
+  for (uint64_t h = 0; h < rows / hd; ++h) {
+    uint8_t* base = data + h * hd * row_bytes;
+    std::memcpy(head.data(), base, head.size());
+    for (uint64_t i = 0; i < half; ++i) {
+      std::memcpy(base + (2 * i) * row_bytes, head.data() + i * row_bytes, row_bytes);
+      std::memcpy(base + (2 * i + 1) * row_bytes, head.data() + (half + i) * row_bytes, row_bytes);
+    }
+  }
+}
+
 Status finish_verified(const format::Writer& w, std::vector<uint8_t>* out) {
   *out = w.finish();
   format::ModelFile f;

@@ -39,6 +39,12 @@ inline bool add_u64(uint64_t a, uint64_t b, uint64_t* out) { return !__builtin_a
 // The last component of a path (for provenance: never the machine's directories).
 std::string base_name(const char* path);
 
+// Rotate-half rotary rows (Hugging Face's layout: row i pairs with row i + hd/2 in each head) -> the
+// engine's adjacent pairs (rows 2i, 2i+1): the same rotation of the same pairs, so q . k and the model's
+// outputs are unchanged (convert_hf_to_gguf.py's LlamaModel.permute). In each of rows / hd heads, new row
+// 2i+j = old row j*hd/2 + i; rows of row_bytes bytes (any dtype), permuted in place. A bias is rows of one.
+void permute_rotate_half(uint8_t* data, uint64_t rows, uint64_t hd, size_t row_bytes);
+
 // Finishes w and verifies the image with the .qtf reader: the importers hand out only images it opens.
 Status finish_verified(const format::Writer& w, std::vector<uint8_t>* out);
 

@@ -6,6 +6,7 @@
 
 #include "format/format.h"
 #include "host/file.h"
+#include "import/common.h"
 #include "import/safetensors.h"
 
 namespace qtf::import {
@@ -136,7 +137,7 @@ Status read_json(const std::string& dir, const char* name, bool required, host::
   Status s = bytes->open((dir + "/" + name).c_str(), false);
   if (!s.ok()) {
     if (!required && s.code() == Err::io) return Status::success();
-    return Status::error(s.code(), "%s: %s", dir.c_str(), s.message());
+    return s;
   }
   QTF_TRY(doc->parse(reinterpret_cast<const char*>(bytes->data()), bytes->size(), name));
   if (!doc->root().is(Type::object)) return Status::error(Err::bad_value, "%s: not a JSON object", name);
@@ -186,7 +187,7 @@ struct Weights {
       bytes.resize(n * 4);
       QTF_TRY(st_to_f32(*t, reinterpret_cast<float*>(bytes.data())));
     }
-    if (permute_heads > 0) hf_permute_rows(bytes.data(), permute_heads, (int64_t)rows / permute_heads, cols * (keep_f16 ? 2 : 4));
+    if (permute_heads > 0) permute_rotate_half(bytes.data(), rows, rows / (uint64_t)permute_heads, cols * (keep_f16 ? 2 : 4));
     w->add_tensor(to, keep_f16 ? format::DType::f16 : format::DType::f32, dims, bytes.data());
     return Status::success();
   }
@@ -242,37 +243,6 @@ Status convert_weights(const SafetensorsSet& st, const HfConfig& c, format::Writ
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------------
-
-void hf_permute_rows(uint8_t* data, int64_t n_head, int64_t hd, size_t row_bytes) {
-  std::vector<uint8_t> head((size_t)hd * row_bytes);
-  const int64_t half = hd / 2;
-  for (int64_t h = 0; h < n_head; ++h) {
-    uint8_t* base = data + (size_t)(h * hd) * row_bytes;
-    std::memcpy(head.data(), base, head.size());
-    for (int64_t i = 0; i < half; ++i)
-      for (int64_t j = 0; j < 2; ++j)
-        std::memcpy(base + (size_t)(2 * i + j) * row_bytes, head.data() + (size_t)(j * half + i) * row_bytes, row_bytes);
-  }
-}
-
-std::string escape_token(const std::string& raw) {
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (size_t i = 0; i < raw.size();) {
-    const uint8_t c = (uint8_t)raw[i];
-    size_t n = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
-    if (c >= 0x80 && n > 0 && i + n <= raw.size() && format::utf8_valid(raw.data() + i, n)) {
-      out.append(raw, i, n);
-      i += n;
-      continue;
-    }
-    if (c == '\\') out += "\\\\";
-    else if (c <= 0x20 || c >= 0x7F) out += {'\\', 'x', hex[c >> 4], hex[c & 15]};
-    else out.push_back((char)c);
-    ++i;
-  }
-  return out;
-}
 
 Status hf_read_config(const char* text, size_t len, HfConfig* c) {
   json::Document doc;
@@ -510,7 +480,7 @@ Status hf_tokenizer_meta(const Value& tj, const Value& tc, const Value& gc, cons
       left = std::string(a);
       right = std::string(b);
     }
-    merges.push_back(escape_token(left) + " " + escape_token(right));
+    merges.push_back(escape_token(left.data(), left.size()) + " " + escape_token(right.data(), right.size()));
   }
 
   // Special tokens and BOS/EOS: tokenizer_config.json names them by content; generation_config.json and
@@ -540,7 +510,7 @@ Status hf_tokenizer_meta(const Value& tj, const Value& tc, const Value& gc, cons
 
   std::vector<std::string> escaped;
   escaped.reserve(tokens.size());
-  for (const std::string& t : tokens) escaped.push_back(escape_token(t));
+  for (const std::string& t : tokens) escaped.push_back(escape_token(t.data(), t.size()));
   w->add_str("tokenizer.type", "bpe");
   w->add_str_array("tokenizer.tokens", escaped);
   w->add_str_array("tokenizer.merges", merges);
@@ -576,8 +546,7 @@ Status hf_dir_to_qtf(const char* dir_c, std::vector<uint8_t>* out) {
   host::FileBytes cfg_bytes, tok_bytes, tc_bytes, gc_bytes;
   json::Document cfg_doc, tok_doc, tc_doc, gc_doc;
   bool found = false, have_tc = false, have_gc = false;
-  Status s = cfg_bytes.open((dir + "/config.json").c_str(), false);
-  if (!s.ok()) return Status::error(s.code(), "%s: %s", dir.c_str(), s.message());
+  QTF_TRY(cfg_bytes.open((dir + "/config.json").c_str(), false));
   HfConfig cfg;
   QTF_TRY(hf_read_config(reinterpret_cast<const char*>(cfg_bytes.data()), cfg_bytes.size(), &cfg));
   QTF_TRY(read_json(dir, "tokenizer.json", true, &tok_bytes, &tok_doc, &found));
@@ -587,31 +556,19 @@ Status hf_dir_to_qtf(const char* dir_c, std::vector<uint8_t>* out) {
   QTF_TRY(st.open_dir(dir));
 
   format::Writer w;
-  w.add_str("qtf.arch", "qtensorformer");
-  w.add_i64("model.vocab_size", cfg.vocab);
-  w.add_i64("model.d_model", cfg.d);
-  w.add_i64("model.n_layers", cfg.n_layers);
-  w.add_i64("model.n_heads", cfg.n_heads);
-  w.add_i64("model.n_kv_heads", cfg.n_kv_heads);
-  w.add_i64("model.d_ff", cfg.d_ff);
-  w.add_i64("model.context", cfg.context);
-  w.add_i64("model.tensorized", 0);
-  w.add_i64("model.n_qubits", 0);
-  w.add_str("model.activation", "swiglu");
-  w.add_i64("model.tied_embeddings", cfg.tied ? 1 : 0);
-  w.add_f64("model.ln_eps", cfg.eps);
-  w.add_str("model.norm", "rmsnorm");
-  w.add_str("model.positions", "rotary");
-  w.add_f64("model.rope_theta", cfg.rope_theta);
-  w.add_i64("model.linear_bias", cfg.qkv_bias || cfg.o_bias || cfg.mlp_bias ? 1 : 0);
+  LlamaConfig lc;
+  lc.vocab = cfg.vocab, lc.d = cfg.d, lc.n_layers = cfg.n_layers, lc.n_heads = cfg.n_heads;
+  lc.n_kv_heads = cfg.n_kv_heads, lc.d_ff = cfg.d_ff, lc.context = cfg.context;
+  lc.rope_theta = cfg.rope_theta, lc.rms_eps = cfg.eps, lc.tied = cfg.tied;
+  lc.linear_bias = cfg.qkv_bias || cfg.o_bias || cfg.mlp_bias;
+  add_llama_config(lc, &w);
   QTF_TRY(hf_tokenizer_meta(tok_doc.root(), have_tc ? tc_doc.root() : Value(), have_gc ? gc_doc.root() : Value(), cfg, &w));
-  w.add_str("provenance.source", "Hugging Face directory");
+  w.add_str("provenance.source", "Hugging Face directory " + utf8_or_escaped(base_name(dir_c).data(), base_name(dir_c).size()));
   w.add_str("provenance.hf_architecture", cfg.arch);
   w.add_i64("provenance.hf_max_position_embeddings", cfg.max_positions);
   w.add_str("provenance.created_by", "qtf import (engine/import/hf.cpp)");
   QTF_TRY(convert_weights(st, cfg, &w));
-  *out = w.finish();
-  return Status::success();
+  return finish_verified(w, out);
 }
 
 }  // namespace qtf::import

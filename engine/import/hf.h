@@ -37,13 +37,4 @@ Status hf_tokenizer_meta(const json::Value& tokenizer, const json::Value& tokeni
 // A whole directory -> a complete .qtf image (checksummed; the usual verifier opens it).
 Status hf_dir_to_qtf(const char* dir, std::vector<uint8_t>* out);
 
-// The permutation of q/k rows (and biases) from HF's rotate-half layout to adjacent pairs: in each of
-// n_head heads of hd rows, new row 2i+j = old row j*hd/2 + i (convert_hf_to_gguf.py's LlamaModel.permute).
-// rows = n_head * hd rows of row_bytes bytes each, permuted in place.
-void hf_permute_rows(uint8_t* data, int64_t n_head, int64_t hd, size_t row_bytes);
-
-// Escapes raw token bytes for tokenizer.tokens / tokenizer.merges (docs/tokenizer.md): `\\`, and
-// `\xHH` for spaces, control bytes and bytes that are not valid UTF-8; valid UTF-8 stays literal.
-std::string escape_token(const std::string& raw);
-
 }  // namespace qtf::import

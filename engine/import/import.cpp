@@ -12,6 +12,7 @@
 #include "host/file.h"
 #include "import/common.h"
 #include "import/gguf.h"
+#include "import/hf.h"
 #include "import/llama2c.h"
 
 namespace qtf::import {
@@ -81,8 +82,12 @@ Status to_qtf(const char* path, const Options& opt, std::vector<uint8_t>* out) {
   if (path == nullptr || out == nullptr) return Status::error(Err::invalid_argument, "import: null argument");
   out->clear();
   const Source src = detect(path);
-  if (src == Source::hf_dir)
-    return Status::error(Err::unsupported, "%s: Hugging Face directories are not supported in this build", path);
+  if (src == Source::hf_dir) {
+    if (opt.tokenizer_path)
+      return Status::error(Err::invalid_argument, "%s: a tokenizer file is only taken with a llama2.c checkpoint (this is %s)",
+                           path, source_name(src));
+    return with_path(path, hf_dir_to_qtf(path, out));
+  }
   if (src == Source::unknown) {
     if (is_directory(path))
       return Status::error(Err::unsupported, "%s: a directory without config.json (not a Hugging Face model)", path);

@@ -191,7 +191,7 @@ Status SafetensorsSet::open_dir(const std::string& dir) {
   if (!idx.open((dir + "/" + index_name).c_str(), false).ok()) {
     Status s = add_file(dir + "/model.safetensors", "model.safetensors", &tensors_);
     if (!s.ok() && s.code() == Err::io)
-      return Status::error(Err::missing, "%s: neither model.safetensors nor %s is readable", dir.c_str(), index_name.c_str());
+      return Status::error(Err::missing, "neither model.safetensors nor %s is readable", index_name.c_str());
     QTF_TRY(s);
     return index();
   }

@@ -14,7 +14,9 @@
 
 #include "format/reader.h"
 #include "host/session.h"
+#include "import/common.h"
 #include "import/hf.h"
+#include "import/import.h"
 #include "import/json.h"
 #include "import/safetensors.h"
 #include "import_util.h"
@@ -48,12 +50,14 @@ std::string edited_config(const std::string& from, const std::string& to) {
 
 // A copy of the TinyStories directory in a fresh temporary folder, with files replaced.
 struct TempDir {
-  std::string path;
+  std::string top, path;  // path = top/tinystories-656k: the name the provenance records, as the original's
   std::vector<std::string> files;
   TempDir() {
     char tmpl[] = "/tmp/qtf_hf_XXXXXX";
     REQUIRE(mkdtemp(tmpl) != nullptr);
-    path = tmpl;
+    top = tmpl;
+    path = top + "/tinystories-656k";
+    REQUIRE(mkdir(path.c_str(), 0700) == 0);
     for (const char* f : {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
                           "generation_config.json"}) {
       std::vector<uint8_t> b;
@@ -75,30 +79,22 @@ struct TempDir {
   ~TempDir() {
     for (const std::string& f : files) unlink((path + "/" + f).c_str());
     rmdir(path.c_str());
+    rmdir(top.c_str());
   }
 };
 
 }  // namespace
 
-TEST_CASE("hf: rotate-half rows to adjacent pairs (LlamaModel.permute)") {
+TEST_CASE("import: rotate-half rows to adjacent pairs (LlamaModel.permute)") {
   // 2 heads of 6 rows, 2 bytes a row: new row 2i+j of a head = old row j*3+i.
   std::vector<uint8_t> rows;
   for (int r = 0; r < 12; ++r) rows.insert(rows.end(), {(uint8_t)r, (uint8_t)(100 + r)});
-  hf_permute_rows(rows.data(), 2, 6, 2);
+  permute_rotate_half(rows.data(), 12, 6, 2);
   const int want[12] = {0, 3, 1, 4, 2, 5, 6, 9, 7, 10, 8, 11};
   for (int r = 0; r < 12; ++r) {
     CHECK(rows[2 * r] == want[r]);
     CHECK(rows[2 * r + 1] == 100 + want[r]);
   }
-}
-
-TEST_CASE("hf: token escaping") {
-  CHECK(escape_token("ab") == "ab");
-  CHECK(escape_token("a b\\") == "a\\x20b\\\\");
-  CHECK(escape_token("\n\x7f") == "\\x0a\\x7f");
-  CHECK(escape_token("\xe2\x96\x81the") == "\xe2\x96\x81the");  // valid UTF-8 stays literal
-  CHECK(escape_token("\xe2\x96") == "\\xe2\\x96");              // a cut character does not
-  CHECK(escape_token(std::string("\0", 1)) == "\\x00");
 }
 
 TEST_CASE("hf: config.json: TinyStories-656K, then missing keys, wrong types, unsupported models") {
@@ -204,8 +200,11 @@ TEST_CASE("hf: TinyStories-656K imported in memory gives the HF-convention refer
 }
 
 TEST_CASE("hf: TinyStories-656K tokenizer keys") {
-  std::vector<uint8_t> img;
+  std::vector<uint8_t> img, via_dispatch;
   REQUIRE(hf_dir_to_qtf(kDir.c_str(), &img).ok());
+  CHECK(detect(kDir.c_str()) == Source::hf_dir);  // import.h's dispatch takes the same path
+  REQUIRE(to_qtf(kDir.c_str(), Options(), &via_dispatch).ok());
+  CHECK(via_dispatch == img);
   format::ModelFile f;
   Status s = f.open(img.data(), img.size());
   REQUIRE_MESSAGE(s.ok(), s.message());
