@@ -42,6 +42,8 @@ qtf_status qtf_set_simd(const char* name);
 const char* qtf_simd(void);
 
 /* ---- models ---- */
+/* path: a .qtf file (mapped when use_mmap, else read), or a GGUF file, a llama2.c checkpoint or a Hugging
+ * Face directory, converted into a .qtf image in memory at each load (`qtf convert` makes a .qtf once). */
 qtf_status qtf_model_load_file(const char* path, int use_mmap, qtf_model** out);
 /* Uses data in place (zero copy) if it is 64-byte aligned, else copies it once. The caller keeps
  * data alive and unchanged until qtf_model_free. */

@@ -78,7 +78,7 @@ qtf_status qtf_model_load_file(const char* path, int use_mmap, qtf_model** out) 
   *out = nullptr;
   qtf_model* m;
   if (qtf_status s = make(&m)) return s;
-  qtf_status s = from(m->loaded.load_file(path, use_mmap != 0));
+  qtf_status s = from(m->loaded.load_any(path, use_mmap != 0));
   if (s != QTF_OK) delete m;
   else *out = m;
   return s;

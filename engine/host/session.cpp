@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 namespace qtf::host {
 
@@ -23,6 +24,24 @@ Status LoadedModel::load_file(const char* path, bool mmap) {
   QTF_TRY(bytes_.open(path, mmap));
   Status st = bind(bytes_.data(), bytes_.size());
   if (!st.ok()) return Status::error(st.code(), "%s: %s", path, st.message());
+  return st;
+}
+
+Status LoadedModel::load_any(const char* path, bool mmap, const char* tokenizer_path) {
+  if (path == nullptr) return Status::error(Err::invalid_argument, "model path is null");
+  const import::Source src = import::detect(path);
+  source_ = import::Source::qtf;
+  if (src == import::Source::qtf && tokenizer_path == nullptr) return load_file(path, mmap);
+  std::vector<uint8_t> image;
+  import::Options opt;
+  opt.tokenizer_path = tokenizer_path;
+  QTF_TRY(import::to_qtf(path, opt, &image));
+  QTF_TRY(copy_.allocate(image.size()));  // 64-byte aligned, as the kernels read tensors in place
+  std::memcpy(copy_.data(), image.data(), image.size());
+  image = std::vector<uint8_t>();
+  Status st = bind(copy_.data(), copy_.size());
+  if (!st.ok()) return Status::error(st.code(), "%s (converted from %s): %s", path, import::source_name(src), st.message());
+  source_ = src;
   return st;
 }
 

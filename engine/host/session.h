@@ -4,6 +4,7 @@
 #pragma once
 #include "host/file.h"
 #include "host/pool.h"
+#include "import/import.h"
 #include "model/model.h"
 #include "runtime/context.h"
 #include "runtime/sampler.h"
@@ -31,6 +32,14 @@ class LoadedModel {
  public:
   // From a file: memory-mapped (mmap = true) or read into memory.
   Status load_file(const char* path, bool mmap = true);
+  // From any format qtf reads (engine/import/import.h): a .qtf is loaded as load_file loads it; a GGUF,
+  // llama2.c checkpoint or Hugging Face directory is converted into a .qtf image in memory, then verified
+  // and bound as usual (converted() tells which). tokenizer_path: a llama2.c checkpoint's tokenizer.bin.
+  Status load_any(const char* path, bool mmap = true, const char* tokenizer_path = nullptr);
+  // The format of the last load_any (qtf for the other loads) and whether it was converted in memory.
+  import::Source source() const { return source_; }
+  bool converted() const { return source_ != import::Source::qtf; }
+
   // From the caller's buffer, used in place: it must stay valid and unchanged while loaded.
   // (A buffer not 64-byte aligned is copied once into an aligned one.)
   Status load_memory(const void* data, size_t size);
@@ -56,6 +65,7 @@ class LoadedModel {
   format::ModelFile file_, adapter_file_;
   Model model_;
   Tokenizer tokenizer_;
+  import::Source source_ = import::Source::qtf;
 };
 
 class HostContext {

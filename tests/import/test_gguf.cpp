@@ -8,6 +8,7 @@
 #include <cmath>
 #include <functional>
 #include <random>
+#include <unistd.h>
 
 #include "host/quantize.h"
 #include "import/gguf.h"
@@ -721,4 +722,24 @@ TEST_CASE("gguf: hostile and unsupported files get one clear line each, never a 
     std::vector<uint8_t> out;
     CHECK(!import::gguf_to_qtf(good.data(), n, "t", &out).ok());
   }
+}
+
+TEST_CASE("gguf: a .gguf path loads through host::LoadedModel::load_any, converted in memory") {
+  Fixture fx;
+  const std::vector<uint8_t> g = model_gguf(ModelSpec(), fx.f32());
+  const std::string path = "/tmp/qtf_test_gguf_" + std::to_string(getpid()) + ".gguf";
+  FILE* f = std::fopen(path.c_str(), "wb");
+  REQUIRE(f);
+  REQUIRE(std::fwrite(g.data(), 1, g.size(), f) == g.size());
+  std::fclose(f);
+  CHECK(import::detect(path.c_str()) == import::Source::gguf);
+  host::LoadedModel lm;
+  Status st = lm.load_any(path.c_str());
+  REQUIRE_MESSAGE(st.ok(), st.message());
+  CHECK(lm.source() == import::Source::gguf);
+  CHECK(lm.model().cfg.n_kv_heads == 2);
+  std::vector<uint8_t> out;
+  REQUIRE(import::to_qtf(path.c_str(), import::Options(), &out).ok());
+  CHECK(worst_logit_error(out) <= 1e-4f);
+  std::remove(path.c_str());
 }

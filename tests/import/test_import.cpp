@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "import/import.h"
+#include "qtf.h"
 #include "import/llama2c.h"
 #include "import_support.h"
 #include "support/json_lite.h"
@@ -216,4 +217,33 @@ TEST_CASE("import: detect by content and to_qtf on files, with the path in each 
   with_tok.tokenizer_path = c.c_str();
   expect_error(import::to_qtf(q.c_str(), with_tok, &out), "only taken with a llama2.c checkpoint");
   for (const std::string& p : {q, c, junk, empty}) std::remove(p.c_str());
+}
+
+TEST_CASE("import: host::LoadedModel::load_any and the C API load a checkpoint converted in memory") {
+  const std::vector<uint8_t> qtf_bytes = qtf::testing::fixture_bytes("llama2c_tiny.qtf");
+  format::ModelFile fx;
+  REQUIRE(fx.open(qtf_bytes.data(), qtf_bytes.size()).ok());
+  const std::string c = temp_path("any.bin"), q = temp_path("any.qtf");
+  write_file(c, checkpoint(qtf::testing::tensors_of(fx), 1, false));
+  write_file(q, qtf_bytes);
+  host::LoadedModel lm;
+  Status st = lm.load_any(c.c_str());
+  REQUIRE_MESSAGE(st.ok(), st.message());
+  CHECK(lm.converted());
+  CHECK(lm.source() == import::Source::llama2c);
+  CHECK(lm.model().cfg.vocab == 40);
+  host::LoadedModel lq;
+  REQUIRE(lq.load_any(q.c_str()).ok());
+  CHECK(!lq.converted());
+  CHECK(lq.mapped());  // a .qtf is still mapped in place
+  expect_error(lm.load_any("/nonexistent.gguf"), "cannot open");
+  qtf_model* m = nullptr;
+  REQUIRE(qtf_model_load_file(c.c_str(), 1, &m) == QTF_OK);
+  qtf_model_info info;
+  REQUIRE(qtf_model_get_info(m, &info) == QTF_OK);
+  CHECK(info.vocab_size == 40);
+  qtf_model_free(m);
+  CHECK(qtf_model_load_file("/tmp", 1, &m) != QTF_OK);
+  CHECK(std::string(qtf_last_error()).find("without config.json") != std::string::npos);
+  std::remove(c.c_str()), std::remove(q.c_str());
 }

@@ -1,11 +1,13 @@
 // qtf inspect / qtf verify: read-only views of a model file.
 #include <cstdio>
 #include <cstring>
+#include <vector>
 
 #include "commands.h"
 #include "format/reader.h"
 #include "host/file.h"
 #include "host/session.h"
+#include "import/import.h"
 
 namespace qtf::cli {
 namespace {
@@ -70,9 +72,22 @@ void print_meta_value(const MetaEntry& e, bool json) {
   std::printf("]");
 }
 
-int open_model(const char* path, host::FileBytes* bytes, format::ModelFile* file) {
-  Status st = bytes->open(path);
-  if (st.ok()) st = file->open(bytes->data(), bytes->size());
+// A .qtf file mapped, or (image given) any format qtf imports, converted into *image in memory.
+int open_model(const char* path, host::FileBytes* bytes, format::ModelFile* file,
+               std::vector<uint8_t>* image = nullptr) {
+  const import::Source src = import::detect(path);
+  Status st;
+  if (image && src != import::Source::qtf && src != import::Source::unknown) {
+    st = import::to_qtf(path, import::Options(), image);
+    if (st.ok()) {
+      st = file->open(image->data(), image->size());
+      std::fprintf(stderr, "qtf: converted %s (%s) in memory; `qtf convert %s OUT.qtf` makes a .qtf once\n", path,
+                   import::source_name(src), path);
+    }
+  } else {
+    st = bytes->open(path);
+    if (st.ok()) st = file->open(bytes->data(), bytes->size());
+  }
   if (!st.ok()) {
     std::fprintf(stderr, "qtf: %s: %s: %s\n", path, err_name(st.code()), st.message());
     return 1;
@@ -88,7 +103,8 @@ int cmd_inspect(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--json")) json = true;
     else if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) {
-      std::printf("usage: qtf inspect MODEL.qtf [--json]\n");
+      std::printf("usage: qtf inspect MODEL [--json]   (a .qtf, or a GGUF, llama2.c checkpoint or Hugging Face\n"
+                  "       directory, shown as it converts)\n");
       return 0;
     } else if (!path) path = argv[i];
     else { std::fprintf(stderr, "qtf inspect: unexpected argument '%s'\n", argv[i]); return 2; }
@@ -96,7 +112,8 @@ int cmd_inspect(int argc, char** argv) {
   if (!path) { std::fprintf(stderr, "usage: qtf inspect MODEL.qtf [--json]\n"); return 2; }
   host::FileBytes bytes;
   format::ModelFile file;
-  if (int rc = open_model(path, &bytes, &file)) return rc;
+  std::vector<uint8_t> image;
+  if (int rc = open_model(path, &bytes, &file, &image)) return rc;
 
   uint64_t cur = 0, params = 0;
   MetaEntry e;

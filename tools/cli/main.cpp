@@ -23,6 +23,7 @@ const Command kCommands[] = {
     {"bench", qtf::cli::cmd_bench, "tokens per second (pp/tg tests), load time and peak memory"},
     {"inspect", qtf::cli::cmd_inspect, "print a model's metadata and tensor table (--json)"},
     {"verify", qtf::cli::cmd_verify, "verify a model file; exit 1 with the error if damaged"},
+    {"convert", qtf::cli::cmd_convert, "a GGUF, llama2.c checkpoint or Hugging Face directory to a .qtf file"},
     {"quantize", qtf::cli::cmd_quantize, "rewrite a model's matrices as q8 (int8, scale per row) or f16"},
 #ifdef QTF_HAVE_SERVER
     {"serve", qtf::cli::cmd_serve, "local HTTP server: OpenAI-style completions, /health, /metrics"},

@@ -10,7 +10,9 @@ namespace qtf::cli {
 
 const char kModelOptionsHelp[] =
     "model and runtime switches:\n"
-    "  -m, --model FILE        model file (.qtf)\n"
+    "  -m, --model FILE        model: a .qtf, or a GGUF, llama2.c checkpoint or Hugging Face directory\n"
+    "                          (converted in memory at each load; `qtf convert` makes a .qtf once)\n"
+    "  --tokenizer FILE        a llama2.c checkpoint's tokenizer.bin\n"
     "  -c, --ctx-size N        context length (default: the model's)\n"
     "  -b, --batch N           prompt tokens run through the model together (default 64; 1 = token by token)\n"
     "  -t, --threads N         threads (default 1)\n"
@@ -74,6 +76,7 @@ int parse_shared_option(int argc, char** argv, int* i, ModelOptions* o, const ch
                !std::strcmp(a, "--route") || !std::strcmp(a, "--rank") ||
                !std::strcmp(a, "--act") || !std::strcmp(a, "--theta") || !std::strcmp(a, "--alpha") ||
                !std::strcmp(a, "--profile") || !std::strcmp(a, "--profiles") || !std::strcmp(a, "--lora") ||
+               !std::strcmp(a, "--tokenizer") ||
                !std::strcmp(a, "--attn-samples") || !std::strcmp(a, "--attn-seed");
   if (!known) return kNotShared;
   if (!value(&v)) return 2;
@@ -92,6 +95,7 @@ int parse_shared_option(int argc, char** argv, int* i, ModelOptions* o, const ch
     o->ctx.override_seed = true;
   }
   else if (!std::strcmp(a, "--lora")) o->lora_path = v;
+  else if (!std::strcmp(a, "--tokenizer")) o->tokenizer_path = v;
   else if (!std::strcmp(a, "--profile")) o->profile = v;
   else if (!std::strcmp(a, "--profiles")) o->profiles_file = v;
   else if (!std::strcmp(a, "--route")) {
@@ -153,11 +157,14 @@ bool load_model(const ModelOptions& o, host::LoadedModel* m) {
     std::fprintf(stderr, "qtf: no model given (-m FILE)\n");
     return false;
   }
-  Status st = m->load_file(o.model_path, o.mmap);
+  Status st = m->load_any(o.model_path, o.mmap, o.tokenizer_path);
   if (!st.ok()) {
     std::fprintf(stderr, "qtf: cannot load model: %s\n", st.message());
     return false;
   }
+  if (m->converted())
+    std::fprintf(stderr, "qtf: converted %s (%s) in memory; `qtf convert %s OUT.qtf` makes a .qtf once\n",
+                 o.model_path, import::source_name(m->source()), o.model_path);
   if (o.lora_path) {
     st = m->apply_adapter_file(o.lora_path, o.mmap);
     if (!st.ok()) {

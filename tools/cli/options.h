@@ -10,6 +10,7 @@ namespace qtf::cli {
 struct ModelOptions {
   const char* model_path = nullptr;
   const char* lora_path = nullptr;  // --lora: an adapter file applied at load (docs/qllm.md)
+  const char* tokenizer_path = nullptr;  // --tokenizer: a llama2.c checkpoint's tokenizer.bin
   bool mmap = true;
   ContextOptions ctx;
   const char* profile = "cpu_xeon";
@@ -47,7 +48,8 @@ struct Args {
 int parse_options(int argc, char** argv, const char* command, const char* usage, ModelOptions* mo,
                   const std::function<Parsed(Args&)>& own);
 
-// Loads the model and the energy profiles, printing the error on failure.
+// Loads the model (any format qtf imports: a note on stderr when it was converted in memory) and the
+// energy profiles, printing the error on failure.
 bool load_model(const ModelOptions& o, host::LoadedModel* m);
 bool load_profiles(const ModelOptions& o, energy::Profiles* ps, const energy::Profile** chosen);
 
