@@ -548,7 +548,7 @@ struct Converter {
   Gguf& g;
   format::Writer& w;
   std::string arch;
-  bool neox = false;  // qwen2: rotate-half q/k rows, permuted here to interleaved pairs
+  bool neox = false;  // qwen2: rotate-half q/k rows (llama.cpp's NEOX rope), permuted to interleaved pairs
   int64_t head_dim = 0;
   std::vector<float> f32;
   std::vector<uint16_t> f16;
@@ -582,32 +582,15 @@ struct Converter {
     if (t.type == kF16) {
       f16.resize((size_t)t.elements);
       std::memcpy(f16.data(), t.data, (size_t)t.nbytes);
-      if (permute) permute_rows(f16.data(), rows, cols);
+      if (permute) permute_rotate_half(reinterpret_cast<uint8_t*>(f16.data()), rows, (uint64_t)head_dim, 2 * cols);
       w.add_tensor(name, format::DType::f16, dims, f16.data());
     } else {
       f32.resize((size_t)t.elements);
       dequantize(t.type, t.data, t.elements, f32.data());
-      if (permute) permute_rows(f32.data(), rows, cols);
+      if (permute) permute_rotate_half(reinterpret_cast<uint8_t*>(f32.data()), rows, (uint64_t)head_dim, 4 * cols);
       w.add_f32(name, dims, f32.data());
     }
     return Status::success();
-  }
-
-  // Rotate-half (row i pairs with row i + hd/2 in each head) -> interleaved (rows 2i, 2i+1): the same
-  // rotation of the same pairs, so q . k and the model's outputs are unchanged (llama.cpp's
-  // convert_hf_to_gguf.py permutes llama's rows the same way).
-  template <typename T>
-  void permute_rows(T* x, uint64_t rows, uint64_t cols) {
-    const uint64_t hd = (uint64_t)head_dim, half = hd / 2;
-    std::vector<T> head(hd * cols);
-    for (uint64_t h = 0; h < rows / hd; ++h) {
-      T* base = x + h * hd * cols;
-      std::memcpy(head.data(), base, sizeof(T) * hd * cols);
-      for (uint64_t i = 0; i < half; ++i) {
-        std::memcpy(base + (2 * i) * cols, head.data() + i * cols, sizeof(T) * cols);
-        std::memcpy(base + (2 * i + 1) * cols, head.data() + (half + i) * cols, sizeof(T) * cols);
-      }
-    }
   }
 };
 
