@@ -7,7 +7,8 @@ Reads a karpathy/llama2.c checkpoint (version 0 "legacy" or version 1 "ak42", fp
 and that the file size is exactly what the header needs, and writes a .qtf with the Llama block options
 (rmsnorm, rotary, swiglu, n_kv_heads, no biases, shared or separate classifier). Anything else (Q8_0
 version 2, a truncated or padded file, a header that is not a llama2.c header) is refused with a message.
-The .qtf carries a stand-in tokenizer (token id i <-> the character U+0100+i), not the model's own.
+The .qtf carries a stand-in tokenizer (token id i <-> the character U+0100+i), not the model's own; `qtf convert
+CKPT OUT.qtf --tokenizer tokenizer.bin` (C++, engine/import) also imports llama2.c's tokenizer. Needs numpy only.
 """
 import argparse
 import os
@@ -18,14 +19,14 @@ sys.path.insert(0, os.path.join(HERE, "..", "train"))
 
 import numpy as np  # noqa: E402
 
-from llama import CheckpointError, convert_llama2c  # noqa: E402
-from qtf_format import read_qtf, write_qtf  # noqa: E402
+from llama2c_checkpoint import CheckpointError, convert_llama2c_file  # noqa: E402  (numpy only, no torch)
+from qtf_format import QtfError, read_qtf, write_qtf  # noqa: E402
 
 
 def convert(src, dst, dtype="f32"):
-    with open(src, "rb") as f:
-        data = f.read()
-    meta, tensors, header = convert_llama2c(data, {"source_file": os.path.basename(src)})
+    # The size is checked against the header before the weights are read (a 2 GiB file that is not a
+    # checkpoint is refused without reading it).
+    meta, tensors, header = convert_llama2c_file(src, {"source_file": os.path.basename(src)})
     np_dtype = {"f32": np.float32, "f16": np.float16}[dtype]
     out = write_qtf(dst, meta, [(n, a.astype(np_dtype)) for n, a in tensors])
     read_qtf(dst)  # verify what was written
@@ -40,7 +41,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     try:
         h, n = convert(args.checkpoint, args.out, args.dtype)
-    except (CheckpointError, OSError) as e:
+    except (CheckpointError, QtfError, OSError) as e:
         print("llama2c.py: %s: %s" % (args.checkpoint, e), file=sys.stderr)
         return 1
     print("%s: llama2.c v%d, dim %d, hidden %d, %d layers, %d heads (%d kv), vocab %d, context %d, %s classifier"

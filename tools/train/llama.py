@@ -15,23 +15,16 @@ A Llama block (llama2.c) is rmsnorm + rotary + swiglu + n_kv_heads, no biases, s
 classifier. This module is the reference for models with these options and no quantum parts
 (model.py's QTensorFormer is the reference for the quantum parts); the engine must reproduce it.
 
-llama2.c checkpoints: read_llama2c() reads version 0 (legacy: 7 x int32 header, negative vocab size =
-separate classifier, then the fp32 weights and two unused RoPE tables) and version 1 ("ak42" magic,
-256-byte header, fp32); version 2 (Q8_0 groups) and anything else is refused with a clear error.
-write_llama2c() writes both versions (tests make tiny random checkpoints with it). runc_forward() is the
-forward pass of llama2.c's run.c re-written in numpy straight from the checkpoint arrays (independent
-of the .qtf conversion: the tests compare the two).
+llama2.c checkpoints (read_llama2c, write_llama2c, runc_forward, convert_llama2c) are in
+llama2c_checkpoint.py and the configuration's metadata (LlamaConfig, model_meta) in llama_meta.py, both
+without torch; this module re-exports them.
 
     python3 tools/train/llama.py fixtures [--out tests/fixtures]    # parity fixtures for the engine
 """
 import argparse
-import hashlib
 import json
 import math
 import os
-import struct
-from dataclasses import dataclass, asdict, field
-from typing import List
 
 import numpy as np
 import torch
@@ -39,55 +32,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from model import DenseLinear, TTLinear
-from qtf_format import read_qtf, tokenizer_and_provenance, write_model, write_qtf
+from qtf_format import read_qtf, write_model, write_qtf
+# The configuration and the llama2.c checkpoints live in torch-free modules (tools/convert needs no
+# torch); re-exported here for the scripts and tests that import them from llama.
+from llama_meta import LlamaConfig, model_meta  # noqa: F401
+from llama2c_checkpoint import (CheckpointError, LLAMA2C_FIELDS, LLAMA2C_MAGIC, convert_llama2c,  # noqa: F401
+                                random_llama2c_weights, read_llama2c, runc_forward, stand_in_tokens, write_llama2c)
 
 
 # ---------------------------------------------------------------------------------------------------
 # The model with block options (no quantum parts)
-
-@dataclass
-class LlamaConfig:
-    vocab_size: int = 512
-    d_model: int = 64
-    n_layers: int = 5
-    n_heads: int = 8
-    n_kv_heads: int = 4
-    d_ff: int = 172
-    context: int = 512
-    norm: str = "rmsnorm"
-    positions: str = "rotary"
-    rope_theta: float = 10000.0
-    activation: str = "swiglu"
-    linear_bias: int = 0
-    tied_embeddings: int = 1
-    ln_eps: float = 1e-5
-    tensorized: int = 0
-    d_factors: List[int] = field(default_factory=list)
-    ff_factors: List[int] = field(default_factory=list)
-    kv_factors: List[int] = field(default_factory=list)
-    tt_rank: int = 0
-    # docs/qllm.md
-    phase_rotation: int = 0
-    memory_tokens: int = 0
-    lora_rank: int = 0            # rank of a new adapter on each of lora_targets (a file's ranks: lora_ranks)
-    lora_alpha: float = 0.0
-    lora_targets: List[str] = field(default_factory=lambda: ["q", "k", "v", "o"])
-    attention: str = "softmax"    # softmax | sampled
-    attention_samples: int = 64
-    attention_seed: int = 0
-    dropout: float = 0.0          # training only (embeddings and residual branches); not in the file
-
-    def to_dict(self):
-        return asdict(self)
-
-    @property
-    def head_dim(self):
-        return self.d_model // self.n_heads
-
-    @property
-    def kv_dim(self):
-        return self.n_kv_heads * self.head_dim
-
 
 class RMSNorm(nn.Module):
     """y = w * x / sqrt(mean(x^2) + eps)."""
@@ -363,31 +317,6 @@ def tensor_map(model):
     return out
 
 
-def model_meta(cfg, tokens, provenance=None, tokenizer_type="char", has_lora=False):
-    c = cfg
-    meta = {"qtf.arch": "qtensorformer", "model.vocab_size": c.vocab_size, "model.d_model": c.d_model,
-            "model.n_layers": c.n_layers, "model.n_heads": c.n_heads, "model.n_kv_heads": c.n_kv_heads,
-            "model.d_ff": c.d_ff, "model.context": c.context, "model.tensorized": c.tensorized,
-            "model.n_qubits": 0, "model.activation": c.activation, "model.tied_embeddings": c.tied_embeddings,
-            "model.ln_eps": float(c.ln_eps), "model.norm": c.norm, "model.positions": c.positions,
-            "model.rope_theta": float(c.rope_theta), "model.linear_bias": c.linear_bias}
-    if c.tensorized:
-        meta.update({"model.tt.d_factors": list(c.d_factors), "model.tt.ff_factors": list(c.ff_factors),
-                     "model.tt.rank": c.tt_rank})
-        if c.kv_factors:
-            meta["model.tt.kv_factors"] = list(c.kv_factors)
-    if c.phase_rotation:
-        meta["model.phase_rotation"] = 1
-    if c.memory_tokens:
-        meta["model.memory_tokens"] = c.memory_tokens
-    if c.lora_alpha and has_lora:
-        meta["model.lora_alpha"] = float(c.lora_alpha)
-    if c.attention != "softmax":
-        meta.update({"model.attention": c.attention, "model.attention_samples": c.attention_samples,
-                     "model.attention_seed": c.attention_seed})
-    return tokenizer_and_provenance(meta, tokenizer_type, tokens, provenance)
-
-
 def export_qtf(model, path, tokens, provenance=None, dtype="f32", tokenizer_type="char"):
     tensors = tensor_map(model)
     has_lora = any(n.endswith(".lora_a") for n, _ in tensors)
@@ -468,210 +397,6 @@ def load_qtf(path, dtype=torch.float32):
 
 # ---------------------------------------------------------------------------------------------------
 # llama2.c checkpoints
-
-class CheckpointError(ValueError):
-    pass
-
-
-LLAMA2C_MAGIC = 0x616B3432  # "ak42"
-LLAMA2C_FIELDS = ("dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "seq_len")
-
-
-def _llama2c_layout(h, version, shared):
-    """[(name, shape)] of the fp32 arrays in file order (None name = skipped: v0's RoPE tables)."""
-    d, f, L, H, KV, V, T = (h[k] for k in LLAMA2C_FIELDS)
-    hs, kv = d // H, d // H * KV
-    per = lambda n, *s: [("%s.%d" % (n, l), s) for l in range(L)]
-    if version == 0:
-        out = [("tok_emb", (V, d))] + per("rms_att", d) + per("wq", d, d) + per("wk", kv, d) + per("wv", kv, d) + \
-            per("wo", d, d) + per("rms_ffn", d) + per("w1", f, d) + per("w2", d, f) + per("w3", f, d) + \
-            [("rms_final", (d,)), ("freq_cos", (T, hs // 2)), ("freq_sin", (T, hs // 2))]
-    else:
-        out = per("rms_att", d) + per("rms_ffn", d) + [("rms_final", (d,)), ("tok_emb", (V, d))] + \
-            per("wq", d, d) + per("wk", kv, d) + per("wv", kv, d) + per("wo", d, d) + \
-            per("w1", f, d) + per("w2", d, f) + per("w3", f, d)
-    if not shared:
-        out.append(("wcls", (V, d)))
-    return out
-
-
-def read_llama2c(data):
-    """bytes of a llama2.c checkpoint -> (header dict with version and shared, {name: float32 array})."""
-    n = len(data)
-    if n < 28:
-        raise CheckpointError("not a llama2.c checkpoint: %d bytes, shorter than the 28-byte header" % n)
-    if struct.unpack_from("<I", data, 0)[0] == LLAMA2C_MAGIC:
-        if n < 256:
-            raise CheckpointError("llama2.c checkpoint truncated: %d bytes, the versioned header has 256" % n)
-        version = struct.unpack_from("<i", data, 4)[0]
-        if version != 1:
-            what = "Q8_0 (int8 groups); export it as version 1 (fp32)" if version == 2 else "unknown"
-            raise CheckpointError("llama2.c checkpoint version %d is not supported: %s" % (version, what))
-        vals = struct.unpack_from("<7i", data, 8)
-        flag = data[36]
-        if flag not in (0, 1):
-            raise CheckpointError("llama2.c v1 header: shared-classifier flag is %d, not 0/1" % flag)
-        shared, offset = flag == 1, 256
-    else:
-        version, vals, offset = 0, struct.unpack_from("<7i", data, 0), 28
-        shared = vals[5] > 0
-        vals = vals[:5] + (abs(vals[5]),) + vals[6:]
-    h = dict(zip(LLAMA2C_FIELDS, vals))
-    d, f, L, H, KV, V, T = vals
-    problems = []
-    if not (1 <= d <= 65536 and 1 <= f <= 1 << 20 and 1 <= L <= 1024 and 1 <= H <= d and 1 <= V <= 1 << 22
-            and 1 <= T <= 1 << 20):
-        problems.append("sizes out of range")
-    elif d % H or not (1 <= KV <= H) or H % KV or (d // H) % 2:
-        problems.append("heads do not divide evenly (dim %% n_heads, n_heads %% n_kv_heads, even head size)")
-    if problems:
-        raise CheckpointError("not a llama2.c checkpoint (version %d header %s): %s" % (
-            version, ", ".join("%s=%d" % kv for kv in zip(LLAMA2C_FIELDS, vals)), "; ".join(problems)))
-    layout = _llama2c_layout(h, version, shared)
-    floats = sum(int(np.prod(s)) for _, s in layout)
-    want = offset + 4 * floats
-    if n != want:
-        raise CheckpointError(
-            "llama2.c checkpoint size mismatch: the header (version %d, %s, %s classifier) needs %d bytes, the file "
-            "has %d (%s)" % (version, ", ".join("%s=%d" % kv for kv in h.items()), "shared" if shared else "separate",
-                             want, n, "truncated" if n < want else "trailing bytes"))
-    arr = np.frombuffer(data, dtype="<f4", count=floats, offset=offset)
-    out, pos = {}, 0
-    for name, shape in layout:
-        size = int(np.prod(shape))
-        out[name] = arr[pos:pos + size].reshape(shape)
-        pos += size
-    h.update(version=version, shared=shared)
-    return h, out
-
-
-def write_llama2c(path, h, weights, version=0, shared=True):
-    """Writes a llama2.c checkpoint (version 0 or 1) from a header dict and {name: array} (read_llama2c's
-    names; wcls only when not shared, freq tables made here for v0)."""
-    hh = dict(h)
-    vals = [hh[k] for k in LLAMA2C_FIELDS]
-    if version == 0:
-        head = struct.pack("<7i", *(vals[:5] + [vals[5] if shared else -vals[5]] + vals[6:]))
-    else:
-        head = struct.pack("<Ii7iB", LLAMA2C_MAGIC, version, *vals, int(shared))
-        head += b"\0" * (256 - len(head))
-    w = dict(weights)
-    hs = hh["dim"] // hh["n_heads"]
-    freqs = 1.0 / (10000.0 ** (np.arange(0, hs, 2)[: hs // 2].astype(np.float32) / hs))
-    ang = np.outer(np.arange(hh["seq_len"]), freqs).astype(np.float32)
-    w.setdefault("freq_cos", np.cos(ang))
-    w.setdefault("freq_sin", np.sin(ang))
-    body = b"".join(np.ascontiguousarray(w[name], dtype="<f4").reshape(shape).tobytes()
-                    for name, shape in _llama2c_layout(hh, version, shared))
-    with open(path, "wb") as fh:
-        fh.write(head + body)
-
-
-def random_llama2c_weights(h, shared, seed, std=0.3):
-    rng = np.random.default_rng(seed)
-    w = {}
-    for name, shape in _llama2c_layout(h, 1, shared):
-        if name.startswith("rms"):
-            w[name] = (1 + 0.2 * rng.standard_normal(shape)).astype(np.float32)
-        else:
-            w[name] = (std * rng.standard_normal(shape)).astype(np.float32)
-    return w
-
-
-def runc_forward(h, w, tokens, angles="exact", store="float64"):
-    """llama2.c run.c's forward pass in numpy (float64), one token at a time with a KV cache: -> [T, V].
-    angles="exact": the rotary angle pos * theta^(-i/hs) in float64; "float32": the angle as run.c (and
-    llama2.c's model.py) form it, the float32 product pos * (1 / powf(theta, i / hs)); then cos/sin in float64.
-    store="float32": an ideal float32 engine (docs/llama.md, Precision): every step still exact, its result
-    rounded once to float32 wherever an engine keeps it in memory (the residual stream, norm outputs, every
-    matvec output, q and k after the rotation, the rotary cos/sin table, attention outputs, the FFN hidden
-    row, the logits); scores and softmax stay exact: the floor of any float32 engine, up to which roundings
-    happen to cancel."""
-    d, f, L, H, KV = (h[k] for k in LLAMA2C_FIELDS[:5])
-    hs, kv_mul = d // H, H // KV
-    kcache, vcache, out = [[] for _ in range(L)], [[] for _ in range(L)], []
-    if store not in ("float64", "float32"):
-        raise ValueError("store must be float64 or float32, not %r" % (store,))
-
-    def r(a):  # a stored value
-        return np.asarray(a, dtype=np.float32).astype(np.float64) if store == "float32" else a
-
-    def rms(x, g):
-        return r(g * (x / np.sqrt(np.mean(x * x) + 1e-5)))
-
-    def angle(pos, i):
-        if angles == "exact":
-            return pos * 10000.0 ** (-i / hs)
-        freq = np.float32(1.0) / np.float32(10000.0 ** float(np.float32(i) / np.float32(hs)))  # powf, rounded once
-        return float(np.float32(pos) * freq)
-
-    def rot(vec, pos):
-        v = np.array(r(vec))  # a copy
-        for i in range(0, len(v), 2):
-            a = angle(pos, i % hs)
-            c, s = r(np.cos(a)), r(np.sin(a))
-            v[i], v[i + 1] = v[i] * c - v[i + 1] * s, v[i] * s + v[i + 1] * c
-        return r(v)
-
-    for pos, tok in enumerate(tokens):
-        x = w["tok_emb"][tok].astype(np.float64)
-        for l in range(L):
-            xb = rms(x, w["rms_att.%d" % l])
-            q, k, v = rot(w["wq.%d" % l] @ xb, pos), rot(w["wk.%d" % l] @ xb, pos), r(w["wv.%d" % l] @ xb)
-            kcache[l].append(k)
-            vcache[l].append(v)
-            K, V = np.array(kcache[l]), np.array(vcache[l])
-            att = np.zeros(d)
-            for hh in range(H):
-                g = hh // kv_mul
-                sc = K[:, g * hs:(g + 1) * hs] @ q[hh * hs:(hh + 1) * hs] / np.sqrt(hs)
-                p = np.exp(sc - sc.max())
-                p /= p.sum()
-                att[hh * hs:(hh + 1) * hs] = p @ V[:, g * hs:(g + 1) * hs]
-            x = r(x + r(w["wo.%d" % l] @ r(att)))
-            xb = rms(x, w["rms_ffn.%d" % l])
-            h1, h3 = r(w["w1.%d" % l] @ xb), r(w["w3.%d" % l] @ xb)
-            x = r(x + r(w["w2.%d" % l] @ r(h1 / (1 + np.exp(-h1)) * h3)))
-        x = rms(x, w["rms_final"])
-        out.append(r((w["tok_emb"] if "wcls" not in w else w["wcls"]) @ x))
-    return np.array(out)
-
-
-def stand_in_tokens(vocab):
-    """The converted file's stand-in `char` tokenizer: token id i is the character U+0100+i (surrogates
-    skipped). It is NOT the model's text tokenizer; it makes token ids typeable and printable."""
-    out, cp = [], 0x100
-    for _ in range(vocab):
-        if 0xD800 <= cp <= 0xDFFF:
-            cp = 0xE000
-        out.append(chr(cp))
-        cp += 1
-    return out
-
-
-def convert_llama2c(data, provenance=None):
-    """llama2.c checkpoint bytes -> (meta, [(qtf name, float32 array)]), with the header and size checked."""
-    h, w = read_llama2c(data)
-    cfg = LlamaConfig(vocab_size=h["vocab_size"], d_model=h["dim"], n_layers=h["n_layers"], n_heads=h["n_heads"],
-                      n_kv_heads=h["n_kv_heads"], d_ff=h["hidden_dim"], context=h["seq_len"], norm="rmsnorm",
-                      positions="rotary", rope_theta=10000.0, activation="swiglu", linear_bias=0,
-                      tied_embeddings=int(h["shared"]), ln_eps=1e-5)
-    prov = {"source": "llama2.c checkpoint version %d" % h["version"], "source_bytes": len(data),
-            "source_sha256": hashlib.sha256(data).hexdigest(), "created_by": "tools/convert/llama2c.py"}
-    prov.update(provenance or {})
-    tensors = [("tok_emb", w["tok_emb"])]
-    for l in range(cfg.n_layers):
-        p = "blk.%d." % l
-        tensors += [(p + "ln1.w", w["rms_att.%d" % l]), (p + "ln2.w", w["rms_ffn.%d" % l]),
-                    (p + "attn.q.w", w["wq.%d" % l]), (p + "attn.k.w", w["wk.%d" % l]),
-                    (p + "attn.v.w", w["wv.%d" % l]), (p + "attn.o.w", w["wo.%d" % l]),
-                    (p + "ffn.gate.w", w["w1.%d" % l]), (p + "ffn.up.w", w["w3.%d" % l]),
-                    (p + "ffn.down.w", w["w2.%d" % l])]
-    tensors.append(("lnf.w", w["rms_final"]))
-    if not h["shared"]:
-        tensors.append(("head.w", w["wcls"]))
-    return model_meta(cfg, stand_in_tokens(cfg.vocab_size), prov), tensors, h
-
 
 # ---------------------------------------------------------------------------------------------------
 # Parity fixtures for the engine (tests/fixtures/llama_*.{qtf,json}, read by tests/runtime/test_parity.cpp)

@@ -17,9 +17,11 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import export  # noqa: E402
+import llama2c_checkpoint  # noqa: E402
 from llama import (CheckpointError, Llama, LlamaConfig, TINY_LLAMA2C, convert_llama2c, export_qtf,  # noqa: E402
                    load_qtf, random_llama2c_weights, read_llama2c, rope, runc_forward, stand_in_tokens,
                    tensor_map, write_llama2c)
+from qtf_format import read_qtf  # noqa: E402
 
 CONVERT = os.path.join(HERE, "..", "convert", "llama2c.py")
 D = torch.float64
@@ -100,6 +102,35 @@ class TestConverter(unittest.TestCase):
             self.assertEqual(r.returncode, 1)
             self.assertIn("size mismatch", r.stderr)
             self.assertFalse(os.path.exists(os.path.join(tmp, "x.qtf")))
+
+    def test_converter_needs_no_torch_and_checks_the_size_before_reading(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            path, data = checkpoint_bytes(tmp, 0, False)
+            out = os.path.join(tmp, "m.qtf")
+            # torch made unimportable: the converter imports numpy and the torch-free modules only.
+            code = "import sys, runpy; sys.modules['torch'] = None; sys.argv = %r; runpy.run_path(%r, run_name='__main__')" % (
+                [CONVERT, path, out], CONVERT)
+            r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(read_qtf(out)[0]["provenance.source_bytes"], len(data))
+            # A large file whose header claims a small model: refused from the header and the size alone.
+            big = os.path.join(tmp, "big.bin")
+            with open(big, "wb") as f:
+                f.write(data[:28])
+                f.truncate(1 << 30)  # sparse: no disk used
+            real_fromfile = llama2c_checkpoint.np.fromfile
+            llama2c_checkpoint.np.fromfile = lambda *a, **k: self.fail("read before the size check")
+            try:
+                with self.assertRaisesRegex(CheckpointError, "needs 21340 bytes, the file has 1073741824"):
+                    llama2c_checkpoint.read_llama2c_file(big)
+            finally:
+                llama2c_checkpoint.np.fromfile = real_fromfile
+            h, w = llama2c_checkpoint.read_llama2c_file(path)
+            self.assertTrue(np.array_equal(w["wcls"], read_llama2c(data)[1]["wcls"]))
+            # A vocabulary of 1.2M (it once passed the header check and died with a ValueError).
+            huge_vocab = data[:20] + struct.pack("<i", 1200000) + data[24:]
+            with self.assertRaisesRegex(CheckpointError, "sizes out of range"):
+                convert_llama2c(huge_vocab)
 
     def test_stand_in_tokenizer_is_one_character_per_id(self):
         toks = stand_in_tokens(60000)
