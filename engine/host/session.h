@@ -52,6 +52,7 @@ class LoadedModel {
   const Model& model() const { return model_; }
   const Tokenizer& tokenizer() const { return tokenizer_; }
   size_t file_size() const { return file_.file_size(); }
+  const format::ModelFile& file() const { return file_; }  // its metadata (tokenizer keys, chat template)
   bool mapped() const { return bytes_.mapped(); }
   // Memory the model holds: its file bytes resident now (all of them when read, the touched pages when
   // mapped), and the heap it converted tensors into (0 when every tensor is used in place).

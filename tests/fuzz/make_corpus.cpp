@@ -1,5 +1,6 @@
-// Writes the fuzz seed corpus (valid and damaged inputs) into OUTDIR/{files,text,prompt}:
-//   files/  model files for fuzz_reader and fuzz_model; text/ for fuzz_tokenizer; prompt/ for fuzz_prompt.
+// Writes the fuzz seed corpus (valid and damaged inputs) into OUTDIR/{files,text,prompt,request}:
+//   files/  model files for fuzz_reader and fuzz_model; text/ for fuzz_tokenizer; prompt/ for fuzz_prompt;
+//   request/ qtf serve request bodies for fuzz_request.
 // Generated rather than committed, so the seeds follow the format and the harness layouts as they change.
 #include <cmath>
 #include <cstdio>
@@ -136,6 +137,29 @@ void prompt_inputs() {
   save("prompt", "invalid_utf8", prompt_input(1 << 3, 0, 0, "\xff\xc3(\xe2\x82", {4}));
 }
 
+// qtf serve request bodies for fuzz_request: byte 0 picks the endpoint and chat form (fuzz_request.cpp).
+void request_inputs() {
+  auto req = [](const char* name, uint8_t head, const std::string& body) {
+    save("request", name, str_bytes(std::string(1, (char)head) + body));
+  };
+  req("completion", 0, R"({"prompt":"ROMEO:","max_tokens":8,"temperature":0.7,"top_p":0.9,"stop":["\n\n","x"]})");
+  req("completion_everything", 0x40,
+      R"({"prompt":[[5,6,7]],"n":3,"seed":7,"logprobs":5,"logit_bias":{"5":-100,"9":3.5},"presence_penalty":1,)"
+      R"("frequency_penalty":-0.5,"top_k":4,"min_p":1,"repeat_penalty":1.1,"repeat_last_n":8,"echo":false,)"
+      R"("stream":true,"stream_options":{"include_usage":true},"response_format":{"type":"text"},"best_of":3})");
+  req("chat", 1, R"({"messages":[{"role":"system","content":"S"},{"role":"user","content":"U"}],"max_tokens":4})");
+  req("chat_parts_chatml", 1 | 1 << 3,
+      R"({"messages":[{"role":"developer","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]},)"
+      R"({"role":"assistant","content":null},{"role":"user","content":"q"}],"logprobs":true,"top_logprobs":20})");
+  req("chat_llama2", 1 | 2 << 3, R"({"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"yo"}]})");
+  req("tokenize", 2, R"({"content":"ROMEO: \u00e9","add_special":true})");
+  req("detokenize", 3, R"({"tokens":[1,2,3,59]})");
+  req("apply_template", 4 | 5 << 3, R"({"messages":[{"role":"user","content":"x"}]})");
+  req("nested_stop", 0, R"({"prompt":"a","stop":)" + std::string(2000, '[') + std::string(2000, ']') + "}");
+  req("nested_object", 1, R"({"messages":)" + std::string(3000, '{') + "}");
+  req("bad_numbers", 0, R"({"prompt":"a","max_tokens":1e400,"seed":18446744073709551615,"top_p":-0})");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -147,6 +171,7 @@ int main(int argc, char** argv) {
   model_files();
   text_inputs();
   prompt_inputs();
+  request_inputs();
   std::printf("fuzz_corpus: wrote %d seeds to %s\n", g_written, argv[1]);
   return 0;
 }

@@ -1,6 +1,7 @@
 #include "generation.h"
 
 #include <algorithm>
+#include <cmath>
 
 namespace qtf::serve {
 
@@ -109,6 +110,29 @@ double ms_since(Clock::time_point t0) {
 }
 }  // namespace
 
+namespace {
+// The sampling distribution's log-softmax at `id`, and the `k` most likely tokens.
+void record_logprob(const float* logits, int vocab, int32_t id, int k, std::vector<int32_t>* order, TokenLogprob* out) {
+  float top = -INFINITY;
+  for (int i = 0; i < vocab; ++i)
+    if (logits[i] > top) top = logits[i];
+  double sum = 0;
+  for (int i = 0; i < vocab; ++i)
+    if (!std::isnan(logits[i])) sum += std::exp((double)logits[i] - top);
+  const float log_z = top + (float)std::log(sum);
+  auto lp = [&](int32_t t) { return std::isnan(logits[t]) ? -INFINITY : logits[t] - log_z; };
+  out->id = id;
+  out->logprob = lp(id);
+  out->top.clear();
+  if (k <= 0) return;
+  k = std::min(k, vocab);
+  std::partial_sort(order->begin(), order->begin() + k, order->end(), [&](int32_t a, int32_t b) {
+    return lp(a) > lp(b) || (lp(a) == lp(b) && a < b);
+  });
+  for (int i = 0; i < k; ++i) out->top.push_back({(*order)[i], lp((*order)[i])});
+}
+}  // namespace
+
 bool generate(Slot& slot, const host::LoadedModel& m, const Energy& e, const GenRequest& req, const OnText& on_text,
               GenResult* out, std::string* err) {
   const auto t0 = Clock::now();
@@ -141,24 +165,59 @@ bool generate(Slot& slot, const host::LoadedModel& m, const Energy& e, const Gen
     at += (size_t)n;
   }
 
+  const int vocab = m.model().cfg.vocab;
   host::HostSampler sampler;  // per request: its own seed and settings (allocated here, not per token)
-  Status st = sampler.init(m.model().cfg.vocab, req.sampler);
+  Status st = sampler.init(vocab, req.sampler);
   if (!st.ok()) {
     *err = st.message();
     return false;
   }
+  // Bias and penalties change a copy of the logits; counts are of generated tokens (OpenAI's rule).
+  const bool adjust = !req.logit_bias.empty() || req.presence_penalty != 0 || req.frequency_penalty != 0;
+  std::vector<float> adjusted(adjust ? (size_t)vocab : 0);
+  std::vector<int32_t> counts(req.presence_penalty != 0 || req.frequency_penalty != 0 ? (size_t)vocab : 0);
+  std::vector<int32_t> order;
+  if (req.logprobs > 0) {
+    order.resize((size_t)vocab);
+    for (int i = 0; i < vocab; ++i) order[(size_t)i] = i;
+  }
   std::string all;   // everything generated
   size_t sent = 0;   // bytes of `all` already given to on_text
   int32_t last = -1;
+  auto tokens_before = [&](size_t bytes) {
+    size_t k = 0;
+    while (k < r.tokens.size() && r.tokens[k].offset < bytes) ++k;
+    return k;
+  };
   for (int i = 0; i < req.max_tokens; ++i) {
     if (i > 0) {  // the previous token goes in now: the last one is never decoded (as in `qtf run`)
       if (ctx.n_past() >= ctx.n_ctx()) break;  // context full: finish "length"
       if (!run(last)) return false;
     }
-    last = sampler.get().sample(ctx.logits());
+    const float* logits = ctx.logits();
+    if (adjust) {
+      std::copy(logits, logits + vocab, adjusted.begin());
+      for (const auto& b : req.logit_bias) adjusted[(size_t)b.first] += b.second;
+      if (!counts.empty())
+        for (int t = 0; t < vocab; ++t)
+          if (counts[(size_t)t])
+            adjusted[(size_t)t] -= (float)counts[(size_t)t] * req.frequency_penalty + req.presence_penalty;
+      logits = adjusted.data();
+    }
+    last = sampler.get().sample(logits);
     sampler.get().accept(last);
+    if (!counts.empty()) ++counts[(size_t)last];
     if (i == 0) r.first_token_ms = ms_since(t0);
     ++r.completion_tokens;
+    if (last == req.eos) {  // the end of the text: not part of it
+      r.finish = "stop";
+      break;
+    }
+    if (req.logprobs >= 0) {
+      r.tokens.emplace_back();
+      record_logprob(logits, vocab, last, req.logprobs, &order, &r.tokens.back());
+      r.tokens.back().offset = all.size();
+    }
     format::Str piece = m.tokenizer().token_text(last);
     all.append(piece.data, piece.size);
     // The earliest stop sequence ends the text (and is not part of it).
@@ -169,6 +228,7 @@ bool generate(Slot& slot, const host::LoadedModel& m, const Energy& e, const Gen
     }
     if (stop_at != std::string::npos) {
       all.resize(stop_at);
+      r.tokens.resize(tokens_before(stop_at));
       r.finish = "stop";
       break;
     }
@@ -182,14 +242,14 @@ bool generate(Slot& slot, const host::LoadedModel& m, const Energy& e, const Gen
         }
     size_t ready = utf8_complete(all, all.size() - hold);
     if (ready > sent) {
-      if (!on_text(all.substr(sent, ready - sent))) {
+      if (!on_text(all.substr(sent, ready - sent), tokens_before(ready))) {
         *err = "client disconnected";
         return false;
       }
       sent = ready;
     }
   }
-  if (all.size() > sent && !on_text(all.substr(sent))) {
+  if (all.size() > sent && !on_text(all.substr(sent), r.tokens.size())) {
     *err = "client disconnected";
     return false;
   }

@@ -32,6 +32,20 @@ struct GenRequest {
   int max_tokens = 128;
   SamplerOptions sampler;
   std::vector<std::string> stop;
+  // OpenAI's penalties on tokens already generated: logit -= count * frequency + (count > 0) * presence.
+  float presence_penalty = 0, frequency_penalty = 0;
+  std::vector<std::pair<int32_t, float>> logit_bias;  // added to the logits before sampling
+  int logprobs = -1;  // -1: none; else each token's log probability and this many alternatives
+  int eos = -1;       // the model's end-of-sequence token: generation ends there (not part of the text)
+};
+
+// A generated token's log probability (of the distribution after bias and penalties, before temperature
+// and truncation), with the most likely alternatives.
+struct TokenLogprob {
+  int32_t id = 0;
+  size_t offset = 0;  // where its text starts in the generated text
+  float logprob = 0;
+  std::vector<std::pair<int32_t, float>> top;
 };
 
 struct GenResult {
@@ -40,6 +54,7 @@ struct GenResult {
   int prompt_tokens = 0, completion_tokens = 0;
   double first_token_ms = 0, total_ms = 0;
   PassCounters counters;
+  std::vector<TokenLogprob> tokens;  // when logprobs were asked for: the tokens of `text`
 };
 
 // A slot: one context (its memory allocated once, at server start) used by one request at a time.
@@ -81,8 +96,9 @@ struct SlotLease {
 };
 
 // Receives text as it becomes final (never a partial UTF-8 sequence or a possible start of a stop
-// sequence). Returns false to stop (the client went away).
-using OnText = std::function<bool(const std::string& piece)>;
+// sequence) and how many of GenResult::tokens begin within the text given so far. Returns false to stop
+// (the client went away).
+using OnText = std::function<bool(const std::string& piece, size_t tokens_ready)>;
 
 struct Energy {
   const energy::Profiles* profiles;

@@ -1,9 +1,10 @@
 // qtf serve: OpenAI-compatible /v1/completions and /v1/chat/completions (with server-sent-event
-// streaming), /health and /metrics, over one model shared read-only by a fixed pool of contexts.
-// HTTP: cpp-httplib (Debian libcpp-httplib-dev); JSON: nlohmann/json (nlohmann-json3-dev). See
-// docs/ecosystem.md for the choices and the API.
+// streaming), /v1/models, /tokenize, /detokenize, /apply-template, /health and /metrics, over one model
+// shared read-only by a fixed pool of contexts. HTTP: cpp-httplib (Debian libcpp-httplib-dev) behind
+// connection.cpp's limits; JSON: nlohmann/json (nlohmann-json3-dev). See docs/ecosystem.md.
 #include "serve.h"
 
+#include <arpa/inet.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -12,9 +13,11 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
-#include <set>
+#include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -22,8 +25,10 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
+#include "connection.h"
 #include "generation.h"
 #include "options.h"
+#include "request.h"
 
 namespace qtf::cli {
 namespace {
@@ -37,11 +42,22 @@ const char kUsage[] =
     "  --host ADDR             address to listen on (default 127.0.0.1: this machine only;\n"
     "                          0.0.0.0 listens on every interface: anyone who can reach it can use it)\n"
     "  --port N                port (default 8080; 0 = any free port, printed at start)\n"
+    "  --api-key KEY           require 'Authorization: Bearer KEY' (all but /health); also $QTF_API_KEY\n"
+    "  --allow-host NAME       a Host name requests may use besides localhost and IP addresses (repeat;\n"
+    "                          '*' allows any: this turns off the DNS-rebinding guard)\n"
+    "  --allow-origin ORIGIN   a web page origin (https://app.example) allowed to call the server: CORS\n"
+    "                          headers for it (repeat; '*' any). Default: none, cross-origin calls get 403\n"
+    "  --chat-template FORM    chat prompt form: chatml, llama2, mistral, llama3, zephyr, phi3, gemma or\n"
+    "                          transcript (default: recognised from the model's tokenizer.chat_template)\n"
+    "  --chat-template-file F  a chat template (Jinja text) to recognise instead of the model's\n"
     "  --parallel N            requests generated at once, one context each (default 4)\n"
     "  --queue N               requests that may wait for a free context; more get 503 (default 16)\n"
     "  --queue-timeout S       seconds a request waits for a context before 503 (default 30)\n"
     "  --max-tokens N          largest max_tokens a request may ask for (default 4096)\n"
     "  --max-body BYTES        largest request body (default 1048576; larger gets 413)\n"
+    "  --max-connections N     connections served at once; more get 503 (default 128)\n"
+    "  --request-timeout S     seconds a client has to send a whole request, head and body (default 10)\n"
+    "  --write-timeout S       seconds in all a response may wait on a client that does not read (default 10)\n"
     "  --name NAME             model name reported by /v1/models (default: the file name)\n";
 
 std::string json_text(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
@@ -68,10 +84,16 @@ struct Server {
   serve::SlotPool pool;
   Metrics metrics;
   std::string name;
-  int n_ctx = 0, max_tokens_cap = 4096;
+  int n_ctx = 0;
+  serve::RequestContext rc;
+  std::map<std::string, int> markers;  // chat markers the vocabulary holds as one token
   std::chrono::milliseconds queue_timeout{30000};
   std::atomic<int64_t> next_id{1};
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+  // Access policy.
+  std::string api_key;
+  std::vector<std::string> allow_hosts, allow_origins;
+  serve::HttpLimits limits;
 };
 
 // ---- errors ----
@@ -84,211 +106,146 @@ void send_error(httplib::Response& res, int status, const std::string& message, 
   res.set_content(json_text(e), "application/json");
 }
 
-struct BadRequest {
-  std::string message;
-  std::string param;
-};
-
-// ---- request parsing ----
-
-// The fields a request may have; any other is an error (a typo must not be silently ignored).
-const std::set<std::string> kCommonFields = {"model", "max_tokens", "temperature", "top_p", "top_k", "min_p",
-                                             "repeat_penalty", "repeat_last_n", "seed", "stop", "stream", "n",
-                                             "user", "presence_penalty", "frequency_penalty", "logprobs",
-                                             "stream_options"};
-const std::set<std::string> kCompletionFields = {"prompt", "echo", "suffix", "best_of"};
-const std::set<std::string> kChatFields = {"messages", "max_completion_tokens"};
-
-bool get_number(const json& body, const char* key, double lo, double hi, double* out, BadRequest* bad) {
-  auto it = body.find(key);
-  if (it == body.end() || it->is_null()) return true;
-  if (!it->is_number() || !std::isfinite(it->get<double>()) || it->get<double>() < lo || it->get<double>() > hi) {
-    std::ostringstream m;
-    m << "'" << key << "' must be a number in [" << lo << ", " << hi << "]";
-    *bad = {m.str(), key};
-    return false;
-  }
-  *out = it->get<double>();
-  return true;
+void send_bad(httplib::Response& res, const serve::BadRequest& bad) {
+  send_error(res, bad.status, bad.message, "invalid_request_error", bad.param.empty() ? nullptr : bad.param.c_str());
 }
 
-bool get_int(const json& body, const char* key, long lo, long hi, long* out, BadRequest* bad) {
-  auto it = body.find(key);
-  if (it == body.end() || it->is_null()) return true;
-  if (!it->is_number_integer() || it->get<long long>() < lo || it->get<long long>() > hi) {
-    *bad = {"'" + std::string(key) + "' must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]",
-            key};
-    return false;
-  }
-  *out = (long)it->get<long long>();
-  return true;
+// ---- access policy (before a request's body is read) ----
+
+std::string lower(std::string s) {
+  for (char& c : s) c = (char)std::tolower((unsigned char)c);
+  return s;
 }
 
-// Parses the body into *req (prompt text in *prompt). chat: messages -> a plain-text transcript.
-bool parse_request(const Server& S, const std::string& text, bool chat, GenRequest* req, std::string* prompt,
-                   bool* stream, BadRequest* bad) {
-  json body = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (body.is_discarded()) {
-    *bad = {"the request body is not valid JSON", ""};
-    return false;
-  }
-  if (!body.is_object()) {
-    *bad = {"the request body must be a JSON object", ""};
-    return false;
-  }
-  for (auto it = body.begin(); it != body.end(); ++it) {
-    const std::string& k = it.key();
-    if (!kCommonFields.count(k) && !(chat ? kChatFields : kCompletionFields).count(k)) {
-      *bad = {"unknown field '" + k + "'", k};
-      return false;
-    }
-  }
-  // Accepted for compatibility only at their neutral values.
-  for (const char* k : {"presence_penalty", "frequency_penalty"}) {
-    auto it = body.find(k);
-    if (it != body.end() && !it->is_null() && !(it->is_number() && it->get<double>() == 0)) {
-      *bad = {std::string("'") + k + "' is not supported (use repeat_penalty)", k};
-      return false;
-    }
-  }
-  for (const char* k : {"logprobs", "echo", "suffix"}) {
-    auto it = body.find(k);
-    if (it != body.end() && !it->is_null() && !(it->is_boolean() && !it->get<bool>())) {
-      *bad = {std::string("'") + k + "' is not supported", k};
-      return false;
-    }
-  }
-  long n = 1, best_of = 1;
-  if (!get_int(body, "n", 1, 1, &n, bad) || !get_int(body, "best_of", 1, 1, &best_of, bad)) {
-    if (bad->param == "n" || bad->param == "best_of") bad->message = "only one choice per request is supported";
-    return false;
-  }
-  if (body.contains("model") && !body["model"].is_null() && !body["model"].is_string()) {
-    *bad = {"'model' must be a string", "model"};
-    return false;
-  }
-  if (body.contains("user") && !body["user"].is_null() && !body["user"].is_string()) {
-    *bad = {"'user' must be a string", "user"};
-    return false;
-  }
-  *stream = false;
-  if (body.contains("stream") && !body["stream"].is_null()) {
-    if (!body["stream"].is_boolean()) {
-      *bad = {"'stream' must be true or false", "stream"};
-      return false;
-    }
-    *stream = body["stream"].get<bool>();
-  }
-  if (body.contains("stream_options") && !body["stream_options"].is_null() && !body["stream_options"].is_object()) {
-    *bad = {"'stream_options' must be an object", "stream_options"};
-    return false;
-  }
+std::string trim(const std::string& s) {
+  const size_t a = s.find_first_not_of(" \t"), b = s.find_last_not_of(" \t");
+  return a == std::string::npos ? std::string() : s.substr(a, b - a + 1);
+}
 
-  // Sampling: absent fields take qtf run's defaults.
-  SamplerOptions& so = req->sampler;
-  double temperature = so.temperature, top_p = so.top_p, min_p = so.min_p, repeat_penalty = so.repeat_penalty;
-  long top_k = so.top_k, repeat_last_n = so.repeat_last_n, max_tokens = 128, seed = -1;
-  if (!get_number(body, "temperature", 0, 100, &temperature, bad) || !get_number(body, "top_p", 0, 1, &top_p, bad) ||
-      !get_number(body, "min_p", 0, 1, &min_p, bad) ||
-      !get_number(body, "repeat_penalty", 0.01, 100, &repeat_penalty, bad) ||
-      !get_int(body, "top_k", 0, 1 << 30, &top_k, bad) || !get_int(body, "repeat_last_n", 0, 1 << 16, &repeat_last_n, bad) ||
-      !get_int(body, "seed", 0, (1L << 53), &seed, bad) ||
-      !get_int(body, "max_tokens", 1, S.max_tokens_cap, &max_tokens, bad) ||
-      (chat && !get_int(body, "max_completion_tokens", 1, S.max_tokens_cap, &max_tokens, bad)))
-    return false;
-  so.temperature = (float)temperature;
-  so.top_p = (float)top_p;
-  so.min_p = (float)min_p;
-  so.repeat_penalty = (float)repeat_penalty;
-  so.top_k = (int)top_k;
-  so.repeat_last_n = (int)repeat_last_n;
-  if (seed >= 0) so.seed = (uint64_t)seed;
-  req->max_tokens = (int)max_tokens;
-
-  if (body.contains("stop") && !body["stop"].is_null()) {
-    const json& st = body["stop"];
-    std::vector<json> items = st.is_array() ? std::vector<json>(st.begin(), st.end()) : std::vector<json>{st};
-    if (items.size() > 4) {
-      *bad = {"'stop' may hold at most 4 sequences", "stop"};
-      return false;
-    }
-    for (const json& s : items) {
-      if (!s.is_string() || s.get<std::string>().empty() || s.get<std::string>().size() > 256) {
-        *bad = {"'stop' must be a non-empty string (at most 256 bytes) or an array of them", "stop"};
-        return false;
-      }
-      req->stop.push_back(s.get<std::string>());
-    }
-  }
-
-  if (!chat) {
-    auto it = body.find("prompt");
-    if (it == body.end()) {
-      *bad = {"'prompt' is required", "prompt"};
-      return false;
-    }
-    if (it->is_array() && it->size() == 1 && (*it)[0].is_string()) *prompt = (*it)[0].get<std::string>();
-    else if (it->is_string()) *prompt = it->get<std::string>();
-    else {
-      *bad = {"'prompt' must be a string (or an array of one string)", "prompt"};
-      return false;
-    }
+// Host names a request may use: localhost, IP addresses (a DNS-rebinding page has a name, never an address)
+// and --allow-host names.
+bool host_allowed(const Server& S, const std::string& host_header) {
+  if (host_header.empty()) return true;  // HTTP/1.0 clients; browsers always send Host
+  std::string h = lower(trim(host_header));
+  if (!h.empty() && h[0] == '[') {
+    const size_t close = h.find(']');
+    if (close == std::string::npos) return false;
+    h = h.substr(1, close - 1);
+    in6_addr a6;
+    if (inet_pton(AF_INET6, h.c_str(), &a6) == 1) return true;
   } else {
-    // A plain transcript the way the shipped (play-script) models know dialogue:
-    // "USER:\n<content>\n\nASSISTANT:\n", turns separated by blank lines; a turn ends at a blank line.
-    auto it = body.find("messages");
-    if (it == body.end() || !it->is_array() || it->empty()) {
-      *bad = {"'messages' must be a non-empty array", "messages"};
-      return false;
+    const size_t colon = h.find(':');
+    if (colon != std::string::npos) h = h.substr(0, colon);
+    in_addr a4;
+    if (inet_pton(AF_INET, h.c_str(), &a4) == 1) return true;
+  }
+  if (h == "localhost") return true;
+  for (const std::string& a : S.allow_hosts)
+    if (a == "*" || lower(a) == h) return true;
+  return false;
+}
+
+bool origin_allowed(const Server& S, const std::string& origin) {
+  for (const std::string& a : S.allow_origins)
+    if (a == "*" || lower(a) == lower(origin)) return true;
+  return false;
+}
+
+// Compares without an early exit, so the time taken does not tell how much of a guess was right.
+bool same_secret(const std::string& a, const std::string& b) {
+  unsigned diff = a.size() != b.size();
+  for (size_t i = 0; i < a.size(); ++i) diff |= (unsigned)(a[i] ^ b[i % (b.size() ? b.size() : 1)]);
+  return diff == 0 && !b.empty();
+}
+
+void add_cors(const Server& S, const httplib::Request& req, httplib::Response& res) {
+  const std::string origin = req.get_header_value("Origin");
+  if (origin.empty() || !origin_allowed(S, origin)) return;
+  res.set_header("Access-Control-Allow-Origin", origin);
+  res.set_header("Vary", "Origin");
+}
+
+// Answers here (Handled) anything refused before the body is read, OPTIONS, and /v1/models/{id}.
+httplib::Server::HandlerResponse pre_route(Server& S, const httplib::Request& req, httplib::Response& res) {
+  using R = httplib::Server::HandlerResponse;
+  auto refuse = [&](int status, const std::string& message, const char* type = "invalid_request_error") {
+    send_error(res, status, message, type);
+    S.metrics.count("refused", status);
+    return R::Handled;
+  };
+  // httplib adds REMOTE_ADDR, REMOTE_PORT, LOCAL_ADDR and LOCAL_PORT to the headers it read.
+  if ((int)req.headers.size() - 4 > S.limits.max_headers)
+    return refuse(431, "too many request headers (at most " + std::to_string(S.limits.max_headers) + ")");
+  if (req.get_header_value_count("Host") > 1 || !host_allowed(S, req.get_header_value("Host")))
+    return refuse(403, "Host '" + req.get_header_value("Host") + "' is not allowed (see --allow-host)");
+  const std::string origin = req.get_header_value("Origin");
+  if (!origin.empty() && !origin_allowed(S, origin))
+    return refuse(403, "cross-origin requests from '" + origin + "' are refused (see --allow-origin)");
+  if (req.method == "OPTIONS") {  // a CORS preflight (or a client asking what is allowed)
+    res.status = 204;
+    res.set_header("Allow", "GET, POST, OPTIONS");
+    if (!origin.empty()) {
+      res.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+      res.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type");
+      res.set_header("Access-Control-Max-Age", "600");
     }
-    prompt->clear();
-    for (const json& msg : *it) {
-      if (!msg.is_object() || !msg.contains("role") || !msg["role"].is_string() || !msg.contains("content") ||
-          !msg["content"].is_string()) {
-        *bad = {"each message needs a string 'role' and a string 'content'", "messages"};
-        return false;
-      }
-      for (auto f = msg.begin(); f != msg.end(); ++f)
-        if (f.key() != "role" && f.key() != "content" && f.key() != "name") {
-          *bad = {"unknown field '" + f.key() + "' in a message", "messages"};
-          return false;
-        }
-      std::string role = msg["role"].get<std::string>();
-      if (role != "system" && role != "user" && role != "assistant") {
-        *bad = {"a message's role must be system, user or assistant", "messages"};
-        return false;
-      }
-      for (char& c : role) c = (char)std::toupper((unsigned char)c);
-      *prompt += role + ":\n" + msg["content"].get<std::string>() + "\n\n";
+    return R::Handled;
+  }
+  if (!S.api_key.empty() && req.path != "/health") {
+    const std::string auth = req.get_header_value("Authorization");
+    const bool bearer = auth.size() > 7 && lower(auth.substr(0, 7)) == "bearer ";
+    if (!bearer || !same_secret(trim(auth.substr(7)), S.api_key)) {
+      res.set_header("WWW-Authenticate", "Bearer");
+      return refuse(401, "a valid API key is required: 'Authorization: Bearer KEY'", "authentication_error");
     }
-    *prompt += "ASSISTANT:\n";
-    if (req->stop.empty()) req->stop.push_back("\n\n");
   }
-  // Tokenize; the prompt must leave room for at least one generated token.
-  const Tokenizer& tok = S.model.tokenizer();
-  req->prompt.resize(prompt->size() + 1);  // at most one token per byte with today's tokenizers
-  int n_ids = 0;
-  Status st = tok.encode(prompt->data(), prompt->size(), req->prompt.data(), (int)req->prompt.size(), &n_ids, nullptr);
-  if (st.code() == Err::out_of_range && n_ids > (int)req->prompt.size()) {  // if not: once more, as large as needed
-    req->prompt.resize(n_ids);
-    st = tok.encode(prompt->data(), prompt->size(), req->prompt.data(), (int)req->prompt.size(), &n_ids, nullptr);
+  if (req.method == "POST") {
+    const std::string encoding = lower(trim(req.get_header_value("Content-Encoding")));
+    if (!encoding.empty() && encoding != "identity")
+      return refuse(415, "Content-Encoding '" + encoding + "' is not accepted: send the body uncompressed");
+    const std::string type = lower(trim(req.get_header_value("Content-Type").substr(
+        0, req.get_header_value("Content-Type").find(';'))));
+    if (type != "application/json")
+      return refuse(415, "Content-Type must be application/json (got '" + req.get_header_value("Content-Type") + "')");
+    const bool has_te = req.has_header("Transfer-Encoding"), has_cl = req.has_header("Content-Length");
+    if (has_te && (lower(trim(req.get_header_value("Transfer-Encoding"))) != "chunked" || has_cl ||
+                   req.get_header_value_count("Transfer-Encoding") > 1))
+      return refuse(400, "Transfer-Encoding must be 'chunked' alone, without Content-Length");
+    if (!has_te && !has_cl) return refuse(411, "a request body needs Content-Length (or chunked encoding)");
+    if (has_cl) {
+      const std::string cl = trim(req.get_header_value("Content-Length"));
+      if (req.get_header_value_count("Content-Length") > 1 || cl.empty() || cl.size() > 18 ||
+          cl.find_first_not_of("0123456789") != std::string::npos)
+        return refuse(400, "Content-Length must be one decimal number");
+      if (std::strtoull(cl.c_str(), nullptr, 10) > S.limits.max_body)
+        return refuse(413, "the request body is too large (at most " + std::to_string(S.limits.max_body) +
+                               " bytes; see --max-body)");
+    }
   }
-  if (!st.ok()) {
-    *bad = {std::string("cannot tokenize the prompt: ") + st.message(), chat ? "messages" : "prompt"};
-    return false;
+  static const std::string models = "/v1/models/";
+  if (req.method == "GET" && req.path.compare(0, models.size(), models) == 0) {
+    const std::string id = req.path.substr(models.size());
+    if (id != S.name) {
+      send_error(res, 404, "the model '" + id + "' does not exist (this server has '" + S.name + "')",
+                 "invalid_request_error", "model");
+      return R::Handled;
+    }
+    res.set_content(json_text({{"id", S.name}, {"object", "model"}, {"created", 0}, {"owned_by", "qtf"}}),
+                    "application/json");
+    return R::Handled;
   }
-  req->prompt.resize(n_ids);
-  if (n_ids == 0) {
-    *bad = {"the prompt has no tokens in this model's vocabulary", chat ? "messages" : "prompt"};
-    return false;
-  }
-  if (n_ids >= S.n_ctx) {
-    *bad = {"the prompt is " + std::to_string(n_ids) + " tokens; this server's context holds " +
-                std::to_string(S.n_ctx) + " (prompt + generated)",
-            chat ? "messages" : "prompt"};
-    return false;
-  }
-  return true;
+  return R::Unhandled;
+}
+
+// A chunked body is only bounded while read (no length up front): check what arrived.
+bool body_fits(const Server& S, const httplib::Request& req, httplib::Response& res, const char* endpoint,
+               Metrics& m) {
+  if (req.body.size() <= S.limits.max_body) return true;
+  send_error(res, 413, "the request body is too large (at most " + std::to_string(S.limits.max_body) +
+                           " bytes; see --max-body)",
+             "invalid_request_error");
+  m.count(endpoint, 413);
+  return false;
 }
 
 // ---- responses ----
@@ -319,6 +276,41 @@ json qtf_json(const GenResult& r, const char* profile) {
           {"total_ms", r.total_ms}};
 }
 
+std::string token_string(const Server& S, int32_t id) {
+  format::Str t = S.model.tokenizer().token_text(id);
+  return std::string(t.data, t.size);
+}
+
+// OpenAI's logprobs objects for tokens [from, to) of r: completions' (parallel lists) or chat's (a list).
+json logprobs_json(const Server& S, const GenResult& r, size_t from, size_t to, bool chat, size_t text_base) {
+  if (chat) {
+    json content = json::array();
+    auto entry = [&](int32_t id, float lp) {
+      const std::string t = token_string(S, id);
+      json bytes = json::array();
+      for (unsigned char c : t) bytes.push_back((int)c);
+      return json{{"token", t}, {"logprob", std::isfinite(lp) ? lp : -9999.0f}, {"bytes", bytes}};
+    };
+    for (size_t i = from; i < to; ++i) {
+      json e = entry(r.tokens[i].id, r.tokens[i].logprob);
+      e["top_logprobs"] = json::array();
+      for (const auto& alt : r.tokens[i].top) e["top_logprobs"].push_back(entry(alt.first, alt.second));
+      content.push_back(e);
+    }
+    return {{"content", content}};
+  }
+  json tokens = json::array(), lps = json::array(), tops = json::array(), offsets = json::array();
+  for (size_t i = from; i < to; ++i) {
+    tokens.push_back(token_string(S, r.tokens[i].id));
+    lps.push_back(std::isfinite(r.tokens[i].logprob) ? r.tokens[i].logprob : -9999.0f);
+    json top = json::object();
+    for (const auto& alt : r.tokens[i].top) top[token_string(S, alt.first)] = std::isfinite(alt.second) ? alt.second : -9999.0f;
+    tops.push_back(top);
+    offsets.push_back(text_base + r.tokens[i].offset);
+  }
+  return {{"tokens", tokens}, {"token_logprobs", lps}, {"top_logprobs", tops}, {"text_offset", offsets}};
+}
+
 void record(Server& S, const std::string& endpoint, const GenResult& r, bool completed) {
   std::lock_guard<std::mutex> lock(S.metrics.mu);
   ++S.metrics.requests[{endpoint, 200}];
@@ -333,16 +325,38 @@ void record(Server& S, const std::string& endpoint, const GenResult& r, bool com
   }
 }
 
+// Choice i of a request: the same request with seed + i.
+GenRequest choice_request(const serve::ParsedRequest& pr, int i) {
+  GenRequest g = pr.gen;
+  g.sampler.seed += (uint64_t)i;
+  return g;
+}
+
+// Sums the choices of a request into one result for usage and the qtf report.
+void add_choice(GenResult* total, const GenResult& r, int i) {
+  if (i == 0) total->prompt_tokens = r.prompt_tokens;
+  total->completion_tokens += r.completion_tokens;
+  total->counters.merge(r.counters);
+  if (i == 0) total->first_token_ms = r.first_token_ms;
+  total->total_ms += r.total_ms;
+}
+
 void handle_generate(Server& S, const httplib::Request& http, httplib::Response& res, bool chat) {
   const std::string endpoint = chat ? "chat_completions" : "completions";
-  GenRequest req;
-  std::string prompt;
-  bool stream = false;
-  BadRequest bad;
-  if (!parse_request(S, http.body, chat, &req, &prompt, &stream, &bad)) {
-    send_error(res, 400, bad.message, "invalid_request_error", bad.param.empty() ? nullptr : bad.param.c_str());
-    S.metrics.count(endpoint, 400);
+  if (!body_fits(S, http, res, endpoint.c_str(), S.metrics)) return;
+  auto pr = std::make_shared<serve::ParsedRequest>();
+  serve::BadRequest bad;
+  if (!serve::parse_generation(S.rc, http.body, chat, pr.get(), &bad)) {
+    send_bad(res, bad);
+    S.metrics.count(endpoint, bad.status);
     return;
+  }
+  // Characters outside the vocabulary are left out of the prompt: say so (qtf run warns on stderr).
+  json warnings = json::array();
+  if (pr->dropped_bytes > 0) {
+    warnings.push_back(std::to_string(pr->dropped_bytes) +
+                       " bytes of the prompt are not in this model's vocabulary and were left out");
+    res.set_header("X-Qtf-Warning", warnings[0].get<std::string>());
   }
   bool queue_full = false;
   serve::Slot* slot = S.pool.acquire(S.queue_timeout, &queue_full);
@@ -358,79 +372,148 @@ void handle_generate(Server& S, const httplib::Request& http, httplib::Response&
   auto lease = std::make_shared<serve::SlotLease>(&S.pool, slot);
   const std::string id = (chat ? "chatcmpl-" : "cmpl-") + std::to_string(S.next_id++);
   const int64_t created = (int64_t)std::time(nullptr);
-  const std::string object = chat ? "chat.completion" : "text_completion";
   serve::Energy energy{&S.profiles, S.profile};
+  const std::string echo = pr->echo ? pr->prompt_text : std::string();
 
-  if (!stream) {
-    GenResult r;
-    std::string err;
-    if (!serve::generate(*slot, S.model, energy, req, [](const std::string&) { return true; }, &r, &err)) {
-      send_error(res, 500, "generation failed: " + err, "server_error");
-      S.metrics.count(endpoint, 500);
-      return;
+  if (!pr->stream) {
+    GenResult total;
+    json choices = json::array();
+    for (int i = 0; i < pr->n; ++i) {
+      GenResult r;
+      std::string err;
+      if (!serve::generate(*slot, S.model, energy, choice_request(*pr, i),
+                           [](const std::string&, size_t) { return true; }, &r, &err)) {
+        send_error(res, 500, "generation failed: " + err, "server_error");
+        S.metrics.count(endpoint, 500);
+        return;
+      }
+      json choice = {{"index", i}, {"finish_reason", r.finish}, {"logprobs", nullptr}};
+      if (pr->gen.logprobs >= 0) choice["logprobs"] = logprobs_json(S, r, 0, r.tokens.size(), chat, echo.size());
+      if (chat) choice["message"] = {{"role", "assistant"}, {"content", r.text}};
+      else choice["text"] = echo + r.text;
+      choices.push_back(choice);
+      add_choice(&total, r, i);
     }
-    json choice = {{"index", 0}, {"finish_reason", r.finish}};
-    if (chat) choice["message"] = {{"role", "assistant"}, {"content", r.text}};
-    else {
-      choice["text"] = r.text;
-      choice["logprobs"] = nullptr;
-    }
-    json out = {{"id", id}, {"object", object}, {"created", created}, {"model", S.name},
-                {"choices", json::array({choice})}, {"usage", usage_json(r)}, {"qtf", qtf_json(r, S.profile->name)}};
+    json out = {{"id", id}, {"object", chat ? "chat.completion" : "text_completion"}, {"created", created},
+                {"model", S.name}, {"choices", choices}, {"usage", usage_json(total)},
+                {"qtf", qtf_json(total, S.profile->name)}};
+    if (!warnings.empty()) out["warnings"] = warnings;
     res.set_content(json_text(out), "application/json");
-    record(S, endpoint, r, true);
+    record(S, endpoint, total, true);
     return;
   }
 
-  // Streaming: one server-sent event per text piece, then a final chunk with finish_reason, then [DONE].
-  // The provider runs on this connection's thread after the handler returns; the lease keeps the slot.
+  // Streaming: one server-sent event per text piece, then a chunk with finish_reason per choice (choices one
+  // after another), the usage chunk when asked for, then [DONE]. The provider runs on this connection's
+  // thread after the handler returns; the lease keeps the slot.
   res.set_header("Cache-Control", "no-cache");
   res.set_header("X-Accel-Buffering", "no");
-  const std::string chunk_object = chat ? "chat.completion.chunk" : "text_completion";
-  const bool include_usage = [&] {
-    json b = json::parse(http.body, nullptr, false);
-    return b.contains("stream_options") && b["stream_options"].is_object() &&
-           b["stream_options"].value("include_usage", false);
-  }();
   res.set_chunked_content_provider(
-      "text/event-stream",
-      [&S, req, lease, id, created, chat, chunk_object, endpoint, energy, include_usage](size_t,
-                                                                                         httplib::DataSink& sink) {
+      "text/event-stream", [&S, pr, lease, id, created, chat, endpoint, energy, warnings, echo](size_t,
+                                                                                            httplib::DataSink& sink) {
         auto event = [&](const json& j) {
           std::string line = "data: " + json_text(j) + "\n\n";
           return sink.write(line.data(), line.size());
         };
-        auto chunk = [&](const json& delta_or_text, const json& finish) {
-          json choice = {{"index", 0}, {"finish_reason", finish}};
+        auto chunk = [&](int index, const json& delta_or_text, const json& finish) {
+          json choice = {{"index", index}, {"finish_reason", finish}, {"logprobs", nullptr}};
           if (chat) choice["delta"] = delta_or_text;
-          else {
-            choice["text"] = delta_or_text;
-            choice["logprobs"] = nullptr;
-          }
-          return json{{"id", id}, {"object", chunk_object}, {"created", created}, {"model", S.name},
-                      {"choices", json::array({choice})}};
+          else choice["text"] = delta_or_text;
+          return json{{"id", id}, {"object", chat ? "chat.completion.chunk" : "text_completion"},
+                      {"created", created}, {"model", S.name}, {"choices", json::array({choice})}};
         };
-        bool alive = !chat || event(chunk({{"role", "assistant"}, {"content", ""}}, nullptr));
-        GenResult r;
+        GenResult total;
+        bool ok = true;
         std::string err;
-        bool ok = alive && serve::generate(*lease->slot, S.model, energy, req,
-                                           [&](const std::string& piece) {
-                                             return event(chunk(chat ? json{{"content", piece}} : json(piece), nullptr));
-                                           },
-                                           &r, &err);
+        for (int i = 0; ok && i < pr->n; ++i) {
+          ok = chat ? event(chunk(i, {{"role", "assistant"}, {"content", ""}}, nullptr))
+                    : echo.empty() || event(chunk(i, json(echo), nullptr));
+          GenResult r;
+          size_t logged = 0;  // tokens whose logprobs went out
+          ok = ok && serve::generate(*lease->slot, S.model, energy, choice_request(*pr, i),
+                                     [&](const std::string& piece, size_t ready) {
+                                       json c = chunk(i, chat ? json{{"content", piece}} : json(piece), nullptr);
+                                       if (pr->gen.logprobs >= 0) {
+                                         c["choices"][0]["logprobs"] =
+                                             logprobs_json(S, r, logged, ready, chat, echo.size());
+                                         logged = ready;
+                                       }
+                                       return event(c);
+                                     },
+                                     &r, &err);
+          if (!ok) {
+            total.counters.merge(r.counters);
+            break;
+          }
+          json last = chunk(i, chat ? json::object() : json(""), r.finish);
+          if (pr->gen.logprobs >= 0 && logged < r.tokens.size())
+            last["choices"][0]["logprobs"] = logprobs_json(S, r, logged, r.tokens.size(), chat, echo.size());
+          add_choice(&total, r, i);
+          if (i + 1 == pr->n) {
+            last["qtf"] = qtf_json(total, S.profile->name);
+            if (!warnings.empty()) last["warnings"] = warnings;
+          }
+          ok = event(last);
+        }
+        if (ok && pr->include_usage) {
+          ok = event({{"id", id}, {"object", chat ? "chat.completion.chunk" : "text_completion"},
+                      {"created", created}, {"model", S.name}, {"choices", json::array()},
+                      {"usage", usage_json(total)}});
+        }
         if (ok) {
-          json last = chunk(chat ? json::object() : json(""), r.finish);
-          last["qtf"] = qtf_json(r, S.profile->name);
-          if (include_usage) last["usage"] = usage_json(r);
           const char done[] = "data: [DONE]\n\n";
-          ok = event(last) && sink.write(done, sizeof done - 1);
-        } else if (alive && err != "client disconnected") {
+          ok = sink.write(done, sizeof done - 1);
+        } else if (!err.empty() && err != "client disconnected") {
           event({{"error", {{"message", "generation failed: " + err}, {"type", "server_error"}}}});
         }
-        record(S, endpoint, r, ok);
+        record(S, endpoint, total, ok);
         sink.done();
         return ok;
       });
+}
+
+void handle_tokenize(Server& S, const httplib::Request& req, httplib::Response& res) {
+  if (!body_fits(S, req, res, "tokenize", S.metrics)) return;
+  std::vector<int32_t> ids;
+  int dropped = 0;
+  serve::BadRequest bad;
+  if (!serve::parse_tokenize(S.rc, req.body, &ids, &dropped, &bad)) {
+    send_bad(res, bad);
+    S.metrics.count("tokenize", bad.status);
+    return;
+  }
+  json out = {{"tokens", ids}};
+  if (dropped > 0)
+    out["warnings"] = {std::to_string(dropped) + " bytes are not in this model's vocabulary and were left out"};
+  res.set_content(json_text(out), "application/json");
+  S.metrics.count("tokenize", 200);
+}
+
+void handle_detokenize(Server& S, const httplib::Request& req, httplib::Response& res) {
+  if (!body_fits(S, req, res, "detokenize", S.metrics)) return;
+  std::string text;
+  serve::BadRequest bad;
+  if (!serve::parse_detokenize(S.rc, req.body, &text, &bad)) {
+    send_bad(res, bad);
+    S.metrics.count("detokenize", bad.status);
+    return;
+  }
+  res.set_content(json_text({{"content", text}}), "application/json");
+  S.metrics.count("detokenize", 200);
+}
+
+void handle_apply_template(Server& S, const httplib::Request& req, httplib::Response& res) {
+  if (!body_fits(S, req, res, "apply_template", S.metrics)) return;
+  std::string prompt;
+  serve::BadRequest bad;
+  if (!serve::parse_apply_template(S.rc, req.body, &prompt, &bad)) {
+    send_bad(res, bad);
+    S.metrics.count("apply_template", bad.status);
+    return;
+  }
+  res.set_content(json_text({{"prompt", prompt}, {"chat_template", serve::chat_form_name(S.rc.chat_form)}}),
+                  "application/json");
+  S.metrics.count("apply_template", 200);
 }
 
 // ---- /metrics (Prometheus text format) ----
@@ -491,42 +574,128 @@ std::string metrics_text(Server& S) {
 
 }  // namespace
 
+namespace {
+
+// The tokenizer keys (CONTRACT.md) and the chat form: --chat-template, else --chat-template-file, else the
+// model's tokenizer.chat_template. False (error printed) for a bad option.
+bool setup_requests(Server& S, const std::string& form, const char* template_file, int max_tokens) {
+  serve::RequestContext& rc = S.rc;
+  const format::ModelFile& f = S.model.file();
+  rc.tokenizer = &S.model.tokenizer();
+  rc.vocab = S.model.model().cfg.vocab;
+  rc.n_ctx = S.n_ctx;
+  rc.max_tokens_cap = max_tokens;
+  int64_t bos = -1, eos = -1, add_bos = 0;
+  (void)f.get_i64_or("tokenizer.bos_id", &bos);
+  (void)f.get_i64_or("tokenizer.eos_id", &eos);
+  (void)f.get_i64_or("tokenizer.add_bos", &add_bos);
+  rc.special.bos = bos >= 0 && bos < rc.vocab ? (int)bos : -1;
+  rc.special.eos = eos >= 0 && eos < rc.vocab ? (int)eos : -1;
+  rc.add_bos = add_bos == 1 && rc.special.bos >= 0;
+  // Chat markers the vocabulary holds as single tokens.
+  for (int id = 0; id < rc.vocab; ++id) {
+    format::Str t = S.model.tokenizer().token_text(id);
+    if (t.size < 3 || t.size > 32 || t.data[0] != '<') continue;
+    const std::string s(t.data, t.size);
+    for (const std::string& m : serve::chat_markers())
+      if (s == m && !S.markers.count(s)) S.markers[s] = id;
+  }
+  const std::map<std::string, int>* markers = &S.markers;
+  rc.special.find = [markers](const std::string& m) {
+    auto it = markers->find(m);
+    return it == markers->end() ? -1 : it->second;
+  };
+  if (!form.empty()) {
+    if (!serve::chat_form_from_name(form, &rc.chat_form)) {
+      std::fprintf(stderr, "qtf serve: --chat-template: unknown form '%s' (chatml, llama2, mistral, llama3, "
+                           "zephyr, phi3, gemma, transcript)\n", form.c_str());
+      return false;
+    }
+    return true;
+  }
+  std::string text, source;
+  if (template_file) {
+    std::ifstream in(template_file, std::ios::binary);
+    std::ostringstream all;
+    all << in.rdbuf();
+    if (!in) {
+      std::fprintf(stderr, "qtf serve: cannot read the chat template file %s\n", template_file);
+      return false;
+    }
+    text = all.str().substr(0, 1 << 20);
+    source = template_file;
+  } else {
+    format::Str t;
+    format::MetaEntry e;
+    if (f.find_meta("tokenizer.chat_template", &e) && e.as_str(&t)) text.assign(t.data, t.size);
+    source = "the model's tokenizer.chat_template";
+  }
+  if (text.empty()) return true;  // no template: the transcript
+  bool recognised = false;
+  rc.chat_form = serve::recognise_chat_template(text, &recognised);
+  if (!recognised)
+    std::fprintf(stderr, "qtf serve: warning: %s is not a form qtf knows; chat uses the plain transcript "
+                         "(choose one with --chat-template)\n", source.c_str());
+  return true;
+}
+
+}  // namespace
+
 int cmd_serve(int argc, char** argv) {
   ModelOptions mo;
-  std::string host = "127.0.0.1", name;
+  std::string host = "127.0.0.1", name, chat_form;
+  const char* chat_template_file = nullptr;
+  auto S = std::make_unique<Server>();
   int port = 8080, parallel = 4, queue = 16, queue_timeout_s = 30, max_tokens = 4096, max_body = 1 << 20;
+  int max_connections = 128, request_timeout_s = 10, write_timeout_s = 10;
+  if (const char* key = std::getenv("QTF_API_KEY")) S->api_key = key;
   const int parsed = parse_options(argc, argv, "serve", kUsage, &mo, [&](Args& a) {
     const char* v = nullptr;
     bool ok = true;
     if (a.is("--host")) ok = a.value(&v) && (host = v, true);
     else if (a.is("--port")) ok = a.int_value(0, 65535, &port);
+    else if (a.is("--api-key")) ok = a.value(&v) && (S->api_key = v, true);
+    else if (a.is("--allow-host")) ok = a.value(&v) && (S->allow_hosts.push_back(v), true);
+    else if (a.is("--allow-origin")) ok = a.value(&v) && (S->allow_origins.push_back(v), true);
+    else if (a.is("--chat-template")) ok = a.value(&v) && (chat_form = v, true);
+    else if (a.is("--chat-template-file")) ok = a.value(&chat_template_file);
     else if (a.is("--parallel")) ok = a.int_value(1, 256, &parallel);
     else if (a.is("--queue")) ok = a.int_value(0, 4096, &queue);
     else if (a.is("--queue-timeout")) ok = a.int_value(0, 3600, &queue_timeout_s);
     else if (a.is("--max-tokens")) ok = a.int_value(1, 1 << 20, &max_tokens);
     else if (a.is("--max-body")) ok = a.int_value(64, 1 << 30, &max_body);
+    else if (a.is("--max-connections")) ok = a.int_value(8, 4096, &max_connections);
+    else if (a.is("--request-timeout")) ok = a.int_value(1, 3600, &request_timeout_s);
+    else if (a.is("--write-timeout")) ok = a.int_value(1, 3600, &write_timeout_s);
     else if (a.is("--name")) ok = a.value(&v) && (name = v, true);
     else return kUnknown;
     return ok ? kParsed : kBadValue;
   });
   if (parsed != kConsumed) return parsed;
 
-  auto S = std::make_unique<Server>();
   if (!load_model(mo, &S->model) || !load_profiles(mo, &S->profiles, &S->profile)) return 1;
   Status st = validate_options(S->model.model(), mo.ctx);
+  // Every request waits on its own connection thread: keep room for /health and refusals beside them.
+  if (st.ok() && parallel + queue + 8 > max_connections)
+    st = Status::error(Err::invalid_argument, "--max-connections %d is too small for --parallel %d + --queue %d "
+                       "(needs at least %d)", max_connections, parallel, queue, parallel + queue + 8);
   if (st.ok()) st = S->pool.init(S->model, mo.ctx, parallel, queue);
   if (!st.ok()) {
     std::fprintf(stderr, "qtf serve: %s\n", st.message());
     return 1;
   }
   S->n_ctx = mo.ctx.n_ctx ? mo.ctx.n_ctx : S->model.model().cfg.context;
-  S->max_tokens_cap = max_tokens;
   S->queue_timeout = std::chrono::seconds(queue_timeout_s);
+  if (!setup_requests(*S, chat_form, chat_template_file, max_tokens)) return 2;
   if (name.empty()) {
     const char* slash = std::strrchr(mo.model_path, '/');
     name = slash ? slash + 1 : mo.model_path;
   }
   S->name = name;
+  S->limits.max_body = (size_t)max_body;
+  S->limits.max_connections = max_connections;
+  S->limits.request_timeout = std::chrono::seconds(request_timeout_s);
+  S->limits.write_timeout = std::chrono::seconds(write_timeout_s);
 
   // SIGINT/SIGTERM: blocked in every thread, taken by one watcher thread that stops the server.
   sigset_t sigs;
@@ -536,18 +705,15 @@ int cmd_serve(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  httplib::Server http;
-  // Threads: every context's stream, every waiting request, and a few for /health, /metrics and
-  // rejections. Connections beyond those wait in the listen backlog.
-  const int threads = parallel + queue + 4;
-  http.new_task_queue = [threads] { return new httplib::ThreadPool((size_t)threads); };
-  http.set_payload_max_length((size_t)max_body);
-  http.set_keep_alive_max_count(100);
+  serve::GuardedServer http(S->limits);
   Server& s = *S;
 
+  http.set_pre_routing_handler(
+      [&s](const httplib::Request& req, httplib::Response& res) { return pre_route(s, req, res); });
   http.Get("/health", [&s](const httplib::Request&, httplib::Response& res) {
     json j = {{"status", "ok"}, {"model", s.name}, {"n_ctx", s.n_ctx}, {"slots", s.pool.size()},
-              {"slots_busy", s.pool.busy()}, {"queue_waiting", s.pool.waiting()}};
+              {"slots_busy", s.pool.busy()}, {"queue_waiting", s.pool.waiting()},
+              {"chat_template", serve::chat_form_name(s.rc.chat_form)}};
     res.set_content(json_text(j), "application/json");
   });
   http.Get("/metrics", [&s](const httplib::Request&, httplib::Response& res) {
@@ -563,8 +729,29 @@ int cmd_serve(int argc, char** argv) {
   http.Post("/v1/chat/completions", [&s](const httplib::Request& req, httplib::Response& res) {
     handle_generate(s, req, res, true);
   });
-  // Everything else: JSON errors (404 unknown path, 405 wrong method, 413 body too large, ...).
+  http.Post("/tokenize", [&s](const httplib::Request& req, httplib::Response& res) { handle_tokenize(s, req, res); });
+  http.Post("/detokenize",
+            [&s](const httplib::Request& req, httplib::Response& res) { handle_detokenize(s, req, res); });
+  http.Post("/apply-template",
+            [&s](const httplib::Request& req, httplib::Response& res) { handle_apply_template(s, req, res); });
+  // Everything else: JSON errors (404 unknown path, 405 wrong method, 413 body too large, ...); a request
+  // cut short by the connection's limits says which.
   http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    const serve::ConnectionState* c = serve::current_connection();
+    const serve::ReadFault fault = c ? c->fault : serve::ReadFault::none;
+    if (fault == serve::ReadFault::timeout) {
+      res.status = 408;
+      send_error(res, 408, "the request did not arrive in time (see --request-timeout)", "invalid_request_error");
+      return;
+    }
+    if (fault == serve::ReadFault::head_too_large) {
+      send_error(res, 431, "the request head is too large", "invalid_request_error");
+      return;
+    }
+    if (fault == serve::ReadFault::body_too_large) {
+      send_error(res, 413, "the request body is too large (see --max-body)", "invalid_request_error");
+      return;
+    }
     if (!res.body.empty()) return;
     const char* msg = res.status == 404   ? "no such endpoint"
                       : res.status == 405 ? "method not allowed"
@@ -572,6 +759,17 @@ int cmd_serve(int argc, char** argv) {
                                           : "bad request";
     send_error(res, res.status, std::string(msg) + ": " + req.method + " " + req.path,
                res.status >= 500 ? "server_error" : "invalid_request_error");
+  });
+  // After every answer: CORS headers for an allowed origin; an error answer closes the connection (its
+  // body may be unread).
+  http.set_post_routing_handler([&s](const httplib::Request& req, httplib::Response& res) {
+    add_cors(s, req, res);
+    serve::ConnectionState* c = serve::current_connection();
+    if (res.status >= 400 && c) c->close = true;
+    if (c && c->close && res.get_header_value("Connection") != "close") {
+      res.headers.erase("Keep-Alive");
+      res.set_header("Connection", "close");
+    }
   });
   http.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
     send_error(res, 500, "internal error", "server_error");
@@ -595,7 +793,7 @@ int cmd_serve(int argc, char** argv) {
   }
   // Debian's libcpp-httplib 0.11 listens with a backlog of 5 (compiled in): a burst of new connections
   // beyond that (seen under sanitizers with 24 at once) can be reset before the accept loop takes them.
-  // listen() again on the bound socket widens it; the wait queue above stays the real bound.
+  // listen() again on the bound socket widens it.
   for (int fd : sockets) {
     int listening = 0;
     socklen_t len = sizeof listening;
@@ -608,11 +806,11 @@ int cmd_serve(int argc, char** argv) {
     stopping = true;
     http.stop();
   });
-  std::printf("qtf serve: %s on http://%s:%d (%d contexts of %d tokens, queue %d)\n", s.name.c_str(), host.c_str(),
-              bound, parallel, s.n_ctx, queue);
-  if (host != "127.0.0.1" && host != "localhost" && host != "::1")
-    std::printf("qtf serve: warning: listening beyond this machine (%s); there is no authentication\n",
-                host.c_str());
+  std::printf("qtf serve: %s on http://%s:%d (%d contexts of %d tokens, queue %d, chat %s)\n", s.name.c_str(),
+              host.c_str(), bound, parallel, s.n_ctx, queue, serve::chat_form_name(s.rc.chat_form));
+  if (host != "127.0.0.1" && host != "localhost" && host != "::1" && s.api_key.empty())
+    std::printf("qtf serve: warning: listening beyond this machine (%s) without --api-key: anyone who can reach "
+                "it can use it\n", host.c_str());
   std::fflush(stdout);
   bool ok = http.listen_after_bind();
   if (!stopping) pthread_kill(watcher.native_handle(), SIGTERM);  // listen failed by itself: end the watcher
