@@ -5,14 +5,14 @@
 #   tools/fuzz.sh long [SECONDS]   fuzz each harness for SECONDS (default 600), one after another
 #   tools/fuzz.sh build            only build
 # Environment: QTF_FUZZ_BUILD (build dir, default build-fuzz), QTF_FUZZ_SMOKE_SECONDS (default 12),
-# QTF_FUZZ_HARNESSES (default "reader model tokenizer prompt request").
+# QTF_FUZZ_HARNESSES (default "reader model tokenizer prompt request gguf").
 # The working corpus grows in $QTF_FUZZ_BUILD/corpus-work/<harness>; crash inputs are saved as
 # $QTF_FUZZ_BUILD/crashes/<harness>-crash-*; replay one with: $QTF_FUZZ_BUILD/tests/fuzz/fuzz_<harness> FILE
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-smoke}
 build=${QTF_FUZZ_BUILD:-build-fuzz}
-harnesses=${QTF_FUZZ_HARNESSES:-reader model tokenizer prompt request}
+harnesses=${QTF_FUZZ_HARNESSES:-reader model tokenizer prompt request gguf}
 jobs=$(nproc 2>/dev/null || echo 2)
 
 case "$mode" in
@@ -44,6 +44,7 @@ seed_dirs() {  # the seed folders of one harness (as in tests/fuzz/CMakeLists.tx
     tokenizer) echo "$seeds/text" ;;
     prompt) echo "$seeds/prompt" ;;
     request) echo "$seeds/request" ;;
+    gguf) echo "$seeds/gguf" ;;
   esac
 }
 max_len() {
@@ -52,6 +53,7 @@ max_len() {
     tokenizer) echo 4096 ;;
     prompt) echo 512 ;;
     request) echo 4096 ;;
+    gguf) echo 65536 ;;
   esac
 }
 

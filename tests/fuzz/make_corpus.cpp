@@ -1,6 +1,6 @@
-// Writes the fuzz seed corpus (valid and damaged inputs) into OUTDIR/{files,text,prompt,request}:
-//   files/  model files for fuzz_reader and fuzz_model; text/ for fuzz_tokenizer; prompt/ for fuzz_prompt;
-//   request/ qtf serve request bodies for fuzz_request.
+// Writes the fuzz seed corpus (valid and damaged inputs) into OUTDIR/{files,gguf,text,prompt,request}:
+//   files/  model files for fuzz_reader and fuzz_model; gguf/ for fuzz_gguf; text/ for fuzz_tokenizer;
+//   prompt/ for fuzz_prompt; request/ qtf serve request bodies for fuzz_request.
 // Generated rather than committed, so the seeds follow the format and the harness layouts as they change.
 #include <cmath>
 #include <cstdio>
@@ -12,6 +12,7 @@
 
 #include "host/writer.h"
 #include "fuzz_util.h"
+#include "support/gguf_writer.h"
 #include "support/model_edit.h"
 
 using namespace qtf;
@@ -82,6 +83,25 @@ void model_files() {
   save("files", "nan_weight.qtf", qtf::testing::rewrite_model(base, nan));
   no_tokens.meta = [](const std::string& k, format::Writer*) { return k == "tokenizer.tokens"; };
   save("files", "bad_no_tokenizer.qtf", qtf::testing::rewrite_model(base, no_tokens));
+}
+
+// GGUF files for fuzz_gguf: valid ones of each imported type and architecture, and a few damaged ones.
+void gguf_files() {
+  const struct { const char* name; uint32_t type, k_type; const char* arch; bool tied; } valid[] = {
+      {"llama_f32.gguf", 0, 0, "llama", false}, {"llama_f16_q6k.gguf", 1, 14, "llama", true},
+      {"qwen2_q8_0_q4k.gguf", 8, 12, "qwen2", false}, {"llama_q4_0_bf16.gguf", 2, 30, "llama", true}};
+  for (const auto& v : valid) save("gguf", v.name, qtf::testing::tiny_llama_gguf(v.type, v.k_type, v.arch, v.tied));
+  const Bytes base = qtf::testing::tiny_llama_gguf(8, 14);
+  save("gguf", "truncated.gguf", Bytes(base.begin(), base.begin() + (long)base.size() / 2));
+  Bytes v1 = base;
+  v1[4] = 1;
+  save("gguf", "v1.gguf", v1);
+  qtf::testing::GgufWriter vocab;  // a vocab-only file: the tokenizer path
+  vocab.str("tokenizer.ggml.model", "llama");
+  vocab.strs("tokenizer.ggml.tokens", {"<unk>", "<s>", "</s>", "<0x0A>", "\xe2\x96\x81" "a"});
+  vocab.f32s("tokenizer.ggml.scores", {0, 0, 0, 0, -1});
+  vocab.i32s("tokenizer.ggml.token_type", {2, 3, 3, 6, 1});
+  save("gguf", "vocab_spm.gguf", vocab.finish());
 }
 
 void text_inputs() {
@@ -169,6 +189,7 @@ int main(int argc, char** argv) {
   }
   g_out = argv[1];
   model_files();
+  gguf_files();
   text_inputs();
   prompt_inputs();
   request_inputs();

@@ -106,4 +106,62 @@ class GgufWriter {
   std::vector<T> tensors_;
 };
 
+// A small valid Llama-family GGUF (gpt2 tokenizer of V tokens): d 32, 1 layer, 2 heads (1 kv head),
+// d_ff 256 so that ffn_down's rows fit a K-quant block; matrices of ggml type `type` (ffn_down: k_type),
+// vectors F32. Block bytes follow a fixed pattern (every byte decodes to some value). For seeds and
+// tests that need any valid file, not particular values.
+inline std::vector<uint8_t> tiny_llama_gguf(uint32_t type, uint32_t k_type, const char* arch = "llama",
+                                            bool tied = false, uint32_t V = 16) {
+  const uint64_t d = 32, ff = 256, kv = 16;
+  auto bytes_of = [](uint32_t t, uint64_t n) -> uint64_t {
+    switch (t) {
+      case 0: return 4 * n;
+      case 1: case 30: return 2 * n;
+      case 2: return n / 32 * 18;
+      case 8: return n / 32 * 34;
+      case 12: return n / 256 * 144;
+      case 14: return n / 256 * 210;
+      default: return n;
+    }
+  };
+  GgufWriter g;
+  const std::string a = std::string(arch) + ".";
+  g.str("general.architecture", arch);
+  g.u32(a + "context_length", 64);
+  g.u32(a + "embedding_length", (uint32_t)d);
+  g.u32(a + "block_count", 1);
+  g.u32(a + "feed_forward_length", (uint32_t)ff);
+  g.u32(a + "attention.head_count", 2);
+  g.u32(a + "attention.head_count_kv", 1);
+  g.f32(a + "attention.layer_norm_rms_epsilon", 1e-5f);
+  g.str("tokenizer.ggml.model", "gpt2");
+  g.str("tokenizer.ggml.pre", "gpt-2");
+  std::vector<std::string> toks = {"<|endoftext|>", "\xc4\xa0", "a", "b", "\xc4\xa0" "a"};
+  for (uint32_t i = (uint32_t)toks.size(); i < V; ++i) toks.push_back(std::string(1, (char)('c' + i)));
+  toks.resize(V);
+  g.strs("tokenizer.ggml.tokens", toks);
+  g.strs("tokenizer.ggml.merges", {"\xc4\xa0 a"});
+  auto add = [&](const std::string& name, std::vector<uint64_t> ne, uint32_t t) {
+    uint64_t n = 1;
+    for (uint64_t x : ne) n *= x;
+    std::vector<uint8_t> b((size_t)bytes_of(t, n));
+    for (size_t i = 0; i < b.size(); ++i) b[i] = (uint8_t)(t == 0 ? (i % 4 == 3 ? 0x3c : 0) : (i * 37 + 11) % 251);
+    g.tensor(name, ne, t, b.data(), b.size());
+  };
+  add("token_embd.weight", {d, V}, type);
+  add("blk.0.attn_norm.weight", {d}, 0);
+  add("blk.0.ffn_norm.weight", {d}, 0);
+  add("blk.0.attn_q.weight", {d, d}, type);
+  add("blk.0.attn_k.weight", {d, kv}, type);
+  add("blk.0.attn_v.weight", {d, kv}, type);
+  if (std::string(arch) == "qwen2") add("blk.0.attn_q.bias", {d}, 0), add("blk.0.attn_k.bias", {kv}, 0);
+  add("blk.0.attn_output.weight", {d, d}, type);
+  add("blk.0.ffn_gate.weight", {d, ff}, type);
+  add("blk.0.ffn_up.weight", {d, ff}, type);
+  add("blk.0.ffn_down.weight", {ff, d}, k_type);
+  add("output_norm.weight", {d}, 0);
+  if (!tied) add("output.weight", {d, V}, type);
+  return g.finish();
+}
+
 }  // namespace qtf::testing
