@@ -272,7 +272,7 @@ class ServeHostile(unittest.TestCase):
         grew = self.s.peak_rss_mb() - self.base_mb
         self.assertLess(grew, allowed_mb, f"{what}: peak RSS grew {grew:.0f} MB")
 
-    def test_deeply_nested_stop_is_refused_not_a_crash(self):
+    def test_nested_stop(self):
         for deep in ("[" * 150000 + "]" * 150000, '{"a":' * 100000 + "1" + "}" * 100000):
             status, _, r = self.s.post("/v1/completions", raw='{"prompt": "ROMEO:", "stop": ' + deep + "}",
                                        headers=JSON)
@@ -280,7 +280,7 @@ class ServeHostile(unittest.TestCase):
             self.assertIn("nested deeper", r["error"]["message"])
         self.alive()
 
-    def test_chunked_body_is_cut_at_max_body(self):
+    def test_chunked_body(self):
         head = (b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                 b"Transfer-Encoding: chunked\r\n\r\n")
         chunk = b"10000\r\n" + b'{"prompt":"ROMEO' * 4096 + b"\r\n"  # 64 KiB chunks
@@ -303,7 +303,7 @@ class ServeHostile(unittest.TestCase):
         reply = self.s.raw(head + b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n", timeout=10)
         self.assertEqual(status_of(reply), 200, reply[:300])
 
-    def test_compressed_body_is_refused_before_inflating(self):
+    def test_compressed_body(self):
         z, mb = zlib.compressobj(9, zlib.DEFLATED, 31), b"A" * (1 << 20)  # gzip: ~50 KB that inflate to 50 MB
         bomb = z.compress(b'{"prompt": "') + b"".join(z.compress(mb) for _ in range(50)) + z.compress(b'"}') + z.flush()
         status, _, r = self.s.post("/v1/completions", raw=bomb, headers=dict(JSON, **{"Content-Encoding": "gzip"}))
@@ -312,7 +312,7 @@ class ServeHostile(unittest.TestCase):
         self.assert_small("gzip body")
         self.alive()
 
-    def test_header_flood_gets_431(self):
+    def test_header_flood(self):
         many = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-A: b\r\n" * 5000 + b"\r\n"
         self.assertEqual(status_of(self.s.raw(many)), 431)
         sixty = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"".join(b"X-%d: b\r\n" % i for i in range(70)) + b"\r\n"
@@ -328,7 +328,7 @@ class ServeHostile(unittest.TestCase):
         self.assert_small("header flood")
         self.alive()
 
-    def test_slow_and_idle_clients_do_not_starve_health(self):
+    def test_slow_and_idle_clients(self):
         stop = threading.Event()
         trickle_head = b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10\r\n"
         tricklers = [socket.create_connection(("127.0.0.1", self.s.port), timeout=5) for _ in range(24)]
@@ -401,7 +401,7 @@ class ServeHostile(unittest.TestCase):
         # --request-timeout 2: every trickling request was cut (not held for as long as it trickles).
         self.assertTrue(all(c is not None and c < 3.0 for c in cut), cut)
 
-    def test_connection_limit_refuses_at_once_and_recovers(self):
+    def test_connection_limit(self):
         s = Server("--parallel", "1", "--queue", "1", "--max-connections", "16")
         try:
             socks = [socket.create_connection(("127.0.0.1", s.port), timeout=2) for _ in range(40)]
@@ -427,7 +427,7 @@ class ServeHostile(unittest.TestCase):
         finally:
             self.assertEqual(s.stop()[0], 0)
 
-    def test_client_mistakes_are_4xx_and_edge_values_work(self):
+    def test_client_mistakes(self):
         for body, status in [({"top_p": 0}, 200), ({"min_p": 1}, 200), ({"temperature": 0, "top_p": 0}, 200),
                              ({"stream": True, "stream_options": {"include_usage": "yes"}}, 400),
                              ({"stream_options": []}, 400), ({"top_k": -1}, 400), ({"seed": "1"}, 400),
@@ -455,7 +455,7 @@ class ServeHostile(unittest.TestCase):
                 self.assertEqual(r["error"]["param"], "messages" if "response_format" not in body and
                                  "logprobs" not in body and "top_logprobs" not in body else r["error"]["param"])
 
-    def test_protocol_abuse_is_4xx(self):
+    def test_protocol_abuse(self):
         h = b"Host: 127.0.0.1\r\nContent-Type: application/json\r\n"
         cases = [
             (b"POST /v1/completions HTTP/1.1\r\n" + h + b"\r\n{}", 411),
@@ -505,13 +505,13 @@ class ServeAccess(unittest.TestCase):
         self.assertEqual(self.call("/v1/models", {"Authorization": None}, "GET")[0], 401)
         self.assertEqual(self.call("/health", {"Authorization": None}, "GET")[0], 200)  # probes need no key
 
-    def test_host_allow_list_stops_dns_rebinding(self):
+    def test_host_allow_list(self):
         for host, want in [("localhost:8080", 200), ("127.0.0.1", 200), ("[::1]:80", 200), ("10.1.2.3:8080", 200),
                            ("evil.example", 403), ("evil.example:8080", 403), ("localhost.evil.example", 403)]:
             with self.subTest(host=host):
                 self.assertEqual(self.call("/v1/models", {"Host": host}, "GET")[0], want)
 
-    def test_origin_cors_and_options(self):
+    def test_origin_cors(self):
         status, headers, _ = self.call(headers={"Origin": "https://evil.example"})
         self.assertEqual(status, 403)
         self.assertNotIn("Access-Control-Allow-Origin", headers)
@@ -528,7 +528,7 @@ class ServeAccess(unittest.TestCase):
         status, headers, _ = self.call(method="OPTIONS", headers={"Authorization": None})
         self.assertEqual((status, headers.get("Allow")), (204, "GET, POST, OPTIONS"))
 
-    def test_content_type_must_be_json(self):
+    def test_content_type(self):
         # text/plain is what a web page may post without a CORS preflight.
         for ctype in ("text/plain", "application/x-www-form-urlencoded", None):
             with self.subTest(ctype=ctype):
@@ -633,7 +633,7 @@ class ServeOpenAI(unittest.TestCase):
         self.assertEqual(chat([{"type": "text", "text": "Who art "}, {"type": "text", "text": "thou?"}]),
                          chat("Who art thou?"))
 
-    def test_lost_characters_are_reported(self):
+    def test_lost_characters(self):
         status, headers, r = self.s.post("/v1/completions", {"prompt": "ROMEO: \u00e9t\u00e9 \U0001F600",
                                                              "max_tokens": 2}, headers=JSON)
         self.assertEqual(status, 200)
