@@ -108,7 +108,7 @@ class GgufWriter {
 
 // A small valid Llama-family GGUF (gpt2 tokenizer of V tokens): d 32, 1 layer, 2 heads (1 kv head),
 // d_ff 256 so that ffn_down's rows fit a K-quant block; matrices of ggml type `type` (ffn_down: k_type),
-// vectors F32. Block bytes follow a fixed pattern (every byte decodes to some value). For seeds and
+// vectors F32. Block bytes follow a fixed pattern (below 0x3c: every f16 scale finite). For seeds and
 // tests that need any valid file, not particular values.
 inline std::vector<uint8_t> tiny_llama_gguf(uint32_t type, uint32_t k_type, const char* arch = "llama",
                                             bool tied = false, uint32_t V = 16) {
@@ -145,7 +145,7 @@ inline std::vector<uint8_t> tiny_llama_gguf(uint32_t type, uint32_t k_type, cons
     uint64_t n = 1;
     for (uint64_t x : ne) n *= x;
     std::vector<uint8_t> b((size_t)bytes_of(t, n));
-    for (size_t i = 0; i < b.size(); ++i) b[i] = (uint8_t)(t == 0 ? (i % 4 == 3 ? 0x3c : 0) : (i * 37 + 11) % 251);
+    for (size_t i = 0; i < b.size(); ++i) b[i] = (uint8_t)(t == 0 ? (i % 4 == 3 ? 0x3c : 0) : (i * 37 + 11) % 0x3c);  // f16 scales finite
     g.tensor(name, ne, t, b.data(), b.size());
   };
   add("token_embd.weight", {d, V}, type);
