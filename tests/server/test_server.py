@@ -465,6 +465,8 @@ class ServeHostile(unittest.TestCase):
             (b"POST /v1/completions HTTP/1.1\r\n" + h + b"Transfer-Encoding: gzip, chunked\r\n\r\n", 400),
             (b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\n\r\n", 431),
             (b"GET /health HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 403),
+            (b"POST /v1/completions HTTP/1.1\r\n" + h + b"Content-Length: 99999999\r\nExpect: 100-continue\r\n\r\n",
+             413),  # refused before the body is invited
         ]
         for data, want in cases:
             with self.subTest(data=data[:80]):

@@ -710,6 +710,10 @@ int cmd_serve(int argc, char** argv) {
 
   http.set_pre_routing_handler(
       [&s](const httplib::Request& req, httplib::Response& res) { return pre_route(s, req, res); });
+  // "Expect: 100-continue": the same checks first, so a refused body is never invited.
+  http.set_expect_100_continue_handler([&s](const httplib::Request& req, httplib::Response& res) {
+    return pre_route(s, req, res) == httplib::Server::HandlerResponse::Handled ? res.status : 100;
+  });
   http.Get("/health", [&s](const httplib::Request&, httplib::Response& res) {
     json j = {{"status", "ok"}, {"model", s.name}, {"n_ctx", s.n_ctx}, {"slots", s.pool.size()},
               {"slots_busy", s.pool.busy()}, {"queue_waiting", s.pool.waiting()},
