@@ -401,6 +401,28 @@ class ServeHostile(unittest.TestCase):
         # --request-timeout 2: every trickling request was cut (not held for as long as it trickles).
         self.assertTrue(all(c is not None and c < 4.5 for c in cut), cut)
 
+    def test_client_that_stops_reading(self):
+        def health():
+            return json.loads(self.s.request("GET", "/health")[2])
+
+        def disconnects():
+            body = self.s.request("GET", "/metrics")[2].decode()
+            return float(re.search(r"^qtf_client_disconnects_total (\S+)$", body, re.M).group(1))
+        before = disconnects()
+        # ~5 MB of events (16 choices, 20 alternatives per token) to a socket with a 1 KB receive buffer.
+        body = json.dumps({"messages": [{"role": "user", "content": "x"}], "max_tokens": 250, "n": 16, "seed": 1,
+                           "stream": True, "logprobs": True, "top_logprobs": 20}).encode()
+        with socket.socket() as c:
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+            c.connect(("127.0.0.1", self.s.port))
+            c.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            t0 = time.monotonic()
+            while health()["slots_busy"] > 0:  # --write-timeout 2: the stalled stream gives its context back
+                self.assertLess(time.monotonic() - t0, 8, "a client that does not read kept its context")
+                time.sleep(0.2)
+            self.assertEqual(disconnects(), before + 1)
+
     def test_connection_limit(self):
         s = Server("--parallel", "1", "--queue", "1", "--max-connections", "16")
         try:
