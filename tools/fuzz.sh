@@ -5,14 +5,14 @@
 #   tools/fuzz.sh long [SECONDS]   fuzz each harness for SECONDS (default 600), one after another
 #   tools/fuzz.sh build            only build
 # Environment: QTF_FUZZ_BUILD (build dir, default build-fuzz), QTF_FUZZ_SMOKE_SECONDS (default 12),
-# QTF_FUZZ_HARNESSES (default "reader model tokenizer prompt request gguf").
+# QTF_FUZZ_HARNESSES (default "reader model tokenizer prompt request gguf safetensors json").
 # The working corpus grows in $QTF_FUZZ_BUILD/corpus-work/<harness>; crash inputs are saved as
 # $QTF_FUZZ_BUILD/crashes/<harness>-crash-*; replay one with: $QTF_FUZZ_BUILD/tests/fuzz/fuzz_<harness> FILE
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-smoke}
 build=${QTF_FUZZ_BUILD:-build-fuzz}
-harnesses=${QTF_FUZZ_HARNESSES:-reader model tokenizer prompt request gguf}
+harnesses=${QTF_FUZZ_HARNESSES:-reader model tokenizer prompt request gguf safetensors json}
 jobs=$(nproc 2>/dev/null || echo 2)
 
 case "$mode" in
@@ -45,6 +45,8 @@ seed_dirs() {  # the seed folders of one harness (as in tests/fuzz/CMakeLists.tx
     prompt) echo "$seeds/prompt" ;;
     request) echo "$seeds/request" ;;
     gguf) echo "$seeds/gguf" ;;
+    safetensors) echo "$seeds/safetensors" ;;
+    json) echo "$seeds/json" ;;
   esac
 }
 max_len() {
@@ -54,6 +56,7 @@ max_len() {
     prompt) echo 512 ;;
     request) echo 4096 ;;
     gguf) echo 65536 ;;
+    safetensors|json) echo 8192 ;;
   esac
 }
 
@@ -66,7 +69,10 @@ for h in $harnesses; do
   mkdir -p "$work"
   log="$build/fuzz_$h.log"
   replay=""  # also replayed, not mutated: real exported models, and inputs that once failed
-  case "$h" in reader|model) replay=tests/fixtures ;; esac
+  case "$h" in
+    reader|model) replay=tests/fixtures ;;
+    safetensors|json) replay=tests/fixtures/tinystories-656k ;;  # the real HF files
+  esac
   [ -d "tests/fuzz/regressions/$h" ] && replay="$replay tests/fuzz/regressions/$h"
   # Inputs that reach UB inside third-party headers (ignored here by ubsan_ignorelist.txt; GCC's UBSan
   # in tools/sanitize.sh has no ignore list, so ctest does not replay these).

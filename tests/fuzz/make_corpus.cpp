@@ -14,6 +14,7 @@
 #include "fuzz_util.h"
 #include "support/gguf_writer.h"
 #include "support/model_edit.h"
+#include "support/safetensors_writer.h"
 
 using namespace qtf;
 using Bytes = std::vector<uint8_t>;
@@ -182,6 +183,61 @@ void request_inputs() {
 
 }  // namespace
 
+// Safetensors files (fuzz_safetensors) and JSON texts (fuzz_json: the reader, config.json and
+// tokenizer.json mappings); the real TinyStories-656K files are replayed from tests/fixtures as well.
+void import_inputs() {
+  using qtf::testing::StEntry;
+  const float f[4] = {1, -2, 0.5f, 3};
+  const uint16_t h[4] = {0x3C00, 0xC000, 0x3800, 0x4200};
+  const std::vector<StEntry> es = {{"w", "F32", {2, 2}, Bytes((const uint8_t*)f, (const uint8_t*)f + 16)},
+                                   {"h", "F16", {4}, Bytes((const uint8_t*)h, (const uint8_t*)h + 8)},
+                                   {"b", "BF16", {1, 2}, Bytes((const uint8_t*)h, (const uint8_t*)h + 4)},
+                                   {"i", "I64", {1}, Bytes(8, 7)}};
+  const Bytes st = qtf::testing::make_safetensors(es, "{\"format\":\"pt\"}");
+  save("safetensors", "valid.safetensors", st);
+  save("safetensors", "valid_empty.safetensors", qtf::testing::make_safetensors({}, ""));
+  save("safetensors", "bad_truncated.safetensors", Bytes(st.begin(), st.begin() + (long)st.size() - 3));
+  Bytes b = st;
+  b[0] = 0xFF, b[7] = 0x7F;  // a header length far past the file
+  save("safetensors", "bad_header_length.safetensors", b);
+  const std::string overlap = "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                              "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}";
+  b.assign(8, 0);
+  b[0] = (uint8_t)overlap.size();
+  b.insert(b.end(), overlap.begin(), overlap.end());
+  b.resize(b.size() + 16, 0);
+  save("safetensors", "bad_overlap.safetensors", b);
+
+  const char* texts[][2] = {
+      {"config_llama.json",
+       "{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_act\":\"silu\",\"hidden_size\":64,\"intermediate_size\":96,"
+       "\"num_hidden_layers\":2,\"num_attention_heads\":4,\"num_key_value_heads\":2,\"vocab_size\":300,"
+       "\"max_position_embeddings\":128,\"rms_norm_eps\":1e-5,\"rope_theta\":10000.0,\"rope_scaling\":null,"
+       "\"tie_word_embeddings\":false,\"attention_bias\":true}"},
+      {"config_qwen2.json",
+       "{\"architectures\":[\"Qwen2ForCausalLM\"],\"hidden_act\":\"silu\",\"hidden_size\":64,\"intermediate_size\":96,"
+       "\"num_hidden_layers\":1,\"num_attention_heads\":4,\"vocab_size\":300,\"max_position_embeddings\":131072,"
+       "\"rms_norm_eps\":1e-6,\"use_sliding_window\":false,\"rope_scaling\":{\"type\":\"yarn\",\"factor\":4}}"},
+      {"tokenizer_spm.json",
+       "{\"added_tokens\":[{\"id\":0,\"content\":\"<unk>\",\"special\":true},{\"id\":1,\"content\":\"<s>\",\"special\":true}],"
+       "\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"Prepend\",\"prepend\":\"\u2581\"},"
+       "{\"type\":\"Replace\",\"pattern\":{\"String\":\" \"},\"content\":\"\u2581\"}]},\"pre_tokenizer\":null,"
+       "\"post_processor\":{\"type\":\"TemplateProcessing\",\"single\":[{\"SpecialToken\":{\"id\":\"<s>\"}},{\"Sequence\":{\"id\":\"A\"}}]},"
+       "\"model\":{\"type\":\"BPE\",\"unk_token\":\"<unk>\",\"fuse_unk\":true,\"byte_fallback\":true,"
+       "\"vocab\":{\"<unk>\":0,\"<s>\":1,\"a\":2,\"b\":3,\"ab\":4,\"\u2581\":5,\"<0x0A>\":6},\"merges\":[\"a b\",[\"\u2581\",\"ab\"]]},"
+       "\"bos_token\":{\"content\":\"<s>\"},\"add_bos_token\":true,\"chat_template\":\"{{ x }}\"}"},
+      {"tokenizer_bytelevel.json",
+       "{\"added_tokens\":[{\"id\":4,\"content\":\"<|endoftext|>\",\"special\":true}],\"normalizer\":null,"
+       "\"pre_tokenizer\":{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"use_regex\":true},"
+       "\"model\":{\"type\":\"BPE\",\"vocab\":{\"\u0120\":0,\"a\":1,\"\u0120a\":2,\"\u010a\":3},\"merges\":[\"\u0120 a\"]},"
+       "\"eos_token\":\"<|endoftext|>\",\"chat_template\":[{\"name\":\"default\",\"template\":\"t\"}]}"},
+      {"escapes.json", "[\"\\ud83d\\ude00\", \"\\u0000\\n\", -0.0, 1e308, 9223372036854775807, {\"\":[[[]]]}]"},
+      {"bad_surrogate.json", "[\"\\ud800\"]"},
+      {"bad_deep.json", "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]"},
+  };
+  for (const auto& t : texts) save("json", t[0], str_bytes(t[1]));
+}
+
 int main(int argc, char** argv) {
   if (argc != 2) {
     std::fprintf(stderr, "usage: fuzz_corpus OUTDIR\n");
@@ -193,6 +249,7 @@ int main(int argc, char** argv) {
   text_inputs();
   prompt_inputs();
   request_inputs();
+  import_inputs();
   std::printf("fuzz_corpus: wrote %d seeds to %s\n", g_written, argv[1]);
   return 0;
 }

@@ -19,7 +19,7 @@
 #include "import/import.h"
 #include "import/json.h"
 #include "import/safetensors.h"
-#include "import_util.h"
+#include "support/safetensors_writer.h"
 
 using namespace qtf;
 using namespace qtf::import;
@@ -159,25 +159,27 @@ TEST_CASE("hf: config.json: TinyStories-656K, then missing keys, wrong types, un
   CHECK((c.context == 65536 && c.max_positions == 131072));
 }
 
-TEST_CASE("hf: TinyStories-656K imported in memory gives the HF-convention reference logits") {
+namespace {
+
+// Imports dir in memory, runs reference.json's tokens from position 0 and returns the largest
+// |logit - reference| over its positions.
+double reference_gap(const std::string& dir, int* checked_out) {
   std::vector<uint8_t> img;
-  Status s = hf_dir_to_qtf(kDir.c_str(), &img);
+  Status s = hf_dir_to_qtf(dir.c_str(), &img);
   REQUIRE_MESSAGE(s.ok(), s.message());
   host::LoadedModel lm;
   s = lm.load_memory(img.data(), img.size());
   REQUIRE_MESSAGE(s.ok(), s.message());
   const ModelConfig& c = lm.model().cfg;
-  CHECK((c.vocab == 2048 && c.d == 128 && c.n_layers == 2 && c.n_heads == 8 && c.n_kv_heads == 4 && c.d_ff == 384));
-
   json::Document ref;
-  const std::string text = read_text(kDir + "/reference.json");
+  const std::string text = read_text(dir + "/reference.json");
   REQUIRE(ref.parse(text.data(), text.size(), "reference.json").ok());
   json::Value tokens = ref.root().get("tokens"), positions = ref.root().get("positions"), logits = ref.root().get("logits");
-  REQUIRE(tokens.size() >= 64);
+  REQUIRE(tokens.size() >= 16);
   host::HostContext hc;
   REQUIRE(hc.init(lm, ContextOptions()).ok());
   double worst = 0;
-  size_t checked = 0;
+  int checked = 0;
   json::Value pos = positions.first(), row = logits.first();
   int t = 0;
   for (json::Value tok = tokens.first(); tok.exists(); tok = tok.next(), ++t) {
@@ -194,9 +196,81 @@ TEST_CASE("hf: TinyStories-656K imported in memory gives the HF-convention refer
     pos = pos.next();
     row = row.next();
   }
-  CHECK(checked == positions.size());
+  CHECK(checked == (int)positions.size());
+  *checked_out = checked;
+  return worst;
+}
+
+}  // namespace
+
+TEST_CASE("hf: TinyStories-656K imported in memory gives the HF-convention reference logits") {
+  std::vector<uint8_t> img;
+  REQUIRE(hf_dir_to_qtf(kDir.c_str(), &img).ok());
+  host::LoadedModel lm;
+  REQUIRE(lm.load_memory(img.data(), img.size()).ok());
+  const ModelConfig& c = lm.model().cfg;
+  CHECK((c.vocab == 2048 && c.d == 128 && c.n_layers == 2 && c.n_heads == 8 && c.n_kv_heads == 4 && c.d_ff == 384));
+  int checked = 0;
+  const double worst = reference_gap(kDir, &checked);
   MESSAGE("TinyStories-656K: max |logit - HF reference| = " << worst << " over " << checked << " positions");
   CHECK(worst <= 1e-4);
+}
+
+TEST_CASE("hf: a tiny Qwen2 (q/k/v biases, GQA, untied, F16/BF16, ByteLevel tokenizer) gives its reference logits") {
+  const std::string dir = std::string(QTF_SOURCE_DIR) + "/tests/fixtures/hf-qwen2-tiny";
+  int checked = 0;
+  const double worst = reference_gap(dir, &checked);
+  MESSAGE("tiny Qwen2: max |logit - HF reference| = " << worst << " over " << checked << " positions");
+  CHECK(worst <= 1e-4);
+  std::vector<uint8_t> img;
+  REQUIRE(hf_dir_to_qtf(dir.c_str(), &img).ok());
+  format::ModelFile f;
+  REQUIRE(f.open(img.data(), img.size()).ok());
+  format::Str v;
+  int64_t x = -99;
+  REQUIRE(f.get_str("tokenizer.pre", &v).ok());
+  CHECK(v.equals("gpt2"));
+  REQUIRE(f.get_str("tokenizer.normalizer", &v).ok());
+  CHECK(v.equals("none"));
+  REQUIRE(f.get_i64("model.linear_bias", &x).ok());
+  CHECK(x == 1);  // q/k/v biases given, o/gate/up/down zeros
+  REQUIRE(f.get_i64("model.tied_embeddings", &x).ok());
+  CHECK(x == 0);
+  REQUIRE(f.get_i64("tokenizer.bos_id", &x).ok());
+  CHECK(x == -1);
+  REQUIRE(f.get_i64("tokenizer.eos_id", &x).ok());
+  CHECK(x == 262);
+  REQUIRE(f.get_i64("tokenizer.add_bos", &x).ok());
+  CHECK(x == 0);
+  REQUIRE(f.get_str("tokenizer.chat_template", &v).ok());
+  CHECK(std::string(v.data, v.size).find("{% for m in messages %}<|im_start|>{{ m['role'] }}\n") == 0);
+  format::MetaEntry tokens, merges, types;
+  REQUIRE(f.find_meta("tokenizer.tokens", &tokens));
+  REQUIRE(f.find_meta("tokenizer.merges", &merges));
+  REQUIRE(f.find_meta("tokenizer.token_types", &types));
+  REQUIRE(tokens.count == 300);
+  format::Str t;
+  auto token = [&](uint32_t i) {
+    tokens.str_at(i, &t);
+    return std::string(t.data, t.size);
+  };
+  // GPT-2's alphabet undone (id b is byte b here): U+0100 -> byte 0, U+0120 -> the space, 'A' itself,
+  // U+00BC -> byte 0xBC (not UTF-8 alone, so escaped); merges too.
+  CHECK(token(0) == "\\x00");
+  CHECK(token(32) == "\\x20");
+  CHECK(token(65) == "A");
+  CHECK(token(188) == "\\xbc");
+  CHECK(token(258) == "\\x20the");
+  CHECK(token(260) == "\xc3\xa9");  // é: its two bytes merged, valid UTF-8 literal
+  CHECK(token(261) == "<|im_start|>");
+  CHECK(token(263) == "[PAD263]");
+  merges.str_at(0, &t);
+  CHECK(std::string(t.data, t.size) == "\\x20 t");
+  int64_t ty = 0;
+  REQUIRE(types.i64_at(262, &ty));
+  CHECK(ty == 3);
+  REQUIRE(types.i64_at(299, &ty));
+  CHECK(ty == 5);
 }
 
 TEST_CASE("hf: TinyStories-656K tokenizer keys") {

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "import/safetensors.h"
-#include "import_util.h"
+#include "support/safetensors_writer.h"
 
 using namespace qtf;
 using namespace qtf::import;

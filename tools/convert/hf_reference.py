@@ -9,9 +9,13 @@ pairs) and must give the same logits; this module is the outside check. numpy on
         writes DIR/reference.json: the reference logits of the first --tokens ids of hf_ids.json's
         stories (BOS + story, one after another: the text's first tokens) at a few positions (what
         tests/import/test_hf.cpp reads)
-    python3 tools/convert/hf_reference.py compare --model MODEL [--dir DIR] [--tokens N] [--stories K]
+    python3 tools/convert/hf_reference.py compare --model MODEL [--dir DIR] [--ids IDS.json] [--tokens N] [--stories K]
         runs the engine (libqtf through python/qtf: MODEL is an HF directory or the converted .qtf) on
-        the first K stories of hf_ids.json, N tokens each, and prints max |logit difference| per story
+        the first K stories of hf_ids.json (or IDS.json), N tokens each, one context per story, and
+        prints max |logit difference| per story
+    python3 tools/convert/hf_reference.py qwen2-fixture [--out tests/fixtures/hf-qwen2-tiny]
+        a tiny random Qwen2ForCausalLM directory (q/k/v biases, GQA, untied, F32/F16/BF16, ByteLevel
+        tokenizer) with reference.json: its logits at every position of 24 random ids
     python3 tools/convert/hf_reference.py tokens --model MODEL --ids IDS.json
         the engine's token ids (qtf_tokenize, BOS added as the model says) against IDS.json
         (tools/convert/hf_tokenize.js, Hugging Face's tokenizers library), story by story
@@ -176,7 +180,7 @@ def engine_model(path):
 
 def cmd_compare(args):
     cfg, w = load_dir(args.dir)
-    ids = load_ids(args.dir)
+    ids = load_ids(args.dir, args.ids)
     model = engine_model(args.model)
     worst, n_pos = 0.0, 0
     for i, toks in enumerate(ids["ids"][:args.stories]):
@@ -214,6 +218,100 @@ def cmd_tokens(args):
     return 0 if bad == 0 else 1
 
 
+def bytes_to_unicode():
+    """GPT-2's byte -> character map (the ByteLevel alphabet)."""
+    keep = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+    out, n = {}, 0
+    for b in range(256):
+        if b in keep:
+            out[b] = chr(b)
+        else:
+            out[b] = chr(256 + n)
+            n += 1
+    return out
+
+
+def write_safetensors(path, tensors):
+    """[(name, array, dtype "F32"|"F16"|"BF16")] -> a safetensors file (BF16 rounded to nearest even)."""
+    header, blobs, off = {"__metadata__": {"format": "pt"}}, [], 0
+    for name, a, dt in tensors:
+        a = np.ascontiguousarray(a, dtype=np.float32)
+        if dt == "F32":
+            raw = a.astype("<f4").tobytes()
+        elif dt == "F16":
+            raw = a.astype("<f2").tobytes()
+        else:
+            u = a.view(np.uint32).astype(np.uint64)
+            raw = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype("<u2").tobytes()
+        header[name] = {"dtype": dt, "shape": list(a.shape), "data_offsets": [off, off + len(raw)]}
+        blobs.append(raw)
+        off += len(raw)
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(len(h).to_bytes(8, "little") + h + b"".join(blobs))
+
+
+def cmd_qwen2_fixture(args):
+    """A tiny random Qwen2ForCausalLM directory (q/k/v biases, GQA, separate classifier, F32/F16/BF16
+    weights, a GPT-2 ByteLevel tokenizer with fewer tokens than vocab_size) and its reference logits."""
+    d = args.out
+    os.makedirs(d, exist_ok=True)
+    rng = np.random.default_rng(20261206)
+    cfg = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_act": "silu", "hidden_size": 32,
+           "intermediate_size": 48, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+           "vocab_size": 300, "max_position_embeddings": 64, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
+           "tie_word_embeddings": False, "use_sliding_window": False, "sliding_window": 64, "max_window_layers": 2,
+           "bos_token_id": None, "eos_token_id": 262, "torch_dtype": "bfloat16"}
+    V, D, F, H, G = 300, 32, 48, 4, 2
+    hd = D // H
+    r = lambda *shape, s=0.3: rng.normal(0.0, s, shape).astype(np.float32)  # noqa: E731
+    t = [("model.embed_tokens.weight", r(V, D, s=1.0), "BF16")]
+    for l in range(2):
+        p = "model.layers.%d." % l
+        t += [(p + "input_layernorm.weight", 1.0 + r(D, s=0.1), "F32"),
+              (p + "post_attention_layernorm.weight", 1.0 + r(D, s=0.1), "BF16"),
+              (p + "self_attn.q_proj.weight", r(H * hd, D), "F16"), (p + "self_attn.q_proj.bias", r(H * hd), "F32"),
+              (p + "self_attn.k_proj.weight", r(G * hd, D), "BF16"), (p + "self_attn.k_proj.bias", r(G * hd), "BF16"),
+              (p + "self_attn.v_proj.weight", r(G * hd, D), "F32"), (p + "self_attn.v_proj.bias", r(G * hd), "F16"),
+              (p + "self_attn.o_proj.weight", r(D, H * hd), "F32"),
+              (p + "mlp.gate_proj.weight", r(F, D), "F16"), (p + "mlp.up_proj.weight", r(F, D), "BF16"),
+              (p + "mlp.down_proj.weight", r(D, F), "F32")]
+    t += [("model.norm.weight", 1.0 + r(D, s=0.1), "F32"), ("lm_head.weight", r(V, D, s=0.5), "F32")]
+    write_safetensors(os.path.join(d, "model.safetensors"), t)
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+    # ByteLevel BPE: the 256 bytes in GPT-2's alphabet, a few merges, then two special tokens (ids < 300).
+    b2u = bytes_to_unicode()
+    vocab = {b2u[b]: b for b in range(256)}
+    merges = [("\u0120", "t"), ("h", "e"), ("\u0120t", "he"), ("\u0120", "a"), ("\u00c3", "\u00a9")]
+    for a, b in merges:
+        vocab[a + b] = len(vocab)
+    added = [{"id": 261, "content": "<|im_start|>", "special": True}, {"id": 262, "content": "<|endoftext|>", "special": True}]
+    tok = {"version": "1.0", "added_tokens": added, "normalizer": None,
+           "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": True},
+           "post_processor": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": True},
+           "decoder": {"type": "ByteLevel"},
+           "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": "",
+                     "end_of_word_suffix": "", "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
+                     "vocab": vocab, "merges": [[a, b] for a, b in merges]}}
+    with open(os.path.join(d, "tokenizer.json"), "w") as f:
+        json.dump(tok, f, ensure_ascii=False)
+    with open(os.path.join(d, "tokenizer_config.json"), "w") as f:
+        json.dump({"bos_token": None, "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
+                   "chat_template": "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+                                    "{% endfor %}"}, f, indent=2)
+    _, w = load_dir(d)  # the stored (rounded) values
+    tokens = [int(x) for x in rng.integers(0, 263, 24)]
+    logits = forward(cfg, w, tokens)
+    with open(os.path.join(d, "reference.json"), "w") as f:
+        json.dump({"about": "tools/convert/hf_reference.py qwen2-fixture: float64 HF-convention logits at every position",
+                   "atol": 1e-4, "tokens": tokens, "positions": list(range(len(tokens))),
+                   "logits": [[float("%.9g" % v) for v in row] for row in logits]}, f, separators=(",", ":"))
+        f.write("\n")
+    print("%s: Qwen2 tiny model, %d tokens, logits up to |%.1f|" % (d, len(tokens), np.abs(logits).max()))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -224,14 +322,18 @@ def main(argv=None):
     c.add_argument("--model", required=True)
     c.add_argument("--dir", default=DEFAULT_DIR)
     c.add_argument("--tokens", type=int, default=512)
-    c.add_argument("--stories", type=int, default=42)
+    c.add_argument("--stories", type=int, default=1000)
     c.add_argument("--atol", type=float, default=1e-4)
+    c.add_argument("--ids", default=None, help="ids of other stories (hf_tokenize.js), default DIR/hf_ids.json")
     t = sub.add_parser("tokens")
     t.add_argument("--model", required=True)
     t.add_argument("--dir", default=DEFAULT_DIR)
     t.add_argument("--ids", default=None)
+    q = sub.add_parser("qwen2-fixture")
+    q.add_argument("--out", default=os.path.join(ROOT, "tests", "fixtures", "hf-qwen2-tiny"))
     args = ap.parse_args(argv)
-    return {"fixture": cmd_fixture, "compare": cmd_compare, "tokens": cmd_tokens}[args.cmd](args) or 0
+    cmds = {"fixture": cmd_fixture, "compare": cmd_compare, "tokens": cmd_tokens, "qwen2-fixture": cmd_qwen2_fixture}
+    return cmds[args.cmd](args) or 0
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-// Test helpers for the importers: safetensors files and model directories built in the test.
+// Safetensors files built in a test or a fuzz seed (tests/import, tests/fuzz), and small file helpers.
 #pragma once
 #include <cstdint>
 #include <cstdio>
