@@ -14,6 +14,7 @@ using namespace qtf;
 namespace {
 
 volatile size_t g_sink;
+volatile double g_num;
 
 void walk(const json::Document& doc) {
   // Depth-first with an explicit stack (the reader allows depth 64).
@@ -26,7 +27,8 @@ void walk(const json::Document& doc) {
     g_sink = v.key().size() + v.str().size() + v.offset();
     int64_t i;
     (void)v.integer(&i);
-    g_sink = (size_t)v.number() + (v.boolean() ? 1 : 0);
+    g_num = v.number();
+    g_sink = v.boolean() ? 1 : 0;
     size_t n = 0;
     for (json::Value c = v.first(); c.exists(); c = c.next(), ++n) stack.push_back(c);
     fuzz::check(n == v.size());

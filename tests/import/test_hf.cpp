@@ -216,6 +216,14 @@ TEST_CASE("hf: TinyStories-656K imported in memory gives the HF-convention refer
   CHECK(worst <= 1e-4);
 }
 
+TEST_CASE("hf: the shipped models/tinystories-656k.qtf is what the importer makes of the fixture directory") {
+  std::vector<uint8_t> img, shipped;
+  REQUIRE(hf_dir_to_qtf(kDir.c_str(), &img).ok());
+  REQUIRE(qtf::testing::read_file(std::string(QTF_SOURCE_DIR) + "/models/tinystories-656k.qtf", &shipped));
+  CHECK_MESSAGE(img == shipped, "the importer changed: `qtf convert tests/fixtures/tinystories-656k "
+                                "models/tinystories-656k.qtf` and update the card in models/README.md");
+}
+
 TEST_CASE("hf: a tiny Qwen2 (q/k/v biases, GQA, untied, F16/BF16, ByteLevel tokenizer) gives its reference logits") {
   const std::string dir = std::string(QTF_SOURCE_DIR) + "/tests/fixtures/hf-qwen2-tiny";
   int checked = 0;
