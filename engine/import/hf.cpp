@@ -131,10 +131,11 @@ bool is_byte_piece(std::string_view t) {  // <0xNN>
 // ---------------------------------------------------------------------------------------------------
 // Files
 
+// JSON files are mapped, not read: an oversized one is refused by the reader's limits without being loaded.
 Status read_json(const std::string& dir, const char* name, bool required, host::FileBytes* bytes, json::Document* doc,
                  bool* found) {
   *found = false;
-  Status s = bytes->open((dir + "/" + name).c_str(), false);
+  Status s = bytes->open((dir + "/" + name).c_str(), true);
   if (!s.ok()) {
     if (!required && s.code() == Err::io) return Status::success();
     return s;
@@ -546,7 +547,7 @@ Status hf_dir_to_qtf(const char* dir_c, std::vector<uint8_t>* out) {
   host::FileBytes cfg_bytes, tok_bytes, tc_bytes, gc_bytes;
   json::Document cfg_doc, tok_doc, tc_doc, gc_doc;
   bool found = false, have_tc = false, have_gc = false;
-  QTF_TRY(cfg_bytes.open((dir + "/config.json").c_str(), false));
+  QTF_TRY(cfg_bytes.open((dir + "/config.json").c_str(), true));
   HfConfig cfg;
   QTF_TRY(hf_read_config(reinterpret_cast<const char*>(cfg_bytes.data()), cfg_bytes.size(), &cfg));
   QTF_TRY(read_json(dir, "tokenizer.json", true, &tok_bytes, &tok_doc, &found));

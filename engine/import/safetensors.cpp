@@ -188,7 +188,7 @@ Status SafetensorsSet::open_dir(const std::string& dir) {
   tensors_.clear();
   const std::string index_name = "model.safetensors.index.json";
   host::FileBytes idx;
-  if (!idx.open((dir + "/" + index_name).c_str(), false).ok()) {
+  if (!idx.open((dir + "/" + index_name).c_str(), true).ok()) {
     Status s = add_file(dir + "/model.safetensors", "model.safetensors", &tensors_);
     if (!s.ok() && s.code() == Err::io)
       return Status::error(Err::missing, "neither model.safetensors nor %s is readable", index_name.c_str());

@@ -406,6 +406,8 @@ TEST_CASE("hf: directories the importer refuses, each with one line") {
   d.put("tokenizer.json", tok);
   d.remove("config.json");
   CHECK(d.import_error().find("config.json") != std::string::npos);
+  d.put("config.json", std::string(2 << 20, ' ') + "{}");  // refused by size, mapped but never read whole
+  CHECK(d.import_error() == "config.json: 2097154 bytes, more than the 1048576 this reader takes");
   d.put("config.json", read_text(kDir + "/config.json"));
   // Optional files may be absent.
   d.remove("tokenizer_config.json");
