@@ -12,11 +12,20 @@ const char* dtype_name(DType t) {
     case DType::f16: return "f16";
     case DType::i8: return "i8";
     case DType::q8: return "q8";
+    case DType::q4: return "q4";
   }
   return "?";
 }
 
 bool tensor_bytes(DType t, uint64_t elements, uint64_t rows, uint64_t* bytes) {
+  if (t == DType::q4) {
+    if (rows == 0) return false;
+    const uint64_t cols = elements / rows, blocks = cols / kQ4Block + (cols % kQ4Block != 0);
+    if (blocks == 0) return *bytes = 0, true;
+    if (blocks > UINT64_MAX / kQ4BlockBytes || rows > UINT64_MAX / (blocks * kQ4BlockBytes)) return false;
+    *bytes = rows * blocks * kQ4BlockBytes;
+    return true;
+  }
   const uint64_t size = dtype_size(t);
   if (elements > UINT64_MAX / size) return false;
   uint64_t n = elements * size;

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "kernels/kernels.h"
+
 namespace qtf::format {
 namespace {
 
@@ -121,6 +123,29 @@ Status parse_meta(Cursor* c, unsigned index, bool verify, MetaEntry* e) {
   return Status::success();
 }
 
+// A q4 tensor's blocks (its size already checked): every scale finite, and a row's tail block padded
+// with nibbles 8 (value 0), so that a kernel may run a whole block over it.
+Status check_q4(const TensorInfo& t, const uint8_t* p, uint64_t elements) {
+  const int nl = (int)t.name.size;
+  const char* nm = t.name.data;
+  const uint64_t cols = t.dims[t.ndim - 1], rows = elements / cols;
+  const uint64_t blocks = (cols + kQ4Block - 1) / kQ4Block, tail = cols % kQ4Block;
+  for (uint64_t r = 0; r < rows; ++r)
+    for (uint64_t b = 0; b < blocks; ++b, p += kQ4BlockBytes) {
+      if (((p[0] | p[1] << 8) & 0x7C00) == 0x7C00)
+        return Status::error(Err::bad_value, "tensor '%.*s': q4 scale of row %llu, block %llu is not finite", nl, nm,
+                             (unsigned long long)r, (unsigned long long)b);
+      for (uint64_t j = b + 1 == blocks && tail ? tail : kQ4Block; j < (uint64_t)kQ4Block; ++j) {
+        const int nibble = j < 16 ? p[2 + j] & 15 : p[2 + j - 16] >> 4;
+        if (nibble != 8)
+          return Status::error(Err::bad_value,
+                               "tensor '%.*s': q4 row %llu pads its last block with nibble %d at value %llu, not 8 (zero)",
+                               nl, nm, (unsigned long long)r, nibble, (unsigned long long)(b * kQ4Block + j));
+      }
+    }
+  return Status::success();
+}
+
 // Parses one tensor entry at c; verify checks everything except ordering/duplicates (done by caller).
 Status parse_tensor(Cursor* c, unsigned index, bool verify, uint64_t data_offset, uint64_t file_size,
                     TensorInfo* t) {
@@ -132,7 +157,7 @@ Status parse_tensor(Cursor* c, unsigned index, bool verify, uint64_t data_offset
   const char* nm = t->name.data;
   if (verify) {
     QTF_TRY(check_name(t->name, "tensor", index));
-    if (dtype > 3)
+    if (dtype > kMaxDType)
       return Status::error(Err::bad_dtype, "tensor '%.*s': unknown dtype %llu", nl, nm, (unsigned long long)dtype);
     if (ndim < 1 || ndim > (uint64_t)kMaxDims)
       return Status::error(Err::bad_shape, "tensor '%.*s': ndim %llu is not in 1..%d", nl, nm,
@@ -164,7 +189,9 @@ Status parse_tensor(Cursor* c, unsigned index, bool verify, uint64_t data_offset
     if (bytes != t->size)
       return Status::error(Err::bad_shape, "tensor '%.*s': size %llu bytes does not match shape (%llu bytes of %s%s)",
                            nl, nm, (unsigned long long)t->size, (unsigned long long)bytes, dtype_name(t->dtype),
-                           t->dtype == DType::q8 ? ", a scale per row included" : "");
+                           t->dtype == DType::q8   ? ", a scale per row included"
+                           : t->dtype == DType::q4 ? ", 18 per block of 32 values along each row"
+                                                   : "");
     if (t->offset % kAlign != 0)
       return Status::error(Err::misaligned, "tensor '%.*s': offset %llu is not a multiple of %llu", nl, nm,
                            (unsigned long long)t->offset, (unsigned long long)kAlign);
@@ -190,6 +217,7 @@ Status parse_tensor(Cursor* c, unsigned index, bool verify, uint64_t data_offset
                                nl, nm, (unsigned long long)r, (double)v);
       }
     }
+    if (t->dtype == DType::q4) QTF_TRY(check_q4(*t, c->base + t->offset, elements));
   }
   return Status::success();
 }

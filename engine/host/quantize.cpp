@@ -44,7 +44,75 @@ void balance_bonds(const TTShape& s, std::vector<float>* cores) {
     }
 }
 
+// The stored q4 scale nearest to d (an f16), as the kernels read it; false when d overflows an f16.
+bool q4_stored_scale(float d, uint16_t* half, float* stored) {
+  *half = f32_to_f16(d);
+  *stored = f16_to_f32(*half);
+  return std::isfinite(*stored);
+}
+
+// The nibbles of n <= 32 values at the stored scale d (round half away from zero, clamped to -8..7;
+// padding 8), and their squared error.
+double q4_nibbles(const float* v, int n, float d, uint8_t* nib) {
+  const float inv = d != 0.f ? 1.f / d : 0.f;
+  double err = 0;
+  for (int j = 0; j < kQ4Block; ++j) {
+    if (j >= n) {
+      nib[j] = 8;
+      continue;
+    }
+    const long q = std::lround(v[j] * inv);
+    const long c = q < -8 ? -8 : q > 7 ? 7 : q;
+    nib[j] = (uint8_t)(c + 8);
+    const double e = (double)v[j] - (double)d * (double)c;
+    err += e * e;
+  }
+  return err;
+}
+
+// One block of n <= 32 values into 18 bytes. absmax: Q4_0's d = max / -8 (max: the value of largest
+// magnitude, so it maps to nibble 0 exactly). search: from each trial scale max / s (s around -8 and +7,
+// the two ends of the nibble range), the least-squares scale of its nibbles, rounded to f16; the one of
+// least squared error wins (absmax's among them).
+bool q4_block(const float* v, int n, Q4Scale how, uint8_t* out) {
+  float max = 0.f;
+  for (int j = 0; j < n; ++j)
+    if (std::fabs(v[j]) > std::fabs(max)) max = v[j];
+  uint16_t best_half;
+  float best_d;
+  if (!q4_stored_scale(max / -8.f, &best_half, &best_d)) return false;
+  uint8_t nib[kQ4Block], trial[kQ4Block];
+  double best = q4_nibbles(v, n, best_d, nib);
+  static const float kTrials[] = {-8.5f, -8.25f, -7.75f, -7.5f, -7.25f, -7.f, 6.75f, 7.f, 7.25f, 7.5f};
+  for (int t = 0; how == Q4Scale::search && max != 0.f && t < (int)(sizeof kTrials / sizeof kTrials[0]) + 1; ++t) {
+    // t < count: a trial scale's nibbles; the last round refits the best nibbles found so far.
+    uint16_t h;
+    float d;
+    if (t < (int)(sizeof kTrials / sizeof kTrials[0])) {
+      if (!q4_stored_scale(max / kTrials[t], &h, &d)) continue;
+      q4_nibbles(v, n, d, trial);
+    } else {
+      std::memcpy(trial, nib, sizeof nib);
+    }
+    double xq = 0, qq = 0;  // least squares: d = sum(v q) / sum(q q) for these nibbles
+    for (int j = 0; j < n; ++j) xq += (double)v[j] * (trial[j] - 8), qq += (double)(trial[j] - 8) * (trial[j] - 8);
+    if (!(qq > 0) || !q4_stored_scale((float)(xq / qq), &h, &d)) continue;
+    const double err = q4_nibbles(v, n, d, trial);  // re-rounded at the refitted scale
+    if (err < best) best = err, best_d = d, best_half = h, std::memcpy(nib, trial, sizeof nib);
+  }
+  out[0] = (uint8_t)(best_half & 0xFF);
+  out[1] = (uint8_t)(best_half >> 8);
+  for (int j = 0; j < 16; ++j) out[2 + j] = (uint8_t)(nib[j] | nib[j + 16] << 4);
+  return true;
+}
+
 }  // namespace
+
+bool quantize_q4_row(const float* v, int64_t cols, Q4Scale how, uint8_t* out) {
+  for (int64_t c0 = 0; c0 < cols; c0 += kQ4Block, out += kQ4BlockBytes)
+    if (!q4_block(v + c0, cols - c0 < kQ4Block ? (int)(cols - c0) : kQ4Block, how, out)) return false;
+  return true;
+}
 
 float quantize_i8(const float* v, size_t n, int8_t* q) {
   float amax = 0.f;
@@ -80,8 +148,8 @@ uint16_t f32_to_f16(float f) {
 }
 
 Status quantize_model(const void* data, size_t size, QuantType type, std::vector<uint8_t>* out,
-                      QuantizeReport* report) {
-  const bool q8 = type == QuantType::q8;
+                      QuantizeReport* report, Q4Scale q4_scale) {
+  const bool q8 = type == QuantType::q8 || type == QuantType::q4;  // q4's TT cores are q8's (docs/quantize.md)
   // LoadedModel would copy a buffer that is not 64-byte aligned, and its pointers would not be into `data`.
   if (reinterpret_cast<uintptr_t>(data) % 64 != 0)
     return Status::error(Err::invalid_argument, "quantize_model: the input buffer must be 64-byte aligned");
@@ -140,6 +208,21 @@ Status quantize_model(const void* data, size_t size, QuantType type, std::vector
     const size_t n = (size_t)t.elements();
     if (!is_dense && !is_core) {  // copied as it is
       w.add_tensor(name, t.dtype, dims, t.data, t.scale);
+      continue;
+    }
+    for (size_t i = 0; i < n; ++i)
+      if (!std::isfinite(v[i]))
+        return Status::error(Err::bad_value, "tensor '%s': value %zu is %g; quantize needs finite weights", name.c_str(),
+                             i, (double)v[i]);
+    if (type == QuantType::q4 && is_dense) {
+      const size_t rows = (size_t)t.rows(), cols = n / rows;
+      const int64_t row_bytes = q4_row_bytes((int64_t)cols);
+      std::vector<uint8_t> blocks(rows * (size_t)row_bytes);
+      for (size_t r = 0; r < rows; ++r)
+        if (!quantize_q4_row(v + r * cols, (int64_t)cols, q4_scale, blocks.data() + r * row_bytes))
+          return Status::error(Err::bad_value, "tensor '%s': row %zu has values too large for q4's f16 scales (|v| > %g)",
+                               name.c_str(), r, 8.0 * 65504.0);
+      w.add_tensor(name, format::DType::q4, dims, blocks.data());
     } else if (!q8) {
       std::vector<uint16_t> h(n);
       for (size_t i = 0; i < n; ++i) h[i] = f32_to_f16(v[i]);

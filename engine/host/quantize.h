@@ -9,7 +9,11 @@
 
 namespace qtf::host {
 
-enum class QuantType { q8, f16 };
+enum class QuantType { q8, f16, q4 };
+// How a q4 block's scale is chosen (docs/quantize.md): `search` (the default) tries scales around the
+// absmax one and keeps the least squared error; `absmax` is GGUF's Q4_0 rule, d = (the value of largest
+// magnitude) / -8.
+enum class Q4Scale { search, absmax };
 
 struct QuantizeReport {
   size_t dense = 0, cores = 0;  // matrices rewritten: dense ones (linears, embeddings, head), TT cores
@@ -19,8 +23,15 @@ struct QuantizeReport {
 // q8: dense matrices as int8 with one scale per row (dtype q8), TT cores as int8 with one scale per core
 // (dtype i8); f16: all of them as IEEE half. Every other tensor and the metadata are copied unchanged.
 // Errors: the input does not load as a model, or a matrix of it is not f32.
+// q4: dense matrices as q4 blocks (GGUF Q4_0's layout, dtype q4) with scales chosen by `q4_scale`, TT
+// cores as q8 does (int8, one scale per core). Errors also: a matrix with a non-finite value, or one too
+// large for q4's f16 scales, naming the tensor.
 Status quantize_model(const void* data, size_t size, QuantType type, std::vector<uint8_t>* out,
-                      QuantizeReport* report);
+                      QuantizeReport* report, Q4Scale q4_scale = Q4Scale::search);
+
+// One row of `cols` finite values as q4 blocks (q4_row_bytes(cols) bytes at `out`; the tail block padded
+// with nibbles 8). False when a block's scale does not fit an f16 (|v| > 8 * 65504).
+bool quantize_q4_row(const float* v, int64_t cols, Q4Scale how, uint8_t* out);
 
 // Symmetric absmax int8 of n values: q = round(v / s), s = max |v| / 127 (1 when all are 0). Returns s.
 float quantize_i8(const float* v, size_t n, int8_t* q);

@@ -16,6 +16,15 @@ using V4 = xsimd::batch<float, xsimd::sse4_2>;
 inline V4 fmadd(const V4& a, const V4& b, const V4& c) { return _mm_fmadd_ps(a, b, c); }  // xsimd: mul+add
 // i8 and f16 weights as floats (F16C converts halves; every AVX2 CPU has it, and dispatch checks).
 #include "kernels/widen_x86.inc"
+inline void widen_q4(const uint8_t* p, V8* out) {  // low nibbles: values 0..15, high: 16..31
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)), low4 = _mm_set1_epi8(15);
+  const __m128i lo = _mm_sub_epi8(_mm_and_si128(v, low4), _mm_set1_epi8(8));
+  const __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), low4), _mm_set1_epi8(8));
+  out[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo));
+  out[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)));
+  out[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi));
+  out[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)));
+}
 }  // namespace
 }  // namespace qtf::kern_avx2
 

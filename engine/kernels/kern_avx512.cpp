@@ -26,6 +26,13 @@ inline V16 widen(const uint16_t* p, V16*) {
   return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 }
 #include "kernels/widen_x86.inc"
+inline void widen_q4(const uint8_t* p, V16* out) {  // low nibbles: values 0..15, high: 16..31
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)), low4 = _mm_set1_epi8(15);
+  const __m128i lo = _mm_sub_epi8(_mm_and_si128(v, low4), _mm_set1_epi8(8));
+  const __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), low4), _mm_set1_epi8(8));
+  out[0] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo));
+  out[1] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi));
+}
 
 // Not xsimd::haddp: xsimd 8.1's AVX-512 haddp returns the sums of rows 2,3 and 4,5 (and 10,11 and
 // 12,13) swapped. Fold each row to 8 lanes, then two (correct) 8-row haddps.

@@ -40,6 +40,20 @@ inline V4 widen(const uint16_t* p, V4*) {
   return V4::load_aligned(f);
 #endif
 }
+// A q4 block: low nibbles are values 0..15, high nibbles 16..31; nibble - 8 in bytes, widened twice.
+inline void widen_q4(const uint8_t* p, V4* out) {
+  const uint8x16_t v = vld1q_u8(p);
+  const int8x16_t eight = vdupq_n_s8(8);
+  const int8x16_t halves[2] = {vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(15))), eight),
+                               vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), eight)};
+  for (int h = 0; h < 2; ++h) {
+    const int16x8_t a = vmovl_s8(vget_low_s8(halves[h])), b = vmovl_s8(vget_high_s8(halves[h]));
+    out[4 * h] = vcvtq_f32_s32(vmovl_s16(vget_low_s16(a)));
+    out[4 * h + 1] = vcvtq_f32_s32(vmovl_s16(vget_high_s16(a)));
+    out[4 * h + 2] = vcvtq_f32_s32(vmovl_s16(vget_low_s16(b)));
+    out[4 * h + 3] = vcvtq_f32_s32(vmovl_s16(vget_high_s16(b)));
+  }
+}
 }  // namespace
 }  // namespace qtf::kern_neon
 

@@ -29,6 +29,18 @@ inline V4 widen(const uint16_t* p, V4*) {
   for (int i = 0; i < 4; ++i) f[i] = half_to_float(p[i]);
   return V4::load_aligned(f);
 }
+// A q4 block's nibbles, unsigned, widened by unpacking with zeros (no sign extension needed), then - 8.
+inline void widen_q4(const uint8_t* p, V4* out) {
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)), low4 = _mm_set1_epi8(15);
+  const __m128i zero = _mm_setzero_si128(), lo = _mm_and_si128(v, low4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), low4);
+  const __m128i shorts[4] = {_mm_unpacklo_epi8(lo, zero), _mm_unpackhi_epi8(lo, zero), _mm_unpacklo_epi8(hi, zero),
+                             _mm_unpackhi_epi8(hi, zero)};  // values 0..7, 8..15, 16..23, 24..31
+  const __m128 eight = _mm_set1_ps(8.f);
+  for (int h = 0; h < 4; ++h) {
+    out[2 * h] = _mm_sub_ps(_mm_cvtepi32_ps(_mm_unpacklo_epi16(shorts[h], zero)), eight);
+    out[2 * h + 1] = _mm_sub_ps(_mm_cvtepi32_ps(_mm_unpackhi_epi16(shorts[h], zero)), eight);
+  }
+}
 }  // namespace
 }  // namespace qtf::kern_sse2
 

@@ -28,18 +28,37 @@ struct TTShape {
 // IEEE half -> float (exact).
 float f16_to_f32(uint16_t h);
 
-// Weights as the model file stores them, read in place (docs/quantize.md): f32; f16 (IEEE half); or i8,
-// value = scale * q, with one scale per row (`scales`) or one for all (`scales` null: `scale`).
-enum class WType : uint8_t { f32 = 0, f16 = 1, i8 = 2 };
+// q4 (docs/format.md, dtype 4): GGUF's Q4_0 blocks along each row. A block is 32 values in 18 bytes: an
+// IEEE half scale d, then 16 bytes whose byte j holds value j in its low nibble and value j + 16 in its
+// high nibble; value = d * (nibble - 8). A row of `cols` values is ceil(cols / 32) blocks, the last one
+// padded with nibbles 8 (zeros).
+constexpr int kQ4Block = 32;
+constexpr int kQ4BlockBytes = 18;
+constexpr int64_t q4_row_bytes(int64_t cols) { return (cols + kQ4Block - 1) / kQ4Block * kQ4BlockBytes; }
+
+// Value `col` of a q4 row (its first block at `row`), dequantized.
+float q4_value(const uint8_t* row, int64_t col);
+
+// Weights as the model file stores them, read in place (docs/quantize.md): f32; f16 (IEEE half); i8,
+// value = scale * q, with one scale per row (`scales`) or one for all (`scales` null: `scale`); or q4
+// (rows of blocks as above, `cols` values per row).
+enum class WType : uint8_t { f32 = 0, f16 = 1, i8 = 2, q4 = 3 };
 struct Weights {
   WType type = WType::f32;
-  const void* data = nullptr;     // the values, row-major
+  const void* data = nullptr;     // the values, row-major (q4: the first row's first block)
   const float* scales = nullptr;  // i8: [rows] one scale per row, or null
   float scale = 1.f;              // i8 without per-row scales
+  int64_t cols = 0;               // q4: values per row (a row is q4_row_bytes(cols) bytes)
   Weights() = default;
   Weights(const float* f32) : data(f32) {}  // NOLINT: f32 weights are the common case
   Weights(WType t, const void* d, const float* row_scales, float s) : type(t), data(d), scales(row_scales), scale(s) {}
-  // The same weights from value `index` (in row `row`) on: a sub-matrix's rows, or a core's slice.
+  static Weights q4(const void* blocks, int64_t cols) {
+    Weights w(WType::q4, blocks, nullptr, 1.f);
+    w.cols = cols;
+    return w;
+  }
+  // The same weights from value `index` (in row `row`) on: a sub-matrix's rows, or a core's slice. q4:
+  // `index` must start a block of row `row` (row * cols + a multiple of 32); whole rows always do.
   Weights from(int64_t index, int64_t row) const;
   // Value `index` of row `row`, dequantized (the scalar path; kernels read whole vectors).
   float value(int64_t index, int64_t row) const;

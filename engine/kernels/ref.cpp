@@ -1,5 +1,6 @@
 // Scalar reference kernels: the plainest loops that follow the contracts in kernels.h. The SIMD kernels
 // are tested against these, and these against first principles (tests/kernels).
+#include <cassert>
 #include <cmath>
 #include <cstring>
 
@@ -31,10 +32,23 @@ float f16_to_f32(uint16_t h) {  // exact: every half is a float
 
 Weights Weights::from(int64_t index, int64_t row) const {
   Weights w = *this;
+  if (type == WType::q4) {
+    const int64_t col = index - row * cols;
+    assert(col >= 0 && col % kQ4Block == 0);  // a block's first value: a block is not split
+    w.data = static_cast<const uint8_t*>(data) + row * q4_row_bytes(cols) + col / kQ4Block * kQ4BlockBytes;
+    return w;  // the row stride stays q4_row_bytes(cols)
+  }
   const size_t size = type == WType::f32 ? 4 : type == WType::f16 ? 2 : 1;
   w.data = static_cast<const uint8_t*>(data) + index * (int64_t)size;
   if (scales) w.scales = scales + row;
   return w;
+}
+
+float q4_value(const uint8_t* row, int64_t col) {
+  const uint8_t* block = row + col / kQ4Block * kQ4BlockBytes;
+  const int j = (int)(col % kQ4Block);
+  const int nibble = j < 16 ? block[2 + j] & 15 : block[2 + j - 16] >> 4;
+  return f16_to_f32((uint16_t)(block[0] | block[1] << 8)) * (float)(nibble - 8);
 }
 
 float Weights::value(int64_t index, int64_t row) const {
@@ -42,6 +56,8 @@ float Weights::value(int64_t index, int64_t row) const {
     case WType::f32: return static_cast<const float*>(data)[index];
     case WType::f16: return f16_to_f32(static_cast<const uint16_t*>(data)[index]);
     case WType::i8: return (scales ? scales[row] : scale) * (float)static_cast<const int8_t*>(data)[index];
+    case WType::q4:
+      return q4_value(static_cast<const uint8_t*>(data) + row * q4_row_bytes(cols), index - row * cols);
   }
   return 0.f;
 }
@@ -109,6 +125,9 @@ void dense_matvec(const DenseMatrix& W, const float* x, float* y) {
     } else if (row.type == WType::f16) {
       const uint16_t* w = static_cast<const uint16_t*>(row.data);
       for (int j = 0; j < W.cols; ++j) sum += f16_to_f32(w[j]) * x[j];
+    } else if (row.type == WType::q4) {
+      const uint8_t* w = static_cast<const uint8_t*>(row.data);
+      for (int j = 0; j < W.cols; ++j) sum += q4_value(w, j) * x[j];
     } else {
       const int8_t* w = static_cast<const int8_t*>(row.data);
       const float s = row.scales ? row.scales[0] : row.scale;

@@ -352,6 +352,7 @@ void step_scalar(const Step& s, const float* in, float* out, int64_t q_begin) {
       const float scale = s.core.scale;
       return step_scalar_by(s, in, out, q_begin, [a, scale](ptrdiff_t i) { return scale * (float)a[i]; });
     }
+    case WType::q4: break;  // never a core: the loader converts q4 cores to f32 (model.cpp)
   }
 }
 

@@ -259,6 +259,13 @@ struct Binder {
     float* dst = reinterpret_cast<float*>(conv + conv_used);
     const uint8_t* src = static_cast<const uint8_t*>(t.values);
     const uint64_t cols = t.dims[t.ndim - 1];
+    if (t.dtype == DType::q4) {  // row by row, as an embedding lookup reads it
+      const Weights w = Weights::q4(t.values, (int64_t)cols);
+      for (uint64_t r = 0; r < t.rows(); ++r) weights_row(w, (int64_t)cols, (int64_t)r, false, dst + r * cols);
+      conv_used += need;
+      *out = dst;
+      return Status::success();
+    }
     for (uint64_t i = 0; i < t.elements(); ++i) {
       if (t.dtype == DType::f16) dst[i] = format::f16_to_f32((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
       else if (t.dtype == DType::i8) dst[i] = t.scale * (float)(int8_t)src[i];
@@ -288,8 +295,8 @@ struct Binder {
     return get(name, 4, s, out);
   }
 
-  // A matrix read in place: f32, f16, i8 (one scale) or q8 (a scale per row). A TT core (`core`) has no
-  // per-row scales in the kernels: a q8 core is converted to f32.
+  // A matrix read in place: f32, f16, i8 (one scale), q8 (a scale per row) or q4 (blocks). A TT core
+  // (`core`) has no per-row scales or blocks in the kernels: a q8 or q4 core is converted to f32.
   Status weights(const char* name, int ndim, const int64_t* shape, bool core, Weights* out) {
     TensorInfo t;
     QTF_TRY(find(name, ndim, shape, &t));
@@ -303,6 +310,12 @@ struct Binder {
       case DType::q8:
         if (!core) {
           *out = Weights(WType::i8, t.values, t.row_scales, 1.f);
+          return Status::success();
+        }
+        break;
+      case DType::q4:
+        if (!core) {
+          *out = Weights::q4(t.values, (int64_t)t.dims[t.ndim - 1]);
           return Status::success();
         }
         break;

@@ -9,6 +9,7 @@
 
 #include "format/reader.h"
 #include "host/writer.h"
+#include "kernels/kernels.h"  // Weights (the q4 values read back)
 
 using namespace qtf;
 using namespace qtf::format;
@@ -16,6 +17,22 @@ using namespace qtf::format;
 namespace {
 
 using Bytes = std::vector<uint8_t>;
+
+// A q4 tensor of 2 rows x 40 values: per row a whole block and a tail block of 8 values (padded with
+// nibbles 8). Scale 0.5; value (r, c) = 0.5 * ((r * 40 + c) % 16 - 8).
+Bytes q4_rows() {
+  Bytes b(2 * 2 * 18, 0);
+  for (int r = 0; r < 2; ++r)
+    for (int blk = 0; blk < 2; ++blk) {
+      uint8_t* p = b.data() + (r * 2 + blk) * 18;
+      p[0] = 0x00, p[1] = 0x38;  // f16 0.5
+      for (int j = 0; j < 32; ++j) {
+        const int c = blk * 32 + j, nibble = c < 40 ? (r * 40 + c) % 16 : 8;
+        p[2 + j % 16] |= (uint8_t)(nibble << (j < 16 ? 0 : 4));
+      }
+    }
+  return b;
+}
 
 Bytes make_file() {
   Writer w;
@@ -36,6 +53,7 @@ Bytes make_file() {
   int8_t q8[15];
   for (int i = 0; i < 15; ++i) q8[i] = (int8_t)(i - 7);
   w.add_q8("delta.q8", {3, 5}, row_scales, q8);
+  w.add_tensor("eps.q4", DType::q4, {2, 40}, q4_rows().data());
   return w.finish();
 }
 
@@ -98,7 +116,7 @@ TEST_CASE("a valid file opens and its contents read back") {
   REQUIRE(m.open(f.data(), f.size()).ok());
   CHECK(m.version() == 1);
   CHECK(m.meta_count() == 6);
-  CHECK(m.tensor_count() == 4);
+  CHECK(m.tensor_count() == 5);
 
   Str s;
   REQUIRE(m.get_str("qtf.arch", &s).ok());
@@ -152,6 +170,13 @@ TEST_CASE("a valid file opens and its contents read back") {
   CHECK(t.row_scales[2] == 2.f);
   CHECK(static_cast<const uint8_t*>(t.values) == f.data() + t.offset + 12);
   CHECK(static_cast<const int8_t*>(t.values)[14] == 7);
+  REQUIRE(m.find_tensor("eps.q4", &t));
+  CHECK(t.dtype == DType::q4);
+  CHECK(t.size == 2 * 2 * 18);  // 2 rows of 2 blocks (the second padded)
+  CHECK(t.values == t.data);
+  const qtf::Weights q4 = qtf::Weights::q4(t.values, 40);
+  for (int r = 0; r < 2; ++r)
+    for (int c = 0; c < 40; ++c) CHECK(q4.value(r * 40 + c, r) == 0.5f * (float)((r * 40 + c) % 16 - 8));
   CHECK_FALSE(m.find_tensor("missing", &t));
 }
 
@@ -188,10 +213,10 @@ TEST_CASE("UTF-8 validation") {
 }
 
 TEST_CASE("f16 conversion") {
-  CHECK(f16_to_f32(0x3C00) == 1.0f);
-  CHECK(f16_to_f32(0xC000) == -2.0f);
-  CHECK(f16_to_f32(0x0001) == 5.9604644775390625e-8f);  // smallest subnormal
-  CHECK(f16_to_f32(0x7BFF) == 65504.0f);
+  CHECK(format::f16_to_f32(0x3C00) == 1.0f);
+  CHECK(format::f16_to_f32(0xC000) == -2.0f);
+  CHECK(format::f16_to_f32(0x0001) == 5.9604644775390625e-8f);  // smallest subnormal
+  CHECK(format::f16_to_f32(0x7BFF) == 65504.0f);
 }
 
 TEST_CASE("every truncation is rejected as truncated or damaged") {
@@ -275,7 +300,7 @@ TEST_CASE("tensor table damage") {
   expect_damage([](Bytes* f) { wr(f, tensor_entry(*f, 2).scale, 0, 4); }, Err::bad_value, "i8 scale");
   expect_damage([](Bytes* f) { wr(f, 68, rd(*f, 68, 4) - 1, 4); }, Err::bad_value, "unused bytes");
   // q8: the size must count the row scales, and every scale must be finite and > 0 (like i8's one).
-  expect_damage([](Bytes* f) { (*f)[tensor_entry(*f, 3).dtype] = 4; }, Err::bad_dtype, "unknown dtype 4");
+  expect_damage([](Bytes* f) { (*f)[tensor_entry(*f, 3).dtype] = 5; }, Err::bad_dtype, "unknown dtype 5");
   expect_damage([](Bytes* f) { wr(f, tensor_entry(*f, 3).size, 15, 8); }, Err::bad_shape, "a scale per row included");
   expect_damage([](Bytes* f) { wr(f, tensor_entry(*f, 3).dims, 4, 8); }, Err::bad_shape, "a scale per row included");
   expect_damage([](Bytes* f) { (*f)[tensor_entry(*f, 2).dtype] = 3; }, Err::bad_shape, "does not match shape");
@@ -285,6 +310,26 @@ TEST_CASE("tensor table damage") {
                 "q8 scale of row 2 is 0");
   expect_damage([](Bytes* f) { wr(f, rd(*f, tensor_entry(*f, 3).offset, 8), 0xBF800000u, 4); }, Err::bad_value,
                 "q8 scale of row 0 is -1");
+  // q4: size from the shape in whole blocks per row (overflow checked), every block's scale finite, a
+  // row's tail block padded with nibbles 8.
+  expect_damage([](Bytes* f) { wr(f, tensor_entry(*f, 4).size, 71, 8); }, Err::bad_shape, "18 per block of 32");
+  expect_damage([](Bytes* f) { wr(f, tensor_entry(*f, 4).dims + 8, 65, 8); }, Err::bad_shape, "18 per block of 32");
+  expect_damage([](Bytes* f) { wr(f, tensor_entry(*f, 4).dims, 3, 8); }, Err::bad_shape, "does not match shape");
+  expect_damage([](Bytes* f) { (*f)[tensor_entry(*f, 1).dtype] = 4; }, Err::bad_shape, "does not match shape");
+  expect_damage(
+      [](Bytes* f) {  // 2^60 rows of one value: 2^60 blocks of 18 bytes overflow 64 bits
+        wr(f, tensor_entry(*f, 4).dims, 1ull << 60, 8);
+        wr(f, tensor_entry(*f, 4).dims + 8, 1, 8);
+      },
+      Err::overflow, "byte size overflows");
+  expect_damage([](Bytes* f) { wr(f, rd(*f, tensor_entry(*f, 4).offset, 8) + 2 * 18, 0x7C00, 2); }, Err::bad_value,
+                "q4 scale of row 1, block 0 is not finite");
+  expect_damage([](Bytes* f) { wr(f, rd(*f, tensor_entry(*f, 4).offset, 8) + 18, 0xFE00, 2); }, Err::bad_value,
+                "q4 scale of row 0, block 1 is not finite");
+  expect_damage([](Bytes* f) { (*f)[rd(*f, tensor_entry(*f, 4).offset, 8) + 18 + 2 + 8] &= 0xF0; }, Err::bad_value,
+                "q4 row 0 pads its last block with nibble 0 at value 40, not 8");
+  expect_damage([](Bytes* f) { (*f)[rd(*f, tensor_entry(*f, 4).offset, 8) + 3 * 18 + 2 + 15] ^= 0x10; },
+                Err::bad_value, "q4 row 1 pads its last block with nibble 9 at value 63, not 8");
 
   Writer w;
   float x[2] = {1, 2};

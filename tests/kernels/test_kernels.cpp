@@ -692,12 +692,15 @@ struct Stored {
   Vec f32, scales, values;  // values: the dequantized weights
   std::vector<uint16_t> f16;
   std::vector<int8_t> i8;
+  std::vector<uint8_t> q4;  // rows of q4 blocks (kernels.h)
   float scale = 1.f;
+  int cols = 0;
   Weights view() const {
     switch (type) {
       case WType::f32: return Weights(f32.data());
       case WType::f16: return Weights(WType::f16, f16.data(), nullptr, 1.f);
       case WType::i8: return Weights(WType::i8, i8.data(), per_row ? scales.data() : nullptr, scale);
+      case WType::q4: return Weights::q4(q4.data(), cols);
     }
     return Weights();
   }
@@ -712,11 +715,35 @@ uint16_t to_half(float f) {  // round to nearest (ties away: tests only need som
   return (uint16_t)(sign | ((uint32_t)e << 10 | ((x & 0x7FFFFFu) + 0x1000u) >> 13));
 }
 
+// Row r of w as q4 blocks at `out` by GGUF Q4_0's rule (d = the value of largest magnitude / -8, each
+// nibble round(v / d) + 8 clamped to 0..15, a tail block padded with 8); `values` gets what they stand for.
+void q4_row(const float* w, int cols, uint8_t* out, float* values) {
+  for (int c0 = 0; c0 < cols; c0 += kQ4Block, out += kQ4BlockBytes) {
+    const int n = cols - c0 < kQ4Block ? cols - c0 : kQ4Block;
+    float max = 0.f;
+    for (int j = 0; j < n; ++j) max = std::fabs(w[c0 + j]) > std::fabs(max) ? w[c0 + j] : max;
+    const uint16_t h = to_half(max / -8.f);
+    const float d = f16_to_f32(h), inv = d != 0.f ? 1.f / d : 0.f;
+    out[0] = (uint8_t)(h & 0xFF), out[1] = (uint8_t)(h >> 8);
+    for (int j = 0; j < 16; ++j) out[2 + j] = 0x88;
+    for (int j = 0; j < n; ++j) {
+      const long q = std::lround(w[c0 + j] * inv), nibble = (q < -8 ? -8 : q > 7 ? 7 : q) + 8;
+      uint8_t& byte = out[2 + j % 16];
+      byte = j < 16 ? (uint8_t)((byte & 0xF0) | nibble) : (uint8_t)((byte & 0x0F) | nibble << 4);
+      values[c0 + j] = d * (float)(nibble - 8);
+    }
+  }
+}
+
 Stored store(const Vec& w, int rows, int cols, WType type, bool per_row) {
   Stored s;
-  s.type = type, s.per_row = per_row, s.f32 = w;
+  s.type = type, s.per_row = per_row, s.f32 = w, s.cols = cols;
   s.values = w;
-  if (type == WType::f16) {
+  if (type == WType::q4) {
+    s.q4.resize((size_t)rows * q4_row_bytes(cols));
+    for (int r = 0; r < rows; ++r)
+      q4_row(w.data() + (size_t)r * cols, cols, s.q4.data() + r * q4_row_bytes(cols), s.values.data() + (size_t)r * cols);
+  } else if (type == WType::f16) {
     for (size_t i = 0; i < w.size(); ++i) s.f16.push_back(to_half(w[i])), s.values[i] = f16_to_f32(s.f16[i]);
   } else if (type == WType::i8) {
     const int groups = per_row ? rows : 1;
@@ -741,37 +768,49 @@ struct StoreKind {
   bool per_row;
   const char* name;
 };
-const StoreKind kStoreKinds[] = {{WType::f16, false, "f16"}, {WType::i8, true, "i8 per row"}, {WType::i8, false, "i8 one scale"}};
+const StoreKind kStoreKinds[] = {{WType::f16, false, "f16"},
+                                 {WType::i8, true, "i8 per row"},
+                                 {WType::i8, false, "i8 one scale"},
+                                 {WType::q4, false, "q4"}};  // dense only: the loader converts q4 cores
 
 }  // namespace
 
-TEST_CASE("stored weights: Weights::value and weights_row read f16 and i8 as their f32 values") {
+TEST_CASE("stored weights: Weights::value and weights_row read f16, i8 and q4 as their f32 values") {
   std::mt19937 rng(30);
-  const int rows = 5, cols = 7;
-  const Vec w = random_vec(rng, rows * cols);
-  for (const StoreKind& k : kStoreKinds) {
-    const std::string kind = k.name;
-    CAPTURE(kind);
-    const Stored s = store(w, rows, cols, k.type, k.per_row);
-    const Weights v = s.view();
-    for (int r = 0; r < rows; ++r) {
-      Vec row(cols), acc(cols, 1.f);
-      weights_row(v, cols, r, false, row.data());
-      weights_row(v, cols, r, true, acc.data());
-      for (int j = 0; j < cols; ++j) {
-        CHECK(v.value((int64_t)r * cols + j, r) == s.values[r * cols + j]);
-        CHECK(row[j] == s.values[r * cols + j]);
-        CHECK(acc[j] == 1.f + s.values[r * cols + j]);
+  for (int cols : {7, 70}) {  // q4: one tail block; two whole blocks and a tail
+    const int rows = 5;
+    const Vec w = random_vec(rng, rows * cols);
+    for (const StoreKind& k : kStoreKinds) {
+      const std::string kind = k.name;
+      CAPTURE(kind);
+      const Stored s = store(w, rows, cols, k.type, k.per_row);
+      const Weights v = s.view();
+      for (int r = 0; r < rows; ++r) {
+        Vec row(cols), acc(cols, 1.f);
+        weights_row(v, cols, r, false, row.data());
+        weights_row(v, cols, r, true, acc.data());
+        for (int j = 0; j < cols; ++j) {
+          CHECK(v.value((int64_t)r * cols + j, r) == s.values[r * cols + j]);
+          CHECK(row[j] == s.values[r * cols + j]);
+          CHECK(acc[j] == 1.f + s.values[r * cols + j]);
+        }
+        const Weights tail = v.from((int64_t)r * cols, r);  // a sub-matrix from row r on
+        CHECK(tail.value(cols - 1, 0) == s.values[r * cols + cols - 1]);
       }
-      const Weights tail = v.from((int64_t)r * cols, r);  // a sub-matrix from row r on
-      CHECK(tail.value(cols - 1, 0) == s.values[r * cols + cols - 1]);
+      // The stored values stand for the weights: |q s - w| <= s/2 (i8), f16 relative 2^-11; q4 within its
+      // block's |d| (the clamp at +7 d), |d| = max |w| / 8 <= 1/8 here.
+      const float bound = k.type == WType::q4 ? 0.126f : 4e-3f;
+      for (size_t i = 0; i < w.size(); ++i) CHECK(std::fabs(s.values[i] - w[i]) <= bound * (1.f + std::fabs(w[i])));
+      if (k.type == WType::q4 && cols > kQ4Block) {  // a block's slice: from() on a block boundary of a row
+        const Weights second = v.from(3 * (int64_t)cols + kQ4Block, 3);
+        CHECK(second.value(5, 0) == s.values[3 * cols + kQ4Block + 5]);
+        CHECK(second.value(cols + 1, 1) == s.values[4 * cols + kQ4Block + 1]);
+      }
     }
-    // The stored values stand for the weights: |q s - w| <= s/2 (i8), f16 relative 2^-11.
-    for (size_t i = 0; i < w.size(); ++i) CHECK(std::fabs(s.values[i] - w[i]) <= 4e-3f * (1.f + std::fabs(w[i])));
   }
 }
 
-TEST_CASE("dense matvec/matmul on f16 and i8 weights: ref equals f32 math on their values, kern equals ref") {
+TEST_CASE("dense matvec/matmul on f16, i8 and q4 weights: ref equals f32 math on their values, kern equals ref") {
   std::mt19937 rng(31);
   for (const StoreKind& k : kStoreKinds) {
     const std::string kind = k.name;
@@ -812,7 +851,8 @@ TEST_CASE("dense matmul with scratch (broadcast form) and threads: kern equals r
                          for (int i = n - 1; i >= 0; --i) task(arg, i, 0);  // any order must do
                        },
                        nullptr};
-  for (const StoreKind& k : {StoreKind{WType::f32, false, "f32"}, kStoreKinds[0], kStoreKinds[1], kStoreKinds[2]}) {
+  for (const StoreKind& k :
+       {StoreKind{WType::f32, false, "f32"}, kStoreKinds[0], kStoreKinds[1], kStoreKinds[2], kStoreKinds[3]}) {
     const std::string kind = k.name;
     CAPTURE(kind);
     for (int rows : {1, 13, 29})

@@ -170,13 +170,13 @@ int cmd_inspect(int argc, char** argv) {
 
 namespace {
 
-// Values that are NaN or +-Inf in one tensor (by exponent bits: no float traps); i8 and q8 have none
+// Values that are NaN or +-Inf in one tensor (by exponent bits: no float traps); i8, q8 and q4 have none
 // (their scales are checked finite by the reader). *first receives the index of the first one.
 uint64_t count_nonfinite(const TensorInfo& t, uint64_t* first) {
   const uint8_t* p = static_cast<const uint8_t*>(t.data);
   const uint64_t n = t.elements();
   uint64_t bad = 0;
-  const bool ints = t.dtype == format::DType::i8 || t.dtype == format::DType::q8;
+  const bool ints = t.dtype == format::DType::i8 || t.dtype == format::DType::q8 || t.dtype == format::DType::q4;
   for (uint64_t i = 0; i < n && !ints; ++i) {
     bool nonfinite;
     if (t.dtype == format::DType::f32) {

@@ -11,46 +11,59 @@ namespace qtf::cli {
 namespace {
 
 const char kUsage[] =
-    "usage: qtf quantize IN.qtf OUT.qtf --type q8|f16\n"
+    "usage: qtf quantize IN.qtf OUT.qtf --type q8|f16|q4 [--q4-scale search|absmax]\n"
     "  q8:  dense matrices and embeddings as int8 with one f32 scale per row (dtype q8), TT cores as\n"
     "       int8 with one scale per core (dtype i8); f16: those matrices as IEEE half.\n"
+    "  q4:  dense matrices and embeddings as 4-bit blocks of 32 with an f16 scale each (dtype q4, GGUF\n"
+    "       Q4_0's layout), TT cores as for q8. --q4-scale: search (default) tries scales for the least\n"
+    "       squared error per block; absmax is Q4_0's rule (largest magnitude / -8).\n"
     "  Norms, biases and the quantum parts stay f32. The input's matrices must be f32.\n";
 
 }  // namespace
 
 int cmd_quantize(int argc, char** argv) {
-  const char *in = nullptr, *out = nullptr, *type = nullptr;
+  const char *in = nullptr, *out = nullptr, *type = nullptr, *q4_scale = "search";
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) {
       std::printf("%s", kUsage);
       return 0;
     }
     if (!std::strcmp(argv[i], "--type") && i + 1 < argc) type = argv[++i];
+    else if (!std::strcmp(argv[i], "--q4-scale") && i + 1 < argc) q4_scale = argv[++i];
     else if (argv[i][0] == '-') { std::fprintf(stderr, "qtf quantize: unknown option '%s'\n%s", argv[i], kUsage); return 2; }
     else if (!in) in = argv[i];
     else if (!out) out = argv[i];
     else { std::fprintf(stderr, "qtf quantize: unexpected argument '%s'\n%s", argv[i], kUsage); return 2; }
   }
   if (!in || !out || !type) { std::fprintf(stderr, "%s", kUsage); return 2; }
-  if (std::strcmp(type, "q8") && std::strcmp(type, "f16")) {
-    std::fprintf(stderr, "qtf quantize: --type '%s' is not q8 or f16\n", type);
+  if (std::strcmp(type, "q8") && std::strcmp(type, "f16") && std::strcmp(type, "q4")) {
+    std::fprintf(stderr, "qtf quantize: --type '%s' is not q8, f16 or q4\n", type);
     return 2;
   }
+  if (std::strcmp(q4_scale, "search") && std::strcmp(q4_scale, "absmax")) {
+    std::fprintf(stderr, "qtf quantize: --q4-scale '%s' is not search or absmax\n", q4_scale);
+    return 2;
+  }
+  const host::QuantType qt = !std::strcmp(type, "q8") ? host::QuantType::q8
+                             : !std::strcmp(type, "q4") ? host::QuantType::q4
+                                                        : host::QuantType::f16;
   host::FileBytes bytes;  // mapped: page-aligned, as quantize_model needs
   std::vector<uint8_t> file;
   host::QuantizeReport rep;
   Status st = bytes.open(in);
   if (st.ok())
-    st = host::quantize_model(bytes.data(), bytes.size(), type[0] == 'q' ? host::QuantType::q8 : host::QuantType::f16,
-                              &file, &rep);
+    st = host::quantize_model(bytes.data(), bytes.size(), qt, &file, &rep,
+                              q4_scale[0] == 'a' ? host::Q4Scale::absmax : host::Q4Scale::search);
   if (st.ok()) st = host::write_file_atomic(out, file.data(), file.size());
   if (!st.ok()) {
     std::fprintf(stderr, "qtf quantize: %s: %s: %s\n", in, err_name(st.code()), st.message());
     return 1;
   }
-  std::printf("%s: %zu dense matrices %s, %zu TT cores %s; %zu -> %zu bytes\n", out, rep.dense,
-              type[0] == 'q' ? "q8 (scale per row)" : "f16", rep.cores, type[0] == 'q' ? "i8 (scale per core)" : "f16",
-              bytes.size(), file.size());
+  const char* dense = qt == host::QuantType::q8 ? "q8 (scale per row)"
+                      : qt == host::QuantType::q4 ? "q4 (scale per block of 32)"
+                                                  : "f16";
+  std::printf("%s: %zu dense matrices %s, %zu TT cores %s; %zu -> %zu bytes\n", out, rep.dense, dense, rep.cores,
+              qt == host::QuantType::f16 ? "f16" : "i8 (scale per core)", bytes.size(), file.size());
   return 0;
 }
 

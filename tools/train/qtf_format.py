@@ -4,8 +4,8 @@
     meta, tensors = read_qtf(path)      verifies every rule of docs/format.md, CRC-32 included
 
 Metadata value types are inferred: int -> i64, float -> f64, str -> str, and lists of those -> arrays.
-Tensor dtype comes from the array: float32 -> f32, float16 -> f16 (i8 and q8 are read, as float32 values,
-but never written here: `qtf quantize` writes them).
+Tensor dtype comes from the array: float32 -> f32, float16 -> f16 (i8, q8 and q4 are read, as float32
+values, but never written here: `qtf quantize` writes them).
 """
 import struct
 import zlib
@@ -19,7 +19,8 @@ ALIGN = 64
 
 T_I64, T_F64, T_STR, T_I64S, T_F64S, T_STRS = 1, 2, 3, 4, 5, 6
 DT_F32, DT_F16, DT_I8, DT_Q8 = 0, 1, 2, 3  # q8: i8 with an f32 scale per row, stored before the values
-DT_SIZE = {DT_F32: 4, DT_F16: 2, DT_I8: 1, DT_Q8: 1}
+DT_Q4 = 4  # GGUF Q4_0 blocks along each row: per 32 values an f16 scale d and 16 bytes of nibbles
+DT_SIZE = {DT_F32: 4, DT_F16: 2, DT_I8: 1, DT_Q8: 1, DT_Q4: None}
 DT_NUMPY = {DT_F32: "<f4", DT_F16: "<f2", DT_I8: "i1", DT_Q8: "i1"}
 
 
@@ -225,7 +226,12 @@ def read_qtf(path_or_bytes):
                 raise QtfError("zero dimension in " + name)
             count *= d
         rows = count // dims[-1]
-        expect = count * DT_SIZE[dt] + (4 * rows if dt == DT_Q8 else 0)
+        cols = dims[-1]
+        blocks = (cols + 31) // 32
+        if dt == DT_Q4:
+            expect = rows * blocks * 18
+        else:
+            expect = count * DT_SIZE[dt] + (4 * rows if dt == DT_Q8 else 0)
         if size != expect or offset % ALIGN or offset < prev_end or offset + size > file_size:
             raise QtfError("bad tensor placement " + name)
         if dt == DT_I8 and not (np.isfinite(scale) and scale > 0):
@@ -237,6 +243,17 @@ def read_qtf(path_or_bytes):
                 raise QtfError("bad q8 scales " + name)
             q = np.frombuffer(data, dtype="i1", count=count, offset=offset + 4 * rows).reshape(rows, dims[-1])
             tensors[name] = (q.astype(np.float32) * scales[:, None]).reshape(dims)
+            continue
+        if dt == DT_Q4:
+            raw = np.frombuffer(data, dtype=np.uint8, count=size, offset=offset).reshape(rows, blocks, 18)
+            d = raw[:, :, :2].copy().view("<f2").astype(np.float32)  # [rows, blocks, 1]
+            q = raw[:, :, 2:]
+            nib = np.concatenate([q & 15, q >> 4], axis=2).astype(np.int8)  # value j: low, j + 16: high
+            tail = blocks * 32 - cols
+            if not np.all(np.isfinite(d)) or (tail and np.any(nib[:, -1, 32 - tail:] != 8)):
+                raise QtfError("bad q4 scales or padding " + name)
+            v = (d * (nib - 8).astype(np.float32)).reshape(rows, blocks * 32)[:, :cols]
+            tensors[name] = np.ascontiguousarray(v).reshape(dims)
             continue
         a = np.frombuffer(data, dtype=DT_NUMPY[dt], count=count, offset=offset).reshape(dims)
         tensors[name] = a.astype(np.float32) * np.float32(scale) if dt == DT_I8 else a
