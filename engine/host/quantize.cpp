@@ -172,6 +172,9 @@ Status quantize_model(const void* data, size_t size, QuantType type, std::vector
   };
   for (const Weights* w : {&m.tok_emb, &m.pos_emb, &m.head_w})
     if (w->data) QTF_TRY(add(*w, &dense));
+  // The head (the token embeddings when tied: head_w is tok_emb then) makes every logit: q4 keeps it
+  // q8, as llama.cpp's Q4_0 keeps it at 6 bits (Q6_K); docs/quantize.md has the loss that buys.
+  const void* head = m.head_w.data;
   for (int l = 0; l < m.cfg.n_layers; ++l) {
     const Layer& L = m.layers[l];
     for (const Linear* lin : {&L.q, &L.k, &L.v, &L.o, &L.up, &L.down, &L.gate}) {
@@ -214,7 +217,7 @@ Status quantize_model(const void* data, size_t size, QuantType type, std::vector
       if (!std::isfinite(v[i]))
         return Status::error(Err::bad_value, "tensor '%s': value %zu is %g; quantize needs finite weights", name.c_str(),
                              i, (double)v[i]);
-    if (type == QuantType::q4 && is_dense) {
+    if (type == QuantType::q4 && is_dense && t.values != head) {
       const size_t rows = (size_t)t.rows(), cols = n / rows;
       const int64_t row_bytes = q4_row_bytes((int64_t)cols);
       std::vector<uint8_t> blocks(rows * (size_t)row_bytes);

@@ -23,8 +23,8 @@ struct QuantizeReport {
 // q8: dense matrices as int8 with one scale per row (dtype q8), TT cores as int8 with one scale per core
 // (dtype i8); f16: all of them as IEEE half. Every other tensor and the metadata are copied unchanged.
 // Errors: the input does not load as a model, or a matrix of it is not f32.
-// q4: dense matrices as q4 blocks (GGUF Q4_0's layout, dtype q4) with scales chosen by `q4_scale`, TT
-// cores as q8 does (int8, one scale per core). Errors also: a matrix with a non-finite value, or one too
+// q4: dense matrices as q4 blocks (GGUF Q4_0's layout, dtype q4) with scales chosen by `q4_scale`; the
+// head (the token embeddings when tied) and TT cores as q8 does (int8, a scale per row / per core). Errors also: a matrix with a non-finite value, or one too
 // large for q4's f16 scales, naming the tensor.
 Status quantize_model(const void* data, size_t size, QuantType type, std::vector<uint8_t>* out,
                       QuantizeReport* report, Q4Scale q4_scale = Q4Scale::search);

@@ -15,8 +15,9 @@ const char kUsage[] =
     "  q8:  dense matrices and embeddings as int8 with one f32 scale per row (dtype q8), TT cores as\n"
     "       int8 with one scale per core (dtype i8); f16: those matrices as IEEE half.\n"
     "  q4:  dense matrices and embeddings as 4-bit blocks of 32 with an f16 scale each (dtype q4, GGUF\n"
-    "       Q4_0's layout), TT cores as for q8. --q4-scale: search (default) tries scales for the least\n"
-    "       squared error per block; absmax is Q4_0's rule (largest magnitude / -8).\n"
+    "       Q4_0's layout); the head (the embeddings when tied) and TT cores as for q8. --q4-scale:\n"
+    "       search (default) tries scales for the least squared error per block; absmax is Q4_0's rule\n"
+    "       (largest magnitude / -8).\n"
     "  Norms, biases and the quantum parts stay f32. The input's matrices must be f32.\n";
 
 }  // namespace
@@ -60,7 +61,7 @@ int cmd_quantize(int argc, char** argv) {
     return 1;
   }
   const char* dense = qt == host::QuantType::q8 ? "q8 (scale per row)"
-                      : qt == host::QuantType::q4 ? "q4 (scale per block of 32)"
+                      : qt == host::QuantType::q4 ? "q4 (scale per block of 32; the head q8)"
                                                   : "f16";
   std::printf("%s: %zu dense matrices %s, %zu TT cores %s; %zu -> %zu bytes\n", out, rep.dense, dense, rep.cores,
               qt == host::QuantType::f16 ? "f16" : "i8 (scale per core)", bytes.size(), file.size());
