@@ -90,7 +90,7 @@ Status to_qtf(const char* path, const Options& opt, std::vector<uint8_t>* out) {
   }
   if (src == Source::unknown) {
     if (is_directory(path))
-      return Status::error(Err::unsupported, "%s: a directory without config.json (not a Hugging Face model)", path);
+      return Status::error(Err::io, "%s: a directory without config.json (not a Hugging Face model)", path);
     host::FileBytes probe;  // its message says why a file cannot be read (missing, FIFO, empty)
     QTF_TRY(probe.open(path, true));
     return Status::error(Err::bad_magic,
