@@ -552,6 +552,7 @@ struct Converter {
   int64_t head_dim = 0;
   std::vector<float> f32;
   std::vector<uint16_t> f16;
+  std::vector<uint8_t> raw;
 
   // The GGUF tensor `name` with the qtf shape dims (row-major: ggml's ne reversed), or an error.
   Status take(const std::string& name, std::vector<uint64_t> dims, Tensor** out) {
@@ -575,11 +576,17 @@ struct Converter {
     return Status::success();
   }
 
-  // Writes tensor t as qtf tensor `name`: F16 kept, everything else as f32; heads: permute q/k rows.
+  // Writes tensor t as qtf tensor `name`: F16 kept as f16, Q4_0 matrices as q4, everything else as f32;
+  // rotary_rows: q/k, whose rows are permuted for a rotate-half architecture.
   Status put(const Tensor& t, const std::string& name, const std::vector<uint64_t>& dims, bool rotary_rows) {
     const uint64_t rows = dims[0], cols = t.elements / rows;
     const bool permute = neox && rotary_rows;
-    if (t.type == kF16) {
+    if (t.type == kQ4_0 && dims.size() == 2) {
+      // GGUF's Q4_0 blocks are qtf's q4 (docs/format.md): kept as they are, read in place by the kernels.
+      raw.assign(t.data, t.data + t.nbytes);
+      if (permute) permute_rotate_half(raw.data(), rows, (uint64_t)head_dim, (size_t)(t.nbytes / rows));
+      w.add_tensor(name, format::DType::q4, dims, raw.data());
+    } else if (t.type == kF16) {
       f16.resize((size_t)t.elements);
       std::memcpy(f16.data(), t.data, (size_t)t.nbytes);
       if (permute) permute_rotate_half(reinterpret_cast<uint8_t*>(f16.data()), rows, (uint64_t)head_dim, 2 * cols);
@@ -703,6 +710,7 @@ Status gguf_tokenizer(const uint8_t* data, size_t size, format::Writer* w, int* 
 }
 
 Status gguf_to_qtf(const uint8_t* data, size_t size, const char* source_name, std::vector<uint8_t>* out) {
+  out->clear();  // nothing of an earlier conversion survives an error
   Gguf g;
   QTF_TRY(g.parse(data, size));
   std::string_view arch_sv;
@@ -794,7 +802,7 @@ Status gguf_to_qtf(const uint8_t* data, size_t size, const char* source_name, st
     w.add_str("provenance.general_name", utf8_or_escaped(name.data(), std::min<size_t>(name.size(), 1024)));
   if (ctx != c.context) w.add_i64("provenance.gguf_context_length", ctx);
 
-  Converter cv{g, w, arch, arch == "qwen2", hd, {}, {}};
+  Converter cv{g, w, arch, arch == "qwen2", hd, {}, {}, {}};
   const uint64_t d = (uint64_t)c.d;
   Tensor* t = nullptr;
   QTF_TRY(cv.take("token_embd.weight", {(uint64_t)c.vocab, d}, &t));

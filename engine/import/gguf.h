@@ -1,8 +1,9 @@
 // GGUF (llama.cpp's model file), versions 2 and 3, little-endian. Every count, length, dimension, offset
 // and size is checked against the file's size (overflow-safe) before anything is allocated or read.
 // Imported: the llama architecture (Llama, Mistral-style) and qwen2 (q/k/v biases; its rotate-half q/k
-// rows are permuted to the engine's interleaved pairs); tensor types F32, F16 (kept as f16), BF16, Q8_0,
-// Q4_0, Q4_K and Q6_K (dequantized to f32); llama.cpp's "llama" (SentencePiece) and "gpt2" tokenizers.
+// rows are permuted to the engine's interleaved pairs); tensor types F32, F16 (kept as f16), Q4_0 (kept:
+// qtf's q4 is its block layout), BF16, Q8_0, Q4_K and Q6_K (dequantized to f32); llama.cpp's "llama"
+// (SentencePiece) and "gpt2" tokenizers.
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -25,7 +25,7 @@ inline std::vector<uint8_t> fixture_bytes(const char* name) {
   return read_bytes(std::string(QTF_SOURCE_DIR) + "/tests/fixtures/" + name);
 }
 
-// Every tensor of a verified file, widened to f32 (f32 and f16 only), with its dims.
+// Every tensor of a verified file, widened to f32 (f32, f16 and q4), with its dims.
 struct Tensors {
   std::map<std::string, std::vector<float>> values;
   std::map<std::string, std::vector<uint64_t>> dims;
@@ -39,7 +39,17 @@ inline Tensors tensors_of(const format::ModelFile& f) {
   while (f.next_tensor(&cur, &t)) {
     const std::string name(t.name.data, t.name.size);
     std::vector<float> v(t.elements());
-    for (uint64_t i = 0; i < v.size(); ++i) {
+    if (t.dtype == format::DType::q4) {  // rows of 18-byte blocks: f16 d, byte j = values j | j+16 << 4
+      const uint64_t cols = t.dims[t.ndim - 1], blocks = (cols + 31) / 32;
+      const uint8_t* b = static_cast<const uint8_t*>(t.values);
+      for (uint64_t r = 0; r < t.rows(); ++r)
+        for (uint64_t c = 0; c < cols; ++c) {
+          const uint8_t* blk = b + (r * blocks + c / 32) * 18;
+          const int nib = c % 32 < 16 ? (blk[2 + c % 32] & 15) : (blk[2 + c % 32 - 16] >> 4);
+          v[r * cols + c] = (float)(nib - 8) * format::f16_to_f32((uint16_t)(blk[0] | blk[1] << 8));
+        }
+    }
+    for (uint64_t i = 0; i < v.size() && t.dtype != format::DType::q4; ++i) {
       if (t.dtype == format::DType::f32) {
         std::memcpy(&v[i], static_cast<const uint8_t*>(t.values) + 4 * i, 4);
       } else {

@@ -456,7 +456,7 @@ TEST_CASE("gguf: qwen2's rotate-half q/k rows and biases are permuted to the eng
   CHECK(ta.values.at("blk.0.attn.q.b") == qb);
 }
 
-TEST_CASE("gguf: every tensor type imports the values its blocks hold (F16 stays f16)") {
+TEST_CASE("gguf: every tensor type imports the values its blocks hold (F16 stays f16, Q4_0 q4)") {
   for (uint32_t type : {import::kF16, import::kBF16, import::kQ8_0, import::kQ4_0, import::kQ4_K, import::kQ6_K}) {
     INFO(import::ggml_type_name(type));
     ModelSpec s;
@@ -488,7 +488,11 @@ TEST_CASE("gguf: every tensor type imports the values its blocks hold (F16 stays
       const std::string& name = named.first;
       INFO(name);
       CHECK(got.values.at(name) == named.second.values);
-      CHECK(got.dtype.at(name) == (named.second.type == import::kF16 ? format::DType::f16 : format::DType::f32));
+      const bool matrix = name.find("ln") == std::string::npos;  // Q4_0 matrices stay Q4_0 blocks (qtf's q4)
+      const format::DType want = named.second.type == import::kF16                ? format::DType::f16
+                                 : named.second.type == import::kQ4_0 && matrix ? format::DType::q4
+                                                                                 : format::DType::f32;
+      CHECK(got.dtype.at(name) == want);
     }
     host::LoadedModel lm;
     st = lm.load_memory(out.data(), out.size());
@@ -742,4 +746,35 @@ TEST_CASE("gguf: a .gguf path loads through host::LoadedModel::load_any, convert
   REQUIRE(import::to_qtf(path.c_str(), import::Options(), &out).ok());
   CHECK(worst_logit_error(out) <= 1e-4f);
   std::remove(path.c_str());
+}
+
+TEST_CASE("gguf: qwen2's q/k rows are permuted the same in Q4_0 blocks (kept as q4) as in f32") {
+  ModelSpec s;
+  s.arch = "qwen2", s.d = 256, s.ff = 256, s.L = 1, s.H = 2, s.KV = 1, s.V = 8;
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd(0.f, 0.05f);
+  std::vector<std::pair<std::string, Encoded>> q4, f32;
+  auto add = [&](const std::string& name, size_t n, bool matrix) {
+    std::vector<float> v(n);
+    for (float& x : v) x = nd(rng);
+    const Encoded e = matrix ? enc_q4_0(v) : enc_f32(v);
+    q4.push_back({name, e});
+    f32.push_back({name, enc_f32(e.values)});
+  };
+  add("tok_emb", 8 * 256, true);
+  add("blk.0.ln1.w", 256, false), add("blk.0.ln2.w", 256, false);
+  for (const char* n : {"attn.q.w", "attn.k.w", "attn.v.w", "attn.o.w", "ffn.gate.w", "ffn.up.w", "ffn.down.w"})
+    add(std::string("blk.0.") + n, (std::string(n) == "attn.k.w" || std::string(n) == "attn.v.w" ? 128 : 256) * 256, true);
+  add("lnf.w", 256, false);
+  std::vector<uint8_t> a, b;
+  Status st = convert(model_gguf(s, q4), &a);
+  REQUIRE_MESSAGE(st.ok(), st.message());
+  REQUIRE(convert(model_gguf(s, f32), &b).ok());
+  format::ModelFile fa, fb;
+  REQUIRE(fa.open(a.data(), a.size()).ok());
+  REQUIRE(fb.open(b.data(), b.size()).ok());
+  const qtf::testing::Tensors ta = qtf::testing::tensors_of(fa), tb = qtf::testing::tensors_of(fb);
+  CHECK(ta.dtype.at("blk.0.attn.q.w") == format::DType::q4);
+  CHECK(ta.values == tb.values);
+  CHECK(ta.values.at("blk.0.attn.q.w") != q4[3].second.values);  // permuted indeed
 }
