@@ -1,10 +1,12 @@
 // TT-matrix matvec (kern:: SIMD and the ref:: scalar loop) per model shape and run-time rank, against
 // Eigen's GEMV on the equivalent dense matrix (row- and column-major) and our own dense kernel.
 // Counters: items/s = matvecs per second; FLOP/s = useful FLOPs per second of that method
-// (TT: tt_matvec_flops at the run-time rank; dense: 2*M*N).
+// (TT: tt_matvec_flops at the run-time rank; dense: 2*M*N). Also: threads' costs, the prompt GEMM, and
+// one head of attention per head size (attend/, attend_ref/).
 #include <benchmark/benchmark.h>
 
 #include <Eigen/Dense>
+#include <cmath>
 #include <random>
 #include <string>
 #include <vector>
@@ -249,6 +251,25 @@ void tt_parts_bench(benchmark::State& state, const Problem* p, int rank, int thr
   set_counters(state, tt_matvec_flops(p->shape, rank));
 }
 
+// One head of attention (kern::attend, or the scalar ref::attend) at head size hd over n cached positions,
+// the rows kv_dim = 6 * hd apart as in a 6-head model's cache (one token's call per head in prompts and
+// decode). FLOPs: 2 n hd for the scores and 2 n hd for the weighted values.
+void attend_bench(benchmark::State& state, int hd, int n, bool simd) {
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  const size_t stride = (size_t)6 * hd;
+  std::vector<float> q((size_t)hd), k((size_t)n * stride), v((size_t)n * stride), w((size_t)n), out((size_t)hd);
+  for (auto* x : {&q, &k, &v})
+    for (float& f : *x) f = u(rng);
+  const float scale = 1.f / std::sqrt((float)hd);
+  for (auto _ : state) {
+    (simd ? kern::attend : ref::attend)(q.data(), k.data(), v.data(), stride, n, hd, scale, w.data(), out.data());
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  set_counters(state, 4ll * n * hd);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -298,6 +319,13 @@ int main(int argc, char** argv) {
         const std::string name = std::string("kern_gemm_") + (bcast ? "bcast/" : "dots/") + std::to_string(rc[0]) +
                                  "x" + std::to_string(rc[1]) + "/b" + std::to_string(batch);
         benchmark::RegisterBenchmark(name.c_str(), kern_gemm_bench, rc[0], rc[1], batch, bcast);
+      }
+  for (int hd : {8, 16, 32, 48, 64, 80, 96, 100, 128, 160, 256})
+    for (int n : {64, 512})
+      for (bool simd : {true, false}) {
+        const std::string name = std::string(simd ? "attend/" : "attend_ref/") + "hd" + std::to_string(hd) + "/n" +
+                                 std::to_string(n);
+        benchmark::RegisterBenchmark(name.c_str(), attend_bench, hd, n, simd);
       }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
