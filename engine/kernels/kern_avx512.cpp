@@ -57,6 +57,7 @@ void tt_step_chosen(const tt::Step& s, const float* in, float* out);
 #define QTF_NS kern_avx512
 #define QTF_VARIANT_NAME "avx512"
 #define QTF_VECTORS V16, V8, V4
+#define QTF_VECTOR_REGISTERS 32
 #define QTF_TT_STEP &tt_step_chosen
 #include "kernels/simd_body.inc"
 

@@ -60,6 +60,9 @@ inline void widen_q4(const uint8_t* p, V4* out) {
 #define QTF_NS kern_neon
 #define QTF_VARIANT_NAME "neon"
 #define QTF_VECTORS V4
+#if XSIMD_WITH_NEON64
+#define QTF_VECTOR_REGISTERS 32
+#endif
 #include "kernels/simd_body.inc"
 
 const qtf::kern::Table* qtf::kern::table_neon() { return &kern_neon::kTable; }

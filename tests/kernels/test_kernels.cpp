@@ -580,20 +580,61 @@ TEST_CASE("block-option kernels and attention: kern equals ref, odd sizes, every
         kern::rope(r.data(), H, hd, table.data() + pos * hd);
         CHECK(rel_err(r.data(), r_ref.data(), r.size()) == 0);  // the same double arithmetic
       }
-      for (int n : {1, 2, 7, 16, 17, 33, 300}) {
-        CAPTURE(n);
-        const size_t stride = (size_t)hd * 2 + 3;  // odd: unaligned rows
-        for (float spread : {1.f, 30.f}) {  // 30: exp would overflow without the max
-          const Vec q = random_vec(rng, (size_t)hd, spread), K = random_vec(rng, (size_t)n * stride),
-                    Vv = random_vec(rng, (size_t)n * stride);
-          Vec w_ref((size_t)n), w = nan_vec((size_t)n), o_ref((size_t)hd), o = nan_vec((size_t)hd);
-          const float scale = 1.f / std::sqrt((float)hd);
-          ref::attend(q.data(), K.data(), Vv.data(), stride, n, hd, scale, w_ref.data(), o_ref.data());
-          kern::attend(q.data(), K.data(), Vv.data(), stride, n, hd, scale, w.data(), o.data());
-          REQUIRE(all_finite(o.data(), o.size()));
-          CHECK(rel_err(o.data(), o_ref.data(), o.size()) < 1e-5);
+    }
+  });
+}
+
+// attend at head sizes 1..256 (every variant takes its widest vector no longer than the head, and one more
+// vector overlapping the last whole one where that does not divide it) against ref::attend. Each head is
+// the last hd floats of its row and the last rows of K and V are the buffers' last, q is a buffer of hd
+// floats: under ASan a load past the head fails.
+// Tolerance: the two differ in the order in which a score's hd products are added (lane sums and a tree
+// against a running sum), in fused multiply-adds, the vector exp and the softmax sum's order. A score's
+// rounding on random data grows like sqrt(hd) eps S (S = max_j scale sum_i |q_i k_ji|); the rest is a few
+// dozen eps (sums of at most kAttendBlock terms, plus one per block). out, a convex combination of the
+// values, moves by about the scores' error: eps (32 + sqrt(hd) S). Over 12 seeds the worst case on sse2,
+// avx2 and avx512 reached 0.47 of it; a missed or doubled product costs ~scale |q_i k_ji| >> eps S.
+TEST_CASE("attention: every head size against ref, every variant") {
+  std::mt19937 rng(23);
+  constexpr int kMaxN = 300, kMaxHd = 256;
+  const size_t stride = 2 * kMaxHd + 3;  // odd: unaligned rows
+  const Vec K = random_vec(rng, kMaxN * stride), Vv = random_vec(rng, kMaxN * stride);
+  struct Case {
+    int hd, n;
+    float spread;
+    Vec q, out;  // ref's out
+    double tol;
+    size_t at;  // the head's first value in K and Vv
+  };
+  std::vector<Case> cases;
+  for (int hd : {1, 2, 3, 4, 6, 8, 12, 16, 20, 24, 28, 32, 40, 48, 56, 64, 72, 80, 96, 100, 112, 120, 128, 136, 160,
+                 192, 200, 256})
+    for (int n : {1, 2, 7, 16, 17, 33, 300})
+      for (float spread : {1.f, 30.f}) {  // 30: exp would overflow without the max
+        Case c{hd, n, spread, random_vec(rng, (size_t)hd, spread), Vec((size_t)hd), 0,
+               (size_t)(kMaxN - n) * stride + stride - (size_t)hd};
+        const float scale = 1.f / std::sqrt((float)hd);
+        Vec w((size_t)n);
+        ref::attend(c.q.data(), K.data() + c.at, Vv.data() + c.at, stride, n, hd, scale, w.data(), c.out.data());
+        double S = 0;
+        for (int j = 0; j < n; ++j) {
+          double s = 0;
+          for (int i = 0; i < hd; ++i) s += std::fabs((double)c.q[(size_t)i] * K[c.at + j * stride + (size_t)i]);
+          S = std::max(S, s * scale);
         }
+        c.tol = 0x1p-24 * (32 + std::sqrt((double)hd) * S);
+        cases.push_back(std::move(c));
       }
+  for_each_variant([&] {
+    for (const Case& c : cases) {
+      CAPTURE(c.hd);
+      CAPTURE(c.n);
+      CAPTURE(c.spread);
+      Vec w = nan_vec((size_t)c.n), out = nan_vec((size_t)c.hd);
+      kern::attend(c.q.data(), K.data() + c.at, Vv.data() + c.at, stride, c.n, c.hd, 1.f / std::sqrt((float)c.hd),
+                   w.data(), out.data());
+      REQUIRE(all_finite(out.data(), out.size()));
+      CHECK(rel_err(out.data(), c.out.data(), out.size()) <= c.tol);
     }
   });
 }
