@@ -46,8 +46,11 @@ const char* qtf_simd(void);
  * Face directory, converted into a .qtf image in memory at each load (`qtf convert` makes a .qtf once). */
 qtf_status qtf_model_load_file(const char* path, int use_mmap, qtf_model** out);
 /* Uses data in place (zero copy) if it is 64-byte aligned, else copies it once. The caller keeps
- * data alive and unchanged until qtf_model_free. */
+ * data alive and unchanged until the model is freed (see qtf_model_free). */
 qtf_status qtf_model_load_memory(const void* data, size_t size, qtf_model** out);
+/* Drops the caller's reference: the model is freed now, or when its last context and sampler are
+ * freed, whichever comes later. Contexts and samplers made from it stay usable; the model handle
+ * itself must not be used after this call. */
 void qtf_model_free(qtf_model* model);
 
 typedef struct {
@@ -148,7 +151,8 @@ typedef struct {
 qtf_sampler_params qtf_sampler_default_params(void);
 qtf_status qtf_sampler_new(const qtf_model* model, const qtf_sampler_params* params, qtf_sampler** out);
 void qtf_sampler_free(qtf_sampler* sampler);
-/* Picks the next token from the context's last logits and remembers it (repetition penalty). */
+/* Picks the next token from the context's last logits and remembers it (repetition penalty).
+ * QTF_ERR_BAD_MODEL when a logit is NaN or Inf (damaged weights: `qtf verify --deep` finds them). */
 qtf_status qtf_sample(qtf_sampler* sampler, const qtf_context* ctx, int32_t* token);
 
 #ifdef __cplusplus

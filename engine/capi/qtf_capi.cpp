@@ -12,8 +12,12 @@
 
 using namespace qtf;
 
+// A model lives until its caller has freed it and its last context and sampler are gone: qtf_model_free
+// drops the caller's reference only, so a binding whose garbage collector frees the model before its
+// contexts (Python's `with Model(...)`) cannot leave a context using freed memory.
 struct qtf_model {
   host::LoadedModel loaded;
+  mutable std::atomic<int> refs{1};      // the caller's, one per context and one per sampler
   mutable std::atomic<int> contexts{0};  // live contexts: an adapter may only be applied while there are none
 };
 struct qtf_context {
@@ -25,6 +29,7 @@ struct qtf_context {
 };
 struct qtf_sampler {
   host::HostSampler host;
+  const qtf_model* owner = nullptr;
   int vocab = 0;
 };
 
@@ -52,6 +57,10 @@ qtf_status from(const Status& st) {
     default: break;
   }
   return fail(code, st.message());
+}
+
+void release(const qtf_model* m) {
+  if (m && m->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete m;
 }
 
 template <typename T>
@@ -95,7 +104,7 @@ qtf_status qtf_model_load_memory(const void* data, size_t size, qtf_model** out)
   return s;
 }
 
-void qtf_model_free(qtf_model* model) { delete model; }
+void qtf_model_free(qtf_model* model) { release(model); }
 
 qtf_status qtf_model_get_info(const qtf_model* model, qtf_model_info* out) {
   if (!model || !out) return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_model_get_info: null argument");
@@ -200,6 +209,7 @@ qtf_status qtf_context_new_with(const qtf_model* model, const qtf_context_params
   c->owner = model;
   c->model = &model->loaded;
   c->opt = o;
+  ++model->refs;
   ++model->contexts;
   *out = c;
   return s;
@@ -222,8 +232,11 @@ qtf_status qtf_context_set_threads(qtf_context* ctx, int32_t n_threads) {
 }
 
 void qtf_context_free(qtf_context* ctx) {
-  if (ctx) --ctx->owner->contexts;
+  if (!ctx) return;
+  const qtf_model* owner = ctx->owner;
+  --owner->contexts;
   delete ctx;
+  release(owner);
 }
 
 void qtf_context_reset(qtf_context* ctx) {
@@ -296,18 +309,34 @@ qtf_status qtf_sampler_new(const qtf_model* model, const qtf_sampler_params* par
   if (qtf_status r = make(&s)) return r;
   s->vocab = model->loaded.model().cfg.vocab;
   qtf_status r = from(s->host.init(s->vocab, o));
-  if (r != QTF_OK) delete s;
-  else *out = s;
+  if (r != QTF_OK) {
+    delete s;
+    return r;
+  }
+  s->owner = model;
+  ++model->refs;
+  *out = s;
   return r;
 }
 
-void qtf_sampler_free(qtf_sampler* sampler) { delete sampler; }
+void qtf_sampler_free(qtf_sampler* sampler) {
+  if (!sampler) return;
+  const qtf_model* owner = sampler->owner;
+  delete sampler;
+  release(owner);
+}
 
 qtf_status qtf_sample(qtf_sampler* sampler, const qtf_context* ctx, int32_t* token) {
   if (!sampler || !ctx || !token) return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_sample: null argument");
   if (!ctx->has_logits) return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_sample: decode a token first");
   if (ctx->host.ctx().model().cfg.vocab != sampler->vocab)
     return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_sample: sampler and context belong to different models");
+  const Status finite = check_logits(ctx->host.ctx().logits(), sampler->vocab);
+  if (!finite.ok()) {
+    char msg[256];
+    std::snprintf(msg, sizeof msg, "qtf_sample: %s", finite.message());
+    return fail(QTF_ERR_BAD_MODEL, msg);
+  }
   *token = sampler->host.get().sample(ctx->host.ctx().logits());
   sampler->host.get().accept(*token);
   return QTF_OK;

@@ -237,6 +237,43 @@ uint64_t TensorInfo::elements() const {
 
 uint64_t TensorInfo::rows() const { return ndim > 0 ? elements() / dims[ndim - 1] : 0; }
 
+uint64_t count_nonfinite(const TensorInfo& t, uint64_t* first) {
+  const uint8_t* p = static_cast<const uint8_t*>(t.values);
+  const uint64_t n = t.elements();
+  uint64_t bad = 0;
+  auto f32_bad = [](const void* at) {
+    uint32_t b;
+    std::memcpy(&b, at, 4);
+    return (b & 0x7F800000u) == 0x7F800000u;
+  };
+  switch (t.dtype) {
+    case DType::f32:
+      for (uint64_t i = 0; i < n; ++i)
+        if (f32_bad(p + 4 * i) && bad++ == 0) *first = i;
+      break;
+    case DType::f16:
+      for (uint64_t i = 0; i < n; ++i)
+        if (((p[2 * i] | p[2 * i + 1] << 8) & 0x7C00) == 0x7C00 && bad++ == 0) *first = i;
+      break;
+    case DType::i8:  // integers: only the scale can be non-finite
+      if (!std::isfinite(t.scale) && bad++ == 0) *first = 0;
+      break;
+    case DType::q8:  // the first value of each row whose scale is non-finite
+      for (uint64_t r = 0, rows = t.rows(), cols = rows ? n / rows : 0; r < rows; ++r)
+        if (f32_bad(t.row_scales + r) && bad++ == 0) *first = r * cols;
+      break;
+    case DType::q4: {  // the f16 scale leading each block of a row: the block's first value
+      const uint8_t* b = static_cast<const uint8_t*>(t.data);
+      const uint64_t rows = t.rows(), cols = rows ? n / rows : 0, blocks = (cols + kQ4Block - 1) / kQ4Block;
+      for (uint64_t r = 0; r < rows; ++r)
+        for (uint64_t k = 0; k < blocks; ++k, b += kQ4BlockBytes)
+          if (((b[0] | b[1] << 8) & 0x7C00) == 0x7C00 && bad++ == 0) *first = r * cols + k * kQ4Block;
+      break;
+    }
+  }
+  return bad;
+}
+
 Status ModelFile::open(const void* data, size_t size) {
   *this = ModelFile();
   if (data == nullptr) return Status::error(Err::invalid_argument, "model buffer is null");

@@ -30,6 +30,11 @@ struct TensorInfo {
   uint64_t rows() const;  // elements / last dimension
 };
 
+// Values of a tensor that are NaN or +-Inf, by exponent bits (no float traps): f32 and f16 values, and
+// the scales of i8, q8 and q4 (a bad scale counts once, at the first value it scales). *first receives
+// the index of the first one.
+uint64_t count_nonfinite(const TensorInfo& t, uint64_t* first);
+
 struct MetaEntry {
   Str key;
   MetaType type = MetaType::i64;

@@ -26,12 +26,20 @@ size_t FileBytes::resident() const {
 Status FileBytes::open(const char* path, bool use_mmap) {
   close();
   if (path == nullptr) return Status::error(Err::invalid_argument, "file path is null");
-  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever. Once fstat has
+  // shown a regular file, reads go back to blocking (for regular files the flag changes nothing anyway).
+  int fd = ::open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return Status::error(Err::io, "cannot open '%s': %s", path, std::strerror(errno));
   struct stat st;
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
-    return Status::error(Err::io, "'%s' is not a regular file", path);
+    return Status::error(Err::io, "'%s' is not a regular file (a directory, FIFO, device or socket)", path);
+  }
+  const int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
+    const int e = errno;
+    ::close(fd);
+    return Status::error(Err::io, "cannot read '%s': %s", path, std::strerror(e));
   }
   size_t n = (size_t)st.st_size;
   if (n == 0) {
@@ -83,11 +91,32 @@ void FileBytes::close() {
   mapped_ = false;
 }
 
+namespace {
+
+// A path that exists and is not a regular file (after symlinks) must never be renamed over: it may be a
+// device node (/dev/full), a FIFO or a directory someone meant to write into.
+Status check_replaceable(const char* path) {
+  struct stat st;
+  if (::stat(path, &st) != 0) {
+    if (errno == ENOENT) return Status::success();  // a new file (or a dangling symlink, replaced)
+    return Status::error(Err::io, "cannot write '%s': %s", path, std::strerror(errno));
+  }
+  if (!S_ISREG(st.st_mode))
+    return Status::error(Err::io, "'%s' exists and is not a regular file (a directory, FIFO, device or socket); "
+                         "refusing to replace it", path);
+  return Status::success();
+}
+
+}  // namespace
+
 Status write_file_atomic(const char* path, const void* data, size_t size) {
+  if (path == nullptr) return Status::error(Err::invalid_argument, "file path is null");
+  QTF_TRY(check_replaceable(path));
   char tmp[4096];
   if (std::snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof tmp)
     return Status::error(Err::invalid_argument, "path too long: '%s'", path);
-  int fd = ::open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  // O_EXCL | O_NOFOLLOW: never write through something already at the temporary name.
+  int fd = ::open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
   if (fd < 0) return Status::error(Err::io, "cannot create '%s': %s", tmp, std::strerror(errno));
   const uint8_t* p = static_cast<const uint8_t*>(data);
   size_t done = 0;
@@ -105,6 +134,11 @@ Status write_file_atomic(const char* path, const void* data, size_t size) {
   if (fsync(fd) != 0 || ::close(fd) != 0) {
     ::unlink(tmp);
     return Status::error(Err::io, "flushing '%s' failed: %s", tmp, std::strerror(errno));
+  }
+  Status st = check_replaceable(path);  // again: it may have appeared while the file was written
+  if (!st.ok()) {
+    ::unlink(tmp);
+    return st;
   }
   if (std::rename(tmp, path) != 0) {
     int e = errno;

@@ -17,6 +17,7 @@ class FileBytes {
 
   // mmap = true maps the file read-only (a file that changes on disk while mapped may change the
   // bytes seen; the model is verified once at load, see docs/reliability.md); false reads a copy.
+  // Anything but a regular file (a FIFO, device, directory) is refused without blocking.
   Status open(const char* path, bool mmap = true);
   void close();
   const uint8_t* data() const { return data_; }
@@ -32,6 +33,8 @@ class FileBytes {
 };
 
 // Writes bytes to path via a temporary file and rename, so an existing file is never left half-written.
+// A path that exists and is not a regular file (a device, FIFO or directory, also behind a symlink) is
+// refused, never replaced.
 Status write_file_atomic(const char* path, const void* data, size_t size);
 
 }  // namespace qtf::host

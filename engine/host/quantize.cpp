@@ -106,6 +106,19 @@ bool q4_block(const float* v, int n, Q4Scale how, uint8_t* out) {
   return true;
 }
 
+// Every tensor's values finite, checked before anything is converted: a NaN would vanish into q8
+// (fmax skips it and its row's scale stays finite) and an Inf would make a whole row's scale infinite.
+Status check_finite(const format::ModelFile& f) {
+  uint64_t cur = 0, first = 0;
+  format::TensorInfo t;
+  while (f.next_tensor(&cur, &t))
+    if (const uint64_t bad = format::count_nonfinite(t, &first))
+      return Status::error(Err::bad_value, "tensor '%.*s' has %llu non-finite values (NaN/Inf), the first at index "
+                           "%llu; a model must be finite to be quantized", (int)t.name.size, t.name.data,
+                           (unsigned long long)bad, (unsigned long long)first);
+  return Status::success();
+}
+
 }  // namespace
 
 bool quantize_q4_row(const float* v, int64_t cols, Q4Scale how, uint8_t* out) {
@@ -156,6 +169,7 @@ Status quantize_model(const void* data, size_t size, QuantType type, std::vector
   format::ModelFile f;
   LoadedModel lm;
   QTF_TRY(f.open(data, size));
+  QTF_TRY(check_finite(f));
   QTF_TRY(lm.load_memory(data, size));
   // The matrices, by where their values lie in the file: dense ones (and embeddings) and TT cores. Each
   // must be f32 read in place (not stored otherwise, nor converted at load): checked here, before any
@@ -213,10 +227,6 @@ Status quantize_model(const void* data, size_t size, QuantType type, std::vector
       w.add_tensor(name, t.dtype, dims, t.data, t.scale);
       continue;
     }
-    for (size_t i = 0; i < n; ++i)
-      if (!std::isfinite(v[i]))
-        return Status::error(Err::bad_value, "tensor '%s': value %zu is %g; quantize needs finite weights", name.c_str(),
-                             i, (double)v[i]);
     if (type == QuantType::q4 && is_dense && t.values != head) {
       const size_t rows = (size_t)t.rows(), cols = n / rows;
       const int64_t row_bytes = q4_row_bytes((int64_t)cols);
@@ -228,7 +238,12 @@ Status quantize_model(const void* data, size_t size, QuantType type, std::vector
       w.add_tensor(name, format::DType::q4, dims, blocks.data());
     } else if (!q8) {
       std::vector<uint16_t> h(n);
-      for (size_t i = 0; i < n; ++i) h[i] = f32_to_f16(v[i]);
+      for (size_t i = 0; i < n; ++i) {
+        h[i] = f32_to_f16(v[i]);
+        if ((h[i] & 0x7C00u) == 0x7C00u)  // the inputs are finite: this one rounds beyond f16's range
+          return Status::error(Err::bad_value, "tensor '%s': value %g at index %zu overflows f16 (largest %g); "
+                               "keep the model f32 or use --type q8", name.c_str(), (double)v[i], i, 65504.0);
+      }
       w.add_tensor(name, format::DType::f16, dims, h.data());
     } else if (is_core) {  // one scale per core (kernels.h: TTMatrix says why), after balance_bonds
       std::vector<int8_t> q(n);

@@ -22,10 +22,11 @@ struct QuantizeReport {
 // Rewrites the f32 model in `data` (64-byte aligned, e.g. mapped) with its matrices (the tensors Model reads as Weights) in `type`:
 // q8: dense matrices as int8 with one scale per row (dtype q8), TT cores as int8 with one scale per core
 // (dtype i8); f16: all of them as IEEE half. Every other tensor and the metadata are copied unchanged.
-// Errors: the input does not load as a model, or a matrix of it is not f32.
+// Errors: the input does not load as a model, a matrix of it is not f32, a value of any tensor is NaN
+// or Inf, or (f16) a value overflows half precision; each names the tensor.
 // q4: dense matrices as q4 blocks (GGUF Q4_0's layout, dtype q4) with scales chosen by `q4_scale`; the
-// head (the token embeddings when tied) and TT cores as q8 does (int8, a scale per row / per core). Errors also: a matrix with a non-finite value, or one too
-// large for q4's f16 scales, naming the tensor.
+// head (the token embeddings when tied) and TT cores as q8 does (int8, a scale per row / per core). Errors also: a
+// matrix too large for q4's f16 scales, naming the tensor.
 Status quantize_model(const void* data, size_t size, QuantType type, std::vector<uint8_t>* out,
                       QuantizeReport* report, Q4Scale q4_scale = Q4Scale::search);
 

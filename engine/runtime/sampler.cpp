@@ -47,6 +47,19 @@ float Sampler::uniform() {  // splitmix64: portable and reproducible
   return (float)(z >> 40) / 16777216.0f;
 }
 
+int first_nonfinite(const float* logits, int vocab) {
+  for (int i = 0; i < vocab; ++i)
+    if (!std::isfinite(logits[i])) return i;
+  return -1;
+}
+
+Status check_logits(const float* logits, int vocab) {
+  const int i = first_nonfinite(logits, vocab);
+  if (i < 0) return Status::success();
+  return Status::error(Err::bad_value, "the model computed a non-finite logit (%s for token %d): its weights hold "
+                       "NaN/Inf or overflow; check the file with qtf verify --deep", std::isnan(logits[i]) ? "NaN" : "Inf", i);
+}
+
 int Sampler::sample(const float* logits) {
   int n = vocab_;
   for (int i = 0; i < n; ++i) cand_[i] = {i, std::isnan(logits[i]) ? -INFINITY : logits[i]};

@@ -18,6 +18,13 @@ struct SamplerOptions {
   uint64_t seed = 0x5eed;
 };
 
+// The index of the first logit that is NaN or +-Inf, or -1 when all are finite. A model with damaged
+// weights computes such logits, and a sampler would still pick a token from them (every NaN counts as
+// -inf): callers check first and stop with an error. One pass over the vocabulary, no allocation.
+int first_nonfinite(const float* logits, int vocab);
+// That check as a Status: Err::bad_value naming the logit, or success.
+Status check_logits(const float* logits, int vocab);
+
 class Sampler {
  public:
   static size_t arena_bytes(int vocab, const SamplerOptions& opt);

@@ -6,10 +6,13 @@
         print(tok.text, end="")               # tok.rank, tok.quantum, tok.entropy: numpy, per layer
     print(model.eval(open("input.txt").read(), max_tokens=500).perplexity)
 
-A Model is read-only once loaded and may be shared by threads; a Context belongs to one thread at a time.
+A Model is read-only once loaded and may be shared by threads; a Context belongs to one thread at a time
+(a call while another thread uses it raises QtfError). Integers are range-checked before they reach C.
 """
+import contextlib
 import ctypes
 import math
+import numbers
 import os
 import threading
 
@@ -43,6 +46,8 @@ def _L():
 def set_simd(name):
     """Picks the SIMD kernel variant for the process ("auto", "scalar", "sse2", "avx2", "avx512",
     "neon"); QtfError if this build or CPU lacks it. For tests and benchmarks: not while decoding."""
+    if not isinstance(name, str) or "\0" in name:
+        raise ValueError(f"qtf: set_simd takes a variant name (str without NUL), got {name!r}")
     _check(_L().qtf_set_simd(name.encode()))
 
 
@@ -77,16 +82,111 @@ def _check(status):
 _ROUTES = {"auto": 0, "classical": 1, "quantum": 2}
 _ACT_PATHS = {"quantum": 0, "fourier": 1, "spline": 2}
 
+# ctypes converts Python ints modulo 2**bits without a word (2**32 + 16 becomes 16): every integer is
+# checked against its C type's range first.
+_INT32 = (-2**31, 2**31 - 1)
+_UINT64 = (0, 2**64 - 1)
+
+
+def _int(name, value, lo, hi):
+    """value as a Python int in [lo, hi]; TypeError for non-integers (bool included), ValueError outside."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"qtf: {name} must be an integer, got {type(value).__name__} {value!r}")
+    value = int(value)
+    if not lo <= value <= hi:
+        raise ValueError(f"qtf: {name} = {value} is outside {lo}..{hi}")
+    return value
+
+
+def _float(name, value):
+    """value as a finite float; TypeError for non-numbers (bool included), ValueError for NaN/Inf."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"qtf: {name} must be a number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or abs(value) > 3.4e38:  # beyond float32 ctypes would give inf
+        raise ValueError(f"qtf: {name} = {value} is not a finite float32")
+    return value
+
+
+def _path(name, path):
+    """A str, bytes or os.PathLike path as the bytes C receives; a NUL byte would cut it short."""
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"qtf: {name} must be a str, bytes or os.PathLike path, got {type(path).__name__}")
+    data = os.fsencode(path)
+    if b"\0" in data:
+        raise ValueError(f"qtf: {name} {path!r} contains a NUL byte")
+    return data
+
+
+def _tokens(tokens, vocab):
+    """Token ids (a sequence, numpy array or one int) as a contiguous int32 array, each checked to be an
+    integer in 0..vocab-1 before any narrowing to int32 could wrap it."""
+    arr = np.asarray(tokens)
+    if arr.ndim > 1:
+        raise ValueError(f"qtf: token ids must be one sequence, got shape {arr.shape}")
+    arr = arr.reshape(-1)
+    if arr.size == 0:
+        return np.zeros(0, dtype=np.int32)
+    if arr.dtype.kind not in "iu":  # bool, float, or Python ints too large for int64 (object)
+        arr = np.array([_int(f"token at index {i}", t, -2**63, 2**63 - 1) for i, t in enumerate(arr.tolist())],
+                       dtype=np.int64)
+    bad = np.flatnonzero((arr < 0) | (arr >= vocab))
+    if bad.size:
+        i = int(bad[0])
+        raise QtfError(_capi.ERR_OUT_OF_RANGE, f"qtf: token {int(arr[i])} at index {i} is outside the vocabulary "
+                                               f"(0..{vocab - 1})")
+    return np.ascontiguousarray(arr, dtype=np.int32)
+
 
 class _Handle:
-    """An object owning one C handle (self._h), freed by close(), `with` or garbage collection."""
+    """An object owning one C handle (self._h), freed by close(), `with` or garbage collection.
+
+    Every call into C goes through `with self._use() as h:`, which raises QtfError once the object is
+    closed; close() while another thread is inside such a call frees the handle when that call ends.
+    An exclusive handle (a Context) also refuses a second caller while one is inside."""
     _h = None
     _free = None  # the qtf_*_free function's name
+    _exclusive = False
+    _lock = None
+
+    def _own(self, h):
+        self._lock = threading.Lock()
+        self._users = 0
+        self._closing = False
+        self._h = h
+
+    @contextlib.contextmanager
+    def _use(self):
+        with self._lock:
+            if not self._h or self._closing:
+                raise QtfError(_capi.ERR_INVALID_ARGUMENT, f"qtf: this {type(self).__name__} is closed")
+            if self._exclusive and self._users:
+                raise QtfError(_capi.ERR_INVALID_ARGUMENT,
+                               f"qtf: this {type(self).__name__} is in use by another thread; it belongs to one "
+                               "thread at a time (make one per thread: model.context())")
+            self._users += 1
+        try:
+            yield self._h
+        finally:
+            with self._lock:
+                self._users -= 1
+                h = self._h if self._closing and not self._users else None
+                if h:
+                    self._h = None
+            if h:
+                getattr(_L(), self._free)(h)
 
     def close(self):
-        if self._h:
-            getattr(_L(), self._free)(self._h)
-            self._h = None
+        if self._lock is None:  # __init__ failed before it had a handle
+            return
+        with self._lock:
+            if not self._h or self._closing:
+                return
+            if self._users:  # another thread is inside a call: the last one out frees it
+                self._closing = True
+                return
+            h, self._h = self._h, None
+        getattr(_L(), self._free)(h)
 
     def __del__(self):
         self.close()
@@ -99,17 +199,20 @@ class _Handle:
 
 
 class Model(_Handle):
-    """A loaded .qtf model (memory-mapped by default)."""
+    """A loaded .qtf model (memory-mapped by default). close() (or the end of a `with` block) releases it;
+    contexts made from it keep it alive until they are closed too."""
 
     def __init__(self, path, mmap=True, adapter=None):
-        """adapter: a LoRA adapter file (qtf.arch = lora) applied in place over the base weights."""
-        self._h = None
+        """path: str, bytes or os.PathLike. adapter: a LoRA adapter file (qtf.arch = lora) applied in place
+        over the base weights."""
+        data = _path("model path", path)
+        adapter_data = _path("adapter path", adapter) if adapter is not None else None
         h = ctypes.c_void_p()
-        _check(_L().qtf_model_load_file(str(path).encode(), 1 if mmap else 0, ctypes.byref(h)))
-        self._h = h
-        if adapter is not None:
-            _check(_L().qtf_model_apply_adapter_file(h, str(adapter).encode(), 1 if mmap else 0))
-        self.path = str(path)
+        _check(_L().qtf_model_load_file(data, 1 if mmap else 0, ctypes.byref(h)))
+        self._own(h)
+        if adapter_data is not None:
+            _check(_L().qtf_model_apply_adapter_file(h, adapter_data, 1 if mmap else 0))
+        self.path = os.fsdecode(data)
         i = _capi.ModelInfo()
         _check(_L().qtf_model_get_info(h, ctypes.byref(i)))
         self.info = {name: getattr(i, name) for name, _ in _capi.ModelInfo._fields_}
@@ -126,11 +229,13 @@ class Model(_Handle):
 
     def _token_bytes(self, token):
         p, n = ctypes.c_void_p(), ctypes.c_size_t()
-        _check(_L().qtf_token_text(self._h, token, ctypes.byref(p), ctypes.byref(n)))
-        return ctypes.string_at(p, n.value) if n.value else b""
+        with self._use() as h:
+            _check(_L().qtf_token_text(h, token, ctypes.byref(p), ctypes.byref(n)))
+            return ctypes.string_at(p, n.value) if n.value else b""
 
     def token_bytes(self, token):
         """The bytes of one token."""
+        token = _int("token", token, -2**63, 2**63 - 1)
         if not 0 <= token < self.vocab_size:
             raise QtfError(_capi.ERR_OUT_OF_RANGE, f"token {token} is outside the vocabulary")
         return self._texts[token]
@@ -140,9 +245,12 @@ class Model(_Handle):
         data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
         out = np.zeros(len(data) + 1, dtype=np.int32)  # at most one token per byte with today's tokenizers
         n = ctypes.c_int32()
+        if len(data) >= _INT32[1]:
+            raise ValueError(f"qtf: a text of {len(data)} bytes is too long to tokenize in one call")
         for _ in range(2):  # if not, the call says how many are needed: once more with that
-            status = _L().qtf_tokenize(self._h, data, len(data), out.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)),
-                                       len(out), ctypes.byref(n))
+            with self._use() as h:
+                status = _L().qtf_tokenize(h, data, len(data), out.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)),
+                                           len(out), ctypes.byref(n))
             if status != _capi.ERR_OUT_OF_RANGE or n.value <= len(out):
                 break
             out = np.zeros(n.value, dtype=np.int32)
@@ -171,7 +279,10 @@ class Model(_Handle):
         """Loss (nats/token) and perplexity of the model on a text, scored as `qtf eval` does it: windows of
         the context length starting every `stride` tokens (default: the context), each target scored once.
         text: str, bytes or a sequence of token ids. Returns an EvalResult with numpy per-token arrays."""
-        ids = np.asarray(text, dtype=np.int32) if not isinstance(text, (str, bytes)) else self.tokenize(text)
+        ids = _tokens(text, self.vocab_size) if not isinstance(text, (str, bytes)) else self.tokenize(text)
+        max_tokens = _int("max_tokens", max_tokens, 0, 2**63 - 1)
+        if stride is not None:
+            stride = _int("stride", stride, 0, 2**63 - 1)
         if max_tokens and len(ids) > max_tokens:
             ids = ids[:max_tokens]
         if len(ids) < 2:
@@ -208,63 +319,72 @@ class Context(_Handle):
 
     def __init__(self, model, n_ctx=0, route="auto", fixed_rank=0, act_path="fourier", theta=None, alpha=None,
                  n_threads=1, n_batch=0, pack_tt=True, attention_samples=None, attention_seed=None):
-        self._h = None
         if route not in _ROUTES or act_path not in _ACT_PATHS:
             raise ValueError(f"qtf: route must be one of {list(_ROUTES)}, act_path one of {list(_ACT_PATHS)}")
-        self.model = model  # keeps the model alive
+        self.model = model
         p = _L().qtf_context_default_params()
-        p.n_ctx, p.route, p.fixed_rank, p.act_path = n_ctx, _ROUTES[route], fixed_rank, _ACT_PATHS[act_path]
+        p.n_ctx, p.route = _int("n_ctx", n_ctx, 0, _INT32[1]), _ROUTES[route]
+        p.fixed_rank, p.act_path = _int("fixed_rank", fixed_rank, 0, _INT32[1]), _ACT_PATHS[act_path]
         if theta is not None:
-            p.override_theta, p.theta = 1, theta
+            p.override_theta, p.theta = 1, _float("theta", theta)
         if alpha is not None:
-            p.override_alpha, p.alpha = 1, alpha
+            p.override_alpha, p.alpha = 1, _float("alpha", alpha)
+        n_threads = _int("n_threads", n_threads, 1, _INT32[1])
         o = _L().qtf_context_default_options()
-        o.n_batch, o.pack_tt = n_batch, 1 if pack_tt else 0
+        o.n_batch, o.pack_tt = _int("n_batch", n_batch, 0, _INT32[1]), 1 if pack_tt else 0
         if attention_samples is not None:
-            o.attention_samples = attention_samples
+            o.attention_samples = _int("attention_samples", attention_samples, -1, _INT32[1])
         if attention_seed is not None:
-            o.override_seed, o.attention_seed = 1, attention_seed
+            o.override_seed, o.attention_seed = 1, _int("attention_seed", attention_seed, *_UINT64)
         h = ctypes.c_void_p()
-        _check(_L().qtf_context_new_with(model._h, ctypes.byref(p), ctypes.byref(o), ctypes.byref(h)))
-        self._h = h
+        with model._use() as mh:  # the C context holds its own reference to the model from here on
+            _check(_L().qtf_context_new_with(mh, ctypes.byref(p), ctypes.byref(o), ctypes.byref(h)))
+        self._own(h)
         if n_threads != 1:
             _check(_L().qtf_context_set_threads(h, n_threads))
         self._layers = (_capi.LayerStats * max(1, model.n_layers))()
 
     _free = "qtf_context_free"
+    _exclusive = True
+
+    def _get(self, fn):
+        with self._use() as h:
+            return fn(h)
 
     @property
     def n_past(self):
-        return _L().qtf_context_n_past(self._h)
+        return self._get(_L().qtf_context_n_past)
 
     @property
     def n_ctx(self):
-        return _L().qtf_context_n_ctx(self._h)
+        return self._get(_L().qtf_context_n_ctx)
 
     @property
     def n_prefix(self):
         """The model's memory slots: a fixed prefix of the cache that reset() keeps."""
-        return _L().qtf_context_n_prefix(self._h)
+        return self._get(_L().qtf_context_n_prefix)
 
     @property
     def arena_bytes(self):
-        return _L().qtf_context_arena_bytes(self._h)
+        return self._get(_L().qtf_context_arena_bytes)
 
     def reset(self):
-        _L().qtf_context_reset(self._h)
+        self._get(_L().qtf_context_reset)
 
     def decode(self, tokens):
         """Runs tokens (ids) through the model, appending them to the context."""
-        arr = np.ascontiguousarray(tokens, dtype=np.int32)
-        _check(_L().qtf_decode(self._h, arr.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)), len(arr)))
+        arr = _tokens(tokens, self.model.vocab_size)
+        with self._use() as h:
+            _check(_L().qtf_decode(h, arr.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)), len(arr)))
 
     @property
     def logits(self):
         """The last decoded token's logits: a float32 numpy array (a copy) of vocab_size values."""
-        p = _L().qtf_get_logits(self._h)
-        if not p:
-            raise QtfError(_capi.ERR_INVALID_ARGUMENT, "qtf: nothing decoded yet")
-        return np.ctypeslib.as_array(p, shape=(self.model.vocab_size,)).copy()
+        with self._use() as h:
+            p = _L().qtf_get_logits(h)
+            if not p:
+                raise QtfError(_capi.ERR_INVALID_ARGUMENT, "qtf: nothing decoded yet")
+            return np.ctypeslib.as_array(p, shape=(self.model.vocab_size,)).copy()
 
     def log_softmax(self):
         """log p(next token) for every token, in float64."""
@@ -276,7 +396,8 @@ class Context(_Handle):
         """The last decoded token's statistics (a dict: pos, token, flops, qsim_flops, circuits, and per-layer
         numpy arrays entropy, hardness, rank, quantum)."""
         ts = _capi.TokenStats()
-        _check(_L().qtf_get_token_stats(self._h, ctypes.byref(ts), self._layers, len(self._layers)))
+        with self._use() as h:
+            _check(_L().qtf_get_token_stats(h, ctypes.byref(ts), self._layers, len(self._layers)))
         L = self._layers[:ts.n_layers]
         return {"pos": ts.pos, "token": ts.token, "flops": ts.flops, "qsim_flops": ts.qsim_flops,
                 "circuits": ts.circuits,
@@ -339,6 +460,7 @@ class Generation:
         self.model = model
         self.tokens = []
         self.stop_reason = None
+        max_tokens = _int("max_tokens", max_tokens, 0, 2**63 - 1)
         self._max, self._stop, self._want_logits = max_tokens, [s.encode() if isinstance(s, str) else s
                                                                for s in ([stop] if isinstance(stop, (str, bytes))
                                                                          else stop)], want_logits
@@ -346,11 +468,18 @@ class Generation:
         self._ctx.reset()
         p = _L().qtf_sampler_default_params()
         for k, v in sampler.items():
+            if k in ("top_k", "repeat_last_n"):
+                v = _int(k, v, *_INT32)
+            elif k == "seed":
+                v = _int(k, v, *_UINT64)
+            else:
+                v = _float(k, v)
             setattr(p, k, v)
         h = ctypes.c_void_p()
-        _check(_L().qtf_sampler_new(model._h, ctypes.byref(p), ctypes.byref(h)))
+        with model._use() as mh:  # the C sampler holds its own reference to the model from here on
+            _check(_L().qtf_sampler_new(mh, ctypes.byref(p), ctypes.byref(h)))
         self._sampler = h
-        ids = model.tokenize(prompt) if isinstance(prompt, (str, bytes)) else np.asarray(prompt, dtype=np.int32)
+        ids = model.tokenize(prompt) if isinstance(prompt, (str, bytes)) else _tokens(prompt, model.vocab_size)
         if len(ids) == 0:
             raise ValueError("qtf: the prompt has no tokens in this vocabulary")
         self.prompt_tokens = len(ids)
@@ -377,7 +506,8 @@ class Generation:
                     return
                 ctx.decode([self.tokens[-1].id])
             nxt = ctypes.c_int32()
-            _check(L.qtf_sample(self._sampler, ctx._h, ctypes.byref(nxt)))
+            with ctx._use() as h:
+                _check(L.qtf_sample(self._sampler, h, ctypes.byref(nxt)))
             lp = ctx.log_softmax()
             tok = Token(nxt.value, self.model.token_bytes(nxt.value), float(lp[nxt.value]), ctx.stats(),
                         ctx.logits if self._want_logits else None)

@@ -190,6 +190,143 @@ class Options(unittest.TestCase):
             tt.context(n_batch=5000)
 
 
+class Hostile(unittest.TestCase):
+    """What a careless or hostile caller may do: each ends in a clear exception, never a crash or a silently
+    wrong value."""
+    PATH = os.path.join(MODELS, "shakespeare-qtf.qtf")
+
+    def test_a_context_outlives_its_closed_model(self):
+        ids = [18, 27, 25, 17, 25, 10]
+        with qtf.Model(self.PATH) as ref, ref.context() as c:
+            c.decode(ids)
+            want = c.logits
+        for mmap in (False, True):
+            with self.subTest(mmap=mmap):
+                with qtf.Model(self.PATH, mmap=mmap) as m:
+                    c = m.context()
+                    g = m.generate("ROMEO:", max_tokens=5, temperature=0)
+                c.decode(ids)  # this once used the freed model (a segfault with mmap)
+                self.assertEqual(list(c.logits), list(want))
+                self.assertEqual(len(list(g)), 5)
+                c.close()
+                with self.assertRaisesRegex(qtf.QtfError, "Model is closed"):
+                    m.tokenize("ROMEO:")
+                with self.assertRaisesRegex(qtf.QtfError, "Model is closed"):
+                    m.context()
+                with self.assertRaisesRegex(qtf.QtfError, "Context is closed"):
+                    c.decode(ids)
+
+    def test_integers_are_range_checked_before_ctypes(self):
+        m = qtf.Model(self.PATH)
+        for kw, exc in ((dict(n_ctx=2**32 + 16), ValueError), (dict(n_ctx=-1), ValueError),
+                        (dict(n_ctx=True), TypeError), (dict(n_ctx=16.0), TypeError),
+                        (dict(n_batch=2**31), ValueError), (dict(fixed_rank=-2**40), ValueError),
+                        (dict(n_threads=2**32 + 1), ValueError), (dict(attention_seed=2**64), ValueError),
+                        (dict(attention_seed=-1), ValueError), (dict(attention_samples=-2), ValueError),
+                        (dict(theta=float("nan")), ValueError), (dict(alpha=1e39), ValueError)):
+            with self.subTest(**{k: repr(v) for k, v in kw.items()}):
+                with self.assertRaises(exc) as e:
+                    m.context(**kw)
+                self.assertIn(next(iter(kw)), str(e.exception))
+        c = m.context(n_ctx=np.int64(16))  # numpy integers are integers
+        self.assertEqual(c.n_ctx, 16)
+        for bad in ([2**32 + 30], np.array([2**32 + 30]), [-1], [m.vocab_size], np.array([5], np.uint64) * 2**40):
+            with self.subTest(tokens=repr(bad)):
+                with self.assertRaisesRegex(qtf.QtfError, "outside the vocabulary"):
+                    c.decode(bad)  # 2**32 + 30 once became token 30
+        with self.assertRaisesRegex(ValueError, "outside"):
+            c.decode([2**70])
+        for bad in ([True], [1.5], ["7"], [[1, 2]]):
+            with self.subTest(tokens=repr(bad)):
+                with self.assertRaises((TypeError, ValueError)):
+                    c.decode(bad)
+        self.assertEqual(c.n_past, 0)  # nothing was decoded by any of them
+        c.decode(np.array([18, 27], dtype=np.int64))
+        self.assertEqual(c.n_past, 2)
+        for kw in (dict(seed=2**64), dict(seed=-1), dict(top_k=2**31), dict(repeat_last_n=-2**31 - 1),
+                   dict(temperature=float("inf")), dict(max_tokens=True)):
+            with self.subTest(**{k: repr(v) for k, v in kw.items()}):
+                with self.assertRaises((TypeError, ValueError)):
+                    m.generate("ROMEO:", **kw)
+        with self.assertRaises(TypeError):
+            m.token_bytes(True)
+        with self.assertRaisesRegex(qtf.QtfError, "outside the vocabulary"):
+            m.generate([2**32 + 18], max_tokens=2)
+
+    def test_paths_as_str_bytes_pathlike_and_never_cut_at_nul(self):
+        import pathlib
+        for p in (self.PATH, os.fsencode(self.PATH), pathlib.Path(self.PATH)):
+            with self.subTest(path=repr(p)):
+                with qtf.Model(p) as m:
+                    self.assertEqual(m.path, self.PATH)
+        with self.assertRaisesRegex(ValueError, "NUL"):
+            qtf.Model(self.PATH + "\0.ignored")  # C would have opened the path before the NUL
+        with self.assertRaisesRegex(ValueError, "NUL"):
+            qtf.Model(os.fsencode(self.PATH) + b"\0x")
+        with self.assertRaisesRegex(ValueError, "NUL"):
+            qtf.Model(self.PATH, adapter=self.PATH + "\0")
+        with self.assertRaises(TypeError):
+            qtf.Model(42)
+
+    def test_a_fifo_model_path_is_refused_without_waiting(self):
+        with tempfile.TemporaryDirectory() as d:
+            fifo = os.path.join(d, "model.qtf")
+            os.mkfifo(fifo)
+            result = []
+
+            def load():
+                try:
+                    qtf.Model(fifo)
+                except qtf.QtfError as e:
+                    result.append(str(e))
+
+            t = threading.Thread(target=load, daemon=True)
+            t.start()
+            t.join(10)
+            if t.is_alive():  # free the blocked open() so that the process can end
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+                self.fail("qtf.Model waited on a FIFO")
+            self.assertEqual(len(result), 1)
+            self.assertIn("not a regular file", result[0])
+
+    def test_a_context_used_from_two_threads_at_once_is_refused(self):
+        m = qtf.Model(self.PATH)
+        c = m.context()
+        with c._use():  # as if another thread were inside a call on it
+            with self.assertRaisesRegex(qtf.QtfError, "in use by another thread"):
+                c.decode([18])
+            with self.assertRaisesRegex(qtf.QtfError, "in use by another thread"):
+                c.logits
+        # Four threads on one context: each call runs whole or is refused (this once gave NaN logits).
+        refused, errors = [0], []
+
+        def work():
+            for _ in range(200):
+                try:
+                    c.reset()
+                    c.decode([18, 27, 25, 17, 25, 10, 1, 2])
+                    z = c.logits
+                    if not np.all(np.isfinite(z)):
+                        errors.append("non-finite logits")
+                except qtf.QtfError as e:
+                    if "in use by another thread" not in str(e):
+                        errors.append(str(e))
+                    refused[0] += 1
+                if refused[0] >= 20:
+                    return
+
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(errors, [])
+        self.assertGreater(refused[0], 0)
+        c.reset()
+        c.decode([18, 27])  # still usable by one thread
+        self.assertTrue(np.all(np.isfinite(c.logits)))
+
+
 class Bindings(unittest.TestCase):
     def test_ctypes_structs_match_qtf_h(self):
         """The ctypes structs (python/qtf/_capi.py) have qtf.h's fields, types and order: a change to the

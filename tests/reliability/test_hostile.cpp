@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <utility>
 #include <unistd.h>
@@ -18,6 +19,8 @@
 
 #include "capi/qtf.h"
 #include "host/file.h"
+#include "host/quantize.h"
+#include "host/session.h"
 #include "runtime/tokenizer.h"
 #include "support/model_edit.h"
 #include "support/tiny_model.h"
@@ -295,7 +298,7 @@ TEST_CASE("a model whose metadata contradicts its tensors is refused, naming the
   CHECK(load_bytes(rewrite_model(tiny(), ModelEdit{}), &err) == QTF_OK);  // the rewrite itself is faithful
 }
 
-TEST_CASE("NaN weights load (no scan at load) but the sampler still returns valid ids") {
+TEST_CASE("NaN weights load (no scan at load); qtf_sample refuses the non-finite logits they give") {
   ModelEdit nan;
   nan.tensor = [](const std::string& name, std::vector<float>* v) {
     if (name == "lnf.b") (*v)[3] = NAN;
@@ -307,17 +310,163 @@ TEST_CASE("NaN weights load (no scan at load) but the sampler still returns vali
   bool any_nan = false;
   for (int i = 0; i < a.info.vocab_size; ++i) any_nan |= std::isnan(l[i]);
   CHECK(any_nan);
+  // Sampling would pick a token from garbage (it once returned token 0 forever): an error instead.
   int32_t out = -1;
-  CHECK(qtf_sample(a.s, a.ctx, &out) == QTF_OK);
-  CHECK(out >= 0);
-  CHECK(out < a.info.vocab_size);
+  CHECK(qtf_sample(a.s, a.ctx, &out) == QTF_ERR_BAD_MODEL);
+  CHECK(out == -1);
+  CHECK(std::string(qtf_last_error()).find("non-finite logit (NaN") != std::string::npos);
+  CHECK(std::string(qtf_last_error()).find("verify --deep") != std::string::npos);
+  // A healthy model's first sample is unaffected.
+  Api b;
+  REQUIRE(qtf_decode(b.ctx, &tok, 1) == QTF_OK);
+  CHECK(qtf_sample(b.s, b.ctx, &out) == QTF_OK);
+}
+
+TEST_CASE("a model freed by its caller lives on until its last context and sampler are freed") {
+  // qtf_model_free while contexts live (Python's `with Model(...) as m: c = m.context()` and then
+  // c.decode after the block) once freed the model under them. Mapped from a file, so that a freed
+  // model is unmapped and a use of it faults: run in a child process, which must finish cleanly.
+  const auto path = temp_path("refcount.qtf");
+  write_file(path, tiny());
+  std::vector<float> want;
+  {
+    Api ref;
+    const int32_t toks[3] = {3, 9, 4};
+    REQUIRE(qtf_decode(ref.ctx, toks, 3) == QTF_OK);
+    want.assign(qtf_get_logits(ref.ctx), qtf_get_logits(ref.ctx) + ref.info.vocab_size);
+  }
+  auto use_after_caller_free = [&]() {
+    qtf_model* m = nullptr;
+    qtf_context* c = nullptr;
+    qtf_sampler* s = nullptr;
+    if (qtf_model_load_file(path.c_str(), 1, &m) != QTF_OK || qtf_context_new(m, nullptr, &c) != QTF_OK ||
+        qtf_sampler_new(m, nullptr, &s) != QTF_OK)
+      return 3;
+    qtf_model_free(m);  // the caller's reference only: the context and the sampler keep it
+    const int32_t toks[3] = {3, 9, 4};
+    if (qtf_decode(c, toks, 3) != QTF_OK) return 4;
+    if (std::vector<float>(qtf_get_logits(c), qtf_get_logits(c) + want.size()) != want) return 5;
+    qtf_context_free(c);  // the sampler still holds the model: it samples a context of the same file
+    int32_t tok = -1;
+    qtf_model* m2 = nullptr;
+    qtf_context* c2 = nullptr;
+    if (qtf_model_load_file(path.c_str(), 0, &m2) != QTF_OK || qtf_context_new(m2, nullptr, &c2) != QTF_OK) return 6;
+    if (qtf_decode(c2, toks, 3) != QTF_OK || qtf_sample(s, c2, &tok) != QTF_OK || tok < 0) return 7;
+    qtf_sampler_free(s);  // the last reference: the model is freed (ASan checks no leak)
+    qtf_context_free(c2);
+    qtf_model_free(m2);
+    return 0;
+  };
+  const pid_t child = fork();
+  REQUIRE(child >= 0);
+  if (child == 0) _exit(use_after_caller_free());
+  int status = 0;
+  REQUIRE(waitpid(child, &status, 0) == child);
+  INFO("child status " << status);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(use_after_caller_free() == 0);  // again in this process, for the sanitizers' leak check
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("a FIFO, a directory or a device as a model path is refused at once, never waited on") {
+  // Opening a FIFO for reading blocks until a writer comes: `qtf verify`, `qtf serve` and Python hung.
+  const auto fifo = temp_path("model.fifo");
+  REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+  const pid_t child = fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    alarm(10);  // a hang ends the child with SIGALRM instead of the test
+    int rc = 0;
+    for (const char* p : {fifo.c_str(), "/dev/null", "/dev/zero", "."}) {
+      for (int use_mmap : {1, 0}) {
+        qtf_model* m = nullptr;
+        if (qtf_model_load_file(p, use_mmap, &m) != QTF_ERR_IO || m != nullptr ||
+            std::string(qtf_last_error()).find("is not a regular file") == std::string::npos)
+          rc = 5;
+      }
+    }
+    qtf::host::FileBytes f;
+    if (f.open(fifo.c_str(), false).ok()) rc = 6;
+    _exit(rc);
+  }
+  int status = 0;
+  REQUIRE(waitpid(child, &status, 0) == child);
+  INFO("child status " << status << (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM ? " (hung on the FIFO)" : ""));
+  CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+  std::filesystem::remove(fifo);
+}
+
+TEST_CASE("write_file_atomic never replaces a FIFO, a device, a directory or a symlink to one") {
+  // `qtf quantize m.qtf /dev/full` once renamed its temporary file over the device node.
+  const auto dir = temp_path("outdir");
+  std::filesystem::create_directory(dir);
+  const auto fifo = dir / "out.fifo", to_null = dir / "null.qtf", sub = dir / "sub", fresh = dir / "new.qtf";
+  REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+  std::filesystem::create_symlink("/dev/null", to_null);
+  std::filesystem::create_directory(sub);
+  const uint8_t data[3] = {1, 2, 3};
+  for (const auto& p : {fifo, to_null, sub}) {
+    CAPTURE(p);
+    const qtf::Status st = qtf::host::write_file_atomic(p.c_str(), data, sizeof data);
+    CHECK(!st.ok());
+    CHECK(std::string(st.message()).find("not a regular file") != std::string::npos);
+  }
+  CHECK(std::filesystem::is_fifo(fifo));
+  CHECK(std::filesystem::is_symlink(to_null));
+  CHECK(std::filesystem::read_symlink(to_null) == "/dev/null");
+  CHECK(std::filesystem::is_directory(sub));
+  CHECK(std::distance(std::filesystem::directory_iterator(dir), {}) == 3);  // no temporary file left
+  // A new path and an existing regular file are written (the latter replaced atomically).
+  REQUIRE(qtf::host::write_file_atomic(fresh.c_str(), data, sizeof data).ok());
+  REQUIRE(qtf::host::write_file_atomic(fresh.c_str(), data, 2).ok());
+  CHECK(std::filesystem::file_size(fresh) == 2);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("quantize refuses non-finite weights (a NaN vanished into q8) and values that overflow f16") {
+  auto quantize = [](const Bytes& file, qtf::host::QuantType type, std::string* err) {
+    qtf::host::AlignedBuffer in;  // quantize_model takes a 64-byte aligned buffer
+    REQUIRE(in.allocate(file.size()).ok());
+    std::memcpy(in.data(), file.data(), file.size());
+    std::vector<uint8_t> out;
+    qtf::host::QuantizeReport rep;
+    const qtf::Status st = qtf::host::quantize_model(in.data(), file.size(), type, &out, &rep);
+    *err = st.message();
+    return st.ok();
+  };
+  auto with_value = [](const char* tensor, size_t at, float value) {
+    ModelEdit e;
+    e.tensor = [=](const std::string& name, std::vector<float>* v) {
+      if (name == tensor) (*v)[at] = value;
+    };
+    return rewrite_model(tiny(), e);
+  };
+  using qtf::host::QuantType;
+  std::string err;
+  REQUIRE(quantize(tiny(), QuantType::q8, &err));
+  REQUIRE(quantize(tiny(), QuantType::f16, &err));
+  for (QuantType type : {QuantType::q8, QuantType::f16}) {
+    CHECK(!quantize(with_value("blk.1.ffn.up.core.0", 2, NAN), type, &err));  // a TT core
+    CHECK(err.find("tensor 'blk.1.ffn.up.core.0' has 1 non-finite values") != std::string::npos);
+    CHECK(!quantize(with_value("tok_emb", 17, -INFINITY), type, &err));  // a dense matrix
+    CHECK(err.find("'tok_emb'") != std::string::npos);
+    CHECK(err.find("index 17") != std::string::npos);
+    CHECK(!quantize(with_value("lnf.b", 1, NAN), type, &err));  // copied as it is, refused all the same
+    CHECK(err.find("'lnf.b'") != std::string::npos);
+  }
+  // f16's largest value is 65504: beyond it (after rounding) the value would become Inf.
+  CHECK(quantize(with_value("tok_emb", 5, 65504.f), QuantType::f16, &err));
+  CHECK(!quantize(with_value("tok_emb", 5, 70000.f), QuantType::f16, &err));
+  CHECK(err.find("tensor 'tok_emb': value 70000 at index 5 overflows f16") != std::string::npos);
+  CHECK(quantize(with_value("tok_emb", 5, 70000.f), QuantType::q8, &err));  // q8 scales take it
 }
 
 #ifdef QTF_CLI
 namespace {
 int run_cli(const std::string& args, std::string* output) {
   const auto out = temp_path("cli.txt");
-  const std::string cmd = std::string(QTF_CLI) + " " + args + " > " + out.string() + " 2>&1";
+  const std::string cmd = "timeout 20 " + std::string(QTF_CLI) + " " + args + " > " + out.string() + " 2>&1";
   const int rc = std::system(cmd.c_str());
   std::ifstream in(out);
   output->assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
@@ -354,6 +503,40 @@ TEST_CASE("qtf verify --deep finds NaN/Inf weights (f32 and f16) that the format
   CHECK(run_cli("verify --deep " + contra.string(), &out) == 1);
   CHECK(out.find("does not bind") != std::string::npos);
   for (const auto& p : {clean, nan32, inf16, contra}) std::filesystem::remove(p);
+}
+
+TEST_CASE("the CLI refuses a FIFO as a model or an output, and a model that computes NaN logits") {
+  const auto model = temp_path("cli.qtf"), nan_model = temp_path("cli_nan.qtf"), fifo = temp_path("cli.fifo"),
+             to_null = temp_path("cli_null.qtf");
+  write_file(model, tiny());
+  ModelEdit nan;
+  nan.tensor = [](const std::string& name, std::vector<float>* v) {
+    if (name == "lnf.b") (*v)[3] = NAN;
+  };
+  write_file(nan_model, rewrite_model(tiny(), nan));
+  REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+  std::filesystem::create_symlink("/dev/null", to_null);
+  std::string out;
+  // Before the fix these waited for a writer forever (run_cli ends them after 20 s).
+  CHECK(run_cli("verify " + fifo.string() + " < /dev/null", &out) == 1);
+  CHECK(out.find("is not a regular file") != std::string::npos);
+  CHECK(run_cli("run -m " + fifo.string() + " -p ab -n 2", &out) == 1);
+  CHECK(out.find("is not a regular file") != std::string::npos);
+  CHECK(run_cli("quantize " + fifo.string() + " " + temp_path("x.qtf").string() + " --type q8", &out) == 1);
+  // quantize never replaces something that is not a regular file.
+  CHECK(run_cli("quantize " + model.string() + " " + fifo.string() + " --type q8", &out) == 1);
+  CHECK(out.find("exists and is not a regular file") != std::string::npos);
+  CHECK(std::filesystem::is_fifo(fifo));
+  CHECK(run_cli("quantize " + model.string() + " " + to_null.string() + " --type f16", &out) == 1);
+  CHECK(std::filesystem::is_symlink(to_null));
+  // A NaN weight: quantize names it; run stops at the first sampled token with the reason.
+  CHECK(run_cli("quantize " + nan_model.string() + " " + temp_path("y.qtf").string() + " --type q8", &out) == 1);
+  CHECK(out.find("'lnf.b' has 1 non-finite values") != std::string::npos);
+  CHECK(!std::filesystem::exists(temp_path("y.qtf")));
+  CHECK(run_cli("run -m " + nan_model.string() + " -p ab -n 5 --temp 0", &out) == 1);
+  CHECK(out.find("non-finite logit") != std::string::npos);
+  CHECK(run_cli("run -m " + model.string() + " -p ab -n 5 --temp 0", &out) == 0);
+  for (const auto& p : {model, nan_model, fifo, to_null}) std::filesystem::remove(p);
 }
 #endif
 

@@ -168,31 +168,6 @@ int cmd_inspect(int argc, char** argv) {
   return 0;
 }
 
-namespace {
-
-// Values that are NaN or +-Inf in one tensor (by exponent bits: no float traps); i8, q8 and q4 have none
-// (their scales are checked finite by the reader). *first receives the index of the first one.
-uint64_t count_nonfinite(const TensorInfo& t, uint64_t* first) {
-  const uint8_t* p = static_cast<const uint8_t*>(t.data);
-  const uint64_t n = t.elements();
-  uint64_t bad = 0;
-  const bool ints = t.dtype == format::DType::i8 || t.dtype == format::DType::q8 || t.dtype == format::DType::q4;
-  for (uint64_t i = 0; i < n && !ints; ++i) {
-    bool nonfinite;
-    if (t.dtype == format::DType::f32) {
-      uint32_t b;
-      std::memcpy(&b, p + 4 * i, 4);
-      nonfinite = (b & 0x7F800000u) == 0x7F800000u;
-    } else {
-      nonfinite = ((p[2 * i] | p[2 * i + 1] << 8) & 0x7C00) == 0x7C00;
-    }
-    if (nonfinite && bad++ == 0) *first = i;
-  }
-  return bad;
-}
-
-}  // namespace
-
 int cmd_verify(int argc, char** argv) {
   const char kUsage[] =
       "usage: qtf verify [--deep] MODEL.qtf\n"
@@ -217,7 +192,7 @@ int cmd_verify(int argc, char** argv) {
     uint64_t cur = 0, bad_tensors = 0, first = 0;
     TensorInfo t;
     while (file.next_tensor(&cur, &t)) {
-      if (uint64_t bad = count_nonfinite(t, &first)) {
+      if (uint64_t bad = format::count_nonfinite(t, &first)) {
         std::fprintf(stderr, "qtf: %s: tensor '%.*s' has %llu non-finite values (NaN/Inf), the first at index %llu\n",
                      path, (int)t.name.size, t.name.data, (unsigned long long)bad, (unsigned long long)first);
         ++bad_tensors;

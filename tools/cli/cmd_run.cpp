@@ -163,6 +163,8 @@ void generate(const RunArgs& r, Context& ctx, Sampler& sampler, const Tokenizer&
   auto t_gen = std::chrono::steady_clock::now();
   while (g->st.ok() && g->generated < r.n_predict) {
     auto t0 = std::chrono::steady_clock::now();
+    g->st = check_logits(ctx.logits(), ctx.model().cfg.vocab);
+    if (!g->st.ok()) break;
     int32_t next = sampler.sample(ctx.logits());
     sampler.accept(next);
     format::Str text = tok.token_text(next);
