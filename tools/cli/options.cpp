@@ -16,7 +16,8 @@ const char kModelOptionsHelp[] =
     "  -c, --ctx-size N        context length (default: the model's)\n"
     "  -b, --batch N           prompt tokens run through the model together (default 64; 1 = token by token)\n"
     "  -t, --threads N         threads (default 1)\n"
-    "  --no-mmap               read the file into memory instead of mapping it\n"
+    "  --no-mmap, --mmap       read the file into memory, or map it (the default, but for serve: a\n"
+    "                          model file rewritten in place changes under a mapping; docs/reliability.md)\n"
     "  --no-pack-tt            read TT cores in place: a smaller arena (no f32 copy per stored rank, also\n"
     "                          for q8/f16 cores), slower decode\n"
     "  --route auto|classical|quantum   force the attention route of every token\n"
@@ -69,6 +70,7 @@ int parse_shared_option(int argc, char** argv, int* i, ModelOptions* o, const ch
   };
   const char* v = nullptr;
   if (!std::strcmp(a, "--no-mmap")) { o->mmap = false; return kConsumed; }
+  if (!std::strcmp(a, "--mmap")) { o->mmap = true; return kConsumed; }
   if (!std::strcmp(a, "--no-pack-tt")) { o->ctx.pack_tt = false; return kConsumed; }
   bool known = !std::strcmp(a, "-m") || !std::strcmp(a, "--model") || !std::strcmp(a, "-c") ||
                !std::strcmp(a, "--ctx-size") || !std::strcmp(a, "-b") || !std::strcmp(a, "--batch") ||

@@ -23,12 +23,22 @@ from llama2c_checkpoint import CheckpointError, convert_llama2c_file  # noqa: E4
 from qtf_format import QtfError, read_qtf, write_qtf  # noqa: E402
 
 
+def stored(name, a, np_dtype):
+    """a as np_dtype; CheckpointError naming the tensor for a NaN/Inf, or a value the type cannot hold."""
+    for values, what in ((a, "non-finite values (NaN/Inf)"), (a.astype(np_dtype), "values beyond f16 (|x| > 65504)")):
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            raise CheckpointError("tensor '%s' has %d %s, the first %r at index %d"
+                                  % (name, bad.size, what, float(a.flat[bad[0]]), bad[0]))
+    return a.astype(np_dtype)
+
+
 def convert(src, dst, dtype="f32"):
     # The size is checked against the header before the weights are read (a 2 GiB file that is not a
     # checkpoint is refused without reading it).
     meta, tensors, header = convert_llama2c_file(src, {"source_file": os.path.basename(src)})
     np_dtype = {"f32": np.float32, "f16": np.float16}[dtype]
-    out = write_qtf(dst, meta, [(n, a.astype(np_dtype)) for n, a in tensors])
+    out = write_qtf(dst, meta, [(n, stored(n, a, np_dtype)) for n, a in tensors])
     read_qtf(dst)  # verify what was written
     return header, len(out)
 

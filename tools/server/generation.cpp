@@ -194,6 +194,11 @@ bool generate(Slot& slot, const host::LoadedModel& m, const Energy& e, const Gen
       if (ctx.n_past() >= ctx.n_ctx()) break;  // context full: finish "length"
       if (!run(last)) return false;
     }
+    st = check_logits(ctx.logits(), vocab);  // damaged weights: an error, not token 0 forever
+    if (!st.ok()) {
+      *err = st.message();
+      return false;
+    }
     const float* logits = ctx.logits();
     if (adjust) {
       std::copy(logits, logits + vocab, adjusted.begin());

@@ -643,6 +643,9 @@ bool setup_requests(Server& S, const std::string& form, const char* template_fil
 
 int cmd_serve(int argc, char** argv) {
   ModelOptions mo;
+  // A long-running server reads the model into memory: a file rewritten in place while mapped would
+  // change the weights under it (or, truncated, kill it with SIGBUS). --mmap maps it (docs/reliability.md).
+  mo.mmap = false;
   std::string host = "127.0.0.1", name, chat_form;
   const char* chat_template_file = nullptr;
   auto S = std::make_unique<Server>();

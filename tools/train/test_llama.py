@@ -132,6 +132,25 @@ class TestConverter(unittest.TestCase):
             with self.assertRaisesRegex(CheckpointError, "sizes out of range"):
                 convert_llama2c(huge_vocab)
 
+    def test_refuses_non_finite_weights_and_f16_overflow(self):
+        import importlib.util
+        spec = importlib.util.spec_from_file_location("llama2c_convert", CONVERT)
+        llama2c = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(llama2c)
+        with tempfile.TemporaryDirectory() as tmp:
+            path, data = checkpoint_bytes(tmp)
+            out = os.path.join(tmp, "m.qtf")
+            for value, dtype, want in ((float("nan"), "f32", "non-finite"), (float("-inf"), "f16", "non-finite"),
+                                       (70000.0, "f16", "values beyond f16"), (70000.0, "f32", None)):
+                with self.subTest(value=value, dtype=dtype):
+                    with open(path, "wb") as f:  # the first weight (token embedding 0) after the 28-byte header
+                        f.write(data[:28] + struct.pack("<f", value) + data[32:])
+                    if want is None:
+                        llama2c.convert(path, out, dtype)
+                    else:
+                        with self.assertRaisesRegex(CheckpointError, "tensor 'tok_emb' has 1 " + want):
+                            llama2c.convert(path, out, dtype)
+
     def test_stand_in_tokenizer_is_one_character_per_id(self):
         toks = stand_in_tokens(60000)
         self.assertEqual(len(set(toks)), 60000)
