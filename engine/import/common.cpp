@@ -114,6 +114,18 @@ Status finish_verified(const format::Writer& w, std::vector<uint8_t>* out) {
     out->clear();
     return Status::error(st.code(), "the converted model does not verify: %s", st.message());
   }
+  // Every value finite (a NaN or Inf weight, or a non-finite scale of a quantized source block): refused
+  // here, naming the tensor, rather than found as NaN logits later. The conversion has just written every
+  // value, so this pass costs little beside it.
+  uint64_t cur = 0, first = 0;
+  format::TensorInfo t;
+  while (f.next_tensor(&cur, &t))
+    if (const uint64_t bad = format::count_nonfinite(t, &first)) {
+      out->clear();
+      return Status::error(Err::bad_value, "tensor '%.*s' has %llu non-finite values (NaN/Inf) after conversion, the "
+                           "first at index %llu", (int)t.name.size, t.name.data, (unsigned long long)bad,
+                           (unsigned long long)first);
+    }
   return st;
 }
 

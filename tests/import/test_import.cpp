@@ -181,6 +181,12 @@ TEST_CASE("llama2c: what is not a supported checkpoint is refused with one clear
   std::vector<uint8_t> text(64, ' ');
   std::memcpy(text.data(), "#!/bin/sh\necho this is not a model\n", 35);
   expect_error(convert(text), "not a llama2.c checkpoint");
+  // A NaN or Inf weight is refused naming the tensor (every importer's output is scanned).
+  for (float bad : {NAN, -INFINITY}) {
+    int32_t bits;
+    std::memcpy(&bits, &bad, 4);
+    expect_error(convert(patched(v0, 28, bits)), "tensor 'tok_emb' has 1 non-finite values (NaN/Inf) after conversion");
+  }
   // Every truncation of the checkpoint: one clear error, never a crash.
   for (size_t n = 0; n < v0.size(); n += 7) {
     std::vector<uint8_t> out;
