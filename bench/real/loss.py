@@ -22,6 +22,7 @@ The reference is independent of qtf:
 Needs numpy and sentencepiece (/usr/bin/python3 on Debian with python3-numpy python3-sentencepiece).
 """
 import argparse
+import hashlib
 import heapq
 import json
 import os
@@ -318,7 +319,16 @@ def main():
         cfg, w = m["load"]()
         enc = m["enc"]()
         ids = np.array([i for s in texts for i in enc(s)], dtype=np.int64)
-        ref, n = reference_loss(cfg, w, ids, cfg["ctx"])
+        # The float64 reference takes minutes on a shared 2-core machine: kept in --work, keyed by the ids.
+        key = hashlib.sha256(ids.tobytes() + str(cfg["ctx"]).encode()).hexdigest()[:16]
+        cache = os.path.join(args.work, "loss-reference-%s-%s.json" % (name, key))
+        if os.path.exists(cache):
+            with open(cache) as f:
+                ref, n = json.load(f)
+        else:
+            ref, n = reference_loss(cfg, w, ids, cfg["ctx"])
+            with open(cache, "w") as f:
+                json.dump([ref, n], f)
         row = {"model": name, "stories": len(texts), "ids": int(len(ids)), "ctx": cfg["ctx"], "scored": n,
                "reference_loss": ref}
         if args.qtf:

@@ -108,7 +108,7 @@ def with_embedding(hf_dir, out_dir):
 def prepare(args):
     P = real_paths(args.real)
     os.makedirs(args.work, exist_ok=True)
-    conv = llama_bin(args, "llama-convert-llama2c-to-ggml")
+    conv = args.llama2c_converter or llama_bin(args, "llama-convert-llama2c-to-ggml")
 
     def to_gguf(ckpt, tok, out):
         if not os.path.exists(out):
@@ -146,17 +146,21 @@ def prepare(args):
 
 # ------------------------------------------------------------------------------------------------- load
 def run_measured(cmd, env=None):
-    t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    # Read both pipes to the end before reaping, so the child never blocks on a full pipe.
-    out, err = p.stdout.read(), p.stderr.read()
-    _, status, ru = os.wait4(p.pid, 0)
-    wall = time.perf_counter() - t0
-    p.returncode = os.waitstatus_to_exitcode(status)
+    """Wall seconds, CPU seconds (user + sys) and peak RSS (KiB) of one whole process, from wait4. Output
+    goes to files, not pipes: a pipe nobody drains would stall a chatty program."""
+    import tempfile
+    with tempfile.TemporaryFile() as fo, tempfile.TemporaryFile() as fe:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cmd, stdout=fo, stderr=fe, env=env)
+        _, status, ru = os.wait4(p.pid, 0)
+        wall = time.perf_counter() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        fo.seek(0)
+        fe.seek(0)
+        out, err = fo.read().decode(errors="replace"), fe.read().decode(errors="replace")
     if p.returncode != 0:
-        sys.exit("failed (%d): %s\n%s" % (p.returncode, " ".join(cmd), err.decode(errors="replace")[-2000:]))
-    return {"wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime, "rss_kib": ru.ru_maxrss,
-            "out": out.decode(errors="replace"), "err": err.decode(errors="replace")}
+        sys.exit("failed (%d): %s\n%s" % (p.returncode, " ".join(cmd), err[-2000:]))
+    return {"wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime, "rss_kib": ru.ru_maxrss, "out": out, "err": err}
 
 
 def load_commands(args, shape):
@@ -171,9 +175,10 @@ def load_commands(args, shape):
     if args.llama_cpp:
         m = work(args, shape + "-random.gguf")
         cmds.append(("llama.cpp llama-simple", [llama_bin(args, "llama-simple"), "-m", m, "-n", "1", PROMPT]))
-        cmds.append(("llama.cpp llama-completion", [llama_bin(args, "llama-completion"), "-m", m, "-n", "1",
-                                                     "-t", "1", "--temp", "0", "-no-cnv", "--no-warmup",
-                                                     "-p", PROMPT]))
+        if os.path.exists(os.path.join(args.llama_cpp, "build", "bin", "llama-completion")):
+            cmds.append(("llama.cpp llama-completion", [llama_bin(args, "llama-completion"), "-m", m, "-n", "1",
+                                                         "-t", "1", "--temp", "0", "-no-cnv", "--no-warmup",
+                                                         "-p", PROMPT]))
     return cmds
 
 
@@ -222,6 +227,11 @@ def strip_bos_echo(s, prompt=PROMPT):
     return s[i:] if 0 <= i <= 40 else s
 
 
+def chomp(s):
+    """run.c, llama-simple and qtf each end their output with one newline of their own."""
+    return s[:-1] if s.endswith("\n") else s
+
+
 def first_difference(a, b):
     n = min(len(a), len(b))
     i = next((i for i in range(n) if a[i] != b[i]), n)
@@ -230,19 +240,33 @@ def first_difference(a, b):
     return "byte %d: %r vs %r" % (i, a[i:i + 40], b[i:i + 40])
 
 
+def try_out(cmd):
+    """stdout, or None and the error's last line (a program that cannot run a case is a row, not a stop)."""
+    r = subprocess.run(cmd, capture_output=True)
+    if r.returncode != 0:
+        lines = r.stderr.decode(errors="replace").strip().splitlines()
+        return None, lines[-1] if lines else "exit %d" % r.returncode
+    return r.stdout.decode(errors="replace"), None
+
+
 def qtf_ids(args, model_args, text_):
     """ids of text_ by `qtf tokenize` (prompt length for -n)."""
     r = sh([args.qtf, "tokenize", "-m"] + model_args + ["--ids", text_])
-    return [int(t) for t in r.stdout.decode().split()]
+    return json.loads(r.stdout.decode())  # "[1, 2, 3]"
 
 
 def text(args):
     P = real_paths(args.real)
     rows, outs = [], {}
 
-    def record(case, program, cmd, out, ref=None):
+    def record(case, program, cmd, out, ref=None, error=None):
+        if out is None:
+            rows.append({"case": case, "program": program, "cmd": " ".join(cmd), "bytes": 0, "equal": False,
+                         "ref": ref and ref[1], "diff": "cannot run: " + error})
+            return
         outs[(case, program)] = out
-        with open(work(args, "text-%s-%s.txt" % (case, program.split()[0].replace(".", ""))), "w") as f:
+        with open(work(args, "text-%s-%s.txt" % ("".join(c if c.isalnum() else "_" for c in case),
+                                                 "".join(c if c.isalnum() else "_" for c in program))), "w") as f:
             f.write(out)
         diff = first_difference(out.encode(), outs[ref].encode()) if ref else None
         rows.append({"case": case, "program": program, "cmd": " ".join(cmd), "bytes": len(out.encode()),
@@ -258,29 +282,30 @@ def text(args):
                  ["-p", "", "-n", "256", "--temp", "1", "--top-p", "0.9", "--top-k", "0", "--min-p", "0",
                   "-s", "133742"])]:
             cmd = [args.run, P["s260_bin"], "-z", P["s260_tok"]] + rc_args
-            out = sh(cmd).stdout.decode()
-            out = out[:-1] if out.endswith("\n") else out  # run.c ends with a newline of its own
+            out = chomp(sh(cmd).stdout.decode())
             record(case, "run.c", cmd, out)
             if q_args is None:
-                k = len(qtf_ids(args, s260, PROMPT)) if args.qtf else 5
+                k = len(qtf_ids(args, [work(args, "stories260K.gguf")], PROMPT)) if args.qtf else 5
                 q_args = ["-p", PROMPT, "-n", str(runc_steps_to_qtf_n(k)), "--temp", "0"]
             if args.qtf:
-                for label, m in [("qtf (llama2.c .bin)", s260), ("qtf (.gguf)", [work(args, "stories260K.gguf")])]:
-                    if label.endswith(".gguf)") and not os.path.exists(m[0]):
-                        continue
+                for label, m in [("qtf (llama2.c .bin)", s260)]:  # (the GGUF's context is 128: below)
                     cmd = [args.qtf, "run", "-m"] + m + q_args + ["-q"]
-                    record(case, label, cmd, sh(cmd).stdout.decode().rstrip("\n"), (case, "run.c"))
+                    o, e = try_out(cmd)
+                    record(case, label, cmd, o and chomp(o), (case, "run.c"), e)
     # (b) GGUF from llama.cpp's converters: llama.cpp and qtf read the same file.
     if args.llama_cpp:
-        for case, gguf, alt in [("260K GGUF greedy", work(args, "stories260K.gguf"), s260),
-                                ("656K GGUF greedy", work(args, "TinyStories-656K.gguf"), [P["ts656_dir"]])]:
-            n = args.n_text
+        # llama-convert-llama2c-to-ggml writes context_length 128 whatever the checkpoint's seq_len (512):
+        # qtf keeps to the file's context and llama-simple does not, so that case stops within 128.
+        for case, gguf, alt, n in [("260K GGUF greedy", work(args, "stories260K.gguf"), s260, 120),
+                                   ("656K GGUF greedy", work(args, "TinyStories-656K.gguf"), [P["ts656_dir"]],
+                                    args.n_text)]:
             cmd = [llama_bin(args, "llama-simple"), "-m", gguf, "-n", str(n), PROMPT]
-            record(case, "llama.cpp", cmd, strip_bos_echo(sh(cmd).stdout.decode()))
+            record(case, "llama.cpp", cmd, chomp(strip_bos_echo(sh(cmd).stdout.decode())))
             if args.qtf:
                 for label, m in [("qtf (.gguf)", [gguf]), ("qtf (original)", alt)]:
                     cmd = [args.qtf, "run", "-m"] + m + ["-p", PROMPT, "-n", str(n), "--temp", "0", "-q"]
-                    record(case, label, cmd, sh(cmd).stdout.decode().rstrip("\n"), (case, "llama.cpp"))
+                    o, e = try_out(cmd)
+                    record(case, label, cmd, o and chomp(o), (case, "llama.cpp"), e)
     print("| case | program | bytes | equal to | first difference |")
     print("|---|---|---|---|---|")
     for r in rows:
@@ -297,13 +322,14 @@ def main():
     ap.add_argument("--qtf", help="qtf CLI (build/qtf)")
     ap.add_argument("--run", help="llama2.c run.c binary")
     ap.add_argument("--llama-cpp", help="llama.cpp checkout with build/bin")
+    ap.add_argument("--llama2c-converter", help="llama-convert-llama2c-to-ggml (default: in --llama-cpp's build/bin)")
     ap.add_argument("--real", default=os.environ.get("QTF_REAL_DATA", os.path.join(HERE, "..", "..", "..",
                                                                                     "shared", "data", "real")))
     ap.add_argument("--work", default="/tmp/qtf-proof")
     ap.add_argument("--python", default=sys.executable, help="python with numpy and torch for convert_hf_to_gguf.py")
     ap.add_argument("--shapes", default="stories15M,stories110M")
     ap.add_argument("-r", "--repeat", type=int, default=5)
-    ap.add_argument("--n-text", type=int, default=200, help="text: tokens generated in the GGUF cases")
+    ap.add_argument("--n-text", type=int, default=200, help="text: tokens generated in the TinyStories-656K GGUF case")
     ap.add_argument("--json")
     args = ap.parse_args()
     {"prepare": prepare, "load": load, "text": text}[args.cmd](args)
