@@ -16,9 +16,10 @@ pairs) and must give the same logits; this module is the outside check. numpy on
     python3 tools/convert/hf_reference.py qwen2-fixture [--out tests/fixtures/hf-qwen2-tiny]
         a tiny random Qwen2ForCausalLM directory (q/k/v biases, GQA, untied, F32/F16/BF16, ByteLevel
         tokenizer) with reference.json: its logits at every position of 24 random ids
-    python3 tools/convert/hf_reference.py tokens --model MODEL --ids IDS.json
-        the engine's token ids (qtf_tokenize, BOS added as the model says) against IDS.json
-        (tools/convert/hf_tokenize.js, Hugging Face's tokenizers library), story by story
+    python3 tools/convert/hf_reference.py tokens --model MODEL [--ids IDS.json] [--qtf build/qtf]
+        the engine's token ids against IDS.json (tools/convert/hf_tokenize.js, Hugging Face's tokenizers
+        library), story by story: from `qtf tokenize --ids` (BOS included) with --qtf, else from
+        python/qtf's tokenize (no BOS; compared without the leading one)
 
 Conventions (transformers 4.41 LlamaForCausalLM): RMSNorm y = w * x / sqrt(mean(x^2) + eps); rotary
 inv_freq = 1 / theta^(2i/hd) as float32, angle = float32(t * inv_freq) (HF forms both in float32), then
@@ -200,14 +201,26 @@ def cmd_compare(args):
     return 0 if worst <= args.atol else 1
 
 
+def qtf_tokenize_ids(qtf_bin, model, text):
+    """The ids `qtf tokenize --ids` gives for text (BOS first when the model adds it)."""
+    import subprocess
+    import tempfile
+    with tempfile.NamedTemporaryFile("wb", suffix=".txt") as f:
+        f.write(text.encode("utf-8"))
+        f.flush()
+        out = subprocess.run([qtf_bin, "tokenize", "-m", model, "--ids", "-f", f.name], capture_output=True,
+                             text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def cmd_tokens(args):
     ids = load_ids(args.dir, args.ids)
-    model = engine_model(args.model)
+    model = None if args.qtf else engine_model(args.model)
     bad = 0
     for i, (text, want) in enumerate(zip(ids["stories"], ids["ids"])):
-        try:
-            got = list(model.tokenize(text, add_special=True))
-        except TypeError:  # a python/qtf without add_special: compare without the leading BOS
+        if args.qtf:
+            got = qtf_tokenize_ids(args.qtf, args.model, text)
+        else:  # python/qtf's tokenize adds no BOS: compare without the leading one
             got, want = list(model.tokenize(text)), want[1:]
         if list(got) != list(want):
             bad += 1
@@ -329,6 +342,7 @@ def main(argv=None):
     t.add_argument("--model", required=True)
     t.add_argument("--dir", default=DEFAULT_DIR)
     t.add_argument("--ids", default=None)
+    t.add_argument("--qtf", default=None, help="the qtf binary: ids from `qtf tokenize --ids` (BOS included)")
     q = sub.add_parser("qwen2-fixture")
     q.add_argument("--out", default=os.path.join(ROOT, "tests", "fixtures", "hf-qwen2-tiny"))
     args = ap.parse_args(argv)
