@@ -26,12 +26,16 @@ inline V16 widen(const uint16_t* p, V16*) {
   return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 }
 #include "kernels/widen_x86.inc"
-inline void widen_q4(const uint8_t* p, V16* out) {  // low nibbles: values 0..15, high: 16..31
-  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)), low4 = _mm_set1_epi8(15);
-  const __m128i lo = _mm_sub_epi8(_mm_and_si128(v, low4), _mm_set1_epi8(8));
-  const __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), low4), _mm_set1_epi8(8));
-  out[0] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo));
-  out[1] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi));
+// A q4 block's values by table: its 16 possible values d * (k - 8) in one register, each value picked by
+// its nibble (vpermps reads an index's low 4 bits: the low nibble needs no mask). Half the instructions
+// of widening, converting and scaling.
+#define QTF_Q4_VALUES 1
+inline void q4_values(const uint8_t* block, V16* out) {
+  const __m512 levels = _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7);
+  const __m512 table = _mm512_mul_ps(_mm512_set1_ps(_cvtsh_ss((uint16_t)(block[0] | block[1] << 8))), levels);
+  const __m512i bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 2)));
+  out[0] = _mm512_permutexvar_ps(bytes, table);
+  out[1] = _mm512_permutexvar_ps(_mm512_srli_epi32(bytes, 4), table);
 }
 
 // Not xsimd::haddp: xsimd 8.1's AVX-512 haddp returns the sums of rows 2,3 and 4,5 (and 10,11 and
