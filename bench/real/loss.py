@@ -352,13 +352,13 @@ def main():
                 row.update(qtf_loss=j["loss"], qtf_tokens=j["tokens"], qtf_scored=j["scored"], qtf_cmd=" ".join(cmd))
         rows.append(row)
         print(json.dumps(row), file=sys.stderr)
-    print("| model | stories | ids | windows of | scored | reference loss | qtf eval loss | qtf - reference |")
+    print("| model | stories | reference ids | windows of | scored | reference loss | qtf eval loss (its ids) | qtf - reference |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         q = r.get("qtf_loss")
-        print("| %s | %d | %d | %d | %d | %.5f | %s | %s |" % (
+        print("| %s | %d | %d | %d | %d | %.6f | %s | %s |" % (
             r["model"], r["stories"], r["ids"], r["ctx"], r["scored"], r["reference_loss"],
-            "%.5f" % q if q is not None else r.get("qtf_error", "-"),
+            "%.6f" % q if q is not None else r.get("qtf_error", "-"),
             "%+.1e" % (q - r["reference_loss"]) if q is not None else "-"))
     if args.json:
         with open(args.json, "w") as f:
