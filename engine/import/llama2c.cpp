@@ -109,6 +109,7 @@ bool llama2c_header_plausible(const uint8_t* head, size_t n) {
 
 Status llama2c_to_qtf(const uint8_t* data, size_t size, const uint8_t* tokenizer, size_t tokenizer_size,
                       const char* source_name, std::vector<uint8_t>* out) {
+  out->clear();  // nothing of an earlier conversion survives an error
   Header h;
   QTF_TRY(read_header(data, size, &h));
   const std::vector<Array> arrays = layout(h);

@@ -158,7 +158,7 @@ TEST_CASE("llama.cpp's tokenizer test vectors: llama-spm (Llama 2's tokenizer.mo
       CHECK(got == want);
       ++checked;
     }
-    MESSAGE(name << ": " << checked << " vectors");
+    MESSAGE(std::string(name) << ": " << checked << " vectors");
     CHECK(checked > 30);
   }
 }

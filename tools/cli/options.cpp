@@ -165,8 +165,9 @@ bool load_model(const ModelOptions& o, host::LoadedModel* m) {
     return false;
   }
   if (m->converted())
-    std::fprintf(stderr, "qtf: converted %s (%s) in memory; `qtf convert %s OUT.qtf` makes a .qtf once\n",
-                 o.model_path, import::source_name(m->source()), o.model_path);
+    std::fprintf(stderr, "qtf: converted %s (%s) in memory; `qtf convert %s OUT.qtf%s%s` makes a .qtf once\n",
+                 o.model_path, import::source_name(m->source()), o.model_path, o.tokenizer_path ? " --tokenizer " : "",
+                 o.tokenizer_path ? o.tokenizer_path : "");
   if (o.lora_path) {
     st = m->apply_adapter_file(o.lora_path, o.mmap);
     if (!st.ok()) {
