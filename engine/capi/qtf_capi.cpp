@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <new>
+#include <vector>
 
 #include "host/session.h"
 #include "kernels/kernels.h"
@@ -126,10 +127,14 @@ qtf_status qtf_tokenize(const qtf_model* model, const char* text, size_t len, in
                         int32_t* n_tokens) {
   if (!model || !n_tokens || (!text && len) || (!tokens && max_tokens > 0) || max_tokens < 0)
     return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_tokenize: null or negative argument");
-  int n = 0;
-  Status st = model->loaded.tokenizer().encode(text, len, tokens, max_tokens, &n, nullptr);
-  *n_tokens = n;
-  return from(st);
+  std::vector<int32_t> ids;  // the exact encoding, whatever max_tokens is (host::tokenize sizes it)
+  Status st = host::tokenize(model->loaded.tokenizer(), text, len, EncodeOptions(), &ids);
+  if (!st.ok()) return from(st);
+  *n_tokens = (int32_t)ids.size();
+  if (ids.size() > (size_t)max_tokens)
+    return fail(QTF_ERR_OUT_OF_RANGE, "qtf_tokenize: the text needs more than max_tokens tokens");
+  if (!ids.empty()) std::memcpy(tokens, ids.data(), ids.size() * sizeof(int32_t));
+  return QTF_OK;
 }
 
 qtf_status qtf_token_text(const qtf_model* model, int32_t token, const char** bytes, size_t* len) {

@@ -481,6 +481,20 @@ bool MetaEntry::str_at(uint32_t i, Str* out) const {
   }
 }
 
+bool MetaEntry::next_str(uint64_t* cursor, Str* out) const {
+  // cursor: the element index in its low 25 bits (count <= kMaxArrayCount), the element's byte offset
+  // after the count above them.
+  static_assert(kMaxArrayCount < (1u << 25), "next_str keeps the index in 25 bits");
+  const uint32_t i = (uint32_t)(*cursor & 0x1FFFFFF);
+  const uint64_t at = *cursor >> 25;
+  if (type != MetaType::str_array || i >= count) return false;
+  const uint8_t* q = value + 4 + at;  // inside the verified entry: every element's length was checked
+  out->size = (uint32_t)load_le(q, 4);
+  out->data = reinterpret_cast<const char*>(q + 4);
+  *cursor = ((at + 4 + out->size) << 25) | (uint64_t)(i + 1);
+  return true;
+}
+
 Status ModelFile::get_i64(const char* key, int64_t* out) const {
   MetaEntry e;
   if (!find_meta(key, &e)) return Status::error(Err::missing, "metadata key '%s' is missing", key);

@@ -47,6 +47,8 @@ struct MetaEntry {
   bool i64_at(uint32_t i, int64_t* out) const;
   bool f64_at(uint32_t i, double* out) const;
   bool str_at(uint32_t i, Str* out) const;  // O(i) walk
+  // Sequential access to a str[] in O(1) per element: start with *cursor = 0; false after the last.
+  bool next_str(uint64_t* cursor, Str* out) const;
 };
 
 class ModelFile {

@@ -1,5 +1,6 @@
 #include "host/session.h"
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -78,6 +79,20 @@ Status LoadedModel::apply_adapter_file(const char* path, bool mmap) {
     adapter_bytes_.close();
     return Status::error(st.code(), "%s: %s", path, st.message());
   }
+  return st;
+}
+
+Status tokenize(const Tokenizer& t, const char* text, size_t len, const EncodeOptions& opt, std::vector<int32_t>* ids,
+                int* skipped) {
+  if (len > ((size_t)INT32_MAX - 8) / 3) return Status::error(Err::invalid_argument, "text of %zu bytes is too long to encode", len);
+  std::vector<char> work(t.work_bytes(len));
+  EncodeOptions o = opt;
+  o.work = work.data();
+  o.work_bytes = work.size();
+  ids->resize(Tokenizer::max_tokens(len));
+  int n = 0;
+  Status st = t.encode(text, len, ids->data(), (int)ids->size(), &n, skipped, o);
+  ids->resize(st.ok() ? (size_t)n : 0);
   return st;
 }
 

@@ -8,7 +8,9 @@
 #include "model/model.h"
 #include "runtime/context.h"
 #include "runtime/sampler.h"
-#include "runtime/tokenizer.h"
+#include "runtime/tokenizer/tokenizer.h"
+
+#include <vector>
 
 namespace qtf::host {
 
@@ -68,6 +70,12 @@ class LoadedModel {
   Tokenizer tokenizer_;
   import::Source source_ = import::Source::qtf;
 };
+
+// Encodes text with a workspace and an output as large as the text can need (so the encoding is exact
+// and never runs out of room): the host's one way to tokenize (qtf run/eval/tokenize, the server, the
+// C API). add_special puts BOS first when the model's tokenizer says add_bos.
+Status tokenize(const Tokenizer& t, const char* text, size_t len, const EncodeOptions& opt, std::vector<int32_t>* ids,
+                int* skipped = nullptr);
 
 class HostContext {
  public:

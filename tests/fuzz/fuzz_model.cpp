@@ -9,7 +9,7 @@
 #include "host/session.h"
 #include "model/model.h"
 #include "runtime/context.h"
-#include "runtime/tokenizer.h"
+#include "runtime/tokenizer/tokenizer.h"
 
 using namespace qtf;
 

@@ -123,6 +123,15 @@ void text_inputs() {
       {"vocab_char", std::string("\x03\x40", 2) + "a\nb\n\xc3\xa9\n \nab\n"},
       {"vocab_bpe", std::string("\x04\x40", 2) + "a\nb\nab\n\\x20\n\\xff\n==\na b\nab ab"},
       {"vocab_bpe_bad_escape", std::string("\x04\x40", 2) + "a\n\\x\n==\na \\q"},
+      {"spm_text", std::string("\x05\xff", 2) + "the thing \xe2\x96\x81the  \xc3\xa9\xe6\x97\xa5 " + invalid_utf8},
+      {"spm_special", std::string("\x0f\xff", 2) + "<s>the<s><s> the"},  // 15: spm, parse_special
+      {"spm_stack_long", std::string("\x2d\xff", 2) + long_text + " the " + long_text},  // 45: spm, stack only
+      {"gpt2_text", std::string("\x06\xff", 2) + "I'm they're  the 123 !?  \n\n\xc3\xa9t\xc3\xa9 " + invalid_utf8},
+      {"gpt2_stack_long", std::string("\x2e\x40", 2) + long_text},  // 46: gpt2, stack only
+      {"norm_text", std::string("\x07\xff", 2) + "the thing  the \xc3\xa9 " + invalid_utf8},
+      {"norm_bos", std::string("\x1b\x10", 2) + "the the"},  // 27: normalizer, add_special
+      {"vocab_spm", std::string("\x08\x40", 2) + "<s>\n\xe2\x96\x81\na\nb\nab\n\xe2\x96\x81" "a\n<0x61>"},
+      {"vocab_gpt2", std::string("\x09\x40", 2) + "a\nb\nab\n\\x20\n\\x20a\n==\na b\n\\x20 a"},
   };
   for (const auto& s : seeds) save("text", s.name, str_bytes(s.data));
 }

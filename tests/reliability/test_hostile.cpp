@@ -21,7 +21,7 @@
 #include "host/file.h"
 #include "host/quantize.h"
 #include "host/session.h"
-#include "runtime/tokenizer.h"
+#include "runtime/tokenizer/tokenizer.h"
 #include "support/model_edit.h"
 #include "support/tiny_model.h"
 

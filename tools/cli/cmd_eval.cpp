@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -30,7 +31,42 @@ const char kUsage[] =
     "  --sweep                 evaluate every theta x alpha pair; write the frontier as CSV and SVG\n"
     "  --thetas LIST, --alphas LIST   sweep grids (default 0.1,0.3,0.5,0.7,0.9 and 0.5,1,2,4)\n"
     "  -o, --output PREFIX     --ablate writes PREFIX-ablation.csv; --sweep writes PREFIX-sweep.{csv,svg}\n"
-    "                          (default prefix: qtf)\n";
+    "                          (default prefix: qtf)\n"
+    "  --doc-sep STR           with a tokenizer that adds BOS: documents are separated by STR (default\n"
+    "                          <|endoftext|>), each stripped of surrounding whitespace and scored after its BOS\n";
+
+// The text's tokens. A tokenizer that starts texts with BOS (tokenizer.add_bos) sees each document on its
+// own, stripped, after a BOS, as llama2.c's tinystories.py prepared its training data; the documents'
+// tokens are then concatenated and windowed like any text. Otherwise the whole text at once.
+// *n_docs: documents (0 when the text was not split).
+Status tokenize_documents(const Tokenizer& tok, const char* text, size_t len, const char* sep, std::vector<int32_t>* ids,
+                          int* skipped, int* n_docs) {
+  ids->clear();
+  *skipped = 0;
+  *n_docs = 0;
+  if (!tok.add_bos()) return host::tokenize(tok, text, len, EncodeOptions(), ids, skipped);
+  const std::string all(text, len), s(sep);
+  EncodeOptions bos;
+  bos.add_special = true;
+  std::vector<int32_t> doc;
+  for (size_t at = 0; at <= all.size();) {
+    size_t end = s.empty() ? std::string::npos : all.find(s, at);
+    if (end == std::string::npos) end = all.size();
+    size_t a = at, b = end;
+    while (a < b && std::isspace((unsigned char)all[a])) ++a;
+    while (b > a && std::isspace((unsigned char)all[b - 1])) --b;
+    if (b > a) {
+      int sk = 0;
+      QTF_TRY(host::tokenize(tok, all.data() + a, b - a, bos, &doc, &sk));
+      ids->insert(ids->end(), doc.begin(), doc.end());
+      *skipped += sk;
+      ++*n_docs;
+    }
+    at = end + s.size();
+    if (end == all.size()) break;
+  }
+  return Status::success();
+}
 
 double ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
@@ -521,6 +557,7 @@ int cmd_eval(int argc, char** argv) {
   const char* text_path = nullptr;
   const char* prefix = "qtf";
   bool prefix_given = false, json = false, ablate = false, sweep = false;
+  const char* doc_sep = "<|endoftext|>";
   int max_tokens = 2000, stride = 0;
   std::vector<float> thetas{0.1f, 0.3f, 0.5f, 0.7f, 0.9f}, alphas{0.5f, 1.f, 2.f, 4.f};
 
@@ -536,6 +573,7 @@ int cmd_eval(int argc, char** argv) {
     else if (a.is("--thetas")) ok = a.value(&v) && parse_list(a.flag(), v, &thetas);
     else if (a.is("--alphas")) ok = a.value(&v) && parse_list(a.flag(), v, &alphas);
     else if (a.is("-o", "--output")) ok = prefix_given = a.value(&prefix);
+    else if (a.is("--doc-sep")) ok = a.value(&doc_sep);
     else return kUnknown;
     return ok ? kParsed : kBadValue;
   });
@@ -562,11 +600,11 @@ int cmd_eval(int argc, char** argv) {
     std::fprintf(stderr, "qtf eval: %s\n", st.message());
     return 1;
   }
-  // Each byte yields at most one token, so the text's length bounds the token count.
-  std::vector<int32_t> ids(text.size() + 1);
-  int n_ids = 0, skipped = 0;
-  st = lm.tokenizer().encode(reinterpret_cast<const char*>(text.data()), text.size(), ids.data(), (int)ids.size(),
-                             &n_ids, &skipped);
+  std::vector<int32_t> ids;
+  int skipped = 0, n_docs = 0;
+  st = tokenize_documents(lm.tokenizer(), reinterpret_cast<const char*>(text.data()), text.size(), doc_sep, &ids,
+                          &skipped, &n_docs);
+  int n_ids = (int)ids.size();
   if (!st.ok()) {
     std::fprintf(stderr, "qtf eval: cannot tokenize the text: %s\n", st.message());
     return 1;
@@ -574,6 +612,7 @@ int cmd_eval(int argc, char** argv) {
   if (skipped)
     std::fprintf(stderr, "qtf eval: warning: %d byte(s) of the text have no token in this vocabulary and were skipped\n",
                  skipped);
+  if (n_docs > 0) std::fprintf(stderr, "qtf eval: %d documents, each after BOS\n", n_docs);
   const int text_tokens = n_ids;
   if (max_tokens > 0 && n_ids > max_tokens) n_ids = max_tokens;
   if (n_ids < 2) {

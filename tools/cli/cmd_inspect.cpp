@@ -58,12 +58,13 @@ void print_meta_value(const MetaEntry& e, bool json) {
     default: break;
   }
   std::printf("[");
+  uint64_t cursor = 0;  // str[]: walked in order (str_at would walk from the start for each)
   for (uint32_t k = 0; k < shown; ++k) {
     if (k) std::printf(", ");
     if (e.type == MetaType::i64_array) { e.i64_at(k, &i); std::printf("%lld", (long long)i); }
     else if (e.type == MetaType::f64_array) { e.f64_at(k, &d); std::printf("%.9g", d); }
     else {
-      e.str_at(k, &s);
+      e.next_str(&cursor, &s);
       if (json) print_json_string(s.data, s.size);
       else print_text_string(s, 24);
     }

@@ -160,6 +160,7 @@ void generate(const RunArgs& r, Context& ctx, Sampler& sampler, const Tokenizer&
   g->prompt_ms = ms_since(t_prompt);
 
   std::string tail;  // recent generated text, for stop strings
+  int32_t prev = g->n_prompt > 0 ? ids[g->n_prompt - 1] : -1;
   auto t_gen = std::chrono::steady_clock::now();
   while (g->st.ok() && g->generated < r.n_predict) {
     auto t0 = std::chrono::steady_clock::now();
@@ -167,7 +168,14 @@ void generate(const RunArgs& r, Context& ctx, Sampler& sampler, const Tokenizer&
     if (!g->st.ok()) break;
     int32_t next = sampler.sample(ctx.logits());
     sampler.accept(next);
-    format::Str text = tok.token_text(next);
+    // EOS ends the text; so does BOS where the tokenizer starts each text with it (a new one would begin:
+    // llama2.c's run.c stops there too).
+    if ((next == tok.eos_id() && next >= 0) || (next == tok.bos_id() && tok.add_bos())) {
+      g->stop_reason = "end of text";
+      break;
+    }
+    format::Str text = tok.decode(prev, next);  // SentencePiece's leading space is dropped after BOS
+    prev = next;
     std::fwrite(text.data, 1, text.size, stdout);
     std::fflush(stdout);
     ++g->generated;
@@ -221,11 +229,18 @@ int cmd_run(int argc, char** argv) {
   const Tokenizer& tok = lm.tokenizer();
   const ModelConfig& c = lm.model().cfg;
 
-  std::vector<int32_t> ids((size_t)ctx.n_ctx());
+  std::vector<int32_t> ids;
   Generation g;
   int skipped = 0;
-  st = tok.encode(r.prompt.data(), r.prompt.size(), ids.data(), ctx.n_ctx(), &g.n_prompt, &skipped);
+  EncodeOptions eo;
+  eo.add_special = true;  // BOS first when the tokenizer says add_bos
+  st = host::tokenize(tok, r.prompt.data(), r.prompt.size(), eo, &ids, &skipped);
   if (!st.ok()) {
+    std::fprintf(stderr, "qtf run: cannot tokenize the prompt: %s\n", st.message());
+    return 1;
+  }
+  g.n_prompt = (int)ids.size();
+  if (g.n_prompt > ctx.n_ctx()) {
     std::fprintf(stderr, "qtf run: the prompt needs %d tokens, more than the context (%d)\n", g.n_prompt, ctx.n_ctx());
     return 1;
   }

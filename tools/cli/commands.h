@@ -9,4 +9,5 @@ int cmd_eval(int argc, char** argv);
 int cmd_bench(int argc, char** argv);
 int cmd_quantize(int argc, char** argv);
 int cmd_convert(int argc, char** argv);
+int cmd_tokenize(int argc, char** argv);
 }  // namespace qtf::cli

@@ -21,6 +21,7 @@ const Command kCommands[] = {
     {"run", qtf::cli::cmd_run, "generate text offline, with the per-token rank/route/energy report"},
     {"eval", qtf::cli::cmd_eval, "perplexity on a text file; --ablate runtime switches, --sweep theta x alpha"},
     {"bench", qtf::cli::cmd_bench, "tokens per second (pp/tg tests), load time and peak memory"},
+    {"tokenize", qtf::cli::cmd_tokenize, "a model's tokenizer on a text: ids and pieces (--ids, --no-bos, --parse-special)"},
     {"inspect", qtf::cli::cmd_inspect, "print a model's metadata and tensor table (--json)"},
     {"verify", qtf::cli::cmd_verify, "verify a model file; exit 1 with the error if damaged"},
     {"convert", qtf::cli::cmd_convert, "a GGUF, llama2.c checkpoint or Hugging Face directory to a .qtf file"},

@@ -12,7 +12,7 @@
 #include "format/reader.h"
 #include "runtime/context.h"
 #include "runtime/sampler.h"
-#include "runtime/tokenizer.h"
+#include "runtime/tokenizer/tokenizer.h"
 
 namespace {
 

@@ -8,6 +8,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "host/session.h"
+
 namespace qtf::serve {
 namespace {
 
@@ -231,15 +233,11 @@ bool encode_text(const RequestContext& rc, const std::string& text, bool add_bos
   *dropped = 0;
   if (add_bos && rc.special.bos >= 0) ids->push_back(rc.special.bos);
   const size_t at = ids->size();
-  std::vector<int32_t> buf(text.size() + 16);
-  int n = 0, skipped = 0;
-  Status st = rc.tokenizer->encode(text.data(), text.size(), buf.data(), (int)buf.size(), &n, &skipped);
-  if (st.code() == Err::out_of_range && n > (int)buf.size()) {  // more tokens than bytes: once more, as large
-    buf.resize((size_t)n);
-    st = rc.tokenizer->encode(text.data(), text.size(), buf.data(), (int)buf.size(), &n, &skipped);
-  }
+  std::vector<int32_t> buf;
+  int skipped = 0;
+  Status st = host::tokenize(*rc.tokenizer, text.data(), text.size(), EncodeOptions(), &buf, &skipped);  // exact, sized
   if (!st.ok()) return fail(bad, std::string("cannot tokenize '") + param + "': " + st.message(), param);
-  ids->insert(ids->begin() + (long)at, buf.begin(), buf.begin() + n);
+  ids->insert(ids->begin() + (long)at, buf.begin(), buf.end());
   *dropped = skipped;
   return true;
 }

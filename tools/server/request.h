@@ -8,7 +8,7 @@
 
 #include "chat_template.h"
 #include "generation.h"
-#include "runtime/tokenizer.h"
+#include "runtime/tokenizer/tokenizer.h"
 
 namespace qtf::serve {
 

@@ -594,7 +594,7 @@ bool setup_requests(Server& S, const std::string& form, const char* template_fil
   rc.add_bos = add_bos == 1 && rc.special.bos >= 0;
   // Chat markers the vocabulary holds as single tokens.
   for (int id = 0; id < rc.vocab; ++id) {
-    format::Str t = S.model.tokenizer().token_text(id);
+    format::Str t = S.model.tokenizer().token_piece(id);  // as spelled: control tokens stand for no text
     if (t.size < 3 || t.size > 32 || t.data[0] != '<') continue;
     const std::string s(t.data, t.size);
     for (const std::string& m : serve::chat_markers())
