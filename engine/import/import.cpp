@@ -116,8 +116,9 @@ Status to_qtf(const char* path, const Options& opt, std::vector<uint8_t>* out) {
     case Source::llama2c: {
       host::FileBytes tok;
       if (opt.tokenizer_path) QTF_TRY(tok.open(opt.tokenizer_path, true));
+      const std::string tok_name = opt.tokenizer_path ? base_name(opt.tokenizer_path) : std::string();
       Status st = llama2c_to_qtf(bytes.data(), bytes.size(), opt.tokenizer_path ? tok.data() : nullptr, tok.size(),
-                                 name.c_str(), out);
+                                 name.c_str(), out, tok_name.c_str());
       return with_path(path, st);
     }
     default: break;

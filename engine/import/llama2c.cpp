@@ -4,6 +4,7 @@
 #include <string>
 
 #include "import/common.h"
+#include "import/llama2c_tokenizer.h"
 
 namespace qtf::import {
 namespace {
@@ -108,7 +109,7 @@ bool llama2c_header_plausible(const uint8_t* head, size_t n) {
 }
 
 Status llama2c_to_qtf(const uint8_t* data, size_t size, const uint8_t* tokenizer, size_t tokenizer_size,
-                      const char* source_name, std::vector<uint8_t>* out) {
+                      const char* source_name, std::vector<uint8_t>* out, const char* tokenizer_name) {
   out->clear();  // nothing of an earlier conversion survives an error
   Header h;
   QTF_TRY(read_header(data, size, &h));
@@ -125,19 +126,24 @@ Status llama2c_to_qtf(const uint8_t* data, size_t size, const uint8_t* tokenizer
                          h.version, (long long)h.v[0], (long long)h.v[1], (long long)h.v[2], (long long)h.v[3],
                          (long long)h.v[4], (long long)h.v[5], (long long)h.v[6], h.shared ? "shared" : "separate",
                          (unsigned long long)want, (unsigned long long)size, size < want ? "truncated" : "trailing bytes");
-  if (tokenizer != nullptr)
-    return Status::error(Err::unsupported, "llama2.c tokenizer.bin import is not available in this build yet");
-
   LlamaConfig c;
   c.d = h.v[0], c.d_ff = h.v[1], c.n_layers = h.v[2], c.n_heads = h.v[3], c.n_kv_heads = h.v[4];
   c.vocab = h.v[5], c.context = h.v[6], c.tied = h.shared;  // theta 10000, eps 1e-5 (run.c's constants)
   format::Writer w;
   add_llama_config(c, &w);
-  add_stand_in_tokenizer(c.vocab, &w);
+  if (tokenizer != nullptr) {
+    Status st = llama2c_tokenizer(tokenizer, tokenizer_size, (int)c.vocab, &w);
+    if (!st.ok())
+      return Status::error(st.code(), "tokenizer %s: %s", tokenizer_name ? tokenizer_name : "", st.message());
+  } else {
+    add_stand_in_tokenizer(c.vocab, &w);
+  }
   w.add_str("provenance.source", "llama2.c checkpoint version " + std::to_string(h.version));
   w.add_i64("provenance.source_bytes", (int64_t)size);
   w.add_str("provenance.created_by", "qtf import (engine/import/llama2c.cpp)");
   if (source_name && *source_name) w.add_str("provenance.source_file", utf8_or_escaped(source_name, std::strlen(source_name)));
+  if (tokenizer && tokenizer_name && *tokenizer_name)
+    w.add_str("provenance.tokenizer_file", utf8_or_escaped(tokenizer_name, std::strlen(tokenizer_name)));
 
   // Where each array starts, then the tensors in the Python converter's order (per layer: ln1, ln2, q, k,
   // v, o, gate, up, down).

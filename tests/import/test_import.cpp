@@ -253,3 +253,49 @@ TEST_CASE("import: host::LoadedModel::load_any and the C API load a checkpoint c
   CHECK(std::string(qtf_last_error()).find("without config.json") != std::string::npos);
   std::remove(c.c_str()), std::remove(q.c_str());
 }
+
+TEST_CASE("llama2c: --tokenizer imports llama2.c's tokenizer.bin (spm keys); a bad one is one line naming it") {
+  const std::vector<uint8_t> qtf_bytes = qtf::testing::fixture_bytes("llama2c_tiny.qtf");
+  format::ModelFile fx;
+  REQUIRE(fx.open(qtf_bytes.data(), qtf_bytes.size()).ok());
+  const std::vector<uint8_t> ckpt = checkpoint(qtf::testing::tensors_of(fx), 0, false);
+  // tokenizer.bin: int32 max_token_length, then per token: f32 score, int32 length, bytes.
+  std::vector<uint8_t> tok;
+  put_i32(&tok, 8);
+  for (int i = 0; i < 40; ++i) {
+    std::string piece = i == 0 ? "<unk>" : i == 1 ? "\n<s>\n" : i == 2 ? "\n</s>\n" : std::string(1, (char)('a' + i % 26));
+    if (i >= 29) piece = " " + std::string(1, (char)('a' + i - 29));
+    const float score = -(float)i;
+    const uint8_t* sp = reinterpret_cast<const uint8_t*>(&score);
+    tok.insert(tok.end(), sp, sp + 4);
+    put_i32(&tok, (int32_t)piece.size());
+    tok.insert(tok.end(), piece.begin(), piece.end());
+  }
+  std::vector<uint8_t> out;
+  Status st = import::llama2c_to_qtf(ckpt.data(), ckpt.size(), tok.data(), tok.size(), "m.bin", &out, "tok40.bin");
+  REQUIRE_MESSAGE(st.ok(), st.message());
+  format::ModelFile f;
+  REQUIRE(f.open(out.data(), out.size()).ok());
+  format::Str s;
+  REQUIRE(f.get_str("tokenizer.type", &s).ok());
+  CHECK(std::string(s.data, s.size) == "spm");
+  REQUIRE(f.get_str("provenance.tokenizer_file", &s).ok());
+  CHECK(std::string(s.data, s.size) == "tok40.bin");
+  host::LoadedModel lm;
+  st = lm.load_memory(out.data(), out.size());
+  REQUIRE_MESSAGE(st.ok(), st.message());
+  CHECK(lm.tokenizer().bos_id() == 1);
+  CHECK(worst_logit_error(out) <= 1e-4f);  // the weights are the fixture's whatever the tokenizer
+  // Truncated, or a vocabulary that is not the checkpoint's: one line naming the tokenizer file.
+  std::vector<uint8_t> cut(tok.begin(), tok.end() - 3);
+  expect_error(import::llama2c_to_qtf(ckpt.data(), ckpt.size(), cut.data(), cut.size(), "m.bin", &out, "tok40.bin"),
+               "tokenizer tok40.bin: ");
+  CHECK(out.empty());
+  // Through the files: the path of a missing tokenizer is named.
+  const std::string c = temp_path("tk.bin");
+  write_file(c, ckpt);
+  import::Options opt;
+  opt.tokenizer_path = "/nonexistent/tokenizer.bin";
+  expect_error(import::to_qtf(c.c_str(), opt, &out), "/nonexistent/tokenizer.bin");
+  std::remove(c.c_str());
+}
