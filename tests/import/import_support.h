@@ -3,6 +3,7 @@
 #pragma once
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -14,6 +15,7 @@
 #include "format/reader.h"
 #include "host/session.h"
 #include "support/gguf_writer.h"
+#include "support/json_lite.h"
 
 namespace qtf::testing {
 
@@ -23,6 +25,24 @@ inline std::vector<uint8_t> read_bytes(const std::string& path) {
 }
 inline std::vector<uint8_t> fixture_bytes(const char* name) {
   return read_bytes(std::string(QTF_SOURCE_DIR) + "/tests/fixtures/" + name);
+}
+
+// tests/fixtures/llama2c_tiny's reference logits at every position, against the model in `bytes`.
+inline float worst_logit_error(const std::vector<uint8_t>& bytes) {
+  qtf::testing::Json fx;
+  REQUIRE(qtf::testing::load_json(std::string(QTF_SOURCE_DIR) + "/tests/fixtures/llama2c_tiny.json", &fx));
+  host::LoadedModel lm;
+  Status st = lm.load_memory(bytes.data(), bytes.size());
+  REQUIRE_MESSAGE(st.ok(), st.message());
+  host::HostContext hc;
+  REQUIRE(hc.init(lm, ContextOptions()).ok());
+  float worst = 0;
+  for (size_t t = 0; t < fx["tokens"].size(); ++t) {
+    REQUIRE(hc.ctx().eval((int)fx["tokens"][t].num).ok());
+    for (int v = 0; v < 40; ++v)
+      worst = std::fmax(worst, std::fabs(hc.ctx().logits()[v] - (float)fx["logits"][t][v].num));
+  }
+  return worst;
 }
 
 // Every tensor of a verified file, widened to f32 (f32, f16 and q4), with its dims.

@@ -17,6 +17,7 @@
 
 using namespace qtf;
 using qtf::testing::expect_error;
+using qtf::testing::worst_logit_error;
 using G = qtf::testing::GgufWriter;
 
 namespace {
@@ -274,22 +275,6 @@ struct Fixture {
   }
 };
 
-float worst_logit_error(const std::vector<uint8_t>& bytes) {
-  qtf::testing::Json fx;
-  REQUIRE(qtf::testing::load_json(std::string(QTF_SOURCE_DIR) + "/tests/fixtures/llama2c_tiny.json", &fx));
-  host::LoadedModel lm;
-  Status st = lm.load_memory(bytes.data(), bytes.size());
-  REQUIRE_MESSAGE(st.ok(), st.message());
-  host::HostContext hc;
-  REQUIRE(hc.init(lm, ContextOptions()).ok());
-  float worst = 0;
-  for (size_t t = 0; t < fx["tokens"].size(); ++t) {
-    REQUIRE(hc.ctx().eval((int)fx["tokens"][t].num).ok());
-    for (int v = 0; v < 40; ++v)
-      worst = std::fmax(worst, std::fabs(hc.ctx().logits()[v] - (float)fx["logits"][t][v].num));
-  }
-  return worst;
-}
 
 Status convert(const std::vector<uint8_t>& g, std::vector<uint8_t>* out) {
   return import::gguf_to_qtf(g.data(), g.size(), "t.gguf", out);

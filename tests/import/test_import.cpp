@@ -16,6 +16,7 @@
 
 using namespace qtf;
 using qtf::testing::expect_error;
+using qtf::testing::worst_logit_error;
 
 namespace {
 
@@ -57,23 +58,6 @@ std::vector<uint8_t> checkpoint(const qtf::testing::Tensors& t, int version, boo
   return out;
 }
 
-// The fixture's reference logits at every position, against the model in `bytes`.
-float worst_logit_error(const std::vector<uint8_t>& bytes) {
-  qtf::testing::Json fx;
-  REQUIRE(qtf::testing::load_json(std::string(QTF_SOURCE_DIR) + "/tests/fixtures/llama2c_tiny.json", &fx));
-  host::LoadedModel lm;
-  Status st = lm.load_memory(bytes.data(), bytes.size());
-  REQUIRE_MESSAGE(st.ok(), st.message());
-  host::HostContext hc;
-  REQUIRE(hc.init(lm, ContextOptions()).ok());
-  float worst = 0;
-  for (size_t t = 0; t < fx["tokens"].size(); ++t) {
-    REQUIRE(hc.ctx().eval((int)fx["tokens"][t].num).ok());
-    for (int v = 0; v < 40; ++v)
-      worst = std::fmax(worst, std::fabs(hc.ctx().logits()[v] - (float)fx["logits"][t][v].num));
-  }
-  return worst;
-}
 
 std::string temp_path(const char* name) {
   return "/tmp/qtf_test_import_" + std::to_string(getpid()) + "_" + name;
