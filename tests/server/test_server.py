@@ -271,6 +271,11 @@ class ServeHostile(unittest.TestCase):
 
     def assert_small(self, what, allowed_mb=64):
         grew = self.s.peak_rss_mb() - self.base_mb
+        if "ASAN_OPTIONS" in os.environ:
+            # Under AddressSanitizer (tools/sanitize.sh) every connection thread's fake stacks and the
+            # freed-memory quarantine add ~150 MB whatever the request: the bound is the native stage's.
+            print(f"{what}: peak RSS grew {grew:.0f} MB under ASan (bound checked natively only)")
+            return
         self.assertLess(grew, allowed_mb, f"{what}: peak RSS grew {grew:.0f} MB")
 
     def test_nested_stop(self):
