@@ -181,13 +181,13 @@ Status Tokenizer::read_parts(const format::ModelFile& f, int vocab, Parts* p) {
     int64_t v = 0;
     p->types.i64_at(i, &v);
     if (v < 1 || v > 6)
-      return Status::error(Err::bad_value, "tokenizer.token_types[%u] is %lld, expected 1..6", i, (long long)v);
+      return Status::error(Err::bad_value, "tokenizer.token_types[%u] is %lld, expected 1..6", (unsigned)i, (long long)v);
     if (v == (int)TokenType::unknown || v == (int)TokenType::control || v == (int)TokenType::user_defined) ++p->n_special;
   }
   for (uint32_t i = 0; p->has_scores && i < p->scores.count; ++i) {
     double v = 0;
     p->scores.f64_at(i, &v);
-    if (!(v >= -3.4e38 && v <= 3.4e38)) return Status::error(Err::bad_value, "tokenizer.scores[%u] is not a finite float", i);
+    if (!(v >= -3.4e38 && v <= 3.4e38)) return Status::error(Err::bad_value, "tokenizer.scores[%u] is not a finite float", (unsigned)i);
   }
   p->offs = align16(((size_t)vocab + 1) * 4);
   p->bytes = align16((size_t)bytes + 1);
