@@ -1,7 +1,8 @@
 // CRC-32 of the model file (docs/format.md "Checksum"). The loader checks every byte of a file on each
-// load, so this is most of a large model's load time: a portable slicing-by-8 version, and on x86-64 a
-// carry-less multiply (PCLMULQDQ) folding version chosen at run time when the CPU has it. Both compute
-// the same function; tests/format compares them on every length and alignment.
+// load, so this is most of a large model's load time: a portable slicing-by-8 version, and on x86-64
+// carry-less multiply folding, 128-bit (PCLMULQDQ) or 512-bit (VPCLMULQDQ with AVX-512), the best the
+// CPU has chosen at run time. All compute the same function; tests/format compares every path the CPU
+// runs with the portable one on every length and alignment.
 #include <cstddef>
 #include <cstdint>
 
@@ -61,23 +62,13 @@ QTF_PCLMUL_FN inline __m128i fold16(__m128i x, __m128i k, __m128i next) {
   return _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x, k, 0x00), _mm_clmulepi64_si128(x, k, 0x11)), next);
 }
 
-QTF_PCLMUL_FN uint32_t crc32_fold_pclmul(uint32_t c, const uint8_t* p, size_t n) {
-  // n >= 64, a multiple of 16. c is the running (pre-inverted) register.
-  const __m128i k1k2 = _mm_set_epi64x(0x01c6e41596LL, 0x0154442bd4LL);  // x^(512-32), x^(512+32)
+// The last 64 bytes' four lanes (x1 first in memory) folded into one, then the remaining 16-byte blocks
+// of p[0, n) (n a multiple of 16), then 128 -> 64 -> 32 bits and Barrett. Returns the register.
+QTF_PCLMUL_FN uint32_t crc32_finish_lanes(__m128i x1, __m128i x2, __m128i x3, __m128i x4, const uint8_t* p, size_t n) {
   const __m128i k3k4 = _mm_set_epi64x(0x00ccaa009eLL, 0x01751997d0LL);  // x^(128-32), x^(128+32)
   const __m128i k5 = _mm_set_epi64x(0, 0x0163cd6124LL);                 // x^64
   const __m128i poly = _mm_set_epi64x(0x01f7011641LL, 0x01db710641LL);  // floor(x^64 / P), P
   const __m128i mask32 = _mm_set_epi32(0, 0, 0, -1);
-  __m128i x1 = _mm_xor_si128(load16(p), _mm_cvtsi32_si128((int)c));
-  __m128i x2 = load16(p + 16), x3 = load16(p + 32), x4 = load16(p + 48);
-  p += 64;
-  n -= 64;
-  for (; n >= 64; n -= 64, p += 64) {
-    x1 = fold16(x1, k1k2, load16(p));
-    x2 = fold16(x2, k1k2, load16(p + 16));
-    x3 = fold16(x3, k1k2, load16(p + 32));
-    x4 = fold16(x4, k1k2, load16(p + 48));
-  }
   x1 = fold16(x1, k3k4, x2);
   x1 = fold16(x1, k3k4, x3);
   x1 = fold16(x1, k3k4, x4);
@@ -90,6 +81,56 @@ QTF_PCLMUL_FN uint32_t crc32_fold_pclmul(uint32_t c, const uint8_t* p, size_t n)
   return (uint32_t)_mm_extract_epi32(_mm_xor_si128(t, x1), 1);
 }
 
+QTF_PCLMUL_FN uint32_t crc32_fold_pclmul(uint32_t c, const uint8_t* p, size_t n) {
+  // n >= 64, a multiple of 16. c is the running (pre-inverted) register.
+  const __m128i k1k2 = _mm_set_epi64x(0x01c6e41596LL, 0x0154442bd4LL);  // x^(512-32), x^(512+32)
+  __m128i x1 = _mm_xor_si128(load16(p), _mm_cvtsi32_si128((int)c));
+  __m128i x2 = load16(p + 16), x3 = load16(p + 32), x4 = load16(p + 48);
+  p += 64;
+  n -= 64;
+  for (; n >= 64; n -= 64, p += 64) {
+    x1 = fold16(x1, k1k2, load16(p));
+    x2 = fold16(x2, k1k2, load16(p + 16));
+    x3 = fold16(x3, k1k2, load16(p + 32));
+    x4 = fold16(x4, k1k2, load16(p + 48));
+  }
+  return crc32_finish_lanes(x1, x2, x3, x4, p, n);
+}
+
+// The same folding four 128-bit lanes per instruction (VPCLMULQDQ on 512-bit registers, AVX-512 CPUs
+// since Ice Lake / Zen 4): four registers fold 256 bytes per step, about 3x the 128-bit loop's speed.
+#define QTF_VPCLMUL_FN __attribute__((target("avx512f,vpclmulqdq,pclmul,sse4.1")))
+QTF_VPCLMUL_FN inline __m512i fold64(__m512i x, __m512i k, __m512i next) {
+  return _mm512_ternarylogic_epi64(_mm512_clmulepi64_epi128(x, k, 0x00), _mm512_clmulepi64_epi128(x, k, 0x11), next,
+                                   0x96);  // a ^ b ^ c
+}
+
+QTF_VPCLMUL_FN uint32_t crc32_fold_vpclmul(uint32_t c, const uint8_t* p, size_t n) {
+  // n >= 256, a multiple of 16.
+  // (Spelled out per lane: GCC 12's _mm512_broadcast_i32x4 trips -Wuninitialized.)
+  const long long h2048 = 0x01322d1430LL, l2048 = 0x011542778aLL;  // x^(2048-32), x^(2048+32)
+  const long long h512 = 0x01c6e41596LL, l512 = 0x0154442bd4LL;    // x^(512-32), x^(512+32)
+  const __m512i k2048 = _mm512_set_epi64(h2048, l2048, h2048, l2048, h2048, l2048, h2048, l2048);
+  const __m512i k512 = _mm512_set_epi64(h512, l512, h512, l512, h512, l512, h512, l512);
+  __m512i z0 = _mm512_xor_si512(_mm512_loadu_si512(p), _mm512_inserti32x4(_mm512_setzero_si512(), _mm_cvtsi32_si128((int)c), 0));
+  __m512i z1 = _mm512_loadu_si512(p + 64), z2 = _mm512_loadu_si512(p + 128), z3 = _mm512_loadu_si512(p + 192);
+  p += 256;
+  n -= 256;
+  for (; n >= 256; n -= 256, p += 256) {
+    z0 = fold64(z0, k2048, _mm512_loadu_si512(p));
+    z1 = fold64(z1, k2048, _mm512_loadu_si512(p + 64));
+    z2 = fold64(z2, k2048, _mm512_loadu_si512(p + 128));
+    z3 = fold64(z3, k2048, _mm512_loadu_si512(p + 192));
+  }
+  z0 = fold64(z0, k512, z1);
+  z0 = fold64(z0, k512, z2);
+  z0 = fold64(z0, k512, z3);
+  for (; n >= 64; n -= 64, p += 64) z0 = fold64(z0, k512, _mm512_loadu_si512(p));
+  alignas(64) __m128i lane[4];  // (through memory: GCC 12's _mm512_extracti32x4_epi32 trips -Wuninitialized)
+  _mm512_store_si512(lane, z0);
+  return crc32_finish_lanes(lane[0], lane[1], lane[2], lane[3], p, n);
+}
+
 bool cpu_has_pclmul() {
   unsigned a, b, c, d;
   return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 1)) && (c & (1u << 19));  // PCLMULQDQ, SSE4.1
@@ -97,17 +138,39 @@ bool cpu_has_pclmul() {
 }  // namespace
 #endif
 
-uint32_t crc32_update(uint32_t crc, const void* data, size_t n) {
+bool crc32_path_available(CrcPath path) {
+  switch (path) {
+    case CrcPath::portable: return true;
 #if QTF_CRC_PCLMUL
-  static const bool fast = cpu_has_pclmul();
-  if (fast && n >= 64) {
-    const uint8_t* p = static_cast<const uint8_t*>(data);
+    case CrcPath::pclmul: return cpu_has_pclmul();
+    // libgcc's check includes the OS saving the 512-bit registers.
+    case CrcPath::vpclmul: return cpu_has_pclmul() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("vpclmulqdq");
+#endif
+    default: return false;
+  }
+}
+
+uint32_t crc32_update_with(CrcPath path, uint32_t crc, const void* data, size_t n) {
+#if QTF_CRC_PCLMUL
+  const uint8_t* p = static_cast<const uint8_t*>(data);
+  if ((path == CrcPath::vpclmul && n >= 256) || (path == CrcPath::pclmul && n >= 64)) {
     size_t body = n & ~size_t(15);
-    uint32_t c = crc32_fold_pclmul(crc ^ 0xFFFFFFFFu, p, body) ^ 0xFFFFFFFFu;
+    uint32_t c = crc ^ 0xFFFFFFFFu;
+    c = (path == CrcPath::vpclmul ? crc32_fold_vpclmul(c, p, body) : crc32_fold_pclmul(c, p, body)) ^ 0xFFFFFFFFu;
     return crc32_update_portable(c, p + body, n - body);
   }
+  if (path == CrcPath::vpclmul && n >= 64) return crc32_update_with(CrcPath::pclmul, crc, data, n);
+#else
+  (void)path;
 #endif
   return crc32_update_portable(crc, data, n);
+}
+
+uint32_t crc32_update(uint32_t crc, const void* data, size_t n) {
+  static const CrcPath best = crc32_path_available(CrcPath::vpclmul) ? CrcPath::vpclmul
+                              : crc32_path_available(CrcPath::pclmul)  ? CrcPath::pclmul
+                                                                       : CrcPath::portable;
+  return crc32_update_with(best, crc, data, n);
 }
 
 }  // namespace qtf::format

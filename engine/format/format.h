@@ -32,8 +32,13 @@ const char* meta_type_name(MetaType t);
 
 // CRC-32 (zlib/PNG polynomial), incremental: crc = crc32_update(crc, p, n) starting from 0.
 uint32_t crc32_update(uint32_t crc, const void* data, size_t n);
-// The same function, portable code only (the reference the fast path is tested against).
+// The same function, portable code only (the reference the fast paths are tested against).
 uint32_t crc32_update_portable(uint32_t crc, const void* data, size_t n);
+// The same function by a chosen path (x86-64: 128-bit and 512-bit carry-less multiply folding), for the
+// tests that compare each path this CPU runs with the portable one. A path the CPU lacks must not be used.
+enum class CrcPath { portable, pclmul, vpclmul };
+bool crc32_path_available(CrcPath path);
+uint32_t crc32_update_with(CrcPath path, uint32_t crc, const void* data, size_t n);
 
 // True when [p, p+n) is valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF).
 bool utf8_valid(const char* p, size_t n);

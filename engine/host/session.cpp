@@ -7,16 +7,16 @@
 
 namespace qtf::host {
 
-AlignedBuffer::~AlignedBuffer() { std::free(data_); }
+AlignedBuffer::~AlignedBuffer() { std::free(raw_); }
 
 Status AlignedBuffer::allocate(size_t bytes) {
-  std::free(data_);
-  data_ = nullptr;
+  std::free(raw_);
+  raw_ = data_ = nullptr;
   size_ = 0;
-  size_t rounded = (bytes + 63) / 64 * 64;
-  if (rounded == 0) rounded = 64;
-  data_ = std::aligned_alloc(64, rounded);
-  if (data_ == nullptr) return Status::error(Err::no_memory, "cannot allocate %zu bytes", bytes);
+  if (bytes > SIZE_MAX - 64) return Status::error(Err::no_memory, "cannot allocate %zu bytes", bytes);
+  raw_ = std::calloc(1, bytes + 64);  // no aligned calloc in C++17: 64 bytes more, rounded up below
+  if (raw_ == nullptr) return Status::error(Err::no_memory, "cannot allocate %zu bytes", bytes);
+  data_ = static_cast<uint8_t*>(raw_) + (64 - reinterpret_cast<uintptr_t>(raw_) % 64) % 64;
   size_ = bytes;
   return Status::success();
 }
@@ -99,7 +99,7 @@ Status tokenize(const Tokenizer& t, const char* text, size_t len, const EncodeOp
 Status HostContext::init(const LoadedModel& m, const ContextOptions& opt) {
   QTF_TRY(validate_options(m.model(), opt));
   QTF_TRY(arena_.allocate(Context::arena_bytes(m.model(), opt)));
-  QTF_TRY(ctx_.init(&m.model(), opt, arena_.data(), arena_.size()));
+  QTF_TRY(ctx_.init(&m.model(), opt, arena_.data(), arena_.size(), /*arena_is_zero=*/true));
   QTF_TRY(pool_.start(opt.n_threads));
   return ctx_.set_workers(pool_.workers());
 }

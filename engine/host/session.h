@@ -21,11 +21,14 @@ class AlignedBuffer {
   ~AlignedBuffer();
   AlignedBuffer(const AlignedBuffer&) = delete;
   AlignedBuffer& operator=(const AlignedBuffer&) = delete;
+  // Zero-filled, 64-byte aligned. The zeros come from calloc: a large block is fresh pages from the OS,
+  // so pages nobody touches (most of a long context's KV cache) are never faulted in.
   Status allocate(size_t bytes);
   void* data() const { return data_; }
   size_t size() const { return size_; }
 
  private:
+  void* raw_ = nullptr;  // what calloc returned (data_ is raw_ rounded up to 64 bytes)
   void* data_ = nullptr;
   size_t size_ = 0;
 };

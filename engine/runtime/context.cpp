@@ -56,7 +56,7 @@ size_t Context::arena_bytes(const Model& m, const ContextOptions& opt) {
   return s.layout(m, to_run_options(m, opt), opt.n_ctx ? opt.n_ctx : m.cfg.context, batch_of(opt), opt.n_threads, nullptr);
 }
 
-Status Context::init(const Model* m, const ContextOptions& opt, void* arena, size_t arena_len) {
+Status Context::init(const Model* m, const ContextOptions& opt, void* arena, size_t arena_len, bool arena_is_zero) {
   if (m == nullptr || arena == nullptr) return Status::error(Err::invalid_argument, "model or arena is null");
   if (reinterpret_cast<uintptr_t>(arena) % 64 != 0)
     return Status::error(Err::misaligned, "context arena must be 64-byte aligned");
@@ -67,7 +67,7 @@ Status Context::init(const Model* m, const ContextOptions& opt, void* arena, siz
   size_t need = probe.layout(*m, run, n_ctx, batch_of(opt), opt.n_threads, nullptr);
   if (arena_len < need)
     return Status::error(Err::no_memory, "context arena is %lu bytes, needs %lu", (unsigned long)arena_len, (unsigned long)need);
-  std::memset(arena, 0, need);
+  if (!arena_is_zero) std::memset(arena, 0, need);
   state_.layout(*m, run, n_ctx, batch_of(opt), opt.n_threads, arena);
   state_.prepare(*m);
   state_.workers = nullptr;

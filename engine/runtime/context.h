@@ -42,7 +42,9 @@ class Context {
   // Arena bytes a context with these options needs (0 with an error if the options are invalid).
   static size_t arena_bytes(const Model& m, const ContextOptions& opt);
   // arena: at least arena_bytes() bytes, 64-byte aligned, owned by the caller, outliving the context.
-  Status init(const Model* m, const ContextOptions& opt, void* arena, size_t arena_len);
+  // init zeroes it first, unless the caller says it is all zero already (fresh pages from calloc or
+  // mmap): then pages the run never reaches, most of a long context's KV cache, are never touched.
+  Status init(const Model* m, const ContextOptions& opt, void* arena, size_t arena_len, bool arena_is_zero = false);
 
   // Appends `token` at the next position and computes its logits. Err::context_full when full.
   Status eval(int token);
