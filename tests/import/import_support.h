@@ -1,9 +1,10 @@
 // Shared by the importer tests: fixture bytes, a model's tensors as floats, the tiny Llama fixture as a
-// GGUF or llama2.c checkpoint, and an expect-this-error check.
+// GGUF or llama2.c checkpoint, an expect-this-error check, and llama.cpp's tokenizer test vectors.
 #pragma once
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -93,6 +94,42 @@ inline void expect_error(const Status& st, const char* text) {
   CHECK(!st.ok());
   CHECK(msg.find(text) != std::string::npos);
   CHECK(msg.find('\n') == std::string::npos);
+}
+
+// The tests of a .inp/.out pair, split as llama.cpp's test-tokenizer-0 splits them.
+inline std::vector<std::pair<std::string, std::vector<int32_t>>> vocab_vectors(const std::string& base) {
+  const std::vector<uint8_t> inp = read_bytes(base + ".inp"), out = read_bytes(base + ".out");
+  const std::string raw(inp.begin(), inp.end()), sep = "\n__ggml_vocab_test__\n";
+  std::vector<std::string> texts;
+  for (size_t pos = 0; pos < raw.size();) {
+    const size_t next = raw.find(sep, pos);
+    if (next == std::string::npos) {
+      texts.push_back(raw.substr(pos));
+      break;
+    }
+    texts.push_back(raw.substr(pos, next - pos));
+    pos = next + sep.size();
+  }
+  std::vector<std::vector<int32_t>> ids;
+  std::string line;
+  for (char c : std::string(out.begin(), out.end())) {
+    if (c != '\n') {
+      line += c;
+      continue;
+    }
+    std::vector<int32_t> v;
+    for (size_t p = 0; p < line.size();) {
+      while (p < line.size() && line[p] == ' ') ++p;
+      if (p < line.size()) v.push_back((int32_t)std::strtol(line.c_str() + p, nullptr, 10));
+      while (p < line.size() && line[p] != ' ') ++p;
+    }
+    ids.push_back(v);
+    line.clear();
+  }
+  REQUIRE(texts.size() == ids.size());
+  std::vector<std::pair<std::string, std::vector<int32_t>>> tests;
+  for (size_t i = 0; i < texts.size(); ++i) tests.push_back({texts[i], ids[i]});
+  return tests;
 }
 
 }  // namespace qtf::testing

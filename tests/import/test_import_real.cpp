@@ -24,41 +24,6 @@ using namespace qtf;
 
 namespace {
 
-// The tests of a .inp/.out pair, split as llama.cpp's test-tokenizer-0 splits them.
-std::vector<std::pair<std::string, std::vector<int32_t>>> vectors(const std::string& base) {
-  const std::vector<uint8_t> inp = qtf::testing::read_bytes(base + ".inp"), out = qtf::testing::read_bytes(base + ".out");
-  const std::string raw(inp.begin(), inp.end()), sep = "\n__ggml_vocab_test__\n";
-  std::vector<std::string> texts;
-  for (size_t pos = 0; pos < raw.size();) {
-    const size_t next = raw.find(sep, pos);
-    if (next == std::string::npos) {
-      texts.push_back(raw.substr(pos));
-      break;
-    }
-    texts.push_back(raw.substr(pos, next - pos));
-    pos = next + sep.size();
-  }
-  std::vector<std::vector<int32_t>> ids;
-  std::string line;
-  for (char c : std::string(out.begin(), out.end())) {
-    if (c != '\n') {
-      line += c;
-      continue;
-    }
-    std::vector<int32_t> v;
-    for (size_t p = 0; p < line.size();) {
-      while (p < line.size() && line[p] == ' ') ++p;
-      if (p < line.size()) v.push_back((int32_t)std::strtol(line.c_str() + p, nullptr, 10));
-      while (p < line.size() && line[p] != ' ') ++p;
-    }
-    ids.push_back(v);
-    line.clear();
-  }
-  REQUIRE(texts.size() == ids.size());
-  std::vector<std::pair<std::string, std::vector<int32_t>>> tests;
-  for (size_t i = 0; i < texts.size(); ++i) tests.push_back({texts[i], ids[i]});
-  return tests;
-}
 
 
 // A SentencePiece tokenizer.model (protobuf ModelProto: field 1 = repeated SentencePiece {1 piece, 2 score,
@@ -145,7 +110,7 @@ TEST_CASE("llama.cpp's tokenizer test vectors: llama-spm (Llama 2's tokenizer.mo
     st = tok.init(f, vocab, arena.data(), arena.size());
     REQUIRE_MESSAGE(st.ok(), st.message());
     int checked = 0;
-    for (const auto& [text, want] : vectors(base)) {
+    for (const auto& [text, want] : qtf::testing::vocab_vectors(base)) {
       std::vector<int32_t> got(Tokenizer::max_tokens(text.size()));
       std::vector<uint8_t> work(tok.work_bytes(text.size()) + 1);
       EncodeOptions opt;
