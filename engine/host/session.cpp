@@ -33,14 +33,13 @@ Status LoadedModel::load_any(const char* path, bool mmap, const char* tokenizer_
   const import::Source src = import::detect(path);
   source_ = import::Source::qtf;
   if (src == import::Source::qtf && tokenizer_path == nullptr) return load_file(path, mmap);
-  std::vector<uint8_t> image;
   import::Options opt;
   opt.tokenizer_path = tokenizer_path;
-  QTF_TRY(import::to_qtf(path, opt, &image));
-  QTF_TRY(copy_.allocate(image.size()));  // 64-byte aligned, as the kernels read tensors in place
-  std::memcpy(copy_.data(), image.data(), image.size());
-  image = std::vector<uint8_t>();
-  Status st = bind(copy_.data(), copy_.size());
+  // Converted once, straight into a 64-byte aligned image (the kernels read tensors in place) that the
+  // model then uses as it is, already opened by the verifier.
+  format::ModelFile opened;
+  QTF_TRY(import::to_qtf(path, opt, &image_, &opened));
+  Status st = bind(opened);
   if (!st.ok()) return Status::error(st.code(), "%s (converted from %s): %s", path, import::source_name(src), st.message());
   source_ = src;
   return st;
@@ -57,7 +56,13 @@ Status LoadedModel::load_memory(const void* data, size_t size) {
 }
 
 Status LoadedModel::bind(const void* data, size_t size) {
-  QTF_TRY(file_.open(data, size));
+  format::ModelFile f;
+  QTF_TRY(f.open(data, size));
+  return bind(f);
+}
+
+Status LoadedModel::bind(const format::ModelFile& opened) {
+  file_ = opened;
   QTF_TRY(convert_.allocate(model_.convert_bytes(file_)));
   QTF_TRY(model_.load(file_, convert_.data(), convert_.size()));
   size_t tok = Tokenizer::arena_bytes(file_, model_.cfg.vocab);

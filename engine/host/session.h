@@ -48,6 +48,9 @@ class LoadedModel {
   // From the caller's buffer, used in place: it must stay valid and unchanged while loaded.
   // (A buffer not 64-byte aligned is copied once into an aligned one.)
   Status load_memory(const void* data, size_t size);
+  // A file the verifier has just opened (import::to_qtf's `opened`), used in place without opening it
+  // again: its bytes must stay valid and unchanged while loaded.
+  Status load_verified(const format::ModelFile& opened) { return bind(opened); }
 
   // Applies a LoRA adapter file (qtf.arch = lora, docs/qllm.md) to the loaded model: mapped (or read)
   // and bound in place; the base weights are neither copied nor changed. One adapter per LoadedModel;
@@ -61,12 +64,16 @@ class LoadedModel {
   bool mapped() const { return bytes_.mapped(); }
   // Memory the model holds: its file bytes resident now (all of them when read, the touched pages when
   // mapped), and the heap it converted tensors into (0 when every tensor is used in place).
-  size_t resident_file_bytes() const { return bytes_.data() ? bytes_.resident() : copy_.size(); }
+  size_t resident_file_bytes() const {
+    return bytes_.data() ? bytes_.resident() : !image_.empty() ? image_.size() : copy_.size();
+  }
   size_t converted_bytes() const { return convert_.size(); }
 
  private:
   Status bind(const void* data, size_t size);
+  Status bind(const format::ModelFile& opened);  // a file the verifier has just opened
   FileBytes bytes_, adapter_bytes_;
+  format::Image image_;  // a model converted in memory (load_any)
   AlignedBuffer copy_, convert_, tokenizer_arena_;
   format::ModelFile file_, adapter_file_;
   Model model_;

@@ -1,8 +1,10 @@
 #include "import/common.h"
 
 #include <cstring>
-
-#include "format/reader.h"
+#include <unistd.h>
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/mman.h>
+#endif
 
 namespace qtf::import {
 
@@ -106,26 +108,45 @@ void permute_rotate_half(uint8_t* data, uint64_t rows, uint64_t hd, size_t row_b
   }
 }
 
-Status finish_verified(const format::Writer& w, std::vector<uint8_t>* out) {
-  *out = w.finish();
+Status tensor_done(format::Writer* w, size_t i) {
+  uint64_t first = 0;
+  const format::TensorInfo t = w->tensor_info(i);
+  if (const uint64_t bad = format::count_nonfinite(t, &first))
+    return Status::error(Err::bad_value, "tensor '%.*s' has %llu non-finite values (NaN/Inf) after conversion, the "
+                         "first at index %llu", (int)t.name.size, t.name.data, (unsigned long long)bad,
+                         (unsigned long long)first);
+  w->done(i);
+  return Status::success();
+}
+
+Status seal_verified(format::Writer* w, const Output& out) {
+  if (!w->end()) {
+    out.image->clear();
+    return Status::error(Err::invalid_argument, "import: a tensor of the image was never written");
+  }
   format::ModelFile f;
-  Status st = f.open(out->data(), out->size());
+  Status st = f.open(out.image->data(), out.image->size());
   if (!st.ok()) {
-    out->clear();
+    out.image->clear();
     return Status::error(st.code(), "the converted model does not verify: %s", st.message());
   }
-  // Every value finite (a NaN or Inf weight, or a non-finite scale of a quantized source block): refused
-  // here, naming the tensor, rather than found as NaN logits later. The conversion has just written every
-  // value, so this pass costs little beside it.
-  uint64_t cur = 0, first = 0;
-  format::TensorInfo t;
-  while (f.next_tensor(&cur, &t))
-    if (const uint64_t bad = format::count_nonfinite(t, &first)) {
-      out->clear();
-      return Status::error(Err::bad_value, "tensor '%.*s' has %llu non-finite values (NaN/Inf) after conversion, the "
-                           "first at index %llu", (int)t.name.size, t.name.data, (unsigned long long)bad,
-                           (unsigned long long)first);
-    }
+  if (out.file) *out.file = f;
+  return st;
+}
+
+void drop_pages(const void* p, size_t n) {
+#if (defined(__unix__) || defined(__APPLE__)) && defined(MADV_DONTNEED)
+  static const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+  if (page == 0 || (page & (page - 1)) != 0) return;
+  const uintptr_t a = ((uintptr_t)p + page - 1) & ~(page - 1), b = ((uintptr_t)p + n) & ~(page - 1);
+  if (b > a) madvise(reinterpret_cast<void*>(a), b - a, MADV_DONTNEED);  // advice: nothing to do on failure
+#else
+  (void)p, (void)n;
+#endif
+}
+
+Status to_vector(Status st, const format::Image& image, std::vector<uint8_t>* out) {
+  out->assign(image.begin(), image.end());
   return st;
 }
 

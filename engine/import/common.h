@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "format/reader.h"
 #include "host/writer.h"
 
 namespace qtf::import {
@@ -45,7 +46,32 @@ std::string base_name(const char* path);
 // 2i+j = old row j*hd/2 + i; rows of row_bytes bytes (any dtype), permuted in place. A bias is rows of one.
 void permute_rotate_half(uint8_t* data, uint64_t rows, uint64_t hd, size_t row_bytes);
 
-// Finishes w and verifies the image with the .qtf reader: the importers hand out only images it opens.
-Status finish_verified(const format::Writer& w, std::vector<uint8_t>* out);
+// Where an importer puts its result. The image is built in place: the importer reads and checks the
+// whole source first (configuration, every tensor's type and shape), declares every tensor to a
+// format::Writer, lets it allocate the image once at its final size (Writer::begin), then converts each
+// tensor straight into its place (one write per value), calls tensor_done, and ends with seal_verified.
+struct Output {
+  format::Image* image = nullptr;      // the verified .qtf image (cleared on error)
+  format::ModelFile* file = nullptr;   // optional: that image as the reader opened it (saves opening it again)
+  // The source bytes are a read-only file mapping: each source tensor's whole pages are dropped from the
+  // process once converted (drop_pages), so the mapped source and the image are never both resident.
+  bool drop_source_pages = false;
+};
+
+// After tensor i of w is written in place: refused when a value is NaN or Inf (a damaged source, or a
+// non-finite scale of a quantized block), naming the tensor; else folded into the checksum while in cache.
+Status tensor_done(format::Writer* w, size_t i);
+
+// The last step: the checksum written, then the image opened by the .qtf reader, the ordinary verifier
+// (the importers hand out only images it opens); out->file receives it when asked.
+Status seal_verified(format::Writer* w, const Output& out);
+
+// Drops the whole pages inside [p, p + n) of a read-only file mapping from the process (madvise
+// MADV_DONTNEED: they stay in the page cache and fault back in if read again). Only for mapped files:
+// an anonymous mapping would read back zeros.
+void drop_pages(const void* p, size_t n);
+
+// An importer's result as a vector (a copy: tests and tools that want one).
+Status to_vector(Status st, const format::Image& image, std::vector<uint8_t>* out);
 
 }  // namespace qtf::import

@@ -550,9 +550,6 @@ struct Converter {
   std::string arch;
   bool neox = false;  // qwen2: rotate-half q/k rows (llama.cpp's NEOX rope), permuted to interleaved pairs
   int64_t head_dim = 0;
-  std::vector<float> f32;
-  std::vector<uint16_t> f16;
-  std::vector<uint8_t> raw;
 
   // The GGUF tensor `name` with the qtf shape dims (row-major: ggml's ne reversed), or an error.
   Status take(const std::string& name, std::vector<uint64_t> dims, Tensor** out) {
@@ -576,28 +573,52 @@ struct Converter {
     return Status::success();
   }
 
-  // Writes tensor t as qtf tensor `name`: F16 kept as f16, Q4_0 matrices as q4, everything else as f32;
-  // rotary_rows: q/k, whose rows are permuted for a rotate-half architecture.
-  Status put(const Tensor& t, const std::string& name, const std::vector<uint64_t>& dims, bool rotary_rows) {
-    const uint64_t rows = dims[0], cols = t.elements / rows;
+  // What each qtf tensor is made of, in file order: declared first (the image is laid out and allocated
+  // once all are known), written in place afterwards.
+  struct Planned {
+    const Tensor* src;  // null: zeros (a bias the file does not have)
+    size_t index;       // in the writer
+    enum Kind { copy, to_f32, zeros } kind;
+    bool permute;       // q/k of a rotate-half architecture
+    uint64_t rows;
+  };
+  std::vector<Planned> plan;
+
+  // Plans tensor t as qtf tensor `name`: F16 kept as f16, Q4_0 matrices as q4 (both copied as they are),
+  // everything else dequantized to f32; rotary_rows: q/k, whose rows are permuted for a rotate-half
+  // architecture.
+  void put(const Tensor& t, const std::string& name, const std::vector<uint64_t>& dims, bool rotary_rows) {
     const bool permute = neox && rotary_rows;
-    if (t.type == kQ4_0 && dims.size() == 2) {
-      // GGUF's Q4_0 blocks are qtf's q4 (docs/format.md): kept as they are, read in place by the kernels.
-      raw.assign(t.data, t.data + t.nbytes);
-      if (permute) permute_rotate_half(raw.data(), rows, (uint64_t)head_dim, (size_t)(t.nbytes / rows));
-      w.add_tensor(name, format::DType::q4, dims, raw.data());
-    } else if (t.type == kF16) {
-      f16.resize((size_t)t.elements);
-      std::memcpy(f16.data(), t.data, (size_t)t.nbytes);
-      if (permute) permute_rotate_half(reinterpret_cast<uint8_t*>(f16.data()), rows, (uint64_t)head_dim, 2 * cols);
-      w.add_tensor(name, format::DType::f16, dims, f16.data());
-    } else {
-      f32.resize((size_t)t.elements);
-      dequantize(t.type, t.data, t.elements, f32.data());
-      if (permute) permute_rotate_half(reinterpret_cast<uint8_t*>(f32.data()), rows, (uint64_t)head_dim, 4 * cols);
-      w.add_f32(name, dims, f32.data());
+    if (t.type == kQ4_0 && dims.size() == 2)  // GGUF's Q4_0 blocks are qtf's q4 (docs/format.md)
+      plan.push_back({&t, w.declare_tensor(name, format::DType::q4, dims), Planned::copy, permute, dims[0]});
+    else if (t.type == kF16)
+      plan.push_back({&t, w.declare_tensor(name, format::DType::f16, dims), Planned::copy, permute, dims[0]});
+    else
+      plan.push_back({&t, w.declare_tensor(name, format::DType::f32, dims), Planned::to_f32, permute, dims[0]});
+  }
+  void put_zeros(const std::string& name, uint64_t n) {
+    plan.push_back({nullptr, w.declare_tensor(name, format::DType::f32, {n}), Planned::zeros, false, n});
+  }
+
+  // Every planned tensor converted straight into the image (one write per value), checked and folded
+  // into the checksum; the source's pages dropped once read when it is a file mapping.
+  Status write(const Output& out) {
+    QTF_TRY(w.begin(out.image));
+    for (const Planned& p : plan) {
+      uint8_t* dst = w.tensor_data(p.index);
+      const uint64_t n = w.tensor_size(p.index);
+      if (p.kind == Planned::zeros) std::memset(dst, 0, (size_t)n);
+      else if (p.kind == Planned::copy) std::memcpy(dst, p.src->data, (size_t)n);  // n == the GGUF tensor's bytes
+      else dequantize(p.src->type, p.src->data, p.src->elements, reinterpret_cast<float*>(dst));  // 64-byte aligned
+      if (p.permute) permute_rotate_half(dst, p.rows, (uint64_t)head_dim, (size_t)(n / p.rows));
+      if (p.src && out.drop_source_pages) drop_pages(p.src->data, (size_t)p.src->nbytes);
+      Status st = tensor_done(&w, p.index);
+      if (!st.ok()) {
+        out.image->clear();
+        return st;
+      }
     }
-    return Status::success();
+    return seal_verified(&w, out);
   }
 };
 
@@ -710,7 +731,14 @@ Status gguf_tokenizer(const uint8_t* data, size_t size, format::Writer* w, int* 
 }
 
 Status gguf_to_qtf(const uint8_t* data, size_t size, const char* source_name, std::vector<uint8_t>* out) {
-  out->clear();  // nothing of an earlier conversion survives an error
+  format::Image image;
+  Output o;
+  o.image = &image;
+  return to_vector(gguf_to_qtf(data, size, source_name, o), image, out);
+}
+
+Status gguf_to_qtf(const uint8_t* data, size_t size, const char* source_name, const Output& out) {
+  out.image->clear();  // nothing of an earlier conversion survives an error
   Gguf g;
   QTF_TRY(g.parse(data, size));
   std::string_view arch_sv;
@@ -802,45 +830,43 @@ Status gguf_to_qtf(const uint8_t* data, size_t size, const char* source_name, st
     w.add_str("provenance.general_name", utf8_or_escaped(name.data(), std::min<size_t>(name.size(), 1024)));
   if (ctx != c.context) w.add_i64("provenance.gguf_context_length", ctx);
 
-  Converter cv{g, w, arch, arch == "qwen2", hd, {}, {}, {}};
+  Converter cv{g, w, arch, arch == "qwen2", hd, {}};
   const uint64_t d = (uint64_t)c.d;
   Tensor* t = nullptr;
   QTF_TRY(cv.take("token_embd.weight", {(uint64_t)c.vocab, d}, &t));
-  QTF_TRY(cv.put(*t, "tok_emb", {(uint64_t)c.vocab, d}, false));
-  std::vector<float> zeros;
+  cv.put(*t, "tok_emb", {(uint64_t)c.vocab, d}, false);
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";  // the same prefix in both files
     QTF_TRY(cv.take(p + "attn_norm.weight", {d}, &t));
-    QTF_TRY(cv.put(*t, p + "ln1.w", {d}, false));
+    cv.put(*t, p + "ln1.w", {d}, false);
     QTF_TRY(cv.take(p + "ffn_norm.weight", {d}, &t));
-    QTF_TRY(cv.put(*t, p + "ln2.w", {d}, false));
+    cv.put(*t, p + "ln2.w", {d}, false);
     for (int i = 0; i < 7; ++i) {
       const uint64_t rows = (uint64_t)rows_of[i], cols = (uint64_t)cols_of[i];
       const bool rotary = i < 2;  // q and k
       QTF_TRY(cv.take(p + kLinears[i] + ".weight", {rows, cols}, &t));
-      QTF_TRY(cv.put(*t, p + kQtfLinears[i] + ".w", {rows, cols}, rotary));
+      cv.put(*t, p + kQtfLinears[i] + ".w", {rows, cols}, rotary);
       if (!c.linear_bias) continue;
       const std::string bias = p + kLinears[i] + ".bias";
       if (g.tensor(bias)) {
         QTF_TRY(cv.take(bias, {rows}, &t));
-        QTF_TRY(cv.put(*t, p + kQtfLinears[i] + ".b", {rows}, rotary));
+        cv.put(*t, p + kQtfLinears[i] + ".b", {rows}, rotary);
       } else {
-        zeros.assign((size_t)rows, 0.f);
-        w.add_f32(p + kQtfLinears[i] + ".b", {rows}, zeros.data());
+        cv.put_zeros(p + kQtfLinears[i] + ".b", rows);
       }
     }
   }
   QTF_TRY(cv.take("output_norm.weight", {d}, &t));
-  QTF_TRY(cv.put(*t, "lnf.w", {d}, false));
+  cv.put(*t, "lnf.w", {d}, false);
   if (!c.tied) {
     QTF_TRY(cv.take("output.weight", {(uint64_t)c.vocab, d}, &t));
-    QTF_TRY(cv.put(*t, "head.w", {(uint64_t)c.vocab, d}, false));
+    cv.put(*t, "head.w", {(uint64_t)c.vocab, d}, false);
   }
   for (const Tensor& u : g.tensors)
     if (!u.used)
       return Status::error(Err::unsupported, "GGUF: tensor '%.*s' is not part of the %s block qtf imports",
                            (int)u.name.size(), u.name.data(), arch.c_str());
-  return finish_verified(w, out);
+  return cv.write(out);
 }
 
 }  // namespace qtf::import

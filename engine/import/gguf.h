@@ -11,6 +11,7 @@
 
 #include "core/status.h"
 #include "host/writer.h"
+#include "import/common.h"
 
 namespace qtf::import {
 
@@ -25,7 +26,10 @@ void ggml_block(uint32_t type, uint32_t* values, uint32_t* bytes);
 // F16 and BF16 widened exactly). False for a type qtf does not import.
 bool dequantize(uint32_t type, const uint8_t* src, uint64_t n, float* dst);
 
-// The whole model as a .qtf image. source_name: the file's name for provenance.
+// The whole model as a .qtf image, built in place (import/common.h, Output). source_name: the file's name
+// for provenance.
+Status gguf_to_qtf(const uint8_t* data, size_t size, const char* source_name, const Output& out);
+// The same into a vector (a copy).
 Status gguf_to_qtf(const uint8_t* data, size_t size, const char* source_name, std::vector<uint8_t>* out);
 
 // Only its tokenizer (a vocab-only GGUF too): the tokenizer.* keys into w; *vocab = the token count.

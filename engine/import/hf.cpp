@@ -154,19 +154,25 @@ struct Weights {
   const HfConfig* cfg;
   format::Writer* w;
   std::vector<std::string> used;
-  bool f16_out = false;  // F16 sources stay f16 (read in place by the kernels); F32 and BF16 become f32
+  // What each qtf tensor is made of, in file order: declared first (the image is laid out and allocated
+  // once all are known), written in place afterwards. F16 matrices stay f16 (read in place by the
+  // kernels); everything else becomes f32.
+  struct Planned {
+    const StTensor* src;  // null: zeros (a bias the model does not have)
+    size_t index;         // in the writer
+    int64_t permute_heads;
+    uint64_t rows;
+  };
+  std::vector<Planned> plan;
 
-  // Adds HF tensor `from` as `to` with shape dims ([rows, cols] or [n]); permute_heads > 0 permutes
+  // Plans HF tensor `from` as `to` with shape dims ([rows, cols] or [n]); permute_heads > 0 permutes
   // rows from rotate-half to adjacent pairs in that many heads. missing_zero: absent -> zeros.
   Status take(const std::string& from, const std::string& to, std::vector<uint64_t> dims, int64_t permute_heads = 0,
               bool missing_zero = false) {
     const StTensor* t = st->find(from);
-    uint64_t n = 1;
-    for (uint64_t d : dims) n *= d;
     if (t == nullptr) {
       if (!missing_zero) return Status::error(Err::missing, "%s: tensor '%s' is missing", cfg->arch.c_str(), from.c_str());
-      std::vector<float> z(n, 0.f);
-      w->add_f32(to, dims, z.data());
+      plan.push_back({nullptr, w->declare_tensor(to, format::DType::f32, dims), 0, dims[0]});
       return Status::success();
     }
     used.push_back(from);
@@ -179,23 +185,37 @@ struct Weights {
       return Status::error(Err::bad_shape, "%s: tensor '%s' has shape [%s], config.json implies [%s]", t->file.c_str(),
                            from.c_str(), got.c_str(), want.c_str());
     }
-    const uint64_t rows = dims[0], cols = dims.size() > 1 ? dims[1] : 1;
     const bool keep_f16 = t->type == StType::f16 && dims.size() == 2;
-    std::vector<uint8_t> bytes;
-    if (keep_f16) {
-      bytes.assign(t->data, t->data + t->bytes);
-    } else {
-      bytes.resize(n * 4);
-      QTF_TRY(st_to_f32(*t, reinterpret_cast<float*>(bytes.data())));
-    }
-    if (permute_heads > 0) permute_rotate_half(bytes.data(), rows, rows / (uint64_t)permute_heads, cols * (keep_f16 ? 2 : 4));
-    w->add_tensor(to, keep_f16 ? format::DType::f16 : format::DType::f32, dims, bytes.data());
+    plan.push_back({t, w->declare_tensor(to, keep_f16 ? format::DType::f16 : format::DType::f32, dims), permute_heads,
+                    dims[0]});
     return Status::success();
+  }
+
+  // Every planned tensor converted straight into the image, checked and folded into the checksum.
+  Status write(const Output& out) {
+    QTF_TRY(w->begin(out.image));
+    for (const Planned& p : plan) {
+      uint8_t* dst = w->tensor_data(p.index);
+      const uint64_t n = w->tensor_size(p.index);
+      Status r;
+      if (!p.src) std::memset(dst, 0, (size_t)n);
+      else if (w->tensor_info(p.index).dtype == format::DType::f16) std::memcpy(dst, p.src->data, (size_t)n);
+      else r = st_to_f32(*p.src, reinterpret_cast<float*>(dst));  // 64-byte aligned
+      if (r.ok() && p.permute_heads > 0)
+        permute_rotate_half(dst, p.rows, p.rows / (uint64_t)p.permute_heads, (size_t)(n / p.rows));
+      if (p.src && out.drop_source_pages) drop_pages(p.src->data, (size_t)p.src->bytes);
+      if (r.ok()) r = tensor_done(w, p.index);
+      if (!r.ok()) {
+        out.image->clear();
+        return r;
+      }
+    }
+    return seal_verified(w, out);
   }
 };
 
-Status convert_weights(const SafetensorsSet& st, const HfConfig& c, format::Writer* w) {
-  Weights W{&st, &c, w, {}};
+Status convert_weights(const SafetensorsSet& st, const HfConfig& c, format::Writer* w, const Output& out) {
+  Weights W{&st, &c, w, {}, {}};
   const uint64_t d = (uint64_t)c.d, ff = (uint64_t)c.d_ff, V = (uint64_t)c.vocab, hd = d / (uint64_t)c.n_heads,
                  kv = hd * (uint64_t)c.n_kv_heads;
   const bool bias = c.qkv_bias || c.o_bias || c.mlp_bias;  // the engine's biases are all or none
@@ -238,7 +258,7 @@ Status convert_weights(const SafetensorsSet& st, const HfConfig& c, format::Writ
     return Status::error(Err::unsupported, "%s: tensor '%s' is not part of a %s as config.json describes it",
                          t.file.c_str(), shown(n).c_str(), c.arch.c_str());
   }
-  return Status::success();
+  return W.write(out);
 }
 
 }  // namespace
@@ -541,7 +561,16 @@ Status hf_tokenizer_meta(const Value& tj, const Value& tc, const Value& gc, cons
 }
 
 Status hf_dir_to_qtf(const char* dir_c, std::vector<uint8_t>* out) {
-  if (dir_c == nullptr || out == nullptr) return Status::error(Err::invalid_argument, "hf import: null argument");
+  if (out == nullptr) return Status::error(Err::invalid_argument, "hf import: null argument");
+  format::Image image;
+  Output o;
+  o.image = &image;
+  return to_vector(hf_dir_to_qtf(dir_c, o), image, out);
+}
+
+Status hf_dir_to_qtf(const char* dir_c, const Output& out) {
+  if (dir_c == nullptr || out.image == nullptr) return Status::error(Err::invalid_argument, "hf import: null argument");
+  out.image->clear();
   std::string dir(dir_c);
   while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
   host::FileBytes cfg_bytes, tok_bytes, tc_bytes, gc_bytes;
@@ -568,8 +597,9 @@ Status hf_dir_to_qtf(const char* dir_c, std::vector<uint8_t>* out) {
   w.add_str("provenance.hf_architecture", cfg.arch);
   w.add_i64("provenance.hf_max_position_embeddings", cfg.max_positions);
   w.add_str("provenance.created_by", "qtf import (engine/import/hf.cpp)");
-  QTF_TRY(convert_weights(st, cfg, &w));
-  return finish_verified(w, out);
+  Output o = out;
+  o.drop_source_pages = st.mapped();  // the safetensors files are mapped: drop their pages once read
+  return convert_weights(st, cfg, &w, o);
 }
 
 }  // namespace qtf::import

@@ -10,6 +10,7 @@
 
 #include "core/status.h"
 #include "host/writer.h"
+#include "import/common.h"
 #include "import/json.h"
 
 namespace qtf::import {
@@ -34,7 +35,9 @@ Status hf_read_config(const char* text, size_t len, HfConfig* out);
 Status hf_tokenizer_meta(const json::Value& tokenizer, const json::Value& tokenizer_config,
                          const json::Value& generation_config, const HfConfig& cfg, format::Writer* w);
 
-// A whole directory -> a complete .qtf image (checksummed; the usual verifier opens it).
+// A whole directory -> a complete .qtf image (checksummed; the usual verifier opens it), built in place
+// (import/common.h, Output); the vector form is a copy.
+Status hf_dir_to_qtf(const char* dir, const Output& out);
 Status hf_dir_to_qtf(const char* dir, std::vector<uint8_t>* out);
 
 }  // namespace qtf::import

@@ -79,14 +79,23 @@ Source detect(const char* path) {
 }
 
 Status to_qtf(const char* path, const Options& opt, std::vector<uint8_t>* out) {
-  if (path == nullptr || out == nullptr) return Status::error(Err::invalid_argument, "import: null argument");
-  out->clear();
+  if (out == nullptr) return Status::error(Err::invalid_argument, "import: null argument");
+  format::Image image;
+  return to_vector(to_qtf(path, opt, &image), image, out);
+}
+
+Status to_qtf(const char* path, const Options& opt, format::Image* image, format::ModelFile* opened) {
+  if (path == nullptr || image == nullptr) return Status::error(Err::invalid_argument, "import: null argument");
+  image->clear();
+  Output out;
+  out.image = image;
+  out.file = opened;
   const Source src = detect(path);
   if (src == Source::hf_dir) {
     if (opt.tokenizer_path)
       return Status::error(Err::invalid_argument, "%s: a tokenizer file is only taken with a llama2.c checkpoint (this is %s)",
                            path, source_name(src));
-    return with_path(path, hf_dir_to_qtf(path, out));
+    return with_path(path, hf_dir_to_qtf(path, out));  // drops the mapped safetensors' pages itself
   }
   if (src == Source::unknown) {
     if (is_directory(path))
@@ -103,13 +112,16 @@ Status to_qtf(const char* path, const Options& opt, std::vector<uint8_t>* out) {
                          path, source_name(src));
   host::FileBytes bytes;
   QTF_TRY(bytes.open(path, true));
+  out.drop_source_pages = bytes.mapped();
   const std::string name = base_name(path);
   switch (src) {
     case Source::qtf: {
-      out->assign(bytes.data(), bytes.data() + bytes.size());
+      QTF_TRY(image->allocate(bytes.size()));
+      std::memcpy(image->data(), bytes.data(), bytes.size());
       format::ModelFile f;
-      Status st = f.open(out->data(), out->size());
-      if (!st.ok()) out->clear();
+      Status st = f.open(image->data(), image->size());
+      if (!st.ok()) image->clear();
+      else if (opened) *opened = f;
       return with_path(path, st);
     }
     case Source::gguf: return with_path(path, gguf_to_qtf(bytes.data(), bytes.size(), name.c_str(), out));

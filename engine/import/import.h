@@ -6,6 +6,8 @@
 #include <vector>
 
 #include "core/status.h"
+#include "format/reader.h"
+#include "host/writer.h"
 
 namespace qtf::import {
 
@@ -22,7 +24,12 @@ struct Options {
 
 // Converts the model at path into a complete .qtf image in *out, verified by the format's reader (the
 // model's configuration is checked when it is bound: host::LoadedModel). A .qtf is returned as it is.
-// Errors name the path and what is wrong, in one line.
+// The image is allocated once at its final size and each tensor written once, straight into it; a
+// mapped source's pages are dropped as they are read, so source and image are not both resident.
+// opened (optional) receives the image as the reader opened it. Errors name the path and what is wrong,
+// in one line; *out is empty after an error.
+Status to_qtf(const char* path, const Options& opt, format::Image* out, format::ModelFile* opened = nullptr);
+// The same into a vector (a copy: tests and tools).
 Status to_qtf(const char* path, const Options& opt, std::vector<uint8_t>* out);
 
 }  // namespace qtf::import

@@ -110,7 +110,15 @@ bool llama2c_header_plausible(const uint8_t* head, size_t n) {
 
 Status llama2c_to_qtf(const uint8_t* data, size_t size, const uint8_t* tokenizer, size_t tokenizer_size,
                       const char* source_name, std::vector<uint8_t>* out, const char* tokenizer_name) {
-  out->clear();  // nothing of an earlier conversion survives an error
+  format::Image image;
+  Output o;
+  o.image = &image;
+  return to_vector(llama2c_to_qtf(data, size, tokenizer, tokenizer_size, source_name, o, tokenizer_name), image, out);
+}
+
+Status llama2c_to_qtf(const uint8_t* data, size_t size, const uint8_t* tokenizer, size_t tokenizer_size,
+                      const char* source_name, const Output& out, const char* tokenizer_name) {
+  out.image->clear();  // nothing of an earlier conversion survives an error
   Header h;
   QTF_TRY(read_header(data, size, &h));
   const std::vector<Array> arrays = layout(h);
@@ -162,17 +170,18 @@ Status llama2c_to_qtf(const uint8_t* data, size_t size, const uint8_t* tokenizer
       if (p.a->name && !std::strcmp(p.a->name, name)) return &p;
     return nullptr;
   };
-  std::vector<float> buf;
+  // Every tensor declared first (the image is laid out and allocated once), then copied straight into
+  // its place: the file's floats are already the tensors' bytes (memcpy: they are unaligned there).
+  std::vector<std::pair<const uint8_t*, size_t>> src;  // per declared tensor: its bytes in the checkpoint
   auto add = [&](const char* pattern, uint64_t layer) {
     const Place* p = find(pattern);
     const uint64_t n = p->a->cols ? p->a->rows * p->a->cols : p->a->rows;
-    buf.resize(n);
-    std::memcpy(buf.data(), data + p->at + 4 * n * layer, 4 * n);  // memcpy: the file's floats are unaligned
     char name[64];
     std::snprintf(name, sizeof name, pattern, (int)layer);
     std::vector<uint64_t> dims = p->a->cols ? std::vector<uint64_t>{p->a->rows, p->a->cols}
                                             : std::vector<uint64_t>{p->a->rows};
-    w.add_f32(name, dims, buf.data());
+    w.declare_tensor(name, format::DType::f32, dims);
+    src.emplace_back(data + p->at + 4 * n * layer, (size_t)(4 * n));
   };
   add("tok_emb", 0);
   for (uint64_t l = 0; l < L; ++l)
@@ -181,7 +190,17 @@ Status llama2c_to_qtf(const uint8_t* data, size_t size, const uint8_t* tokenizer
       add(n, l);
   add("lnf.w", 0);
   if (!h.shared) add("head.w", 0);
-  return finish_verified(w, out);
+  QTF_TRY(w.begin(out.image));
+  for (size_t i = 0; i < src.size(); ++i) {
+    std::memcpy(w.tensor_data(i), src[i].first, src[i].second);
+    if (out.drop_source_pages) drop_pages(src[i].first, src[i].second);
+    Status st = tensor_done(&w, i);
+    if (!st.ok()) {
+      out.image->clear();
+      return st;
+    }
+  }
+  return seal_verified(&w, out);
 }
 
 }  // namespace qtf::import

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "import/common.h"
 
 namespace qtf::import {
 
@@ -17,6 +18,9 @@ bool llama2c_header_plausible(const uint8_t* head, size_t n);
 // Converts a checkpoint (data, size) into a .qtf image. tokenizer: llama2.c's tokenizer.bin bytes
 // (import/llama2c_tokenizer.h: the spm tokenizer keys), or null for the stand-in char tokenizer (id i <->
 // U+0100+i). source_name, tokenizer_name: the files' names, for provenance and messages.
+// Built in place (import/common.h, Output); the vector form is a copy.
+Status llama2c_to_qtf(const uint8_t* data, size_t size, const uint8_t* tokenizer, size_t tokenizer_size,
+                      const char* source_name, const Output& out, const char* tokenizer_name = nullptr);
 Status llama2c_to_qtf(const uint8_t* data, size_t size, const uint8_t* tokenizer, size_t tokenizer_size,
                       const char* source_name, std::vector<uint8_t>* out, const char* tokenizer_name = nullptr);
 

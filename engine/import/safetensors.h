@@ -50,6 +50,12 @@ class SafetensorsSet {
   Status open_file(const std::string& path);
   const StTensor* find(std::string_view name) const;
   const std::vector<StTensor>& tensors() const { return tensors_; }
+  // Every file is memory-mapped (its pages may be dropped once read: import/common.h drop_pages).
+  bool mapped() const {
+    for (const auto& f : files_)
+      if (!f->mapped()) return false;
+    return !files_.empty();
+  }
 
  private:
   Status add_file(const std::string& path, const std::string& label, std::vector<StTensor>* out);

@@ -48,20 +48,21 @@ int cmd_convert(int argc, char** argv) {
     }
   }
   const import::Source src = import::detect(in);
-  std::vector<uint8_t> image;
-  Status st = import::to_qtf(in, opt, &image);
+  format::Image image;  // allocated once at its final size, each tensor converted straight into it
+  format::ModelFile opened;
+  Status st = import::to_qtf(in, opt, &image, &opened);
   if (!st.ok()) {
     std::fprintf(stderr, "qtf convert: %s\n", st.message());
     return 1;
   }
   {  // write only what the engine runs: configuration, tensors and tokenizer bind
     host::LoadedModel m;
-    st = m.load_memory(image.data(), image.size());
+    st = m.load_verified(opened);
     if (!st.ok()) {
       std::fprintf(stderr, "qtf convert: %s: the converted model does not bind: %s\n", in, st.message());
       return 1;
     }
-    st = host::write_file_atomic(out, image.data(), image.size());
+    st = host::write_file_atomic(out, image.data(), image.size());  // one write, to a temporary name, then a rename
     if (!st.ok()) {
       std::fprintf(stderr, "qtf convert: %s\n", st.message());
       return 1;

@@ -75,13 +75,12 @@ void print_meta_value(const MetaEntry& e, bool json) {
 
 // A .qtf file mapped, or (image given) any format qtf imports, converted into *image in memory.
 int open_model(const char* path, host::FileBytes* bytes, format::ModelFile* file,
-               std::vector<uint8_t>* image = nullptr) {
+               format::Image* image = nullptr) {
   const import::Source src = import::detect(path);
   Status st;
   if (image && src != import::Source::qtf && src != import::Source::unknown) {
-    st = import::to_qtf(path, import::Options(), image);
+    st = import::to_qtf(path, import::Options(), image, file);
     if (st.ok()) {
-      st = file->open(image->data(), image->size());
       std::fprintf(stderr, "qtf: converted %s (%s) in memory; `qtf convert %s OUT.qtf` makes a .qtf once\n", path,
                    import::source_name(src), path);
     }
@@ -113,7 +112,7 @@ int cmd_inspect(int argc, char** argv) {
   if (!path) { std::fprintf(stderr, "usage: qtf inspect MODEL.qtf [--json]\n"); return 2; }
   host::FileBytes bytes;
   format::ModelFile file;
-  std::vector<uint8_t> image;
+  format::Image image;
   if (int rc = open_model(path, &bytes, &file, &image)) return rc;
 
   uint64_t cur = 0, params = 0;
