@@ -795,11 +795,19 @@ Status gguf_to_qtf(const uint8_t* data, size_t size, const char* source_name, co
     return Status::error(Err::unsupported, "GGUF: rope frequency factors (rope_freqs.weight, Llama 3.1-style scaling) "
                          "are not supported");
 
-  Tensor* emb = g.tensor("token_embd.weight");
+  // The embedding. A file with output.weight but no token_embd.weight is a tied model whose checkpoint
+  // kept only the classifier (convert_hf_to_gguf.py maps a lone lm_head.weight to output.weight, as with
+  // TinyStories-656K): the one matrix is both, so it is imported as the tied embedding. (llama.cpp
+  // refuses such a file: its llama loader requires token_embd.weight.)
+  const char* emb_name = "token_embd.weight";
+  if (!g.tensor(emb_name) && g.tensor("output.weight")) emb_name = "output.weight";
+  Tensor* emb = g.tensor(emb_name);
   if (!emb || emb->ndim != 2)
-    return Status::error(Err::missing, "GGUF: tensor 'token_embd.weight' is missing or not a matrix");
+    return Status::error(Err::missing, "GGUF: tensor 'token_embd.weight' (or, for a tied model, 'output.weight') is "
+                         "missing or not a matrix");
   c.vocab = (int64_t)emb->ne[1];
-  c.tied = g.tensor("output.weight") == nullptr;
+  const bool emb_from_output = emb_name != std::string("token_embd.weight");
+  c.tied = emb_from_output || g.tensor("output.weight") == nullptr;
   const int64_t kv = c.n_kv_heads * hd;
   // Biases: qwen2's q/k/v (or any linear's). model.linear_bias is all-or-nothing, so when any is present
   // every linear gets one and the missing ones are zeros (the same outputs).
@@ -818,7 +826,7 @@ Status gguf_to_qtf(const uint8_t* data, size_t size, const char* source_name, co
   int n_tokens = 0;
   QTF_TRY(tokenizer(g, &w, &n_tokens));
   if (n_tokens != c.vocab)
-    return Status::error(Err::bad_shape, "GGUF: %d tokens, but token_embd.weight has %lld rows", n_tokens,
+    return Status::error(Err::bad_shape, "GGUF: %d tokens, but %s has %lld rows", n_tokens, emb_name,
                          (long long)c.vocab);
   w.add_str("provenance.source", "GGUF v" + std::to_string(g.version) + ", architecture " + arch);
   w.add_i64("provenance.source_bytes", (int64_t)size);
@@ -829,11 +837,12 @@ Status gguf_to_qtf(const uint8_t* data, size_t size, const char* source_name, co
   if (get_str(g, "general.name", &name, &has_name).ok() && has_name)
     w.add_str("provenance.general_name", utf8_or_escaped(name.data(), std::min<size_t>(name.size(), 1024)));
   if (ctx != c.context) w.add_i64("provenance.gguf_context_length", ctx);
+  if (emb_from_output) w.add_str("provenance.gguf_embedding", "output.weight (no token_embd.weight: tied)");
 
   Converter cv{g, w, arch, arch == "qwen2", hd, {}};
   const uint64_t d = (uint64_t)c.d;
   Tensor* t = nullptr;
-  QTF_TRY(cv.take("token_embd.weight", {(uint64_t)c.vocab, d}, &t));
+  QTF_TRY(cv.take(emb_name, {(uint64_t)c.vocab, d}, &t));
   cv.put(*t, "tok_emb", {(uint64_t)c.vocab, d}, false);
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";  // the same prefix in both files

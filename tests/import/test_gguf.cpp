@@ -390,6 +390,23 @@ TEST_CASE("gguf: the llama fixture as an F32 GGUF imports to the same tensors an
   CHECK(meta_i64(f, "model.tied_embeddings") == 1);
   format::TensorInfo ti;
   CHECK(!f.find_tensor("head.w", &ti));
+  const std::vector<uint8_t> tied_image(out.begin(), out.end());
+  // Tied, the one matrix stored as output.weight and no token_embd.weight (convert_hf_to_gguf.py's file of
+  // a checkpoint that kept only lm_head.weight, TinyStories-656K): imported as the tied embedding, the same
+  // tensors and logits as above.
+  for (auto& p : tensors)
+    if (p.first == "tok_emb") p.first = "head.w";  // written as output.weight
+  st = convert(model_gguf(ModelSpec(), tensors), &out);
+  REQUIRE_MESSAGE(st.ok(), st.message());
+  REQUIRE(f.open(out.data(), out.size()).ok());
+  CHECK(meta_i64(f, "model.tied_embeddings") == 1);
+  CHECK(!f.find_tensor("head.w", &ti));
+  CHECK(meta_str(f, "provenance.gguf_embedding").find("output.weight") == 0);
+  format::ModelFile tied_file;
+  REQUIRE(tied_file.open(tied_image.data(), tied_image.size()).ok());
+  const qtf::testing::Tensors a = qtf::testing::tensors_of(tied_file), b = qtf::testing::tensors_of(f);
+  CHECK(a.order == b.order);
+  for (const std::string& n : a.order) CHECK(a.values.at(n) == b.values.at(n));
 }
 
 TEST_CASE("gguf: qwen2's rotate-half q/k rows and biases are permuted to the engine's interleaved pairs") {
@@ -669,7 +686,12 @@ TEST_CASE("gguf: hostile and unsupported files get one clear line each, never a 
     return convert(model_gguf(ModelSpec(), t));
   };
   expect_error(without("blk.1.ffn.up.w"), "tensor 'blk.1.ffn_up.weight' is missing");
-  expect_error(without("tok_emb"), "'token_embd.weight' is missing");
+  {  // no embedding at all (output.weight would stand in for it: see the tied test)
+    auto t = fx.f32();
+    t.erase(std::remove_if(t.begin(), t.end(), [&](const auto& p) { return p.first == "tok_emb" || p.first == "head.w"; }),
+            t.end());
+    expect_error(convert(model_gguf(ModelSpec(), t)), "'token_embd.weight' (or, for a tied model, 'output.weight') is missing");
+  }
   auto t = fx.f32();
   std::swap(t[3].second, t[4].second);  // blk.0.attn.q.w [16, 16] <-> attn.k.w [8, 16]
   expect_error(convert(model_gguf(ModelSpec(), t)), "has shape");
