@@ -26,9 +26,13 @@ int batch_of(const ContextOptions& opt) { return opt.n_batch ? opt.n_batch : kDe
 
 Status validate_options(const Model& m, const ContextOptions& opt) {
   const ModelConfig& c = m.cfg;
-  if (opt.n_ctx < 0 || opt.n_ctx > c.context)
-    return Status::error(Err::invalid_argument, "context length %d is outside 1..%d (the model's learned positions)",
-                         opt.n_ctx, c.context);
+  if (opt.n_ctx < 0 || opt.n_ctx > c.context) {
+    if (c.positions == PosKind::learned)
+      return Status::error(Err::invalid_argument, "context length %d is outside 1..%d (the model has learned position "
+                           "embeddings for %d positions)", opt.n_ctx, c.context, c.context);
+    return Status::error(Err::invalid_argument, "context length %d is outside 1..%d (the model's context length, "
+                         "model.context: rotary positions past it were never trained)", opt.n_ctx, c.context);
+  }
   if (opt.n_threads < 1 || opt.n_threads > kMaxThreads)
     return Status::error(Err::invalid_argument, "thread count %d is outside 1..%d", opt.n_threads, kMaxThreads);
   if (opt.n_batch < 0 || opt.n_batch > kMaxBatch)

@@ -110,3 +110,21 @@ TEST_CASE("block options: the KV cache holds n_kv_heads heads; a converted llama
   }
   CHECK(hc.ctx().eval(tok).code() == Err::context_full);
 }
+
+TEST_CASE("a context longer than the model's is refused with the reason its kind of positions gives") {
+  for (const char* name : {"llama_rms_rope_swiglu_gqa_tied", "llama_rms_learned_swiglu_mha"}) {
+    host::LoadedModel m;
+    std::vector<uint8_t> bytes = fixture(name);
+    REQUIRE(m.load_memory(bytes.data(), bytes.size()).ok());
+    const bool rotary = m.model().cfg.positions == PosKind::rotary;
+    CHECK(rotary == (std::string(name).find("rope") != std::string::npos));
+    ContextOptions too_long;
+    too_long.n_ctx = m.model().cfg.context + 1;
+    const Status st = validate_options(m.model(), too_long);
+    const std::string msg = st.message();
+    INFO(name << ": " << msg);
+    CHECK(st.code() == Err::invalid_argument);
+    CHECK((msg.find("learned position") != std::string::npos) == !rotary);
+    CHECK((msg.find("rotary") != std::string::npos) == rotary);
+  }
+}
