@@ -13,9 +13,11 @@ size_t Sampler::arena_bytes(int vocab, const SamplerOptions& opt) {
 Status Sampler::init(int vocab, const SamplerOptions& opt, void* arena, size_t arena_len) {
   if (vocab < 1) return Status::error(Err::invalid_argument, "vocabulary is empty");
   if (!(std::isfinite(opt.temperature) && opt.top_k >= 0 && opt.top_p > 0 && opt.top_p <= 1 && opt.min_p >= 0 &&
-        opt.min_p < 1 && opt.repeat_penalty > 0 && opt.repeat_last_n >= 0))
+        opt.min_p < 1 && opt.repeat_penalty > 0 && opt.repeat_last_n >= 0 &&
+        (opt.rng == Rng::splitmix64 || opt.rng == Rng::runc)))
     return Status::error(Err::invalid_argument,
-                         "sampler options out of range (top_p in (0,1], min_p in [0,1), repeat_penalty > 0)");
+                         "sampler options out of range (top_p in (0,1], min_p in [0,1), repeat_penalty > 0, rng "
+                         "splitmix64 or runc)");
   if (arena == nullptr || arena_len < arena_bytes(vocab, opt) || reinterpret_cast<uintptr_t>(arena) % 16 != 0)
     return Status::error(Err::no_memory, "sampler arena too small or misaligned (needs %lu bytes)",
                          (unsigned long)arena_bytes(vocab, opt));
@@ -29,7 +31,15 @@ Status Sampler::init(int vocab, const SamplerOptions& opt, void* arena, size_t a
 
 void Sampler::reset() {
   n_recent_ = recent_at_ = 0;
+  // Seed 0 would stop xorshift* at 0 for good (run.c itself never uses it: it takes the time instead).
   rng_ = opt_.seed ? opt_.seed : 0x9E3779B97F4A7C15ull;
+}
+
+bool Sampler::set_rng(Rng rng) {
+  if (rng != Rng::splitmix64 && rng != Rng::runc) return false;
+  opt_.rng = rng;
+  rng_ = opt_.seed ? opt_.seed : 0x9E3779B97F4A7C15ull;
+  return true;
 }
 
 void Sampler::accept(int token) {
@@ -39,7 +49,15 @@ void Sampler::accept(int token) {
   if (n_recent_ < opt_.repeat_last_n) ++n_recent_;
 }
 
-float Sampler::uniform() {  // splitmix64: portable and reproducible
+float Sampler::uniform() {
+  if (opt_.rng == Rng::runc) {  // run.c's random_u32 (xorshift*) and random_f32
+    rng_ ^= rng_ >> 12;
+    rng_ ^= rng_ << 25;
+    rng_ ^= rng_ >> 27;
+    const uint32_t u = (uint32_t)((rng_ * 0x2545F4914F6CDD1Dull) >> 32);
+    return (float)(u >> 8) / 16777216.0f;
+  }
+  // splitmix64: portable and reproducible
   uint64_t z = (rng_ += 0x9E3779B97F4A7C15ull);
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;

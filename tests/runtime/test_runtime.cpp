@@ -317,3 +317,42 @@ TEST_CASE("sampler: greedy, seeds, top-k and repetition penalty") {
   host::HostSampler x;
   CHECK(x.init(V, bad).code() == Err::invalid_argument);
 }
+
+namespace {
+// llama2.c run.c's generator, as run.c writes it (karpathy/llama2.c run.c: random_u32, random_f32).
+unsigned int runc_random_u32(unsigned long long* state) {
+  *state ^= *state >> 12;
+  *state ^= *state << 25;
+  *state ^= *state >> 27;
+  return (*state * 0x2545F4914F6CDD1Dull) >> 32;
+}
+float runc_random_f32(unsigned long long* state) { return (runc_random_u32(state) >> 8) / 16777216.0f; }
+}  // namespace
+
+TEST_CASE("sampler: --rng runc draws run.c's numbers from the seed (xorshift*), the default stays splitmix64") {
+  SamplerOptions o;
+  o.seed = 133742;  // llama2.c's doc/stories260K.md example
+  o.rng = Rng::runc;
+  host::HostSampler s;
+  REQUIRE(s.init(8, o).ok());
+  unsigned long long state = 133742;  // run.c: sampler->rng_state = rng_seed
+  for (int i = 0; i < 1000; ++i) CHECK(s.get().uniform() == runc_random_f32(&state));
+  // The first draws, worked out by hand (Python, 64-bit wrap-around): the top 24 bits / 2^24.
+  s.get().reset();
+  for (unsigned v : {11849731u, 10446788u, 9034627u, 8935217u}) CHECK(s.get().uniform() == (float)v / 16777216.0f);
+  // The default generator is unchanged (splitmix64 from the seed): the same first number as before.
+  SamplerOptions d;
+  d.seed = 133742;
+  host::HostSampler sd;
+  REQUIRE(sd.init(8, d).ok());
+  uint64_t z = 133742 + 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  CHECK(sd.get().uniform() == (float)(z >> 40) / 16777216.0f);
+  // An unknown generator is refused.
+  SamplerOptions bad;
+  bad.rng = (Rng)7;
+  host::HostSampler sb;
+  CHECK(sb.init(8, bad).code() == Err::invalid_argument);
+}

@@ -21,6 +21,8 @@ const char kUsage[] =
     "  -f, --file FILE         read the prompt from a file\n"
     "  -n, --n-predict N       tokens to generate (default 200)\n"
     "  -s, --seed N            sampler seed (same seed, same text)\n"
+    "  --rng NAME              the sampler's generator: splitmix64 (default) or runc (llama2.c run.c's\n"
+    "                          xorshift*: its seeded text, e.g. with --temp 1 --top-p 0.9 --top-k 0 --min-p 0)\n"
     "  --temp X                temperature, 0 = greedy (default 0.8)\n"
     "  --top-k N, --top-p X, --min-p X      (defaults 40, 0.95, 0.05; 0/1/0 = off)\n"
     "  --repeat-penalty X, --repeat-last-n N (defaults 1.0 = off, 64)\n"
@@ -69,6 +71,14 @@ int parse(int argc, char** argv, RunArgs* r) {
       int seed = 0;
       ok = a.int_value(0, 2147483647, &seed);
       r->so.seed = (uint64_t)seed;
+    } else if (a.is("--rng")) {
+      ok = a.value(&v);
+      if (ok && !std::strcmp(v, "splitmix64")) r->so.rng = Rng::splitmix64;
+      else if (ok && !std::strcmp(v, "runc")) r->so.rng = Rng::runc;
+      else if (ok) {
+        std::fprintf(stderr, "qtf run: --rng takes splitmix64 or runc, not '%s'\n", v);
+        ok = false;
+      }
     } else if (a.is("--temp")) ok = a.float_value(&r->so.temperature);
     else if (a.is("--top-k")) ok = a.int_value(0, 1 << 30, &r->so.top_k);
     else if (a.is("--top-p")) ok = a.float_value(&r->so.top_p);
