@@ -70,6 +70,13 @@ qtf_status qtf_model_apply_adapter_file(qtf_model* model, const char* path, int 
  * produced; QTF_ERR_OUT_OF_RANGE if max_tokens is too small (then *n_tokens is the count needed). */
 qtf_status qtf_tokenize(const qtf_model* model, const char* text, size_t len, int32_t* tokens, int32_t max_tokens,
                         int32_t* n_tokens);
+/* qtf_tokenize with flags (0: exactly qtf_tokenize). QTF_TOKENIZE_ADD_SPECIAL: BOS first (and EOS last)
+ * when the model's tokenizer says so (tokenizer.add_bos / add_eos: a prompt as `qtf run` encodes it);
+ * QTF_TOKENIZE_PARSE_SPECIAL: special tokens written in the text ("<s>", "<|im_end|>") become their
+ * ids instead of being spelled out. Unknown flag bits are QTF_ERR_INVALID_ARGUMENT. */
+enum { QTF_TOKENIZE_ADD_SPECIAL = 1, QTF_TOKENIZE_PARSE_SPECIAL = 2 };
+qtf_status qtf_tokenize_ex(const qtf_model* model, const char* text, size_t len, uint32_t flags, int32_t* tokens,
+                           int32_t max_tokens, int32_t* n_tokens);
 /* The bytes of one token (not NUL-terminated) and their count. */
 qtf_status qtf_token_text(const qtf_model* model, int32_t token, const char** bytes, size_t* len);
 
@@ -151,6 +158,12 @@ typedef struct {
 qtf_sampler_params qtf_sampler_default_params(void);
 qtf_status qtf_sampler_new(const qtf_model* model, const qtf_sampler_params* params, qtf_sampler** out);
 void qtf_sampler_free(qtf_sampler* sampler);
+/* The sampler's random generator: QTF_RNG_SPLITMIX64 (the default) or QTF_RNG_RUNC, llama2.c run.c's
+ * xorshift* seeded as run.c seeds it (the state starts at the seed), so a seed gives run.c's sample of the
+ * same logits (docs/llama.md). Restarts the generator from the seed; the repetition history is kept.
+ * (A function rather than a field of qtf_sampler_params: that struct is returned by value.) */
+typedef enum { QTF_RNG_SPLITMIX64 = 0, QTF_RNG_RUNC = 1 } qtf_rng;
+qtf_status qtf_sampler_set_rng(qtf_sampler* sampler, qtf_rng rng);
 /* Picks the next token from the context's last logits and remembers it (repetition penalty).
  * QTF_ERR_BAD_MODEL when a logit is NaN or Inf (damaged weights: `qtf verify --deep` finds them). */
 qtf_status qtf_sample(qtf_sampler* sampler, const qtf_context* ctx, int32_t* token);

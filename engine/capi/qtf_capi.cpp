@@ -3,6 +3,7 @@
 #include "qtf.h"
 
 #include <atomic>
+#include <cstdarg>
 #include <cstdio>
 #include <cstring>
 #include <new>
@@ -40,6 +41,17 @@ thread_local char g_error[256] = "";
 
 qtf_status fail(qtf_status code, const char* msg) {
   std::snprintf(g_error, sizeof g_error, "%s", msg);
+  return code;
+}
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 3)))
+#endif
+qtf_status failf(qtf_status code, const char* fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  std::vsnprintf(g_error, sizeof g_error, fmt, ap);
+  va_end(ap);
   return code;
 }
 
@@ -125,14 +137,26 @@ qtf_status qtf_model_apply_adapter_file(qtf_model* model, const char* path, int 
 
 qtf_status qtf_tokenize(const qtf_model* model, const char* text, size_t len, int32_t* tokens, int32_t max_tokens,
                         int32_t* n_tokens) {
+  return qtf_tokenize_ex(model, text, len, 0, tokens, max_tokens, n_tokens);
+}
+
+qtf_status qtf_tokenize_ex(const qtf_model* model, const char* text, size_t len, uint32_t flags, int32_t* tokens,
+                           int32_t max_tokens, int32_t* n_tokens) {
+  const char* fn = flags ? "qtf_tokenize_ex" : "qtf_tokenize";
   if (!model || !n_tokens || (!text && len) || (!tokens && max_tokens > 0) || max_tokens < 0)
-    return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_tokenize: null or negative argument");
+    return failf(QTF_ERR_INVALID_ARGUMENT, "%s: null or negative argument", fn);
+  if (flags & ~(uint32_t)(QTF_TOKENIZE_ADD_SPECIAL | QTF_TOKENIZE_PARSE_SPECIAL))
+    return failf(QTF_ERR_INVALID_ARGUMENT, "%s: unknown flags 0x%x (QTF_TOKENIZE_ADD_SPECIAL, QTF_TOKENIZE_PARSE_SPECIAL)",
+                fn, (unsigned)flags);
+  EncodeOptions opt;
+  opt.add_special = (flags & QTF_TOKENIZE_ADD_SPECIAL) != 0;
+  opt.parse_special = (flags & QTF_TOKENIZE_PARSE_SPECIAL) != 0;
   std::vector<int32_t> ids;  // the exact encoding, whatever max_tokens is (host::tokenize sizes it)
-  Status st = host::tokenize(model->loaded.tokenizer(), text, len, EncodeOptions(), &ids);
+  Status st = host::tokenize(model->loaded.tokenizer(), text, len, opt, &ids);
   if (!st.ok()) return from(st);
   *n_tokens = (int32_t)ids.size();
   if (ids.size() > (size_t)max_tokens)
-    return fail(QTF_ERR_OUT_OF_RANGE, "qtf_tokenize: the text needs more than max_tokens tokens");
+    return failf(QTF_ERR_OUT_OF_RANGE, "%s: the text needs more than max_tokens tokens", fn);
   if (!ids.empty()) std::memcpy(tokens, ids.data(), ids.size() * sizeof(int32_t));
   return QTF_OK;
 }
@@ -296,6 +320,14 @@ qtf_status qtf_get_token_stats(const qtf_context* ctx, qtf_token_stats* out, qtf
 qtf_sampler_params qtf_sampler_default_params(void) {
   SamplerOptions o;
   return qtf_sampler_params{o.temperature, o.top_k, o.top_p, o.min_p, o.repeat_penalty, o.repeat_last_n, o.seed};
+}
+
+qtf_status qtf_sampler_set_rng(qtf_sampler* sampler, qtf_rng rng) {
+  if (!sampler) return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_sampler_set_rng: null sampler");
+  if (!sampler->host.get().set_rng(rng == QTF_RNG_RUNC ? Rng::runc : rng == QTF_RNG_SPLITMIX64 ? Rng::splitmix64 : (Rng)255))
+    return failf(QTF_ERR_INVALID_ARGUMENT, "qtf_sampler_set_rng: unknown generator %d (QTF_RNG_SPLITMIX64, QTF_RNG_RUNC)",
+                (int)rng);
+  return QTF_OK;
 }
 
 qtf_status qtf_sampler_new(const qtf_model* model, const qtf_sampler_params* params, qtf_sampler** out) {

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <unistd.h>
 
 #include "import/import.h"
@@ -282,4 +283,59 @@ TEST_CASE("llama2c: --tokenizer imports llama2.c's tokenizer.bin (spm keys); a b
   opt.tokenizer_path = "/nonexistent/tokenizer.bin";
   expect_error(import::to_qtf(c.c_str(), opt, &out), "/nonexistent/tokenizer.bin");
   std::remove(c.c_str());
+}
+
+TEST_CASE("C API: qtf_tokenize_ex adds BOS when asked (flags), qtf_tokenize is unchanged; qtf_sampler_set_rng") {
+  qtf_model* m = nullptr;
+  const std::string path = std::string(QTF_SOURCE_DIR) + "/models/tinystories-656k.qtf";  // add_bos 1, BOS id 1
+  REQUIRE(qtf_model_load_file(path.c_str(), 1, &m) == QTF_OK);
+  const char* text = "Once upon a time";
+  const size_t len = std::strlen(text);
+  int32_t plain[64], bos[64], zero[64], n_plain = 0, n_bos = 0, n_zero = 0;
+  REQUIRE(qtf_tokenize(m, text, len, plain, 64, &n_plain) == QTF_OK);
+  REQUIRE(qtf_tokenize_ex(m, text, len, QTF_TOKENIZE_ADD_SPECIAL, bos, 64, &n_bos) == QTF_OK);
+  REQUIRE(qtf_tokenize_ex(m, text, len, 0, zero, 64, &n_zero) == QTF_OK);
+  REQUIRE(n_plain > 0);
+  CHECK(plain[0] != 1);  // no BOS from qtf_tokenize, as before
+  CHECK(n_zero == n_plain);
+  CHECK(std::vector<int32_t>(zero, zero + n_zero) == std::vector<int32_t>(plain, plain + n_plain));
+  CHECK(n_bos == n_plain + 1);
+  CHECK(bos[0] == 1);
+  CHECK(std::vector<int32_t>(bos + 1, bos + n_bos) == std::vector<int32_t>(plain, plain + n_plain));
+  // The size query counts the BOS too.
+  int32_t need = 0;
+  CHECK(qtf_tokenize_ex(m, text, len, QTF_TOKENIZE_ADD_SPECIAL, nullptr, 0, &need) == QTF_ERR_OUT_OF_RANGE);
+  CHECK(need == n_bos);
+  // PARSE_SPECIAL on text without special tokens: the same ids.
+  int32_t sp[64], n_sp = 0;
+  REQUIRE(qtf_tokenize_ex(m, text, len, QTF_TOKENIZE_PARSE_SPECIAL, sp, 64, &n_sp) == QTF_OK);
+  CHECK(std::vector<int32_t>(sp, sp + n_sp) == std::vector<int32_t>(plain, plain + n_plain));
+  CHECK(qtf_tokenize_ex(m, text, len, 4, bos, 64, &n_bos) == QTF_ERR_INVALID_ARGUMENT);
+  CHECK(std::string(qtf_last_error()).find("unknown flags") != std::string::npos);
+
+  // The sampler's generator: run.c's gives the C++ sampler's Rng::runc draws; unknown ones are refused.
+  qtf_context* ctx = nullptr;
+  REQUIRE(qtf_context_new(m, nullptr, &ctx) == QTF_OK);
+  REQUIRE(qtf_decode(ctx, bos, n_zero + 1) == QTF_OK);
+  qtf_sampler_params sp_params = qtf_sampler_default_params();
+  sp_params.temperature = 1.0f, sp_params.top_k = 0, sp_params.top_p = 0.9f, sp_params.min_p = 0;
+  sp_params.seed = 133742;
+  qtf_sampler* s = nullptr;
+  REQUIRE(qtf_sampler_new(m, &sp_params, &s) == QTF_OK);
+  CHECK(qtf_sampler_set_rng(s, (qtf_rng)9) == QTF_ERR_INVALID_ARGUMENT);
+  REQUIRE(qtf_sampler_set_rng(s, QTF_RNG_RUNC) == QTF_OK);
+  SamplerOptions so;
+  so.temperature = 1.0f, so.top_k = 0, so.top_p = 0.9f, so.min_p = 0, so.seed = 133742, so.rng = Rng::runc;
+  qtf_model_info info;
+  REQUIRE(qtf_model_get_info(m, &info) == QTF_OK);
+  host::HostSampler ref;
+  REQUIRE(ref.init(info.vocab_size, so).ok());
+  for (int i = 0; i < 20; ++i) {
+    int32_t got = -1;
+    REQUIRE(qtf_sample(s, ctx, &got) == QTF_OK);
+    CHECK(got == ref.get().sample(qtf_get_logits(ctx)));  // the same logits each time: only the draws move
+  }
+  qtf_sampler_free(s);
+  qtf_context_free(ctx);
+  qtf_model_free(m);
 }
