@@ -91,6 +91,31 @@ class Progress(unittest.TestCase):
         self.assertGreaterEqual(total, 3 * 290)  # the trained point and two grid points, ~299 targets each
         self.assertRegex(lines[-1], r"100% .* took")
 
+    def test_final_line_shows_the_final_loss(self):
+        out, err = run(["-f", self.text, "--max-tokens", "800", "--json"], progress="1")
+        loss = json.loads(out)["loss"]
+        last = [l for l in err.splitlines() if l.startswith("qtf eval:")][-1]
+        shown = float(re.search(r"loss (\d+\.\d+)", last).group(1))
+        self.assertEqual("%.4f" % loss, "%.4f" % shown, last)  # not the last periodic one
+
+    def test_only_the_needed_text_is_tokenized(self):
+        # Bytes with no token in this vocabulary far past the first 200 tokens: tokenizing them would warn.
+        path = os.path.join(self.tmp.name, "long.txt")
+        with open(path, "wb") as f:
+            f.write((TEXT * 40).encode() + b"\x01\x02\x03\n" * 100)
+        out, err = run(["-f", path, "--max-tokens", "200", "--json"], progress="0")
+        r = json.loads(out)
+        self.assertEqual(r["tokens"], 200)
+        self.assertIsNone(r["text_tokens"])  # the text was not tokenized to its end
+        self.assertNotIn("no token", err)
+        # The tokens scored are the whole text's first 200: the same loss as the text cut well before the junk.
+        short = os.path.join(self.tmp.name, "short.txt")
+        with open(short, "w") as f:
+            f.write(TEXT * 2)
+        r2 = json.loads(run(["-f", short, "--max-tokens", "200", "--json"], progress="0")[0])
+        self.assertEqual(r2["loss"], r["loss"])
+        self.assertIsInstance(r2["text_tokens"], int)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -23,7 +23,8 @@ namespace {
 const char kUsage[] =
     "usage: qtf eval -m MODEL -f TEXT [options]\n"
     "  -f, --file FILE         text to score (tokenized with the model's tokenizer)\n"
-    "  --max-tokens N          score only the first N tokens of the text (default 2000; 0 = all)\n"
+    "  --max-tokens N          score only the first N tokens of the text (default 2000; 0 = all); the text is\n"
+    "                          tokenized only as far as they need\n"
     "  --stride N              windows start every N tokens (default: the context, i.e. chunked windows);\n"
     "                          with N < context each window re-reads context and scores only its last N tokens\n"
     "  --json                  print the result as one JSON object\n"
@@ -39,12 +40,32 @@ const char kUsage[] =
 // own, stripped, after a BOS, as llama2.c's tinystories.py prepared its training data; the documents'
 // tokens are then concatenated and windowed like any text. Otherwise the whole text at once.
 // *n_docs: documents (0 when the text was not split).
-Status tokenize_documents(const Tokenizer& tok, const char* text, size_t len, const char* sep, std::vector<int32_t>* ids,
-                          int* skipped, int* n_docs) {
+// need > 0: only the tokens the evaluation will use are wanted, so tokenizing stops early: after the
+// document that brings the count to `need`, or (whole text) after a prefix cut at a line end that gives
+// kMargin tokens more than needed (the first `need` tokens are then those of the whole text: a cut
+// changes tokens only next to it). *complete: the whole text was tokenized.
+constexpr size_t kMargin = 512;
+Status tokenize_documents(const Tokenizer& tok, const char* text, size_t len, const char* sep, size_t need,
+                          std::vector<int32_t>* ids, int* skipped, int* n_docs, bool* complete) {
   ids->clear();
   *skipped = 0;
   *n_docs = 0;
-  if (!tok.add_bos()) return host::tokenize(tok, text, len, EncodeOptions(), ids, skipped);
+  *complete = true;
+  if (!tok.add_bos()) {
+    if (need == 0) return host::tokenize(tok, text, len, EncodeOptions(), ids, skipped);
+    size_t guess = 64 * (need + kMargin);  // bytes; grows until the prefix holds enough tokens
+    for (;;) {
+      size_t cut = guess < len ? guess : len;
+      while (cut < len && text[cut - 1] != '\n') ++cut;  // a whole line
+      QTF_TRY(host::tokenize(tok, text, cut, EncodeOptions(), ids, skipped));
+      if (cut == len) return Status::success();
+      if (ids->size() >= need + kMargin) {
+        *complete = false;
+        return Status::success();
+      }
+      guess = cut * 2;
+    }
+  }
   const std::string all(text, len), s(sep);
   EncodeOptions bos;
   bos.add_special = true;
@@ -64,6 +85,10 @@ Status tokenize_documents(const Tokenizer& tok, const char* text, size_t len, co
     }
     at = end + s.size();
     if (end == all.size()) break;
+    if (need > 0 && ids->size() >= need) {  // documents are tokenized on their own: the rest is not needed
+      *complete = false;
+      break;
+    }
   }
   return Status::success();
 }
@@ -162,7 +187,11 @@ bool evaluate(const EvalJob& job, const ContextOptions& opt, EvalResult* out) {
     }
     if (end == job.n_ids) break;
   }
-  if (job.progress) job.progress->update(r.scored);
+  if (job.progress) {  // the final line shows the final loss, not the last periodic one
+    char note[32];
+    std::snprintf(note, sizeof note, "loss %.4f", r.loss());
+    job.progress->update(r.scored, note);
+  }
   *out = r;
   return true;
 }
@@ -220,8 +249,10 @@ void print_summary(const EvalJob& job, const ModelOptions& mo, int n_ctx, int te
   if (json) {
     std::printf("{\"model\":\"");
     write_json_escaped(stdout, mo.model_path, std::strlen(mo.model_path));
-    std::printf("\",\"text_tokens\":%d,\"tokens\":%d,\"n_ctx\":%d,\"stride\":%d,\"scored\":%lld,\"loss\":",
-                text_tokens, job.n_ids, n_ctx, job.stride > 0 && job.stride < n_ctx ? job.stride : n_ctx,
+    std::printf("\",\"text_tokens\":");  // null: the text was tokenized only as far as --max-tokens needs
+    if (text_tokens >= 0) std::printf("%d", text_tokens);
+    else std::printf("null");
+    std::printf(",\"tokens\":%d,\"n_ctx\":%d,\"stride\":%d,\"scored\":%lld,\"loss\":", job.n_ids, n_ctx, job.stride > 0 && job.stride < n_ctx ? job.stride : n_ctx,
                 (long long)r.scored);
     put_num(stdout, "%.6f", r.loss());
     std::printf(",\"perplexity\":");
@@ -246,7 +277,9 @@ void print_summary(const EvalJob& job, const ModelOptions& mo, int n_ctx, int te
   }
   std::printf("model       %s (%s, %lld params)\n", mo.model_path, c.tensorized ? "tensor-train" : "dense",
               (long long)job.model->model().total_params());
-  std::printf("text        %d of %d tokens, windows of %d (stride %d), %lld scored\n", job.n_ids, text_tokens,
+  if (text_tokens >= 0) std::printf("text        %d of %d tokens", job.n_ids, text_tokens);
+  else std::printf("text        the first %d tokens (the text tokenized only as far as needed)", job.n_ids);
+  std::printf(", windows of %d (stride %d), %lld scored\n",
               n_ctx, job.stride > 0 && job.stride < n_ctx ? job.stride : n_ctx, (long long)r.scored);
   std::printf("loss        %.4f nats/token\n", r.loss());
   std::printf("perplexity  %.4f\n", r.ppl());
@@ -602,8 +635,9 @@ int cmd_eval(int argc, char** argv) {
   }
   std::vector<int32_t> ids;
   int skipped = 0, n_docs = 0;
-  st = tokenize_documents(lm.tokenizer(), reinterpret_cast<const char*>(text.data()), text.size(), doc_sep, &ids,
-                          &skipped, &n_docs);
+  bool complete = true;
+  st = tokenize_documents(lm.tokenizer(), reinterpret_cast<const char*>(text.data()), text.size(), doc_sep,
+                          (size_t)max_tokens, &ids, &skipped, &n_docs, &complete);
   int n_ids = (int)ids.size();
   if (!st.ok()) {
     std::fprintf(stderr, "qtf eval: cannot tokenize the text: %s\n", st.message());
@@ -612,8 +646,9 @@ int cmd_eval(int argc, char** argv) {
   if (skipped)
     std::fprintf(stderr, "qtf eval: warning: %d byte(s) of the text have no token in this vocabulary and were skipped\n",
                  skipped);
-  if (n_docs > 0) std::fprintf(stderr, "qtf eval: %d documents, each after BOS\n", n_docs);
-  const int text_tokens = n_ids;
+  if (n_docs > 0)
+    std::fprintf(stderr, "qtf eval: %d documents%s, each after BOS\n", n_docs, complete ? "" : " (enough for --max-tokens)");
+  const int text_tokens = complete ? n_ids : -1;  // -1: the text was tokenized only as far as needed
   if (max_tokens > 0 && n_ids > max_tokens) n_ids = max_tokens;
   if (n_ids < 2) {
     std::fprintf(stderr, "qtf eval: the text has fewer than 2 tokens to score\n");
