@@ -19,6 +19,9 @@ and the real models of ../shared/data/real (--real; README there gives their pro
            file, qtf on the GGUF, llama.cpp on the GGUF; TinyStories-656K in qtf (HF dir, GGUF) and
            llama.cpp; byte-for-byte comparisons
   load     time to first token (whole process, one generated token) and peak RSS, interleaved rounds
+  import   the same for qtf reading the GGUF and the llama2.c checkpoint directly (converted in memory),
+           and for `qtf convert` of the GGUF; --qtf-base PATH adds the same rows for a second qtf build
+           (before/after a change), interleaved
   loss     see bench/real/loss.py (qtf eval next to a reference forward pass on the same ids)
 
     python3 bench/real/proof.py prepare --qtf build/qtf --llama-cpp ../ext/llama.cpp --work /tmp/proof
@@ -212,6 +215,50 @@ def load(args):
             json.dump(summary, f, indent=1)
 
 
+def import_rows(args):
+    """qtf reading other formats directly: (label, command, output to remove) per qtf binary."""
+    P = real_paths(args.real)
+    rows = []
+    q = ["-p", PROMPT, "-n", "1", "--temp", "0", "-t", "1"]
+    for tag, qtf in [("", args.qtf)] + ([(" base", args.qtf_base)] if args.qtf_base else []):
+        for s in args.shapes.split(","):
+            g, b = work(args, s + "-random.gguf"), work(args, s + "-random.bin")
+            out = work(args, s + "-import-%d.qtf" % len(rows))
+            rows.append((s, "qtf%s run (.gguf)" % tag, [qtf, "run", "-m", g] + q, None))
+            rows.append((s, "qtf%s run (.bin + tokenizer.bin)" % tag,
+                         [qtf, "run", "-m", b, "--tokenizer", P["llama2_tok"]] + q, None))
+            rows.append((s, "qtf%s convert (.gguf -> .qtf)" % tag, [qtf, "convert", g, out], out))
+    return rows
+
+
+def import_(args):
+    rows = import_rows(args)
+    for _, _, c, out in rows:  # warm the page cache
+        run_measured(c)
+        if out:
+            os.remove(out)
+    results = {}
+    for rnd in range(args.repeat):
+        for s, label, c, out in rows:
+            m = run_measured(c, env=dict(os.environ, OMP_NUM_THREADS="1"))
+            if out:
+                os.remove(out)
+            results.setdefault((s, label), []).append(m)
+            print("round %d %-12s %-36s wall %.3f s cpu %.3f s rss %.1f MiB" %
+                  (rnd + 1, s, label, m["wall_s"], m["cpu_s"], m["rss_kib"] / 1024), file=sys.stderr)
+    print("| shape | program | wall s, median (min-max) | CPU s, median (min-max) | peak RSS MiB | rounds |")
+    print("|---|---|---|---|---|---|")
+    for (s, label), ms in sorted(results.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        w = [m["wall_s"] for m in ms]
+        c = [m["cpu_s"] for m in ms]
+        r = [m["rss_kib"] / 1024 for m in ms]
+        print("| %s | %s | %.3f (%.3f-%.3f) | %.3f (%.3f-%.3f) | %.1f | %d |" %
+              (s, label, statistics.median(w), min(w), max(w), statistics.median(c), min(c), max(c), max(r), len(ms)))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"%s %s" % k: [{x: m[x] for x in ("wall_s", "cpu_s", "rss_kib")} for m in v]
+                       for k, v in results.items()}, f, indent=1)
+
 
 # ------------------------------------------------------------------------------------------------- text
 def runc_steps_to_qtf_n(prompt_ids):
@@ -288,8 +335,11 @@ def text(args):
                 k = len(qtf_ids(args, [work(args, "stories260K.gguf")], PROMPT)) if args.qtf else 5
                 q_args = ["-p", PROMPT, "-n", str(runc_steps_to_qtf_n(k)), "--temp", "0"]
             if args.qtf:
-                for label, m in [("qtf (llama2.c .bin)", s260)]:  # (the GGUF's context is 128: below)
-                    cmd = [args.qtf, "run", "-m"] + m + q_args + ["-q"]
+                runs = [("qtf (llama2.c .bin)", s260, [])]  # (the GGUF's context is 128: below)
+                if "seeded" in case:  # run.c's generator (xorshift*) instead of qtf's default splitmix64
+                    runs.append(("qtf --rng runc (llama2.c .bin)", s260, ["--rng", "runc"]))
+                for label, m, extra in runs:
+                    cmd = [args.qtf, "run", "-m"] + m + q_args + extra + ["-q"]
                     o, e = try_out(cmd)
                     record(case, label, cmd, o and chomp(o), (case, "run.c"), e)
     # (b) GGUF from llama.cpp's converters: llama.cpp and qtf read the same file.
@@ -318,8 +368,9 @@ def text(args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("cmd", choices=["prepare", "text", "load"])
+    ap.add_argument("cmd", choices=["prepare", "text", "load", "import"])
     ap.add_argument("--qtf", help="qtf CLI (build/qtf)")
+    ap.add_argument("--qtf-base", help="import: a second qtf CLI timed the same way (before a change)")
     ap.add_argument("--run", help="llama2.c run.c binary")
     ap.add_argument("--llama-cpp", help="llama.cpp checkout with build/bin")
     ap.add_argument("--llama2c-converter", help="llama-convert-llama2c-to-ggml (default: in --llama-cpp's build/bin)")
@@ -332,7 +383,7 @@ def main():
     ap.add_argument("--n-text", type=int, default=200, help="text: tokens generated in the TinyStories-656K GGUF case")
     ap.add_argument("--json")
     args = ap.parse_args()
-    {"prepare": prepare, "load": load, "text": text}[args.cmd](args)
+    {"prepare": prepare, "load": load, "text": text, "import": import_}[args.cmd](args)
 
 
 if __name__ == "__main__":
