@@ -132,9 +132,10 @@ void Writer::add_q8(const std::string& name, const std::vector<uint64_t>& dims, 
 
 size_t Writer::declare_tensor(const std::string& name, DType dtype, const std::vector<uint64_t>& dims, float scale) {
   uint64_t elements = 1, n = 0;
-  for (uint64_t d : dims) elements *= d;
-  tensor_bytes(dtype, elements, dims.empty() ? 0 : elements / dims.back(), &n);
+  for (uint64_t d : dims)
+    if (__builtin_mul_overflow(elements, d, &elements)) bad_size_ = true;
   Tensor t{name, dtype, dims, {}, scale};
+  if (!tensor_bytes(dtype, elements, dims.empty() || dims.back() == 0 ? 0 : elements / dims.back(), &n)) bad_size_ = true;
   t.size = n;
   t.declared = true;
   tensors_.push_back(std::move(t));
@@ -211,7 +212,15 @@ Status Writer::begin(Image* image) {
   std::vector<uint64_t> offsets;
   std::vector<uint8_t> table;
   layout(&offsets, &table, &data_off_, &file_size_);
-  for (size_t i = 0; i < tensors_.size(); ++i) tensors_[i].offset = offsets[i];
+  for (size_t i = 0; i < tensors_.size(); ++i) {
+    tensors_[i].offset = offsets[i];
+    // Offsets only grow and every tensor ends inside the file (else a size overflowed 64 bits).
+    if (offsets[i] < data_off_ || (i && offsets[i] < offsets[i - 1]) || offsets[i] + tensors_[i].size < offsets[i] ||
+        offsets[i] + tensors_[i].size > file_size_)
+      bad_size_ = true;
+  }
+  if (bad_size_ || file_size_ > (uint64_t)SIZE_MAX)
+    return Status::error(Err::overflow, "the model's tensors are too large for one image (a size overflows)");
   QTF_TRY(image->allocate((size_t)file_size_));
   base_ = image->data();
   header(base_, file_size_, table.size(), data_off_);

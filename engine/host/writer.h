@@ -101,6 +101,7 @@ class Writer {
   uint64_t file_size_ = 0, data_off_ = 0, crc_at_ = 0;  // the checksum covers [0, crc_at_)
   size_t crc_next_ = 0;                                // the first tensor not yet folded in
   uint32_t crc_ = 0;
+  bool bad_size_ = false;  // a declared tensor's byte size overflowed
 };
 
 }  // namespace qtf::format
