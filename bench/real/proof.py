@@ -224,6 +224,8 @@ def import_rows(args):
         for s in args.shapes.split(","):
             g, b = work(args, s + "-random.gguf"), work(args, s + "-random.bin")
             out = work(args, s + "-import-%d.qtf" % len(rows))
+            if os.path.exists(work(args, s + "-random.qtf")):  # the fast path, for comparison
+                rows.append((s, "qtf%s run (.qtf)" % tag, [qtf, "run", "-m", work(args, s + "-random.qtf")] + q, None))
             rows.append((s, "qtf%s run (.gguf)" % tag, [qtf, "run", "-m", g] + q, None))
             rows.append((s, "qtf%s run (.bin + tokenizer.bin)" % tag,
                          [qtf, "run", "-m", b, "--tokenizer", P["llama2_tok"]] + q, None))
