@@ -607,8 +607,14 @@ struct Converter {
     for (const Planned& p : plan) {
       uint8_t* dst = w.tensor_data(p.index);
       const uint64_t n = w.tensor_size(p.index);
+      if (p.kind == Planned::copy && n != p.src->nbytes) {  // equal by construction (rows of whole blocks)
+        out.image->clear();
+        return Status::error(Err::bad_shape, "GGUF: tensor '%.*s' has %llu bytes, its qtf copy %llu",
+                             (int)p.src->name.size(), p.src->name.data(), (unsigned long long)p.src->nbytes,
+                             (unsigned long long)n);
+      }
       if (p.kind == Planned::zeros) std::memset(dst, 0, (size_t)n);
-      else if (p.kind == Planned::copy) std::memcpy(dst, p.src->data, (size_t)n);  // n == the GGUF tensor's bytes
+      else if (p.kind == Planned::copy) std::memcpy(dst, p.src->data, (size_t)n);
       else dequantize(p.src->type, p.src->data, p.src->elements, reinterpret_cast<float*>(dst));  // 64-byte aligned
       if (p.permute) permute_rotate_half(dst, p.rows, (uint64_t)head_dim, (size_t)(n / p.rows));
       if (p.src && out.drop_source_pages) drop_pages(p.src->data, (size_t)p.src->nbytes);
