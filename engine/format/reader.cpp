@@ -274,7 +274,13 @@ uint64_t count_nonfinite(const TensorInfo& t, uint64_t* first) {
   return bad;
 }
 
-Status ModelFile::open(const void* data, size_t size) {
+bool ModelFile::stored_checksum(const void* data, size_t size, uint32_t* crc) {
+  if (data == nullptr || size < kHeaderSize) return false;
+  *crc = (uint32_t)load_le(static_cast<const uint8_t*>(data) + kChecksumOffset, 4);
+  return true;
+}
+
+Status ModelFile::open(const void* data, size_t size, Checksum checksum) {
   *this = ModelFile();
   if (data == nullptr) return Status::error(Err::invalid_argument, "model buffer is null");
   const uint8_t* p = static_cast<const uint8_t*>(data);
@@ -299,9 +305,12 @@ Status ModelFile::open(const void* data, size_t size) {
 
   unsigned stored_crc = (unsigned)load_le(p + kChecksumOffset, 4);
   static const uint8_t kZero[4] = {0, 0, 0, 0};
-  unsigned crc = crc32_update(0, p, kChecksumOffset);
-  crc = crc32_update(crc, kZero, 4);
-  crc = crc32_update(crc, p + kChecksumOffset + 4, size - kChecksumOffset - 4);
+  unsigned crc = stored_crc;
+  if (checksum == Checksum::verify) {
+    crc = crc32_update(0, p, kChecksumOffset);
+    crc = crc32_update(crc, kZero, 4);
+    crc = crc32_update(crc, p + kChecksumOffset + 4, size - kChecksumOffset - 4);
+  }
   if (crc != stored_crc)
     return Status::error(Err::bad_checksum, "checksum mismatch: stored %08x, computed %08x (file damaged)",
                          stored_crc, crc);

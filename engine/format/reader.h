@@ -51,10 +51,17 @@ struct MetaEntry {
   bool next_str(uint64_t* cursor, Str* out) const;
 };
 
+// Whether open() computes the checksum of the whole file (verify), or takes the stored one as right
+// because the caller checked these very bytes before (trust_stored: the host's record of files verified
+// once, engine/host/verified.h). Everything else is checked either way.
+enum class Checksum { verify, trust_stored };
+
 class ModelFile {
  public:
   // Verifies everything; on error the object stays empty.
-  Status open(const void* data, size_t size);
+  Status open(const void* data, size_t size, Checksum checksum = Checksum::verify);
+  // The checksum a file's header stores (false when the buffer is shorter than the header).
+  static bool stored_checksum(const void* data, size_t size, uint32_t* crc);
   bool is_open() const { return base_ != nullptr; }
 
   uint32_t version() const { return version_; }

@@ -41,6 +41,10 @@ Status FileBytes::open(const char* path, bool use_mmap) {
     ::close(fd);
     return Status::error(Err::io, "cannot read '%s': %s", path, std::strerror(e));
   }
+  id_.dev = (uint64_t)st.st_dev, id_.ino = (uint64_t)st.st_ino, id_.size = (uint64_t)st.st_size;
+  id_.mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+  id_.ctime_ns = (int64_t)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec;
+  id_.valid = true;
   size_t n = (size_t)st.st_size;
   if (n == 0) {
     ::close(fd);
@@ -89,6 +93,7 @@ void FileBytes::close() {
   data_ = nullptr;
   size_ = 0;
   mapped_ = false;
+  id_ = FileId();
 }
 
 namespace {

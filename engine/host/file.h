@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "core/status.h"
+#include "host/verified.h"
 
 namespace qtf::host {
 
@@ -23,6 +24,8 @@ class FileBytes {
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
   bool mapped() const { return mapped_; }
+  // The opened file's identity (device, inode, size, times), for the record of verified files.
+  const FileId& id() const { return id_; }
   // Bytes of the mapping resident in RAM now (mincore; the whole size when read into memory).
   size_t resident() const;
 
@@ -30,6 +33,7 @@ class FileBytes {
   uint8_t* data_ = nullptr;
   size_t size_ = 0;
   bool mapped_ = false;
+  FileId id_;
 };
 
 // Writes bytes to path via a temporary file and rename, so an existing file is never left half-written.

@@ -23,7 +23,15 @@ Status AlignedBuffer::allocate(size_t bytes) {
 
 Status LoadedModel::load_file(const char* path, bool mmap) {
   QTF_TRY(bytes_.open(path, mmap));
-  Status st = bind(bytes_.data(), bytes_.size());
+  // The whole-file checksum once per file (host/verified.h): these very bytes verified before are trusted.
+  uint32_t stored = 0;
+  checksum_trusted_ = format::ModelFile::stored_checksum(bytes_.data(), bytes_.size(), &stored) &&
+                      verified_before(bytes_.id(), stored);
+  format::ModelFile f;
+  Status st = f.open(bytes_.data(), bytes_.size(),
+                     checksum_trusted_ ? format::Checksum::trust_stored : format::Checksum::verify);
+  if (st.ok() && !checksum_trusted_) remember_verified(bytes_.id(), f.checksum());
+  if (st.ok()) st = bind(f);
   if (!st.ok()) return Status::error(st.code(), "%s: %s", path, st.message());
   return st;
 }

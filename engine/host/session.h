@@ -35,8 +35,10 @@ class AlignedBuffer {
 
 class LoadedModel {
  public:
-  // From a file: memory-mapped (mmap = true) or read into memory.
+  // From a file: memory-mapped (mmap = true) or read into memory. The whole-file checksum is computed
+  // once per file (host/verified.h): checksum_trusted() says this load relied on an earlier check.
   Status load_file(const char* path, bool mmap = true);
+  bool checksum_trusted() const { return checksum_trusted_; }
   // From any format qtf reads (engine/import/import.h): a .qtf is loaded as load_file loads it; a GGUF,
   // llama2.c checkpoint or Hugging Face directory is converted into a .qtf image in memory, then verified
   // and bound as usual (converted() tells which). tokenizer_path: a llama2.c checkpoint's tokenizer.bin.
@@ -79,6 +81,7 @@ class LoadedModel {
   Model model_;
   Tokenizer tokenizer_;
   import::Source source_ = import::Source::qtf;
+  bool checksum_trusted_ = false;
 };
 
 // Encodes text with a workspace and an output as large as the text can need (so the encoding is exact

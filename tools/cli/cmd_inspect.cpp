@@ -188,6 +188,7 @@ int cmd_verify(int argc, char** argv) {
   host::FileBytes bytes;
   format::ModelFile file;
   if (int rc = open_model(path, &bytes, &file)) return rc;
+  host::remember_verified(bytes.id(), file.checksum());  // the checksum was computed: later loads skip it
   if (deep) {
     uint64_t cur = 0, bad_tensors = 0, first = 0;
     TensorInfo t;
