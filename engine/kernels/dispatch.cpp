@@ -35,6 +35,7 @@ const Table kScalar = {
     &ref::gelu_inplace, &ref::silu_inplace, &ref::tanh_inplace,
     &quantum::fidelities_scalar, &quantum::daruan_fourier_scalar,
     &ref::rms_norm, &ref::rope, &ref::silu_mul, &ref::attend,
+    &ref::quantize_q8, &ref::dense_matmul_q8,
 };
 
 #if QTF_SIMD && QTF_X86
@@ -56,6 +57,10 @@ bool cpu_avx512vl() {
   unsigned a, b, c, d;
   return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 31));
 }
+bool cpu_avx512vnni() {  // vpdpbusd (CPUID.7.0:ECX bit 11)
+  unsigned a, b, c, d;
+  return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (c & (1u << 11));
+}
 #endif
 
 bool supported_by_cpu(const Table& t) {
@@ -66,8 +71,10 @@ bool supported_by_cpu(const Table& t) {
   const bool os_avx = (xcr & 0x6) == 0x6, os_avx512 = (xcr & 0xe6) == 0xe6;
   if (&t == table_sse2()) return true;  // the x86-64 baseline
   if (&t == table_avx2()) return os_avx && cpu.avx2 && cpu.fma3_avx2 && cpu_f16c();
-  if (&t == table_avx512())
-    return os_avx512 && cpu.avx2 && cpu.fma3_avx2 && cpu_f16c() && cpu.avx512f && cpu.avx512dq && cpu.avx512bw && cpu_avx512vl();
+  const bool avx512 = os_avx512 && cpu.avx2 && cpu.fma3_avx2 && cpu_f16c() && cpu.avx512f && cpu.avx512dq &&
+                      cpu.avx512bw && cpu_avx512vl();
+  if (&t == table_avx512()) return avx512;
+  if (&t == table_avx512vnni()) return avx512 && cpu_avx512vnni();
   return false;
 #elif QTF_SIMD
   if (&t == table_neon()) return xsimd::available_architectures().neon;
@@ -79,11 +86,11 @@ bool supported_by_cpu(const Table& t) {
 
 // Compiled variants, scalar first, widest last.
 struct Variants {
-  const Table* t[5];
-  bool ok[5];
+  const Table* t[6];
+  bool ok[6];
   int n = 0;
   Variants() {
-    const Table* all[5] = {&kScalar, table_sse2(), table_avx2(), table_avx512(), table_neon()};
+    const Table* all[6] = {&kScalar, table_sse2(), table_avx2(), table_avx512(), table_avx512vnni(), table_neon()};
     for (const Table* v : all)
       if (v) t[n] = v, ok[n] = supported_by_cpu(*v), ++n;
   }
@@ -124,8 +131,8 @@ const Table& active() {
 const char* simd_arch() { return active().name; }
 
 const char* simd_available() {
-  static char list[64];  // the same text whoever writes it
-  char text[64] = "";
+  static char list[80];  // the same text whoever writes it
+  char text[80] = "";
   const Variants v = variants();
   for (int i = 0; i < v.n; ++i)
     if (v.ok[i]) {
@@ -141,11 +148,11 @@ Status select_simd(const char* name) {
     g_active.store(best(), std::memory_order_release);
     return Status::success();
   }
-  static const char* const kKnown[] = {"scalar", "sse2", "avx2", "avx512", "neon"};
+  static const char* const kKnown[] = {"scalar", "sse2", "avx2", "avx512", "avx512vnni", "neon"};
   bool known = false;
   for (const char* k : kKnown) known = known || !std::strcmp(k, name);
   if (!known)
-    return Status::error(Err::invalid_argument, "unknown SIMD variant '%s' (scalar, sse2, avx2, avx512, neon or auto)",
+    return Status::error(Err::invalid_argument, "unknown SIMD variant '%s' (scalar, sse2, avx2, avx512, avx512vnni, neon or auto)",
                          name);
   const Variants v = variants();
   for (int i = 0; i < v.n; ++i)
@@ -309,6 +316,27 @@ void dense_matmul(const DenseMatrix& M, const float* X, int batch, float* Y, flo
     if (r0 == r1) return;
     const DenseMatrix rows{r1 - r0, M.cols, M.w.from((int64_t)r0 * M.cols, r0), M.bias ? M.bias + r0 : nullptr};
     active().dense_matmul(rows, X, batch, Y + r0, M.rows, Xt, partial ? partial + r0 * batch_lanes(batch) : nullptr);
+  });
+}
+
+bool int_dot_supported(WType t) { return t == WType::i8 || t == WType::q4; }
+
+void quantize_q8(const float* x, int n, int8_t* q, float* d) { active().quantize_q8(x, n, q, d); }
+
+void quantize_q8_rows(const float* X, int batch, int n, int8_t* q, float* d) {
+  const int64_t nb = q8_blocks(n);
+  for (int b = 0; b < batch; ++b) active().quantize_q8(X + (int64_t)b * n, n, q + b * nb * kQ8Block, d + b * nb);
+}
+
+void dense_matmul_q8(const DenseMatrix& M, const Q8Rows& X, int batch, float* Y, const Workers* w) {
+  if (w == nullptr || w->threads < 2 || 2ll * M.rows * M.cols * batch < kParallelFlops)
+    return active().dense_matmul_q8(M, X, batch, Y, M.rows);
+  const int parts = w->threads, quads = M.rows / 4;
+  parallel_for(w, parts, [&](int part, int) {  // rows [r0, r1), whole 4-row tiles but for the last part
+    const int r0 = quads * part / parts * 4, r1 = part == parts - 1 ? M.rows : quads * (part + 1) / parts * 4;
+    if (r0 == r1) return;
+    const DenseMatrix rows{r1 - r0, M.cols, M.w.from((int64_t)r0 * M.cols, r0), M.bias ? M.bias + r0 : nullptr};
+    active().dense_matmul_q8(rows, X, batch, Y + r0, M.rows);
   });
 }
 

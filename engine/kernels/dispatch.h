@@ -20,7 +20,7 @@ struct DaruanParams;
 namespace kern {
 
 struct Table {
-  const char* name;  // "scalar", "sse2", "avx2", "avx512", "neon"
+  const char* name;  // "scalar", "sse2", "avx2", "avx512", "avx512vnni", "neon"
   int width;         // floats per (widest) vector; 1 for scalar
   void (*tt_step)(const tt::Step& s, const float* in, float* out);
   void (*transpose)(const float* src, int64_t rows, int64_t cols, float* dst);  // ref::transpose
@@ -45,6 +45,9 @@ struct Table {
   void (*silu_mul)(float* g, const float* u, int n);
   void (*attend)(const float* q, const float* k, const float* v, size_t stride, int n, int hd, float scale, float* w,
                  float* out);
+  // Integer dot products with activations quantised per block of 32 (int8_body.inc; ref:: contracts).
+  void (*quantize_q8)(const float* x, int n, int8_t* q, float* d);
+  void (*dense_matmul_q8)(const DenseMatrix& W, const Q8Rows& X, int batch, float* Y, int64_t ldy);
 };
 
 // Every variant compiled into this build, scalar first, widest last (whether or not this CPU runs it).
@@ -66,6 +69,8 @@ void avx512_tt_step(const tt::Step& s, const float* in, float* out);
 const Table* table_sse2();
 const Table* table_avx2();
 const Table* table_avx512();
+// The AVX-512 table with the integer dot products on VNNI (vpdpbusd): kern_avx512vnni.cpp.
+const Table* table_avx512vnni();
 const Table* table_neon();
 
 }  // namespace kern

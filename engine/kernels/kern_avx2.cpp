@@ -25,6 +25,7 @@ inline void widen_q4(const uint8_t* p, V8* out) {  // low nibbles: values 0..15,
   out[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi));
   out[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)));
 }
+#include "kernels/int8_x86.inc"
 }  // namespace
 }  // namespace qtf::kern_avx2
 

@@ -49,6 +49,9 @@ inline V16 reduce_rows(const V16* rows) {
   const __m256 a = xsimd::haddp(lo), b = xsimd::haddp(hi);
   return _mm512_insertf32x8(_mm512_castps256_ps512(a), b, 1);
 }
+inline V8 fmadd(const V8& a, const V8& b, const V8& c) { return _mm256_fmadd_ps(a, b, c); }
+#include "kernels/int8_x86.inc"
+#define QTF_Q8_TOKENS 4  // 32 registers: 4 rows x 4 activation rows of accumulators
 }  // namespace
 }  // namespace qtf::kern_avx512
 

@@ -41,6 +41,28 @@ inline void widen_q4(const uint8_t* p, V4* out) {
     out[2 * h + 1] = _mm_sub_ps(_mm_cvtepi32_ps(_mm_unpackhi_epi16(shorts[h], zero)), eight);
   }
 }
+// Integer dot products (int8_body.inc): SSE2 has no byte multiply, so a block's 32 values are widened
+// to four vectors of 8 shorts (unpack with itself, arithmetic shift) and multiplied by vpmaddwd pairs.
+struct QW {
+  __m128i s[4];
+};
+inline __m128i lo16(__m128i b) { return _mm_srai_epi16(_mm_unpacklo_epi8(b, b), 8); }
+inline __m128i hi16(__m128i b) { return _mm_srai_epi16(_mm_unpackhi_epi8(b, b), 8); }
+inline QW qw_bytes(__m128i a, __m128i b) { return {{lo16(a), hi16(a), lo16(b), hi16(b)}}; }
+inline QW qw_i8(const int8_t* p) {
+  return qw_bytes(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)), _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16)));
+}
+inline QW qw_q4(const uint8_t* p) {
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)), low4 = _mm_set1_epi8(15), eight = _mm_set1_epi8(8);
+  return qw_bytes(_mm_sub_epi8(_mm_and_si128(v, low4), eight), _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), low4), eight));
+}
+inline V4 qdot(const QW& w, const int8_t* x) {
+  const QW v = qw_i8(x);
+  const __m128i s = _mm_add_epi32(_mm_add_epi32(_mm_madd_epi16(w.s[0], v.s[0]), _mm_madd_epi16(w.s[1], v.s[1])),
+                                  _mm_add_epi32(_mm_madd_epi16(w.s[2], v.s[2]), _mm_madd_epi16(w.s[3], v.s[3])));
+  return _mm_cvtepi32_ps(s);
+}
+using QV = V4;
 }  // namespace
 }  // namespace qtf::kern_sse2
 

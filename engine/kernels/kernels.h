@@ -64,6 +64,19 @@ struct Weights {
   float value(int64_t index, int64_t row) const;
 };
 
+// Activations quantised per block of 32 for integer dot products with i8 and q4 weights (issue 26,
+// docs/quantize.md "Integer dot products"): a row of n floats becomes q8_blocks(n) blocks of 32 int8
+// values q = round_even(x * 127 / max|x|) (tail padded with zeros) and one float scale d = max|x| / 127
+// per block (0 for an all-zero block), value = d * q, as llama.cpp's Q8_0 (with an f32 scale).
+constexpr int kQ8Block = 32;
+constexpr int64_t q8_blocks(int64_t n) { return (n + kQ8Block - 1) / kQ8Block; }
+// A batch of quantised rows: row t's values at q + t * blocks * kQ8Block, its scales at d + t * blocks.
+struct Q8Rows {
+  const int8_t* q = nullptr;
+  const float* d = nullptr;
+  int64_t blocks = 0;
+};
+
 // A TT-matrix linear y = W x + b, cores stored at their full (stored) bond ranks. Cores are f32, f16 or
 // i8 with one scale per core (a contraction reads a core along different axes, so no per-row scale).
 struct TTMatrix {
@@ -148,6 +161,16 @@ size_t dense_scratch_floats(int rows, int cols, int batch);
 // of tokens (simd_body.inc); without, as dot products. The TT form is in tt_plan.h.
 void dense_matmul(const DenseMatrix& W, const float* X, int batch, float* Y, float* scratch, const Workers* w);
 
+// Integer dot products (docs/quantize.md "Integer dot products"). quantize_q8: row x of n floats into
+// q8_blocks(n) blocks (q: that many * kQ8Block bytes, d: that many floats); every variant gives the same
+// bytes and scales as ref. dense_matmul_q8: Y[b * ldy + r] = W X[b] + bias for an i8 (per-row or single
+// scale) or q4 W and quantised X (X.blocks == q8_blocks(W.cols)): per block the int32 dot product of the
+// int8 values times the activation block's scale (q4: times the weight block's d too), summed, then (i8)
+// times the row's scale. Over `w`'s threads (null: one), each a range of the rows.
+bool int_dot_supported(WType t);  // i8 and q4
+void quantize_q8(const float* x, int n, int8_t* q, float* d);
+void quantize_q8_rows(const float* X, int batch, int n, int8_t* q, float* d);  // `batch` rows of n floats
+void dense_matmul_q8(const DenseMatrix& W, const Q8Rows& X, int batch, float* Y, const Workers* w);
 float dot(const float* a, const float* b, int n);
 void axpy(float a, const float* x, float* y, int n);  // y += a x
 void layer_norm(const float* x, const float* w, const float* b, float eps, int n, float* y);
@@ -197,6 +220,11 @@ void silu_mul(float* g, const float* u, int n);
 // kAttendBlock, not n; the division by the softmax sum comes last.
 void attend(const float* q, const float* k, const float* v, size_t stride, int n, int hd, float scale, float* w,
             float* out);
+// The integer dot products' references (kern:: above): per block sum += (float)isum * scale in block
+// order, isum the exact int32 dot product of the block's values, scale d_x[b] (i8) or d_w[b] * d_x[b]
+// (q4, the product in float); an i8 row's sum times its scale, then the bias.
+void quantize_q8(const float* x, int n, int8_t* q, float* d);
+void dense_matmul_q8(const DenseMatrix& W, const Q8Rows& X, int batch, float* Y, int64_t ldy);
 // dst[c * rows + r] = src[r * cols + c]: a [rows][cols] matrix as [cols][rows] (tt::run_columns' blocks).
 void transpose(const float* src, int64_t rows, int64_t cols, float* dst);
 }  // namespace ref

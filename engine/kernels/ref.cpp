@@ -227,6 +227,48 @@ void attend(const float* q, const float* k, const float* v, size_t stride, int n
   }
 }
 
+void quantize_q8(const float* x, int n, int8_t* q, float* d) {
+  for (int b = 0; b * kQ8Block < n; ++b) {
+    const int j0 = b * kQ8Block, len = n - j0 < kQ8Block ? n - j0 : kQ8Block;
+    float amax = 0.f;
+    for (int j = 0; j < len; ++j) amax = std::fabs(x[j0 + j]) > amax ? std::fabs(x[j0 + j]) : amax;
+    const float id = amax > 0.f ? 127.f / amax : 0.f;
+    d[b] = amax / 127.f;
+    for (int j = 0; j < kQ8Block; ++j) q[j0 + j] = j < len ? (int8_t)std::nearbyint(x[j0 + j] * id) : (int8_t)0;
+  }
+}
+
+void dense_matmul_q8(const DenseMatrix& W, const Q8Rows& X, int batch, float* Y, int64_t ldy) {
+  const int64_t nb = q8_blocks(W.cols);
+  for (int t = 0; t < batch; ++t) {
+    const int8_t* xq = X.q + t * X.blocks * kQ8Block;
+    const float* xd = X.d + t * X.blocks;
+    for (int r = 0; r < W.rows; ++r) {
+      const Weights row = W.w.from((int64_t)r * W.cols, r);
+      float sum = 0.f;
+      for (int64_t b = 0; b < nb; ++b) {
+        int32_t isum = 0;
+        const int64_t j0 = b * kQ8Block;
+        float scale = xd[b];
+        if (row.type == WType::q4) {
+          const uint8_t* block = static_cast<const uint8_t*>(row.data) + b * kQ4BlockBytes;
+          for (int j = 0; j < kQ8Block; ++j) {
+            const int nibble = j < 16 ? block[2 + j] & 15 : block[2 + j - 16] >> 4;
+            isum += (nibble - 8) * xq[j0 + j];
+          }
+          scale = f16_to_f32((uint16_t)(block[0] | block[1] << 8)) * xd[b];
+        } else {
+          const int8_t* w = static_cast<const int8_t*>(row.data);
+          for (int64_t j = j0; j < j0 + kQ8Block && j < W.cols; ++j) isum += w[j] * xq[j];
+        }
+        sum += (float)isum * scale;
+      }
+      if (row.type == WType::i8) sum *= row.scales ? row.scales[0] : row.scale;
+      Y[t * ldy + r] = sum + (W.bias ? W.bias[r] : 0.f);
+    }
+  }
+}
+
 void transpose(const float* src, int64_t rows, int64_t cols, float* dst) {
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t c = 0; c < cols; ++c) dst[c * rows + r] = src[r * cols + c];

@@ -152,8 +152,27 @@ int64_t head_flops(const ModelConfig& c) { return norm_flops(c) + 2ll * c.vocab 
 // Y[i] = W X[i] for the n rows, each at its token's rank in layer l. Rows of one rank run as one
 // matmul; when the ranks differ, the rows of each rank are gathered (in order) and scattered back.
 // Linear `which` (0..6: q k v o up down gate) of layer l: TT linears run the context's plan for the rank.
+// Whether linear `lin` runs the integer dot products (a context with act_quant, i8 or q4 dense weights).
+bool int_dot(const RunState* s, const Linear& lin) {
+  return s->act_q && !lin.tt && kern::int_dot_supported(lin.dense.w.type);
+}
+
+// X's n rows of `cols` floats quantised into the context's act_q/act_d when any of the `count` linears
+// reading them runs the integer dot products; their Q8Rows, else null (nothing done). Once per input:
+// q, k and v (and gate and up) share it.
+const Q8Rows* quantize_input(RunState* s, const Linear* const* lins, int count, int n, const float* X, int cols,
+                             Q8Rows* out) {
+  bool any = false;
+  for (int j = 0; j < count; ++j) any = any || int_dot(s, *lins[j]);
+  if (!any) return nullptr;
+  kern::quantize_q8_rows(X, n, cols, s->act_q, s->act_d);
+  *out = Q8Rows{s->act_q, s->act_d, q8_blocks(cols)};
+  return out;
+}
+
 void base_linear(const Linear& lin, int which, const TokenStats* ts, int l, int n, const float* X, float* Y,
-                 RunState* s) {
+                 RunState* s, const Q8Rows* xq) {
+  if (xq && int_dot(s, lin)) return kern::dense_matmul_q8(lin.dense, *xq, n, Y, s->workers);
   if (!lin.tt) return kern::dense_matmul(lin.dense, X, n, Y, s->packed_x, s->workers);
   auto rank = [&](int i) { return (int)ts[i].layer[l].rank; };
   int i0 = 0;
@@ -183,9 +202,18 @@ void lora(const Linear& lin, int n, const float* X, float* Y, RunState* s) {
 }
 
 // The linear and its LoRA adapter: Y[i] = W X[i] + b + (alpha/r) B (A X[i]).
-void linear(const Linear& lin, int which, const TokenStats* ts, int l, int n, const float* X, float* Y, RunState* s) {
-  base_linear(lin, which, ts, l, n, X, Y, s);
+// xq: X quantised (quantize_input), for a linear that runs the integer dot products.
+void linear(const Linear& lin, int which, const TokenStats* ts, int l, int n, const float* X, float* Y, RunState* s,
+            const Q8Rows* xq) {
+  base_linear(lin, which, ts, l, n, X, Y, s, xq);
   lora(lin, n, X, Y, s);
+}
+
+// A linear with an input of its own, quantised for it where it runs the integer dot products.
+void linear(const Linear& lin, int which, const TokenStats* ts, int l, int n, const float* X, float* Y, RunState* s) {
+  const Linear* lins[1] = {&lin};
+  Q8Rows rows;
+  linear(lin, which, ts, l, n, X, Y, s, quantize_input(s, lins, 1, n, X, lin.cols, &rows));
 }
 
 // q, k and v of the same rows. One token on threads through TT matrices runs the three matvecs' parts
@@ -197,7 +225,9 @@ void qkv(const Layer& L, const TokenStats* ts, int l, int n, const float* X, flo
   const bool together = n == 1 && s->workers && s->workers->threads > 1 && L.q.tt && L.k.tt && L.v.tt &&
                         3 * s->tt_plan(l, 0, ts[0].layer[l].rank).flops >= kParallelFlops;
   if (!together) {
-    for (int j = 0; j < 3; ++j) linear(*lins[j], j, ts, l, n, X, ys[j], s);
+    Q8Rows rows;
+    const Q8Rows* xq = quantize_input(s, lins, 3, n, X, L.q.cols, &rows);
+    for (int j = 0; j < 3; ++j) linear(*lins[j], j, ts, l, n, X, ys[j], s, xq);
     return;
   }
   tt::PartsJob jobs[3];
@@ -464,8 +494,11 @@ void block(const Model& m, const RunOptions& opt, int l, int pos, int n, RunStat
   // 7. x = x + Down(act(Up(LN2(x)))); swiglu: x = x + Down(silu(Gate(a)) * Up(a)), a = LN2(x).
   parallel_for(w, n, n * norm_flops(c), [&](int i, int) { norm(c, s->x + i * d, L.ln2_w, L.ln2_b, s->a + i * d); });
   if (!up_with_activation(m, opt, ts, l, n, s)) {
-    linear(L.up, 4, ts, l, n, s->a, s->hb, s);
-    if (swiglu) linear(L.gate, 6, ts, l, n, s->a, s->hb2, s);
+    const Linear* lins[2] = {&L.up, &L.gate};
+    Q8Rows rows;
+    const Q8Rows* xq = quantize_input(s, lins, swiglu ? 2 : 1, n, s->a, (int)d, &rows);
+    linear(L.up, 4, ts, l, n, s->a, s->hb, s, xq);
+    if (swiglu) linear(L.gate, 6, ts, l, n, s->a, s->hb2, s, xq);
     const int act_blocks = (int)((ff + quantum::kDaruanChannelBlock - 1) / quantum::kDaruanChannelBlock);
     parallel_for(w, n * act_blocks, n * activation_cost(m, opt, l).flops, [&](int task, int) {  // (token, channels)
       const int i = task / act_blocks, c0 = task % act_blocks * quantum::kDaruanChannelBlock;
@@ -488,7 +521,12 @@ void block(const Model& m, const RunOptions& opt, int l, int pos, int n, RunStat
 void head(const Model& m, const float* x, RunState* s) {
   const ModelConfig& c = m.cfg;
   norm(c, x, m.lnf_w, m.lnf_b, s->a);
-  kern::dense_matmul(DenseMatrix{c.vocab, c.d, m.head_w, nullptr}, s->a, 1, s->logits, nullptr, s->workers);
+  const DenseMatrix W{c.vocab, c.d, m.head_w, nullptr};
+  if (s->act_q && kern::int_dot_supported(m.head_w.type)) {
+    kern::quantize_q8(s->a, c.d, s->act_q, s->act_d);
+    return kern::dense_matmul_q8(W, Q8Rows{s->act_q, s->act_d, q8_blocks(c.d)}, 1, s->logits, s->workers);
+  }
+  kern::dense_matmul(W, s->a, 1, s->logits, nullptr, s->workers);
 }
 
 }  // namespace

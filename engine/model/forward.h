@@ -23,6 +23,7 @@ struct RunOptions {
   int attention_samples = 0;
   uint64_t attention_seed = 0;
   bool pack_tt = true;  // ContextOptions::pack_tt
+  bool act_quant = false;  // ContextOptions::act_quant
 };
 
 struct LayerStats {
@@ -70,6 +71,10 @@ struct RunState {
   float* phase_gain = nullptr;  // [d] cos(phi) - sin(phi) of the phase rotation (null without it)
   float* lora_mid = nullptr;    // [B][max LoRA rank] A x of the adapters (null without LoRA)
   float* lora_out = nullptr;    // [B][max(d_ff, d)] B (A x), before it is added (null without LoRA)
+  // act_quant: a block's input rows quantised per block of 32 for the integer dot products of i8/q4
+  // dense linears and head (kern::dense_matmul_q8), once per input (q, k and v share it); else null.
+  int8_t* act_q = nullptr;      // [B][q8_blocks(max(d, d_ff)) * 32]
+  float* act_d = nullptr;       // [B][q8_blocks(max(d, d_ff))]
   float* logits = nullptr;     // [vocab]
   float* workspace = nullptr;  // [max tt_workspace_floats(shape, B) over the block's linears] TT scratch
   TokenStats* stats = nullptr;  // [B] the per-token report of the last forward() call

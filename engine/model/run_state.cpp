@@ -83,6 +83,17 @@ bool has_dense_linear(const Model& m) {
   return false;
 }
 
+// Whether any dense linear or the head has weights the integer dot products take (i8, q4).
+bool has_int_dot_weights(const Model& m) {
+  if (kern::int_dot_supported(m.head_w.type)) return true;
+  for (int l = 0; l < m.cfg.n_layers; ++l) {
+    const Layer& ly = m.layers[l];
+    for (const Linear* lin : {&ly.q, &ly.k, &ly.v, &ly.o, &ly.gate, &ly.up, &ly.down})
+      if (!lin->tt && lin->rows > 0 && kern::int_dot_supported(lin->dense.w.type)) return true;
+  }
+  return false;
+}
+
 int max_lora_rank(const Model& m) {
   int r = 0;
   for (int l = 0; l < m.cfg.n_layers; ++l) {
@@ -132,6 +143,9 @@ size_t RunState::layout(const Model& m, const RunOptions& opt, int T, int B, int
   const size_t lora_r = max_lora_rank(m);
   lora_mid = lora_r ? arena.take(rows * lora_r) : nullptr;
   lora_out = lora_r ? arena.take(rows * wide) : nullptr;
+  const size_t q8 = opt.act_quant && has_int_dot_weights(m) ? (size_t)q8_blocks((int64_t)wide) : 0;
+  act_q = q8 ? static_cast<int8_t*>(arena.take_bytes(rows * q8 * kQ8Block)) : nullptr;
+  act_d = q8 ? arena.take(rows * q8) : nullptr;
   logits = arena.take(c.vocab);
   workspace = arena.take(tt_workspace_floats(m, B, threads));
   stats = static_cast<TokenStats*>(arena.take_bytes(rows * sizeof(TokenStats)));

@@ -17,6 +17,7 @@ RunOptions to_run_options(const Model& m, const ContextOptions& opt) {
                         : m.cfg.attention == AttnKind::sampled ? m.cfg.attention_samples : 0;
   r.attention_seed = opt.override_seed ? opt.attention_seed : m.cfg.attention_seed;
   r.pack_tt = opt.pack_tt;
+  r.act_quant = opt.act_quant;
   return r;
 }
 

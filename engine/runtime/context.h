@@ -35,6 +35,10 @@ struct ContextOptions {
   // the TT cores' size per stored rank in the arena). false: the kernels read the cores in place, for
   // RAM-tight targets such as the Cortex-M firmware. Same numbers either way (tested).
   bool pack_tt = true;
+  // Integer dot products for i8 and q4 dense weights (docs/quantize.md "Integer dot products"): each
+  // input of those linears and of the head quantised per block of 32 (int8, a float scale per block)
+  // once, then int8 x int8 dot products. false: the weights widened to float against float inputs.
+  bool act_quant = false;
 };
 
 class Context {

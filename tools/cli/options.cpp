@@ -28,6 +28,8 @@ const char kModelOptionsHelp[] =
     "  --attn-samples N        sampled attention: estimate the softmax weights from N draws (0 = exact;\n"
     "                          default: the model's)\n"
     "  --attn-seed N           seed of sampled attention's draws (default: the model's)\n"
+    "  --act-quant off|q8      i8/q4 weights: q8 = quantise activations per block of 32 and multiply\n"
+    "                          int8 x int8 (llama.cpp's Q8_0 way); off = widen weights to float\n"
     "  --profile NAME          energy profile (default cpu_xeon; see --profiles)\n"
     "  --profiles FILE         extra energy profiles (engine/energy/profiles.txt format)\n";
 
@@ -79,7 +81,7 @@ int parse_shared_option(int argc, char** argv, int* i, ModelOptions* o, const ch
                !std::strcmp(a, "--act") || !std::strcmp(a, "--theta") || !std::strcmp(a, "--alpha") ||
                !std::strcmp(a, "--profile") || !std::strcmp(a, "--profiles") || !std::strcmp(a, "--lora") ||
                !std::strcmp(a, "--tokenizer") ||
-               !std::strcmp(a, "--attn-samples") || !std::strcmp(a, "--attn-seed");
+               !std::strcmp(a, "--attn-samples") || !std::strcmp(a, "--attn-seed") || !std::strcmp(a, "--act-quant");
   if (!known) return kNotShared;
   if (!value(&v)) return 2;
   if (!std::strcmp(a, "-m") || !std::strcmp(a, "--model")) o->model_path = v;
@@ -105,6 +107,10 @@ int parse_shared_option(int argc, char** argv, int* i, ModelOptions* o, const ch
     else if (!std::strcmp(v, "classical")) o->ctx.route = RouteMode::all_classical;
     else if (!std::strcmp(v, "quantum")) o->ctx.route = RouteMode::all_quantum;
     else { std::fprintf(stderr, "qtf: --route expects auto, classical or quantum, got '%s'\n", v); return 2; }
+  } else if (!std::strcmp(a, "--act-quant")) {
+    if (!std::strcmp(v, "q8")) o->ctx.act_quant = true;
+    else if (!std::strcmp(v, "off")) o->ctx.act_quant = false;
+    else { std::fprintf(stderr, "qtf: --act-quant expects off or q8, got '%s'\n", v); return 2; }
   } else if (!std::strcmp(a, "--act")) {
     if (!std::strcmp(v, "quantum")) o->ctx.act_path = quantum::DaruanPath::quantum;
     else if (!std::strcmp(v, "fourier")) o->ctx.act_path = quantum::DaruanPath::fourier;
