@@ -60,11 +60,13 @@ TEST_CASE("the watcher sees allocations (so the check below can fail)") {
 }
 
 TEST_CASE("no heap allocation while decoding and sampling, on every path") {
-  // 2..5, 7, 8: the prompt as one block; 4, 5, 7, 8: on 3 threads; 6, 7, 8: weights quantized (q8, f16, q4)
-  for (int variant = 0; variant < 9; ++variant) {
+  // 2..5, 7, 8: the prompt as one block; 4, 5, 7, 8: on 3 threads; 6, 7, 8: weights quantized (q8, f16, q4);
+  // 9, 10: dense q8 / q4 with act-quant (integer dot products: the activations quantised into the
+  // arena), 9 on 3 threads
+  for (int variant = 0; variant < 11; ++variant) {
     qtf::testing::TinyConfig c;
     c.context = 64;
-    if (variant == 1 || variant == 5 || variant == 7 || variant == 8) {
+    if (variant == 1 || variant == 5 || variant == 7 || variant == 8 || variant >= 9) {
       c.tensorized = false, c.n_qubits = 0, c.activation = "gelu";
     }
     std::vector<uint8_t> bytes = qtf::testing::make_tiny_model(c);
@@ -73,9 +75,9 @@ TEST_CASE("no heap allocation while decoding and sampling, on every path") {
       REQUIRE(f32.allocate(bytes.size()).ok());
       std::memcpy(f32.data(), bytes.data(), bytes.size());
       host::QuantizeReport rep;
-      const host::QuantType type = variant == 6   ? host::QuantType::q8
-                                   : variant == 7 ? host::QuantType::f16
-                                                  : host::QuantType::q4;
+      const host::QuantType type = variant == 6 || variant == 9 ? host::QuantType::q8
+                                   : variant == 7                 ? host::QuantType::f16
+                                                                  : host::QuantType::q4;
       REQUIRE(host::quantize_model(f32.data(), bytes.size(), type, &bytes, &rep).ok());
     }
     host::LoadedModel lm;
@@ -83,7 +85,8 @@ TEST_CASE("no heap allocation while decoding and sampling, on every path") {
     ContextOptions o;
     if (variant == 2) { o.act_path = quantum::DaruanPath::spline; o.route = RouteMode::all_quantum; }
     if (variant == 3) { o.act_path = quantum::DaruanPath::quantum; o.fixed_rank = 2; }
-    if (variant == 4 || variant == 5 || variant == 7 || variant == 8) o.n_threads = 3;
+    if (variant == 4 || variant == 5 || variant == 7 || variant == 8 || variant == 9) o.n_threads = 3;
+    o.act_quant = variant >= 9;
     host::HostContext hc;
     host::HostSampler hs;
     REQUIRE(hc.init(lm, o).ok());
