@@ -68,8 +68,10 @@ inline QW qw_q4(const uint8_t* p) {
   return {{vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(15))), eight),
            vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), eight)}};
 }
-inline V4 qdot(const QW& w, const int8_t* x) {
-  const int8x16_t x0 = vld1q_s8(x), x1 = vld1q_s8(x + 16);
+inline QW qx_i8(const int8_t* x) { return qw_i8(x); }
+inline QW qx_q4(const int8_t* x) { return qw_i8(x); }
+inline V4 qdot(const QW& w, const QW& x) {
+  const int8x16_t x0 = x.v[0], x1 = x.v[1];
 #if defined(__ARM_FEATURE_DOTPROD)
   const int32x4_t s = vdotq_s32(vdotq_s32(vdupq_n_s32(0), w.v[0], x0), w.v[1], x1);
 #else

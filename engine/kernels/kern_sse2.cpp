@@ -56,8 +56,9 @@ inline QW qw_q4(const uint8_t* p) {
   const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)), low4 = _mm_set1_epi8(15), eight = _mm_set1_epi8(8);
   return qw_bytes(_mm_sub_epi8(_mm_and_si128(v, low4), eight), _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), low4), eight));
 }
-inline V4 qdot(const QW& w, const int8_t* x) {
-  const QW v = qw_i8(x);
+inline QW qx_i8(const int8_t* x) { return qw_i8(x); }  // widened once per activation block
+inline QW qx_q4(const int8_t* x) { return qw_i8(x); }
+inline V4 qdot(const QW& w, const QW& v) {
   const __m128i s = _mm_add_epi32(_mm_add_epi32(_mm_madd_epi16(w.s[0], v.s[0]), _mm_madd_epi16(w.s[1], v.s[1])),
                                   _mm_add_epi32(_mm_madd_epi16(w.s[2], v.s[2]), _mm_madd_epi16(w.s[3], v.s[3])));
   return _mm_cvtepi32_ps(s);
