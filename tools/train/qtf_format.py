@@ -4,8 +4,11 @@
     meta, tensors = read_qtf(path)      verifies every rule of docs/format.md, CRC-32 included
 
 Metadata value types are inferred: int -> i64, float -> f64, str -> str, and lists of those -> arrays.
-Tensor dtype comes from the array: float32 -> f32, float16 -> f16 (i8, q8 and q4 are read, as float32
-values, but never written here: `qtf quantize` writes them).
+Tensor dtype comes from the array (float32 -> f32, float16 -> f16), or per tensor from a third item,
+(name, float array, kind) with kind f32, f16, q8 (i8 with an f32 scale per row), q4 (GGUF Q4_0 blocks, the
+engine's scale search) or i8 (one scale per tensor): the values are encoded here exactly as `qtf quantize`
+encodes them (engine/host/quantize.cpp: absmax / 127 rounded half away from zero; q4's 11 trial scales and
+least-squares refits at f16), so a file can mix types tensor by tensor (tools/train/budget.py).
 """
 import struct
 import zlib
@@ -54,49 +57,173 @@ def _pack_value(v):
     raise QtfError("unsupported metadata value %r" % (v,))
 
 
+def _lround(x):
+    """C's lround on float32 values (half away from zero), computed without float32 rounding of x + 0.5."""
+    x = np.asarray(x, dtype=np.float64)
+    return np.sign(x) * np.floor(np.abs(x) + 0.5)
+
+
+def _absmax_scale(amax):
+    amax = np.asarray(amax, dtype=np.float32)
+    return np.where(amax > 0, amax / np.float32(127), np.float32(1)).astype(np.float32)
+
+
+def encode_q8(a):
+    """[.., cols] float -> bytes of a q8 tensor: the rows' f32 scales, then the int8 values."""
+    a = np.asarray(a, dtype=np.float32)
+    rows = a.reshape(-1, a.shape[-1])
+    s = _absmax_scale(np.abs(rows).max(axis=1))
+    q = np.clip(_lround(rows / s[:, None]), -127, 127).astype(np.int8)
+    return s.astype("<f4").tobytes() + q.tobytes()
+
+
+def encode_i8(a):
+    """float array -> (int8 values' bytes, the one f32 scale) of an i8 tensor."""
+    a = np.asarray(a, dtype=np.float32)
+    s = _absmax_scale(np.abs(a).max() if a.size else 0)
+    return np.clip(_lround(a / s), -127, 127).astype(np.int8).tobytes(), float(s)
+
+
+Q4_TRIALS = np.array([-8.5, -8.25, -7.75, -7.5, -7.25, -7.0, 6.75, 7.0, 7.25, 7.5], dtype=np.float32)
+
+
+def _q4_nibbles(v, n_valid, d):
+    """v [B, 32] float32, d [B] float32 (stored f16 values) -> (nibbles [B, 32] 0..15, squared error [B])."""
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        inv = np.where(d != 0, np.float32(1) / d, np.float32(0)).astype(np.float32)
+        c = np.clip(_lround((v * inv[:, None]).astype(np.float32)), -8, 7)
+    valid = np.arange(32)[None, :] < n_valid[:, None]
+    c = np.where(valid, c, 0)
+    e = v.astype(np.float64) - d.astype(np.float64)[:, None] * c
+    return (c + 8).astype(np.uint8), (np.where(valid, e, 0) ** 2).sum(axis=1)
+
+
+def encode_q4(a, search=True):
+    """[.., cols] float -> bytes of a q4 tensor (GGUF Q4_0 blocks along each row, the last one padded with
+    nibble 8); search: the engine's default scale search (docs/quantize.md), else GGUF's max / -8."""
+    a = np.asarray(a, dtype=np.float32)
+    cols = a.shape[-1]
+    rows = a.reshape(-1, cols)
+    nb = (cols + 31) // 32
+    v = np.zeros((rows.shape[0], nb * 32), dtype=np.float32)
+    v[:, :cols] = rows
+    v = v.reshape(-1, 32)
+    n_valid = np.minimum(32, cols - np.tile(np.arange(nb) * 32, rows.shape[0]))
+    mx = v[np.arange(v.shape[0]), np.abs(v).argmax(axis=1)]  # the value of largest magnitude (first one)
+    with np.errstate(over="ignore"):
+        best_h = (mx / np.float32(-8)).astype(np.float16)
+    if not np.all(np.isfinite(best_h)):
+        raise QtfError("q4: values too large for q4's f16 scales (|v| > %g)" % (8 * 65504))
+    best_d = best_h.astype(np.float32)
+    nib, best = _q4_nibbles(v, n_valid, best_d)
+    if search:
+        live = mx != 0
+        for t in range(len(Q4_TRIALS) + 1):
+            if t < len(Q4_TRIALS):
+                with np.errstate(over="ignore"):
+                    d = (mx / Q4_TRIALS[t]).astype(np.float16).astype(np.float32)
+                ok = live & np.isfinite(d)
+                trial, _ = _q4_nibbles(v, n_valid, np.where(ok, d, 0).astype(np.float32))
+            else:
+                ok, trial = live.copy(), nib.copy()
+            q = trial.astype(np.float64) - 8
+            xq = (v.astype(np.float64) * q).sum(axis=1)
+            qq = (q * q).sum(axis=1)
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                d = (xq / qq).astype(np.float32).astype(np.float16).astype(np.float32)
+            ok &= (qq > 0) & np.isfinite(d)
+            trial, err = _q4_nibbles(v, n_valid, np.where(ok, d, 0).astype(np.float32))
+            win = ok & (err < best)
+            best = np.where(win, err, best)
+            best_d = np.where(win, d, best_d).astype(np.float32)
+            nib = np.where(win[:, None], trial, nib)
+    out = np.zeros((v.shape[0], 18), dtype=np.uint8)
+    out[:, :2] = best_d.astype("<f2").view(np.uint8).reshape(-1, 2)
+    out[:, 2:] = nib[:, :16] | (nib[:, 16:] << 4)
+    return out.tobytes()
+
+
+KINDS = {"f32": DT_F32, "f16": DT_F16, "i8": DT_I8, "q8": DT_Q8, "q4": DT_Q4}
+
+
+def tensor_nbytes(shape, kind):
+    """Bytes of a tensor of this shape stored as kind (docs/format.md's size rule)."""
+    count = int(np.prod(shape))
+    cols = int(shape[-1])
+    rows = count // cols
+    return {"f32": 4 * count, "f16": 2 * count, "i8": count, "q8": count + 4 * rows,
+            "q4": rows * ((cols + 31) // 32) * 18}[kind]
+
+
+def encode_tensor(a, kind):
+    """(dtype code, bytes, scale) of a float array stored as kind (f32, f16, i8, q8, q4)."""
+    a = np.asarray(a)
+    if kind not in KINDS:
+        raise QtfError("unknown tensor kind %r (f32, f16, i8, q8, q4)" % (kind,))
+    if kind in ("i8", "q8", "q4") and not np.all(np.isfinite(a)):
+        raise QtfError("non-finite values cannot be quantized")
+    if kind == "f32":
+        return DT_F32, np.ascontiguousarray(a.astype("<f4")).tobytes(), 1.0
+    if kind == "f16":
+        return DT_F16, np.ascontiguousarray(a.astype("<f2")).tobytes(), 1.0
+    if kind == "q8":
+        return DT_Q8, encode_q8(a), 1.0
+    if kind == "q4":
+        return DT_Q4, encode_q4(a), 1.0
+    data, s = encode_i8(a)
+    return DT_I8, data, s
+
+
 def _align(n):
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
 def write_qtf(path, meta, tensors):
-    """Writes a .qtf v1 file and returns its bytes."""
+    """Writes a .qtf v1 file and returns its bytes. tensors: (name, array) (float32 -> f32, float16 -> f16)
+    or (name, float array, kind) with kind f32, f16, i8, q8 or q4 (encode_tensor)."""
     meta_bytes = b"".join(_pack_str(k) + _pack_value(v) for k, v in meta.items())
-    arrays = []
-    for name, a in tensors:
-        a = np.asarray(a)
-        if a.dtype == np.float32:
-            dt = DT_F32
+    entries = []  # (name, dtype, shape, bytes, scale)
+    for item in tensors:
+        name, a = item[0], np.asarray(item[1])
+        if len(item) > 2:
+            kind = item[2]
+        elif a.dtype == np.float32:
+            kind = "f32"
         elif a.dtype == np.float16:
-            dt = DT_F16
+            kind = "f16"
         else:
-            raise QtfError("tensor %s: dtype %s not written (use float32 or float16)" % (name, a.dtype))
+            raise QtfError("tensor %s: dtype %s not written (use float32 or float16, or give a kind)" % (name, a.dtype))
         if not 1 <= a.ndim <= 4:
             raise QtfError("tensor %s: ndim %d not in 1..4" % (name, a.ndim))
-        arrays.append((name, dt, np.ascontiguousarray(a.astype(DT_NUMPY[dt]))))
-    if len(set(n for n, _, _ in arrays)) != len(arrays):
+        try:
+            dt, data, scale = encode_tensor(a, kind)
+        except QtfError as e:
+            raise QtfError("tensor %s: %s" % (name, e))
+        entries.append((name, dt, a.shape, data, scale))
+    if len(set(e[0] for e in entries)) != len(entries):
         raise QtfError("duplicate tensor names")
 
     # The table size does not depend on the offsets, so lay out the data after it.
-    table_size = sum(4 + len(n.encode()) + 4 + 8 * a.ndim + 8 + 8 + 4 for n, _, a in arrays)
+    table_size = sum(4 + len(n.encode()) + 4 + 8 * len(shape) + 8 + 8 + 4 for n, _, shape, _, _ in entries)
     meta_offset = HEADER_SIZE
     table_offset = meta_offset + len(meta_bytes)
     data_offset = _align(table_offset + table_size)
     table, offset, offsets = b"", data_offset, []
-    for name, dt, a in arrays:
+    for name, dt, shape, data, scale in entries:
         offsets.append(offset)
-        table += _pack_str(name) + struct.pack("<BBH", dt, a.ndim, 0)
-        table += struct.pack("<%dQ" % a.ndim, *a.shape) + struct.pack("<QQf", offset, a.nbytes, 1.0)
-        offset = _align(offset + a.nbytes)
+        table += _pack_str(name) + struct.pack("<BBH", dt, len(shape), 0)
+        table += struct.pack("<%dQ" % len(shape), *shape) + struct.pack("<QQf", offset, len(data), scale)
+        offset = _align(offset + len(data))
     assert len(table) == table_size
-    file_size = offsets[-1] + arrays[-1][2].nbytes if arrays else data_offset
+    file_size = offsets[-1] + len(entries[-1][3]) if entries else data_offset
 
     buf = bytearray(file_size)
     buf[meta_offset:table_offset] = meta_bytes
     buf[table_offset:table_offset + table_size] = table
-    for (_, _, a), off in zip(arrays, offsets):
-        buf[off:off + a.nbytes] = a.tobytes()
+    for e, off in zip(entries, offsets):
+        buf[off:off + len(e[3])] = e[3]
     buf[0:HEADER_SIZE] = MAGIC + struct.pack("<IIQQQQQQIIII", VERSION, 0, file_size, meta_offset, len(meta_bytes),
-                                             table_offset, table_size, data_offset, len(meta), len(arrays), 0, 0)
+                                             table_offset, table_size, data_offset, len(meta), len(entries), 0, 0)
     struct.pack_into("<I", buf, 72, zlib.crc32(bytes(buf)) & 0xFFFFFFFF)  # checksum bytes are zero here
     data = bytes(buf)
     if path is not None:

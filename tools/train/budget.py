@@ -1,0 +1,766 @@
+"""A per-matrix compressor under a file-byte budget: measured sensitivity, an exact knapsack, healing by
+distillation, a .qtf with mixed per-tensor types (issue 27, parts 1 and 3; docs/llama.md "Compression
+under a byte budget").
+
+    python3 tools/train/budget.py --model IN --budget BYTES|1/8 --text STORIES.txt --out OUT.qtf \
+        [--stories 1-300] [--family mix|quant|tt] [--heal-seconds 60] [--qtf build/qtf] [--json R.json]
+
+IN is anything the engine imports (a .qtf, a GGUF, a llama2.c checkpoint with --tokenizer, a Hugging Face
+directory): anything not a .qtf goes through `qtf convert` first, then export.load_qtf loads it into the
+PyTorch Llama reference. --budget is the output file's size in bytes, or a fraction of the f32 file
+(e.g. 1/8). --text holds stories separated by <|endoftext|>; --stories picks the ones this tool may use
+(calibration and healing); keep the stories you report on out of it.
+
+Two file kinds, because the engine's files are either dense (`model.tensorized` 0) or tensorized (every
+linear a TT with one factorisation per width), never a mix:
+  quant  dense file; every matrix (the linears and the embedding) f32, f16, q8 (int8, scale per row) or
+         q4 (GGUF Q4_0 blocks, the engine's scale search)
+  tt     tensorized file with factors d = (1, d), d_ff = (d_ff, 1), kv = (kv, 1): then q and o are one
+         [1, d, d, 1] core (dense, f32/f16/i8), and k, v, gate, up, down are TTs with m = (M, 1),
+         n = (1, N) (or the transpose), i.e. a truncated SVD W = A B at a rank r of the ladder, the two
+         cores f16 or i8 (one scale per core, bonds balanced first); the embedding as in quant
+  mix    both, and the one whose healed model has the lower KL on the calibration stories set aside for it
+Each option's cost: the KL(original || model with only this matrix changed) on calibration windows,
+measured one matrix at a time; the choice minimises the sum of those KLs within the budget, exactly
+(a multiple-choice knapsack by dynamic programming over 64-byte units, the file's alignment), then
+healing: KL to the original on the calibration stories plus the original's own samples, the quantised
+values through a straight-through estimator, the best step by the KL on the set-aside stories.
+
+Bad input (a budget below the smallest file, a model the importer refuses, text with characters the
+tokenizer lacks) stops with one line and leaves no output file.
+"""
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.nn.utils.parametrize as parametrize
+
+import export
+import llama
+from compress import tt_svd
+from qtf_format import QtfError, read_qtf, tensor_nbytes, write_qtf
+
+ALIGN = 64
+LINEARS = (("q", "attn.q"), ("k", "attn.k"), ("v", "attn.v"), ("o", "attn.o"), ("gate", "ffn.gate"),
+           ("up", "ffn.up"), ("down", "ffn.down"))
+RANK_LADDER = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
+DOC_SEP = "<|endoftext|>"
+
+
+class BudgetError(Exception):
+    """Bad input: printed as one line, nothing written."""
+
+
+def aligned(n):
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+# ---------------------------------------------------------------------------------------------------
+# The knapsack
+
+def choose(items, capacity):
+    """Multiple-choice knapsack: items = [[(cost units >= 0, loss), ...] per item]; picks one option per item
+    with sum(cost) <= capacity minimising sum(loss), exactly (dynamic programming). Returns (the option
+    index per item, total loss), or None when even the cheapest options do not fit."""
+    if sum(min(c for c, _ in opts) for opts in items) > capacity:
+        return None
+    cap = int(capacity)
+    INF = float("inf")
+    best = np.full(cap + 1, INF)
+    best[0] = 0.0
+    picks = []
+    for opts in items:
+        new = np.full(cap + 1, INF)
+        arg = np.full(cap + 1, -1, dtype=np.int64)
+        for j, (c, loss) in enumerate(opts):
+            c = int(c)
+            if c > cap:
+                continue
+            cand = np.full(cap + 1, INF)
+            cand[c:] = best[:cap + 1 - c] + loss
+            better = cand < new
+            new[better] = cand[better]
+            arg[better] = j
+        picks.append(arg)
+        best = new
+    end = int(np.argmin(best))
+    total = float(best[end])
+    choice = []
+    for opts, arg in zip(reversed(items), reversed(picks)):
+        j = int(arg[end])
+        choice.append(j)
+        end -= int(opts[j][0])
+    return choice[::-1], total
+
+
+def greedy(items, capacity):
+    """The dKL/dbytes greedy (for comparison): start at every item's lossiest... no: at every item's
+    least-loss option, then take the step with the least added loss per unit saved until it fits."""
+    choice = [min(range(len(o)), key=lambda j: (o[j][1], o[j][0])) for o in items]
+    used = sum(items[i][j][0] for i, j in enumerate(choice))
+    while used > capacity:
+        step = None
+        for i, opts in enumerate(items):
+            c0, l0 = opts[choice[i]]
+            for j, (c, l) in enumerate(opts):
+                if c < c0:
+                    rate = (l - l0) / (c0 - c)
+                    if step is None or rate < step[0]:
+                        step = (rate, i, j)
+        if step is None:
+            return None
+        _, i, j = step
+        used += items[i][j][0] - items[i][choice[i]][0]
+        choice[i] = j
+    return choice, sum(items[i][j][1] for i, j in enumerate(choice))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Model, text and tokens
+
+def find_qtf(explicit=None):
+    here = os.path.dirname(os.path.abspath(__file__))
+    cands = [explicit] if explicit else [os.environ.get("QTF_CLI")] + [
+        os.path.join(here, "..", "..", b, "qtf") for b in ("build", "build-budget", "build-release")]
+    for c in cands:
+        if c and os.path.isfile(c) and os.access(c, os.X_OK):
+            return os.path.abspath(c)
+    raise BudgetError("the qtf command-line tool was not found (--qtf PATH, or build it: cmake --build build --target qtf)")
+
+
+def last_line(s):
+    lines = [l.strip() for l in s.strip().splitlines() if l.strip()]
+    return lines[-1] if lines else "(no message)"
+
+
+def import_model(path, qtf, workdir, tokenizer=None):
+    """-> the path of a .qtf of the model (converted by the engine when it is not one already)."""
+    if not os.path.exists(path):
+        raise BudgetError("model %s: no such file or directory" % path)
+    if os.path.isfile(path):
+        with open(path, "rb") as f:
+            if f.read(8) == b"QTFMODEL":
+                r = subprocess.run([qtf, "verify", "--deep", path], capture_output=True, text=True)
+                if r.returncode != 0:
+                    raise BudgetError("model %s: the engine refuses it: %s" % (path, last_line(r.stderr + r.stdout)))
+                return path
+    out = os.path.join(workdir, "imported.qtf")
+    cmd = [qtf, "convert", path, out] + (["--tokenizer", tokenizer] if tokenizer else [])
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0 or not os.path.exists(out):
+        raise BudgetError("model %s: the engine cannot import it: %s" % (path, last_line(r.stderr + r.stdout)))
+    return out
+
+
+def load_reference(qtf_path):
+    meta, _ = read_qtf(qtf_path)
+    if not llama.is_llama_meta(meta):
+        raise BudgetError("model %s: not a Llama-block model (docs/llama.md); this tool compresses those" % qtf_path)
+    if meta.get("model.tensorized", 0) or meta.get("model.n_qubits", 0):
+        raise BudgetError("model %s: already tensorized or with quantum parts; give the dense original" % qtf_path)
+    if any(k in meta for k in ("model.lora_alpha", "model.memory_tokens")):
+        raise BudgetError("model %s: LoRA adapters or memory slots are not handled" % qtf_path)
+    model, meta = export.load_qtf(qtf_path)
+    return model.float().eval(), meta
+
+
+def parse_range(spec, n):
+    if not spec:
+        return 0, n
+    a, _, b = spec.partition("-")
+    try:
+        lo, hi = int(a), int(b or a)
+    except ValueError:
+        raise BudgetError("--stories %r: expected A-B (1-based, inclusive)" % spec)
+    if not 1 <= lo <= hi <= n:
+        raise BudgetError("--stories %s: the text has %d stories" % (spec, n))
+    return lo - 1, hi
+
+
+def read_stories(path, spec=None):
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise BudgetError("text %s: %s" % (path, e.strerror))
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BudgetError("text %s: not UTF-8 (byte %d)" % (path, e.start))
+    stories = [s.strip() for s in text.split(DOC_SEP)]
+    stories = [s for s in stories if s]
+    if not stories:
+        raise BudgetError("text %s: no stories" % path)
+    lo, hi = parse_range(spec, len(stories))
+    return stories[lo:hi]
+
+
+def tokenize(qtf, model_path, text, workdir):
+    """Engine token ids of text (BOS first when the tokenizer adds one); (ids, skipped bytes)."""
+    p = os.path.join(workdir, "tok.txt")
+    with open(p, "w", encoding="utf-8") as f:
+        f.write(text)
+    r = subprocess.run([qtf, "tokenize", "-m", model_path, "-f", p, "--ids"], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise BudgetError("tokenizer: %s" % last_line(r.stderr))
+    skipped = "have no token" in r.stderr
+    return json.loads(r.stdout.strip() or "[]"), skipped
+
+
+def encode_stories(qtf, model_path, meta, stories, workdir):
+    """Per story the ids (BOS first); a character the tokenizer has no token for (an <unk>, or bytes it
+    skips) is an error naming it."""
+    unk = meta.get("tokenizer.unk_id", -1)
+    # One call for all stories: each story on its own after a marker line is not exact for every tokenizer,
+    # so call once per story (a few ms each).
+    out = []
+    for i, s in enumerate(stories):
+        ids, skipped = tokenize(qtf, model_path, s, workdir)
+        if skipped or (unk is not None and unk >= 0 and unk in ids[1:]):
+            for ch in sorted(set(s)):
+                cid, csk = tokenize(qtf, model_path, ch, workdir)
+                if csk or (unk >= 0 and unk in cid[1:]):
+                    raise BudgetError("text: story %d has the character %r (U+%04X), which the model's tokenizer "
+                                      "has no token for (it would be <unk> or dropped)" % (i + 1, ch, ord(ch)))
+            raise BudgetError("text: story %d tokenizes to <unk> (no single character does)" % (i + 1))
+        out.append(ids)
+    return out
+
+
+def windows(id_lists, T):
+    """The stories' ids concatenated, cut into windows of T tokens (the last partial one dropped)."""
+    flat = [t for ids in id_lists for t in ids]
+    n = len(flat) // T
+    if n == 0:
+        raise BudgetError("text: %d tokens, fewer than one window of %d" % (len(flat), T))
+    return torch.tensor(flat[:n * T], dtype=torch.long).view(n, T)
+
+
+@torch.no_grad()
+def sample(model, n, T, seed, bos):
+    """n sequences of T tokens from the model (BOS, then temperature 1)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.full((n, 1), bos, dtype=torch.long)
+    for _ in range(T - 1):
+        logits = model(x)[0][:, -1]
+        nxt = torch.multinomial(torch.softmax(logits.double(), -1), 1, generator=g)
+        x = torch.cat([x, nxt], 1)
+    return x
+
+
+# ---------------------------------------------------------------------------------------------------
+# Options: what each matrix may become, its bytes and its values
+
+def roundtrip(a, kind):
+    """The values a float array has once stored as kind (f32, f16, q8, q4, i8) by the writer."""
+    if kind == "f32":
+        return np.asarray(a, dtype=np.float32)
+    blob = write_qtf(None, {}, [("x", np.asarray(a, dtype=np.float32), kind)])
+    return read_qtf(blob)[1]["x"].astype(np.float32)
+
+
+def balance(A, B):
+    """Scales bond a by d_a on A's column and 1/d_a on B's row so the two have the same largest value
+    (W = A B unchanged; per-core int8 then wastes less range, as the engine's balance_bonds)."""
+    la = np.abs(A).max(axis=0)
+    rb = np.abs(B).max(axis=1)
+    d = np.where((la > 0) & (rb > 0), np.sqrt(rb / np.where(la > 0, la, 1)), 1.0)
+    return (A * d[None, :]).astype(np.float32), (B / d[:, None]).astype(np.float32)
+
+
+class Matrix:
+    """One matrix of the model and its options. name: the file's prefix ('tok_emb', 'blk.0.attn.q', ...);
+    W: [M, N] float32 (out x in)."""
+
+    def __init__(self, name, W, role):
+        self.name, self.W, self.role = name, np.asarray(W, dtype=np.float32), role  # role: emb, dense, lowrank
+        self.options = []  # dicts: kind ('quant'/'tt'), dtype, rank, bytes, loss
+
+    def __repr__(self):
+        return "Matrix(%s %s)" % (self.name, self.W.shape)
+
+
+def lowrank_factors(W, r):
+    """TT-SVD with factors m = (M, 1), n = (1, N) at rank r: W ~ A [M, r] B [r, N], norms balanced."""
+    M, N = W.shape
+    cores = tt_svd(torch.from_numpy(W.astype(np.float64)), [M, 1], [1, N], r)
+    A = cores[0].reshape(M, -1).numpy().astype(np.float32)
+    B = cores[1].reshape(-1, N).numpy().astype(np.float32)
+    return A, B
+
+
+def lowrank_values(W, r, dtype):
+    A, B = lowrank_factors(W, r)
+    if dtype == "i8":
+        A, B = balance(A, B)
+    A, B = roundtrip(A, dtype), roundtrip(B, dtype)
+    return A @ B
+
+
+def option_values(m, opt):
+    if opt["kind"] == "quant" or m.role in ("emb", "dense"):
+        return roundtrip(m.W, opt["dtype"])
+    return lowrank_values(m.W, opt["rank"], opt["dtype"])
+
+
+def build_options(m, family):
+    M, N = m.W.shape
+    opts = []
+    if family == "quant" or m.role == "emb":
+        for dt in ("f32", "f16", "q8", "q4"):
+            opts.append(dict(kind="quant", dtype=dt, bytes=aligned(tensor_nbytes((M, N), dt))))
+    elif m.role == "dense":  # q, o in the tt file: core 0 is [1,1,1,1], core 1 is [1, M, N, 1]
+        for dt in ("f32", "f16", "i8"):
+            opts.append(dict(kind="tt", dtype=dt, rank=1, bytes=aligned(tensor_nbytes((1, 1, 1, 1), dt)) +
+                             aligned(tensor_nbytes((1, M, N, 1), dt))))
+    else:
+        top = min(M, N)
+        for r in sorted(set(min(r, top) for r in RANK_LADDER)):
+            for dt in ("f16", "i8"):
+                b = aligned(tensor_nbytes((1, M, 1, r), dt)) + aligned(tensor_nbytes((r, 1, N, 1), dt))
+                opts.append(dict(kind="tt", dtype=dt, rank=r, bytes=b))
+    m.options = opts
+    return opts
+
+
+def matrices(model, family):
+    cfg = model.cfg
+    out = [Matrix("tok_emb", model.tok_emb.weight.detach().numpy(), "emb")]
+    if not cfg.tied_embeddings:
+        out.append(Matrix("head", model.head.detach().numpy(), "emb"))
+    for l, blk in enumerate(model.blocks):
+        for n, p in LINEARS:
+            lin = getattr(blk, n, None)
+            if lin is None:
+                continue
+            role = "dense" if (family == "quant" or n in ("q", "o")) else "lowrank"
+            out.append(Matrix("blk.%d.%s" % (l, p), lin.weight.detach().numpy(), role))
+    for m in out:
+        build_options(m, family)
+    return out
+
+
+def weight_param(model, name):
+    if name == "tok_emb":
+        return model.tok_emb.weight
+    if name == "head":
+        return model.head
+    _, l, a, b = name.split(".")
+    return getattr(model.blocks[int(l)], dict((p, n) for n, p in LINEARS)[a + "." + b]).weight
+
+
+# ---------------------------------------------------------------------------------------------------
+# Sensitivity
+
+@torch.no_grad()
+def teacher_logprobs(model, x, batch=8):
+    return torch.cat([F.log_softmax(model(x[i:i + batch])[0].float(), -1) for i in range(0, len(x), batch)])
+
+
+@torch.no_grad()
+def kl_to(model, x, t_lp, batch=8):
+    """Mean KL(teacher || model) per position, and greedy agreement, on windows x."""
+    kl, agree, n = 0.0, 0, 0
+    for i in range(0, len(x), batch):
+        lp = F.log_softmax(model(x[i:i + batch])[0].float(), -1)
+        t = t_lp[i:i + batch]
+        kl += (t.exp() * (t - lp)).sum().item()
+        agree += (t.argmax(-1) == lp.argmax(-1)).sum().item()
+        n += t.shape[0] * t.shape[1]
+    return kl / n, agree / n
+
+
+@torch.no_grad()
+def measure(model, mats, x, t_lp, log=print):
+    """Each option's KL with only its matrix changed (the others as in the original)."""
+    t0 = time.time()
+    for m in mats:
+        p = weight_param(model, m.name)
+        orig = p.detach().clone()
+        for opt in m.options:
+            if opt["dtype"] == "f32" and opt.get("rank", None) in (None, 1) and (opt["kind"] == "quant" or m.role != "lowrank"):
+                opt["loss"] = 0.0
+                continue
+            p.copy_(torch.from_numpy(option_values(m, opt)).view_as(p))
+            opt["loss"] = max(0.0, kl_to(model, x, t_lp)[0])
+        p.copy_(orig)
+    log("sensitivity: %d options of %d matrices on %d positions in %.1f s" % (
+        sum(len(m.options) for m in mats), len(mats), x.numel(), time.time() - t0))
+
+
+# ---------------------------------------------------------------------------------------------------
+# The student: fake-quantised (straight-through) matrices over float masters
+
+def fq(w, dtype):
+    """Straight-through fake quantisation: the forward value as stored, the gradient of the identity."""
+    if dtype == "f32":
+        return w
+    with torch.no_grad():
+        if dtype == "f16":
+            q = w.half().float()
+        elif dtype == "i8":
+            s = w.abs().max().clamp(min=1e-30) / 127
+            q = (w / s).round().clamp(-127, 127) * s
+        elif dtype == "q8":
+            s = w.abs().amax(-1, keepdim=True).clamp(min=1e-30) / 127
+            q = (w / s).round().clamp(-127, 127) * s
+        elif dtype == "q4":
+            M, N = w.shape
+            nb = (N + 31) // 32
+            v = F.pad(w, (0, nb * 32 - N)).view(M, nb, 32)
+            idx = v.abs().argmax(-1, keepdim=True)
+            d = (v.gather(-1, idx) / -8).half().float()
+            d = torch.where(d == 0, torch.ones_like(d), d)
+            q = ((v / d).round().clamp(-8, 7) * d).view(M, nb * 32)[:, :N]
+        else:
+            raise ValueError(dtype)
+    return w + (q - w).detach()
+
+
+class FakeQuant(nn.Module):
+    def __init__(self, dtype):
+        super().__init__()
+        self.dtype = dtype
+
+    def forward(self, w):
+        return fq(w, self.dtype)
+
+
+class LowRank(nn.Module):
+    """y = (A B) x + b with A, B fake-quantised (the two cores of a TT with factors (M, 1) and (1, N))."""
+
+    def __init__(self, A, B, dtype, bias):
+        super().__init__()
+        self.A, self.B = nn.Parameter(torch.from_numpy(A)), nn.Parameter(torch.from_numpy(B))
+        self.dtype = dtype
+        self.register_buffer("bias", bias.detach().clone(), persistent=False)
+
+    def forward(self, x):
+        return F.linear(x, fq(self.A, self.dtype) @ fq(self.B, self.dtype), self.bias)
+
+
+def make_student(model, mats, choice):
+    student = llama.Llama(model.cfg)
+    student.load_state_dict(model.state_dict())
+    student.float()
+    for m, j in zip(mats, choice):
+        opt = m.options[j]
+        if m.role == "lowrank" and opt["kind"] == "tt":
+            A, B = lowrank_factors(m.W, opt["rank"])
+            if opt["dtype"] == "i8":
+                A, B = balance(A, B)
+            _, l, a, b = m.name.split(".")
+            blk = student.blocks[int(l)]
+            n = dict((p, n) for n, p in LINEARS)[a + "." + b]
+            setattr(blk, n, LowRank(A, B, opt["dtype"], getattr(blk, n).bias))
+        elif opt["dtype"] != "f32":
+            if m.name == "tok_emb":
+                parametrize.register_parametrization(student.tok_emb, "weight", FakeQuant(opt["dtype"]))
+            elif m.name == "head":
+                raise BudgetError("a separate classifier is not handled by the student yet")
+            else:
+                _, l, a, b = m.name.split(".")
+                lin = getattr(student.blocks[int(l)], dict((p, n) for n, p in LINEARS)[a + "." + b])
+                parametrize.register_parametrization(lin, "weight", FakeQuant(opt["dtype"]))
+    return student
+
+
+def heal(student, teacher, data, val_x, val_lp, seconds, steps, lr=5e-4, batch=16, seed=0, log=print):
+    """Distillation: KL(teacher || student) on batches of data (windows), AdamW, cosine over the time budget;
+    the best step by the KL on val_x is kept (step 0 included)."""
+    if seconds <= 0 or steps <= 0:
+        return {"steps": 0}
+    g = torch.Generator().manual_seed(seed)
+    params = [p for p in student.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0, betas=(0.9, 0.99))
+    best = {"kl": kl_to(student, val_x, val_lp)[0], "step": 0,
+            "state": {k: v.detach().clone() for k, v in student.state_dict().items()}}
+    start_kl = best["kl"]
+    t0, step = time.time(), 0
+    while step < steps and time.time() - t0 < seconds:
+        prog = min(1.0, max(step / steps, (time.time() - t0) / seconds))
+        for gr in opt.param_groups:
+            gr["lr"] = lr * (min(1.0, (step + 1) / 20)) * 0.5 * (1 + math.cos(math.pi * prog))
+        x = data[torch.randint(len(data), (batch,), generator=g)]
+        with torch.no_grad():
+            t = F.log_softmax(teacher(x)[0].float(), -1)
+        student.train()
+        lp = F.log_softmax(student(x)[0].float(), -1)
+        loss = (t.exp() * (t - lp)).sum(-1).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        student.eval()
+        if step % 50 == 0:
+            kl = kl_to(student, val_x, val_lp)[0]
+            log("heal step %4d  train kl %.4f  val kl %.4f  %.0f s" % (step, loss.item(), kl, time.time() - t0))
+            if kl < best["kl"]:
+                best.update(kl=kl, step=step, state={k: v.detach().clone() for k, v in student.state_dict().items()})
+    student.load_state_dict(best["state"])
+    student.eval()
+    return {"steps": step, "best_step": best["step"], "val_kl_before": start_kl, "val_kl_after": best["kl"],
+            "seconds": round(time.time() - t0, 1)}
+
+
+# ---------------------------------------------------------------------------------------------------
+# The file
+
+def student_tensors(student, mats, choice, family):
+    """[(name, float array, kind)] in the file's order, and the metadata overrides."""
+    cfg = student.cfg
+    by_name = {m.name: (m, m.options[j]) for m, j in zip(mats, choice)}
+    with torch.no_grad():
+        def w_of(mod):
+            return (mod.weight if not parametrize.is_parametrized(mod) else mod.parametrizations.weight.original)
+        out = []
+        m, o = by_name["tok_emb"]
+        out.append(("tok_emb", w_of(student.tok_emb).numpy().copy(), o["dtype"]))
+        for l, blk in enumerate(student.blocks):
+            out.append(("blk.%d.ln1.w" % l, blk.ln1.weight.numpy().copy(), "f32"))
+            if cfg.norm == "layernorm":
+                out.append(("blk.%d.ln1.b" % l, blk.ln1.bias.numpy().copy(), "f32"))
+            out.append(("blk.%d.ln2.w" % l, blk.ln2.weight.numpy().copy(), "f32"))
+            if cfg.norm == "layernorm":
+                out.append(("blk.%d.ln2.b" % l, blk.ln2.bias.numpy().copy(), "f32"))
+            for n, p in LINEARS:
+                mod = getattr(blk, n, None)
+                if mod is None:
+                    continue
+                name = "blk.%d.%s" % (l, p)
+                m, o = by_name[name]
+                if family == "quant":
+                    out.append((name + ".w", w_of(mod).numpy().copy(), o["dtype"]))
+                elif isinstance(mod, LowRank):
+                    A, B = mod.A.numpy().copy(), mod.B.numpy().copy()
+                    if o["dtype"] == "i8":
+                        A, B = balance(A, B)
+                    (M, r), N = A.shape, B.shape[1]
+                    if p == "ffn.down":  # m = (1, d), n = (d_ff, 1): core 0 carries the input, B^T
+                        out.append((name + ".core.0", B.T.reshape(1, 1, N, r), o["dtype"]))
+                        out.append((name + ".core.1", A.T.reshape(r, M, 1, 1), o["dtype"]))
+                    else:  # m = (M, 1), n = (1, N): core 0 carries the output, A
+                        out.append((name + ".core.0", A.reshape(1, M, 1, r), o["dtype"]))
+                        out.append((name + ".core.1", B.reshape(r, 1, N, 1), o["dtype"]))
+                else:  # dense in one core: core 0 the scalar 1
+                    W = w_of(mod).numpy().copy()
+                    out.append((name + ".core.0", np.ones((1, 1, 1, 1), np.float32), "f32"))
+                    out.append((name + ".core.1", W.reshape(1, W.shape[0], W.shape[1], 1), o["dtype"]))
+                if cfg.linear_bias:
+                    out.append((name + ".b", mod.bias.numpy().copy(), "f32"))
+        out.append(("lnf.w", student.lnf.weight.numpy().copy(), "f32"))
+        if cfg.norm == "layernorm":
+            out.append(("lnf.b", student.lnf.bias.numpy().copy(), "f32"))
+    return out
+
+
+def file_meta(meta, cfg, family, max_rank, provenance):
+    meta = dict(meta)
+    for k in [k for k in meta if k.startswith("model.tt.")]:
+        del meta[k]
+    if family == "tt":
+        meta["model.tensorized"] = 1
+        meta["model.tt.d_factors"] = [1, cfg.d_model]
+        meta["model.tt.ff_factors"] = [cfg.d_ff, 1]
+        meta["model.tt.rank"] = int(max_rank)
+        if cfg.kv_dim != cfg.d_model:
+            meta["model.tt.kv_factors"] = [cfg.kv_dim, 1]
+    else:
+        meta["model.tensorized"] = 0
+    for k, v in provenance.items():
+        meta["provenance." + k] = v
+    return meta
+
+
+def fixed_bytes(meta, tensors, choice_tensor_names):
+    """File bytes of everything but the chosen matrices' tensors (those are added aligned)."""
+    total = len(write_qtf(None, meta, [(n, np.zeros(a.shape, np.float32) if n in choice_tensor_names else a, k)
+                                       for n, a, k in tensors]))
+    return total - sum(aligned(tensor_nbytes(a.shape, k)) for n, a, k in tensors if n in choice_tensor_names)
+
+
+# ---------------------------------------------------------------------------------------------------
+
+class Session:
+    """Everything measured once per model: the reference, calibration data, options and their KLs per family."""
+
+    def __init__(self, model_path, text, stories=None, qtf=None, tokenizer=None, window=256, calib_windows=16,
+                 val_stories=0.1, samples=32, seed=0, log=print, workdir=None):
+        torch.set_num_threads(1)
+        torch.manual_seed(seed)
+        self.log = log
+        self.qtf = find_qtf(qtf)
+        self.workdir = workdir or tempfile.mkdtemp(prefix="budget-")
+        self.qtf_path = import_model(model_path, self.qtf, self.workdir, tokenizer)
+        self.model, self.meta = load_reference(self.qtf_path)
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        cfg = self.model.cfg
+        st = read_stories(text, stories)
+        ids = encode_stories(self.qtf, self.qtf_path, self.meta, st, self.workdir)
+        nval = max(1, int(round(len(ids) * val_stories)))
+        if len(ids) < 2:
+            raise BudgetError("text: needs at least 2 stories (calibration and a set-aside part)")
+        T = min(window, cfg.context)
+        self.train_x = windows(ids[:-nval], T)
+        self.val_x = windows(ids[-nval:], T)
+        self.calib_x = self.train_x[:calib_windows]
+        self.calib_lp = teacher_logprobs(self.model, self.calib_x)
+        self.val_lp = teacher_logprobs(self.model, self.val_x)
+        bos = self.meta.get("tokenizer.bos_id", 1)
+        t0 = time.time()
+        self.samples_x = sample(self.model, samples, T, seed + 1, bos if bos is not None and bos >= 0 else 1) if samples else None
+        log("data: %d stories -> %d calibration windows of %d (first %d for sensitivity), %d set-aside windows "
+            "(%d stories), %d samples of the original (%.1f s)" % (len(st), len(self.train_x), T, len(self.calib_x),
+                                                                   len(self.val_x), nval, samples, time.time() - t0))
+        f32 = [(n, t.detach().numpy(), "f32") for n, t in llama.tensor_map(self.model)]
+        self.f32_bytes = len(write_qtf(None, self.meta, f32))
+        self.fams = {}
+
+    def family(self, fam):
+        if fam not in self.fams:
+            mats = matrices(self.model, fam)
+            measure(self.model, mats, self.calib_x, self.calib_lp, self.log)
+            choice = [0] * len(mats)
+            student = make_student(self.model, mats, [max(range(len(m.options)), key=lambda j: m.options[j]["bytes"])
+                                                      for m in mats])
+            tensors = student_tensors(student, mats, choice, fam)
+            names = set()
+            for m in mats:
+                names |= {n for n, _, _ in tensors if n == m.name or n.startswith(m.name + ".w") or
+                          n.startswith(m.name + ".core.")}
+            meta = file_meta(self.meta, self.model.cfg, fam, 1, {})
+            self.fams[fam] = (mats, fixed_bytes(meta, tensors, names) + 1024)  # + room for provenance keys
+        return self.fams[fam]
+
+    def plan(self, fam, budget):
+        mats, fixed = self.family(fam)
+        items = [[(o["bytes"] // ALIGN, o["loss"]) for o in m.options] for m in mats]
+        got = choose(items, (budget - fixed) // ALIGN)
+        if got is None:
+            return None
+        return mats, got[0], got[1], fixed
+
+    def smallest(self, fam):
+        mats, fixed = self.family(fam)
+        return fixed + sum(min(o["bytes"] for o in m.options) for m in mats)
+
+    def run(self, fam, budget, heal_seconds=60, heal_steps=100000, seed=0):
+        """-> (student, mats, choice, report) for one family at budget bytes, healed; None if it does not fit."""
+        p = self.plan(fam, budget)
+        if p is None:
+            return None
+        mats, choice, predicted, fixed = p
+        student = make_student(self.model, mats, choice)
+        before = kl_to(student, self.calib_x, self.calib_lp)[0]
+        data = self.train_x if self.samples_x is None else torch.cat([self.train_x, self.samples_x])
+        h = heal(student, self.model, data, self.val_x, self.val_lp, heal_seconds, heal_steps, seed=seed, log=self.log)
+        rep = {"family": fam, "budget": int(budget), "predicted_kl": predicted, "calib_kl_unhealed": before, "heal": h,
+               "choice": {m.name: {k: v for k, v in m.options[j].items() if k != "loss"} | {"loss": m.options[j]["loss"]}
+                          for m, j in zip(mats, choice)}}
+        return student, mats, choice, rep
+
+    def write(self, student, mats, choice, fam, out, budget, provenance):
+        """Writes OUT atomically (a temporary file in its folder, renamed once verified by the engine)."""
+        max_rank = max([m.options[j].get("rank", 1) for m, j in zip(mats, choice)] + [1])
+        meta = file_meta(self.meta, self.model.cfg, fam, max_rank, provenance)
+        tensors = student_tensors(student, mats, choice, fam)
+        folder = os.path.dirname(os.path.abspath(out))
+        fd, tmp = tempfile.mkstemp(prefix=".budget-", suffix=".qtf", dir=folder)
+        os.close(fd)
+        try:
+            data = write_qtf(tmp, meta, tensors)
+            if len(data) > budget:
+                raise BudgetError("internal: the file has %d bytes, over the budget of %d" % (len(data), budget))
+            r = subprocess.run([self.qtf, "verify", "--deep", tmp], capture_output=True, text=True)
+            if r.returncode != 0:
+                raise BudgetError("the engine refuses the written file: %s" % last_line(r.stderr + r.stdout))
+            os.replace(tmp, out)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return len(data)
+
+
+def parse_budget(spec, f32_bytes):
+    try:
+        if "/" in spec:
+            a, b = spec.split("/")
+            return int(f32_bytes * float(a) / float(b))
+        if spec.endswith("%"):
+            return int(f32_bytes * float(spec[:-1]) / 100)
+        return int(spec)
+    except (ValueError, ZeroDivisionError):
+        raise BudgetError("--budget %r: bytes (e.g. 131072) or a fraction of the f32 file (e.g. 1/8)" % spec)
+
+
+def compress(args, log=print):
+    s = Session(args.model, args.text, args.stories, args.qtf, args.tokenizer, args.window, args.calib_windows,
+                samples=args.samples, seed=args.seed, log=log)
+    budget = parse_budget(args.budget, s.f32_bytes)
+    fams = ["quant", "tt"] if args.family == "mix" else [args.family]
+    results = []
+    for fam in fams:
+        r = s.run(fam, budget, args.heal_seconds, args.heal_steps, args.seed)
+        if r is not None:
+            student, mats, choice, rep = r
+            rep["val_kl"] = kl_to(student, s.val_x, s.val_lp)[0]
+            log("%s: predicted KL %.4f, unhealed %.4f, healed (set-aside stories) %.4f" % (
+                fam, rep["predicted_kl"], rep["calib_kl_unhealed"], rep["val_kl"]))
+            results.append((rep["val_kl"], fam, r))
+    if not results:
+        smallest = min(s.smallest(f) for f in fams)
+        raise BudgetError("budget %d bytes is below the smallest file this model can be made (%d bytes, family %s)" % (
+            budget, smallest, args.family))
+    _, fam, (student, mats, choice, rep) = min(results, key=lambda t: t[0])
+    prov = {"created_by": "tools/train/budget.py", "budget_bytes": int(budget), "budget_family": fam,
+            "budget_source": os.path.basename(os.path.normpath(args.model))}
+    n = s.write(student, mats, choice, fam, args.out, budget, prov)
+    rep.update(out=args.out, bytes=n, f32_bytes=s.f32_bytes, families_tried=[(f, k) for k, f, _ in results])
+    log("wrote %s: %d bytes (budget %d, %.1f%% of the f32 file's %d), family %s" % (
+        args.out, n, budget, 100.0 * n / s.f32_bytes, s.f32_bytes, fam))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rep, f, indent=1)
+    return rep
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--tokenizer", help="llama2.c tokenizer.bin for a llama2.c checkpoint (passed to qtf convert)")
+    ap.add_argument("--budget", required=True, help="file bytes, or a fraction of the f32 file (1/8, 12.5%%)")
+    ap.add_argument("--text", required=True, help="stories separated by <|endoftext|>")
+    ap.add_argument("--stories", help="A-B: the stories (1-based, inclusive) this tool may use; default all")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--family", choices=["mix", "quant", "tt"], default="mix")
+    ap.add_argument("--heal-seconds", type=float, default=60)
+    ap.add_argument("--heal-steps", type=int, default=100000)
+    ap.add_argument("--window", type=int, default=256)
+    ap.add_argument("--calib-windows", type=int, default=16)
+    ap.add_argument("--samples", type=int, default=32, help="sequences sampled from the original for healing")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--qtf", help="the qtf command-line tool (default: build/qtf, $QTF_CLI)")
+    ap.add_argument("--json")
+    args = ap.parse_args(argv)
+    try:
+        compress(args)
+    except (BudgetError, QtfError) as e:
+        print("budget: %s" % e, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""Tests of budget.py: the knapsack, the mixed-type writer, a whole run on a small fixture read back by the
+engine, and bad input (one line, no file). Needs the qtf tool of the native build (build/qtf, or $QTF_CLI):
+tools/test.sh builds it before this stage."""
+import io
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+from contextlib import redirect_stderr, redirect_stdout
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import budget  # noqa: E402
+from export import load_qtf  # noqa: E402
+from qtf_format import read_qtf, tensor_nbytes, write_qtf  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FIXTURE = os.path.join(HERE, "..", "..", "tests", "fixtures", "llama_rms_rope_swiglu_gqa_tied.qtf")
+
+
+def fixture_text(path, n_stories=24, seed=3):
+    """Stories of the fixture's stand-in characters (token i is U+0100+i), separated as TinyStories is."""
+    rng = np.random.default_rng(seed)
+    stories = ["".join(chr(0x100 + int(i)) for i in rng.integers(3, 40, size=40)) for _ in range(n_stories)]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n<|endoftext|>\n".join(stories) + "\n<|endoftext|>\n")
+
+
+def run_main(args):
+    err, out = io.StringIO(), io.StringIO()
+    with redirect_stderr(err), redirect_stdout(out):
+        rc = budget.main(args)
+    return rc, err.getvalue(), out.getvalue()
+
+
+class TestKnapsack(unittest.TestCase):
+    def brute(self, items, cap):
+        best = None
+        for pick in itertools.product(*[range(len(o)) for o in items]):
+            c = sum(items[i][j][0] for i, j in enumerate(pick))
+            l = sum(items[i][j][1] for i, j in enumerate(pick))
+            if c <= cap and (best is None or l < best - 1e-12):
+                best = l
+        return best
+
+    def test_exact_against_brute_force(self):
+        rng = np.random.default_rng(0)
+        worse_greedy = 0
+        for trial in range(60):
+            items = [[(int(rng.integers(0, 12)), float(rng.random())) for _ in range(int(rng.integers(1, 4)))]
+                     for _ in range(int(rng.integers(1, 6)))]
+            cap = int(rng.integers(0, 40))
+            want = self.brute(items, cap)
+            got = budget.choose(items, cap)
+            if want is None:
+                self.assertIsNone(got)
+                continue
+            choice, loss = got
+            self.assertAlmostEqual(loss, want, places=9)
+            self.assertLessEqual(sum(items[i][j][0] for i, j in enumerate(choice)), cap)
+            self.assertAlmostEqual(sum(items[i][j][1] for i, j in enumerate(choice)), loss, places=9)
+            g = budget.greedy(items, cap)
+            if g is not None:
+                self.assertGreaterEqual(g[1], loss - 1e-12)
+                worse_greedy += g[1] > loss + 1e-12
+        self.assertGreater(worse_greedy, 0)  # the instances are hard enough that the greedy is not exact
+
+    def test_prefers_cheap_insensitive_matrix(self):
+        # two matrices, one insensitive: the budget goes to the sensitive one
+        items = [[(4, 0.0), (2, 0.01), (1, 0.02)], [(4, 0.0), (2, 0.5), (1, 2.0)]]
+        self.assertEqual(budget.choose(items, 5)[0], [2, 0])
+        self.assertIsNone(budget.choose(items, 1))
+
+
+class TestMixedWriter(unittest.TestCase):
+    def test_kinds_round_trip(self):
+        rng = np.random.default_rng(1)
+        a = rng.standard_normal((5, 70)).astype(np.float32)
+        kinds = ["f32", "f16", "q8", "q4", "i8"]
+        blob = write_qtf(None, {"x": 1}, [("t_" + k, a, k) for k in kinds])
+        _, t = read_qtf(blob)
+        for k, tol in zip(kinds, [0, 2e-3, None, None, None]):
+            got = t["t_" + k]
+            step = {"q8": np.abs(a).max(1, keepdims=True) / 127, "i8": np.abs(a).max() / 127}.get(k)
+            if k == "q4":  # within a step of each block's scale search (worst block: a 16th of its range)
+                self.assertLess(np.abs(got - a).max(), np.abs(a).max() / 8)
+            elif step is not None:
+                self.assertTrue(np.all(np.abs(got - a) <= step / 2 + 1e-6))
+            else:
+                self.assertLessEqual(np.abs(got - a).max(), tol)
+        # every tensor's bytes are the size rule of docs/format.md
+        self.assertEqual(tensor_nbytes((5, 70), "q4"), 5 * 3 * 18)
+        self.assertEqual(tensor_nbytes((5, 70), "q8"), 5 * 70 + 5 * 4)
+
+
+class TestBudgetRuns(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.qtf = budget.find_qtf()  # fails the tests (not skips) when the tool is missing
+        cls.dir = tempfile.mkdtemp(prefix="test-budget-")
+        cls.text = os.path.join(cls.dir, "stories.txt")
+        fixture_text(cls.text)
+
+    def assert_refused(self, args, out, words):
+        rc, err, _ = run_main(args + ["--out", out])
+        lines = [l for l in err.splitlines() if l.strip()]
+        self.assertEqual(rc, 1)
+        self.assertEqual(len(lines), 1, err)
+        self.assertTrue(lines[0].startswith("budget: "), lines[0])
+        for w in words:
+            self.assertIn(w, lines[0])
+        self.assertFalse(os.path.exists(out))
+        self.assertEqual([f for f in os.listdir(os.path.dirname(out)) if f.startswith(".budget-")], [])
+
+    def common(self, **kw):
+        a = dict(model=FIXTURE, text=self.text, budget="1/4", family="mix")
+        a.update(kw)
+        return ["--model", a["model"], "--text", a["text"], "--budget", a["budget"], "--family", a["family"],
+                "--heal-seconds", "3", "--heal-steps", "40", "--samples", "4", "--calib-windows", "8", "--qtf", self.qtf]
+
+    def test_budget_below_any_choice(self):
+        self.assert_refused(self.common(budget="2000"), os.path.join(self.dir, "small.qtf"),
+                            ["budget 2000 bytes is below the smallest file"])
+
+    def test_unknown_input_format(self):
+        bad = os.path.join(self.dir, "noise.bin")
+        with open(bad, "wb") as f:
+            f.write(b"\x07not a model at all" * 10)
+        self.assert_refused(self.common(model=bad), os.path.join(self.dir, "noise.qtf"), ["cannot import"])
+
+    def test_text_the_tokenizer_lacks(self):
+        t = os.path.join(self.dir, "latin.txt")
+        with open(t, "w", encoding="utf-8") as f:
+            f.write("\u0105\u0106\u0107<|endoftext|>\u0108zebra\u0109<|endoftext|>")
+        self.assert_refused(self.common(text=t), os.path.join(self.dir, "latin.qtf"), ["story 2", "'a'", "U+0061"])
+
+    def test_runs_and_the_engine_reads_the_file(self):
+        """Both families at half the f32 file: the file fits, the engine verifies and evaluates it as
+        the PyTorch reference does (the low-rank TT with factors of 1 included)."""
+        for fam in ("quant", "tt"):
+            out = os.path.join(self.dir, "fit-%s.qtf" % fam)
+            rep_path = os.path.join(self.dir, "fit-%s.json" % fam)
+            rc, err, _ = run_main(self.common(family=fam, budget="1/2") + ["--out", out, "--json", rep_path])
+            self.assertEqual(rc, 0, err)
+            with open(rep_path) as f:
+                rep = json.load(f)
+            self.assertLessEqual(os.path.getsize(out), rep["budget"])
+            meta, _ = read_qtf(out)
+            self.assertEqual(meta["model.tensorized"], 1 if fam == "tt" else 0)
+            kinds = {v["dtype"] for v in rep["choice"].values()}
+            self.assertTrue(kinds - {"f32"}, rep["choice"])  # something was compressed
+            # the engine's loss on the text equals the reference's on the engine's ids
+            r = subprocess.run([self.qtf, "eval", "-m", out, "-f", self.text, "--max-tokens", "0", "--json"],
+                               capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            eng = json.loads(r.stdout)["loss"]
+            ids = json.loads(subprocess.run([self.qtf, "tokenize", "-m", out, "-f", self.text, "--ids"],
+                                            capture_output=True, text=True).stdout)
+            model, _ = load_qtf(out, dtype=torch.float64)
+            T = model.cfg.context
+            nll = []
+            with torch.no_grad():
+                for b in range(0, len(ids) - 1, T):
+                    x = torch.tensor(ids[b:b + T])[None]
+                    lp = torch.log_softmax(model(x)[0][0], -1)
+                    nll += [-lp[i, ids[b + i + 1]].item() for i in range(x.shape[1] - 1) if b + i + 1 < len(ids)]
+            self.assertAlmostEqual(eng, float(np.mean(nll)), delta=1e-4)
+
+
+if __name__ == "__main__":
+    unittest.main()
