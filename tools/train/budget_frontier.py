@@ -1,0 +1,305 @@
+"""The byte-budget frontier of budget.py, measured by the engine (docs/llama.md "Compression under a byte
+budget"): for one model, files at fractions of its f32 file for each family (quant: per-tensor types in a
+dense file; tt: the low-rank TT file with quantised cores; mix: the one of the two with the lower KL on the
+set-aside healing stories), plus `qtf quantize` f16/q8/q4 of the whole model, each scored on held-out
+stories the compressor never saw:
+
+    python3 tools/train/budget_frontier.py run --model models/stories260k.qtf --name stories260k --dir D \
+        [--budgets 1/16,1/8,1/4,1/2] [--heal-seconds 45] [--heal 1-300] [--heldout 301-500]
+    python3 tools/train/budget_frontier.py report --dir D --md D/frontier.md --svg docs/img/budget-frontier.svg
+
+Per file: `qtf eval -f HELDOUT --max-tokens 0 --doc-sep "<|endoftext|>" --json` (loss, nats/token), KL(original
+|| file) and greedy agreement on the first --kl-windows windows of 256 held-out tokens (the engine's logits
+through python/qtf, one token at a time), `qtf bench -p 0 -n 128 -r 5 -o json` (tg tok/s, one thread) and the
+file's bytes.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import budget  # noqa: E402
+
+TEXT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "data", "real",
+                    "tinystories-valid-1-500.txt")
+
+
+def heldout_file(text, spec, path):
+    """The held-out stories as they are in the text (each followed by the separator), for qtf eval."""
+    raw = open(text, encoding="utf-8").read()
+    parts = [p for p in raw.split(budget.DOC_SEP) if p.strip()]
+    lo, hi = budget.parse_range(spec, len(parts))
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("".join(p + budget.DOC_SEP for p in parts[lo:hi]))
+    return [p.strip() for p in parts[lo:hi]]
+
+
+def engine_logprobs(binding, path, x):
+    """log-softmax of the engine's logits at every position of windows x [n, T] (each from an empty cache)."""
+    m = binding.Model(path)
+    out = np.zeros((x.shape[0], x.shape[1], m.vocab_size), dtype=np.float32)
+    for i in range(x.shape[0]):
+        ctx = m.context(n_ctx=x.shape[1])
+        for j in range(x.shape[1]):
+            ctx.decode([int(x[i, j])])
+            out[i, j] = ctx.log_softmax()
+        ctx.close()
+    m.close()
+    return out
+
+
+def measure(qtf, binding, path, heldout_txt, x, t_lp):
+    r = subprocess.run([qtf, "eval", "-m", path, "-f", heldout_txt, "--max-tokens", "0", "--doc-sep", budget.DOC_SEP,
+                        "--json"], capture_output=True, text=True, check=True)
+    ev = json.loads(r.stdout)
+    lp = engine_logprobs(binding, path, x)
+    kl = float((np.exp(t_lp) * (t_lp - lp)).sum(-1).mean())
+    agree = float((t_lp.argmax(-1) == lp.argmax(-1)).mean())
+    b = subprocess.run([qtf, "bench", "-m", path, "-p", "0", "-n", "128", "-r", "5", "-o", "json"],
+                       capture_output=True, text=True, check=True)
+    bj = json.loads(b.stdout)[0]
+    return {"file": path, "bytes": os.path.getsize(path), "heldout_loss": ev["loss"], "heldout_scored": ev["scored"],
+            "kl": kl, "agreement": agree, "kl_positions": int(x.size), "tg_tok_s": bj["avg_ts"],
+            "tg_stddev": bj["stddev_ts"], "peak_rss_kib": bj.get("peak_rss_kib"), "arena_bytes": bj.get("arena_bytes")}
+
+
+def summary(choice):
+    """'emb q4; 20 q8, 15 q4' / 'emb q8; q,o i8; 25 low-rank i8 (r 8-32)'."""
+    parts, counts, ranks = [], {}, []
+    for name, o in choice.items():
+        if name == "tok_emb":
+            parts.append("emb " + o["dtype"])
+            continue
+        if o["kind"] == "tt" and not (name.endswith("attn.q") or name.endswith("attn.o")):
+            key = "r" + " " + o["dtype"]
+            ranks.append(o["rank"])
+            key = "low-rank " + o["dtype"]
+        else:
+            key = o["dtype"] if o["kind"] == "quant" else "q/o " + o["dtype"]
+        counts[key] = counts.get(key, 0) + 1
+    parts += ["%d %s" % (v, k) for k, v in sorted(counts.items())]
+    if ranks:
+        parts.append("ranks %d-%d (mean %.0f)" % (min(ranks), max(ranks), np.mean(ranks)))
+    return "; ".join(parts)
+
+
+def run(args):
+    out = os.path.join(args.dir, args.name)
+    os.makedirs(out, exist_ok=True)
+    log_f = open(os.path.join(out, "log.txt"), "a")
+
+    def log(msg):
+        line = "[%s] %s" % (time.strftime("%H:%M:%S"), msg)
+        print(line, flush=True)
+        log_f.write(line + "\n")
+        log_f.flush()
+
+    s = budget.Session(args.model, args.text, args.heal, args.qtf, args.tokenizer, samples=args.samples, log=log,
+                       calib_windows=args.calib_windows)
+    held_txt = os.path.join(out, "heldout.txt")
+    held = heldout_file(args.text, args.heldout, held_txt)
+    ids = budget.encode_stories(s.qtf, s.qtf_path, s.meta, held, s.workdir, s.binding)
+    x = budget.windows(ids, 256)[:args.kl_windows].numpy()
+    t_lp = engine_logprobs(s.binding, s.qtf_path, x)
+    res_path = os.path.join(out, "results.json")
+    res = json.load(open(res_path)) if os.path.exists(res_path) else {}
+    res.update({"model": args.model, "name": args.name, "f32_bytes": s.f32_bytes, "heal_stories": args.heal,
+                "heldout_stories": args.heldout, "points": res.get("points", [])})
+    done = {(p["family"], p.get("fraction")) for p in res["points"]}
+
+    def add(point):
+        res["points"] = [p for p in res["points"] if (p["family"], p.get("fraction")) != (point["family"], point.get("fraction"))]
+        res["points"].append(point)
+        with open(res_path, "w") as f:
+            json.dump(res, f, indent=1)
+
+    if ("original", None) not in done:
+        add(dict(measure(s.qtf, s.binding, s.qtf_path, held_txt, x, t_lp), family="original"))
+    for t in ("f16", "q8", "q4"):
+        if ("uniform " + t, None) in done:
+            continue
+        p = os.path.join(out, "uniform-%s.qtf" % t)
+        subprocess.run([s.qtf, "quantize", s.qtf_path, p, "--type", t], capture_output=True, check=True)
+        add(dict(measure(s.qtf, s.binding, p, held_txt, x, t_lp), family="uniform " + t))
+    for frac in args.budgets.split(","):
+        b = budget.parse_budget(frac, s.f32_bytes)
+        fam_points = {}
+        for fam in ("quant", "tt"):
+            path = os.path.join(out, "%s-%s.qtf" % (fam, frac.replace("/", "_")))
+            r = s.run(fam, b, args.heal_seconds, args.heal_steps, args.seed)
+            if r is None:
+                log("%s at %s (%d bytes): below the smallest %s file (%d bytes)" % (fam, frac, b, fam, s.smallest(fam)))
+                add({"family": fam, "fraction": frac, "budget": b, "infeasible": True, "smallest": s.smallest(fam)})
+                continue
+            student, mats, choice, rep = r
+            rep["val_kl"] = budget.kl_to(student, s.val_x, s.val_lp)[0]
+            s.write(student, mats, choice, fam, path, b, {"created_by": "tools/train/budget_frontier.py",
+                                                          "budget_bytes": b, "budget_family": fam})
+            m = measure(s.qtf, s.binding, path, held_txt, x, t_lp)
+            point = dict(m, family=fam, fraction=frac, budget=b, predicted_kl=rep["predicted_kl"],
+                         calib_kl_unhealed=rep["calib_kl_unhealed"], val_kl=rep["val_kl"], heal=rep["heal"],
+                         summary=summary(rep["choice"]), choice=rep["choice"])
+            log("%s at %s: %d bytes, held-out loss %.4f, KL %.4f, agreement %.3f, tg %.0f tok/s; %s" % (
+                fam, frac, m["bytes"], m["heldout_loss"], m["kl"], m["agreement"], m["tg_tok_s"], point["summary"]))
+            add(point)
+            fam_points[fam] = point
+        if fam_points:  # the chooser: the family with the lower KL on the set-aside healing stories
+            best = min(fam_points.values(), key=lambda p: p["val_kl"])
+            add(dict(best, family="mix", picked=best["family"]))
+    log("done: %s" % res_path)
+
+
+# ---------------------------------------------------------------------------------------------------
+
+COLORS = {"quant": "#1f77b4", "tt": "#d62728", "mix": "#2ca02c", "uniform": "#7f7f7f"}
+
+
+def svg(results, path):
+    W, H, pad = 460, 330, 58
+    panels = []
+    for k, res in enumerate(results):
+        orig = next(p for p in res["points"] if p["family"] == "original")
+        pts = [p for p in res["points"] if not p.get("infeasible") and p["family"] != "original"]
+        xs = [p["bytes"] / res["f32_bytes"] for p in pts]
+        ys = [p["heldout_loss"] - orig["heldout_loss"] for p in pts]
+        x0, x1 = np.log2(1 / 16) - 0.3, np.log2(1.0) + 0.1
+        y1 = max(ys + [0.1]) * 1.08
+        ox = k * (W + 20)
+
+        def X(v):
+            return ox + pad + (np.log2(v) - x0) / (x1 - x0) * (W - pad - 15)
+
+        def Y(v):
+            return 20 + (1 - (max(v, 0) if y1 > 0 else 0) / y1) * (H - pad - 20)
+
+        g = ['<text x="%d" y="14" font-size="13" font-weight="bold">%s (f32 file %s bytes)</text>' % (
+            ox + pad, res["name"], format(res["f32_bytes"], ","))]
+        g.append('<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#000"/>' % (X(2 ** x0), Y(0), X(1), Y(0)))
+        g.append('<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#000"/>' % (X(2 ** x0), Y(0), X(2 ** x0), Y(y1)))
+        for f in (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1):
+            g.append('<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#ddd"/>' % (X(f), Y(0), X(f), Y(y1)))
+            g.append('<text x="%.1f" y="%.1f" font-size="10" text-anchor="middle">%s</text>' % (
+                X(f), Y(0) + 13, "1" if f == 1 else "1/%d" % round(1 / f)))
+        for t in np.linspace(0, y1, 5):
+            g.append('<text x="%.1f" y="%.1f" font-size="10" text-anchor="end">%.2f</text>' % (X(2 ** x0) - 4, Y(t) + 3, t))
+        g.append('<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#999" stroke-dasharray="3,3"/>' % (
+            X(2 ** x0), Y(0.05), X(1), Y(0.05)))
+        g.append('<text x="%.1f" y="%.1f" font-size="9" fill="#666">+0.05 nats</text>' % (X(1) - 50, Y(0.05) - 3))
+        g.append('<text x="%.1f" y="%d" font-size="11" text-anchor="middle">file bytes / f32 file (log scale)</text>' % (
+            ox + pad + (W - pad) / 2, H - 18))
+        g.append('<text x="%d" y="%d" font-size="11" transform="rotate(-90 %d %d)" text-anchor="middle">held-out loss '
+                 '- original (nats/token)</text>' % (ox + 14, H / 2, ox + 14, H / 2))
+        for fam in ("quant", "tt", "mix"):
+            fp = sorted([p for p in pts if p["family"] == fam], key=lambda p: p["bytes"])
+            if not fp:
+                continue
+            c = COLORS[fam]
+            dash = ' stroke-dasharray="6,3"' if fam == "mix" else ""
+            g.append('<polyline fill="none" stroke="%s" stroke-width="2"%s points="%s"/>' % (c, dash, " ".join(
+                "%.1f,%.1f" % (X(p["bytes"] / res["f32_bytes"]), Y(p["heldout_loss"] - orig["heldout_loss"])) for p in fp)))
+            for p in fp:
+                g.append('<circle cx="%.1f" cy="%.1f" r="3" fill="%s"/>' % (
+                    X(p["bytes"] / res["f32_bytes"]), Y(p["heldout_loss"] - orig["heldout_loss"]), c))
+        for p in pts:
+            if p["family"].startswith("uniform"):
+                cx, cy = X(p["bytes"] / res["f32_bytes"]), Y(p["heldout_loss"] - orig["heldout_loss"])
+                g.append('<rect x="%.1f" y="%.1f" width="6" height="6" fill="%s"/>' % (cx - 3, cy - 3, COLORS["uniform"]))
+                g.append('<text x="%.1f" y="%.1f" font-size="9">%s</text>' % (cx + 5, cy - 4, p["family"].split()[1]))
+        panels.append("\n".join(g))
+    legend = []
+    for i, (fam, label) in enumerate((("quant", "quantisation only (per-tensor types)"), ("tt", "low-rank TT + quantised cores"),
+                                      ("mix", "the chooser"), ("uniform", "qtf quantize, whole model"))):
+        legend.append('<rect x="%d" y="%d" width="10" height="10" fill="%s"/><text x="%d" y="%d" font-size="11">%s</text>' % (
+            60 + i * 230, H + 2, COLORS[fam], 74 + i * 230, H + 11, label))
+    total_w = len(results) * (W + 20)
+    with open(path, "w") as f:
+        f.write('<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif">\n'
+                '<rect width="100%%" height="100%%" fill="white"/>\n%s\n%s\n</svg>\n' % (
+                    total_w, H + 20, "\n".join(panels), "\n".join(legend)))
+
+
+def table(res):
+    orig = next(p for p in res["points"] if p["family"] == "original")
+    rows = ["| budget | family | file bytes (of f32) | held-out loss (vs original) | KL | greedy agreement | tg tok/s | what the chooser picked |",
+            "|---|---|---:|---:|---:|---:|---:|---|"]
+
+    def row(p, b):
+        if p.get("infeasible"):
+            return "| %s | %s | below the smallest file (%s) | | | | | |" % (b, p["family"], format(p["smallest"], ","))
+        return "| %s | %s | %s (%.1f%%) | %.4f (%+.4f) | %.4f | %.3f | %s | %s |" % (
+            b, p["family"] + (" = " + p["picked"] if p.get("picked") else ""), format(p["bytes"], ","),
+            100.0 * p["bytes"] / res["f32_bytes"], p["heldout_loss"], p["heldout_loss"] - orig["heldout_loss"], p["kl"],
+            p["agreement"], format(round(p["tg_tok_s"]), ","), p.get("summary", ""))
+
+    rows.append(row(orig, "f32") .replace("| f32 | original |", "| - | original (f32) |"))
+    for t in ("f16", "q8", "q4"):
+        p = next((q for q in res["points"] if q["family"] == "uniform " + t), None)
+        if p:
+            rows.append(row(p, "-"))
+    fracs = sorted({p["fraction"] for p in res["points"] if p.get("fraction")}, key=lambda f: eval(f))
+    for fr in fracs:
+        for fam in ("quant", "tt", "mix"):
+            p = next((q for q in res["points"] if q["family"] == fam and q.get("fraction") == fr), None)
+            if p:
+                rows.append(row(p, "%s (%s)" % (fr, format(p["budget"], ","))))
+    return "\n".join(rows)
+
+
+def report(args):
+    results = []
+    for name in sorted(os.listdir(args.dir)):
+        p = os.path.join(args.dir, name, "results.json")
+        if os.path.exists(p):
+            results.append(json.load(open(p)))
+    md = []
+    for res in results:
+        md.append("**%s** (f32 file %s bytes; healing stories %s, held-out stories %s)\n\n%s\n" % (
+            res["name"], format(res["f32_bytes"], ","), res["heal_stories"], res["heldout_stories"], table(res)))
+    text = "\n".join(md)
+    if args.md:
+        with open(args.md, "w") as f:
+            f.write(text)
+    print(text)
+    if args.svg:
+        svg(results, args.svg)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--model", required=True)
+    r.add_argument("--tokenizer")
+    r.add_argument("--name", required=True)
+    r.add_argument("--dir", required=True)
+    r.add_argument("--text", default=TEXT)
+    r.add_argument("--heal", default="1-300")
+    r.add_argument("--heldout", default="301-500")
+    r.add_argument("--budgets", default="1/16,1/8,1/4,1/2")
+    r.add_argument("--heal-seconds", type=float, default=45)
+    r.add_argument("--heal-steps", type=int, default=100000)
+    r.add_argument("--samples", type=int, default=32)
+    r.add_argument("--calib-windows", type=int, default=8)
+    r.add_argument("--kl-windows", type=int, default=16)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--qtf")
+    p = sub.add_parser("report")
+    p.add_argument("--dir", required=True)
+    p.add_argument("--md")
+    p.add_argument("--svg")
+    args = ap.parse_args()
+    try:
+        run(args) if args.cmd == "run" else report(args)
+    except budget.BudgetError as e:
+        print("budget_frontier: %s" % e, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
