@@ -230,7 +230,7 @@ def engine_binding(qtf):
         return None
 
 
-def encode_stories(qtf, model_path, meta, stories, workdir, binding=None):
+def encode_stories(qtf, model_path, meta, stories, workdir, binding=None, drop_unknown=False, log=print):
     """Per story the ids (BOS first); a character the tokenizer has no token for (an <unk>, or bytes it
     skips) is an error naming it. The whole text is checked by one `qtf tokenize`; the stories' ids come
     from the binding (in process) when there is one, else one `qtf tokenize` per story."""
@@ -251,7 +251,15 @@ def encode_stories(qtf, model_path, meta, stories, workdir, binding=None):
                 raise BudgetError("text: story %d tokenizes to <unk> (no single character does)" % (i + 1))
 
     if lacks(*tokenize(qtf, model_path, "\n".join(stories), workdir)):
-        find_bad(stories)
+        if drop_unknown:  # keep the stories every character of which has a token
+            keep = [s for s in stories if not lacks(*tokenize(qtf, model_path, s, workdir))]
+            log("text: %d of %d stories left out: characters the tokenizer has no token for" % (
+                len(stories) - len(keep), len(stories)))
+            stories = keep
+            if not stories:
+                raise BudgetError("text: every story has characters the model's tokenizer has no token for")
+        else:
+            find_bad(stories)
     if binding is None:
         return [tokenize(qtf, model_path, s, workdir)[0] for s in stories]
     m = binding.Model(model_path)
@@ -331,7 +339,8 @@ class Matrix:
     W: [M, N] float32 (out x in)."""
 
     def __init__(self, name, W, role):
-        self.name, self.W, self.role = name, np.asarray(W, dtype=np.float32), role  # role: emb, dense, lowrank
+        # a copy: W must not follow the parameter it came from while options are tried in it (measure)
+        self.name, self.W, self.role = name, np.array(W, dtype=np.float32, copy=True), role  # role: emb, dense, lowrank
         self.options = []  # dicts: kind ('quant'/'tt'), dtype, rank, bytes, loss
 
     def __repr__(self):
@@ -529,7 +538,7 @@ def make_student(model, mats, choice):
     return student
 
 
-def heal(student, teacher, data, val_x, val_lp, seconds, steps, lr=5e-4, batch=16, seed=0, log=print):
+def heal(student, teacher, data, val_x, val_lp, seconds, steps, lr=5e-4, batch=8, seq=128, seed=0, log=print):
     """Distillation: KL(teacher || student) on batches of data (windows), AdamW, cosine over the time budget;
     the best step by the KL on val_x is kept (step 0 included)."""
     if seconds <= 0 or steps <= 0:
@@ -545,7 +554,7 @@ def heal(student, teacher, data, val_x, val_lp, seconds, steps, lr=5e-4, batch=1
         prog = min(1.0, max(step / steps, (time.time() - t0) / seconds))
         for gr in opt.param_groups:
             gr["lr"] = lr * (min(1.0, (step + 1) / 20)) * 0.5 * (1 + math.cos(math.pi * prog))
-        x = data[torch.randint(len(data), (batch,), generator=g)]
+        x = data[torch.randint(len(data), (batch,), generator=g)][:, :seq]
         with torch.no_grad():
             t = F.log_softmax(teacher(x)[0].float(), -1)
         student.train()
@@ -557,7 +566,7 @@ def heal(student, teacher, data, val_x, val_lp, seconds, steps, lr=5e-4, batch=1
         opt.step()
         step += 1
         student.eval()
-        if step % 50 == 0:
+        if step % 25 == 0:
             kl = kl_to(student, val_x, val_lp)[0]
             log("heal step %4d  train kl %.4f  val kl %.4f  %.0f s" % (step, loss.item(), kl, time.time() - t0))
             if kl < best["kl"]:
@@ -650,7 +659,7 @@ class Session:
     """Everything measured once per model: the reference, calibration data, options and their KLs per family."""
 
     def __init__(self, model_path, text, stories=None, qtf=None, tokenizer=None, window=256, calib_windows=8,
-                 val_stories=0.1, samples=32, seed=0, log=print, workdir=None):
+                 val_stories=0.1, samples=32, seed=0, log=print, workdir=None, drop_unknown=False):
         torch.set_num_threads(1)
         torch.manual_seed(seed)
         self.log = log
@@ -664,14 +673,14 @@ class Session:
         st = read_stories(text, stories)
         t0 = time.time()
         self.binding = engine_binding(self.qtf)
-        ids = encode_stories(self.qtf, self.qtf_path, self.meta, st, self.workdir, self.binding)
+        ids = encode_stories(self.qtf, self.qtf_path, self.meta, st, self.workdir, self.binding, drop_unknown, log)
         log("tokens: %d stories, %d ids (%.1f s)" % (len(ids), sum(map(len, ids)), time.time() - t0))
         nval = max(1, int(round(len(ids) * val_stories)))
         if len(ids) < 2:
             raise BudgetError("text: needs at least 2 stories (calibration and a set-aside part)")
         T = min(window, cfg.context)
         self.train_x = windows(ids[:-nval], T)
-        self.val_x = windows(ids[-nval:], T)[:16]
+        self.val_x = windows(ids[-nval:], T)[:8]
         self.calib_x = self.train_x[:calib_windows]
         self.calib_lp = teacher_logprobs(self.model, self.calib_x)
         self.val_lp = teacher_logprobs(self.model, self.val_x)
@@ -770,7 +779,7 @@ def parse_budget(spec, f32_bytes):
 
 def compress(args, log=print):
     s = Session(args.model, args.text, args.stories, args.qtf, args.tokenizer, args.window, args.calib_windows,
-                samples=args.samples, seed=args.seed, log=log)
+                samples=args.samples, seed=args.seed, log=log, drop_unknown=args.drop_unknown)
     budget = parse_budget(args.budget, s.f32_bytes)
     fams = ["quant", "tt"] if args.family == "mix" else [args.family]
     results = []
@@ -814,6 +823,8 @@ def main(argv=None):
     ap.add_argument("--calib-windows", type=int, default=8)
     ap.add_argument("--samples", type=int, default=32, help="sequences sampled from the original for healing")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--drop-unknown", action="store_true", help="leave out the stories with characters the "
+                    "tokenizer has no token for (default: stop with a line naming the first)")
     ap.add_argument("--qtf", help="the qtf command-line tool (default: build/qtf, $QTF_CLI)")
     ap.add_argument("--json")
     args = ap.parse_args(argv)

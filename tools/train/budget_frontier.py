@@ -100,10 +100,10 @@ def run(args):
         log_f.flush()
 
     s = budget.Session(args.model, args.text, args.heal, args.qtf, args.tokenizer, samples=args.samples, log=log,
-                       calib_windows=args.calib_windows)
+                       calib_windows=args.calib_windows, drop_unknown=True)
     held_txt = os.path.join(out, "heldout.txt")
     held = heldout_file(args.text, args.heldout, held_txt)
-    ids = budget.encode_stories(s.qtf, s.qtf_path, s.meta, held, s.workdir, s.binding)
+    ids = budget.encode_stories(s.qtf, s.qtf_path, s.meta, held, s.workdir, s.binding, drop_unknown=True, log=log)
     x = budget.windows(ids, 256)[:args.kl_windows].numpy()
     t_lp = engine_logprobs(s.binding, s.qtf_path, x)
     res_path = os.path.join(out, "results.json")

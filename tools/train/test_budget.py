@@ -77,6 +77,28 @@ class TestKnapsack(unittest.TestCase):
         self.assertIsNone(budget.choose(items, 1))
 
 
+class TestSensitivity(unittest.TestCase):
+    def test_options_measured_against_the_original(self):
+        """Each option's KL comes from the original matrix (not from the option tried before it), so on a
+        random model the lowest rank costs more than the full rank, and measuring leaves the model as it was."""
+        torch.manual_seed(0)
+        torch.set_num_threads(1)
+        model, _ = load_qtf(FIXTURE)
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        x = torch.randint(0, model.cfg.vocab_size, (2, 16))
+        t_lp = budget.teacher_logprobs(model, x)
+        mats = budget.matrices(model, "tt")
+        budget.measure(model, mats, x, t_lp, log=lambda *_: None)
+        for k, v in model.state_dict().items():
+            self.assertTrue(torch.equal(v, before[k]), k)
+        for m in mats:
+            if m.role == "lowrank":
+                by_rank = {o["rank"]: o["loss"] for o in m.options}
+                lo, hi = min(by_rank), max(by_rank)
+                self.assertGreater(by_rank[lo], by_rank[hi], m.name)
+                self.assertLess(by_rank[hi], 1e-2, m.name)  # full rank, int8 cores
+
+
 class TestMixedWriter(unittest.TestCase):
     def test_kinds_round_trip(self):
         rng = np.random.default_rng(1)
