@@ -168,32 +168,34 @@ def svg(results, path):
         xs = [p["bytes"] / res["f32_bytes"] for p in pts]
         ys = [p["heldout_loss"] - orig["heldout_loss"] for p in pts]
         x0, x1 = np.log2(1 / 16) - 0.3, np.log2(1.0) + 0.1
-        y1 = max(ys + [0.1]) * 1.08
+        ly0, ly1 = -4.0, np.log10(max(ys + [1.0])) + 0.2  # the loss increase on a log scale, 1e-4 at the floor
         ox = k * (W + 20)
 
         def X(v):
             return ox + pad + (np.log2(v) - x0) / (x1 - x0) * (W - pad - 15)
 
         def Y(v):
-            return 20 + (1 - (max(v, 0) if y1 > 0 else 0) / y1) * (H - pad - 20)
+            return 20 + (1 - (np.log10(max(v, 1e-4)) - ly0) / (ly1 - ly0)) * (H - pad - 20)
 
         g = ['<text x="%d" y="14" font-size="13" font-weight="bold">%s (f32 file %s bytes)</text>' % (
             ox + pad, res["name"], format(res["f32_bytes"], ","))]
         g.append('<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#000"/>' % (X(2 ** x0), Y(0), X(1), Y(0)))
-        g.append('<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#000"/>' % (X(2 ** x0), Y(0), X(2 ** x0), Y(y1)))
+        g.append('<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#000"/>' % (X(2 ** x0), Y(0), X(2 ** x0), Y(10 ** ly1)))
         for f in (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1):
-            g.append('<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#ddd"/>' % (X(f), Y(0), X(f), Y(y1)))
+            g.append('<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#ddd"/>' % (X(f), Y(0), X(f), Y(10 ** ly1)))
             g.append('<text x="%.1f" y="%.1f" font-size="10" text-anchor="middle">%s</text>' % (
                 X(f), Y(0) + 13, "1" if f == 1 else "1/%d" % round(1 / f)))
-        for t in np.linspace(0, y1, 5):
-            g.append('<text x="%.1f" y="%.1f" font-size="10" text-anchor="end">%.2f</text>' % (X(2 ** x0) - 4, Y(t) + 3, t))
+        for e in range(-4, int(np.floor(ly1)) + 1):
+            t = 10.0 ** e
+            g.append('<text x="%.1f" y="%.1f" font-size="10" text-anchor="end">%s</text>' % (
+                X(2 ** x0) - 4, Y(t) + 3, "&lt;1e-4" if e == -4 else "%g" % t))
         g.append('<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#999" stroke-dasharray="3,3"/>' % (
             X(2 ** x0), Y(0.05), X(1), Y(0.05)))
         g.append('<text x="%.1f" y="%.1f" font-size="9" fill="#666">+0.05 nats</text>' % (X(1) - 50, Y(0.05) - 3))
         g.append('<text x="%.1f" y="%d" font-size="11" text-anchor="middle">file bytes / f32 file (log scale)</text>' % (
             ox + pad + (W - pad) / 2, H - 18))
         g.append('<text x="%d" y="%d" font-size="11" transform="rotate(-90 %d %d)" text-anchor="middle">held-out loss '
-                 '- original (nats/token)</text>' % (ox + 14, H / 2, ox + 14, H / 2))
+                 '- original (nats/token, log)</text>' % (ox + 14, H / 2, ox + 14, H / 2))
         for fam in ("quant", "tt", "mix"):
             fp = sorted([p for p in pts if p["family"] == fam], key=lambda p: p["bytes"])
             if not fp:
@@ -241,12 +243,13 @@ def table(res):
         p = next((q for q in res["points"] if q["family"] == "uniform " + t), None)
         if p:
             rows.append(row(p, "-"))
-    fracs = sorted({p["fraction"] for p in res["points"] if p.get("fraction")}, key=lambda f: eval(f))
-    for fr in fracs:
+    fracs = sorted({(p["budget"], p["fraction"]) for p in res["points"] if p.get("fraction")})
+    for b, fr in fracs:
+        label = fr if "/" in fr else "half q8"
         for fam in ("quant", "tt", "mix"):
             p = next((q for q in res["points"] if q["family"] == fam and q.get("fraction") == fr), None)
             if p:
-                rows.append(row(p, "%s (%s)" % (fr, format(p["budget"], ","))))
+                rows.append(row(p, "%s (%s)" % (label, format(b, ","))))
     return "\n".join(rows)
 
 
