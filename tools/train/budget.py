@@ -33,7 +33,6 @@ import argparse
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -129,8 +128,9 @@ def greedy(items, capacity):
 
 def find_qtf(explicit=None):
     here = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.join(here, "..", "..")
     cands = [explicit] if explicit else [os.environ.get("QTF_CLI")] + [
-        os.path.join(here, "..", "..", b, "qtf") for b in ("build", "build-budget", "build-release")]
+        os.path.join(root, b, "qtf") for b in (os.environ.get("QTF_BUILD_DIR") or "build", "build")]
     for c in cands:
         if c and os.path.isfile(c) and os.access(c, os.X_OK):
             return os.path.abspath(c)

@@ -76,7 +76,6 @@ def summary(choice):
             parts.append("emb " + o["dtype"])
             continue
         if o["kind"] == "tt" and not (name.endswith("attn.q") or name.endswith("attn.o")):
-            key = "r" + " " + o["dtype"]
             ranks.append(o["rank"])
             key = "low-rank " + o["dtype"]
         else:
@@ -165,7 +164,6 @@ def svg(results, path):
     for k, res in enumerate(results):
         orig = next(p for p in res["points"] if p["family"] == "original")
         pts = [p for p in res["points"] if not p.get("infeasible") and p["family"] != "original"]
-        xs = [p["bytes"] / res["f32_bytes"] for p in pts]
         ys = [p["heldout_loss"] - orig["heldout_loss"] for p in pts]
         x0, x1 = np.log2(1 / 16) - 0.3, np.log2(1.0) + 0.1
         ly0, ly1 = -4.0, np.log10(max(ys + [1.0])) + 0.2  # the loss increase on a log scale, 1e-4 at the floor

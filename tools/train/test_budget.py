@@ -1,10 +1,11 @@
-"""Tests of budget.py: the knapsack, the mixed-type writer, a whole run on a small fixture read back by the
-engine, and bad input (one line, no file). Needs the qtf tool of the native build (build/qtf, or $QTF_CLI):
-tools/test.sh builds it before this stage."""
+"""Tests of budget.py: the knapsack, the sensitivity measurement, the mixed-type writer, a whole run on a small
+fixture read back by the engine, and bad input (one line, no file). Needs the qtf tool of the native build
+($QTF_CLI, $QTF_BUILD_DIR/qtf or build/qtf; tools/test.sh builds it before this stage): without it the tests fail."""
 import io
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -127,6 +128,10 @@ class TestBudgetRuns(unittest.TestCase):
         cls.dir = tempfile.mkdtemp(prefix="test-budget-")
         cls.text = os.path.join(cls.dir, "stories.txt")
         fixture_text(cls.text)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.dir, ignore_errors=True)
 
     def assert_refused(self, args, out, words):
         rc, err, _ = run_main(args + ["--out", out])
