@@ -18,7 +18,8 @@ linear a TT with one factorisation per width), never a mix:
   tt     tensorized file with factors d = (1, d), d_ff = (d_ff, 1), kv = (kv, 1): then q and o are one
          [1, d, d, 1] core (dense, f32/f16/i8), and k, v, gate, up, down are TTs with m = (M, 1),
          n = (1, N) (or the transpose), i.e. a truncated SVD W = A B at a rank r of the ladder, the two
-         cores f16 or i8 (one scale per core, bonds balanced first); the embedding as in quant
+         cores i8 (one scale per core, bonds balanced first; the engine reads TT cores in place only as
+         f32/f16/i8); the embedding as in quant
   mix    both, and the one whose healed model has the lower KL on the calibration stories set aside for it
 Each option's cost: the KL(original || model with only this matrix changed) on calibration windows,
 measured one matrix at a time; the choice minimises the sum of those KLs within the budget, exactly
