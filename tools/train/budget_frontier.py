@@ -6,6 +6,7 @@ stories the compressor never saw:
 
     python3 tools/train/budget_frontier.py run --model models/stories260k.qtf --name stories260k --dir D \
         [--budgets 1/16,1/8,1/4,1/2] [--heal-seconds 45] [--heal 1-300] [--heldout 301-500]
+    python3 tools/train/budget_frontier.py speed --dir D [--rounds 3 --cpu 1]   # tg again, interleaved, pinned
     python3 tools/train/budget_frontier.py report --dir D --md D/frontier.md --svg docs/img/budget-frontier.svg
 
 Per file: `qtf eval -f HELDOUT --max-tokens 0 --doc-sep "<|endoftext|>" --json` (loss, nats/token), KL(original
@@ -270,6 +271,35 @@ def report(args):
         svg(results, args.svg)
 
 
+def speed(args):
+    """tg of every file of the results again, all files interleaved over --rounds rounds, pinned to one CPU
+    (`taskset -c CPU qtf bench -p 0 -n 128 -r 5`); the median replaces tg_tok_s (the first figure is kept
+    as tg_first)."""
+    qtf = budget.find_qtf(args.qtf)
+    res = {}
+    for name in sorted(os.listdir(args.dir)):
+        p = os.path.join(args.dir, name, "results.json")
+        if os.path.exists(p):
+            res[p] = json.load(open(p))
+    files = sorted({q["file"] for r in res.values() for q in r["points"] if not q.get("infeasible")})
+    runs = {f: [] for f in files}
+    for _ in range(args.rounds):
+        for f in files:
+            out = subprocess.run(["taskset", "-c", str(args.cpu), qtf, "bench", "-m", f, "-p", "0", "-n", "128", "-r", "5",
+                                  "-o", "json"], capture_output=True, text=True, check=True).stdout
+            runs[f].append(json.loads(out)[0]["avg_ts"])
+    for path, r in res.items():
+        for q in r["points"]:
+            if not q.get("infeasible"):
+                q.setdefault("tg_first", q["tg_tok_s"])
+                q["tg_rounds"] = runs[q["file"]]
+                q["tg_tok_s"] = float(np.median(runs[q["file"]]))
+        with open(path, "w") as f:
+            json.dump(r, f, indent=1)
+    for f in files:
+        print("%-60s %s" % (f, " ".join("%.0f" % v for v in runs[f])))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -289,13 +319,18 @@ def main():
     r.add_argument("--kl-windows", type=int, default=16)
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--qtf")
+    sp = sub.add_parser("speed")
+    sp.add_argument("--dir", required=True)
+    sp.add_argument("--rounds", type=int, default=3)
+    sp.add_argument("--cpu", type=int, default=1)
+    sp.add_argument("--qtf")
     p = sub.add_parser("report")
     p.add_argument("--dir", required=True)
     p.add_argument("--md")
     p.add_argument("--svg")
     args = ap.parse_args()
     try:
-        run(args) if args.cmd == "run" else report(args)
+        {"run": run, "speed": speed, "report": report}[args.cmd](args)
     except budget.BudgetError as e:
         print("budget_frontier: %s" % e, file=sys.stderr)
         return 1
