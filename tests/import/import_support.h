@@ -15,6 +15,8 @@
 #include "format/format.h"
 #include "format/reader.h"
 #include "host/session.h"
+#include "host/writer.h"
+#include "import/gguf.h"
 #include "support/gguf_writer.h"
 #include "support/json_lite.h"
 
@@ -130,6 +132,40 @@ inline std::vector<std::pair<std::string, std::vector<int32_t>>> vocab_vectors(c
   std::vector<std::pair<std::string, std::vector<int32_t>>> tests;
   for (size_t i = 0; i < texts.size(); ++i) tests.push_back({texts[i], ids[i]});
   return tests;
+}
+
+// Checks llama.cpp's tokenizer test vectors (base + ".inp" / ".out") against the tokenizer of a
+// vocabulary GGUF imported by the GGUF importer, each text encoded as llama.cpp's test-tokenizer-0 encodes
+// it (add_special false, parse_special false). Returns how many vectors were checked.
+inline int check_vocab_vectors(const std::vector<uint8_t>& gguf, const std::string& base) {
+  format::Writer w;
+  int vocab = 0;
+  Status st = import::gguf_tokenizer(gguf.data(), gguf.size(), &w, &vocab);
+  REQUIRE_MESSAGE(st.ok(), st.message());
+  const std::vector<uint8_t> img = w.finish();
+  format::ModelFile f;
+  REQUIRE(f.open(img.data(), img.size()).ok());
+  Tokenizer tok;
+  host::AlignedBuffer arena;
+  REQUIRE(arena.allocate(Tokenizer::arena_bytes(f, vocab)).ok());
+  st = tok.init(f, vocab, arena.data(), arena.size());
+  REQUIRE_MESSAGE(st.ok(), st.message());
+  int checked = 0, equal = 0;
+  for (const auto& [text, want] : vocab_vectors(base)) {
+    std::vector<int32_t> got(Tokenizer::max_tokens(text.size()));
+    std::vector<uint8_t> work(tok.work_bytes(text.size()) + 1);
+    EncodeOptions opt;
+    opt.work = work.data(), opt.work_bytes = work.size();
+    int n = 0;
+    REQUIRE(tok.encode(text.data(), text.size(), got.data(), (int)got.size(), &n, nullptr, opt).ok());
+    got.resize((size_t)n);
+    INFO("text '" << text << "'");
+    CHECK(got == want);
+    equal += got == want;
+    ++checked;
+  }
+  MESSAGE(base << ": " << equal << " of " << checked << " vectors equal");
+  return checked;
 }
 
 }  // namespace qtf::testing

@@ -97,32 +97,7 @@ TEST_CASE("llama.cpp's tokenizer test vectors: llama-spm (Llama 2's tokenizer.mo
     const std::vector<uint8_t> model = qtf::testing::read_bytes(std::string(QTF_REAL_DATA_DIR) + "/llama2-tokenizer/tokenizer.model");
     REQUIRE(model.size() > 1000);
     const std::vector<uint8_t> g = spm_model_gguf(model);
-    format::Writer w;
-    int vocab = 0;
-    Status st = import::gguf_tokenizer(g.data(), g.size(), &w, &vocab);
-    REQUIRE_MESSAGE(st.ok(), st.message());
-    const std::vector<uint8_t> img = w.finish();
-    format::ModelFile f;
-    REQUIRE(f.open(img.data(), img.size()).ok());
-    Tokenizer tok;
-    host::AlignedBuffer arena;
-    REQUIRE(arena.allocate(Tokenizer::arena_bytes(f, vocab)).ok());
-    st = tok.init(f, vocab, arena.data(), arena.size());
-    REQUIRE_MESSAGE(st.ok(), st.message());
-    int checked = 0;
-    for (const auto& [text, want] : qtf::testing::vocab_vectors(base)) {
-      std::vector<int32_t> got(Tokenizer::max_tokens(text.size()));
-      std::vector<uint8_t> work(tok.work_bytes(text.size()) + 1);
-      EncodeOptions opt;
-      opt.work = work.data(), opt.work_bytes = work.size();
-      int n = 0;
-      REQUIRE(tok.encode(text.data(), text.size(), got.data(), (int)got.size(), &n, nullptr, opt).ok());
-      got.resize((size_t)n);
-      const std::string shown = text;
-      INFO("text '" << shown << "'");
-      CHECK(got == want);
-      ++checked;
-    }
+    const int checked = qtf::testing::check_vocab_vectors(g, base);
     MESSAGE(std::string(name) << ": " << checked << " vectors");
     CHECK(checked > 30);
   }

@@ -14,27 +14,14 @@
 
 #include "kernels/dispatch.h"
 #include "kernels/kernels.h"
+#include "variants.h"
 
 using namespace qtf;
 
 namespace {
 
-std::vector<std::string> variants() {
-  std::vector<std::string> names;
-  for (int i = 0; i < kern::simd_variant_count(); ++i)
-    if (kern::simd_supported(kern::simd_variant(i))) names.push_back(kern::simd_variant(i).name);
-  return names;
-}
-
-template <class F>
-void for_each_variant(F body) {
-  for (const std::string& v : variants()) {
-    CAPTURE(v);
-    REQUIRE(kern::select_simd(v.c_str()).ok());
-    body();
-  }
-  REQUIRE(kern::select_simd("auto").ok());
-}
+using qtf::testing::for_each_variant;
+using qtf::testing::variants;
 
 const Workers kSerial{3,
                       [](void*, int n, void (*task)(void*, int, int), void* arg) {

@@ -13,6 +13,7 @@
 
 #include "kernels/dispatch.h"
 #include "kernels/kernels.h"
+#include "variants.h"
 #include "kernels/tt_plan.h"
 
 using namespace qtf;
@@ -133,25 +134,8 @@ struct GuardedWorkspace {
 
 Vec nan_vec(size_t n) { return Vec(n, std::nanf("")); }
 
-// The variants to test: every compiled one this CPU supports (scalar included).
-std::vector<std::string> variants() {
-  std::vector<std::string> names;
-  for (int i = 0; i < kern::simd_variant_count(); ++i)
-    if (kern::simd_supported(kern::simd_variant(i))) names.push_back(kern::simd_variant(i).name);
-  return names;
-}
-
-// Runs body() once per variant, with that variant selected; the default is restored after.
-template <class F>
-void for_each_variant(F body) {
-  for (const std::string& v : variants()) {
-    CAPTURE(v);
-    REQUIRE(kern::select_simd(v.c_str()).ok());
-    REQUIRE(std::string(kern::simd_arch()) == v);
-    body();
-  }
-  REQUIRE(kern::select_simd("auto").ok());
-}
+using qtf::testing::for_each_variant;
+using qtf::testing::variants;
 
 }  // namespace
 
