@@ -40,6 +40,7 @@ Status LoadedModel::load_any(const char* path, bool mmap, const char* tokenizer_
   if (path == nullptr) return Status::error(Err::invalid_argument, "model path is null");
   const import::Source src = import::detect(path);
   source_ = import::Source::qtf;
+  checksum_trusted_ = false;
   if (src == import::Source::qtf && tokenizer_path == nullptr) return load_file(path, mmap);
   import::Options opt;
   opt.tokenizer_path = tokenizer_path;
@@ -55,6 +56,7 @@ Status LoadedModel::load_any(const char* path, bool mmap, const char* tokenizer_
 
 Status LoadedModel::load_memory(const void* data, size_t size) {
   if (data == nullptr || size == 0) return Status::error(Err::invalid_argument, "model buffer is null or empty");
+  checksum_trusted_ = false;
   if (reinterpret_cast<uintptr_t>(data) % 64 != 0) {
     QTF_TRY(copy_.allocate(size));
     std::memcpy(copy_.data(), data, size);
