@@ -84,6 +84,24 @@ bool supported_by_cpu(const Table& t) {
 #endif
 }
 
+}  // namespace
+
+const Table* table_avx512vnni() {
+  const Table* base = table_avx512();
+  const Int8Kernels* k = avx512vnni_int8_kernels();
+  if (base == nullptr || k == nullptr) return nullptr;
+  static const Table t = [&] {
+    Table v = *base;
+    v.name = "avx512vnni";
+    v.quantize_q8 = k->quantize_q8;
+    v.dense_matmul_q8 = k->dense_matmul_q8;
+    return v;
+  }();
+  return &t;
+}
+
+namespace {
+
 // Compiled variants, scalar first, widest last.
 struct Variants {
   const Table* t[6];

@@ -69,8 +69,16 @@ void avx512_tt_step(const tt::Step& s, const float* in, float* out);
 const Table* table_sse2();
 const Table* table_avx2();
 const Table* table_avx512();
-// The AVX-512 table with the integer dot products on VNNI (vpdpbusd): kern_avx512vnni.cpp.
+// The AVX-512 table with the integer dot products on VNNI (vpdpbusd): built in dispatch.cpp from
+// table_avx512() and the two kernels kern_avx512vnni.cpp defines (null where not compiled). The table is
+// assembled in baseline code: compiled with the AVX-512 flags, even copying it uses zmm registers,
+// which a CPU without AVX-512 cannot run, and every CPU lists the variants.
 const Table* table_avx512vnni();
+struct Int8Kernels {
+  void (*quantize_q8)(const float* x, int n, int8_t* q, float* d);
+  void (*dense_matmul_q8)(const DenseMatrix& W, const Q8Rows& X, int batch, float* Y, int64_t ldy);
+};
+const Int8Kernels* avx512vnni_int8_kernels();
 const Table* table_neon();
 
 }  // namespace kern

@@ -2,7 +2,7 @@
 // (int8_body.inc, int8_x86.inc with QTF_VNNI): one instruction per block where AVX2/AVX-512BW take two
 // (vpmaddubsw, vpmaddwd). Compiled with the AVX-512 flags plus -mavx512vnni; chosen where the CPU has
 // AVX512_VNNI besides what the AVX-512 variant needs (dispatch.cpp). Everything else is the AVX-512
-// variant's code: this file holds only the integer kernels.
+// variant's code: this file holds only the integer kernels (dispatch.cpp assembles the table).
 #include "kernels/dispatch.h"
 #include "kernels/simd.h"
 
@@ -27,20 +27,12 @@ inline float q4_scale(const uint8_t* block) { return _cvtsh_ss((uint16_t)(block[
 #define QTF_Q8_TOKENS 4
 #include "kernels/int8_body.inc"
 
-kern::Table make_table() {
-  kern::Table t = *kern::table_avx512();
-  t.name = "avx512vnni";
-  t.quantize_q8 = &quantize_q8;
-  t.dense_matmul_q8 = &dense_matmul_q8;
-  return t;
-}
+// Constant-initialised (addresses only): no code of this file runs until the CPU is known to have VNNI.
+constexpr kern::Int8Kernels kInt8 = {&quantize_q8, &dense_matmul_q8};
 }  // namespace
 }  // namespace qtf::kern_avx512vnni
 
-const qtf::kern::Table* qtf::kern::table_avx512vnni() {
-  static const kern::Table t = kern_avx512vnni::make_table();
-  return &t;
-}
+const qtf::kern::Int8Kernels* qtf::kern::avx512vnni_int8_kernels() { return &kern_avx512vnni::kInt8; }
 #else
-const qtf::kern::Table* qtf::kern::table_avx512vnni() { return nullptr; }
+const qtf::kern::Int8Kernels* qtf::kern::avx512vnni_int8_kernels() { return nullptr; }
 #endif
