@@ -311,6 +311,58 @@ void pack_batch(const float* X, int batch, int cols, float* Xt) {
     for (int64_t b = 0; b < lanes; ++b) Xt[k * lanes + b] = b < batch ? X[b * cols + k] : 0.f;
 }
 
+// Columns [k0, k1) of pack_batch(X, batch, cols, Xt): one part of a pack split over threads. Token by
+// token (each reads a contiguous run of X; writes land `lanes` floats apart, in lines the part owns).
+void pack_columns(const float* X, int batch, int cols, int k0, int k1, float* Xt) {
+  const int64_t lanes = batch_lanes(batch);
+  for (int64_t b = 0; b < lanes; ++b) {
+    const float* x = X + b * cols;
+    float* out = Xt + b;
+    if (b < batch)
+      for (int k = k0; k < k1; ++k) out[k * lanes] = x[k];
+    else
+      for (int k = k0; k < k1; ++k) out[k * lanes] = 0.f;
+  }
+}
+
+// A GEMM on threads: tiles of rows x tokens, claimed one at a time (host/pool.h), so a thread slowed
+// down (another process on its core, a busier cache) takes fewer tiles instead of holding the others
+// up. About kTilesPerThread tiles each: rows first (each weight read once per token tile, and the
+// weights are most of the bytes); the tokens are split too where the rows give too few tiles (the
+// shorter rows: d = 288 gives 24 tiles of 12 rows, 1.5 per thread at 16 threads). Tile edges are
+// multiples of the kernels' register tiles (rows: row_unit; tokens: kTokenUnit), the last tile takes
+// what is left: every output goes through the same kind of register tile, in the same order, as
+// without threads, so the results are the same bits whatever the thread count.
+constexpr int kTilesPerThread = 4;
+constexpr int kTokenUnit = 16;      // the AVX-512 vector of tokens (and a multiple of every int8 tile's)
+constexpr int kMinTileTokens = 32;  // two vectors: the broadcast GEMM's widest register tile
+struct Tiles {
+  int rows, batch, unit;         // unit: rows per register tile that tile edges keep whole
+  int row_tiles, tok_tiles, tok;  // tok: tokens per token tile but the last
+  int tasks() const { return row_tiles * tok_tiles; }
+  int row0(int i) const { return i == row_tiles ? rows : rows / unit * i / row_tiles * unit; }
+  int tok0(int j) const { return j == tok_tiles ? batch : j * tok; }
+};
+
+Tiles tiles(int rows, int batch, int unit, int threads, bool split_tokens) {
+  Tiles t{rows, batch, unit, 1, 1, batch};
+  const int want = kTilesPerThread * threads, units = rows / unit > 0 ? rows / unit : 1;
+  t.row_tiles = units < want ? units : want;
+  const int most_tok_tiles = split_tokens ? batch / kMinTileTokens : 1;
+  int tok_tiles = (want + t.row_tiles - 1) / t.row_tiles;
+  if (tok_tiles > most_tok_tiles) tok_tiles = most_tok_tiles;
+  if (tok_tiles > 1) {
+    t.tok = ((batch + tok_tiles - 1) / tok_tiles + kTokenUnit - 1) / kTokenUnit * kTokenUnit;
+    t.tok_tiles = (batch + t.tok - 1) / t.tok;
+  }
+  return t;
+}
+
+// The broadcast GEMM's register tiles are 12 rows (AVX-512) or 6, then 4, then 1.
+constexpr int kGemmRowUnit = 12;
+// Columns per part of a pack split over threads.
+constexpr int kPackCols = 128;
+
 }  // namespace
 
 size_t dense_scratch_floats(int rows, int cols, int batch) {
@@ -318,22 +370,36 @@ size_t dense_scratch_floats(int rows, int cols, int batch) {
   return (size_t)batch_lanes(batch) * ((size_t)cols + (cols > kGemmKBlock ? (size_t)rows : 0));  // Xt, partial sums
 }
 
+// On threads each token tile is packed on its own (tile j: lanes = batch_lanes(its tokens), at
+// scratch + tok0(j) * cols, its partial sums at + tok0(j) * rows): pack_batch of each tile's tokens,
+// split by columns over the threads (one hand-off), then the tiles of the GEMM (another). Together
+// never more than pack_batch of the whole batch (tok is a multiple of 4).
 void dense_matmul(const DenseMatrix& M, const float* X, int batch, float* Y, float* scratch, const Workers* w) {
-  const float* Xt = nullptr;
-  float* partial = nullptr;  // bp floats per row, after Xt (rows longer than one reduction block)
-  if (scratch && batch >= kBroadcastBatch && M.cols >= kBroadcastCols) {
-    pack_batch(X, batch, M.cols, scratch);
-    Xt = scratch;
-    if (M.cols > kGemmKBlock) partial = scratch + (int64_t)M.cols * batch_lanes(batch);
+  const bool bcast = scratch && batch >= kBroadcastBatch && M.cols >= kBroadcastCols;
+  float* const partial = bcast && M.cols > kGemmKBlock ? scratch + (int64_t)M.cols * batch_lanes(batch) : nullptr;
+  if (w == nullptr || w->threads < 2 || 2ll * M.rows * M.cols * batch < kParallelFlops) {
+    if (bcast) pack_batch(X, batch, M.cols, scratch);
+    return active().dense_matmul(M, X, batch, Y, M.rows, bcast ? scratch : nullptr, partial);
   }
-  if (w == nullptr || w->threads < 2 || 2ll * M.rows * M.cols * batch < kParallelFlops)
-    return active().dense_matmul(M, X, batch, Y, M.rows, Xt, partial);
-  const int parts = w->threads, quads = M.rows / 4;
-  parallel_for(w, parts, [&](int part, int) {  // rows [r0, r1), whole 4-row tiles but for the last part
-    const int r0 = quads * part / parts * 4, r1 = part == parts - 1 ? M.rows : quads * (part + 1) / parts * 4;
+  // The dot form's tiles of tokens end where the batch ends: split only its rows.
+  const Tiles t = tiles(M.rows, batch, kGemmRowUnit, w->threads, bcast);
+  if (bcast) {
+    const int chunks = (M.cols + kPackCols - 1) / kPackCols;
+    parallel_for(w, t.tok_tiles * chunks, [&](int task, int) {
+      const int j = task / chunks, k0 = task % chunks * kPackCols, k1 = k0 + kPackCols < M.cols ? k0 + kPackCols : M.cols;
+      const int b0 = t.tok0(j);
+      pack_columns(X + (int64_t)b0 * M.cols, t.tok0(j + 1) - b0, M.cols, k0, k1, scratch + (int64_t)b0 * M.cols);
+    });
+  }
+  parallel_for(w, t.tasks(), [&](int task, int) {
+    const int i = task / t.tok_tiles, j = task % t.tok_tiles;
+    const int r0 = t.row0(i), r1 = t.row0(i + 1), b0 = t.tok0(j), nb = t.tok0(j + 1) - b0;
     if (r0 == r1) return;
     const DenseMatrix rows{r1 - r0, M.cols, M.w.from((int64_t)r0 * M.cols, r0), M.bias ? M.bias + r0 : nullptr};
-    active().dense_matmul(rows, X, batch, Y + r0, M.rows, Xt, partial ? partial + r0 * batch_lanes(batch) : nullptr);
+    const int64_t lanes = batch_lanes(nb);
+    active().dense_matmul(rows, X + (int64_t)b0 * M.cols, nb, Y + (int64_t)b0 * M.rows + r0, M.rows,
+                          bcast ? scratch + (int64_t)b0 * M.cols : nullptr,
+                          partial ? partial + (int64_t)b0 * M.rows + r0 * lanes : nullptr);
   });
 }
 
@@ -341,20 +407,28 @@ bool int_dot_supported(WType t) { return t == WType::i8 || t == WType::q4; }
 
 void quantize_q8(const float* x, int n, int8_t* q, float* d) { active().quantize_q8(x, n, q, d); }
 
-void quantize_q8_rows(const float* X, int batch, int n, int8_t* q, float* d) {
+void quantize_q8_rows(const float* X, int batch, int n, int8_t* q, float* d, const Workers* w) {
   const int64_t nb = q8_blocks(n);
-  for (int b = 0; b < batch; ++b) active().quantize_q8(X + (int64_t)b * n, n, q + b * nb * kQ8Block, d + b * nb);
+  // Elementwise, about 4 FLOPs a value: threads only for big blocks.
+  parallel_for(w, batch, 4ll * batch * n, [&](int b, int) {
+    active().quantize_q8(X + (int64_t)b * n, n, q + b * nb * kQ8Block, d + b * nb);
+  });
 }
+
+// The int8 GEMM's register tiles are 4 rows, then 1 (int8_body.inc).
+constexpr int kQ8RowUnit = 4;
 
 void dense_matmul_q8(const DenseMatrix& M, const Q8Rows& X, int batch, float* Y, const Workers* w) {
   if (w == nullptr || w->threads < 2 || 2ll * M.rows * M.cols * batch < kParallelFlops)
     return active().dense_matmul_q8(M, X, batch, Y, M.rows);
-  const int parts = w->threads, quads = M.rows / 4;
-  parallel_for(w, parts, [&](int part, int) {  // rows [r0, r1), whole 4-row tiles but for the last part
-    const int r0 = quads * part / parts * 4, r1 = part == parts - 1 ? M.rows : quads * (part + 1) / parts * 4;
+  const Tiles t = tiles(M.rows, batch, kQ8RowUnit, w->threads, true);
+  parallel_for(w, t.tasks(), [&](int task, int) {
+    const int i = task / t.tok_tiles, j = task % t.tok_tiles;
+    const int r0 = t.row0(i), r1 = t.row0(i + 1), b0 = t.tok0(j), nb = t.tok0(j + 1) - b0;
     if (r0 == r1) return;
     const DenseMatrix rows{r1 - r0, M.cols, M.w.from((int64_t)r0 * M.cols, r0), M.bias ? M.bias + r0 : nullptr};
-    active().dense_matmul_q8(rows, X, batch, Y + r0, M.rows);
+    const Q8Rows x{X.q + (int64_t)b0 * X.blocks * kQ8Block, X.d + (int64_t)b0 * X.blocks, X.blocks};
+    active().dense_matmul_q8(rows, x, nb, Y + (int64_t)b0 * M.rows + r0, M.rows);
   });
 }
 

@@ -156,9 +156,10 @@ constexpr int kGemmKBlock = 1024;
 // Floats of `scratch` that dense_matmul below needs for `batch` vectors through a [rows, cols] matrix
 // (0 where the batch runs as dot products).
 size_t dense_scratch_floats(int rows, int cols, int batch);
-// The same over `w`'s threads (null: one thread), each a range of the rows. With `scratch` (null: none)
-// a batch runs in broadcast form: X transposed into scratch once, each weight broadcast against vectors
-// of tokens (simd_body.inc); without, as dot products. The TT form is in tt_plan.h.
+// The same over `w`'s threads (null: one thread), in tiles of rows x tokens (dispatch.cpp: the same
+// bits at every thread count). With `scratch` (null: none) a batch runs in broadcast form: X transposed
+// into scratch once (on threads, split over them), each weight broadcast against vectors of tokens
+// (simd_body.inc); without, as dot products. The TT form is in tt_plan.h.
 void dense_matmul(const DenseMatrix& W, const float* X, int batch, float* Y, float* scratch, const Workers* w);
 
 // Integer dot products (docs/quantize.md "Integer dot products"). quantize_q8: row x of n floats into
@@ -166,10 +167,11 @@ void dense_matmul(const DenseMatrix& W, const float* X, int batch, float* Y, flo
 // bytes and scales as ref. dense_matmul_q8: Y[b * ldy + r] = W X[b] + bias for an i8 (per-row or single
 // scale) or q4 W and quantised X (X.blocks == q8_blocks(W.cols)): per block the int32 dot product of the
 // int8 values times the activation block's scale (q4: times the weight block's d too), summed, then (i8)
-// times the row's scale. Over `w`'s threads (null: one), each a range of the rows.
+// times the row's scale. Over `w`'s threads (null: one), in tiles of rows x tokens as dense_matmul.
 bool int_dot_supported(WType t);  // i8 and q4
 void quantize_q8(const float* x, int n, int8_t* q, float* d);
-void quantize_q8_rows(const float* X, int batch, int n, int8_t* q, float* d);  // `batch` rows of n floats
+// `batch` rows of n floats, split over `w`'s threads (null: one) where the block is big enough.
+void quantize_q8_rows(const float* X, int batch, int n, int8_t* q, float* d, const Workers* w = nullptr);
 void dense_matmul_q8(const DenseMatrix& W, const Q8Rows& X, int batch, float* Y, const Workers* w);
 float dot(const float* a, const float* b, int n);
 void axpy(float a, const float* x, float* y, int n);  // y += a x

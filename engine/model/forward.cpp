@@ -165,7 +165,7 @@ const Q8Rows* quantize_input(RunState* s, const Linear* const* lins, int count, 
   bool any = false;
   for (int j = 0; j < count; ++j) any = any || int_dot(s, *lins[j]);
   if (!any) return nullptr;
-  kern::quantize_q8_rows(X, n, cols, s->act_q, s->act_d);
+  kern::quantize_q8_rows(X, n, cols, s->act_q, s->act_d, s->workers);
   *out = Q8Rows{s->act_q, s->act_d, q8_blocks(cols)};
   return out;
 }

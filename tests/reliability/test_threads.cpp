@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "capi/qtf.h"
+#include "host/quantize.h"
 #include "host/session.h"
 #include "support/tiny_model.h"
 
@@ -125,6 +126,57 @@ TEST_CASE("a context on a thread pool decodes like a single-threaded one") {
         REQUIRE(pool.ctx().eval(next).ok());
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(20));  // let the workers fall asleep
+    }
+  }
+}
+
+// A prompt block through dense matrices, float and (act-quant) q8 / q4, on 1, 2, 3, 4 and 7 threads:
+// the GEMMs split into tiles of rows x tokens (dispatch.cpp) give the same bits as one thread. Shapes
+// that reach every split: 70 tokens (token tiles of 48 and 22 where the rows give too few tiles, the
+// last not a multiple of 16), d = 64 (q, k, v, o and down have 64 rows: 5 row tiles of 12 or 16 of 4),
+// d_ff = 1056 (down's rows longer than one reduction block: partial sums per token tile; up runs as dot
+// products, its rows only split).
+TEST_CASE("a prompt block through dense matrices gives the same logits on every thread count") {
+  qtf::testing::TinyConfig tc;
+  tc.tensorized = false, tc.n_qubits = 0, tc.activation = "gelu", tc.quantum_attention = false;
+  tc.adaptive_rank = false;
+  tc.d = 64, tc.n_heads = 4, tc.d_ff = 1056, tc.n_layers = 2, tc.context = 80, tc.scale = 0.2f;
+  const std::vector<uint8_t> f32 = qtf::testing::make_tiny_model(tc);
+  for (int kind = 0; kind < 3; ++kind) {  // f32, q8, q4 (the last two with act-quant)
+    INFO("kind " << kind);
+    std::vector<uint8_t> quantized;
+    if (kind > 0) {  // from a 64-byte aligned copy, as quantize_model needs
+      std::vector<uint8_t> copy(f32.size() + 64);
+      uint8_t* at = copy.data() + (64 - reinterpret_cast<uintptr_t>(copy.data()) % 64) % 64;
+      std::memcpy(at, f32.data(), f32.size());
+      qtf::host::QuantizeReport rep;
+      REQUIRE(qtf::host::quantize_model(at, f32.size(), kind == 1 ? qtf::host::QuantType::q8 : qtf::host::QuantType::q4,
+                                        &quantized, &rep).ok());
+    }
+    const std::vector<uint8_t>& bytes = kind > 0 ? quantized : f32;
+    qtf::host::LoadedModel lm;
+    REQUIRE(lm.load_memory(bytes.data(), bytes.size()).ok());
+    const int vocab = lm.model().cfg.vocab;
+    std::vector<int32_t> prompt(70);
+    for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = (int32_t)((i * 13 + 5) % (size_t)vocab);
+    std::vector<float> first;  // one thread's logits after the block, then after each generated token
+    for (int threads : {1, 2, 3, 4, 7}) {
+      INFO(threads << " threads");
+      qtf::ContextOptions o;
+      o.n_batch = (int)prompt.size();
+      o.n_threads = threads;
+      o.act_quant = kind > 0;
+      qtf::host::HostContext hc;
+      REQUIRE(hc.init(lm, o).ok());
+      std::vector<float> got;
+      REQUIRE(hc.ctx().eval(prompt.data(), (int)prompt.size()).ok());
+      for (int g = 0; g < 3; ++g) {
+        got.insert(got.end(), hc.ctx().logits(), hc.ctx().logits() + vocab);
+        const float* l = hc.ctx().logits();
+        REQUIRE(hc.ctx().eval((int32_t)(std::max_element(l, l + vocab) - l)).ok());
+      }
+      if (threads == 1) first = got;
+      CHECK(got == first);
     }
   }
 }
