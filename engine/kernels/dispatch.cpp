@@ -350,9 +350,13 @@ struct Tiles {
   int tok0(int j) const { return j == tok_tiles ? batch : j * tok; }
 };
 
-Tiles tiles(int rows, int batch, int unit, int threads, bool split_tokens) {
+// Fewer tiles where the whole job is small (one token's matvec): each at least about kParallelFlops,
+// the work worth a claim, but never fewer than one per thread.
+Tiles tiles(int rows, int batch, int unit, int threads, bool split_tokens, int64_t flops) {
   Tiles t{rows, batch, unit, 1, 1, batch};
-  const int want = kTilesPerThread * threads, units = rows / unit > 0 ? rows / unit : 1;
+  const int64_t by_work = flops / kParallelFlops > threads ? flops / kParallelFlops : threads;
+  const int want = by_work < kTilesPerThread * threads ? (int)by_work : kTilesPerThread * threads;
+  const int units = rows / unit > 0 ? rows / unit : 1;
   t.row_tiles = units < want ? units : want;
   const int most_tok_tiles = split_tokens ? batch / kMinTileTokens : 1;
   int tok_tiles = (want + t.row_tiles - 1) / t.row_tiles;
@@ -388,7 +392,7 @@ void dense_matmul(const DenseMatrix& M, const float* X, int batch, float* Y, flo
     return active().dense_matmul(M, X, batch, Y, M.rows, bcast ? scratch : nullptr, partial);
   }
   // The dot form's tiles of tokens end where the batch ends: split only its rows.
-  const Tiles t = tiles(M.rows, batch, kGemmRowUnit, w->threads, bcast);
+  const Tiles t = tiles(M.rows, batch, kGemmRowUnit, w->threads, bcast, 2ll * M.rows * M.cols * batch);
   if (bcast) {
     const int chunks = (M.cols + kPackCols - 1) / kPackCols;
     parallel_for(w, t.tok_tiles * chunks, [&](int task, int) {
@@ -427,7 +431,7 @@ constexpr int kQ8RowUnit = 4;
 void dense_matmul_q8(const DenseMatrix& M, const Q8Rows& X, int batch, float* Y, const Workers* w) {
   if (w == nullptr || w->threads < 2 || 2ll * M.rows * M.cols * batch < kParallelFlops)
     return active().dense_matmul_q8(M, X, batch, Y, M.rows);
-  const Tiles t = tiles(M.rows, batch, kQ8RowUnit, w->threads, true);
+  const Tiles t = tiles(M.rows, batch, kQ8RowUnit, w->threads, true, 2ll * M.rows * M.cols * batch);
   parallel_for(w, t.tasks(), [&](int task, int) {
     const int i = task / t.tok_tiles, j = task % t.tok_tiles;
     const int r0 = t.row0(i), r1 = t.row0(i + 1), b0 = t.tok0(j), nb = t.tok0(j + 1) - b0;

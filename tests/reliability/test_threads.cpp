@@ -133,9 +133,9 @@ TEST_CASE("a context on a thread pool decodes like a single-threaded one") {
 // A prompt block through dense matrices, float and (act-quant) q8 / q4, on 1, 2, 3, 4 and 7 threads:
 // the GEMMs split into tiles of rows x tokens (dispatch.cpp) give the same bits as one thread. Shapes
 // that reach every split: 70 tokens (token tiles of 48 and 22 where the rows give too few tiles, the
-// last not a multiple of 16), d = 64 (q, k, v, o and down have 64 rows: 5 row tiles of 12 or 16 of 4),
-// d_ff = 1056 (down's rows longer than one reduction block: partial sums per token tile; up runs as dot
-// products, its rows only split).
+// last not a multiple of 16), d = 64 (down has 64 rows: 5 row tiles of 12 for the f32 GEMM, too few at
+// any thread count; 16 of 4 for the int8 one, too few at 7 threads), d_ff = 1056 (down's rows longer
+// than one reduction block: partial sums per token tile; up runs as dot products, its rows only split).
 TEST_CASE("a prompt block through dense matrices gives the same logits on every thread count") {
   qtf::testing::TinyConfig tc;
   tc.tensorized = false, tc.n_qubits = 0, tc.activation = "gelu", tc.quantum_attention = false;
