@@ -16,6 +16,9 @@
 #elif QTF_SIMD
 #define QTF_X86 0
 #include <xsimd/config/xsimd_cpuid.hpp>
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>  // getauxval: the kernel's HWCAP bits (the OS question, as xgetbv is on x86)
+#endif
 #endif
 
 namespace qtf {
@@ -63,6 +66,18 @@ bool cpu_avx512vnni() {  // vpdpbusd (CPUID.7.0:ECX bit 11)
 }
 #endif
 
+#if QTF_SIMD && !QTF_X86
+// sdot/udot (FEAT_DotProd): the ASIMDDP bit of Linux's AT_HWCAP (bit 20). Where the OS does not say
+// (bare metal, other systems), no: the plain NEON table runs, which every ARMv8-A CPU can.
+bool cpu_neon_dotprod() {
+#if defined(__aarch64__) && defined(__linux__)
+  return (getauxval(AT_HWCAP) >> 20) & 1;
+#else
+  return false;
+#endif
+}
+#endif
+
 bool supported_by_cpu(const Table& t) {
   if (&t == &kScalar) return true;
 #if QTF_SIMD && QTF_X86
@@ -77,7 +92,9 @@ bool supported_by_cpu(const Table& t) {
   if (&t == table_avx512vnni()) return avx512 && cpu_avx512vnni();
   return false;
 #elif QTF_SIMD
-  if (&t == table_neon()) return xsimd::available_architectures().neon;
+  const bool neon = xsimd::available_architectures().neon;
+  if (&t == table_neon()) return neon;
+  if (&t == table_neondot()) return neon && cpu_neon_dotprod();
   return false;
 #else
   return false;
@@ -100,15 +117,31 @@ const Table* table_avx512vnni() {
   return &t;
 }
 
+// The same for the NEON table and the sdot kernels of kern_neondot.cpp.
+const Table* table_neondot() {
+  const Table* base = table_neon();
+  const Int8Kernels* k = neondot_int8_kernels();
+  if (base == nullptr || k == nullptr) return nullptr;
+  static const Table t = [&] {
+    Table v = *base;
+    v.name = "neondot";
+    v.quantize_q8 = k->quantize_q8;
+    v.dense_matmul_q8 = k->dense_matmul_q8;
+    return v;
+  }();
+  return &t;
+}
+
 namespace {
 
 // Compiled variants, scalar first, widest last.
 struct Variants {
-  const Table* t[6];
-  bool ok[6];
+  const Table* t[7];
+  bool ok[7];
   int n = 0;
   Variants() {
-    const Table* all[6] = {&kScalar, table_sse2(), table_avx2(), table_avx512(), table_avx512vnni(), table_neon()};
+    const Table* all[7] = {&kScalar,    table_sse2(), table_avx2(),   table_avx512(),
+                           table_avx512vnni(), table_neon(), table_neondot()};
     for (const Table* v : all)
       if (v) t[n] = v, ok[n] = supported_by_cpu(*v), ++n;
   }
@@ -166,11 +199,11 @@ Status select_simd(const char* name) {
     g_active.store(best(), std::memory_order_release);
     return Status::success();
   }
-  static const char* const kKnown[] = {"scalar", "sse2", "avx2", "avx512", "avx512vnni", "neon"};
+  static const char* const kKnown[] = {"scalar", "sse2", "avx2", "avx512", "avx512vnni", "neon", "neondot"};
   bool known = false;
   for (const char* k : kKnown) known = known || !std::strcmp(k, name);
   if (!known)
-    return Status::error(Err::invalid_argument, "unknown SIMD variant '%s' (scalar, sse2, avx2, avx512, avx512vnni, neon or auto)",
+    return Status::error(Err::invalid_argument, "unknown SIMD variant '%s' (scalar, sse2, avx2, avx512, avx512vnni, neon, neondot or auto)",
                          name);
   const Variants v = variants();
   for (int i = 0; i < v.n; ++i)

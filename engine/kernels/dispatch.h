@@ -20,7 +20,7 @@ struct DaruanParams;
 namespace kern {
 
 struct Table {
-  const char* name;  // "scalar", "sse2", "avx2", "avx512", "avx512vnni", "neon"
+  const char* name;  // "scalar", "sse2", "avx2", "avx512", "avx512vnni", "neon", "neondot"
   int width;         // floats per (widest) vector; 1 for scalar
   void (*tt_step)(const tt::Step& s, const float* in, float* out);
   void (*transpose)(const float* src, int64_t rows, int64_t cols, float* dst);  // ref::transpose
@@ -80,6 +80,9 @@ struct Int8Kernels {
 };
 const Int8Kernels* avx512vnni_int8_kernels();
 const Table* table_neon();
+// The NEON table with sdot integer dot products (aarch64; kern_neondot.cpp), assembled the same way.
+const Table* table_neondot();
+const Int8Kernels* neondot_int8_kernels();
 
 }  // namespace kern
 }  // namespace qtf

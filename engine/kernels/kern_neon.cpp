@@ -54,34 +54,7 @@ inline void widen_q4(const uint8_t* p, V4* out) {
     out[4 * h + 3] = vcvtq_f32_s32(vmovl_s16(vget_high_s16(b)));
   }
 }
-// Integer dot products (int8_body.inc): with the dot-product extension (the target's flags define
-// __ARM_FEATURE_DOTPROD, e.g. -march=armv8.2-a+dotprod) two sdot per block; without it (plain NEON,
-// armv7 too) vmull_s8 / vmlal_s8 into shorts (two products of |x| <= 127 by |w| <= 128 fit) and a
-// pairwise widening add into 4 int32 lanes.
-struct QW {
-  int8x16_t v[2];
-};
-inline QW qw_i8(const int8_t* p) { return {{vld1q_s8(p), vld1q_s8(p + 16)}}; }
-inline QW qw_q4(const uint8_t* p) {
-  const uint8x16_t v = vld1q_u8(p);
-  const int8x16_t eight = vdupq_n_s8(8);
-  return {{vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(15))), eight),
-           vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), eight)}};
-}
-inline QW qx_i8(const int8_t* x) { return qw_i8(x); }
-inline QW qx_q4(const int8_t* x) { return qw_i8(x); }
-inline V4 qdot(const QW& w, const QW& x) {
-  const int8x16_t x0 = x.v[0], x1 = x.v[1];
-#if defined(__ARM_FEATURE_DOTPROD)
-  const int32x4_t s = vdotq_s32(vdotq_s32(vdupq_n_s32(0), w.v[0], x0), w.v[1], x1);
-#else
-  const int16x8_t p0 = vmlal_s8(vmull_s8(vget_low_s8(w.v[0]), vget_low_s8(x0)), vget_high_s8(w.v[0]), vget_high_s8(x0));
-  const int16x8_t p1 = vmlal_s8(vmull_s8(vget_low_s8(w.v[1]), vget_low_s8(x1)), vget_high_s8(w.v[1]), vget_high_s8(x1));
-  const int32x4_t s = vpadalq_s16(vpaddlq_s16(p0), p1);
-#endif
-  return vcvtq_f32_s32(s);
-}
-using QV = V4;
+#include "kernels/int8_neon.inc"
 #if !XSIMD_WITH_NEON64
 #define QTF_Q8_SCALAR_ROUND 1  // armv7 NEON has no vector round to nearest even
 #endif
