@@ -101,35 +101,29 @@ bool supported_by_cpu(const Table& t) {
 #endif
 }
 
+// A table that is `base` with its integer dot products from `k` (avx512vnni, neondot); null where either
+// is not compiled. Called once per variant, in baseline code (dispatch.h says why).
+const Table* with_int8_kernels(const Table* base, const Int8Kernels* k, const char* name, Table* storage) {
+  if (base == nullptr || k == nullptr) return nullptr;
+  *storage = *base;
+  storage->name = name;
+  storage->quantize_q8 = k->quantize_q8;
+  storage->dense_matmul_q8 = k->dense_matmul_q8;
+  return storage;
+}
+
 }  // namespace
 
 const Table* table_avx512vnni() {
-  const Table* base = table_avx512();
-  const Int8Kernels* k = avx512vnni_int8_kernels();
-  if (base == nullptr || k == nullptr) return nullptr;
-  static const Table t = [&] {
-    Table v = *base;
-    v.name = "avx512vnni";
-    v.quantize_q8 = k->quantize_q8;
-    v.dense_matmul_q8 = k->dense_matmul_q8;
-    return v;
-  }();
-  return &t;
+  static Table t;
+  static const Table* const p = with_int8_kernels(table_avx512(), avx512vnni_int8_kernels(), "avx512vnni", &t);
+  return p;
 }
 
-// The same for the NEON table and the sdot kernels of kern_neondot.cpp.
 const Table* table_neondot() {
-  const Table* base = table_neon();
-  const Int8Kernels* k = neondot_int8_kernels();
-  if (base == nullptr || k == nullptr) return nullptr;
-  static const Table t = [&] {
-    Table v = *base;
-    v.name = "neondot";
-    v.quantize_q8 = k->quantize_q8;
-    v.dense_matmul_q8 = k->dense_matmul_q8;
-    return v;
-  }();
-  return &t;
+  static Table t;
+  static const Table* const p = with_int8_kernels(table_neon(), neondot_int8_kernels(), "neondot", &t);
+  return p;
 }
 
 namespace {
