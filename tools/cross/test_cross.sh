@@ -36,15 +36,19 @@ run_linux() {  # target toolchain
     echo "$target: test_kernels did not report a NEON SIMD arch" >&2
     return 1
   fi
-  if [ "$target" = aarch64 ] && [ $has_kernels = 1 ]; then run_aarch64_without_dotprod; fi
+  if [ "$target" = aarch64 ] && [ $has_kernels = 1 ]; then check_aarch64_dispatch; fi
   compare_greedy "$target"
 }
 
-# qemu-user's default aarch64 CPU ("max") has the dot-product extension, so ctest ran the neondot table;
-# a Cortex-A72 (Raspberry Pi 4) has none: run-time dispatch must pick plain neon there and pass the kernel
-# and integer tests, never executing sdot.
-run_aarch64_without_dotprod() {
+# qemu-user's default aarch64 CPU ("max") has the dot-product extension: dispatch must have picked the
+# neondot table for ctest. A Cortex-A72 (Raspberry Pi 4) has none: run-time dispatch must pick plain neon
+# there and pass the kernel and integer tests, never executing sdot.
+check_aarch64_dispatch() {
   local dir="$root/build-cross-aarch64" emu="qemu-aarch64 -cpu cortex-a72 -L /usr/aarch64-linux-gnu" out t
+  if ! grep -q "simd_arch() = neondot;" "$dir/Testing/Temporary/LastTest.log"; then
+    echo "aarch64: on qemu's default CPU (with sdot) run-time dispatch did not pick neondot" >&2
+    return 1
+  fi
   echo "== aarch64: kernel tests on a CPU without sdot ($emu)"
   for t in test_kernels test_int8; do
     out=$($emu "$dir/tests/kernels/$t" 2>&1) || { echo "$out" >&2; echo "aarch64-cortex-a72: $t failed" >&2; return 1; }
