@@ -2,7 +2,10 @@
 // binary runs on a committed fixture model (context 16, so windows are exercised) and every output is
 // parsed and checked; the eval loss is recomputed here through the engine API.
 #include <doctest/doctest.h>
+#include <fcntl.h>
+#include <spawn.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
@@ -139,6 +142,32 @@ size_t count(const std::string& s, const std::string& what) {
 }
 
 }  // namespace
+
+TEST_CASE("bench: peak RSS is qtf's own, not the spawning process's") {
+  // 256 MiB touched here, then qtf started by posix_spawn (vfork + exec): Linux hands the replaced
+  // image's high-water mark on to getrusage's ru_maxrss, which once made budget_frontier.py report the
+  // Python parent's RSS (up to 2.4 GB) as a 656K-parameter model's.
+  std::vector<char> big(256u << 20);
+  for (size_t i = 0; i < big.size(); i += 4096) big[i] = (char)i;
+  // posix_spawn execs qtf straight from this process (std::system's shell would stand between them).
+  const std::string path = kOut + "/rss.json";
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  const std::string model = kModel;
+  const char* argv[] = {QTF_BIN, "bench", "-m", model.c_str(), "-r", "1", "-p", "0", "-n", "4", "-o", "json", nullptr};
+  pid_t pid;
+  REQUIRE(posix_spawn(&pid, QTF_BIN, &fa, nullptr, const_cast<char* const*>(argv), environ) == 0);
+  posix_spawn_file_actions_destroy(&fa);
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  REQUIRE((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+  Json j = parse_json(slurp(path));
+  REQUIRE(j.size() == 1);
+  CHECK(j[0]["peak_rss_kib"].num > 0);
+  CHECK(j[0]["peak_rss_kib"].num < 128 * 1024);
+  CHECK(big[4096] == (char)4096);
+}
 
 TEST_CASE("bench: pp and tg tests in md, json and csv") {
   std::string out;

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -95,6 +96,23 @@ double run_once(Context& ctx, int vocab, int n_prompt, int n_gen, const Counter*
   }
   double s = seconds_since(t0);
   return n / (s > 0 ? s : 1e-9);
+}
+
+// This process's peak resident set in KiB. Linux's VmHWM (/proc/self/status) belongs to the address space
+// made at exec; getrusage's ru_maxrss also carries the high-water mark of the image exec replaced, so a qtf
+// spawned by a 1 GiB Python process (vfork + exec) reported 1 GiB. ru_maxrss where /proc is absent.
+long peak_rss_kib() {
+  if (std::FILE* f = std::fopen("/proc/self/status", "r")) {
+    char line[256];
+    long kib = -1;
+    while (kib < 0 && std::fgets(line, sizeof line, f))
+      if (std::strncmp(line, "VmHWM:", 6) == 0) kib = std::strtol(line + 6, nullptr, 10);
+    std::fclose(f);
+    if (kib > 0) return kib;
+  }
+  rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_maxrss;  // KiB on Linux, bytes on macOS
 }
 
 void human_size(double bytes, char* out, size_t n) {
@@ -298,12 +316,10 @@ int cmd_bench(int argc, char** argv) {
   if (n_gen > 0) tests.push_back({"tg" + std::to_string(n_gen), 0, n_gen, {}, 0, 0, {}});
   if (!measure(hc.ctx(), lm.model().cfg.vocab, reps, profiles, profile, &tests)) return 1;
 
-  rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
   const char* slash = std::strrchr(mo.model_path, '/');
   const Info info{mo.model_path, slash ? slash + 1 : mo.model_path, (double)lm.file_size(),
                   (double)lm.model().total_params(), kern::simd_arch(), &lm.model().cfg, hc.ctx().n_ctx(), reps, hc.ctx().n_batch(), mo.ctx.n_threads,
-                  load_ms, lm.mapped(), hc.arena_size(), ru.ru_maxrss /* Linux reports KiB */, profile->name,
+                  load_ms, lm.mapped(), hc.arena_size(), peak_rss_kib(), profile->name,
                   lm.resident_file_bytes(), lm.converted_bytes(), bw_gbs, peak_gflops};
   if (out == Output::md) print_md(info, tests);
   else if (out == Output::json) print_json(info, tests);
