@@ -6,7 +6,7 @@ under a byte budget").
         [--stories 1-300] [--family mix|quant|tt] [--heal-seconds 60] [--qtf build/qtf] [--json R.json]
 
 IN is anything the engine imports (a .qtf, a GGUF, a llama2.c checkpoint with --tokenizer, a Hugging Face
-directory): anything not a .qtf goes through `qtf convert` first, then export.load_qtf loads it into the
+directory): anything not a .qtf goes through `qtf convert` first, then llama.load_qtf loads it into the
 PyTorch Llama reference. --budget is the output file's size in bytes, or a fraction of the f32 file
 (e.g. 1/8). --text holds stories separated by <|endoftext|>; --stories picks the ones this tool may use
 (calibration and healing); keep the stories you report on out of it.
@@ -45,8 +45,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.nn.utils.parametrize as parametrize
 
-import export
 import llama
+from engine_sample import sample_engine
 from qtf_format import QtfError, read_qtf, tensor_nbytes, write_qtf
 
 ALIGN = 64
@@ -164,13 +164,12 @@ def import_model(path, qtf, workdir, tokenizer=None):
 
 def load_reference(qtf_path):
     meta, _ = read_qtf(qtf_path)
-    if not llama.is_llama_meta(meta):
-        raise BudgetError("model %s: not a Llama-block model (docs/llama.md); this tool compresses those" % qtf_path)
     if meta.get("model.tensorized", 0) or meta.get("model.n_qubits", 0):
         raise BudgetError("model %s: already tensorized or with quantum parts; give the dense original" % qtf_path)
     if any(k in meta for k in ("model.lora_alpha", "model.memory_tokens")):
         raise BudgetError("model %s: LoRA adapters or memory slots are not handled" % qtf_path)
-    model, meta = export.load_qtf(qtf_path)
+    # the Llama reference also covers the base block (no block options: layernorm, learned positions, biases)
+    model, meta = llama.load_qtf(qtf_path)
     return model.float().eval(), meta
 
 
@@ -187,7 +186,11 @@ def parse_range(spec, n):
     return lo - 1, hi
 
 
-def read_stories(path, spec=None):
+def read_stories(path, spec=None, plain=0):
+    """The stories of a text (separated by <|endoftext|>, each stripped), those of spec (A-B, 1-based). plain:
+    a text without separators (tiny Shakespeare) cut into pieces of that many characters, kept as they are
+    (the last shorter one too), which spec numbers like stories; a tokenizer without BOS then reads the
+    pieces back to back as the text itself."""
     try:
         with open(path, "rb") as f:
             raw = f.read()
@@ -197,8 +200,11 @@ def read_stories(path, spec=None):
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise BudgetError("text %s: not UTF-8 (byte %d)" % (path, e.start))
-    stories = [s.strip() for s in text.split(DOC_SEP)]
-    stories = [s for s in stories if s]
+    if plain:
+        stories = [text[i:i + plain] for i in range(0, len(text), plain)]
+    else:
+        stories = [s.strip() for s in text.split(DOC_SEP)]
+        stories = [s for s in stories if s]
     if not stories:
         raise BudgetError("text %s: no stories" % path)
     lo, hi = parse_range(spec, len(stories))
@@ -272,26 +278,6 @@ def encode_stories(qtf, model_path, meta, stories, workdir, binding=None, drop_u
     if k < 0 or first[k:] != out[0]:
         raise BudgetError("internal: the binding's ids differ from qtf tokenize's on story 1")
     return [first[:k] + ids for ids in out]
-
-
-def sample_engine(binding, model_path, n, T, seed, bos):
-    """n sequences of T tokens from the original by the engine: BOS, then temperature 1 (the full softmax)."""
-    m = binding.Model(model_path)
-    rng = np.random.default_rng(seed)
-    out = np.zeros((n, T), dtype=np.int64)
-    for i in range(n):
-        ctx = m.context(n_ctx=T)
-        tok = bos
-        out[i, 0] = bos
-        for j in range(1, T):
-            ctx.decode([tok])
-            z = ctx.logits.astype(np.float64)
-            p = np.exp(z - z.max())
-            tok = int(rng.choice(len(p), p=p / p.sum()))
-            out[i, j] = tok
-        ctx.close()
-    m.close()
-    return torch.from_numpy(out)
 
 
 def windows(id_lists, T):
@@ -591,6 +577,8 @@ def student_tensors(student, mats, choice, family):
         out = []
         m, o = by_name["tok_emb"]
         out.append(("tok_emb", w_of(student.tok_emb).numpy().copy(), o["dtype"]))
+        if cfg.positions == "learned":  # the base block (shakespeare-dense): kept f32
+            out.append(("pos_emb", student.pos_emb.weight.numpy().copy(), "f32"))
         for l, blk in enumerate(student.blocks):
             out.append(("blk.%d.ln1.w" % l, blk.ln1.weight.numpy().copy(), "f32"))
             if cfg.norm == "layernorm":
@@ -660,7 +648,7 @@ class Session:
     """Everything measured once per model: the reference, calibration data, options and their KLs per family."""
 
     def __init__(self, model_path, text, stories=None, qtf=None, tokenizer=None, window=256, calib_windows=8,
-                 val_stories=0.1, samples=32, seed=0, log=print, workdir=None, drop_unknown=False):
+                 val_stories=0.1, samples=32, seed=0, log=print, workdir=None, drop_unknown=False, plain=0):
         torch.set_num_threads(1)
         torch.manual_seed(seed)
         self.log = log
@@ -671,7 +659,7 @@ class Session:
         for p in self.model.parameters():
             p.requires_grad_(False)
         cfg = self.model.cfg
-        st = read_stories(text, stories)
+        st = read_stories(text, stories, plain)
         t0 = time.time()
         self.binding = engine_binding(self.qtf)
         ids = encode_stories(self.qtf, self.qtf_path, self.meta, st, self.workdir, self.binding, drop_unknown, log)
@@ -691,7 +679,7 @@ class Session:
         if not samples:
             self.samples_x = None
         elif self.binding is not None:
-            self.samples_x = sample_engine(self.binding, self.qtf_path, samples, T, seed + 1, bos)
+            self.samples_x = torch.from_numpy(sample_engine(self.binding, self.qtf_path, samples, T, seed + 1, bos))
         else:
             self.samples_x = sample(self.model, samples, T, seed + 1, bos)
         log("data: %d stories -> %d calibration windows of %d (first %d for sensitivity), %d set-aside windows "
@@ -745,25 +733,40 @@ class Session:
         return student, mats, choice, rep
 
     def write(self, student, mats, choice, fam, out, budget, provenance):
-        """Writes OUT atomically (a temporary file in its folder, renamed once verified by the engine)."""
-        max_rank = max([m.options[j].get("rank", 1) for m, j in zip(mats, choice)] + [1])
-        meta = file_meta(self.meta, self.model.cfg, fam, max_rank, provenance)
-        tensors = student_tensors(student, mats, choice, fam)
-        folder = os.path.dirname(os.path.abspath(out))
-        fd, tmp = tempfile.mkstemp(prefix=".budget-", suffix=".qtf", dir=folder)
-        os.close(fd)
-        try:
-            data = write_qtf(tmp, meta, tensors)
-            if len(data) > budget:
-                raise BudgetError("internal: the file has %d bytes, over the budget of %d" % (len(data), budget))
-            r = subprocess.run([self.qtf, "verify", "--deep", tmp], capture_output=True, text=True)
-            if r.returncode != 0:
-                raise BudgetError("the engine refuses the written file: %s" % last_line(r.stderr + r.stdout))
-            os.replace(tmp, out)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return len(data)
+        return write_file(self.qtf, self.model, self.meta, student, mats, choice, fam, out, budget, provenance)
+
+
+def write_file(qtf, model, meta, student, mats, choice, fam, out, budget, provenance):
+    """Writes OUT atomically (a temporary file in its folder, renamed once verified by the engine); returns its
+    bytes. model, meta: the original (load_reference)."""
+    max_rank = max([m.options[j].get("rank", 1) for m, j in zip(mats, choice)] + [1])
+    meta = file_meta(meta, model.cfg, fam, max_rank, provenance)
+    tensors = student_tensors(student, mats, choice, fam)
+    folder = os.path.dirname(os.path.abspath(out))
+    fd, tmp = tempfile.mkstemp(prefix=".budget-", suffix=".qtf", dir=folder)
+    os.close(fd)
+    try:
+        data = write_qtf(tmp, meta, tensors)
+        if len(data) > budget:
+            raise BudgetError("internal: the file has %d bytes, over the budget of %d" % (len(data), budget))
+        r = subprocess.run([qtf, "verify", "--deep", tmp], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise BudgetError("the engine refuses the written file: %s" % last_line(r.stderr + r.stdout))
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return len(data)
+
+
+def option_indices(mats, choice):
+    """The options of mats that a recorded choice ({matrix name: option}, as Session.run reports it) names."""
+    keys = ("kind", "dtype", "rank", "bytes")
+    idx = []
+    for m in mats:
+        want = {k: v for k, v in choice[m.name].items() if k in keys}
+        idx.append(next(j for j, o in enumerate(m.options) if {k: v for k, v in o.items() if k in keys} == want))
+    return idx
 
 
 def parse_budget(spec, f32_bytes):
@@ -780,7 +783,7 @@ def parse_budget(spec, f32_bytes):
 
 def compress(args, log=print):
     s = Session(args.model, args.text, args.stories, args.qtf, args.tokenizer, args.window, args.calib_windows,
-                samples=args.samples, seed=args.seed, log=log, drop_unknown=args.drop_unknown)
+                samples=args.samples, seed=args.seed, log=log, drop_unknown=args.drop_unknown, plain=args.plain_text)
     budget = parse_budget(args.budget, s.f32_bytes)
     fams = ["quant", "tt"] if args.family == "mix" else [args.family]
     results = []
@@ -816,6 +819,8 @@ def main(argv=None):
     ap.add_argument("--budget", required=True, help="file bytes, or a fraction of the f32 file (1/8, 12.5%%)")
     ap.add_argument("--text", required=True, help="stories separated by <|endoftext|>")
     ap.add_argument("--stories", help="A-B: the stories (1-based, inclusive) this tool may use; default all")
+    ap.add_argument("--plain-text", type=int, default=0, metavar="N", help="--text has no separators: cut it into "
+                    "pieces of N characters, which --stories numbers (tiny Shakespeare)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--family", choices=["mix", "quant", "tt"], default="mix")
     ap.add_argument("--heal-seconds", type=float, default=60)

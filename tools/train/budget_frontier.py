@@ -30,8 +30,14 @@ TEXT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".."
                     "tinystories-valid-1-500.txt")
 
 
-def heldout_file(text, spec, path):
-    """The held-out stories as they are in the text (each followed by the separator), for qtf eval."""
+def heldout_file(text, spec, path, plain=0):
+    """The held-out stories as they are in the text (each followed by the separator), for qtf eval; with
+    plain (budget.read_stories), the held-out pieces back to back."""
+    if plain:
+        pieces = budget.read_stories(text, spec, plain)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("".join(pieces))
+        return pieces
     raw = open(text, encoding="utf-8").read()
     parts = [p for p in raw.split(budget.DOC_SEP) if p.strip()]
     lo, hi = budget.parse_range(spec, len(parts))
@@ -69,6 +75,10 @@ def measure(qtf, binding, path, heldout_txt, x, t_lp):
             "tg_stddev": bj["stddev_ts"], "peak_rss_kib": bj.get("peak_rss_kib"), "arena_bytes": bj.get("arena_bytes")}
 
 
+def provenance(budget_bytes, fam):
+    return {"created_by": "tools/train/budget_frontier.py", "budget_bytes": budget_bytes, "budget_family": fam}
+
+
 def summary(choice):
     """'emb q4; 20 q8, 15 q4' / 'emb q8; q,o i8; 25 low-rank i8 (r 8-32)'."""
     parts, counts, ranks = [], {}, []
@@ -100,16 +110,17 @@ def run(args):
         log_f.flush()
 
     s = budget.Session(args.model, args.text, args.heal, args.qtf, args.tokenizer, samples=args.samples, log=log,
-                       calib_windows=args.calib_windows, drop_unknown=True)
+                       calib_windows=args.calib_windows, drop_unknown=True, plain=args.plain_text)
     held_txt = os.path.join(out, "heldout.txt")
-    held = heldout_file(args.text, args.heldout, held_txt)
+    held = heldout_file(args.text, args.heldout, held_txt, args.plain_text)
     ids = budget.encode_stories(s.qtf, s.qtf_path, s.meta, held, s.workdir, s.binding, drop_unknown=True, log=log)
     x = budget.windows(ids, 256)[:args.kl_windows].numpy()
     t_lp = engine_logprobs(s.binding, s.qtf_path, x)
     res_path = os.path.join(out, "results.json")
     res = json.load(open(res_path)) if os.path.exists(res_path) else {}
     res.update({"model": args.model, "name": args.name, "f32_bytes": s.f32_bytes, "heal_stories": args.heal,
-                "heldout_stories": args.heldout, "points": res.get("points", [])})
+                "heldout_stories": args.heldout, "plain_text": args.plain_text, "text": args.text,
+                "heal_seconds": args.heal_seconds, "points": res.get("points", [])})
     done = {(p["family"], p.get("fraction")) for p in res["points"]}
 
     def add(point):
@@ -138,8 +149,7 @@ def run(args):
                 continue
             student, mats, choice, rep = r
             rep["val_kl"] = budget.kl_to(student, s.val_x, s.val_lp)[0]
-            s.write(student, mats, choice, fam, path, b, {"created_by": "tools/train/budget_frontier.py",
-                                                          "budget_bytes": b, "budget_family": fam})
+            s.write(student, mats, choice, fam, path, b, provenance(b, fam))
             m = measure(s.qtf, s.binding, path, held_txt, x, t_lp)
             point = dict(m, family=fam, fraction=frac, budget=b, predicted_kl=rep["predicted_kl"],
                          calib_kl_unhealed=rep["calib_kl_unhealed"], val_kl=rep["val_kl"], heal=rep["heal"],
@@ -300,6 +310,65 @@ def speed(args):
         print("%-60s %s" % (f, " ".join("%.0f" % v for v in runs[f])))
 
 
+def rebuild(qtf, model_path, point, out):
+    """The file of a frontier point again, from its recorded choice (types, ranks) without healing: the same
+    tensors, types and bytes as the healed file, so the same memory and speed, other values."""
+    model, meta = budget.load_reference(model_path)
+    fam = point.get("picked", point["family"])
+    mats = budget.matrices(model, fam)
+    idx = budget.option_indices(mats, point["choice"])
+    student = budget.make_student(model, mats, idx)
+    return budget.write_file(qtf, model, meta, student, mats, idx, fam, out, point["budget"], provenance(point["budget"], fam))
+
+
+def peak_rss(qtf, path):
+    """Peak resident set (KiB) of `qtf bench -p 0 -n 128 -r 1` on the file: the mapped file's touched pages,
+    the arena, the program (VmHWM, as qtf bench reports it)."""
+    out = subprocess.run([qtf, "bench", "-m", path, "-p", "0", "-n", "128", "-r", "1", "-o", "json"],
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out)[0]["peak_rss_kib"]
+
+
+def measure_rss(args):
+    """Peak RSS of every point of the results: the file when it is still there, else one rebuilt from the
+    point's choice (rebuild; uniform points by `qtf quantize` of the original). Writes peak_rss_kib and
+    rss_file (which file was measured) into results.json."""
+    qtf = budget.find_qtf(args.qtf)
+    os.makedirs(args.work, exist_ok=True)
+    for name in sorted(os.listdir(args.dir)):
+        path = os.path.join(args.dir, name, "results.json")
+        if not os.path.exists(path):
+            continue
+        res = json.load(open(path))
+        model = budget.import_model(res["model"], qtf, args.work, None)
+        made = {}
+        for q in res["points"]:
+            if q.get("infeasible"):
+                continue
+            f = q["file"]
+            if not (os.path.exists(f) and os.path.getsize(f) == q["bytes"]):
+                key = (q["family"] if q["family"].startswith("uniform") else q.get("picked", q["family"]), q.get("fraction"))
+                f = made.get(key) or os.path.join(args.work, "%s-%s-%s.qtf" % (name, key[0].replace(" ", "-"),
+                                                                                str(key[1]).replace("/", "_")))
+                if key not in made:
+                    if q["family"] == "original":
+                        f = model
+                    elif q["family"].startswith("uniform"):
+                        subprocess.run([qtf, "quantize", model, f, "--type", q["family"].split()[1]], check=True,
+                                       capture_output=True)
+                    else:
+                        rebuild(qtf, model, q, f)
+                    made[key] = f
+                if os.path.getsize(f) != q["bytes"]:
+                    raise budget.BudgetError("%s: rebuilt %d bytes, the point had %d" % (f, os.path.getsize(f), q["bytes"]))
+            q["peak_rss_kib"] = peak_rss(qtf, f)
+            q["rss_file"] = f
+            print("%-18s %-12s %-8s %9d bytes  peak RSS %6.0f KiB" % (name, q["family"], q.get("fraction") or "",
+                                                                      q["bytes"], q["peak_rss_kib"]), flush=True)
+        with open(path, "w") as fo:
+            json.dump(res, fo, indent=1)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -309,6 +378,8 @@ def main():
     r.add_argument("--name", required=True)
     r.add_argument("--dir", required=True)
     r.add_argument("--text", default=TEXT)
+    r.add_argument("--plain-text", type=int, default=0, metavar="N",
+                   help="--text has no separators: N-character pieces, which --heal and --heldout number")
     r.add_argument("--heal", default="1-300")
     r.add_argument("--heldout", default="301-500")
     r.add_argument("--budgets", default="1/16,1/8,1/4,1/2")
@@ -324,13 +395,17 @@ def main():
     sp.add_argument("--rounds", type=int, default=3)
     sp.add_argument("--cpu", type=int, default=1)
     sp.add_argument("--qtf")
+    ms = sub.add_parser("measure")
+    ms.add_argument("--dir", required=True)
+    ms.add_argument("--work", required=True, help="where rebuilt files go")
+    ms.add_argument("--qtf")
     p = sub.add_parser("report")
     p.add_argument("--dir", required=True)
     p.add_argument("--md")
     p.add_argument("--svg")
     args = ap.parse_args()
     try:
-        {"run": run, "speed": speed, "report": report}[args.cmd](args)
+        {"run": run, "speed": speed, "measure": measure_rss, "report": report}[args.cmd](args)
     except budget.BudgetError as e:
         print("budget_frontier: %s" % e, file=sys.stderr)
         return 1

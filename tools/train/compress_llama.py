@@ -31,32 +31,13 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "..", "python"))
 
 import llama  # noqa: E402
+from engine_sample import sample_engine  # noqa: E402
 from compress import allocate_ranks, distill, tt_errors, tt_params, tt_svd_linear  # noqa: E402
 from model import tt_bond_ranks  # noqa: E402
 
 FACTORS = {"d": [8, 8], "kv": [4, 8], "ff": [4, 43]}
 LINEARS = {"q": ("d", "d"), "k": ("kv", "d"), "v": ("kv", "d"), "o": ("d", "d"),
            "gate": ("ff", "d"), "up": ("ff", "d"), "down": ("d", "ff")}  # name: (out, in)
-
-
-def sample_sequences(qtf_path, n, seq, seed):
-    """n sequences of seq ids: BOS then tokens drawn from the teacher's softmax (engine logits)."""
-    import qtf
-    model = qtf.Model(qtf_path)
-    rng = np.random.default_rng(seed)
-    out = np.zeros((n, seq), dtype=np.int64)
-    ctx = model.context(n_ctx=seq)
-    for i in range(n):
-        ctx.reset()
-        tok = 1
-        out[i, 0] = tok
-        for t in range(1, seq):
-            ctx.decode([tok])
-            z = ctx.logits.astype(np.float64)
-            p = np.exp(z - z.max())
-            tok = int(rng.choice(len(p), p=p / p.sum()))
-            out[i, t] = tok
-    return out
 
 
 def block_params(model):
@@ -263,8 +244,9 @@ def main():
         train, heldout = z["train"], z["heldout"]
     else:
         t0 = time.time()
-        train = sample_sequences(args.teacher, args.train, args.seq, args.seed)
-        heldout = sample_sequences(args.teacher, args.heldout, args.seq, args.seed + 1)
+        import qtf
+        train = sample_engine(qtf, args.teacher, args.train, args.seq, args.seed, bos=1)
+        heldout = sample_engine(qtf, args.teacher, args.heldout, args.seq, args.seed + 1, bos=1)
         np.savez_compressed(samples_path, train=train, heldout=heldout)
         log("sampled %d + %d sequences of %d tokens from the teacher in %.0f s" % (
             len(train), len(heldout), args.seq, time.time() - t0))

@@ -181,22 +181,57 @@ class TestBudgetRuns(unittest.TestCase):
             self.assertEqual(meta["model.tensorized"], 1 if fam == "tt" else 0)
             kinds = {v["dtype"] for v in rep["choice"].values()}
             self.assertTrue(kinds - {"f32"}, rep["choice"])  # something was compressed
-            # the engine's loss on the text equals the reference's on the engine's ids
-            r = subprocess.run([self.qtf, "eval", "-m", out, "-f", self.text, "--max-tokens", "0", "--json"],
-                               capture_output=True, text=True)
-            self.assertEqual(r.returncode, 0, r.stderr)
-            eng = json.loads(r.stdout)["loss"]
-            ids = json.loads(subprocess.run([self.qtf, "tokenize", "-m", out, "-f", self.text, "--ids"],
-                                            capture_output=True, text=True).stdout)
-            model, _ = load_qtf(out, dtype=torch.float64)
-            T = model.cfg.context
-            nll = []
-            with torch.no_grad():
-                for b in range(0, len(ids) - 1, T):
-                    x = torch.tensor(ids[b:b + T])[None]
-                    lp = torch.log_softmax(model(x)[0][0], -1)
-                    nll += [-lp[i, ids[b + i + 1]].item() for i in range(x.shape[1] - 1) if b + i + 1 < len(ids)]
-            self.assertAlmostEqual(eng, float(np.mean(nll)), delta=1e-4)
+            self.assert_engine_agrees(out, self.text)
+
+    def assert_engine_agrees(self, out, text):
+        """The engine's loss on the text equals the reference's on the engine's ids."""
+        r = subprocess.run([self.qtf, "eval", "-m", out, "-f", text, "--max-tokens", "0", "--json"],
+                           capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        eng = json.loads(r.stdout)["loss"]
+        ids = json.loads(subprocess.run([self.qtf, "tokenize", "-m", out, "-f", text, "--ids"],
+                                        capture_output=True, text=True).stdout)
+        model, _ = load_qtf(out, dtype=torch.float64)
+        T = model.cfg.context
+        nll = []
+        with torch.no_grad():
+            for b in range(0, len(ids) - 1, T):
+                x = torch.tensor(ids[b:b + T])[None]
+                lp = torch.log_softmax(model(x)[0][0], -1)
+                nll += [-lp[i, ids[b + i + 1]].item() for i in range(x.shape[1] - 1) if b + i + 1 < len(ids)]
+        self.assertAlmostEqual(eng, float(np.mean(nll)), delta=1e-4)
+
+    def test_plain_text_pieces(self):
+        """--plain-text N: the text cut into N-character pieces as they are, numbered like stories."""
+        t = os.path.join(self.dir, "plain.txt")
+        text = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n"
+        with open(t, "w", encoding="utf-8") as f:
+            f.write(text)
+        self.assertEqual("".join(budget.read_stories(t, None, 10)), text)
+        self.assertEqual(budget.read_stories(t, "2-3", 10), [text[10:20], text[20:30]])
+        self.assertEqual(budget.read_stories(t, None, 10)[-1], text[80:])
+        with self.assertRaises(budget.BudgetError):
+            budget.read_stories(t, "1-%d" % (len(text) // 10 + 2), 10)
+
+    def test_base_block_on_plain_text(self):
+        """The base block (layernorm, learned positions, biases, GELU: shakespeare-dense's) on a text without
+        separators (a character tokenizer, no BOS): the file keeps pos_emb and the engine agrees."""
+        meta, tensors = read_qtf(os.path.join(HERE, "..", "..", "tests", "fixtures", "dense.qtf"))
+        meta["model.tied_embeddings"] = 1  # as shakespeare-dense (the student has no separate head yet)
+        model = os.path.join(self.dir, "dense-tied.qtf")
+        write_qtf(model, meta, [(n, a, "f32") for n, a in tensors.items() if n != "head.w"])
+        chars = [c for c in meta["tokenizer.tokens"] if len(c) == 1]
+        rng = np.random.default_rng(5)
+        t = os.path.join(self.dir, "plain-chars.txt")
+        with open(t, "w", encoding="utf-8") as f:
+            f.write("".join(chars[int(i)] for i in rng.integers(0, len(chars), size=1200)))
+        out = os.path.join(self.dir, "dense-half.qtf")
+        rc, err, _ = run_main(self.common(model=model, text=t, family="quant", budget="1/2") +
+                              ["--plain-text", "100", "--stories", "1-10", "--out", out])
+        self.assertEqual(rc, 0, err)
+        self.assertIn("pos_emb", read_qtf(out)[1])
+        self.assertLess(os.path.getsize(out), os.path.getsize(model) * 0.55)
+        self.assert_engine_agrees(out, t)
 
 
 if __name__ == "__main__":
