@@ -237,15 +237,18 @@ def engine_binding(qtf):
         return None
 
 
+def lacks_token(meta, ids, skipped):
+    """Whether `qtf tokenize` (ids, skipped) met a character the tokenizer has no token for: bytes it skipped,
+    or an <unk> after the first id."""
+    unk = meta.get("tokenizer.unk_id", -1)
+    return skipped or (isinstance(unk, int) and unk >= 0 and unk in ids[1:])
+
+
 def encode_stories(qtf, model_path, meta, stories, workdir, binding=None, drop_unknown=False, log=print):
     """Per story the ids (BOS first); a character the tokenizer has no token for (an <unk>, or bytes it
     skips) is an error naming it. The whole text is checked by one `qtf tokenize`; the stories' ids come
     from the binding (in process) when there is one, else one `qtf tokenize` per story."""
-    unk = meta.get("tokenizer.unk_id", -1)
-    unk = unk if isinstance(unk, int) else -1
-
-    def lacks(ids, skipped):
-        return skipped or (unk >= 0 and unk in ids[1:])
+    lacks = lambda ids, skipped: lacks_token(meta, ids, skipped)  # noqa: E731
 
     def find_bad(texts):
         for i, s in enumerate(texts):

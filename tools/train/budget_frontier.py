@@ -236,16 +236,18 @@ def svg(results, path):
 
 def table(res):
     orig = next(p for p in res["points"] if p["family"] == "original")
-    rows = ["| budget | family | file bytes (of f32) | held-out loss (vs original) | KL | greedy agreement | tg tok/s | what the chooser picked |",
-            "|---|---|---:|---:|---:|---:|---:|---|"]
+    rows = ["| budget | family | file bytes (of f32) | held-out loss (vs original) | KL | greedy agreement | tg tok/s | "
+            "peak RSS MiB | what the chooser picked |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---|"]
 
     def row(p, b):
         if p.get("infeasible"):
-            return "| %s | %s | below the smallest file (%s) | | | | | |" % (b, p["family"], format(p["smallest"], ","))
-        return "| %s | %s | %s (%.1f%%) | %.4f (%+.4f) | %.4f | %.3f | %s | %s |" % (
+            return "| %s | %s | below the smallest file (%s) | | | | | | |" % (b, p["family"], format(p["smallest"], ","))
+        return "| %s | %s | %s (%.1f%%) | %.4f (%+.4f) | %.4f | %.3f | %s | %s | %s |" % (
             b, p["family"] + (" = " + p["picked"] if p.get("picked") else ""), format(p["bytes"], ","),
             100.0 * p["bytes"] / res["f32_bytes"], p["heldout_loss"], p["heldout_loss"] - orig["heldout_loss"], p["kl"],
-            p["agreement"], format(round(p["tg_tok_s"]), ","), p.get("summary", ""))
+            p["agreement"], format(round(p["tg_tok_s"]), ","),
+            "%.1f" % (p["peak_rss_kib"] / 1024) if p.get("peak_rss_kib") else "", p.get("summary", ""))
 
     rows.append(row(orig, "f32") .replace("| f32 | original |", "| - | original (f32) |"))
     for t in ("f16", "q8", "q4"):
@@ -270,8 +272,9 @@ def report(args):
             results.append(json.load(open(p)))
     md = []
     for res in results:
-        md.append("**%s** (f32 file %s bytes; healing stories %s, held-out stories %s)\n\n%s\n" % (
-            res["name"], format(res["f32_bytes"], ","), res["heal_stories"], res["heldout_stories"], table(res)))
+        what = "%s-character pieces" % format(res["plain_text"], ",") if res.get("plain_text") else "stories"
+        md.append("**%s** (f32 file %s bytes; healing %s %s, held-out %s %s)\n\n%s\n" % (
+            res["name"], format(res["f32_bytes"], ","), what, res["heal_stories"], what, res["heldout_stories"], table(res)))
     text = "\n".join(md)
     if args.md:
         with open(args.md, "w") as f:
