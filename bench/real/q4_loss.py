@@ -98,7 +98,7 @@ def qtf_eval(args, model, text):
 
 
 def run_perplexity(args, model, text, kld, base):
-    """llama-perplexity's loss (ln of its PPL) and, against the f32 run's file, KL(f32 || model) and how often
+    """llama-perplexity's loss (ln of its PPL over every chunk) and, against the f32 run's file, KL(f32 || model) and how often
     the top token is the same. Read from the last chunk's row (the running means over every chunk, which
     the final summary repeats). The log is kept next to the model and reused when it is there."""
     cmd = [llama_bin(args, "llama-perplexity"), "-m", model, "-f", text, "-c", str(args.ctx), "-b", str(args.ctx),
@@ -109,9 +109,9 @@ def run_perplexity(args, model, text, kld, base):
         with open(path, "w") as f:
             f.write(" ".join(cmd) + "\n" + (r.stdout + r.stderr).decode(errors="replace"))
     log = open(path, encoding="utf-8").read()
-    if base:
-        m = re.search(r"Final estimate: PPL = ([0-9.]+)", log)
-        return {"loss": float(np.log(float(m.group(1))))}
+    if base:  # the running PPL after the last chunk, "[140]4.2201" on stdout (its "Final estimate" log line
+        # on stderr is sometimes lost at exit)
+        return {"loss": float(np.log(float(re.findall(r"\[\d+\]([0-9.]+)", log)[-1])))}
     num = r"([-0-9.]+)\s*±\s*[0-9.]+\s*%?\s*"
     rows = re.findall(r"^\s*\d+\s+" + num * 5 + "$", log, re.M)
     ppl, _, kld_mean, _, same = rows[-1]

@@ -629,8 +629,8 @@ def file_meta(meta, cfg, family, max_rank, provenance):
         meta["model.tt.d_factors"] = [1, cfg.d_model]
         meta["model.tt.ff_factors"] = [cfg.d_ff, 1]
         meta["model.tt.rank"] = int(max_rank)
-        if cfg.kv_dim != cfg.d_model:
-            meta["model.tt.kv_factors"] = [cfg.kv_dim, 1]
+        # always: without it the engine factors k and v like d ((1, d)), not as the (kv, 1) cores written here
+        meta["model.tt.kv_factors"] = [cfg.kv_dim, 1]
     else:
         meta["model.tensorized"] = 0
     for k, v in provenance.items():

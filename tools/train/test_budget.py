@@ -17,7 +17,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import budget  # noqa: E402
-from export import load_qtf  # noqa: E402
+from llama import load_qtf  # noqa: E402  (budget.py's reference, the base block included)
 from qtf_format import read_qtf, tensor_nbytes, write_qtf  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -215,7 +215,7 @@ class TestBudgetRuns(unittest.TestCase):
 
     def test_base_block_on_plain_text(self):
         """The base block (layernorm, learned positions, biases, GELU: shakespeare-dense's) on a text without
-        separators (a character tokenizer, no BOS): the file keeps pos_emb and the engine agrees."""
+        separators (a character tokenizer, no BOS), both families: the file keeps pos_emb and the engine agrees."""
         meta, tensors = read_qtf(os.path.join(HERE, "..", "..", "tests", "fixtures", "dense.qtf"))
         meta["model.tied_embeddings"] = 1  # as shakespeare-dense (the student has no separate head yet)
         model = os.path.join(self.dir, "dense-tied.qtf")
@@ -225,13 +225,14 @@ class TestBudgetRuns(unittest.TestCase):
         t = os.path.join(self.dir, "plain-chars.txt")
         with open(t, "w", encoding="utf-8") as f:
             f.write("".join(chars[int(i)] for i in rng.integers(0, len(chars), size=1200)))
-        out = os.path.join(self.dir, "dense-half.qtf")
-        rc, err, _ = run_main(self.common(model=model, text=t, family="quant", budget="1/2") +
-                              ["--plain-text", "100", "--stories", "1-10", "--out", out])
-        self.assertEqual(rc, 0, err)
-        self.assertIn("pos_emb", read_qtf(out)[1])
-        self.assertLess(os.path.getsize(out), os.path.getsize(model) * 0.55)
-        self.assert_engine_agrees(out, t)
+        for fam in ("quant", "tt"):  # tt: k and v factored (kv, 1) also when kv_dim = d (multi-head attention)
+            out = os.path.join(self.dir, "dense-half-%s.qtf" % fam)
+            rc, err, _ = run_main(self.common(model=model, text=t, family=fam, budget="1/2") +
+                                  ["--plain-text", "100", "--stories", "1-10", "--out", out])
+            self.assertEqual(rc, 0, err)
+            self.assertIn("pos_emb", read_qtf(out)[1])
+            self.assertLess(os.path.getsize(out), os.path.getsize(model) * 0.55)
+            self.assert_engine_agrees(out, t)
 
 
 if __name__ == "__main__":
