@@ -44,7 +44,9 @@ from proof import llama_bin, real_paths, sh, with_embedding  # noqa: E402
 from qtf_format import read_qtf  # noqa: E402
 
 MODELS = {"stories260K": "models/stories260k.qtf", "TinyStories-656K": "models/tinystories-656k.qtf"}
-LLAMA_TYPES = ("Q8_0", "Q4_0", "Q4_K_M")
+# --pure: every matrix that type; "Q4_0-default": llama-quantize's own Q4_0 recipe (output.weight Q6_K, here
+# Q8_0: rows of 64/128 are no multiple of Q6_K's 256; qtf's q4 keeps its head q8 too)
+LLAMA_TYPES = ("Q8_0", "Q4_0", "Q4_0-default", "Q4_K_M")
 
 
 def ggufs(args, name):
@@ -73,7 +75,8 @@ def ggufs(args, name):
     for t in LLAMA_TYPES:
         p = os.path.join(args.work, "%s-%s.gguf" % (name, t))
         if not os.path.exists(p):
-            r = sh([llama_bin(args, "llama-quantize"), "--pure", f32, p, t])
+            pure = [] if t.endswith("-default") else ["--pure"]
+            r = sh([llama_bin(args, "llama-quantize")] + pure + [f32, p, t.split("-")[0]])
             with open(p + ".log", "wb") as f:
                 f.write(r.stdout + r.stderr)
         out[t] = p
@@ -86,7 +89,7 @@ def quantize_log(path):
         text = open(path + ".log", encoding="utf-8", errors="replace").read()
     except OSError:
         return ""
-    kinds = re.findall(r"converting to (\w+)", text) + re.findall(r"falling back to\s+(\w+)", text)
+    kinds = re.findall(r"converting to (\w+)", text)  # the type written (after any fallback)
     return ", ".join("%s x%d" % (k, kinds.count(k)) for k in sorted(set(kinds), key=kinds.index))
 
 
@@ -191,7 +194,7 @@ def measure(args, name, qtf_model, binding):
         p = os.path.join(work, "%s-qtf-%s.qtf" % (name, t))
         sh([args.qtf, "quantize", qtf_model, p, "--type", t])
         files["qtf " + t] = p
-    for t in ("f32", "Q8_0", "Q4_0"):
+    for t in ("f32", "Q8_0", "Q4_0", "Q4_0-default"):
         files["GGUF " + t] = g[t]
     res["qtf_eval"] = {k: dict(qtf_eval(args, p, text_sep), bytes=os.path.getsize(p)) for k, p in files.items()}
 
@@ -231,13 +234,16 @@ def table(results):
             f, e["GGUF Q8_0"]["loss"] - f, e["GGUF Q4_0"]["loss"] - f))
         l = r["llama_cpp"]
         f = l["f32"]["loss"]
-        rows.append("| | llama-perplexity -c %d (Q8_0, Q4_0) | %.4f | %+.4f | %+.4f | Q4_K_M %+.4f (KL %.4f) | %.4f | %.4f |" % (
-            r["ctx"], f, l["Q8_0"]["loss"] - f, l["Q4_0"]["loss"] - f, l["Q4_K_M"]["loss"] - f, l["Q4_K_M"]["kl"],
-            l["Q8_0"]["kl"], l["Q4_0"]["kl"]))
+        rows.append("| | llama-perplexity -c %d (Q8_0, Q4_0 --pure) | %.4f | %+.4f | %+.4f | Q4_0 default %+.4f (KL %.4f); "
+                    "Q4_K_M %+.4f (KL %.4f) | %.4f | %.4f |" % (
+                        r["ctx"], f, l["Q8_0"]["loss"] - f, l["Q4_0"]["loss"] - f, l["Q4_0-default"]["loss"] - f,
+                        l["Q4_0-default"]["kl"], l["Q4_K_M"]["loss"] - f, l["Q4_K_M"]["kl"], l["Q8_0"]["kl"], l["Q4_0"]["kl"]))
         q = r["qtf_on_llama_ids"]
         f = q["GGUF f32"]["loss"]
-        rows.append("| | qtf on llama-perplexity's ids and targets (GGUF Q8_0, Q4_0) | %.4f | %+.4f | %+.4f | | %.4f | %.4f |" % (
-            f, q["GGUF Q8_0"]["loss"] - f, q["GGUF Q4_0"]["loss"] - f, q["GGUF Q8_0"]["kl"], q["GGUF Q4_0"]["kl"]))
+        rows.append("| | qtf on llama-perplexity's ids and targets (GGUF Q8_0, Q4_0 --pure) | %.4f | %+.4f | %+.4f | "
+                    "Q4_0 default %+.4f (KL %.4f) | %.4f | %.4f |" % (
+                        f, q["GGUF Q8_0"]["loss"] - f, q["GGUF Q4_0"]["loss"] - f, q["GGUF Q4_0-default"]["loss"] - f,
+                        q["GGUF Q4_0-default"]["kl"], q["GGUF Q8_0"]["kl"], q["GGUF Q4_0"]["kl"]))
         rows.append("| | qtf on llama-perplexity's ids and targets (`qtf quantize` q8, q4) | %.4f | %+.4f | %+.4f | | %.4f | %.4f |" % (
             q["qtf f32"]["loss"], q["qtf q8"]["loss"] - q["qtf f32"]["loss"], q["qtf q4"]["loss"] - q["qtf f32"]["loss"],
             q["qtf q8"]["kl"], q["qtf q4"]["kl"]))
@@ -273,8 +279,9 @@ def main():
             json.dump(results, f, indent=1)
     print(table(results))
     for r in results:
-        print("%s: %d of %d held-out stories (the others have characters its vocabulary lacks)" % (
-            r["model"], r["stories"] - r["stories_dropped"], r["stories"]))
+        if r["stories_dropped"]:
+            print("%s: %d of %d held-out stories (the others have characters its vocabulary lacks)" % (
+                r["model"], r["stories"] - r["stories_dropped"], r["stories"]))
         print("%s: %d targets scored in llama.cpp's protocol; KL(llama.cpp f32 || qtf f32) %.2e; qtf's tokenizer "
               "gives llama.cpp's ids: %s; llama-quantize: %s" % (
                   r["model"], r["scored"], r["kl_llama_f32_to_qtf_f32"], r["qtf_ids_match_llama_ids"],
