@@ -103,11 +103,13 @@ def qtf_eval(args, model, text):
 def run_perplexity(args, model, text, kld, base):
     """llama-perplexity's loss (ln of its PPL over every chunk) and, against the f32 run's file, KL(f32 || model) and how often
     the top token is the same. Read from the last chunk's row (the running means over every chunk, which
-    the final summary repeats). The log is kept next to the model and reused when it is there."""
+    the final summary repeats). The log is kept next to the model, its first line the command, and reused
+    for the same command."""
     cmd = [llama_bin(args, "llama-perplexity"), "-m", model, "-f", text, "-c", str(args.ctx), "-b", str(args.ctx),
            "-t", str(args.threads), "--kl-divergence-base", kld] + ([] if base else ["--kl-divergence"])
     path = model + (".ppl-base.log" if base else ".ppl.log")
-    if not (os.path.exists(path) and (not base or os.path.exists(kld))):
+    fresh = os.path.exists(path) and open(path, encoding="utf-8").readline().rstrip("\n") == " ".join(cmd)
+    if not (fresh and (not base or os.path.exists(kld))):  # a log of the same command is reused
         r = sh(cmd)
         with open(path, "w") as f:
             f.write(" ".join(cmd) + "\n" + (r.stdout + r.stderr).decode(errors="replace"))
