@@ -183,6 +183,7 @@ qtf_context_options qtf_context_default_options(void) {
   o.struct_size = sizeof o;
   o.pack_tt = 1;
   o.attention_samples = -1;
+  o.mem_budget = -1;
   return o;
 }
 
@@ -203,8 +204,9 @@ qtf_status qtf_context_new_with(const qtf_model* model, const qtf_context_params
     std::memcpy(&x, options, options->struct_size);
     x.struct_size = sizeof x;
   }
-  if (x.n_batch < 0 || x.n_batch > kMaxBatch || x.attention_samples < -1)
-    return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_context_new: n_batch or attention_samples out of range");
+  if (x.n_batch < 0 || x.n_batch > kMaxBatch || x.attention_samples < -1 || x.mem_budget < -1 || x.mem_copy < 0 ||
+      x.mem_copy > kCopyQ8)
+    return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_context_new: n_batch, attention_samples, mem_budget or mem_copy out of range");
   qtf_context_params p = params ? *params : qtf_context_default_params();
   // A C caller may store any int in an enum field, and loading an out-of-range value as the C++ enum
   // type is undefined behaviour: check the raw ints.
@@ -228,6 +230,8 @@ qtf_status qtf_context_new_with(const qtf_model* model, const qtf_context_params
   o.attention_samples = x.attention_samples;
   o.override_seed = x.override_seed != 0;
   o.attention_seed = x.attention_seed;
+  o.mem_budget = x.mem_budget;
+  o.mem_copy = (uint8_t)x.mem_copy;
   qtf_context* c;
   if (qtf_status s = make(&c)) return s;
   qtf_status s = from(c->host.init(model->loaded, o));

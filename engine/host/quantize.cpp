@@ -127,16 +127,6 @@ bool quantize_q4_row(const float* v, int64_t cols, Q4Scale how, uint8_t* out) {
   return true;
 }
 
-float quantize_i8(const float* v, size_t n, int8_t* q) {
-  float amax = 0.f;
-  for (size_t i = 0; i < n; ++i) amax = std::fmax(amax, std::fabs(v[i]));
-  const float s = amax > 0.f ? amax / 127.f : 1.f;
-  for (size_t i = 0; i < n; ++i) {
-    const long r = std::lround(v[i] / s);
-    q[i] = (int8_t)(r > 127 ? 127 : r < -127 ? -127 : r);
-  }
-  return s;
-}
 
 uint16_t f32_to_f16(float f) {
   uint32_t x;

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "kernels/kernels.h"
 
 namespace qtf::host {
 
@@ -34,8 +35,7 @@ Status quantize_model(const void* data, size_t size, QuantType type, std::vector
 // with nibbles 8). False when a block's scale does not fit an f16 (|v| > 8 * 65504).
 bool quantize_q4_row(const float* v, int64_t cols, Q4Scale how, uint8_t* out);
 
-// Symmetric absmax int8 of n values: q = round(v / s), s = max |v| / 127 (1 when all are 0). Returns s.
-float quantize_i8(const float* v, size_t n, int8_t* q);
+using ::qtf::quantize_i8;  // kernels.h: the core materialises q8 matrices with it too
 // float -> IEEE half, round to nearest even (overflow to Inf; Inf and NaN kept).
 uint16_t f32_to_f16(float f);
 

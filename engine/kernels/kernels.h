@@ -192,6 +192,18 @@ void attend(const float* q, const float* k, const float* v, size_t stride, int n
 // per token, not a hot path, so no SIMD variants.
 void weights_row(const Weights& w, int64_t cols, int64_t row, bool accumulate, float* y);
 
+// Symmetric absmax int8 of n values: q = round(v / s), s = max |v| / 127 (1 when all are 0). Returns s.
+// `qtf quantize` and a context's q8 copies of TT linears (execution by cost) share it.
+float quantize_i8(const float* v, size_t n, int8_t* q);
+
+// The TT matrix W at run-time rank `rank` (every bond truncated to min(rank, r[k]), as tt_matvec) as a
+// dense [M, N] row-major matrix, bias left out: f32 into `f32`, or (f32 null) int8 rows with one scale
+// per row (quantize_i8) into `i8` and `scales`. The cores are contracted left to right, each sum over a
+// bond in double; `scratch`: tt_dense_scratch_floats(W.shape, rank) floats. Context creation only (a
+// context's materialised linears), so no SIMD variants.
+size_t tt_dense_scratch_floats(const TTShape& s, int rank);
+void tt_to_dense(const TTMatrix& W, int rank, float* scratch, float* f32, int8_t* i8, float* scales);
+
 namespace ref {  // scalar references, same contracts
 size_t tt_workspace_floats(const TTShape& s, int batch);
 void tt_matvec(const TTMatrix& W, int rank, const float* x, float* y, float* workspace);

@@ -69,6 +69,71 @@ void weights_row(const Weights& w, int64_t cols, int64_t row, bool accumulate, f
   }
 }
 
+float quantize_i8(const float* v, size_t n, int8_t* q) {
+  float amax = 0.f;
+  for (size_t i = 0; i < n; ++i) amax = std::fmax(amax, std::fabs(v[i]));
+  const float s = amax > 0.f ? amax / 127.f : 1.f;
+  for (size_t i = 0; i < n; ++i) {
+    const long r = std::lround(v[i] / s);
+    q[i] = (int8_t)(r > 127 ? 127 : r < -127 ? -127 : r);
+  }
+  return s;
+}
+
+namespace {
+int bond(const TTShape& s, int k, int rank) { return k == 0 || k == s.K ? 1 : rank < s.r[k] ? rank : s.r[k]; }
+}  // namespace
+
+// The partial product after cores 0..k-1 is T_k[I][J][a]: I over m_0..m_{k-1}, J over n_0..n_{k-1}
+// (first factor most significant), a the truncated bond k. Two of them ping-pong, then one row of W.
+size_t tt_dense_scratch_floats(const TTShape& s, int rank) {
+  size_t most = 1, mn = 1;  // at least T_0 = 1 (a single core)
+  for (int k = 1; k < s.K; ++k) {
+    mn *= (size_t)s.m[k - 1] * s.n[k - 1];
+    const size_t t = mn * bond(s, k, rank);
+    if (t > most) most = t;
+  }
+  return 2 * most + (size_t)s.cols();
+}
+
+void tt_to_dense(const TTMatrix& W, int rank, float* scratch, float* f32, int8_t* i8, float* scales) {
+  const TTShape& s = W.shape;
+  const int K = s.K;
+  const int64_t N = s.cols();
+  const size_t half = (tt_dense_scratch_floats(s, rank) - (size_t)N) / 2;
+  float* cur = scratch;  // T_k, starting with T_0 = [1][1][1] = 1
+  float* next = scratch + half;
+  float* row = scratch + 2 * half;
+  cur[0] = 1.f;
+  int64_t Mk = 1, Nk = 1;
+  for (int k = 0; k < K; ++k) {
+    const int m = s.m[k], n = s.n[k], ra = bond(s, k, rank), rb = bond(s, k + 1, rank);
+    const int64_t sa = (int64_t)m * n * s.r[k + 1];  // stored strides of core k [r_k, m, n, r_{k+1}]
+    const Weights& G = W.cores[k];
+    for (int64_t I = 0; I < Mk; ++I)
+      for (int i = 0; i < m; ++i) {
+        // Row (I, i) of T_{k+1}: [(J, j)][b], or (last core) a row of W.
+        const bool last = k == K - 1;
+        float* out = last ? (f32 ? f32 + (I * m + i) * N : row) : next + (I * m + i) * Nk * n * rb;
+        for (int64_t J = 0; J < Nk; ++J)
+          for (int j = 0; j < n; ++j)
+            for (int b = 0; b < rb; ++b) {
+              double acc = 0;
+              const float* t = cur + (I * Nk + J) * ra;
+              for (int a = 0; a < ra; ++a)
+                acc += (double)t[a] * G.value(a * sa + ((int64_t)i * n + j) * s.r[k + 1] + b, 0);
+              out[(J * n + j) * rb + b] = (float)acc;
+            }
+        if (last && !f32) scales[I * m + i] = quantize_i8(row, (size_t)N, i8 + (I * m + i) * N);
+      }
+    float* t = cur;
+    cur = next;
+    next = t;
+    Mk *= m;
+    Nk *= n;
+  }
+}
+
 namespace ref {
 
 size_t tt_workspace_floats(const TTShape& s, int batch) { return tt::workspace_floats(s, batch); }

@@ -44,11 +44,20 @@ struct Cost {
   }
 };
 
-// Linear j (0..6: q k v o up down gate) of layer l at the path's rank: its plan's FLOPs when TT; the
-// bias add of a dense linear counts when it has one.
+// The dense matrix linear j (0..6: q k v o up down gate) of layer l runs as: the file's, or the
+// context's copy of its TT (execution by cost, exec_cost.cpp); null: it runs its TT plan.
+const DenseMatrix* dense_form(const RunState* s, const Linear& lin, int l, int j) {
+  if (!lin.tt) return &lin.dense;
+  const LinearExec* e = s->linear_exec(l, j);
+  return e && e->materialised() ? &e->dense : nullptr;
+}
+
+// Linear j of layer l at the path's rank: its plan's FLOPs when it runs as TT; the bias add of a dense
+// matrix counts when it has one.
 int64_t linear_flops(const RunState& s, const Linear& lin, int l, int j, int rank) {
   const int64_t lora = lin.lora_a ? 2ll * lin.lora_rank * (lin.rows + lin.cols) + lin.rows : 0;  // B (A x), added
-  return lora + (lin.tt ? s.tt_plan(l, j, rank).flops : 2ll * lin.rows * lin.cols + (lin.dense.bias ? lin.rows : 0));
+  const DenseMatrix* dense = dense_form(&s, lin, l, j);
+  return lora + (dense ? 2ll * lin.rows * lin.cols + (dense->bias ? lin.rows : 0) : s.tt_plan(l, j, rank).flops);
 }
 
 int64_t ceil_log2(int64_t n) {
@@ -152,18 +161,19 @@ int64_t head_flops(const ModelConfig& c) { return norm_flops(c) + 2ll * c.vocab 
 // Y[i] = W X[i] for the n rows, each at its token's rank in layer l. Rows of one rank run as one
 // matmul; when the ranks differ, the rows of each rank are gathered (in order) and scattered back.
 // Linear `which` (0..6: q k v o up down gate) of layer l: TT linears run the context's plan for the rank.
-// Whether linear `lin` runs the integer dot products (a context with act_quant, i8 or q4 dense weights).
-bool int_dot(const RunState* s, const Linear& lin) {
-  return s->act_q && !lin.tt && kern::int_dot_supported(lin.dense.w.type);
+// Whether a linear running as `dense` (dense_form) runs the integer dot products (a context with
+// act_quant, i8 or q4 dense weights).
+bool int_dot(const RunState* s, const DenseMatrix* dense) {
+  return s->act_q && dense && kern::int_dot_supported(dense->w.type);
 }
 
 // X's n rows of `cols` floats quantised into the context's act_q/act_d when any of the `count` linears
-// reading them runs the integer dot products; their Q8Rows, else null (nothing done). Once per input:
-// q, k and v (and gate and up) share it.
-const Q8Rows* quantize_input(RunState* s, const Linear* const* lins, int count, int n, const float* X, int cols,
-                             Q8Rows* out) {
+// of layer l reading them (plan indices `which`) runs the integer dot products; their Q8Rows, else null
+// (nothing done). Once per input: q, k and v (and gate and up) share it.
+const Q8Rows* quantize_input(RunState* s, const Linear* const* lins, const int* which, int count, int l, int n,
+                             const float* X, int cols, Q8Rows* out) {
   bool any = false;
-  for (int j = 0; j < count; ++j) any = any || int_dot(s, *lins[j]);
+  for (int j = 0; j < count; ++j) any = any || int_dot(s, dense_form(s, *lins[j], l, which[j]));
   if (!any) return nullptr;
   kern::quantize_q8_rows(X, n, cols, s->act_q, s->act_d, s->workers);
   *out = Q8Rows{s->act_q, s->act_d, q8_blocks(cols)};
@@ -172,8 +182,9 @@ const Q8Rows* quantize_input(RunState* s, const Linear* const* lins, int count, 
 
 void base_linear(const Linear& lin, int which, const TokenStats* ts, int l, int n, const float* X, float* Y,
                  RunState* s, const Q8Rows* xq) {
-  if (xq && int_dot(s, lin)) return kern::dense_matmul_q8(lin.dense, *xq, n, Y, s->workers);
-  if (!lin.tt) return kern::dense_matmul(lin.dense, X, n, Y, s->packed_x, s->workers);
+  const DenseMatrix* dense = dense_form(s, lin, l, which);
+  if (xq && int_dot(s, dense)) return kern::dense_matmul_q8(*dense, *xq, n, Y, s->workers);
+  if (dense) return kern::dense_matmul(*dense, X, n, Y, s->packed_x, s->workers);
   auto rank = [&](int i) { return (int)ts[i].layer[l].rank; };
   int i0 = 0;
   while (i0 < n && rank(i0) == rank(0)) ++i0;
@@ -213,7 +224,7 @@ void linear(const Linear& lin, int which, const TokenStats* ts, int l, int n, co
 void linear(const Linear& lin, int which, const TokenStats* ts, int l, int n, const float* X, float* Y, RunState* s) {
   const Linear* lins[1] = {&lin};
   Q8Rows rows;
-  linear(lin, which, ts, l, n, X, Y, s, quantize_input(s, lins, 1, n, X, lin.cols, &rows));
+  linear(lin, which, ts, l, n, X, Y, s, quantize_input(s, lins, &which, 1, l, n, X, lin.cols, &rows));
 }
 
 // q, k and v of the same rows. One token on threads through TT matrices runs the three matvecs' parts
@@ -221,12 +232,14 @@ void linear(const Linear& lin, int which, const TokenStats* ts, int l, int n, co
 void qkv(const Layer& L, const TokenStats* ts, int l, int n, const float* X, float* q, float* k, float* v,
          RunState* s) {
   const Linear* lins[3] = {&L.q, &L.k, &L.v};
+  const int which[3] = {0, 1, 2};
   float* ys[3] = {q, k, v};
-  const bool together = n == 1 && s->workers && s->workers->threads > 1 && L.q.tt && L.k.tt && L.v.tt &&
+  const bool tt = !dense_form(s, L.q, l, 0) && !dense_form(s, L.k, l, 1) && !dense_form(s, L.v, l, 2);
+  const bool together = n == 1 && s->workers && s->workers->threads > 1 && tt &&
                         3 * s->tt_plan(l, 0, ts[0].layer[l].rank).flops >= kParallelFlops;
   if (!together) {
     Q8Rows rows;
-    const Q8Rows* xq = quantize_input(s, lins, 3, n, X, L.q.cols, &rows);
+    const Q8Rows* xq = quantize_input(s, lins, which, 3, l, n, X, L.q.cols, &rows);
     for (int j = 0; j < 3; ++j) linear(*lins[j], j, ts, l, n, X, ys[j], s, xq);
     return;
   }
@@ -403,7 +416,8 @@ void activation(const Model& m, const RunOptions& opt, int l, int c0, int c1, fl
 // little work to split.
 bool up_with_activation(const Model& m, const RunOptions& opt, const TokenStats* ts, int l, int n, RunState* s) {
   const Linear& up = m.layers[l].up;
-  if (n != 1 || !s->workers || s->workers->threads < 2 || !up.tt || up.lora_a || m.cfg.activation == Activation::swiglu)
+  if (n != 1 || !s->workers || s->workers->threads < 2 || dense_form(s, up, l, 4) || up.lora_a ||
+      m.cfg.activation == Activation::swiglu)
     return false;
   const tt::Plan& plan = s->tt_plan(l, 4, ts[0].layer[l].rank);
   const tt::PartSplit split = tt::part_split(plan);  // parts that sum would leave it all to one thread
@@ -495,8 +509,9 @@ void block(const Model& m, const RunOptions& opt, int l, int pos, int n, RunStat
   parallel_for(w, n, n * norm_flops(c), [&](int i, int) { norm(c, s->x + i * d, L.ln2_w, L.ln2_b, s->a + i * d); });
   if (!up_with_activation(m, opt, ts, l, n, s)) {
     const Linear* lins[2] = {&L.up, &L.gate};
+    const int which[2] = {4, 6};
     Q8Rows rows;
-    const Q8Rows* xq = quantize_input(s, lins, swiglu ? 2 : 1, n, s->a, (int)d, &rows);
+    const Q8Rows* xq = quantize_input(s, lins, which, swiglu ? 2 : 1, l, n, s->a, (int)d, &rows);
     linear(L.up, 4, ts, l, n, s->a, s->hb, s, xq);
     if (swiglu) linear(L.gate, 6, ts, l, n, s->a, s->hb2, s, xq);
     const int act_blocks = (int)((ff + quantum::kDaruanChannelBlock - 1) / quantum::kDaruanChannelBlock);

@@ -24,7 +24,60 @@ struct RunOptions {
   uint64_t attention_seed = 0;
   bool pack_tt = true;  // ContextOptions::pack_tt
   bool act_quant = false;  // ContextOptions::act_quant
+  int64_t mem_budget = -1;  // ContextOptions::mem_budget (-1: auto)
+  uint8_t mem_copy = 0;     // ContextOptions::mem_copy (MemCopy)
 };
+
+// ---- Execution by cost (issue 27; exec_cost.cpp, docs/tt.md "Execution by cost") ----------------------
+// A TT linear whose rank is fixed for the context may run as a dense copy made at context creation,
+// in the arena, when the cost model predicts that copy is faster and the memory budget allows it.
+enum class LinearPath : uint8_t {
+  dense = 0,   // a dense matrix of the file
+  tt,          // its TT plan (tt_matmul)
+  low_rank,    // its TT plan, the TT being a low-rank A B (two cores with factors of 1: budget.py)
+  dense_f32,   // a materialised f32 copy (dense_matmul)
+  dense_q8,    // a materialised int8 copy, a scale per row (dense_matmul, or dense_matmul_q8 with act_quant)
+};
+const char* linear_path_name(LinearPath p);
+// Which copies the cost model may choose from (ContextOptions::mem_copy).
+enum MemCopy : uint8_t { kCopyAny = 0, kCopyF32 = 1, kCopyQ8 = 2 };
+
+// Cost model: predicted seconds of one matvec = max(flops / F, bytes / B) + a fixed cost per call, with
+// F, B and the call cost per kernel family, measured by bench/exec_cost (constants in exec_cost.cpp).
+struct PathCost {
+  int64_t flops = 0, bytes = 0;
+  double seconds = 0;
+};
+
+struct LinearExec {
+  LinearPath path = LinearPath::dense;  // how it runs in this context
+  LinearPath best = LinearPath::dense;  // the cost model's pick with no budget
+  int rank = 0;                         // the rank it runs at when fixed for the context (else 0)
+  PathCost stored, f32, q8;             // predictions of its stored form (TT) and of the two copies
+  int64_t bytes = 0;                    // arena bytes of its materialised copy (0: none)
+  DenseMatrix dense;                    // the copy (path dense_f32 / dense_q8; else rows == 0)
+  bool materialised() const { return path == LinearPath::dense_f32 || path == LinearPath::dense_q8; }
+};
+
+struct ExecSummary {
+  int64_t budget = 0;  // bytes the copies may take (ContextOptions::mem_budget resolved)
+  int64_t bytes = 0;   // bytes they take
+  int64_t wanted = 0;  // bytes the cost model's picks would take with no budget
+  int forced = 0;      // linears the budget kept on a path predicted slower
+  int fixed_rank = 0;  // context_rank: the rank of the copies; 0: no copies (rank per token, or --rank)
+  double seconds = 0, best_seconds = 0;  // predicted per token over the TT linears: as chosen, with no budget
+};
+
+// The rank every token runs the TT linears at in this context, which dense copies may be made at, or
+// 0: the entropy meter picks it per token (adaptive rank with r_min < r_max), or RunOptions::fixed_rank
+// forces one (a study of the TT plans by rank: they run as they are). Clamped to the stored rank.
+int context_rank(const ModelConfig& c, const RunOptions& opt);
+// Bytes of the auto budget: the original's dense q8 size of the TT linears, M N + 4 M each.
+int64_t auto_mem_budget(const Model& m);
+// Decides how each TT linear runs in a context with these options: paths[L * 7] (plan order: q k v o up
+// down gate; dense and absent linears: dense) and, when given, exec[L * 7] (all but the copies' storage,
+// which RunState::layout carves). Deterministic: sizing and carving the arena decide the same.
+ExecSummary plan_execution(const Model& m, const RunOptions& opt, LinearPath* paths, LinearExec* exec);
 
 struct LayerStats {
   float S = 0;       // entanglement entropy (bits)
@@ -91,6 +144,10 @@ struct RunState {
   float* tt_packed = nullptr;    // the plans' cores packed for the kernels (tt::pack_plan), plan after plan
   quantum::FeatureGates* feature_gates = nullptr;  // [L][H] (null unless keeps_key_states)
   quantum::WireGates* encoder_gates = nullptr;     // [L][n_qlayers][Q] (null without an encoder)
+  // Execution by cost: how each TT linear runs, [L][7] as tt_plans (null for dense models).
+  LinearExec* exec = nullptr;
+  ExecSummary exec_summary;
+  float* dense_scratch = nullptr;  // context creation: tt_to_dense's scratch (null: nothing materialised)
   int plan_ranks = 0;                              // R
   int n_ctx = 0;         // T
   int n_batch = 0;       // B
@@ -118,7 +175,9 @@ struct RunState {
   // Points every buffer into `base` (null: only sizes) and returns the bytes needed (64-byte aligned
   // buffers). The one place that knows the buffers' sizes.
   size_t layout(const Model& m, const RunOptions& opt, int n_ctx, int n_batch, int n_threads, void* base);
-  // Fills tt_plans, feature_gates and the rotary table (after layout with a base).
+  // How linear j (plan order) of layer l runs in this context; null for dense models.
+  const LinearExec* linear_exec(int l, int j) const { return exec ? &exec[(size_t)l * 7 + j] : nullptr; }
+  // Fills tt_plans, the materialised copies, feature_gates and the rotary table (after layout with a base).
   void prepare(const Model& m);
 };
 

@@ -49,14 +49,17 @@ int plan_parts(const tt::Plan& plan, int threads) {
   return threads < 2 ? 0 : count < threads ? count : threads;
 }
 
-// Floats of every plan's packed cores and, on threads, its parts' split steps (RunState::tt_packed).
-size_t packed_floats(const Model& m, int ranks, int threads) {
+bool copied(LinearPath p) { return p == LinearPath::dense_f32 || p == LinearPath::dense_q8; }
+
+// Floats of every plan's packed cores and, on threads, its parts' split steps (RunState::tt_packed); a
+// linear that runs as a dense copy (paths) has none.
+size_t packed_floats(const Model& m, int ranks, int threads, const LinearPath* paths) {
   size_t n = 0;
   for (int l = 0; l < m.cfg.n_layers; ++l) {
     const Linear* lins[7];
     layer_linears(m.layers[l], lins);
     for (int j = 0; j < 7; ++j)
-      for (int r = 1; lins[j]->tt && r <= ranks; ++r) {
+      for (int r = 1; lins[j]->tt && !copied(paths[l * 7 + j]) && r <= ranks; ++r) {
         const tt::Plan plan = tt::best_plan(lins[j]->tt_w, r, 1);
         n += tt::packed_floats(plan) + tt::part_packed_floats(plan, plan_parts(plan, threads));
       }
@@ -74,22 +77,28 @@ size_t act_table_floats(const ModelConfig& c, const RunOptions& opt) {
   return 0;
 }
 
-bool has_dense_linear(const Model& m) {
+// Whether any linear runs a dense matrix: the file's, or a copy of a TT (paths).
+bool has_dense_linear(const Model& m, const LinearPath* paths) {
   for (int l = 0; l < m.cfg.n_layers; ++l) {
-    const Layer& ly = m.layers[l];
-    for (const Linear* lin : {&ly.q, &ly.k, &ly.v, &ly.o, &ly.gate, &ly.up, &ly.down})
-      if (!lin->tt && lin->rows > 0) return true;
+    const Linear* lins[7];
+    layer_linears(m.layers[l], lins);
+    for (int j = 0; j < 7; ++j)
+      if ((!lins[j]->tt && lins[j]->rows > 0) || copied(paths[l * 7 + j])) return true;
   }
   return false;
 }
 
-// Whether any dense linear or the head has weights the integer dot products take (i8, q4).
-bool has_int_dot_weights(const Model& m) {
+// Whether any dense linear (a q8 copy included) or the head has weights the integer dot products take
+// (i8, q4).
+bool has_int_dot_weights(const Model& m, const LinearPath* paths) {
   if (kern::int_dot_supported(m.head_w.type)) return true;
   for (int l = 0; l < m.cfg.n_layers; ++l) {
-    const Layer& ly = m.layers[l];
-    for (const Linear* lin : {&ly.q, &ly.k, &ly.v, &ly.o, &ly.gate, &ly.up, &ly.down})
-      if (!lin->tt && lin->rows > 0 && kern::int_dot_supported(lin->dense.w.type)) return true;
+    const Linear* lins[7];
+    layer_linears(m.layers[l], lins);
+    for (int j = 0; j < 7; ++j)
+      if ((!lins[j]->tt && lins[j]->rows > 0 && kern::int_dot_supported(lins[j]->dense.w.type)) ||
+          paths[l * 7 + j] == LinearPath::dense_q8)
+        return true;
   }
   return false;
 }
@@ -124,6 +133,12 @@ size_t RunState::layout(const Model& m, const RunOptions& opt, int T, int B, int
   state_floats = c.has_encoder() ? quantum::state_floats(c.n_qubits) : 0;
   const size_t SF = state_floats;
 
+  // Execution by cost first: which TT linears run as dense copies decides several buffers below.
+  const size_t n_lin = c.tensorized ? L * 7 : 0;
+  exec = n_lin ? static_cast<LinearExec*>(arena.take_bytes(n_lin * sizeof(LinearExec))) : nullptr;
+  LinearPath paths[kMaxLayers * 7] = {};
+  exec_summary = c.tensorized ? plan_execution(m, opt, paths, exec) : ExecSummary{};
+
   const size_t rows = B, wide = c.d_ff > c.d ? c.d_ff : c.d;
   x = arena.take(rows * d);
   a = arena.take(rows * d);
@@ -135,7 +150,7 @@ size_t RunState::layout(const Model& m, const RunOptions& opt, int T, int B, int
   hb2 = c.activation == Activation::swiglu ? arena.take(rows * c.d_ff) : nullptr;
   gather_in = c.tensorized && B > 1 ? arena.take(rows * wide) : nullptr;
   gather_out = c.tensorized && B > 1 ? arena.take(rows * wide) : nullptr;
-  const size_t gemm = has_dense_linear(m) ? kern::dense_scratch_floats((int)wide, (int)wide, B) : 0;
+  const size_t gemm = has_dense_linear(m, paths) ? kern::dense_scratch_floats((int)wide, (int)wide, B) : 0;
   packed_x = gemm ? arena.take(gemm) : nullptr;
   scores = arena.take((size_t)threads * T);
   head_var = opt.attention_samples > 0 ? arena.take(rows * c.n_heads) : nullptr;
@@ -143,7 +158,7 @@ size_t RunState::layout(const Model& m, const RunOptions& opt, int T, int B, int
   const size_t lora_r = max_lora_rank(m);
   lora_mid = lora_r ? arena.take(rows * lora_r) : nullptr;
   lora_out = lora_r ? arena.take(rows * wide) : nullptr;
-  const size_t q8 = opt.act_quant && has_int_dot_weights(m) ? (size_t)q8_blocks((int64_t)wide) : 0;
+  const size_t q8 = opt.act_quant && has_int_dot_weights(m, paths) ? (size_t)q8_blocks((int64_t)wide) : 0;
   act_q = q8 ? static_cast<int8_t*>(arena.take_bytes(rows * q8 * kQ8Block)) : nullptr;
   act_d = q8 ? arena.take(rows * q8) : nullptr;
   logits = arena.take(c.vocab);
@@ -159,7 +174,26 @@ size_t RunState::layout(const Model& m, const RunOptions& opt, int T, int B, int
   plan_ranks = c.tensorized ? c.tt_rank : 0;
   const size_t plans = L * 7 * plan_ranks, plan_floats = (sizeof(tt::Plan) + sizeof(float) - 1) / sizeof(float);
   tt_plans = plans ? reinterpret_cast<tt::Plan*>(arena.take(plans * plan_floats)) : nullptr;
-  tt_packed = plans && opt.pack_tt ? arena.take(packed_floats(m, plan_ranks, threads)) : nullptr;
+  tt_packed = plans && opt.pack_tt ? arena.take(packed_floats(m, plan_ranks, threads, paths)) : nullptr;
+  size_t scratch = 0;  // the dense copies (exec) and the scratch tt_to_dense makes them in
+  for (size_t i = 0; i < n_lin; ++i) {
+    if (!copied(paths[i])) continue;
+    const Linear* lins[7];
+    layer_linears(m.layers[i / 7], lins);
+    const Linear& lin = *lins[i % 7];
+    const size_t mn = (size_t)lin.rows * lin.cols;
+    Weights w;
+    if (paths[i] == LinearPath::dense_f32) {
+      w = Weights(arena.take(mn));
+    } else {
+      const void* values = arena.take_bytes(mn);
+      w = Weights(WType::i8, values, arena.take(lin.rows), 1.f);
+    }
+    if (exec) exec[i].dense = DenseMatrix{lin.rows, lin.cols, w, lin.tt_w.bias};
+    const size_t need = tt_dense_scratch_floats(lin.tt_w.shape, exec_summary.fixed_rank);
+    if (need > scratch) scratch = need;
+  }
+  dense_scratch = scratch ? arena.take(scratch) : nullptr;
   feature_gates = states ? reinterpret_cast<quantum::FeatureGates*>(arena.take(L * n_heads * quantum::kFeatureGatesFloats))
                          : nullptr;
   const size_t enc_gates = c.has_encoder() ? L * c.n_qlayers * c.n_qubits : 0;
@@ -183,13 +217,24 @@ void RunState::prepare(const Model& m) {
       for (int r = 1; lins[j]->tt && r <= plan_ranks; ++r) {
         tt::Plan& plan = tt_plans[((size_t)l * 7 + j) * plan_ranks + r - 1];
         plan = tt::best_plan(lins[j]->tt_w, r, 1);
-        if (packed == nullptr) continue;  // pack_tt off: the kernels read the cores in place
+        // pack_tt off: the kernels read the cores in place; a dense copy runs instead: no plan runs
+        if (packed == nullptr || exec[l * 7 + j].materialised()) continue;
         tt::pack_plan(&plan, packed);
         packed += tt::packed_floats(plan);
         const int parts = plan_parts(plan, n_threads);
         tt::pack_parts(&plan, parts, packed);
         packed += tt::part_packed_floats(plan, parts);
       }
+  }
+  for (int i = 0; exec && i < c.n_layers * 7; ++i) {  // execution by cost: the dense copies
+    const LinearExec& ex = exec[i];
+    if (!ex.materialised()) continue;
+    const Linear* lins[7];
+    layer_linears(m.layers[i / 7], lins);
+    void* values = const_cast<void*>(ex.dense.w.data);  // the arena's, carved by layout for this
+    const bool f32 = ex.path == LinearPath::dense_f32;
+    tt_to_dense(lins[i % 7]->tt_w, ex.rank, dense_scratch, f32 ? static_cast<float*>(values) : nullptr,
+                f32 ? nullptr : static_cast<int8_t*>(values), const_cast<float*>(ex.dense.w.scales));
   }
   for (int l = 0; encoder_gates && l < c.n_layers; ++l)
     quantum::encoder_gates_build(c.n_qubits, c.n_qlayers, m.layers[l].qparams,

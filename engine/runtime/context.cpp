@@ -18,6 +18,8 @@ RunOptions to_run_options(const Model& m, const ContextOptions& opt) {
   r.attention_seed = opt.override_seed ? opt.attention_seed : m.cfg.attention_seed;
   r.pack_tt = opt.pack_tt;
   r.act_quant = opt.act_quant;
+  r.mem_budget = opt.mem_budget;
+  r.mem_copy = opt.mem_copy;
   return r;
 }
 
@@ -50,6 +52,10 @@ Status validate_options(const Model& m, const ContextOptions& opt) {
   if (opt.n_ctx != 0 && opt.n_ctx <= c.memory_tokens)
     return Status::error(Err::invalid_argument, "context length %d leaves no room after the model's %d memory slots",
                          opt.n_ctx, c.memory_tokens);
+  if (opt.mem_budget < -1)
+    return Status::error(Err::invalid_argument, "memory budget %lld is negative (-1 = auto, 0 = never copy)",
+                         (long long)opt.mem_budget);
+  if (opt.mem_copy > kCopyQ8) return Status::error(Err::invalid_argument, "memory copy type %d is not 0..2", opt.mem_copy);
   if (opt.act_path == quantum::DaruanPath::spline && !(opt.spline.knots >= 4 && opt.spline.hi > opt.spline.lo))
     return Status::error(Err::invalid_argument, "spline grid needs >= 4 knots and hi > lo");
   return Status::success();

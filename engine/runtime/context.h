@@ -39,6 +39,14 @@ struct ContextOptions {
   // input of those linears and of the head quantised per block of 32 (int8, a float scale per block)
   // once, then int8 x int8 dot products. false: the weights widened to float against float inputs.
   bool act_quant = false;
+  // Execution by cost (docs/tt.md "Execution by cost"): bytes of the arena the dense copies of TT
+  // linears may take, where the cost model predicts a copy is faster (only linears whose rank is fixed
+  // for the context). -1 = auto: the original's dense q8 size of those linears (M N + 4 M each);
+  // 0 = never copy (every TT linear runs its plan).
+  int64_t mem_budget = -1;
+  // The copies it may make: kCopyAny (f32 or int8, whichever is predicted faster within the budget),
+  // kCopyF32 (exact up to float rounding) or kCopyQ8 (int8 with a scale per row).
+  uint8_t mem_copy = kCopyAny;
 };
 
 class Context {
@@ -70,6 +78,10 @@ class Context {
   int n_ctx() const { return state_.n_ctx; }
   const Model& model() const { return *model_; }
   const RunOptions& run_options() const { return run_; }
+  // How each linear runs (execution by cost): linear j (0..6: q k v o up down gate) of layer l; null
+  // for a dense model. And the summary: budget, bytes used, linears the budget kept on a slower path.
+  const LinearExec* linear_exec(int l, int j) const { return state_.linear_exec(l, j); }
+  const ExecSummary& exec_summary() const { return state_.exec_summary; }
   // Measured max |spline - quantum| of the DARUAN tables (spline path only; else 0).
   float spline_max_error() const { return spline_error_; }
 

@@ -81,6 +81,7 @@ def _check(status):
 
 _ROUTES = {"auto": 0, "classical": 1, "quantum": 2}
 _ACT_PATHS = {"quantum": 0, "fourier": 1, "spline": 2}
+_MEM_COPIES = {"auto": 0, "f32": 1, "q8": 2}
 
 # ctypes converts Python ints modulo 2**bits without a word (2**32 + 16 becomes 16): every integer is
 # checked against its C type's range first.
@@ -315,10 +316,13 @@ class Context(_Handle):
     entropy schedule), act_path ("fourier", "quantum", "spline"), theta, alpha (None = the model's),
     n_threads (threads the context splits its work over), n_batch (prompt tokens per block, 0 = 64),
     pack_tt (False: TT cores read in place, a smaller arena), attention_samples (None = the model's, 0 =
-    exact, N = N draws per head), attention_seed (None = the model's)."""
+    exact, N = N draws per head), attention_seed (None = the model's), mem_budget (execution by cost: arena
+    bytes for dense copies of fixed-rank TT linears predicted faster; None = auto, the original's q8 size;
+    0 = never), mem_copy ("auto", "f32" exact up to float rounding, "q8")."""
 
     def __init__(self, model, n_ctx=0, route="auto", fixed_rank=0, act_path="fourier", theta=None, alpha=None,
-                 n_threads=1, n_batch=0, pack_tt=True, attention_samples=None, attention_seed=None):
+                 n_threads=1, n_batch=0, pack_tt=True, attention_samples=None, attention_seed=None,
+                 mem_budget=None, mem_copy="auto"):
         if route not in _ROUTES or act_path not in _ACT_PATHS:
             raise ValueError(f"qtf: route must be one of {list(_ROUTES)}, act_path one of {list(_ACT_PATHS)}")
         self.model = model
@@ -336,6 +340,11 @@ class Context(_Handle):
             o.attention_samples = _int("attention_samples", attention_samples, -1, _INT32[1])
         if attention_seed is not None:
             o.override_seed, o.attention_seed = 1, _int("attention_seed", attention_seed, *_UINT64)
+        if mem_budget is not None:
+            o.mem_budget = _int("mem_budget", mem_budget, 0, 2**62)
+        if mem_copy not in _MEM_COPIES:
+            raise ValueError(f"qtf: mem_copy must be one of {list(_MEM_COPIES)}")
+        o.mem_copy = _MEM_COPIES[mem_copy]
         h = ctypes.c_void_p()
         with model._use() as mh:  # the C context holds its own reference to the model from here on
             _check(_L().qtf_context_new_with(mh, ctypes.byref(p), ctypes.byref(o), ctypes.byref(h)))

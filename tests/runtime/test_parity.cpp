@@ -37,6 +37,7 @@ void check_fixture(const std::string& name, quantum::DaruanPath path, float tol)
   Status st = lm.load_file((base + ".qtf").c_str());
   REQUIRE_MESSAGE(st.ok(), st.message());
   ContextOptions o;
+  o.mem_budget = 0;  // the TT plans, as the reference runs them (no dense copies)
   o.act_path = path;
   host::HostContext hc;
   REQUIRE(hc.init(lm, o).ok());

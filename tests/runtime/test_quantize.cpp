@@ -39,6 +39,7 @@ struct Agreement {
 // Runs the same tokens through both models one at a time and compares every position's prediction.
 Agreement compare(const host::LoadedModel& ref, const host::LoadedModel& q, const std::vector<int32_t>& tokens) {
   ContextOptions opt;
+  opt.mem_budget = 0;  // the files as stored: dense copies of TT linears would add their own int8 rounding
   opt.n_ctx = (int)tokens.size() + ref.model().cfg.memory_tokens;  // memory slots take the first ones
   opt.n_batch = 1;
   host::HostContext a, b;

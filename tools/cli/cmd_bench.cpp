@@ -321,7 +321,10 @@ int cmd_bench(int argc, char** argv) {
                   (double)lm.model().total_params(), kern::simd_arch(), &lm.model().cfg, hc.ctx().n_ctx(), reps, hc.ctx().n_batch(), mo.ctx.n_threads,
                   load_ms, lm.mapped(), hc.arena_size(), peak_rss_kib(), profile->name,
                   lm.resident_file_bytes(), lm.converted_bytes(), bw_gbs, peak_gflops};
-  if (out == Output::md) print_md(info, tests);
+  if (out == Output::md) {
+    print_md(info, tests);
+    print_execution(stdout, hc.ctx());
+  }
   else if (out == Output::json) print_json(info, tests);
   else print_csv(info, tests);
   return 0;

@@ -28,6 +28,10 @@ const char kModelOptionsHelp[] =
     "  --attn-samples N        sampled attention: estimate the softmax weights from N draws (0 = exact;\n"
     "                          default: the model's)\n"
     "  --attn-seed N           seed of sampled attention's draws (default: the model's)\n"
+    "  --mem-budget BYTES|auto|0   execution by cost: arena bytes TT linears of a fixed rank may take as\n"
+    "                          dense copies where the cost model predicts those faster (auto, the default:\n"
+    "                          the original's dense q8 size; 0: never; K/M/G suffixes)\n"
+    "  --mem-copy auto|f32|q8  which dense copies it may make (default auto: f32 or int8, the faster)\n"
     "  --act-quant off|q8      i8/q4 weights: q8 = quantise activations per block of 32 and multiply\n"
     "                          int8 x int8 (llama.cpp's Q8_0 way); off = widen weights to float\n"
     "  --profile NAME          energy profile (default cpu_xeon; see --profiles)\n"
@@ -56,6 +60,25 @@ bool parse_float(const char* flag, const char* s, float* out) {
   return true;
 }
 
+// BYTES (with an optional K, M or G suffix, powers of 1024), auto (-1) or 0.
+bool parse_mem_budget(const char* s, int64_t* out) {
+  if (!std::strcmp(s, "auto")) {
+    *out = -1;
+    return true;
+  }
+  char* end;
+  errno = 0;
+  const long long v = std::strtoll(s, &end, 10);
+  const int shift = *end == 'K' || *end == 'k' ? 10 : *end == 'M' || *end == 'm' ? 20 : *end == 'G' || *end == 'g' ? 30 : 0;
+  if (shift) ++end;
+  if (errno || *end || end == s || v < 0 || v > (1ll << 50) >> shift) {
+    std::fprintf(stderr, "qtf: --mem-budget expects BYTES (K/M/G suffixes), auto or 0, got '%s'\n", s);
+    return false;
+  }
+  *out = (int64_t)v << shift;
+  return true;
+}
+
 int parse_shared_option(int argc, char** argv, int* i, ModelOptions* o, const char* usage) {
   const char* a = argv[*i];
   if (!std::strcmp(a, "-h") || !std::strcmp(a, "--help")) {
@@ -81,7 +104,8 @@ int parse_shared_option(int argc, char** argv, int* i, ModelOptions* o, const ch
                !std::strcmp(a, "--act") || !std::strcmp(a, "--theta") || !std::strcmp(a, "--alpha") ||
                !std::strcmp(a, "--profile") || !std::strcmp(a, "--profiles") || !std::strcmp(a, "--lora") ||
                !std::strcmp(a, "--tokenizer") ||
-               !std::strcmp(a, "--attn-samples") || !std::strcmp(a, "--attn-seed") || !std::strcmp(a, "--act-quant");
+               !std::strcmp(a, "--attn-samples") || !std::strcmp(a, "--attn-seed") || !std::strcmp(a, "--act-quant") ||
+               !std::strcmp(a, "--mem-budget") || !std::strcmp(a, "--mem-copy");
   if (!known) return kNotShared;
   if (!value(&v)) return 2;
   if (!std::strcmp(a, "-m") || !std::strcmp(a, "--model")) o->model_path = v;
@@ -98,6 +122,7 @@ int parse_shared_option(int argc, char** argv, int* i, ModelOptions* o, const ch
     o->ctx.attention_seed = (uint64_t)seed;
     o->ctx.override_seed = true;
   }
+  else if (!std::strcmp(a, "--mem-budget")) { if (!parse_mem_budget(v, &o->ctx.mem_budget)) return 2; }
   else if (!std::strcmp(a, "--lora")) o->lora_path = v;
   else if (!std::strcmp(a, "--tokenizer")) o->tokenizer_path = v;
   else if (!std::strcmp(a, "--profile")) o->profile = v;
@@ -107,6 +132,11 @@ int parse_shared_option(int argc, char** argv, int* i, ModelOptions* o, const ch
     else if (!std::strcmp(v, "classical")) o->ctx.route = RouteMode::all_classical;
     else if (!std::strcmp(v, "quantum")) o->ctx.route = RouteMode::all_quantum;
     else { std::fprintf(stderr, "qtf: --route expects auto, classical or quantum, got '%s'\n", v); return 2; }
+  } else if (!std::strcmp(a, "--mem-copy")) {
+    if (!std::strcmp(v, "auto")) o->ctx.mem_copy = kCopyAny;
+    else if (!std::strcmp(v, "f32")) o->ctx.mem_copy = kCopyF32;
+    else if (!std::strcmp(v, "q8")) o->ctx.mem_copy = kCopyQ8;
+    else { std::fprintf(stderr, "qtf: --mem-copy expects auto, f32 or q8, got '%s'\n", v); return 2; }
   } else if (!std::strcmp(a, "--act-quant")) {
     if (!std::strcmp(v, "q8")) o->ctx.act_quant = true;
     else if (!std::strcmp(v, "off")) o->ctx.act_quant = false;

@@ -55,6 +55,7 @@ bool load_profiles(const ModelOptions& o, energy::Profiles* ps, const energy::Pr
 
 // Numeric argument helpers: print an error and return false on a bad value.
 bool parse_int(const char* flag, const char* s, long lo, long hi, int* out);
+bool parse_mem_budget(const char* s, int64_t* out);  // --mem-budget BYTES|auto|0
 bool parse_float(const char* flag, const char* s, float* out);
 
 }  // namespace qtf::cli

@@ -106,4 +106,40 @@ void report_row(FILE* f, ReportFormat fmt, const ReportRow& r) {
   }
 }
 
+void print_execution(FILE* f, const Context& ctx) {
+  const Model& m = ctx.model();
+  const ExecSummary& sum = ctx.exec_summary();
+  if (!m.cfg.tensorized) return;
+  std::fprintf(f, "execution by cost: budget %.1f KiB for dense copies, %.1f KiB used", sum.budget / 1024.0,
+               sum.bytes / 1024.0);
+  if (sum.fixed_rank > 0) std::fprintf(f, " (rank %d for every token)\n", sum.fixed_rank);
+  else if (ctx.run_options().fixed_rank > 0) std::fprintf(f, " (none: --rank studies the TT plans at a rank)\n");
+  else std::fprintf(f, " (none: the rank is chosen per token, a copy would hold one rank of several)\n");
+  const char* kinds[7] = {"q", "k", "v", "o", "up", "down", "gate"};
+  for (int j = 0; j < 7; ++j) {
+    int count[5] = {0};
+    int64_t bytes = 0;
+    double chosen = 0, stored = 0;
+    for (int l = 0; l < m.cfg.n_layers; ++l) {
+      const LinearExec* e = ctx.linear_exec(l, j);
+      if (e == nullptr || e->path == LinearPath::dense) continue;
+      ++count[(int)e->path];
+      bytes += e->bytes;
+      chosen += e->path == LinearPath::dense_f32 ? e->f32.seconds : e->path == LinearPath::dense_q8 ? e->q8.seconds
+                                                                                                   : e->stored.seconds;
+      stored += e->stored.seconds;
+    }
+    if (count[1] + count[2] + count[3] + count[4] == 0) continue;
+    std::fprintf(f, "  %-5s", kinds[j]);
+    for (int p = 1; p < 5; ++p)
+      if (count[p]) std::fprintf(f, " %d %s", count[p], linear_path_name((LinearPath)p));
+    std::fprintf(f, ": +%.1f KiB, predicted %.2f us per token (as stored %.2f us)\n", bytes / 1024.0, chosen * 1e6,
+                 stored * 1e6);
+  }
+  if (sum.forced > 0)
+    std::fprintf(f, "the memory budget forced %d linears onto a slower path: predicted %.2f us per token in the TT "
+                 "linears, %.2f us with copies of %.1f KiB (--mem-budget)\n",
+                 sum.forced, sum.seconds * 1e6, sum.best_seconds * 1e6, sum.wanted / 1024.0);
+}
+
 }  // namespace qtf::cli
