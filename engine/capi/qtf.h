@@ -108,7 +108,7 @@ typedef struct {
   int32_t attention_samples;  /* -1 (default): the model's; 0: exact softmax; N > 0: N draws per head */
   int32_t override_seed;      /* 1: attention_seed replaces the model's sampling seed */
   uint64_t attention_seed;
-  int64_t mem_budget;         /* execution by cost (docs/tt.md): arena bytes for dense copies of TT linears
+  int64_t mem_budget;         /* execution by cost (docs/runtime.md "Execution by cost"): arena bytes for dense copies of TT linears
                                  of a fixed rank where those are predicted faster; -1 (default): auto, the
                                  original's dense q8 size; 0: never (the TT plans as stored) */
   int32_t mem_copy;           /* 0 (default): f32 or int8 copies, the faster; 1: f32 only (exact up to float

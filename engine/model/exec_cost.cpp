@@ -1,4 +1,4 @@
-// Execution by cost (issue 27 part 2, docs/tt.md "Execution by cost"): at context creation each TT
+// Execution by cost (issue 27 part 2, docs/runtime.md "Execution by cost"): at context creation each TT
 // linear whose rank is fixed for the context runs either its TT plan or a dense copy (f32, or int8 with
 // a scale per row) made once into the arena, whichever the cost model predicts faster, within the
 // context's memory budget for the copies.
@@ -10,20 +10,27 @@ namespace qtf {
 namespace {
 
 // One kernel family's speed on one thread, one vector (decode): F FLOP/s, B bytes/s of weights read, and
-// a fixed cost per call. Fitted by bench/exec_cost on the development machine (AMD EPYC Zen 4, AVX-512,
-// one thread, 2026-12-07): F from in-cache shapes, B from matrices far larger than the caches, the call
-// cost from the smallest shapes (docs/tt.md "Execution by cost" has the run). The choice needs the
-// ratios between families more than the absolute figures.
+// a fixed cost per call. Fitted by bench/exec_cost on the development machine (AMD EPYC Zen 4, AVX-512
+// VNNI table, one thread pinned, 2026-12-07, the 2 cores shared: load average ~7, so +-30%): F the
+// median over shapes whose weights fit in L2, B over matrices of more than 24 MiB, the call cost half
+// the smallest shapes' time (docs/runtime.md "Execution by cost" has the run). TT cores never leave the
+// caches in those shapes: their B is the dense one's. The choice needs the ratios between families
+// more than the absolute figures.
 struct Speed {
   double flops_per_s, bytes_per_s, call_s;
 };
-constexpr Speed kTTSpeed{8.0e9, 20e9, 150e-9};        // tt::Plan steps, cores of 4-16 rows (TODO measure)
-constexpr Speed kLowRankSpeed{16e9, 20e9, 150e-9};    // the same kernels on A B (two long thin steps)
-constexpr Speed kDenseF32Speed{40e9, 20e9, 50e-9};    // dense_matmul, f32
-constexpr Speed kDenseQ8Speed{25e9, 20e9, 50e-9};     // dense_matmul, i8 widened to f32
+constexpr Speed kTTSpeed{81e9, 20e9, 0.22e-6};       // tt::Plan steps, factors 4-16 (ranks 4-28)
+constexpr Speed kLowRankSpeed{43e9, 20e9, 0.33e-6};  // the same kernels on A B (two long thin steps)
+constexpr Speed kDenseF32Speed{32e9, 20e9, 0.84e-6};  // dense_matmul, f32
+constexpr Speed kDenseQ8Speed{52e9, 20e9, 0.51e-6};   // dense_matmul, i8 widened to f32
+
+// F is fitted on matrices that stay in L2, so it already holds their reads; B (from DRAM) applies to a
+// matrix larger than that (Zen 4: 1 MiB of L2 per core).
+constexpr int64_t kCacheBytes = 1 << 20;
 
 double predict(const Speed& v, int64_t flops, int64_t bytes) {
-  const double compute = (double)flops / v.flops_per_s, memory = (double)bytes / v.bytes_per_s;
+  const double compute = (double)flops / v.flops_per_s;
+  const double memory = bytes > kCacheBytes ? (double)bytes / v.bytes_per_s : 0.0;
   return (compute > memory ? compute : memory) + v.call_s;
 }
 

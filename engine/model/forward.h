@@ -28,7 +28,7 @@ struct RunOptions {
   uint8_t mem_copy = 0;     // ContextOptions::mem_copy (MemCopy)
 };
 
-// ---- Execution by cost (issue 27; exec_cost.cpp, docs/tt.md "Execution by cost") ----------------------
+// ---- Execution by cost (issue 27; exec_cost.cpp, docs/runtime.md "Execution by cost") ----------------------
 // A TT linear whose rank is fixed for the context may run as a dense copy made at context creation,
 // in the arena, when the cost model predicts that copy is faster and the memory budget allows it.
 enum class LinearPath : uint8_t {

@@ -39,7 +39,7 @@ struct ContextOptions {
   // input of those linears and of the head quantised per block of 32 (int8, a float scale per block)
   // once, then int8 x int8 dot products. false: the weights widened to float against float inputs.
   bool act_quant = false;
-  // Execution by cost (docs/tt.md "Execution by cost"): bytes of the arena the dense copies of TT
+  // Execution by cost (docs/runtime.md "Execution by cost"): bytes of the arena the dense copies of TT
   // linears may take, where the cost model predicts a copy is faster (only linears whose rank is fixed
   // for the context). -1 = auto: the original's dense q8 size of those linears (M N + 4 M each);
   // 0 = never copy (every TT linear runs its plan).

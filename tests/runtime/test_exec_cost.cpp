@@ -1,4 +1,4 @@
-// Execution by cost (engine/model/exec_cost.cpp, docs/tt.md "Execution by cost"): TT matrices made dense
+// Execution by cost (engine/model/exec_cost.cpp, docs/runtime.md "Execution by cost"): TT matrices made dense
 // (tt_to_dense), the contexts' choice between a TT plan and a dense copy under the memory budget, and
 // the copies' logits against the TT plans'.
 #include <doctest/doctest.h>
