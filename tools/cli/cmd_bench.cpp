@@ -142,6 +142,7 @@ struct Info {
   const char* profile;
   size_t resident_file, converted;  // model file bytes resident after the tests; heap of converted tensors
   double bw_gbs, peak_gflops;       // --roofline (0: not given)
+  ExecSummary exec;                 // execution by cost: the copies' budget, bytes, forced paths
 };
 
 // A test's rate against the limit that binds it: a dense model reads every weight once per generated
@@ -211,10 +212,11 @@ void print_json(const Info& b, const std::vector<TestResult>& tests) {
                 "\"roofline_fraction\": %.4f", b.resident_file, b.converted, achieved, frac);
     std::printf(", \"load_ms\": %.4f, \"mmap\": %s, \"arena_bytes\": %zu, \"peak_rss_kib\": %ld, "
                 "\"flops_per_token\": %.1f, \"qsim_flops_per_token\": %.1f, \"energy_J_per_token\": %.6e, "
-                "\"profile\": \"%s\", \"mean_rank\": %.4f, \"quantum_share\": %.5f}%s\n",
+                "\"profile\": \"%s\", \"mean_rank\": %.4f, \"quantum_share\": %.5f, \"mem_budget_bytes\": %lld, "
+                "\"copy_bytes\": %lld, \"forced_slower\": %d}%s\n",
                 b.load_ms, b.mapped ? "true" : "false", b.arena_bytes, b.peak_rss_kib, c.per_token(c.flops),
                 c.per_token(c.qsim_flops), c.per_token(c.energy_j), b.profile, c.mean_rank(), c.quantum_share(),
-                i + 1 < tests.size() ? "," : "");
+                (long long)b.exec.budget, (long long)b.exec.bytes, b.exec.forced, i + 1 < tests.size() ? "," : "");
   }
   std::printf("]\n");
 }
@@ -320,7 +322,7 @@ int cmd_bench(int argc, char** argv) {
   const Info info{mo.model_path, slash ? slash + 1 : mo.model_path, (double)lm.file_size(),
                   (double)lm.model().total_params(), kern::simd_arch(), &lm.model().cfg, hc.ctx().n_ctx(), reps, hc.ctx().n_batch(), mo.ctx.n_threads,
                   load_ms, lm.mapped(), hc.arena_size(), peak_rss_kib(), profile->name,
-                  lm.resident_file_bytes(), lm.converted_bytes(), bw_gbs, peak_gflops};
+                  lm.resident_file_bytes(), lm.converted_bytes(), bw_gbs, peak_gflops, hc.ctx().exec_summary()};
   if (out == Output::md) {
     print_md(info, tests);
     print_execution(stdout, hc.ctx());
