@@ -144,7 +144,8 @@ struct RunState {
   float* tt_packed = nullptr;    // the plans' cores packed for the kernels (tt::pack_plan), plan after plan
   quantum::FeatureGates* feature_gates = nullptr;  // [L][H] (null unless keeps_key_states)
   quantum::WireGates* encoder_gates = nullptr;     // [L][n_qlayers][Q] (null without an encoder)
-  // Execution by cost: how each TT linear runs, [L][7] as tt_plans (null for dense models).
+  // Execution by cost: how each TT linear runs, [L][7] as tt_plans (null for dense models and with
+  // mem_budget 0, where every TT linear runs its plans).
   LinearExec* exec = nullptr;
   ExecSummary exec_summary;
   float* dense_scratch = nullptr;  // context creation: tt_to_dense's scratch (null: nothing materialised)

@@ -134,7 +134,8 @@ size_t RunState::layout(const Model& m, const RunOptions& opt, int T, int B, int
   const size_t SF = state_floats;
 
   // Execution by cost first: which TT linears run as dense copies decides several buffers below.
-  const size_t n_lin = c.tensorized ? L * 7 : 0;
+  // Budget 0 copies nothing: no record either (a RAM-tight target's arena stays as it was).
+  const size_t n_lin = c.tensorized && opt.mem_budget != 0 ? L * 7 : 0;
   exec = n_lin ? static_cast<LinearExec*>(arena.take_bytes(n_lin * sizeof(LinearExec))) : nullptr;
   LinearPath paths[kMaxLayers * 7] = {};
   exec_summary = c.tensorized ? plan_execution(m, opt, paths, exec) : ExecSummary{};
@@ -218,7 +219,7 @@ void RunState::prepare(const Model& m) {
         tt::Plan& plan = tt_plans[((size_t)l * 7 + j) * plan_ranks + r - 1];
         plan = tt::best_plan(lins[j]->tt_w, r, 1);
         // pack_tt off: the kernels read the cores in place; a dense copy runs instead: no plan runs
-        if (packed == nullptr || exec[l * 7 + j].materialised()) continue;
+        if (packed == nullptr || (exec && exec[l * 7 + j].materialised())) continue;
         tt::pack_plan(&plan, packed);
         packed += tt::packed_floats(plan);
         const int parts = plan_parts(plan, n_threads);

@@ -79,7 +79,8 @@ class Context {
   const Model& model() const { return *model_; }
   const RunOptions& run_options() const { return run_; }
   // How each linear runs (execution by cost): linear j (0..6: q k v o up down gate) of layer l; null
-  // for a dense model. And the summary: budget, bytes used, linears the budget kept on a slower path.
+  // for a dense model or with mem_budget 0. And the summary: budget, bytes used, linears the budget
+  // kept on a slower path.
   const LinearExec* linear_exec(int l, int j) const { return state_.linear_exec(l, j); }
   const ExecSummary& exec_summary() const { return state_.exec_summary; }
   // Measured max |spline - quantum| of the DARUAN tables (spline path only; else 0).

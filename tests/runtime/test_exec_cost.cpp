@@ -157,6 +157,7 @@ TEST_CASE("execution by cost: budget 0 copies nothing; f32 copies give the TT lo
     REQUIRE(h0.init(lm, none).ok());
     REQUIRE(h1.init(lm, f32).ok());
     CHECK(copies(h0.ctx()) == 0);
+    CHECK(h0.ctx().linear_exec(0, 0) == nullptr);  // budget 0: no record in the arena either
     CHECK(h0.ctx().exec_summary().bytes == 0);
     const bool is_fixed = !c.adaptive_rank || !c.has_encoder() || c.r_min == c.r_max;
     CHECK((h1.ctx().exec_summary().fixed_rank > 0) == is_fixed);

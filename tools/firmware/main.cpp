@@ -120,6 +120,7 @@ int main() {
   qtf::ContextOptions opt;
   opt.n_batch = 1;  // token by token: no prompt block buffers in the small arena
   opt.pack_tt = false;  // TT cores read in place from flash: no packed copy in the small RAM arena
+  opt.mem_budget = 0;   // no dense copies of TT linears either (execution by cost): the RAM is the limit
   qtf::Context ctx;
   qtf::Tokenizer tok;
   qtf::Sampler sampler;
