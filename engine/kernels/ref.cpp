@@ -136,7 +136,24 @@ void tt_to_dense(const TTMatrix& W, int rank, float* scratch, float* f32, int8_t
 
 namespace ref {
 
-size_t tt_workspace_floats(const TTShape& s, int batch) { return tt::workspace_floats(s, batch); }
+namespace {
+// The largest right-to-left intermediate (the only order this reference runs): [n_1..n_b, r_b,
+// m_{b+1}..m_K] between cores b-1 and b. tt::max_intermediate covers the orders the kernels' plans may
+// pick, which for two cores can be left-to-right only.
+int64_t rtl_intermediate(const TTShape& s) {
+  int64_t most = 0;
+  for (int b = 1; b < s.K; ++b) {
+    int64_t n = 1, m = 1;
+    for (int k = 0; k < b; ++k) n *= s.n[k];
+    for (int k = b; k < s.K; ++k) m *= s.m[k];
+    if (n * s.r[b] * m > most) most = n * s.r[b] * m;
+  }
+  return most;
+}
+}  // namespace
+
+// Two intermediates, ping-ponged (tt_matmul runs its vectors one by one through the same ones).
+size_t tt_workspace_floats(const TTShape& s, int) { return 2 * (size_t)rtl_intermediate(s); }
 
 // Always right-to-left. The intermediate t is laid out [j_1..j_k, a_k, i_{k+1}..i_K] (1-based factors):
 // it starts as x (a_K = 1) and ends as y (a_0 = 1).
@@ -147,7 +164,7 @@ void tt_matvec(const TTMatrix& W, int rank, const float* x, float* y, float* wor
   int R[kMaxTTFactors + 1];
   for (int b = 0; b <= K; ++b) R[b] = (b == 0 || b == K) ? 1 : (rank < s.r[b] ? rank : s.r[b]);
 
-  const int64_t buffer = tt::max_intermediate(s);
+  const int64_t buffer = rtl_intermediate(s);
   const float* t = x;
   int64_t P = s.cols();  // prod of the n's not yet contracted
   int64_t Q = 1;         // prod of the m's already produced

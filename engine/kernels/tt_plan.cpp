@@ -135,6 +135,14 @@ void pack_plan(Plan* plan, float* dst) {
 int64_t max_intermediate(const TTShape& s) {
   // Between cores b-1 and b (b = 1..K-1): right-to-left holds [n_1..n_b, r_b, m_{b+1}..m_K] (1-based),
   // left-to-right holds [m_1..m_b, r_b, n_{b+1}..n_K].
+  // Two cores (a low-rank A B, as budget.py writes them, or any two-factor TT): both orders' FLOPs are
+  // the one bond's rank times a constant (make_plan: 2 R n_1 m_2 (n_2 + m_1) right to left, 2 R m_1 n_2
+  // (n_1 + m_2) left to right), so best_plan picks one order at every rank and only its intermediate is
+  // ever held. The other one can be M r N: a 384 x 128 rank-64 A B would have sized 1.6 GB of workspace.
+  if (s.K == 2) {
+    const int64_t rtl = (int64_t)s.n[0] * s.m[1] * (s.n[1] + s.m[0]), ltr = (int64_t)s.m[0] * s.n[1] * (s.n[0] + s.m[1]);
+    return rtl < ltr ? (int64_t)s.n[0] * s.r[1] * s.m[1] : (int64_t)s.m[0] * s.r[1] * s.n[1];  // ties: left to right
+  }
   int64_t most = 0;
   for (int b = 1; b < s.K; ++b) {
     const int64_t rtl = prod(s.n, 0, b) * s.r[b] * prod(s.m, b, s.K);

@@ -150,6 +150,7 @@ struct RunState {
   ExecSummary exec_summary;
   float* dense_scratch = nullptr;  // context creation: tt_to_dense's scratch (null: nothing materialised)
   int plan_ranks = 0;                              // R
+  int pack_lo = 0, pack_hi = 0;                    // the ranks whose plans are packed (context_ranks)
   int n_ctx = 0;         // T
   int n_batch = 0;       // B
   int n_threads = 1;     // threads the scratch is laid out for

@@ -51,18 +51,52 @@ int plan_parts(const tt::Plan& plan, int threads) {
 
 bool copied(LinearPath p) { return p == LinearPath::dense_f32 || p == LinearPath::dense_q8; }
 
+// The ranks a token of this context can run its TT linears at (rank_for in forward.cpp, clamped as
+// tt_plan clamps): the fixed one, or the adaptive schedule's [r_min, r_max].
+void context_ranks(const ModelConfig& c, const RunOptions& opt, int* lo, int* hi) {
+  auto clamp = [&](int r) { return r < 1 ? 1 : r > c.tt_rank ? c.tt_rank : r; };
+  if (opt.fixed_rank > 0) *lo = *hi = clamp(opt.fixed_rank);
+  else if (!c.adaptive_rank || !c.has_encoder()) *lo = *hi = clamp(c.tt_rank);
+  else *lo = clamp(c.r_min), *hi = clamp(c.r_max);
+}
+
+// The ranks whose plans are packed for a TT linear: those in [lo, hi], but a rank above every stored
+// bond rank gives the same plan as the largest stored one (each bond clamps to its own), so only the first
+// of those is packed and the others share it (pack(r, share): share = the rank whose packing r reuses,
+// or 0 to pack). Without this a low-rank linear (budget.py: bond rank 8) of a context of rank 128 packed
+// 121 identical plans: 1.6 GB of arena for a 656K-parameter model.
+template <class F>
+void for_packed_ranks(const TTShape& shape, int lo, int hi, F&& pack) {
+  int top = 1;  // the largest stored bond rank
+  for (int k = 1; k < shape.K; ++k) top = shape.r[k] > top ? shape.r[k] : top;
+  int first_clamped = 0;
+  for (int r = lo; r <= hi; ++r) {
+    if (r < top) {
+      pack(r, 0);
+    } else if (first_clamped == 0) {
+      first_clamped = r;
+      pack(r, 0);
+    } else {
+      pack(r, first_clamped);
+    }
+  }
+}
+
 // Floats of every plan's packed cores and, on threads, its parts' split steps (RunState::tt_packed); a
 // linear that runs as a dense copy (paths) has none.
-size_t packed_floats(const Model& m, int ranks, int threads, const LinearPath* paths) {
+size_t packed_floats(const Model& m, int lo, int hi, int threads, const LinearPath* paths) {
   size_t n = 0;
   for (int l = 0; l < m.cfg.n_layers; ++l) {
     const Linear* lins[7];
     layer_linears(m.layers[l], lins);
-    for (int j = 0; j < 7; ++j)
-      for (int r = 1; lins[j]->tt && !copied(paths[l * 7 + j]) && r <= ranks; ++r) {
+    for (int j = 0; j < 7; ++j) {
+      if (!lins[j]->tt || copied(paths[l * 7 + j])) continue;
+      for_packed_ranks(lins[j]->tt_w.shape, lo, hi, [&](int r, int share) {
+        if (share) return;
         const tt::Plan plan = tt::best_plan(lins[j]->tt_w, r, 1);
         n += tt::packed_floats(plan) + tt::part_packed_floats(plan, plan_parts(plan, threads));
-      }
+      });
+    }
   }
   return n;
 }
@@ -175,7 +209,8 @@ size_t RunState::layout(const Model& m, const RunOptions& opt, int T, int B, int
   plan_ranks = c.tensorized ? c.tt_rank : 0;
   const size_t plans = L * 7 * plan_ranks, plan_floats = (sizeof(tt::Plan) + sizeof(float) - 1) / sizeof(float);
   tt_plans = plans ? reinterpret_cast<tt::Plan*>(arena.take(plans * plan_floats)) : nullptr;
-  tt_packed = plans && opt.pack_tt ? arena.take(packed_floats(m, plan_ranks, threads, paths)) : nullptr;
+  if (plans) context_ranks(c, opt, &pack_lo, &pack_hi);
+  tt_packed = plans && opt.pack_tt ? arena.take(packed_floats(m, pack_lo, pack_hi, threads, paths)) : nullptr;
   size_t scratch = 0;  // the dense copies (exec) and the scratch tt_to_dense makes them in
   for (size_t i = 0; i < n_lin; ++i) {
     if (!copied(paths[i])) continue;
@@ -214,18 +249,26 @@ void RunState::prepare(const Model& m) {
   for (int l = 0; tt_plans && l < c.n_layers; ++l) {
     const Linear* lins[7];
     layer_linears(m.layers[l], lins);
-    for (int j = 0; j < 7; ++j)
-      for (int r = 1; lins[j]->tt && r <= plan_ranks; ++r) {
-        tt::Plan& plan = tt_plans[((size_t)l * 7 + j) * plan_ranks + r - 1];
-        plan = tt::best_plan(lins[j]->tt_w, r, 1);
-        // pack_tt off: the kernels read the cores in place; a dense copy runs instead: no plan runs
-        if (packed == nullptr || (exec && exec[l * 7 + j].materialised())) continue;
+    for (int j = 0; j < 7; ++j) {
+      if (!lins[j]->tt) continue;
+      tt::Plan* plans = tt_plans + ((size_t)l * 7 + j) * plan_ranks;  // plans[r - 1]: rank r
+      // Every rank gets its plan (unpacked, the kernels read the cores in place); the ranks this
+      // context runs get them packed, unless pack_tt is off or a dense copy runs instead.
+      for (int r = 1; r <= plan_ranks; ++r) plans[r - 1] = tt::best_plan(lins[j]->tt_w, r, 1);
+      if (packed == nullptr || (exec && exec[l * 7 + j].materialised())) continue;
+      for_packed_ranks(lins[j]->tt_w.shape, pack_lo, pack_hi, [&](int r, int share) {
+        tt::Plan& plan = plans[r - 1];
+        if (share) {
+          plan = plans[share - 1];
+          return;
+        }
         tt::pack_plan(&plan, packed);
         packed += tt::packed_floats(plan);
         const int parts = plan_parts(plan, n_threads);
         tt::pack_parts(&plan, parts, packed);
         packed += tt::part_packed_floats(plan, parts);
-      }
+      });
+    }
   }
   for (int i = 0; exec && i < c.n_layers * 7; ++i) {  // execution by cost: the dense copies
     const LinearExec& ex = exec[i];

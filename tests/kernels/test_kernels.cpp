@@ -179,6 +179,27 @@ TEST_CASE("TT shape sizes and FLOPs of the cheaper order") {
   CHECK(tt_matvec_flops(rect.shape, 1) == 384);
 }
 
+TEST_CASE("TT workspace: two cores hold only the intermediate of the order every rank's plan picks") {
+  std::mt19937 rng(11);
+  const TT cases[] = {make_tt(rng, {384, 1}, {1, 128}, {64}), make_tt(rng, {1, 128}, {384, 1}, {64}),
+                      make_tt(rng, {2, 8}, {16, 4}, {4}), make_tt(rng, {8, 16}, {8, 16}, {16}),
+                      make_tt(rng, {7, 3}, {5, 9}, {6})};
+  for (const TT& t : cases) {
+    const TTMatrix W = t.view();
+    const int64_t bound = tt::max_intermediate(t.shape);
+    CAPTURE(t.shape.rows());
+    CAPTURE(t.shape.cols());
+    for (int rank = 1; rank <= t.shape.r[1] + 1; ++rank) {
+      const tt::Plan p = tt::best_plan(W, rank, 1);
+      CHECK(p.order == tt::best_plan(W, t.shape.r[1], 1).order);  // the same order at every rank
+      CHECK(p.steps[0].P * p.steps[0].rows() * p.steps[0].Q <= bound);
+    }
+  }
+  // A B of 384 x 128 at rank 64 holds 64 floats between its steps, not 384 * 64 * 128.
+  CHECK(tt::max_intermediate(cases[0].shape) == 64);
+  CHECK(tt::max_intermediate(cases[1].shape) == 64);
+}
+
 TEST_CASE("ref TT matvec equals the materialized dense matrix at every rank") {
   std::mt19937 rng(2);
   const TT cases[] = {
@@ -229,6 +250,9 @@ TEST_CASE("kern TT matvec/matmul equal ref at every rank and batch, within the w
         make_tt(rng, {32, 4}, {4, 32}, {6}),                  // factors of 32 and 4
         make_tt(rng, {2, 16, 32}, {32, 16, 2}, {3, 4}),       // 1024, both orders' shapes
         make_tt(rng, {12, 20}, {20, 12}, {5}),                // Q = 12, 20: vectors of 16/8 + 4
+        make_tt(rng, {24, 1}, {1, 16}, {8}),                  // low rank A B (budget.py): factors of 1
+        make_tt(rng, {1, 24}, {16, 1}, {6}),                  // the other way round
+        make_tt(rng, {2, 8}, {16, 4}, {4}),                   // two cores, left to right the cheaper
     };
     int columns = 0;  // packed (plan, batch) pairs that kern::tt_matmul ran as columns
     for (const TT& t : cases) {
