@@ -203,6 +203,38 @@ void kern_gemm_bench(benchmark::State& state, int rows, int cols, int batch, boo
   set_counters(state, 2ll * rows * cols * batch);
 }
 
+// The same GEMM on quantised weights (random bytes: i8 with a scale per row, q4 blocks with scale 0.01),
+// as a prompt block runs it: "float" widens the weights in the broadcast form (kern::dense_matmul),
+// "int" quantises the block's inputs once (kern::quantize_q8_rows, counted) and runs the integer dot
+// products (kern::dense_matmul_q8; docs/quantize.md "Integer dot products").
+void kern_gemm_quant_bench(benchmark::State& state, int rows, int cols, int batch, WType type, bool integer) {
+  Gemm g(rows, cols, batch);
+  std::mt19937 rng(10);
+  const int64_t row_bytes = type == WType::q4 ? q4_row_bytes(cols) : cols;
+  std::vector<uint8_t> w((size_t)(rows * row_bytes));
+  for (auto& b : w) b = (uint8_t)rng();
+  std::vector<float> scales((size_t)rows, 0.01f);
+  if (type == WType::q4)
+    for (int64_t i = 0; i < rows * row_bytes; i += kQ4BlockBytes) w[(size_t)i] = 0x1f, w[(size_t)i + 1] = 0x21;  // 0.0101
+  DenseMatrix D;
+  D.rows = rows, D.cols = cols, D.bias = g.bias.data();
+  D.w = type == WType::q4 ? Weights::q4(w.data(), cols) : Weights(WType::i8, w.data(), scales.data(), 1.f);
+  const int64_t nb = q8_blocks(cols);
+  std::vector<int8_t> q((size_t)(batch * nb * kQ8Block));
+  std::vector<float> d((size_t)(batch * nb));
+  for (auto _ : state) {
+    if (integer) {
+      kern::quantize_q8_rows(g.X.data(), batch, cols, q.data(), d.data());
+      kern::dense_matmul_q8(D, Q8Rows{q.data(), d.data(), nb}, batch, g.Y.data(), nullptr);
+    } else {
+      kern::dense_matmul(D, g.X.data(), batch, g.Y.data(), g.scratch.data(), nullptr);
+    }
+    benchmark::DoNotOptimize(g.Y.data());
+    benchmark::ClobberMemory();
+  }
+  set_counters(state, 2ll * rows * cols * batch);
+}
+
 // Threads, for one token's work: a pool region with no work (wake-up and join), a region pair handing a
 // vector from one split to the next (as one linear's output parts feed the next linear: each part
 // writes its slice of a 3072-float vector, then every part reads all of it), and one vector through a
@@ -320,6 +352,16 @@ int main(int argc, char** argv) {
                                  "x" + std::to_string(rc[1]) + "/b" + std::to_string(batch);
         benchmark::RegisterBenchmark(name.c_str(), kern_gemm_bench, rc[0], rc[1], batch, bcast);
       }
+  for (const int* rc : {(const int[2]){288, 288}, (const int[2]){768, 768}, (const int[2]){3072, 768},
+                        (const int[2]){768, 3072}})
+    for (int batch : {1, 64})
+      for (WType type : {WType::q4, WType::i8})
+        for (bool integer : {false, true}) {
+          const std::string name = std::string("kern_gemm_") + (type == WType::q4 ? "q4" : "i8") +
+                                   (integer ? "_int/" : "_float/") + std::to_string(rc[0]) + "x" +
+                                   std::to_string(rc[1]) + "/b" + std::to_string(batch);
+          benchmark::RegisterBenchmark(name.c_str(), kern_gemm_quant_bench, rc[0], rc[1], batch, type, integer);
+        }
   for (int hd : {8, 16, 32, 48, 64, 80, 96, 100, 128, 160, 256})
     for (int n : {64, 512})
       for (bool simd : {true, false}) {
