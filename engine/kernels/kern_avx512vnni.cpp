@@ -32,13 +32,6 @@ constexpr int W = 16;
 #define QTF_Q8_OWN_MATMUL 1
 #include "kernels/int8_body.inc"
 
-constexpr int kRows = 16;           // weight rows per tile: one per 32-bit lane
-#ifndef QTF_VNNI_TOKENS
-#define QTF_VNNI_TOKENS 8
-#endif
-constexpr int kTokens = QTF_VNNI_TOKENS;  // activation rows per tile (registers: 8 W + kTokens sums)
-constexpr int64_t kCorrections = 4096;  // int32 block corrections on the stack per chunk of activation rows
-
 inline __m512i bcast4(const int8_t* p) {
   int32_t v;
   std::memcpy(&v, p, 4);
@@ -47,40 +40,36 @@ inline __m512i bcast4(const int8_t* p) {
 inline __m256i load32(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
 inline __m128i load16(const uint8_t* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }
 
-// out[b] = -c * (the sum of block b's 32 values), for n blocks at x.
-void block_corrections(const int8_t* x, int64_t n, int c, int32_t* out) {
-  for (int64_t b = 0; b < n; ++b) {
-    const __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1),
-                                          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + b * kQ8Block)));
-    __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4E));
-    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1));
-    out[b] = -c * _mm_cvtsi128_si32(h);
-  }
+inline int32_t block_sum(const int8_t* x) {
+  const __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1),
+                                        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x)));
+  __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+  h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4E));
+  h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1));
+  return _mm_cvtsi128_si32(h);
 }
 
-// The transposes' permutations. z = [4 rows x 4 dwords] pairs -> [8 rows x dword 2p' | 8 rows x 2p'+1].
-inline __m512i idx_rows4(int hi) {  // from two vectors of 2 rows x 8 dwords: 4 rows x dwords 4hi..4hi+3
+// The transposes' permutations (constant data: nothing runs before the CPU is known to have AVX-512).
+struct Index {
   alignas(64) int32_t i[16];
-  for (int l = 0; l < 16; ++l) i[l] = (l / 4 < 2 ? (l / 4) * 8 : 16 + (l / 4 - 2) * 8) + l % 4 + 4 * hi;
-  return _mm512_load_si512(i);
-}
-inline __m512i idx_rows8(int p) {  // from two vectors of 4 rows x 4 dwords: 8 rows x dwords 2p, 2p+1
-  alignas(64) int32_t i[16];
-  for (int l = 0; l < 16; ++l) {
-    const int row = l % 8, d = 2 * p + l / 8;
-    i[l] = (row < 4 ? row * 4 : 16 + (row - 4) * 4) + d;
-  }
-  return _mm512_load_si512(i);
-}
-struct Perms {
-  __m512i a0 = idx_rows4(0), a1 = idx_rows4(1), b0 = idx_rows8(0), b1 = idx_rows8(1);
 };
+constexpr Index idx_rows4(int hi) {  // from two vectors of 2 rows x 8 dwords: 4 rows x dwords 4hi..4hi+3
+  Index x{};
+  for (int l = 0; l < 16; ++l) x.i[l] = (l / 4 < 2 ? (l / 4) * 8 : 16 + (l / 4 - 2) * 8) + l % 4 + 4 * hi;
+  return x;
+}
+constexpr Index idx_rows8(int p) {  // from two vectors of 4 rows x 4 dwords: 8 rows x dwords 2p, 2p+1
+  Index x{};
+  for (int l = 0; l < 16; ++l) x.i[l] = (l % 8 < 4 ? (l % 8) * 4 : 16 + (l % 8 - 4) * 4) + 2 * p + l / 8;
+  return x;
+}
+constexpr Index kA[2] = {idx_rows4(0), idx_rows4(1)}, kB[2] = {idx_rows8(0), idx_rows8(1)};
+inline __m512i perm(const Index& x) { return _mm512_load_si512(x.i); }
 
 // From 4 vectors of 4 rows x 4 dwords (rows 0-3, 4-7, 8-11, 12-15): out[j] = dword j of the 16 rows.
-inline void transpose_4x4(const __m512i* z, const Perms& P, __m512i* out) {
+inline void transpose_4x4(const __m512i* z, __m512i* out) {
   for (int p = 0; p < 2; ++p) {
-    const __m512i idx = p ? P.b1 : P.b0;
+    const __m512i idx = perm(kB[p]);
     const __m512i lo = _mm512_permutex2var_epi32(z[0], idx, z[1]), hi = _mm512_permutex2var_epi32(z[2], idx, z[3]);
     out[2 * p] = _mm512_shuffle_i64x2(lo, hi, 0x44);
     out[2 * p + 1] = _mm512_shuffle_i64x2(lo, hi, 0xEE);
@@ -89,18 +78,18 @@ inline void transpose_4x4(const __m512i* z, const Perms& P, __m512i* out) {
 
 // A weight block of the tile's 16 rows as out[0..7] (unsigned bytes, lane = row) and, q4, its scales.
 // rows[r]: row r's block (its 32 i8 values, or the q4 block's 18 bytes).
-inline void prep_i8(const uint8_t* const* rows, const Perms& P, __m512i* out) {
+inline void prep_i8(const uint8_t* const* rows, __m512i* out) {
   __m512i a[4][2];
   for (int k = 0; k < 4; ++k) {
     const __m512i z0 = _mm512_inserti64x4(_mm512_castsi256_si512(load32(rows[4 * k])), load32(rows[4 * k + 1]), 1);
     const __m512i z1 = _mm512_inserti64x4(_mm512_castsi256_si512(load32(rows[4 * k + 2])), load32(rows[4 * k + 3]), 1);
-    a[k][0] = _mm512_permutex2var_epi32(z0, P.a0, z1);
-    a[k][1] = _mm512_permutex2var_epi32(z0, P.a1, z1);
+    a[k][0] = _mm512_permutex2var_epi32(z0, perm(kA[0]), z1);
+    a[k][1] = _mm512_permutex2var_epi32(z0, perm(kA[1]), z1);
   }
   const __m512i flip = _mm512_set1_epi8(-128);
   for (int h = 0; h < 2; ++h) {  // dwords 0-3, then 4-7
     const __m512i z[4] = {a[0][h], a[1][h], a[2][h], a[3][h]};
-    transpose_4x4(z, P, out + 4 * h);
+    transpose_4x4(z, out + 4 * h);
   }
   for (int j = 0; j < 8; ++j) out[j] = _mm512_xor_si512(out[j], flip);
 }
@@ -110,111 +99,51 @@ inline __m512i load_4x16(const uint8_t* const* rows, int r) {  // the nibbles of
   z = _mm512_inserti32x4(z, load16(rows[r + 2] + 2), 2);
   return _mm512_inserti32x4(z, load16(rows[r + 3] + 2), 3);
 }
-inline __m512 prep_q4(const uint8_t* const* rows, const Perms& P, __m512i* out) {
+inline __m512 prep_q4(const uint8_t* const* rows, __m512i* out) {
   const __m512i z[4] = {load_4x16(rows, 0), load_4x16(rows, 4), load_4x16(rows, 8), load_4x16(rows, 12)};
   __m512i n[4];
-  transpose_4x4(z, P, n);
+  transpose_4x4(z, n);
   const __m512i low4 = _mm512_set1_epi8(15);
   for (int j = 0; j < 4; ++j) {  // value order: low nibbles are values 0..15, high 16..31
     out[j] = _mm512_and_si512(n[j], low4);
     out[j + 4] = _mm512_and_si512(_mm512_srli_epi16(n[j], 4), low4);
   }
-  alignas(32) uint16_t h[kRows];
-  for (int r = 0; r < kRows; ++r) std::memcpy(&h[r], rows[r], 2);
+  alignas(32) uint16_t h[16];
+  for (int r = 0; r < 16; ++r) std::memcpy(&h[r], rows[r], 2);
   return _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(h)));
 }
 
-// F[t] += the tile's 16 rows x activation rows t < TB, over all nb blocks. w: the rows' first bytes
-// (ldw apart, `valid` of them; the others repeat the last), x: TB rows ldq bytes apart, their scales nb
-// floats apart and their corrections (block_corrections) nb apart.
-template <int TB, bool kQ4, bool kTable>
-inline void tile(const uint8_t* w, int64_t ldw, int valid, int cols, const int8_t* xq, int64_t ldq, const float* xd,
-          const int32_t* corr, int64_t nb, const Perms& P, __m512* F) {
-  const uint8_t* rows[kRows];
-  for (int r = 0; r < kRows; ++r) rows[r] = w + (r < valid ? r : valid - 1) * ldw;
-  for (int t = 0; t < TB; ++t) F[t] = _mm512_setzero_ps();
-  const int64_t full = kQ4 ? nb : cols / kQ8Block;
-  auto block = [&](const __m512i* Wv, __m512 dw, int64_t b) {
-#pragma GCC unroll 16
-    for (int t = 0; t < TB; ++t) {
-      const int8_t* x = xq + t * ldq + b * kQ8Block;
-      int32_t c;
-      if constexpr (kTable) c = corr[t * nb + b];
-      else block_corrections(x, 1, kQ4 ? 8 : 128, &c);  // rows too long for the table
-      __m512i acc = _mm512_set1_epi32(c);
+// int8_lanes.inc's pieces: 16 rows, W_j in 8 registers, the corrections -8 (q4) / -128 (i8) x sum(x).
+constexpr int kLaneRows = 16;
+#ifndef QTF_VNNI_TOKENS
+#define QTF_VNNI_TOKENS 8
+#endif
+constexpr int kLaneTokens = QTF_VNNI_TOKENS;  // registers: 8 W_j + 8 sums + a few (16: no faster)
+constexpr int kLaneCorrQ4 = 8, kLaneCorrI8 = 128;
+using LF = __m512;
+inline LF lf_zero() { return _mm512_setzero_ps(); }
+inline LF lf_set1(float v) { return _mm512_set1_ps(v); }
+inline LF lf_mul(LF a, LF b) { return _mm512_mul_ps(a, b); }
+inline LF lf_fmadd(LF a, LF b, LF c) { return _mm512_fmadd_ps(a, b, c); }
+inline __mmask16 lanes(int n) { return (__mmask16)((1u << n) - 1); }
+inline LF lf_load(const float* p, int n) { return _mm512_maskz_loadu_ps(lanes(n), p); }
+inline void lf_store(float* p, int n, LF v) { _mm512_mask_storeu_ps(p, lanes(n), v); }
+struct LaneW {
+  __m512i w[8];
+};
+inline LF lane_prep_q4(const uint8_t* const* rows, LaneW* out) { return prep_q4(rows, out->w); }
+inline void lane_prep_i8(const uint8_t* const* rows, LaneW* out) { prep_i8(rows, out->w); }
+inline LF lane_dot(const LaneW& wb, const int8_t* x, int32_t c) {
+  __m512i acc = _mm512_set1_epi32(c);
 #pragma GCC unroll 8
-      for (int j = 0; j < 8; ++j) acc = _mm512_dpbusd_epi32(acc, Wv[j], bcast4(x + 4 * j));
-      const __m512 s = kQ4 ? _mm512_mul_ps(dw, _mm512_set1_ps(xd[t * nb + b])) : _mm512_set1_ps(xd[t * nb + b]);
-      F[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), s, F[t]);
-    }
-  };
-  for (int64_t b = 0; b < full; ++b) {
-    const uint8_t* p[kRows];
-    for (int r = 0; r < kRows; ++r) p[r] = rows[r] + b * (kQ4 ? kQ4BlockBytes : kQ8Block);
-    __m512i Wv[8];
-    __m512 dw = _mm512_setzero_ps();
-    if constexpr (kQ4) dw = prep_q4(p, P, Wv);
-    else prep_i8(p, P, Wv);
-    block(Wv, dw, b);
-  }
-  if constexpr (!kQ4) {
-    if (full < nb) {  // an i8 row's last, partial block: copied into zeros (no load past the row)
-      alignas(32) uint8_t buf[kRows][kQ8Block] = {};
-      const uint8_t* p[kRows];
-      const int len = cols - (int)full * kQ8Block;
-      for (int r = 0; r < kRows; ++r) {
-        std::memcpy(buf[r], rows[r] + full * kQ8Block, (size_t)len);
-        p[r] = buf[r];
-      }
-      __m512i Wv[8];
-      prep_i8(p, P, Wv);
-      block(Wv, _mm512_setzero_ps(), full);
-    }
-  }
+  for (int j = 0; j < 8; ++j) acc = _mm512_dpbusd_epi32(acc, wb.w[j], bcast4(x + 4 * j));
+  return _mm512_cvtepi32_ps(acc);
 }
-
-template <bool kQ4>
-void matmul(const DenseMatrix& M, const Q8Rows& X, int batch, float* Y, int64_t ldy) {
-  const int cols = M.cols;
-  const int64_t ldw = kQ4 ? q4_row_bytes(cols) : cols, nb = X.blocks, ldq = nb * kQ8Block;
-  const uint8_t* w = static_cast<const uint8_t*>(M.w.data);
-  const Perms P;
-  int32_t corr[kCorrections];
-  const int64_t fit = kCorrections / nb;
-  const int chunk = (int)(fit > kTokens ? fit / kTokens * kTokens : fit > 0 ? fit : 1);
-  // Rows of more than kCorrections blocks (131072 values) fit no table: their corrections come per block.
-  const bool table = nb <= kCorrections;
-  for (int c0 = 0; c0 < batch; c0 += chunk) {
-    const int cn = batch - c0 < chunk ? batch - c0 : chunk;
-    for (int t = 0; table && t < cn; ++t) block_corrections(X.q + (c0 + t) * ldq, nb, kQ4 ? 8 : 128, corr + t * nb);
-    for (int r0 = 0; r0 < M.rows; r0 += kRows) {
-      const int valid = M.rows - r0 < kRows ? M.rows - r0 : kRows;
-      const __mmask16 m = (__mmask16)((1u << valid) - 1);
-      const __m512 bias = M.bias ? _mm512_maskz_loadu_ps(m, M.bias + r0) : _mm512_setzero_ps();
-      const __m512 scale = kQ4 ? _mm512_set1_ps(1.f)
-                               : M.w.scales ? _mm512_maskz_loadu_ps(m, M.w.scales + r0) : _mm512_set1_ps(M.w.scale);
-      auto run = [&](auto tb, int t0) {
-        constexpr int TB = decltype(tb)::value;
-        __m512 F[TB];
-        const int b = c0 + t0;
-        if (table) tile<TB, kQ4, true>(w + r0 * ldw, ldw, valid, cols, X.q + b * ldq, ldq, X.d + b * nb, corr + t0 * nb, nb, P, F);
-        else tile<TB, kQ4, false>(w + r0 * ldw, ldw, valid, cols, X.q + b * ldq, ldq, X.d + b * nb, nullptr, nb, P, F);
-        // i8: times the row's scale plus the bias in one rounding (as every other variant on FMA targets)
-        for (int t = 0; t < TB; ++t) _mm512_mask_storeu_ps(Y + (b + t) * ldy + r0, m, _mm512_fmadd_ps(F[t], scale, bias));
-      };
-      int t0 = 0;
-      for (; t0 + kTokens <= cn; t0 += kTokens) run(std::integral_constant<int, kTokens>(), t0);
-      if constexpr (kTokens > 8)
-        for (; t0 + 8 <= cn; t0 += 8) run(std::integral_constant<int, 8>(), t0);
-      for (; t0 + 4 <= cn; t0 += 4) run(std::integral_constant<int, 4>(), t0);
-      for (; t0 < cn; ++t0) run(std::integral_constant<int, 1>(), t0);
-    }
-  }
-}
+#include "kernels/int8_lanes.inc"
 
 void dense_matmul_q8(const DenseMatrix& M, const Q8Rows& X, int batch, float* Y, int64_t ldy) {
-  if (M.w.type == WType::q4) matmul<true>(M, X, batch, Y, ldy);
-  else matmul<false>(M, X, batch, Y, ldy);
+  if (M.w.type == WType::q4) lane_matmul<true>(M, X, batch, Y, ldy);
+  else lane_matmul<false>(M, X, batch, Y, ldy);
 }
 
 // Constant-initialised (addresses only): no code of this file runs until the CPU is known to have VNNI.

@@ -165,14 +165,18 @@ TEST_CASE("i8 and q4 x q8 matmul: integer sums exact in every variant, tile and 
   std::mt19937 rng(71);
   for (WType type : {WType::i8, WType::q4}) {
     CAPTURE((int)type);
-    for (int rows : {1, 3, 4, 9})
-      for (int cols : {1, 31, 32, 33, 96, 200, 1000}) {
+    // rows and batches: the lane tiles' 16 rows x 16 activation rows (kern_avx512vnni.cpp), their row
+    // tails, and their 8-, 4- and 1-row activation tails; cols 10000: activation rows in chunks (the
+    // block corrections' table), 131104: no table (int8_lanes.inc).
+    for (int rows : {1, 3, 4, 9, 21})
+      for (int cols : {1, 31, 32, 33, 96, 200, 1000, 10000, 131104}) {
         CAPTURE(rows);
         CAPTURE(cols);
         const Mat m = make_mat(rng, type, rows, cols, true, false);
         const int64_t nb = q8_blocks(cols);
-        for (int batch : {1, 2, 3, 5, 9}) {
+        for (int batch : {1, 2, 3, 5, 9, 17, 31}) {
           CAPTURE(batch);
+          if (cols > 1000 && (rows > 4 || batch > 17)) continue;  // the long rows: a few shapes suffice
           const Acts a = int_acts(rng, batch, cols);
           std::vector<float> expect((size_t)rows * batch);
           for (int t = 0; t < batch; ++t)
@@ -208,7 +212,7 @@ TEST_CASE("i8 and q4 x q8 matmul with real scales: kern equals ref, a block equa
         CAPTURE(cols);
         const Mat m = make_mat(rng, type, rows, cols, false, true);
         const int64_t nb = q8_blocks(cols);
-        for (int batch : {1, 4, 7}) {
+        for (int batch : {1, 4, 7, 29}) {
           CAPTURE(batch);
           std::vector<float> X((size_t)batch * cols);
           for (float& v : X) v = u(rng);
