@@ -52,6 +52,7 @@ inline V16 reduce_rows(const V16* rows) {
 inline V8 fmadd(const V8& a, const V8& b, const V8& c) { return _mm256_fmadd_ps(a, b, c); }
 #include "kernels/int8_x86.inc"
 #define QTF_Q8_TOKENS 4  // 32 registers: 4 rows x 4 activation rows of accumulators
+#define QTF_Q8_ROUND_512 1
 }  // namespace
 }  // namespace qtf::kern_avx512
 

@@ -30,6 +30,7 @@ using V16 = xsimd::batch<float, xsimd::avx512bw>;
 using V = V16;  // the quantiser's loads
 constexpr int W = 16;
 #define QTF_Q8_OWN_MATMUL 1
+#define QTF_Q8_ROUND_512 1
 #include "kernels/int8_body.inc"
 
 inline __m512i bcast4(const int8_t* p) {
