@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "kernels/kernels.h"
+
 namespace qtf {
 namespace {
 
@@ -17,7 +19,7 @@ RunOptions to_run_options(const Model& m, const ContextOptions& opt) {
                         : m.cfg.attention == AttnKind::sampled ? m.cfg.attention_samples : 0;
   r.attention_seed = opt.override_seed ? opt.attention_seed : m.cfg.attention_seed;
   r.pack_tt = opt.pack_tt;
-  r.act_quant = opt.act_quant;
+  r.act_quant = opt.act_quant == ActQuant::q8 || (opt.act_quant == ActQuant::automatic && kern::int_dot_preferred());
   r.mem_budget = opt.mem_budget;
   r.mem_copy = opt.mem_copy;
   return r;

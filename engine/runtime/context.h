@@ -16,6 +16,9 @@ constexpr int kDefaultBatch = 64;
 constexpr int kMaxBatch = 1024;
 constexpr int kMaxThreads = 256;
 
+// ContextOptions::act_quant.
+enum class ActQuant : uint8_t { off, q8, automatic };
+
 struct ContextOptions {
   int n_ctx = 0;  // tokens of context; 0 = the model's full context
   int n_batch = 0;  // most prompt tokens run through the model together (1..kMaxBatch); 0 = kDefaultBatch
@@ -37,8 +40,10 @@ struct ContextOptions {
   bool pack_tt = true;
   // Integer dot products for i8 and q4 dense weights (docs/quantize.md "Integer dot products"): each
   // input of those linears and of the head quantised per block of 32 (int8, a float scale per block)
-  // once, then int8 x int8 dot products. false: the weights widened to float against float inputs.
-  bool act_quant = false;
+  // once, then int8 x int8 dot products (q8). off: the weights widened to float against float inputs.
+  // automatic: q8 where the active kernel variant's integer GEMM is the faster (kern::int_dot_preferred:
+  // avx512vnni and avx2, measured), else off.
+  ActQuant act_quant = ActQuant::automatic;
   // Execution by cost (docs/runtime.md "Execution by cost"): bytes of the arena the dense copies of TT
   // linears may take, where the cost model predicts a copy is faster (only linears whose rank is fixed
   // for the context). -1 = auto: the original's dense q8 size of those linears (M N + 4 M each);

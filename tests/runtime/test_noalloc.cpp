@@ -86,7 +86,7 @@ TEST_CASE("no heap allocation while decoding and sampling, on every path") {
     if (variant == 2) { o.act_path = quantum::DaruanPath::spline; o.route = RouteMode::all_quantum; }
     if (variant == 3) { o.act_path = quantum::DaruanPath::quantum; o.fixed_rank = 2; }
     if (variant == 4 || variant == 5 || variant == 7 || variant == 8 || variant == 9) o.n_threads = 3;
-    o.act_quant = variant >= 9;
+    o.act_quant = variant >= 9 ? ActQuant::q8 : ActQuant::off;
     host::HostContext hc;
     host::HostSampler hs;
     REQUIRE(hc.init(lm, o).ok());

@@ -37,9 +37,12 @@ struct Agreement {
 };
 
 // Runs the same tokens through both models one at a time and compares every position's prediction.
+// The weights' error alone: the float path (the default, auto, adds the activations' quantisation where
+// the integer path is the faster one; that error has its own test, "act-quant" below).
 Agreement compare(const host::LoadedModel& ref, const host::LoadedModel& q, const std::vector<int32_t>& tokens) {
   ContextOptions opt;
   opt.mem_budget = 0;  // the files as stored: dense copies of TT linears would add their own int8 rounding
+  opt.act_quant = ActQuant::off;
   opt.n_ctx = (int)tokens.size() + ref.model().cfg.memory_tokens;  // memory slots take the first ones
   opt.n_batch = 1;
   host::HostContext a, b;
@@ -265,10 +268,11 @@ TEST_CASE("act-quant q8: logits of shipped q8 and q4 models within bounds of the
       uint32_t lcg = 17;
       for (int32_t& t : tokens) t = (int32_t)(((lcg = lcg * 1664525u + 1013904223u) >> 8) % (uint32_t)c.vocab);
       ContextOptions off;
+      off.act_quant = ActQuant::off;
       off.n_ctx = (int)tokens.size() + c.memory_tokens;
       off.n_batch = 1;
       ContextOptions on = off;
-      on.act_quant = true;
+      on.act_quant = ActQuant::q8;
       host::HostContext a, b;
       REQUIRE(a.init(qm, off).ok());
       REQUIRE(b.init(qm, on).ok());

@@ -32,8 +32,9 @@ const char kModelOptionsHelp[] =
     "                          dense copies where the cost model predicts those faster (auto, the default:\n"
     "                          the original's dense q8 size; 0: never; K/M/G suffixes)\n"
     "  --mem-copy auto|f32|q8  which dense copies it may make (default auto: f32 or int8, the faster)\n"
-    "  --act-quant off|q8      i8/q4 weights: q8 = quantise activations per block of 32 and multiply\n"
-    "                          int8 x int8 (llama.cpp's Q8_0 way); off = widen weights to float\n"
+    "  --act-quant off|q8|auto i8/q4 weights: q8 = quantise activations per block of 32 and multiply\n"
+    "                          int8 x int8 (llama.cpp's Q8_0 way); off = widen weights to float;\n"
+    "                          auto (default) = q8 with the avx512vnni and avx2 kernels, else off\n"
     "  --profile NAME          energy profile (default cpu_xeon; see --profiles)\n"
     "  --profiles FILE         extra energy profiles (engine/energy/profiles.txt format)\n";
 
@@ -138,9 +139,10 @@ int parse_shared_option(int argc, char** argv, int* i, ModelOptions* o, const ch
     else if (!std::strcmp(v, "q8")) o->ctx.mem_copy = kCopyQ8;
     else { std::fprintf(stderr, "qtf: --mem-copy expects auto, f32 or q8, got '%s'\n", v); return 2; }
   } else if (!std::strcmp(a, "--act-quant")) {
-    if (!std::strcmp(v, "q8")) o->ctx.act_quant = true;
-    else if (!std::strcmp(v, "off")) o->ctx.act_quant = false;
-    else { std::fprintf(stderr, "qtf: --act-quant expects off or q8, got '%s'\n", v); return 2; }
+    if (!std::strcmp(v, "q8")) o->ctx.act_quant = ActQuant::q8;
+    else if (!std::strcmp(v, "off")) o->ctx.act_quant = ActQuant::off;
+    else if (!std::strcmp(v, "auto")) o->ctx.act_quant = ActQuant::automatic;
+    else { std::fprintf(stderr, "qtf: --act-quant expects off, q8 or auto, got '%s'\n", v); return 2; }
   } else if (!std::strcmp(a, "--act")) {
     if (!std::strcmp(v, "quantum")) o->ctx.act_path = quantum::DaruanPath::quantum;
     else if (!std::strcmp(v, "fourier")) o->ctx.act_path = quantum::DaruanPath::fourier;
