@@ -4,9 +4,8 @@
 # load of a shared machine counts less than in wall-clock tok/s. Programs interleaved round by round.
 # usage: pp_cputime.sh ROUNDS R QTF_MODEL GGUF_MODEL LABEL:BINARY:ARGS...
 #   BINARY: a qtf binary (runs `BINARY bench -m QTF_MODEL ARGS`) or `llama` (llama-bench -m GGUF_MODEL
-#   ARGS from $LLAMA_BIN, default /work/ext/llama.cpp/build/bin)
+#   ARGS from $LLAMA_BIN: llama.cpp's build/bin, which also holds its shared libraries)
 n=$1; R=$2; qm=$3; gm=$4; shift 4
-LLAMA_BIN=${LLAMA_BIN:-/work/ext/llama.cpp/build/bin}
 export LD_LIBRARY_PATH=$LLAMA_BIN
 tc() { perf stat -x, -e task-clock "$@" 2>&1 >/dev/null | grep task-clock | cut -d, -f1; }
 for i in $(seq $n); do
