@@ -457,8 +457,9 @@ void quantize_q8_rows(const float* X, int batch, int n, int8_t* q, float* d, con
   });
 }
 
-// The int8 GEMM's register tiles are 4 rows, then 1 (int8_body.inc).
-constexpr int kQ8RowUnit = 4;
+// The int8 GEMM's register tiles: 16 rows (int8_lanes.inc's AVX-512 lane tiles; 8 under AVX2, 4 in
+// the dot tiles of int8_body.inc, all dividing 16), then 1.
+constexpr int kQ8RowUnit = 16;
 
 void dense_matmul_q8(const DenseMatrix& M, const Q8Rows& X, int batch, float* Y, const Workers* w) {
   if (w == nullptr || w->threads < 2 || 2ll * M.rows * M.cols * batch < kParallelFlops)

@@ -163,8 +163,8 @@ int64_t head_flops(const ModelConfig& c) { return norm_flops(c) + 2ll * c.vocab 
 // Linear `which` (0..6: q k v o up down gate) of layer l: TT linears run the context's plan for the rank.
 // Whether a linear running as `dense` (dense_form) runs the integer dot products (a context with
 // act_quant, i8 or q4 dense weights).
-bool int_dot(const RunState* s, const DenseMatrix* dense) {
-  return s->act_q && dense && kern::int_dot_supported(dense->w.type);
+bool int_dot(const RunState* s, const Linear& lin, const DenseMatrix* dense) {
+  return s->act_q && dense && kern::int_dot_supported(dense->w.type) && (dense == &lin.dense || s->act_quant_copies);
 }
 
 // X's n rows of `cols` floats quantised into the context's act_q/act_d when any of the `count` linears
@@ -173,7 +173,7 @@ bool int_dot(const RunState* s, const DenseMatrix* dense) {
 const Q8Rows* quantize_input(RunState* s, const Linear* const* lins, const int* which, int count, int l, int n,
                              const float* X, int cols, Q8Rows* out) {
   bool any = false;
-  for (int j = 0; j < count; ++j) any = any || int_dot(s, dense_form(s, *lins[j], l, which[j]));
+  for (int j = 0; j < count; ++j) any = any || int_dot(s, *lins[j], dense_form(s, *lins[j], l, which[j]));
   if (!any) return nullptr;
   kern::quantize_q8_rows(X, n, cols, s->act_q, s->act_d, s->workers);
   *out = Q8Rows{s->act_q, s->act_d, q8_blocks(cols)};
@@ -183,7 +183,7 @@ const Q8Rows* quantize_input(RunState* s, const Linear* const* lins, const int* 
 void base_linear(const Linear& lin, int which, const TokenStats* ts, int l, int n, const float* X, float* Y,
                  RunState* s, const Q8Rows* xq) {
   const DenseMatrix* dense = dense_form(s, lin, l, which);
-  if (xq && int_dot(s, dense)) return kern::dense_matmul_q8(*dense, *xq, n, Y, s->workers);
+  if (xq && int_dot(s, lin, dense)) return kern::dense_matmul_q8(*dense, *xq, n, Y, s->workers);
   if (dense) return kern::dense_matmul(*dense, X, n, Y, s->packed_x, s->workers);
   auto rank = [&](int i) { return (int)ts[i].layer[l].rank; };
   int i0 = 0;

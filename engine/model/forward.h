@@ -23,7 +23,12 @@ struct RunOptions {
   int attention_samples = 0;
   uint64_t attention_seed = 0;
   bool pack_tt = true;  // ContextOptions::pack_tt
-  bool act_quant = false;  // ContextOptions::act_quant
+  // ContextOptions::act_quant resolved: the file's i8/q4 dense weights run the integer dot products
+  // (q8, or auto where the variant's integer GEMM is the faster); the int8 copies of execution by cost
+  // too only when asked for (q8): auto leaves them on the float path, so a copy the engine made for
+  // speed adds no rounding but its own, where a user who picked a quantised file gets llama.cpp's way.
+  bool act_quant = false;
+  bool act_quant_copies = false;
   int64_t mem_budget = -1;  // ContextOptions::mem_budget (-1: auto)
   uint8_t mem_copy = 0;     // ContextOptions::mem_copy (MemCopy)
 };
@@ -127,6 +132,7 @@ struct RunState {
   // act_quant: a block's input rows quantised per block of 32 for the integer dot products of i8/q4
   // dense linears and head (kern::dense_matmul_q8), once per input (q, k and v share it); else null.
   int8_t* act_q = nullptr;      // [B][q8_blocks(max(d, d_ff)) * 32]
+  bool act_quant_copies = false;  // RunOptions::act_quant_copies
   float* act_d = nullptr;       // [B][q8_blocks(max(d, d_ff))]
   float* logits = nullptr;     // [vocab]
   float* workspace = nullptr;  // [max tt_workspace_floats(shape, B) over the block's linears] TT scratch

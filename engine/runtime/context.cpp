@@ -20,6 +20,7 @@ RunOptions to_run_options(const Model& m, const ContextOptions& opt) {
   r.attention_seed = opt.override_seed ? opt.attention_seed : m.cfg.attention_seed;
   r.pack_tt = opt.pack_tt;
   r.act_quant = opt.act_quant == ActQuant::q8 || (opt.act_quant == ActQuant::automatic && kern::int_dot_preferred());
+  r.act_quant_copies = opt.act_quant == ActQuant::q8;
   r.mem_budget = opt.mem_budget;
   r.mem_copy = opt.mem_copy;
   return r;

@@ -269,3 +269,25 @@ TEST_CASE("packed TT plans: only the ranks the context runs") {
   }
   CHECK(checked >= 16);
 }
+
+// --act-quant auto (the default) runs the file's own i8/q4 weights on the integer dot products where that
+// is the faster path, never the int8 copies execution by cost makes: those stay on the float path (their
+// own rounding only) unless q8 is asked for.
+TEST_CASE("execution by cost: auto act-quant leaves the int8 copies on the float path; q8 takes them") {
+  host::LoadedModel lm;
+  REQUIRE(lm.load_file((std::string(QTF_SOURCE_DIR) + "/models/shakespeare-tt2.qtf").c_str()).ok());
+  ContextOptions automatic, off, q8;
+  automatic.n_ctx = off.n_ctx = q8.n_ctx = 32;
+  automatic.mem_copy = off.mem_copy = q8.mem_copy = kCopyQ8;
+  automatic.act_quant = ActQuant::automatic;
+  off.act_quant = ActQuant::off;
+  q8.act_quant = ActQuant::q8;
+  host::HostContext h;
+  REQUIRE(h.init(lm, automatic).ok());
+  REQUIRE(copies(h.ctx()) > 0);
+  const Diff same = compare(lm, automatic, off, 24);
+  CHECK(same.worst_rel == 0.0);
+  const Diff quantised = compare(lm, off, q8, 24);
+  CHECK(quantised.worst_rel > 0.0);
+  CHECK(quantised.mean_kl < 0.01);
+}
