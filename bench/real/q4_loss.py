@@ -186,7 +186,7 @@ def measure(args, name, qtf_model, binding):
     text_plain = os.path.join(work, name + "-heldout-plain.txt")
     with open(text_plain, "w", encoding="utf-8") as f:
         f.write("\n".join(keep) + "\n")
-    res = {"model": name, "qtf_file": qtf_model, "gguf": g, "ctx": args.ctx, "heldout": args.heldout,
+    res = {"model": name, "qtf_file": os.path.relpath(qtf_model, ROOT), "gguf": g, "ctx": args.ctx, "heldout": args.heldout,
            "stories": len(stories), "stories_dropped": len(stories) - len(keep),
            "llama_quantize": {t: quantize_log(g[t]) for t in LLAMA_TYPES}}
 

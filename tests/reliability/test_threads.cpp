@@ -165,7 +165,7 @@ TEST_CASE("a prompt block through dense matrices gives the same logits on every 
       qtf::ContextOptions o;
       o.n_batch = (int)prompt.size();
       o.n_threads = threads;
-      o.act_quant = kind > 0;
+      o.act_quant = kind > 0 ? qtf::ActQuant::q8 : qtf::ActQuant::off;
       qtf::host::HostContext hc;
       REQUIRE(hc.init(lm, o).ok());
       std::vector<float> got;

@@ -119,7 +119,8 @@ def run(args):
     res_path = os.path.join(out, "results.json")
     res = json.load(open(res_path)) if os.path.exists(res_path) else {}
     res.update({"model": args.model, "name": args.name, "f32_bytes": s.f32_bytes, "heal_stories": args.heal,
-                "heldout_stories": args.heldout, "plain_text": args.plain_text, "text": args.text,
+                "heldout_stories": args.heldout, "plain_text": args.plain_text,
+                "text": os.path.relpath(args.text, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")),
                 "heal_seconds": args.heal_seconds, "points": res.get("points", [])})
     done = {(p["family"], p.get("fraction")) for p in res["points"]}
 
