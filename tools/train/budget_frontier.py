@@ -47,11 +47,13 @@ def heldout_file(text, spec, path, plain=0):
 
 
 def engine_logprobs(binding, path, x):
-    """log-softmax of the engine's logits at every position of windows x [n, T] (each from an empty cache)."""
+    """log-softmax of the engine's logits at every position of windows x [n, T] (each from an empty cache),
+    of the file as stored: no dense copies of its TT linears (execution by cost's int8 copies would add their
+    own rounding; the speed figures below run the default, as a user would)."""
     m = binding.Model(path)
     out = np.zeros((x.shape[0], x.shape[1], m.vocab_size), dtype=np.float32)
     for i in range(x.shape[0]):
-        ctx = m.context(n_ctx=x.shape[1])
+        ctx = m.context(n_ctx=x.shape[1], mem_budget=0)
         for j in range(x.shape[1]):
             ctx.decode([int(x[i, j])])
             out[i, j] = ctx.log_softmax()
@@ -62,7 +64,7 @@ def engine_logprobs(binding, path, x):
 
 def measure(qtf, binding, path, heldout_txt, x, t_lp):
     r = subprocess.run([qtf, "eval", "-m", path, "-f", heldout_txt, "--max-tokens", "0", "--doc-sep", budget.DOC_SEP,
-                        "--json"], capture_output=True, text=True, check=True)
+                        "--mem-budget", "0", "--act-quant", "off", "--json"], capture_output=True, text=True, check=True)
     ev = json.loads(r.stdout)
     lp = engine_logprobs(binding, path, x)
     kl = float((np.exp(t_lp) * (t_lp - lp)).sum(-1).mean())
