@@ -18,6 +18,7 @@ Status ThreadPool::start(int n_threads) {
     return Status::error(Err::invalid_argument, "thread count %d is outside 1..%d", n_threads, kMaxThreads);
   quit_ = false;
   workers_ = Workers{};
+  jobs_ = 0;
   for (int t = 1; t < n_threads; ++t) {
     threads_[t] = std::thread([this, t] { worker_loop(t); });
     n_started_ = t;
@@ -83,6 +84,7 @@ void ThreadPool::run_tasks(void* self, int n_tasks, void (*task)(void* arg, int 
     for (int i = 0; i < n_tasks; ++i) task(arg, i, 0);
     return;
   }
+  ++p->jobs_;
   p->task_.store(task, std::memory_order_relaxed);
   p->arg_.store(arg, std::memory_order_relaxed);
   p->done_.store(0, std::memory_order_relaxed);

@@ -25,6 +25,10 @@ class ThreadPool {
   Status start(int n_threads);
   void stop();
   const Workers* workers() const { return &workers_; }
+  // Jobs handed to the workers since start (parallel_for calls that woke them; work run inline is not
+  // one): the hand-offs a decoded token pays, for qtf bench and the tests. Only the thread that calls
+  // run() (the context's) writes it, so a plain counter.
+  uint64_t jobs() const { return jobs_; }
 
  private:
   static void run_tasks(void* self, int n_tasks, void (*task)(void* arg, int i, int thread), void* arg);
@@ -33,6 +37,7 @@ class ThreadPool {
   Workers workers_;
   std::thread threads_[kMaxThreads];
   int n_started_ = 0;
+  uint64_t jobs_ = 0;
   void work(int thread, uint64_t generation);
   // The current job: task_ and arg_ are written before the job word publishes them.
   std::atomic<void (*)(void*, int, int)> task_{nullptr};

@@ -96,6 +96,7 @@ class HostContext {
   Context& ctx() { return ctx_; }
   const Context& ctx() const { return ctx_; }
   size_t arena_size() const { return arena_.size(); }
+  uint64_t pool_jobs() const { return pool_.jobs(); }  // hand-offs to the workers so far (ThreadPool::jobs)
 
  private:
   AlignedBuffer arena_;

@@ -209,3 +209,34 @@ TEST_CASE("qtf_context_set_threads decodes like one thread") {
   qtf_context_free(many);
   qtf_model_free(m);
 }
+
+// What one decoded token hands the pool (ThreadPool::jobs, qtf bench's "thread-pool jobs"): none on one
+// thread; on four, each layer of this TT model (its matvecs run in parts, like the test above's) wakes
+// the pool once each for q, k and v together, the key feature states, attention, up with its
+// activation, and down (o's matvec is below kParallelFlops: inline).
+TEST_CASE("one decoded token's hand-offs to the pool are counted") {
+  qtf::testing::TinyConfig tc;
+  tc.d = 128, tc.n_heads = 8, tc.d_ff = 1024, tc.n_layers = 2, tc.context = 40;
+  tc.d_factors = {4, 4, 8}, tc.ff_factors = {4, 16, 16};
+  tc.tt_rank = 8, tc.r_max = 8, tc.adaptive_rank = false, tc.scale = 0.2f;
+  tc.n_qubits = 8;  // quantum attention over 8 heads of 8 qubits: the per-head work passes kParallelFlops
+  const std::vector<uint8_t> bytes = qtf::testing::make_tiny_model(tc);
+  qtf::host::LoadedModel lm;
+  REQUIRE(lm.load_memory(bytes.data(), bytes.size()).ok());
+  std::vector<int32_t> prompt(30);
+  for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = (int32_t)((i * 11 + 2) % (size_t)lm.model().cfg.vocab);
+  for (int threads : {1, 4}) {
+    INFO(threads << " threads");
+    qtf::ContextOptions o;
+    o.n_batch = 8;
+    o.n_threads = threads;
+    o.route = qtf::RouteMode::all_quantum;
+    qtf::host::HostContext hc;
+    REQUIRE(hc.init(lm, o).ok());
+    for (size_t i = 0; i < prompt.size(); i += 8)
+      REQUIRE(hc.ctx().eval(prompt.data() + i, (int)std::min<size_t>(8, prompt.size() - i)).ok());
+    const uint64_t before = hc.pool_jobs();
+    REQUIRE(hc.ctx().eval(3).ok());
+    CHECK(hc.pool_jobs() - before == (threads == 1 ? 0u : 10u));
+  }
+}

@@ -3,7 +3,7 @@
 // the limit that binds it. pp<N> runs N prompt tokens from an empty
 // context; tg<N> generates N tokens greedily from an empty context. The engine runs one token at a
 // time on one thread (no batched prefill), so pp and tg differ only by the sampling step. Each test's
-// cost per token (FLOPs, the --profile energy estimate, mean rank, quantum share) is counted on its
+// cost per token (FLOPs, the --profile energy estimate, mean rank, quantum share, thread-pool jobs) is counted on its
 // warm-up run, with the same RunTotals as qtf run and qtf eval.
 #include <sys/resource.h>
 
@@ -44,6 +44,7 @@ struct TestResult {
   std::vector<double> samples_ts;  // tokens per second of each repetition
   double mean = 0, stddev = 0;
   RunTotals cost;  // of one run (the warm-up)
+  double jobs_per_token = 0;  // thread-pool hand-offs per token on the warm-up run (0 at -t 1)
 };
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -190,6 +191,7 @@ void print_md(const Info& b, const std::vector<TestResult>& tests) {
                 c.per_token(c.flops), 100 * c.qsim_share(), c.per_token(c.energy_j), b.profile);
     if (cfg.tensorized) std::printf(", mean rank %.2f", c.mean_rank());
     if (cfg.has_encoder()) std::printf(", quantum share %.1f%%", 100 * c.quantum_share());
+    if (b.n_threads > 1) std::printf(", %.2f thread-pool jobs", t.jobs_per_token);
     std::printf("\n");
   }
 }
@@ -213,10 +215,11 @@ void print_json(const Info& b, const std::vector<TestResult>& tests) {
     std::printf(", \"load_ms\": %.4f, \"mmap\": %s, \"arena_bytes\": %zu, \"peak_rss_kib\": %ld, "
                 "\"flops_per_token\": %.1f, \"qsim_flops_per_token\": %.1f, \"energy_J_per_token\": %.6e, "
                 "\"profile\": \"%s\", \"mean_rank\": %.4f, \"quantum_share\": %.5f, \"mem_budget_bytes\": %lld, "
-                "\"copy_bytes\": %lld, \"forced_slower\": %d}%s\n",
+                "\"copy_bytes\": %lld, \"forced_slower\": %d, \"jobs_per_token\": %.3f}%s\n",
                 b.load_ms, b.mapped ? "true" : "false", b.arena_bytes, b.peak_rss_kib, c.per_token(c.flops),
                 c.per_token(c.qsim_flops), c.per_token(c.energy_j), b.profile, c.mean_rank(), c.quantum_share(),
-                (long long)b.exec.budget, (long long)b.exec.bytes, b.exec.forced, i + 1 < tests.size() ? "," : "");
+                (long long)b.exec.budget, (long long)b.exec.bytes, b.exec.forced, t.jobs_per_token,
+                i + 1 < tests.size() ? "," : "");
   }
   std::printf("]\n");
 }
@@ -240,8 +243,9 @@ void print_csv(const Info& b, const std::vector<TestResult>& tests) {
 
 // Warm-up (counted) and `reps` timed runs of each test. False (error printed) when a test does not fit
 // the context or a run fails.
-bool measure(Context& ctx, int vocab, int reps, const energy::Profiles& profiles, const energy::Profile* profile,
+bool measure(host::HostContext& hc, int vocab, int reps, const energy::Profiles& profiles, const energy::Profile* profile,
              std::vector<TestResult>* tests) {
+  Context& ctx = hc.ctx();
   for (TestResult& t : *tests) {
     const int need = t.n_prompt + t.n_gen;
     if (need > ctx.n_ctx()) {
@@ -249,7 +253,9 @@ bool measure(Context& ctx, int vocab, int reps, const energy::Profiles& profiles
       return false;
     }
     const Counter count{&profiles, profile, &t.cost};
+    const uint64_t jobs0 = hc.pool_jobs();
     if (run_once(ctx, vocab, t.n_prompt, t.n_gen, &count) < 0) return false;  // warm-up, counted
+    t.jobs_per_token = (double)(hc.pool_jobs() - jobs0) / (t.n_prompt + t.n_gen);
     double sum = 0;
     for (int r = 0; r < reps; ++r) {
       double ts = run_once(ctx, vocab, t.n_prompt, t.n_gen);
@@ -316,7 +322,7 @@ int cmd_bench(int argc, char** argv) {
   std::vector<TestResult> tests;
   if (n_prompt > 0) tests.push_back({"pp" + std::to_string(n_prompt), n_prompt, 0, {}, 0, 0, {}});
   if (n_gen > 0) tests.push_back({"tg" + std::to_string(n_gen), 0, n_gen, {}, 0, 0, {}});
-  if (!measure(hc.ctx(), lm.model().cfg.vocab, reps, profiles, profile, &tests)) return 1;
+  if (!measure(hc, lm.model().cfg.vocab, reps, profiles, profile, &tests)) return 1;
 
   const char* slash = std::strrchr(mo.model_path, '/');
   const Info info{mo.model_path, slash ? slash + 1 : mo.model_path, (double)lm.file_size(),
