@@ -227,26 +227,28 @@ void linear(const Linear& lin, int which, const TokenStats* ts, int l, int n, co
   linear(lin, which, ts, l, n, X, Y, s, quantize_input(s, lins, &which, 1, l, n, X, lin.cols, &rows));
 }
 
-// q, k and v of the same rows. One token on threads through TT matrices runs the three matvecs' parts
-// as one job (kern::tt_matvec_parts: one wake-up of the threads instead of three); else one by one.
-void qkv(const Layer& L, const TokenStats* ts, int l, int n, const float* X, float* q, float* k, float* v,
-         RunState* s) {
-  const Linear* lins[3] = {&L.q, &L.k, &L.v};
-  const int which[3] = {0, 1, 2};
-  float* ys[3] = {q, k, v};
-  const bool tt = !dense_form(s, L.q, l, 0) && !dense_form(s, L.k, l, 1) && !dense_form(s, L.v, l, 2);
-  const bool together = n == 1 && s->workers && s->workers->threads > 1 && tt &&
-                        3 * s->tt_plan(l, 0, ts[0].layer[l].rank).flops >= kParallelFlops;
-  if (!together) {
+// Ys[j] = linear `which[j]` of layer l (X), for `count` (<= 3) linears of one input: q, k and v; up
+// and gate. One token on threads through TT plans (no dense copies) runs the matvecs' parts as one job
+// (kern::tt_matvec_parts: one wake-up of the threads instead of `count`, the same numbers); else one by
+// one, X quantised once for those that run the integer dot products.
+void linears(const Linear* const* lins, const int* which, int count, const TokenStats* ts, int l, int n,
+             const float* X, float* const* ys, RunState* s) {
+  bool together = count > 1 && n == 1 && s->workers && s->workers->threads > 1;  // one alone: tt_matmul's own split
+  int64_t flops = 0;
+  for (int j = 0; together && j < count; ++j) {
+    together = dense_form(s, *lins[j], l, which[j]) == nullptr;
+    if (together) flops += s->tt_plan(l, which[j], ts[0].layer[l].rank).flops;
+  }
+  if (!together || flops < kParallelFlops) {
     Q8Rows rows;
-    const Q8Rows* xq = quantize_input(s, lins, which, 3, l, n, X, L.q.cols, &rows);
-    for (int j = 0; j < 3; ++j) linear(*lins[j], j, ts, l, n, X, ys[j], s, xq);
+    const Q8Rows* xq = quantize_input(s, lins, which, count, l, n, X, lins[0]->cols, &rows);
+    for (int j = 0; j < count; ++j) linear(*lins[j], which[j], ts, l, n, X, ys[j], s, xq);
     return;
   }
   tt::PartsJob jobs[3];
-  for (int j = 0; j < 3; ++j) jobs[j] = {&lins[j]->tt_w, &s->tt_plan(l, j, ts[0].layer[l].rank), ys[j]};
-  kern::tt_matvec_parts(jobs, 3, X, s->workspace, s->workers);
-  for (int j = 0; j < 3; ++j) lora(*lins[j], n, X, ys[j], s);
+  for (int j = 0; j < count; ++j) jobs[j] = {&lins[j]->tt_w, &s->tt_plan(l, which[j], ts[0].layer[l].rank), ys[j]};
+  kern::tt_matvec_parts(jobs, count, X, s->workspace, s->workers);
+  for (int j = 0; j < count; ++j) lora(*lins[j], n, X, ys[j], s);
 }
 
 // u = tanh(W x + b) for a Q x n map.
@@ -476,22 +478,29 @@ void block(const Model& m, const RunOptions& opt, int l, int pos, int n, RunStat
   // (and k's feature states) join the cache; attention per token and head, over the positions up to
   // its own; x += o.
   float* k = s->key_row(l, pos);  // the n tokens' cache rows follow each other
-  qkv(L, ts, l, n, s->e, s->q, k, s->value_row(l, pos), s);
+  const Linear* qkv[3] = {&L.q, &L.k, &L.v};
+  const int qkv_which[3] = {0, 1, 2};
+  float* const qkv_out[3] = {s->q, k, s->value_row(l, pos)};
+  linears(qkv, qkv_which, 3, ts, l, n, s->e, qkv_out, s);
   if (c.positions == PosKind::rotary)
     parallel_for(w, n, n * rope_flops(c), [&](int i, int) {
       kern::rope(s->q + i * d, c.n_heads, (int)hd, s->rope_row(pos + i));
       kern::rope(k + i * kv, c.n_kv_heads, (int)hd, s->rope_row(pos + i));
     });
-  if (keeps_key_states(c, opt.route))  // every (token, head): one token alone still splits over heads
-    parallel_for(w, n * c.n_heads, n * key_states_cost(c).flops, [&](int task, int) {
-      const int i = task / c.n_heads, h = task % c.n_heads;
-      feature_state(m, s, l, h, k + i * kv + h * hd, s->key_state(l, pos + i, h));
-    });
-  int64_t attention_flops = 0;  // priced only where there are threads to decide for
-  for (int i = 0; w && w->threads > 1 && i < n; ++i)
+  // Key feature states per (token, head). A block's tokens attend over each other's: all of them
+  // first, as a job of their own. One token attends only over its own: each head's state is made in its
+  // attention task, on the thread that uses it (one wake-up of the threads instead of two).
+  const bool states = keeps_key_states(c, opt.route), states_first = states && n > 1;
+  auto key_state = [&](int i, int h) { feature_state(m, s, l, h, k + i * kv + h * hd, s->key_state(l, pos + i, h)); };
+  if (states_first)
+    parallel_for(w, n * c.n_heads, n * key_states_cost(c).flops,
+                 [&](int task, int) { key_state(task / c.n_heads, task % c.n_heads); });
+  int64_t attention_flops = states && !states_first ? key_states_cost(c).flops : 0;
+  for (int i = 0; w && w->threads > 1 && i < n; ++i)  // priced only where there are threads to decide for
     attention_flops += attention_cost(c, opt, path_of(c, opt, ts[i].layer[l]), pos + i).flops;
   parallel_for(w, n * c.n_heads, attention_flops, [&](int task, int thread) {  // every (token, head)
     const int i = task / c.n_heads, h = task % c.n_heads;
+    if (states && !states_first) key_state(i, h);
     const Path p = path_of(c, opt, ts[i].layer[l]);
     float* var = s->head_var ? s->head_var + (size_t)task : nullptr;
     attention(m, opt, l, h, pos + i, p.quantum_attention, s->q + i * d, s->att + i * d, s, thread, var);
@@ -508,12 +517,10 @@ void block(const Model& m, const RunOptions& opt, int l, int pos, int n, RunStat
   // 7. x = x + Down(act(Up(LN2(x)))); swiglu: x = x + Down(silu(Gate(a)) * Up(a)), a = LN2(x).
   parallel_for(w, n, n * norm_flops(c), [&](int i, int) { norm(c, s->x + i * d, L.ln2_w, L.ln2_b, s->a + i * d); });
   if (!up_with_activation(m, opt, ts, l, n, s)) {
-    const Linear* lins[2] = {&L.up, &L.gate};
-    const int which[2] = {4, 6};
-    Q8Rows rows;
-    const Q8Rows* xq = quantize_input(s, lins, which, swiglu ? 2 : 1, l, n, s->a, (int)d, &rows);
-    linear(L.up, 4, ts, l, n, s->a, s->hb, s, xq);
-    if (swiglu) linear(L.gate, 6, ts, l, n, s->a, s->hb2, s, xq);
+    const Linear* up_gate[2] = {&L.up, &L.gate};
+    const int up_gate_which[2] = {4, 6};
+    float* const up_gate_out[2] = {s->hb, s->hb2};
+    linears(up_gate, up_gate_which, swiglu ? 2 : 1, ts, l, n, s->a, up_gate_out, s);
     const int act_blocks = (int)((ff + quantum::kDaruanChannelBlock - 1) / quantum::kDaruanChannelBlock);
     parallel_for(w, n * act_blocks, n * activation_cost(m, opt, l).flops, [&](int task, int) {  // (token, channels)
       const int i = task / act_blocks, c0 = task % act_blocks * quantum::kDaruanChannelBlock;

@@ -30,7 +30,7 @@ size_t tt_workspace_floats(const Model& m, int batch, int threads) {
       if (lin->tt_w.shape.K == 0) continue;  // no gate (activation is not swiglu)
       size_t need = tt::workspace_floats(lin->tt_w.shape, batch, threads);
       if (need > most) most = need;
-      need = threads > 1 ? 3 * tt::workspace_floats(lin->tt_w.shape, 1, threads) : 0;  // q, k, v as one job
+      need = threads > 1 ? 3 * tt::workspace_floats(lin->tt_w.shape, 1, threads) : 0;  // q, k, v (up, gate) as one job
       if (need > most) most = need;
     }
   }

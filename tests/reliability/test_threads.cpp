@@ -210,17 +210,24 @@ TEST_CASE("qtf_context_set_threads decodes like one thread") {
   qtf_model_free(m);
 }
 
-// What one decoded token hands the pool (ThreadPool::jobs, qtf bench's "thread-pool jobs"): none on one
-// thread; on four, each layer of this TT model (its matvecs run in parts, like the test above's) wakes
-// the pool once each for q, k and v together, the key feature states, attention, up with its
-// activation, and down (o's matvec is below kParallelFlops: inline).
-TEST_CASE("one decoded token's hand-offs to the pool are counted") {
+// A TT model whose one-token matvecs run in parts and whose key feature states (8 heads of 8 qubits)
+// pass kParallelFlops on their own.
+std::vector<uint8_t> parts_qattn_model() {
   qtf::testing::TinyConfig tc;
   tc.d = 128, tc.n_heads = 8, tc.d_ff = 1024, tc.n_layers = 2, tc.context = 40;
   tc.d_factors = {4, 4, 8}, tc.ff_factors = {4, 16, 16};
   tc.tt_rank = 8, tc.r_max = 8, tc.adaptive_rank = false, tc.scale = 0.2f;
-  tc.n_qubits = 8;  // quantum attention over 8 heads of 8 qubits: the per-head work passes kParallelFlops
-  const std::vector<uint8_t> bytes = qtf::testing::make_tiny_model(tc);
+  tc.n_qubits = 8;
+  return qtf::testing::make_tiny_model(tc);
+}
+
+// What one decoded token hands the pool (ThreadPool::jobs, qtf bench's "thread-pool jobs"): none on one
+// thread; on four, each layer of this TT model (its one-token matvecs run in parts) wakes
+// the pool once each for q, k and v together, attention (each head's key feature state made in its
+// attention task: one job, not two), up with its activation, and down (o's matvec is below
+// kParallelFlops: inline).
+TEST_CASE("one decoded token's hand-offs to the pool are counted") {
+  const std::vector<uint8_t> bytes = parts_qattn_model();
   qtf::host::LoadedModel lm;
   REQUIRE(lm.load_memory(bytes.data(), bytes.size()).ok());
   std::vector<int32_t> prompt(30);
@@ -237,6 +244,56 @@ TEST_CASE("one decoded token's hand-offs to the pool are counted") {
       REQUIRE(hc.ctx().eval(prompt.data() + i, (int)std::min<size_t>(8, prompt.size() - i)).ok());
     const uint64_t before = hc.pool_jobs();
     REQUIRE(hc.ctx().eval(3).ok());
-    CHECK(hc.pool_jobs() - before == (threads == 1 ? 0u : 10u));
+    CHECK(hc.pool_jobs() - before == (threads == 1 ? 0u : 8u));
+  }
+}
+
+// TT models, prompt blocks then generation, on 1, 2, 3, 4 and 7 threads: the logits of every step
+// compared with ==. The fixtures at adaptive and fixed rank (a block of mixed ranks: gathered rows), a
+// llama-style TT model (swiglu: up and gate of one token as one job; rope; GQA), and the model above
+// (q/k/v, key states in the attention job, up with its activation), quantum and automatic routes.
+TEST_CASE("TT models give the same logits on every thread count") {
+  const std::vector<uint8_t> qattn = parts_qattn_model();
+  for (const char* name : {"q4_k3_daruan_adaptive_qattn_tied", "q4_k2_daruan_fixedrank_noqattn_tied",
+                           "llama_tt_rms_rope_swiglu_gqa_bias_untied", "parts_qattn"}) {
+    qtf::host::LoadedModel lm;
+    if (std::string(name) == "parts_qattn") REQUIRE(lm.load_memory(qattn.data(), qattn.size()).ok());
+    else REQUIRE(lm.load_file((std::string(QTF_SOURCE_DIR) + "/tests/fixtures/" + name + ".qtf").c_str()).ok());
+    const int vocab = lm.model().cfg.vocab;
+    std::vector<int32_t> prompt(9);  // + 5 generated: the fixtures' 16 positions
+    for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = (int32_t)((i * 13 + 5) % (size_t)vocab);
+    for (qtf::RouteMode route : {qtf::RouteMode::automatic, qtf::RouteMode::all_quantum}) {
+      if (route == qtf::RouteMode::all_quantum && !lm.model().cfg.quantum_attention) continue;
+      std::vector<float> first;
+      for (int threads : {1, 2, 3, 4, 7}) {
+        INFO(std::string(name) << ", route " << (int)route << ", " << threads << " threads");
+        qtf::ContextOptions o;
+        o.n_batch = 4;
+        o.n_threads = threads;
+        o.route = route;
+        qtf::host::HostContext hc;
+        REQUIRE(hc.init(lm, o).ok());
+        std::vector<float> got;
+        for (size_t i = 0; i < prompt.size(); i += 4) {
+          REQUIRE(hc.ctx().eval(prompt.data() + i, (int)std::min<size_t>(4, prompt.size() - i)).ok());
+          got.insert(got.end(), hc.ctx().logits(), hc.ctx().logits() + vocab);
+        }
+        for (int g = 0; g < 5; ++g) {
+          const float* l = hc.ctx().logits();
+          REQUIRE(hc.ctx().eval((int32_t)(std::max_element(l, l + vocab) - l)).ok());
+          got.insert(got.end(), hc.ctx().logits(), hc.ctx().logits() + vocab);
+        }
+        if (threads == 1) first = got;
+        if (std::string(name) != "parts_qattn") {
+          CHECK(got == first);
+          continue;
+        }
+        // Its down is a right-to-left plan: one token's parts sum, min(parts, threads) of them, so the
+        // order of that sum depends on the thread count (kern::tt_matvec_parts): equal to rounding.
+        float diff = 0;
+        for (size_t i = 0; i < got.size(); ++i) diff = std::max(diff, std::fabs(got[i] - first[i]));
+        CHECK(diff <= 1e-4f);
+      }
+    }
   }
 }
