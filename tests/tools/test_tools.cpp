@@ -188,6 +188,7 @@ TEST_CASE("bench: pp and tg tests in md, json and csv") {
     CHECK(j[i]["flops_per_token"].num > 0);
     CHECK(j[i]["energy_J_per_token"].num == doctest::Approx(j[i]["flops_per_token"].num * 1e-14).epsilon(1e-5));
     CHECK(j[i]["mean_rank"].num >= 1);
+    CHECK(j[i]["jobs_per_token"].num == 0);  // one thread: nothing handed to a pool
   }
   REQUIRE(run_qtf("bench -m " + kModel + " -r 1 -p 4 -n 4", &out) == 0);
   CHECK(out.find("| pp4 |") != std::string::npos);

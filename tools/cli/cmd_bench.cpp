@@ -228,16 +228,16 @@ void print_csv(const Info& b, const std::vector<TestResult>& tests) {
   std::printf("model_filename,model_size,model_n_params,backend,simd,n_threads,n_ctx,test,n_prompt,n_gen,avg_ts,"
               "stddev_ts,load_ms,mmap,arena_bytes,peak_rss_kib,flops_per_token,qsim_flops_per_token,"
               "energy_J_per_token,profile,mean_rank,quantum_share,resident_file_bytes,converted_bytes,"
-              "roofline_achieved,roofline_fraction\n");
+              "roofline_achieved,roofline_fraction,jobs_per_token\n");
   for (const TestResult& t : tests) {
     const RunTotals& c = t.cost;
     double achieved = 0;
     const double frac = roofline_fraction(b, t, &achieved);
-    std::printf("\"%s\",%.0f,%.0f,CPU,%s,%d,%d,%s,%d,%d,%.4f,%.4f,%.4f,%d,%zu,%ld,%.1f,%.1f,%.6e,%s,%.4f,%.5f,%zu,%zu,%.4f,%.4f\n",
+    std::printf("\"%s\",%.0f,%.0f,CPU,%s,%d,%d,%s,%d,%d,%.4f,%.4f,%.4f,%d,%zu,%ld,%.1f,%.1f,%.6e,%s,%.4f,%.5f,%zu,%zu,%.4f,%.4f,%.3f\n",
                 b.path, b.size, b.params, b.arch, b.n_threads, b.n_ctx, t.name.c_str(), t.n_prompt, t.n_gen, t.mean, t.stddev,
                 b.load_ms, b.mapped ? 1 : 0, b.arena_bytes, b.peak_rss_kib, c.per_token(c.flops), c.per_token(c.qsim_flops),
                 c.per_token(c.energy_j), b.profile, c.mean_rank(), c.quantum_share(), b.resident_file, b.converted, achieved,
-                frac);
+                frac, t.jobs_per_token);
   }
 }
 
