@@ -261,10 +261,11 @@ void tt_matvec_parts(const TTMatrix& W, const tt::Plan& one, const float* x, flo
   tt_matvec_parts(&job, 1, x, workspace, w);
 }
 
-void tt_matvec_parts(const tt::PartsJob* jobs, int count, const float* x, float* workspace, const Workers* w) {
+void tt_matvec_parts(const tt::PartsJob* jobs, int count, const float* x, float* workspace, const Workers* w,
+                     const PartsThen* then) {
   if (count > tt::kMaxPartsJobs) {  // in groups (the workspace of each group is that of the first)
     tt_matvec_parts(jobs, tt::kMaxPartsJobs, x, workspace, w);
-    return tt_matvec_parts(jobs + tt::kMaxPartsJobs, count - tt::kMaxPartsJobs, x, workspace, w);
+    return tt_matvec_parts(jobs + tt::kMaxPartsJobs, count - tt::kMaxPartsJobs, x, workspace, w, then);
   }
   struct Job {
     tt::PartSplit split;
@@ -286,7 +287,7 @@ void tt_matvec_parts(const tt::PartsJob* jobs, int count, const float* x, float*
     workspace += tt::workspace_floats(jobs[j].W->shape, 1, threads);
   }
   const tt::StepFn step = active().tt_step;
-  parallel_for(w, tasks, [&](int task, int thread) {
+  auto run_part = [&](int task, int thread) {
     int j = count - 1;
     while (job[j].parts == 0 || task < job[j].first) --j;
     const tt::PartsJob& J = jobs[j];
@@ -308,19 +309,45 @@ void tt_matvec_parts(const tt::PartsJob* jobs, int count, const float* x, float*
     if (J.W->bias)
       for (int64_t i = 0; i < rows; ++i) out[i] += J.W->bias[row0 + i];
     if (J.epilogue) J.epilogue(J.arg, row0, rows);
-  });
-  for (int j = 0; j < count; ++j) {  // the partial sums, in part order, + bias
-    if (job[j].parts == 0 || !job[j].split.sums) continue;
-    const TTMatrix& W = *jobs[j].W;
-    const int64_t M = W.shape.rows(), buffer = tt::max_intermediate(W.shape);
-    const size_t per_part = tt::part_workspace_floats(W.shape);
-    float* y = jobs[j].y;
-    const float* first = job[j].ws + 2 * buffer;
-    for (int64_t i = 0; i < M; ++i) y[i] = first[i];
-    for (int p = 1; p < job[j].parts; ++p) axpy(1.f, job[j].ws + p * per_part + 2 * buffer, y, (int)M);
-    if (W.bias) axpy(1.f, W.bias, y, (int)M);
-    if (jobs[j].epilogue) jobs[j].epilogue(jobs[j].arg, 0, M);
+  };
+  auto sums = [&] {
+    for (int j = 0; j < count; ++j) {  // the partial sums, in part order, + bias
+      if (job[j].parts == 0 || !job[j].split.sums) continue;
+      const TTMatrix& W = *jobs[j].W;
+      const int64_t M = W.shape.rows(), buffer = tt::max_intermediate(W.shape);
+      const size_t per_part = tt::part_workspace_floats(W.shape);
+      float* y = jobs[j].y;
+      const float* first = job[j].ws + 2 * buffer;
+      for (int64_t i = 0; i < M; ++i) y[i] = first[i];
+      for (int p = 1; p < job[j].parts; ++p) axpy(1.f, job[j].ws + p * per_part + 2 * buffer, y, (int)M);
+      if (W.bias) axpy(1.f, W.bias, y, (int)M);
+      if (jobs[j].epilogue) jobs[j].epilogue(jobs[j].arg, 0, M);
+    }
+  };
+  if (then == nullptr) {
+    parallel_for(w, tasks, run_part);
+    return sums();
   }
+  // The last part to end (acq_rel: it sees every part's writes) adds the sums and runs finish; the
+  // tasks after the parts wait for that (ready: release/acquire).
+  std::atomic<int> parts_done{0};
+  std::atomic<bool> ready{false};
+  auto end = [&] {
+    sums();
+    if (then->finish) then->finish(then->finish_arg);
+    ready.store(true, std::memory_order_release);
+  };
+  if (tasks == 0) end();
+  parallel_for(w, tasks + then->tasks, [&](int task, int thread) {
+    if (task < tasks) {
+      run_part(task, thread);
+      if (parts_done.fetch_add(1, std::memory_order_acq_rel) + 1 == tasks) end();
+      return;
+    }
+    while (!ready.load(std::memory_order_acquire)) {
+    }
+    then->task(then->task_arg, task - tasks, thread);
+  });
 }
 
 namespace {

@@ -94,7 +94,8 @@ struct DenseMatrix {
 
 // Threads to split work over, supplied by the host layer (the core starts none; bare-metal builds have
 // none). run(impl, n, task, arg) calls task(arg, i, thread) for every i in [0, n), spread over `threads`
-// threads (thread in [0, threads): a per-thread scratch index), and returns when all are done.
+// threads (thread in [0, threads): a per-thread scratch index), and returns when all are done. Tasks
+// start in index order: task i only once every task before it has been claimed (kern::PartsThen).
 struct Workers {
   int threads = 1;
   void (*run)(void* impl, int n_tasks, void (*task)(void* arg, int i, int thread), void* arg) = nullptr;

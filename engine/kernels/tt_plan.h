@@ -162,8 +162,22 @@ void tt_matmul(const TTMatrix& W, const tt::Plan& plan, const float* X, int batc
 // tt::workspace_floats(W.shape, 1, w->threads) floats.
 void tt_matvec_parts(const TTMatrix& W, const tt::Plan& one, const float* x, float* y, float* workspace,
                      const Workers* w);
+// What a tt_matvec_parts job runs after its parts, in the same job (one wake-up of the threads for a
+// matvec and the work that reads its whole output): finish(finish_arg) once, on the thread that ends
+// the last part (after the parts' sums and epilogues); then task(task_arg, i, thread) for i < tasks.
+// Workers::run starts tasks in order, so these start only once every part is held by a running
+// thread; each waits in the job for finish, never for a task after it.
+struct PartsThen {
+  int tasks = 0;
+  void (*finish)(void* arg) = nullptr;
+  void* finish_arg = nullptr;
+  void (*task)(void* arg, int i, int thread) = nullptr;
+  void* task_arg = nullptr;
+};
 // Several matrices of the same x (a block's q, k and v) as one job over the threads: all their parts
-// at once. `workspace`: the sum of tt::workspace_floats(shape, 1, w->threads) over the jobs.
-void tt_matvec_parts(const tt::PartsJob* jobs, int count, const float* x, float* workspace, const Workers* w);
+// at once, then `then` if given. `workspace`: the sum of tt::workspace_floats(shape, 1, w->threads)
+// over the jobs.
+void tt_matvec_parts(const tt::PartsJob* jobs, int count, const float* x, float* workspace, const Workers* w,
+                     const PartsThen* then = nullptr);
 }  // namespace kern
 }  // namespace qtf

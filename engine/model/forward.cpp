@@ -229,10 +229,11 @@ void linear(const Linear& lin, int which, const TokenStats* ts, int l, int n, co
 
 // Ys[j] = linear `which[j]` of layer l (X), for `count` (<= 3) linears of one input: q, k and v; up
 // and gate. One token on threads through TT plans (no dense copies) runs the matvecs' parts as one job
-// (kern::tt_matvec_parts: one wake-up of the threads instead of `count`, the same numbers); else one by
-// one, X quantised once for those that run the integer dot products.
-void linears(const Linear* const* lins, const int* which, int count, const TokenStats* ts, int l, int n,
-             const float* X, float* const* ys, RunState* s) {
+// (kern::tt_matvec_parts: one wake-up of the threads instead of `count`, the same numbers), and `then`
+// (if given) in that job after them: true. Else one by one, X quantised once for those that run the
+// integer dot products, and false (`then` is the caller's to run).
+bool linears(const Linear* const* lins, const int* which, int count, const TokenStats* ts, int l, int n,
+             const float* X, float* const* ys, RunState* s, const kern::PartsThen* then = nullptr) {
   bool together = count > 1 && n == 1 && s->workers && s->workers->threads > 1;  // one alone: tt_matmul's own split
   int64_t flops = 0;
   for (int j = 0; together && j < count; ++j) {
@@ -243,12 +244,19 @@ void linears(const Linear* const* lins, const int* which, int count, const Token
     Q8Rows rows;
     const Q8Rows* xq = quantize_input(s, lins, which, count, l, n, X, lins[0]->cols, &rows);
     for (int j = 0; j < count; ++j) linear(*lins[j], which[j], ts, l, n, X, ys[j], s, xq);
-    return;
+    return false;
   }
   tt::PartsJob jobs[3];
   for (int j = 0; j < count; ++j) jobs[j] = {&lins[j]->tt_w, &s->tt_plan(l, which[j], ts[0].layer[l].rank), ys[j]};
-  kern::tt_matvec_parts(jobs, count, X, s->workspace, s->workers);
-  for (int j = 0; j < count; ++j) lora(*lins[j], n, X, ys[j], s);
+  auto finish = [&] {  // the adapters, then the caller's finish, on the thread that ends the last part
+    for (int j = 0; j < count; ++j) lora(*lins[j], n, X, ys[j], s);
+    if (then && then->finish) then->finish(then->finish_arg);
+  };
+  kern::PartsThen after = then ? *then : kern::PartsThen{};
+  after.finish = [](void* f) { (*static_cast<decltype(finish)*>(f))(); };
+  after.finish_arg = &finish;
+  kern::tt_matvec_parts(jobs, count, X, s->workspace, s->workers, &after);
+  return true;
 }
 
 // u = tanh(W x + b) for a Q x n map.
@@ -478,33 +486,44 @@ void block(const Model& m, const RunOptions& opt, int l, int pos, int n, RunStat
   // (and k's feature states) join the cache; attention per token and head, over the positions up to
   // its own; x += o.
   float* k = s->key_row(l, pos);  // the n tokens' cache rows follow each other
-  const Linear* qkv[3] = {&L.q, &L.k, &L.v};
-  const int qkv_which[3] = {0, 1, 2};
-  float* const qkv_out[3] = {s->q, k, s->value_row(l, pos)};
-  linears(qkv, qkv_which, 3, ts, l, n, s->e, qkv_out, s);
-  if (c.positions == PosKind::rotary)
-    parallel_for(w, n, n * rope_flops(c), [&](int i, int) {
-      kern::rope(s->q + i * d, c.n_heads, (int)hd, s->rope_row(pos + i));
-      kern::rope(k + i * kv, c.n_kv_heads, (int)hd, s->rope_row(pos + i));
-    });
+  auto rope = [&](const Workers* on) {
+    if (c.positions == PosKind::rotary)
+      parallel_for(on, n, n * rope_flops(c), [&](int i, int) {
+        kern::rope(s->q + i * d, c.n_heads, (int)hd, s->rope_row(pos + i));
+        kern::rope(k + i * kv, c.n_kv_heads, (int)hd, s->rope_row(pos + i));
+      });
+  };
   // Key feature states per (token, head). A block's tokens attend over each other's: all of them
   // first, as a job of their own. One token attends only over its own: each head's state is made in its
-  // attention task, on the thread that uses it (one wake-up of the threads instead of two).
+  // attention task, on the thread that uses it.
   const bool states = keeps_key_states(c, opt.route), states_first = states && n > 1;
-  auto key_state = [&](int i, int h) { feature_state(m, s, l, h, k + i * kv + h * hd, s->key_state(l, pos + i, h)); };
-  if (states_first)
-    parallel_for(w, n * c.n_heads, n * key_states_cost(c).flops,
-                 [&](int task, int) { key_state(task / c.n_heads, task % c.n_heads); });
-  int64_t attention_flops = states && !states_first ? key_states_cost(c).flops : 0;
-  for (int i = 0; w && w->threads > 1 && i < n; ++i)  // priced only where there are threads to decide for
-    attention_flops += attention_cost(c, opt, path_of(c, opt, ts[i].layer[l]), pos + i).flops;
-  parallel_for(w, n * c.n_heads, attention_flops, [&](int task, int thread) {  // every (token, head)
+  auto head = [&](int task, int thread) {  // every (token, head)
     const int i = task / c.n_heads, h = task % c.n_heads;
-    if (states && !states_first) key_state(i, h);
+    if (states && !states_first) feature_state(m, s, l, h, k + i * kv + h * hd, s->key_state(l, pos + i, h));
     const Path p = path_of(c, opt, ts[i].layer[l]);
     float* var = s->head_var ? s->head_var + (size_t)task : nullptr;
     attention(m, opt, l, h, pos + i, p.quantum_attention, s->q + i * d, s->att + i * d, s, thread, var);
-  });
+  };
+  // One token through TT parts: rope (on the thread that ends the last part) and the heads run in
+  // q/k/v's job, after its parts (one wake-up of the threads instead of two).
+  auto rope_here = [&] { rope(nullptr); };
+  kern::PartsThen then{n * c.n_heads, [](void* f) { (*static_cast<decltype(rope_here)*>(f))(); }, &rope_here,
+                       [](void* f, int i, int t) { (*static_cast<decltype(head)*>(f))(i, t); }, &head};
+  const Linear* qkv[3] = {&L.q, &L.k, &L.v};
+  const int qkv_which[3] = {0, 1, 2};
+  float* const qkv_out[3] = {s->q, k, s->value_row(l, pos)};
+  if (!linears(qkv, qkv_which, 3, ts, l, n, s->e, qkv_out, s, &then)) {
+    rope(w);
+    if (states_first)
+      parallel_for(w, n * c.n_heads, n * key_states_cost(c).flops, [&](int task, int) {
+        const int i = task / c.n_heads, h = task % c.n_heads;
+        feature_state(m, s, l, h, k + i * kv + h * hd, s->key_state(l, pos + i, h));
+      });
+    int64_t attention_flops = states && !states_first ? key_states_cost(c).flops : 0;
+    for (int i = 0; w && w->threads > 1 && i < n; ++i)  // priced only where there are threads to decide for
+      attention_flops += attention_cost(c, opt, path_of(c, opt, ts[i].layer[l]), pos + i).flops;
+    parallel_for(w, n * c.n_heads, attention_flops, head);
+  }
   for (int i = 0; s->head_var && i < n; ++i)  // the report: draws and variance of the sampled heads
     for (int h = 0; h < c.n_heads; ++h)
       if (!path_of(c, opt, ts[i].layer[l]).quantum_attention) {

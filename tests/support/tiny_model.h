@@ -22,6 +22,7 @@ struct TinyConfig {
   int n_qubits = 4, n_qlayers = 2;
   bool adaptive_rank = true, quantum_attention = true, tied = true;
   std::string activation = "daruan";
+  bool rotary = false;  // rotary positions (no pos_emb) instead of learned
   int daruan_depth = 3;
   uint32_t seed = 7;
   float scale = 0.5f;
@@ -70,6 +71,7 @@ inline std::vector<uint8_t> make_tiny_model(const TinyConfig& c) {
   w.add_i64("model.adaptive_rank", c.adaptive_rank);
   w.add_i64("model.quantum_attention", c.quantum_attention);
   w.add_str("model.activation", c.activation);
+  if (c.rotary) w.add_str("model.positions", "rotary");
   w.add_i64("model.daruan_depth", c.daruan_depth);
   w.add_i64("model.tied_embeddings", c.tied);
   w.add_str("tokenizer.type", "char");
@@ -113,7 +115,7 @@ inline std::vector<uint8_t> make_tiny_model(const TinyConfig& c) {
   std::vector<int64_t> df = c.tensorized ? c.d_factors : std::vector<int64_t>{c.d};
   std::vector<int64_t> ff = c.tensorized ? c.ff_factors : std::vector<int64_t>{c.d_ff};
   add("tok_emb", {(uint64_t)V, d});
-  add("pos_emb", {(uint64_t)c.context, d});
+  if (!c.rotary) add("pos_emb", {(uint64_t)c.context, d});
   for (int l = 0; l < c.n_layers; ++l) {
     std::string p = "blk." + std::to_string(l) + ".";
     add_const(p + "ln1.w", {d}, 1.f);
