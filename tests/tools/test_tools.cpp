@@ -143,7 +143,9 @@ size_t count(const std::string& s, const std::string& what) {
 
 }  // namespace
 
-TEST_CASE("bench: peak RSS is qtf's own, not the spawning process's") {
+// Native only: under qemu-user QTF_BIN is an emulator command line, not a file posix_spawn can exec, and
+// the peak RSS would be the emulator's.
+TEST_CASE("bench: peak RSS is qtf's own, not the spawning process's" * doctest::skip(QTF_TOOLS_EMULATED != 0)) {
   // 256 MiB touched here, then qtf started by posix_spawn (vfork + exec): Linux hands the replaced
   // image's high-water mark on to getrusage's ru_maxrss, which once made budget_frontier.py report the
   // Python parent's RSS (up to 2.4 GB) as a 656K-parameter model's.
