@@ -36,14 +36,12 @@ Status LoadedModel::load_file(const char* path, bool mmap) {
   return st;
 }
 
-Status LoadedModel::load_any(const char* path, bool mmap, const char* tokenizer_path) {
+Status LoadedModel::load_any(const char* path, bool mmap, const import::Options& opt) {
   if (path == nullptr) return Status::error(Err::invalid_argument, "model path is null");
   const import::Source src = import::detect(path);
   source_ = import::Source::qtf;
   checksum_trusted_ = false;
-  if (src == import::Source::qtf && tokenizer_path == nullptr) return load_file(path, mmap);
-  import::Options opt;
-  opt.tokenizer_path = tokenizer_path;
+  if (src == import::Source::qtf && opt.tokenizer_path == nullptr) return load_file(path, mmap);
   // Converted once, straight into a 64-byte aligned image (the kernels read tensors in place) that the
   // model then uses as it is, already opened by the verifier.
   format::ModelFile opened;

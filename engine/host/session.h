@@ -41,8 +41,9 @@ class LoadedModel {
   bool checksum_trusted() const { return checksum_trusted_; }
   // From any format qtf reads (engine/import/import.h): a .qtf is loaded as load_file loads it; a GGUF,
   // llama2.c checkpoint or Hugging Face directory is converted into a .qtf image in memory, then verified
-  // and bound as usual (converted() tells which). tokenizer_path: a llama2.c checkpoint's tokenizer.bin.
-  Status load_any(const char* path, bool mmap = true, const char* tokenizer_path = nullptr);
+  // and bound as usual (converted() tells which). opt: a llama2.c checkpoint's tokenizer.bin, how GGUF's
+  // quantized matrices are kept (import::Options).
+  Status load_any(const char* path, bool mmap = true, const import::Options& opt = import::Options());
   // The format of the last load_any (qtf for the other loads) and whether it was converted in memory.
   import::Source source() const { return source_; }
   bool converted() const { return source_ != import::Source::qtf; }

@@ -9,6 +9,7 @@
 
 #include "format/format.h"
 #include "import/common.h"
+#include "kernels/kernels.h"
 
 namespace qtf::import {
 namespace {
@@ -237,7 +238,7 @@ Status Gguf::parse(const uint8_t* data, size_t size) {
     if (block == 0) {
       const char* tn = ggml_type_name(t.type);
       return Status::error(Err::unsupported, "GGUF: tensor '%.*s' has type %s (%u), which qtf does not import "
-                           "(F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K)", nl, nm, tn, t.type);
+                           "(F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)", nl, nm, tn, t.type);
     }
     if (t.ne[0] % block != 0)
       return Status::error(Err::bad_shape, "GGUF: tensor '%.*s' (%s) has rows of %llu values, not a multiple of its "
@@ -550,6 +551,7 @@ struct Converter {
   std::string arch;
   bool neox = false;  // qwen2: rotate-half q/k rows (llama.cpp's NEOX rope), permuted to interleaved pairs
   int64_t head_dim = 0;
+  bool dequantize_f32 = false;  // Output::dequantize_f32: quantized matrices (but Q4_0) to f32, not q8
 
   // The GGUF tensor `name` with the qtf shape dims (row-major: ggml's ne reversed), or an error.
   Status take(const std::string& name, std::vector<uint64_t> dims, Tensor** out) {
@@ -578,23 +580,44 @@ struct Converter {
   struct Planned {
     const Tensor* src;  // null: zeros (a bias the file does not have)
     size_t index;       // in the writer
-    enum Kind { copy, to_f32, zeros } kind;
+    enum Kind { copy, to_f32, to_q8, zeros } kind;
     bool permute;       // q/k of a rotate-half architecture
     uint64_t rows;
   };
   std::vector<Planned> plan;
 
   // Plans tensor t as qtf tensor `name`: F16 kept as f16, Q4_0 matrices as q4 (both copied as they are),
-  // everything else dequantized to f32; rotary_rows: q/k, whose rows are permuted for a rotate-half
-  // architecture.
+  // the other quantized matrices requantized to q8 (a scale per row: a quarter of f32's memory, the loss
+  // in docs/llama.md) unless dequantize_f32, everything else dequantized to f32; rotary_rows: q/k, whose
+  // rows are permuted for a rotate-half architecture.
   void put(const Tensor& t, const std::string& name, const std::vector<uint64_t>& dims, bool rotary_rows) {
     const bool permute = neox && rotary_rows;
+    const bool quantized = t.type != kF32 && t.type != kF16 && t.type != kBF16;
     if (t.type == kQ4_0 && dims.size() == 2)  // GGUF's Q4_0 blocks are qtf's q4 (docs/format.md)
       plan.push_back({&t, w.declare_tensor(name, format::DType::q4, dims), Planned::copy, permute, dims[0]});
+    else if (quantized && dims.size() == 2 && !dequantize_f32)
+      plan.push_back({&t, w.declare_tensor(name, format::DType::q8, dims), Planned::to_q8, permute, dims[0]});
     else if (t.type == kF16)
       plan.push_back({&t, w.declare_tensor(name, format::DType::f16, dims), Planned::copy, permute, dims[0]});
     else
       plan.push_back({&t, w.declare_tensor(name, format::DType::f32, dims), Planned::to_f32, permute, dims[0]});
+  }
+  // q8's layout (format.h): the rows' f32 scales, then the rows' int8 values. Row by row through one row
+  // of floats; with permute, row r is taken from the source row the rotate-half permutation puts there
+  // (permute_rotate_half's order).
+  void requantize_q8(const Tensor& t, uint64_t rows, bool permute, uint8_t* dst) {
+    const uint64_t cols = t.elements / rows, row_bytes = t.nbytes / rows;  // rows hold whole blocks (parse)
+    std::vector<float> row((size_t)cols);
+    float* scales = reinterpret_cast<float*>(dst);
+    int8_t* q = reinterpret_cast<int8_t*>(dst + 4 * rows);
+    const uint64_t hd = (uint64_t)head_dim, half = hd / 2;
+    for (uint64_t r = 0; r < rows; ++r) {
+      uint64_t from = r;
+      if (permute) from = r - r % hd + (r % 2 == 0 ? (r % hd) / 2 : half + (r % hd) / 2);
+      dequantize(t.type, t.data + from * row_bytes, cols, row.data());
+      const float s = quantize_i8(row.data(), (size_t)cols, q + r * cols);
+      std::memcpy(scales + r, &s, 4);
+    }
   }
   void put_zeros(const std::string& name, uint64_t n) {
     plan.push_back({nullptr, w.declare_tensor(name, format::DType::f32, {n}), Planned::zeros, false, n});
@@ -615,8 +638,9 @@ struct Converter {
       }
       if (p.kind == Planned::zeros) std::memset(dst, 0, (size_t)n);
       else if (p.kind == Planned::copy) std::memcpy(dst, p.src->data, (size_t)n);
+      else if (p.kind == Planned::to_q8) requantize_q8(*p.src, p.rows, p.permute, dst);
       else dequantize(p.src->type, p.src->data, p.src->elements, reinterpret_cast<float*>(dst));  // 64-byte aligned
-      if (p.permute) permute_rotate_half(dst, p.rows, (uint64_t)head_dim, (size_t)(n / p.rows));
+      if (p.permute && p.kind != Planned::to_q8) permute_rotate_half(dst, p.rows, (uint64_t)head_dim, (size_t)(n / p.rows));
       if (p.src && out.drop_source_pages) drop_pages(p.src->data, (size_t)p.src->nbytes);
       Status st = tensor_done(&w, p.index);
       if (!st.ok()) {
@@ -639,8 +663,12 @@ void ggml_block(uint32_t type, uint32_t* values, uint32_t* bytes) {
     case kF32: *values = 1, *bytes = 4; return;
     case kF16: case kBF16: *values = 1, *bytes = 2; return;
     case kQ4_0: *values = 32, *bytes = 2 + 16; return;        // f16 d, 32 nibbles
+    case kQ4_1: *values = 32, *bytes = 2 + 2 + 16; return;    // f16 d, f16 m, 32 nibbles
+    case kQ5_0: *values = 32, *bytes = 2 + 4 + 16; return;    // f16 d, 32 fifth bits, 32 nibbles
+    case kQ5_1: *values = 32, *bytes = 2 + 2 + 4 + 16; return;  // f16 d, f16 m, fifth bits, nibbles
     case kQ8_0: *values = 32, *bytes = 2 + 32; return;        // f16 d, 32 int8
     case kQ4_K: *values = 256, *bytes = 2 + 2 + 12 + 128; return;  // f16 d, dmin, 6-bit scales/mins, nibbles
+    case kQ5_K: *values = 256, *bytes = 2 + 2 + 12 + 32 + 128; return;  // as Q4_K, plus 32 bytes of fifth bits
     case kQ6_K: *values = 256, *bytes = 128 + 64 + 16 + 2; return;  // low 4 bits, high 2 bits, int8 scales, f16 d
     default: *values = 0, *bytes = 0; return;
   }
@@ -683,11 +711,31 @@ bool dequantize(uint32_t type, const uint8_t* src, uint64_t n, float* dst) {
         }
       }
       return true;
+    case kQ4_1:  // x = d * q + m
+    case kQ5_0:  // x = d * (q - 16), q's fifth bit j in bit j of qh
+    case kQ5_1:  // x = d * q + m, q with its fifth bit
+      for (uint64_t b = 0; b < n / 32; ++b, dst += 32) {
+        const float d = half(src), m = type == kQ5_0 ? 0.f : half(src + 2);
+        const int zero = type == kQ5_0 ? 16 : 0;  // as ggml: the integer centred first, then scaled
+        src += type == kQ5_0 ? 2 : 4;
+        uint32_t qh = 0;
+        if (type != kQ4_1) std::memcpy(&qh, src, 4), src += 4;
+        for (int j = 0; j < 16; ++j) {
+          const int lo = (int)((src[j] & 0xFu) | (((qh >> j) & 1u) << 4)) - zero;
+          const int hi = (int)((src[j] >> 4) | (((qh >> (j + 16)) & 1u) << 4)) - zero;
+          dst[j] = (float)lo * d + m;
+          dst[j + 16] = (float)hi * d + m;
+        }
+        src += 16;
+      }
+      return true;
     case kQ4_K:  // 8 sub-blocks of 32: x = d * sc * q - dmin * m, sc and m 6-bit, packed in 12 bytes
-      for (uint64_t b = 0; b < n / 256; ++b, src += 144) {
+    case kQ5_K:  // the same with a fifth bit per value: bit s of qh[l] for value l of sub-block s
+      for (uint64_t b = 0; b < n / 256; ++b, src += type == kQ4_K ? 144 : 176) {
         const float d = half(src), dmin = half(src + 2);
         const uint8_t* sc = src + 4;
-        const uint8_t* q = src + 16;
+        const uint8_t* qh = type == kQ5_K ? src + 16 : nullptr;
+        const uint8_t* q = src + (type == kQ5_K ? 48 : 16);
         for (int s = 0; s < 8; ++s) {
           uint8_t scale, min;
           if (s < 4) {
@@ -699,7 +747,10 @@ bool dequantize(uint32_t type, const uint8_t* src, uint64_t n, float* dst) {
           const float dl = d * scale, ml = dmin * min;
           // Sub-blocks 2k and 2k+1 share 32 bytes: low nibbles, then high nibbles.
           const uint8_t* qs = q + 32 * (s / 2);
-          for (int l = 0; l < 32; ++l) *dst++ = dl * (float)((s % 2 == 0) ? (qs[l] & 0xF) : (qs[l] >> 4)) - ml;
+          for (int l = 0; l < 32; ++l) {
+            const int v = ((s % 2 == 0) ? (qs[l] & 0xF) : (qs[l] >> 4)) | (qh ? ((qh[l] >> s) & 1) << 4 : 0);
+            *dst++ = dl * (float)v - ml;
+          }
         }
       }
       return true;
@@ -845,7 +896,7 @@ Status gguf_to_qtf(const uint8_t* data, size_t size, const char* source_name, co
   if (ctx != c.context) w.add_i64("provenance.gguf_context_length", ctx);
   if (emb_from_output) w.add_str("provenance.gguf_embedding", "output.weight (no token_embd.weight: tied)");
 
-  Converter cv{g, w, arch, arch == "qwen2", hd, {}};
+  Converter cv{g, w, arch, arch == "qwen2", hd, out.dequantize_f32, {}};
   const uint64_t d = (uint64_t)c.d;
   Tensor* t = nullptr;
   QTF_TRY(cv.take(emb_name, {(uint64_t)c.vocab, d}, &t));

@@ -113,6 +113,7 @@ Status to_qtf(const char* path, const Options& opt, format::Image* image, format
   host::FileBytes bytes;
   QTF_TRY(bytes.open(path, true));
   out.drop_source_pages = bytes.mapped();
+  out.dequantize_f32 = opt.gguf_dequantize_f32;
   const std::string name = base_name(path);
   switch (src) {
     case Source::qtf: {

@@ -20,6 +20,9 @@ const char* source_name(Source s);  // "qtf", "GGUF", "Hugging Face directory", 
 
 struct Options {
   const char* tokenizer_path = nullptr;  // llama2.c: its tokenizer.bin (else a stand-in char tokenizer)
+  // GGUF: quantized matrices other than Q4_0 dequantized to f32 (exact) instead of requantized to q8
+  // (the default: a quarter of the memory; docs/llama.md has the loss).
+  bool gguf_dequantize_f32 = false;
 };
 
 // Converts the model at path into a complete .qtf image in *out, verified by the format's reader (the

@@ -75,6 +75,8 @@ inline Tensors tensors_of(const format::ModelFile& f) {
     for (uint64_t i = 0; i < v.size() && t.dtype != format::DType::q4; ++i) {
       if (t.dtype == format::DType::f32) {
         std::memcpy(&v[i], static_cast<const uint8_t*>(t.values) + 4 * i, 4);
+      } else if (t.dtype == format::DType::q8) {  // int8 values, a scale per row
+        v[i] = t.row_scales[i / t.dims[t.ndim - 1]] * (float)static_cast<const int8_t*>(t.values)[i];
       } else {
         REQUIRE(t.dtype == format::DType::f16);
         uint16_t h;

@@ -87,10 +87,39 @@ Encoded enc_q4_0(const std::vector<float>& x) {
   }
   return e;
 }
+// Q4_1 / Q5_0 / Q5_1: blocks of 32 = f16 d, [f16 m,] [4 bytes: bit j = the fifth bit of q[j]], 16 bytes:
+// byte j = low 4 bits of q[j] | of q[j + 16] << 4; x = (q - 16) * d (Q5_0) or q * d + m.
+Encoded enc_q4_1_q5(uint32_t type, const std::vector<float>& x) {
+  Encoded e{type, {}, {}};
+  const bool five = type != import::kQ4_1, has_min = type != import::kQ5_0;
+  const int top = five ? 31 : 15;
+  for (size_t b = 0; b < x.size(); b += 32) {
+    float lo = x[b], hi = x[b];
+    for (int j = 0; j < 32; ++j) lo = std::fmin(lo, x[b + j]), hi = std::fmax(hi, x[b + j]);
+    if (!has_min) hi = std::fmax(std::fabs(lo), std::fabs(hi)), lo = -hi;
+    const uint16_t dh = host::f32_to_f16((hi - lo) / (float)top + 1e-3f), mh = host::f32_to_f16(lo);
+    const float d = f16(dh), m = has_min ? f16(mh) : 0.f;
+    int q[32];
+    uint32_t qh = 0;
+    for (int j = 0; j < 32; ++j) {
+      q[j] = std::min(top, std::max(0, (int)std::lround((x[b + j] - (has_min ? m : lo)) / d)));
+      qh |= (uint32_t)((q[j] >> 4) & 1) << j;
+    }
+    put16(&e.bytes, dh);
+    if (has_min) put16(&e.bytes, mh);
+    if (five)
+      for (int k = 0; k < 4; ++k) e.bytes.push_back((uint8_t)(qh >> (8 * k)));
+    for (int j = 0; j < 16; ++j) e.bytes.push_back((uint8_t)((q[j] & 15) | ((q[j + 16] & 15) << 4)));
+    for (int j = 0; j < 32; ++j) e.values.push_back(has_min ? (float)q[j] * d + m : (float)(q[j] - 16) * d);
+  }
+  return e;
+}
 // Q4_K: super-blocks of 256 = f16 d, f16 dmin, 12 bytes of 6-bit scales and mins for 8 sub-blocks of 32,
 // 128 bytes of nibbles (sub-blocks 2k and 2k+1 share 32 bytes: low, high); x = d*sc*q - dmin*m.
-Encoded enc_q4_k(const std::vector<float>& x, uint32_t seed) {
-  Encoded e{import::kQ4_K, {}, {}};
+// Q5_K: the same with 32 bytes after the scales: bit s of byte l = the fifth bit of value l of sub-block s.
+Encoded enc_q4_k(const std::vector<float>& x, uint32_t seed, bool five = false) {
+  Encoded e{five ? import::kQ5_K : import::kQ4_K, {}, {}};
+  const int top = five ? 31 : 15;
   std::mt19937 rng(seed);
   for (size_t b = 0; b < x.size(); b += 256) {
     int sc[8], mn[8], q[256];
@@ -99,7 +128,7 @@ Encoded enc_q4_k(const std::vector<float>& x, uint32_t seed) {
     const uint16_t dh = host::f32_to_f16(0.01f), mh = host::f32_to_f16(0.005f);
     for (int i = 0; i < 256; ++i) {  // the q that best approximates x with this sub-block's scale and min
       const float dl = f16(dh) * sc[i / 32], ml = f16(mh) * mn[i / 32];
-      q[i] = dl > 0 ? std::min(15, std::max(0, (int)std::lround((x[b + i] + ml) / dl))) : (int)(rng() % 16);
+      q[i] = dl > 0 ? std::min(top, std::max(0, (int)std::lround((x[b + i] + ml) / dl))) : (int)(rng() % (top + 1));
     }
     uint8_t pk[12] = {0};
     for (int s = 0; s < 4; ++s) {
@@ -109,8 +138,15 @@ Encoded enc_q4_k(const std::vector<float>& x, uint32_t seed) {
     }
     put16(&e.bytes, dh), put16(&e.bytes, mh);
     e.bytes.insert(e.bytes.end(), pk, pk + 12);
+    if (five)
+      for (int l = 0; l < 32; ++l) {
+        uint8_t h = 0;
+        for (int s = 0; s < 8; ++s) h = (uint8_t)(h | (((q[32 * s + l] >> 4) & 1) << s));
+        e.bytes.push_back(h);
+      }
     for (int k = 0; k < 4; ++k)
-      for (int l = 0; l < 32; ++l) e.bytes.push_back((uint8_t)(q[64 * k + l] | (q[64 * k + 32 + l] << 4)));
+      for (int l = 0; l < 32; ++l)
+        e.bytes.push_back((uint8_t)((q[64 * k + l] & 15) | ((q[64 * k + 32 + l] & 15) << 4)));
     for (int i = 0; i < 256; ++i) {
       const float dl = f16(dh) * (float)sc[i / 32], ml = f16(mh) * (float)mn[i / 32];
       e.values.push_back(dl * (float)q[i] - ml);
@@ -156,7 +192,9 @@ Encoded encode(uint32_t type, const std::vector<float>& x, uint32_t seed) {
     case import::kBF16: return enc_bf16(x);
     case import::kQ8_0: return enc_q8_0(x);
     case import::kQ4_0: return enc_q4_0(x);
+    case import::kQ4_1: case import::kQ5_0: case import::kQ5_1: return enc_q4_1_q5(type, x);
     case import::kQ4_K: return enc_q4_k(x, seed);
+    case import::kQ5_K: return enc_q4_k(x, seed, true);
     case import::kQ6_K: return enc_q6_k(x, seed);
     default: return enc_f32(x);
   }
@@ -279,6 +317,14 @@ struct Fixture {
 Status convert(const std::vector<uint8_t>& g, std::vector<uint8_t>* out) {
   return import::gguf_to_qtf(g.data(), g.size(), "t.gguf", out);
 }
+// With Output::dequantize_f32: quantized matrices to f32 rather than q8.
+Status convert_f32(const std::vector<uint8_t>& g, std::vector<uint8_t>* out) {
+  format::Image image;
+  import::Output o;
+  o.image = &image;
+  o.dequantize_f32 = true;
+  return import::to_vector(import::gguf_to_qtf(g.data(), g.size(), "t.gguf", o), image, out);
+}
 Status convert(const std::vector<uint8_t>& g) {
   std::vector<uint8_t> out;
   Status st = convert(g, &out);
@@ -342,13 +388,14 @@ TEST_CASE("gguf: block dequantizers against hand-built blocks") {
   CHECK(y[64] == 5.f * (34 - 32));
   CHECK(y[96] == 7.f * (50 - 32));
   CHECK(y[128 + 100] == 15.f * (50 - 32));  // the second half: value 228 has scale 14 (+1)
-  CHECK(!import::dequantize(13, q6k.data(), 256, y));  // Q5_K: not imported
+  CHECK(!import::dequantize(11, q6k.data(), 256, y));  // Q3_K: not imported
   // The encoders of this test agree with the decoders on random data (the round trips below rely on them).
   std::vector<float> x(512);
   std::mt19937 rng(5);
   std::normal_distribution<float> nd(0.f, 0.05f);
   for (float& v : x) v = nd(rng);
-  for (uint32_t type : {import::kQ4_0, import::kQ8_0, import::kQ4_K, import::kQ6_K, import::kF16, import::kBF16}) {
+  for (uint32_t type : {import::kQ4_0, import::kQ4_1, import::kQ5_0, import::kQ5_1, import::kQ8_0, import::kQ4_K,
+                        import::kQ5_K, import::kQ6_K, import::kF16, import::kBF16}) {
     INFO(import::ggml_type_name(type));
     const Encoded e = encode(type, x, 9);
     std::vector<float> got(x.size());
@@ -458,9 +505,12 @@ TEST_CASE("gguf: qwen2's rotate-half q/k rows and biases are permuted to the eng
   CHECK(ta.values.at("blk.0.attn.q.b") == qb);
 }
 
-TEST_CASE("gguf: every tensor type imports the values its blocks hold (F16 stays f16, Q4_0 q4)") {
-  for (uint32_t type : {import::kF16, import::kBF16, import::kQ8_0, import::kQ4_0, import::kQ4_K, import::kQ6_K}) {
-    INFO(import::ggml_type_name(type));
+TEST_CASE("gguf: every tensor type imports the values its blocks hold (F16 stays f16, Q4_0 q4, the rest q8 or f32)") {
+  for (uint32_t type : {import::kF16, import::kBF16, import::kQ8_0, import::kQ4_0, import::kQ4_1, import::kQ5_0,
+                        import::kQ5_1, import::kQ4_K, import::kQ5_K, import::kQ6_K})
+  for (const bool f32 : {false, true}) {
+    const std::string what = std::string(import::ggml_type_name(type)) + (f32 ? ", --gguf-f32" : "");
+    INFO(what);
     ModelSpec s;
     s.d = 256, s.ff = 256, s.L = 1, s.H = 2, s.KV = 1, s.V = 8;
     std::mt19937 rng(type);
@@ -481,7 +531,7 @@ TEST_CASE("gguf: every tensor type imports the values its blocks hold (F16 stays
     t.push_back({"lnf.w", enc_f32(rnd(256))});
     t.push_back({"head.w", encode(type, rnd(8 * 256), seed++)});
     std::vector<uint8_t> out;
-    Status st = convert(model_gguf(s, t), &out);
+    Status st = f32 ? convert_f32(model_gguf(s, t), &out) : convert(model_gguf(s, t), &out);
     REQUIRE_MESSAGE(st.ok(), st.message());
     format::ModelFile f;
     REQUIRE(f.open(out.data(), out.size()).ok());
@@ -489,12 +539,30 @@ TEST_CASE("gguf: every tensor type imports the values its blocks hold (F16 stays
     for (const auto& named : t) {
       const std::string& name = named.first;
       INFO(name);
-      CHECK(got.values.at(name) == named.second.values);
+      const uint32_t ty = named.second.type;
       const bool matrix = name.find("ln") == std::string::npos;  // Q4_0 matrices stay Q4_0 blocks (qtf's q4)
-      const format::DType want = named.second.type == import::kF16                ? format::DType::f16
-                                 : named.second.type == import::kQ4_0 && matrix ? format::DType::q4
-                                                                                 : format::DType::f32;
+      const bool requantized = matrix && !f32 && ty != import::kF16 && ty != import::kBF16 && ty != import::kQ4_0 &&
+                               ty != import::kF32;
+      const format::DType want = ty == import::kF16                    ? format::DType::f16
+                                 : ty == import::kQ4_0 && matrix ? format::DType::q4
+                                 : requantized                   ? format::DType::q8
+                                                                 : format::DType::f32;
       CHECK(got.dtype.at(name) == want);
+      const std::vector<float>& v = got.values.at(name);
+      const std::vector<float>& e = named.second.values;
+      REQUIRE(v.size() == e.size());
+      if (!requantized) {
+        CHECK(v == e);
+        continue;
+      }
+      // q8: each row's values rounded to its scale, max |row| / 127: off by at most half of it.
+      const size_t cols = 256;
+      for (size_t r = 0; r < e.size() / cols; ++r) {
+        float amax = 0, err = 0;
+        for (size_t c = 0; c < cols; ++c) amax = std::fmax(amax, std::fabs(e[r * cols + c]));
+        for (size_t c = 0; c < cols; ++c) err = std::fmax(err, std::fabs(v[r * cols + c] - e[r * cols + c]));
+        CHECK(err <= amax / 127 * 0.5f * 1.001f + 1e-12f);
+      }
     }
     host::LoadedModel lm;
     st = lm.load_memory(out.data(), out.size());
@@ -638,7 +706,7 @@ TEST_CASE("gguf: hostile and unsupported files get one clear line each, never a 
   expect_error(tensor("x", {1ull << 32, 1ull << 32, 1ull << 32}, 0, 4), "element count overflows");
   expect_error(tensor("x", {1ull << 62}, 0, 4), "byte size overflows");
   expect_error(tensor("x", {1ull << 40}, 0, 4), "runs past the end of the file");
-  expect_error(tensor("x", {256}, 13, 176), "type Q5_K (13), which qtf does not import");
+  expect_error(tensor("x", {256}, 11, 110), "type Q3_K (11), which qtf does not import");
   expect_error(tensor("x", {32}, 99, 32), "type unknown (99)");
   expect_error(tensor("x", {16}, import::kQ8_0, 34), "not a multiple of its block of 32");
   expect_error(tensor(std::string(64, 'n'), {4}, 0, 16), "a name of 64 bytes");
@@ -755,7 +823,9 @@ TEST_CASE("gguf: a .gguf path loads through host::LoadedModel::load_any, convert
   std::remove(path.c_str());
 }
 
-TEST_CASE("gguf: qwen2's q/k rows are permuted the same in Q4_0 blocks (kept as q4) as in f32") {
+TEST_CASE("gguf: qwen2's q/k rows are permuted the same in Q4_0 blocks (kept as q4) and Q6_K (to q8) as in f32") {
+  for (const uint32_t type : {import::kQ4_0, import::kQ6_K}) {
+  INFO(import::ggml_type_name(type));
   ModelSpec s;
   s.arch = "qwen2", s.d = 256, s.ff = 256, s.L = 1, s.H = 2, s.KV = 1, s.V = 8;
   std::mt19937 rng(3);
@@ -764,7 +834,7 @@ TEST_CASE("gguf: qwen2's q/k rows are permuted the same in Q4_0 blocks (kept as 
   auto add = [&](const std::string& name, size_t n, bool matrix) {
     std::vector<float> v(n);
     for (float& x : v) x = nd(rng);
-    const Encoded e = matrix ? enc_q4_0(v) : enc_f32(v);
+    const Encoded e = matrix ? encode(type, v, 7) : enc_f32(v);
     q4.push_back({name, e});
     f32.push_back({name, enc_f32(e.values)});
   };
@@ -781,7 +851,24 @@ TEST_CASE("gguf: qwen2's q/k rows are permuted the same in Q4_0 blocks (kept as 
   REQUIRE(fa.open(a.data(), a.size()).ok());
   REQUIRE(fb.open(b.data(), b.size()).ok());
   const qtf::testing::Tensors ta = qtf::testing::tensors_of(fa), tb = qtf::testing::tensors_of(fb);
-  CHECK(ta.dtype.at("blk.0.attn.q.w") == format::DType::q4);
-  CHECK(ta.values == tb.values);
   CHECK(ta.values.at("blk.0.attn.q.w") != q4[3].second.values);  // permuted indeed
+  if (type == import::kQ4_0) {
+    CHECK(ta.dtype.at("blk.0.attn.q.w") == format::DType::q4);
+    CHECK(ta.values == tb.values);
+    continue;
+  }
+  // q8: every row within its rounding of the f32 file's row (a row taken from elsewhere is far off).
+  for (const char* n : {"blk.0.attn.q.w", "blk.0.attn.k.w"}) {
+    INFO(n);
+    CHECK(ta.dtype.at(n) == format::DType::q8);
+    const std::vector<float>&x = ta.values.at(n), &y = tb.values.at(n);
+    REQUIRE(x.size() == y.size());
+    for (size_t r = 0; r < y.size() / 256; ++r) {
+      float amax = 0, err = 0;
+      for (size_t c = 0; c < 256; ++c) amax = std::fmax(amax, std::fabs(y[r * 256 + c]));
+      for (size_t c = 0; c < 256; ++c) err = std::fmax(err, std::fabs(x[r * 256 + c] - y[r * 256 + c]));
+      CHECK(err <= amax / 254 * 1.001f);
+    }
+  }
+  }
 }

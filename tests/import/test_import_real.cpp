@@ -108,7 +108,10 @@ TEST_CASE("llama.cpp's tokenizer test vectors: llama-spm (Llama 2's tokenizer.mo
 TEST_CASE("stories260K + tok512 imported in C++: greedy from BOS is llama2.c's documented text") {
   const std::string dir = std::string(QTF_REAL_DATA_DIR) + "/stories260K/";
   host::LoadedModel lm;
-  Status st = lm.load_any((dir + "stories260K.bin").c_str(), true, (dir + "tok512.bin").c_str());
+  import::Options opt;
+  const std::string tok = dir + "tok512.bin";
+  opt.tokenizer_path = tok.c_str();
+  Status st = lm.load_any((dir + "stories260K.bin").c_str(), true, opt);
   REQUIRE_MESSAGE(st.ok(), st.message());
   CHECK(lm.source() == import::Source::llama2c);
   host::HostContext hc;

@@ -14,10 +14,12 @@ namespace qtf::cli {
 
 int cmd_convert(int argc, char** argv) {
   const char kUsage[] =
-      "usage: qtf convert IN OUT.qtf [--tokenizer tokenizer.bin]\n"
+      "usage: qtf convert IN OUT.qtf [--tokenizer tokenizer.bin] [--gguf-f32]\n"
       "  IN: a GGUF file (llama, qwen2), a llama2.c checkpoint (its tokenizer.bin with --tokenizer) or a\n"
       "  Hugging Face directory. OUT is written atomically (a temporary file, then a rename) and only when\n"
-      "  the converted model verifies and binds; an OUT that exists must be a regular file (it is replaced).\n";
+      "  the converted model verifies and binds; an OUT that exists must be a regular file (it is replaced).\n"
+      "  A GGUF's Q4_0 matrices stay q4 and F16 f16; its Q8_0/Q4_1/Q5_0/Q5_1/Q4_K/Q5_K/Q6_K matrices become\n"
+      "  q8 (int8, a scale per row), or f32 with --gguf-f32 (their exact values, 4x the memory).\n";
   const char *in = nullptr, *out = nullptr;
   import::Options opt;
   for (int i = 1; i < argc; ++i) {
@@ -28,6 +30,8 @@ int cmd_convert(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--tokenizer")) {
       if (i + 1 >= argc) { std::fprintf(stderr, "qtf convert: --tokenizer needs a value\n"); return 2; }
       opt.tokenizer_path = argv[++i];
+    } else if (!std::strcmp(argv[i], "--gguf-f32")) {
+      opt.gguf_dequantize_f32 = true;
     } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
       std::fprintf(stderr, "qtf convert: unknown option '%s'\n%s", argv[i], kUsage);
       return 2;

@@ -13,6 +13,8 @@ const char kModelOptionsHelp[] =
     "  -m, --model FILE        model: a .qtf, or a GGUF, llama2.c checkpoint or Hugging Face directory\n"
     "                          (converted in memory at each load; `qtf convert` makes a .qtf once)\n"
     "  --tokenizer FILE        a llama2.c checkpoint's tokenizer.bin\n"
+    "  --gguf-f32              a GGUF's Q8_0/Q4_1/Q5_x/Q4_K/Q5_K/Q6_K matrices dequantized to f32 (exact)\n"
+    "                          instead of requantized to q8 (default: a quarter of the memory)\n"
     "  -c, --ctx-size N        context length (default: the model's)\n"
     "  -b, --batch N           prompt tokens run through the model together (default 64; 1 = token by token)\n"
     "  -t, --threads N         threads (default 1)\n"
@@ -98,6 +100,7 @@ int parse_shared_option(int argc, char** argv, int* i, ModelOptions* o, const ch
   if (!std::strcmp(a, "--no-mmap")) { o->mmap = false; return kConsumed; }
   if (!std::strcmp(a, "--mmap")) { o->mmap = true; return kConsumed; }
   if (!std::strcmp(a, "--no-pack-tt")) { o->ctx.pack_tt = false; return kConsumed; }
+  if (!std::strcmp(a, "--gguf-f32")) { o->gguf_f32 = true; return kConsumed; }
   bool known = !std::strcmp(a, "-m") || !std::strcmp(a, "--model") || !std::strcmp(a, "-c") ||
                !std::strcmp(a, "--ctx-size") || !std::strcmp(a, "-b") || !std::strcmp(a, "--batch") ||
                !std::strcmp(a, "-t") || !std::strcmp(a, "--threads") ||
@@ -197,15 +200,18 @@ bool load_model(const ModelOptions& o, host::LoadedModel* m) {
     std::fprintf(stderr, "qtf: no model given (-m FILE)\n");
     return false;
   }
-  Status st = m->load_any(o.model_path, o.mmap, o.tokenizer_path);
+  import::Options io;
+  io.tokenizer_path = o.tokenizer_path;
+  io.gguf_dequantize_f32 = o.gguf_f32;
+  Status st = m->load_any(o.model_path, o.mmap, io);
   if (!st.ok()) {
     std::fprintf(stderr, "qtf: cannot load model: %s\n", st.message());
     return false;
   }
   if (m->converted())
-    std::fprintf(stderr, "qtf: converted %s (%s) in memory; `qtf convert %s OUT.qtf%s%s` makes a .qtf once\n",
+    std::fprintf(stderr, "qtf: converted %s (%s) in memory; `qtf convert %s OUT.qtf%s%s%s` makes a .qtf once\n",
                  o.model_path, import::source_name(m->source()), o.model_path, o.tokenizer_path ? " --tokenizer " : "",
-                 o.tokenizer_path ? o.tokenizer_path : "");
+                 o.tokenizer_path ? o.tokenizer_path : "", o.gguf_f32 ? " --gguf-f32" : "");
   if (o.lora_path) {
     st = m->apply_adapter_file(o.lora_path, o.mmap);
     if (!st.ok()) {
