@@ -23,7 +23,8 @@ namespace kern {
 namespace {
 
 void tt_step_scalar(const tt::Step& s, const float* in, float* out) { tt::step_scalar(s, in, out, 0); }
-void dense_matmul_scalar(const DenseMatrix& W, const float* X, int batch, float* Y, int64_t ldy, const float*, float*) {
+void dense_matmul_scalar(const DenseMatrix& W, const float* X, int batch, float* Y, int64_t ldy, const float*, int64_t,
+                         float*) {
   for (int b = 0; b < batch; ++b) ref::dense_matvec(W, X + (int64_t)b * W.cols, Y + b * ldy);
 }
 
@@ -435,37 +436,49 @@ size_t dense_scratch_floats(int rows, int cols, int batch) {
   return (size_t)batch_lanes(batch) * ((size_t)cols + (cols > kGemmKBlock ? (size_t)rows : 0));  // Xt, partial sums
 }
 
-// On threads each token tile is packed on its own (tile j: lanes = batch_lanes(its tokens), at
-// scratch + tok0(j) * cols, its partial sums at + tok0(j) * rows): pack_batch of each tile's tokens,
-// split by columns over the threads (one hand-off), then the tiles of the GEMM (another). Together
-// never more than pack_batch of the whole batch (tok is a multiple of 4).
-void dense_matmul(const DenseMatrix& M, const float* X, int batch, float* Y, float* scratch, const Workers* w) {
-  const bool bcast = scratch && batch >= kBroadcastBatch && M.cols >= kBroadcastCols;
-  float* const partial = bcast && M.cols > kGemmKBlock ? scratch + (int64_t)M.cols * batch_lanes(batch) : nullptr;
-  if (w == nullptr || w->threads < 2 || 2ll * M.rows * M.cols * batch < kParallelFlops) {
-    if (bcast) pack_batch(X, batch, M.cols, scratch);
-    return active().dense_matmul(M, X, batch, Y, M.rows, bcast ? scratch : nullptr, partial);
-  }
-  // The dot form's tiles of tokens end where the batch ends: split only its rows.
-  const Tiles t = tiles(M.rows, batch, kGemmRowUnit, w->threads, bcast, 2ll * M.rows * M.cols * batch);
-  if (bcast) {
-    const int chunks = (M.cols + kPackCols - 1) / kPackCols;
-    parallel_for(w, t.tok_tiles * chunks, [&](int task, int) {
-      const int j = task / chunks, k0 = task % chunks * kPackCols, k1 = k0 + kPackCols < M.cols ? k0 + kPackCols : M.cols;
-      const int b0 = t.tok0(j);
-      pack_columns(X + (int64_t)b0 * M.cols, t.tok0(j + 1) - b0, M.cols, k0, k1, scratch + (int64_t)b0 * M.cols);
+// The whole block in one layout (lanes = batch_lanes(batch)), whichever tiles the GEMMs that read it
+// split it into: a token tile reads its lanes in place, ldx = lanes apart. On threads split by columns
+// (one hand-off), else the variant's transpose.
+PackedInput pack_input(const float* X, int batch, int cols, float* scratch, const Workers* w) {
+  PackedInput p{X, batch, cols, nullptr, nullptr};
+  if (scratch == nullptr || batch < kBroadcastBatch || cols < kBroadcastCols) return p;
+  const int64_t lanes = batch_lanes(batch);
+  if (w == nullptr || w->threads < 2) {
+    pack_batch(X, batch, cols, scratch);
+  } else {
+    const int chunks = (cols + kPackCols - 1) / kPackCols;
+    parallel_for(w, chunks, [&](int task, int) {
+      const int k0 = task * kPackCols, k1 = k0 + kPackCols < cols ? k0 + kPackCols : cols;
+      pack_columns(X, batch, cols, k0, k1, scratch);
     });
   }
+  p.xt = scratch;
+  p.partial = cols > kGemmKBlock ? scratch + (int64_t)cols * lanes : nullptr;
+  return p;
+}
+
+// On threads token tile j's partial sums are at partial + tok0(j) * rows (batch_lanes(its tokens) per
+// row): together never more than those of the whole batch (tok is a multiple of 4).
+void dense_matmul(const DenseMatrix& M, const PackedInput& X, float* Y, const Workers* w) {
+  const int batch = X.batch;
+  const int64_t ldx = batch_lanes(batch);
+  if (w == nullptr || w->threads < 2 || 2ll * M.rows * M.cols * batch < kParallelFlops)
+    return active().dense_matmul(M, X.X, batch, Y, M.rows, X.xt, ldx, X.partial);
+  // The dot form's tiles of tokens end where the batch ends: split only its rows.
+  const Tiles t = tiles(M.rows, batch, kGemmRowUnit, w->threads, X.xt != nullptr, 2ll * M.rows * M.cols * batch);
   parallel_for(w, t.tasks(), [&](int task, int) {
     const int i = task / t.tok_tiles, j = task % t.tok_tiles;
     const int r0 = t.row0(i), r1 = t.row0(i + 1), b0 = t.tok0(j), nb = t.tok0(j + 1) - b0;
     if (r0 == r1) return;
     const DenseMatrix rows{r1 - r0, M.cols, M.w.from((int64_t)r0 * M.cols, r0), M.bias ? M.bias + r0 : nullptr};
-    const int64_t lanes = batch_lanes(nb);
-    active().dense_matmul(rows, X + (int64_t)b0 * M.cols, nb, Y + (int64_t)b0 * M.rows + r0, M.rows,
-                          bcast ? scratch + (int64_t)b0 * M.cols : nullptr,
-                          partial ? partial + (int64_t)b0 * M.rows + r0 * lanes : nullptr);
+    active().dense_matmul(rows, X.X + (int64_t)b0 * M.cols, nb, Y + (int64_t)b0 * M.rows + r0, M.rows,
+                          X.xt ? X.xt + b0 : nullptr, ldx,
+                          X.partial ? X.partial + (int64_t)b0 * M.rows + r0 * batch_lanes(nb) : nullptr);
   });
+}
+
+void dense_matmul(const DenseMatrix& M, const float* X, int batch, float* Y, float* scratch, const Workers* w) {
+  dense_matmul(M, pack_input(X, batch, M.cols, scratch, w), Y, w);
 }
 
 bool int_dot_supported(WType t) { return t == WType::i8 || t == WType::q4; }
@@ -503,10 +516,10 @@ void dense_matmul_q8(const DenseMatrix& M, const Q8Rows& X, int batch, float* Y,
 }
 
 void dense_matvec(const DenseMatrix& M, const float* x, float* y) {
-  active().dense_matmul(M, x, 1, y, M.rows, nullptr, nullptr);
+  active().dense_matmul(M, x, 1, y, M.rows, nullptr, 0, nullptr);
 }
 void dense_matmul(const DenseMatrix& M, const float* X, int batch, float* Y) {
-  active().dense_matmul(M, X, batch, Y, M.rows, nullptr, nullptr);
+  active().dense_matmul(M, X, batch, Y, M.rows, nullptr, 0, nullptr);
 }
 float dot(const float* a, const float* b, int n) { return active().dot(a, b, n); }
 void axpy(float a, const float* x, float* y, int n) { active().axpy(a, x, y, n); }

@@ -24,11 +24,13 @@ struct Table {
   int width;         // floats per (widest) vector; 1 for scalar
   void (*tt_step)(const tt::Step& s, const float* in, float* out);
   void (*transpose)(const float* src, int64_t rows, int64_t cols, float* dst);  // ref::transpose
-  // Y[b * ldy + r] = (W X[b])[r] + bias[r]. Xt: X transposed by kern::dense_matmul (the broadcast-form
-  // GEMM), with `partial` of batch_lanes(batch) floats per row of W for the sums between reduction
-  // blocks (W.cols > kGemmKBlock); or null: the dot form, reading X (the scalar variant always reads X).
+  // Y[b * ldy + r] = (W X[b])[r] + bias[r]. Xt: X transposed by kern::pack_input (the broadcast-form
+  // GEMM): batch_lanes(batch) lanes from Xt read per reduction index, ldx floats apart (a token tile of
+  // a packed block reads its lanes in place); `partial` of batch_lanes(batch) floats per row of W for
+  // the sums between reduction blocks (W.cols > kGemmKBlock). Xt null: the dot form, reading X (the
+  // scalar variant always reads X).
   void (*dense_matmul)(const DenseMatrix& W, const float* X, int batch, float* Y, int64_t ldy, const float* Xt,
-                       float* partial);
+                       int64_t ldx, float* partial);
   float (*dot)(const float* a, const float* b, int n);
   void (*axpy)(float a, const float* x, float* y, int n);
   void (*layer_norm)(const float* x, const float* w, const float* b, float eps, int n, float* y);

@@ -157,10 +157,26 @@ constexpr int kGemmKBlock = 1024;
 // Floats of `scratch` that dense_matmul below needs for `batch` vectors through a [rows, cols] matrix
 // (0 where the batch runs as dot products).
 size_t dense_scratch_floats(int rows, int cols, int batch);
-// The same over `w`'s threads (null: one thread), in tiles of rows x tokens (dispatch.cpp: the same
-// bits at every thread count). With `scratch` (null: none) a batch runs in broadcast form: X transposed
-// into scratch once (on threads, split over them), each weight broadcast against vectors of tokens
-// (simd_body.inc); without, as dot products. The TT form is in tt_plan.h.
+// A block's input as the GEMMs of every dense matrix that reads it take it (a layer's q, k and v read
+// one input; up and gate another): made once by pack_input, then read by each dense_matmul. In
+// broadcast form (xt non-null) X transposed into the scratch, batch_lanes(batch) lanes per column, and
+// after it the GEMMs' partial sums; else X's rows alone (the dot form). It points into the scratch:
+// packing the next input there replaces it.
+struct PackedInput {
+  const float* X = nullptr;  // [batch][cols]
+  int batch = 0, cols = 0;
+  const float* xt = nullptr;  // [cols][batch_lanes(batch)], or null: dot form
+  float* partial = nullptr;   // scratch for the sums between reduction blocks (cols > kGemmKBlock)
+};
+// X's `batch` rows of `cols` floats packed into `scratch` (dense_scratch_floats(rows, cols, batch) floats
+// for the widest matrix that reads it; null: no scratch, dot form), split over `w`'s threads (null: one).
+PackedInput pack_input(const float* X, int batch, int cols, float* scratch, const Workers* w);
+// Y = W X for the packed X (X.cols == W.cols) over `w`'s threads (null: one thread), in tiles of rows x
+// tokens (dispatch.cpp: the same bits at every thread count, and whichever matrix packed X first). In
+// broadcast form each weight is broadcast against vectors of tokens (simd_body.inc); else dot products.
+// The TT form is in tt_plan.h.
+void dense_matmul(const DenseMatrix& W, const PackedInput& X, float* Y, const Workers* w);
+// pack_input then dense_matmul: an input only this matrix reads.
 void dense_matmul(const DenseMatrix& W, const float* X, int batch, float* Y, float* scratch, const Workers* w);
 
 // Integer dot products (docs/quantize.md "Integer dot products"). quantize_q8: row x of n floats into

@@ -158,45 +158,63 @@ int64_t head_flops(const ModelConfig& c) { return norm_flops(c) + 2ll * c.vocab 
 // over all rows at once (one pass over the weights); everything per token (the entropy meter, its
 // rank and route, attention over the positions before it) runs row by row.
 
-// Y[i] = W X[i] for the n rows, each at its token's rank in layer l. Rows of one rank run as one
-// matmul; when the ranks differ, the rows of each rank are gathered (in order) and scattered back.
-// Linear `which` (0..6: q k v o up down gate) of layer l: TT linears run the context's plan for the rank.
 // Whether a linear running as `dense` (dense_form) runs the integer dot products (a context with
 // act_quant, i8 or q4 dense weights).
 bool int_dot(const RunState* s, const Linear& lin, const DenseMatrix* dense) {
   return s->act_q && dense && kern::int_dot_supported(dense->w.type) && (dense == &lin.dense || s->act_quant_copies);
 }
 
-// X's n rows of `cols` floats quantised into the context's act_q/act_d when any of the `count` linears
-// of layer l reading them (plan indices `which`) runs the integer dot products; their Q8Rows, else null
-// (nothing done). Once per input: q, k and v (and gate and up) share it.
-const Q8Rows* quantize_input(RunState* s, const Linear* const* lins, const int* which, int count, int l, int n,
-                             const float* X, int cols, Q8Rows* out) {
-  bool any = false;
-  for (int j = 0; j < count; ++j) any = any || int_dot(s, *lins[j], dense_form(s, *lins[j], l, which[j]));
-  if (!any) return nullptr;
-  kern::quantize_q8_rows(X, n, cols, s->act_q, s->act_d, s->workers);
-  *out = Q8Rows{s->act_q, s->act_d, q8_blocks(cols)};
-  return out;
+// A block's input as every linear that reads it takes it (q, k and v read one; up and gate another):
+// X's rows, quantised once (q8) for those of them that run the integer dot products and packed once
+// (packed) for the dense ones that run the float GEMM. Both live in the context's scratch (act_q/act_d,
+// packed_x): the next input made replaces them.
+struct Input {
+  const float* X = nullptr;
+  Q8Rows q8;                 // q8.q null: none of its linears runs the integer dot products
+  kern::PackedInput packed;  // dot form (packed.xt null) where none runs the float GEMM
+};
+
+// The input X (n rows of `cols` floats) of the `count` linears of layer l (plan indices `which`).
+Input input_for(RunState* s, const Linear* const* lins, const int* which, int count, int l, int n, const float* X,
+                int cols) {
+  bool quantise = false, pack = false;
+  for (int j = 0; j < count; ++j) {
+    const DenseMatrix* dense = dense_form(s, *lins[j], l, which[j]);
+    const bool q = int_dot(s, *lins[j], dense);
+    quantise = quantise || q;
+    pack = pack || (dense && !q);
+  }
+  Input in;
+  in.X = X;
+  if (quantise) {
+    kern::quantize_q8_rows(X, n, cols, s->act_q, s->act_d, s->workers);
+    in.q8 = Q8Rows{s->act_q, s->act_d, q8_blocks(cols)};
+  }
+  in.packed = kern::pack_input(X, n, cols, pack ? s->packed_x : nullptr, s->workers);
+  return in;
 }
 
-void base_linear(const Linear& lin, int which, const TokenStats* ts, int l, int n, const float* X, float* Y,
-                 RunState* s, const Q8Rows* xq) {
+// Y[i] = W X[i] for the n rows, each at its token's rank in layer l. Rows of one rank run as one
+// matmul; when the ranks differ, the rows of each rank are gathered (in order) and scattered back.
+// Linear `which` (0..6: q k v o up down gate) of layer l: TT linears run the context's plan for the rank.
+void base_linear(const Linear& lin, int which, const TokenStats* ts, int l, int n, const Input& in, float* Y,
+                 RunState* s) {
   const DenseMatrix* dense = dense_form(s, lin, l, which);
-  if (xq && int_dot(s, lin, dense)) return kern::dense_matmul_q8(*dense, *xq, n, Y, s->workers);
-  if (dense) return kern::dense_matmul(*dense, X, n, Y, s->packed_x, s->workers);
+  if (int_dot(s, lin, dense)) return kern::dense_matmul_q8(*dense, in.q8, n, Y, s->workers);
+  if (dense) return kern::dense_matmul(*dense, in.packed, Y, s->workers);
+  const float* X = in.X;
   auto rank = [&](int i) { return (int)ts[i].layer[l].rank; };
   int i0 = 0;
   while (i0 < n && rank(i0) == rank(0)) ++i0;
   if (i0 == n) return kern::tt_matmul(lin.tt_w, s->tt_plan(l, which, rank(0)), X, n, Y, s->workspace, s->workers);
-  const size_t in = lin.cols, out = lin.rows;
+  const size_t in_cols = lin.cols, out = lin.rows;
   for (int i = 0; i < n; ++i) {
     bool seen = false;
     for (int j = 0; j < i; ++j) seen = seen || rank(j) == rank(i);
     if (seen) continue;
     int g = 0;
     for (int j = i; j < n; ++j)
-      if (rank(j) == rank(i)) std::memcpy(s->gather_in + g++ * in, X + j * in, in * sizeof(float));
+      if (rank(j) == rank(i)) std::memcpy(s->gather_in + g++ * in_cols, X + j * in_cols, in_cols * sizeof(float));
     kern::tt_matmul(lin.tt_w, s->tt_plan(l, which, rank(i)), s->gather_in, g, s->gather_out, s->workspace, s->workers);
     g = 0;
     for (int j = i; j < n; ++j)
@@ -212,26 +230,23 @@ void lora(const Linear& lin, int n, const float* X, float* Y, RunState* s) {
   kern::axpy(lin.lora_scale, s->lora_out, Y, n * lin.rows);
 }
 
-// The linear and its LoRA adapter: Y[i] = W X[i] + b + (alpha/r) B (A X[i]).
-// xq: X quantised (quantize_input), for a linear that runs the integer dot products.
-void linear(const Linear& lin, int which, const TokenStats* ts, int l, int n, const float* X, float* Y, RunState* s,
-            const Q8Rows* xq) {
-  base_linear(lin, which, ts, l, n, X, Y, s, xq);
-  lora(lin, n, X, Y, s);
+// The linear and its LoRA adapter: Y[i] = W X[i] + b + (alpha/r) B (A X[i]), X made for it by input_for.
+void linear(const Linear& lin, int which, const TokenStats* ts, int l, int n, const Input& X, float* Y, RunState* s) {
+  base_linear(lin, which, ts, l, n, X, Y, s);
+  lora(lin, n, X.X, Y, s);
 }
 
-// A linear with an input of its own, quantised for it where it runs the integer dot products.
+// A linear with an input of its own (o, down).
 void linear(const Linear& lin, int which, const TokenStats* ts, int l, int n, const float* X, float* Y, RunState* s) {
   const Linear* lins[1] = {&lin};
-  Q8Rows rows;
-  linear(lin, which, ts, l, n, X, Y, s, quantize_input(s, lins, &which, 1, l, n, X, lin.cols, &rows));
+  linear(lin, which, ts, l, n, input_for(s, lins, &which, 1, l, n, X, lin.cols), Y, s);
 }
 
 // Ys[j] = linear `which[j]` of layer l (X), for `count` (<= 3) linears of one input: q, k and v; up
 // and gate. One token on threads through TT plans (no dense copies) runs the matvecs' parts as one job
 // (kern::tt_matvec_parts: one wake-up of the threads instead of `count`, the same numbers), and `then`
-// (if given) in that job after them: true. Else one by one, X quantised once for those that run the
-// integer dot products, and false (`then` is the caller's to run).
+// (if given) in that job after them: true. Else one by one from one input_for (X quantised and packed
+// once for them all), and false (`then` is the caller's to run).
 bool linears(const Linear* const* lins, const int* which, int count, const TokenStats* ts, int l, int n,
              const float* X, float* const* ys, RunState* s, const kern::PartsThen* then = nullptr) {
   bool together = count > 1 && n == 1 && s->workers && s->workers->threads > 1;  // one alone: tt_matmul's own split
@@ -241,9 +256,8 @@ bool linears(const Linear* const* lins, const int* which, int count, const Token
     if (together) flops += s->tt_plan(l, which[j], ts[0].layer[l].rank).flops;
   }
   if (!together || flops < kParallelFlops) {
-    Q8Rows rows;
-    const Q8Rows* xq = quantize_input(s, lins, which, count, l, n, X, lins[0]->cols, &rows);
-    for (int j = 0; j < count; ++j) linear(*lins[j], which[j], ts, l, n, X, ys[j], s, xq);
+    const Input in = input_for(s, lins, which, count, l, n, X, lins[0]->cols);
+    for (int j = 0; j < count; ++j) linear(*lins[j], which[j], ts, l, n, in, ys[j], s);
     return false;
   }
   tt::PartsJob jobs[3];
