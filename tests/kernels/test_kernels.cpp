@@ -934,6 +934,70 @@ TEST_CASE("dense matmul with scratch (broadcast form) and threads: kern equals r
   }
 }
 
+TEST_CASE("a block's input packed once serves every matrix that reads it: the bits of packing it for each") {
+  // A layer's q, k and v (GQA: fewer rows for k and v) read one packed input, then the next input is
+  // packed into the same scratch (o's). Each product must be bit for bit the one of packing its input
+  // for it alone, at every thread count (tilings of rows and tokens differ with the rows and threads),
+  // and one packed input must not leak into the next. Batches of 16 and more through rows of 256 and
+  // more columns run the broadcast form (with partial sums past 1024); 13 tokens the dot form.
+  std::mt19937 rng(34);
+  auto serial = [](int threads) {  // parts one after another, in reverse order (any order must do)
+    return Workers{threads,
+                   [](void*, int n, void (*task)(void*, int, int), void* arg) {
+                     for (int i = n - 1; i >= 0; --i) task(arg, i, 0);
+                   },
+                   nullptr};
+  };
+  const Workers two = serial(2), three = serial(3), sixteen = serial(16);
+  for (const StoreKind& k : {StoreKind{WType::f32, false, "f32"}, kStoreKinds[0], kStoreKinds[2], kStoreKinds[3]}) {
+    const std::string kind = k.name;
+    CAPTURE(kind);
+    for (int cols : {300, 1100}) {
+      CAPTURE(cols);
+      const int row_counts[3] = {100, 40, 29};  // q, k, v
+      std::vector<Stored> stored;
+      std::vector<Vec> biases;
+      std::vector<DenseMatrix> M(3);
+      for (int i = 0; i < 3; ++i) {
+        stored.push_back(store(random_vec(rng, (size_t)row_counts[i] * cols), row_counts[i], cols, k.type, k.per_row));
+        biases.push_back(random_vec(rng, (size_t)row_counts[i]));
+      }
+      for (int i = 0; i < 3; ++i) M[i].rows = row_counts[i], M[i].cols = cols, M[i].w = stored[i].view(), M[i].bias = biases[i].data();
+      for (int batch : {13, 16, 37, 70}) {
+        CAPTURE(batch);
+        const Vec X = random_vec(rng, (size_t)cols * batch), X2 = random_vec(rng, (size_t)cols * batch);
+        for_each_variant([&] {
+          std::vector<Vec> first;  // one thread's products of X, then of X2
+          for (const Workers* wk : {(const Workers*)nullptr, &two, &three, &sixteen}) {
+            CAPTURE(wk ? wk->threads : 1);
+            GuardedWorkspace shared(kern::dense_scratch_floats(100, cols, batch));
+            std::vector<Vec> got;
+            for (const Vec* in : {&X, &X2}) {
+              const kern::PackedInput packed = kern::pack_input(in->data(), batch, cols, shared.data(), wk);
+              CHECK((packed.xt != nullptr) == (batch >= 16));
+              for (int i = 0; i < 3; ++i) {
+                GuardedWorkspace own(kern::dense_scratch_floats(M[i].rows, cols, batch));
+                Vec alone = nan_vec((size_t)M[i].rows * batch), y = nan_vec((size_t)M[i].rows * batch);
+                kern::dense_matmul(M[i], in->data(), batch, alone.data(), own.data(), wk);
+                kern::dense_matmul(M[i], packed, y.data(), wk);
+                CHECK(std::memcmp(y.data(), alone.data(), y.size() * sizeof(float)) == 0);
+                Vec expect((size_t)M[i].rows * batch);
+                ref::dense_matmul(M[i], in->data(), batch, expect.data());
+                CHECK(rel_err(y.data(), expect.data(), y.size()) * max_abs(expect) < 1e-6 * cols);
+                got.push_back(y);
+              }
+            }
+            CHECK(shared.guard_intact());
+            if (first.empty()) first = got;
+            for (size_t i = 0; i < got.size(); ++i)
+              CHECK(std::memcmp(got[i].data(), first[i].data(), got[i].size() * sizeof(float)) == 0);
+          }
+        });
+      }
+    }
+  }
+}
+
 TEST_CASE("TT matvec/matmul on f16 and i8 cores: ref equals the f32 cores' values, kern equals ref") {
   std::mt19937 rng(32);
   const TT cases[] = {

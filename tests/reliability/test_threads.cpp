@@ -137,12 +137,16 @@ TEST_CASE("a context on a thread pool decodes like a single-threaded one") {
 // any thread count; 16 of 4 for the int8 one, too few at 7 threads), d_ff = 1056 (down's rows longer
 // than one reduction block: partial sums per token tile; up runs as dot products, its rows only split).
 TEST_CASE("a prompt block through dense matrices gives the same logits on every thread count") {
+  // d = 64: only down's input (d_ff = 1056 columns) is packed for the broadcast form; d = 256: every
+  // input, q, k and v sharing one packed input (kern::pack_input).
+  for (int d : {64, 256}) {
+  INFO("d = " << d);
   qtf::testing::TinyConfig tc;
   tc.tensorized = false, tc.n_qubits = 0, tc.activation = "gelu", tc.quantum_attention = false;
   tc.adaptive_rank = false;
-  tc.d = 64, tc.n_heads = 4, tc.d_ff = 1056, tc.n_layers = 2, tc.context = 80, tc.scale = 0.2f;
+  tc.d = d, tc.n_heads = 4, tc.d_ff = 1056, tc.n_layers = 2, tc.context = 80, tc.scale = 0.2f;
   const std::vector<uint8_t> f32 = qtf::testing::make_tiny_model(tc);
-  for (int kind = 0; kind < 3; ++kind) {  // f32, q8, q4 (the last two with act-quant)
+  for (int kind = 0; kind < 4; ++kind) {  // f32, q8, q4 (with act-quant), q8 without (float GEMM of i8)
     INFO("kind " << kind);
     std::vector<uint8_t> quantized;
     if (kind > 0) {  // from a 64-byte aligned copy, as quantize_model needs
@@ -150,7 +154,7 @@ TEST_CASE("a prompt block through dense matrices gives the same logits on every 
       uint8_t* at = copy.data() + (64 - reinterpret_cast<uintptr_t>(copy.data()) % 64) % 64;
       std::memcpy(at, f32.data(), f32.size());
       qtf::host::QuantizeReport rep;
-      REQUIRE(qtf::host::quantize_model(at, f32.size(), kind == 1 ? qtf::host::QuantType::q8 : qtf::host::QuantType::q4,
+      REQUIRE(qtf::host::quantize_model(at, f32.size(), kind == 2 ? qtf::host::QuantType::q4 : qtf::host::QuantType::q8,
                                         &quantized, &rep).ok());
     }
     const std::vector<uint8_t>& bytes = kind > 0 ? quantized : f32;
@@ -165,7 +169,7 @@ TEST_CASE("a prompt block through dense matrices gives the same logits on every 
       qtf::ContextOptions o;
       o.n_batch = (int)prompt.size();
       o.n_threads = threads;
-      o.act_quant = kind > 0 ? qtf::ActQuant::q8 : qtf::ActQuant::off;
+      o.act_quant = kind == 1 || kind == 2 ? qtf::ActQuant::q8 : qtf::ActQuant::off;
       qtf::host::HostContext hc;
       REQUIRE(hc.init(lm, o).ok());
       std::vector<float> got;
@@ -178,6 +182,7 @@ TEST_CASE("a prompt block through dense matrices gives the same logits on every 
       if (threads == 1) first = got;
       CHECK(got == first);
     }
+  }
   }
 }
 
