@@ -358,33 +358,13 @@ namespace {
 // block-vs-token logits, d = 48, were 1.5x test_batch's 1e-5 on NEON).
 constexpr int kBroadcastBatch = 16, kBroadcastCols = 256;
 
-// Xt[k * lanes + b] = X[b * cols + k], lanes = batch_lanes(batch), zeros in lanes [batch, lanes): the
-// variant's transpose when there are none (a block of a multiple of 4 tokens), else one by one.
-void pack_batch(const float* X, int batch, int cols, float* Xt) {
-  const int64_t lanes = batch_lanes(batch);
-  if (lanes == batch) return active().transpose(X, batch, cols, Xt);
-  for (int k = 0; k < cols; ++k)
-    for (int64_t b = 0; b < lanes; ++b) Xt[k * lanes + b] = b < batch ? X[b * cols + k] : 0.f;
-}
-
-// Columns [k0, k1) of pack_batch(X, batch, cols, Xt): one part of a pack split over threads. Four
-// tokens at a time (lanes is a multiple of 4): four runs of X read in order, 16 bytes written per column.
+// Columns [k0, k1) of X's pack: Xt[k * lanes + b] = X[b * cols + k], lanes = batch_lanes(batch), zeros
+// in lanes [batch, lanes). The variant's transpose, into columns `lanes` floats apart.
 void pack_columns(const float* X, int batch, int cols, int k0, int k1, float* Xt) {
   const int64_t lanes = batch_lanes(batch);
-  for (int b = 0; b < lanes; b += 4) {
-    const float* x[4];
-    for (int t = 0; t < 4; ++t) x[t] = b + t < batch ? X + (int64_t)(b + t) * cols : nullptr;
-    float* out = Xt + b;
-    if (b + 4 <= batch) {
-      for (int k = k0; k < k1; ++k) {
-        float* o = out + k * lanes;
-        o[0] = x[0][k], o[1] = x[1][k], o[2] = x[2][k], o[3] = x[3][k];
-      }
-      continue;
-    }
-    for (int k = k0; k < k1; ++k)
-      for (int t = 0; t < 4; ++t) out[k * lanes + t] = x[t] ? x[t][k] : 0.f;
-  }
+  active().transpose(X + k0, batch, k1 - k0, cols, Xt + k0 * lanes, lanes);
+  for (int64_t k = k0; lanes > batch && k < k1; ++k)
+    for (int64_t b = batch; b < lanes; ++b) Xt[k * lanes + b] = 0.f;
 }
 
 // A GEMM on threads: tiles of rows x tokens, claimed one at a time (host/pool.h), so a thread slowed
@@ -437,21 +417,17 @@ size_t dense_scratch_floats(int rows, int cols, int batch) {
 }
 
 // The whole block in one layout (lanes = batch_lanes(batch)), whichever tiles the GEMMs that read it
-// split it into: a token tile reads its lanes in place, ldx = lanes apart. On threads split by columns
-// (one hand-off), else the variant's transpose.
+// split it into: a token tile reads its lanes in place, ldx = lanes apart. Split by columns over the
+// threads (one hand-off).
 PackedInput pack_input(const float* X, int batch, int cols, float* scratch, const Workers* w) {
   PackedInput p{X, batch, cols, nullptr, nullptr};
   if (scratch == nullptr || batch < kBroadcastBatch || cols < kBroadcastCols) return p;
   const int64_t lanes = batch_lanes(batch);
-  if (w == nullptr || w->threads < 2) {
-    pack_batch(X, batch, cols, scratch);
-  } else {
-    const int chunks = (cols + kPackCols - 1) / kPackCols;
-    parallel_for(w, chunks, [&](int task, int) {
-      const int k0 = task * kPackCols, k1 = k0 + kPackCols < cols ? k0 + kPackCols : cols;
-      pack_columns(X, batch, cols, k0, k1, scratch);
-    });
-  }
+  const int chunks = (cols + kPackCols - 1) / kPackCols;
+  parallel_for(w, chunks, [&](int task, int) {
+    const int k0 = task * kPackCols, k1 = k0 + kPackCols < cols ? k0 + kPackCols : cols;
+    pack_columns(X, batch, cols, k0, k1, scratch);
+  });
   p.xt = scratch;
   p.partial = cols > kGemmKBlock ? scratch + (int64_t)cols * lanes : nullptr;
   return p;

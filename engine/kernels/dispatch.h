@@ -23,7 +23,7 @@ struct Table {
   const char* name;  // "scalar", "sse2", "avx2", "avx512", "avx512vnni", "neon", "neondot"
   int width;         // floats per (widest) vector; 1 for scalar
   void (*tt_step)(const tt::Step& s, const float* in, float* out);
-  void (*transpose)(const float* src, int64_t rows, int64_t cols, float* dst);  // ref::transpose
+  void (*transpose)(const float* src, int64_t rows, int64_t cols, int64_t lds, float* dst, int64_t ldd);  // ref::
   // Y[b * ldy + r] = (W X[b])[r] + bias[r]. Xt: X transposed by kern::pack_input (the broadcast-form
   // GEMM): batch_lanes(batch) lanes from Xt read per reduction index, ldx floats apart (a token tile of
   // a packed block reads its lanes in place); `partial` of batch_lanes(batch) floats per row of W for

@@ -259,8 +259,10 @@ void attend(const float* q, const float* k, const float* v, size_t stride, int n
 // (q4, the product in float); an i8 row's sum times its scale, then the bias.
 void quantize_q8(const float* x, int n, int8_t* q, float* d);
 void dense_matmul_q8(const DenseMatrix& W, const Q8Rows& X, int batch, float* Y, int64_t ldy);
-// dst[c * rows + r] = src[r * cols + c]: a [rows][cols] matrix as [cols][rows] (tt::run_columns' blocks).
-void transpose(const float* src, int64_t rows, int64_t cols, float* dst);
+// dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols: a [rows][cols] matrix (rows lds floats
+// apart) as [cols][rows] (columns ldd floats apart): tt::run_columns' blocks (lds = cols, ldd = rows),
+// a prompt block packed for the GEMM (kern::pack_input, ldd = its lanes).
+void transpose(const float* src, int64_t rows, int64_t cols, int64_t lds, float* dst, int64_t ldd);
 }  // namespace ref
 
 constexpr int kAttendBlock = 16;

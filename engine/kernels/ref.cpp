@@ -351,9 +351,9 @@ void dense_matmul_q8(const DenseMatrix& W, const Q8Rows& X, int batch, float* Y,
   }
 }
 
-void transpose(const float* src, int64_t rows, int64_t cols, float* dst) {
+void transpose(const float* src, int64_t rows, int64_t cols, int64_t lds, float* dst, int64_t ldd) {
   for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) dst[c * rows + r] = src[r * cols + c];
+    for (int64_t c = 0; c < cols; ++c) dst[c * ldd + r] = src[r * lds + c];
 }
 
 }  // namespace ref

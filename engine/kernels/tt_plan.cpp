@@ -308,10 +308,10 @@ void run_columns(const Plan& one, const TTMatrix& W, int batch, const float* X, 
     const Plan plan = columns_plan(one, B);
     const int64_t buffer = max_intermediate(W.shape) * B;
     float* T = workspace + buffers(W.shape) * buffer;  // X^T [N][B] (read by step 0), later Y^T [M][B]
-    transpose(X + b0 * N, B, N, T);
+    transpose(X + b0 * N, B, N, N, T, B);
     run_steps(plan, T, T, workspace, buffer, step);  // step 0 reads X^T from T before the last writes Y^T
     float* Yc = Y + b0 * M;
-    transpose(T, M, B, Yc);
+    transpose(T, M, B, B, Yc, M);
     for (int b = 0; W.bias && b < B; ++b)
       for (int64_t i = 0; i < M; ++i) Yc[b * M + i] += W.bias[i];
   }

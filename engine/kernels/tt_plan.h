@@ -86,7 +86,8 @@ void run_plan(const Plan& plan, const TTMatrix& W, int batch, const float* X, fl
 // one-vector plan (its `panels` become `packed`); run_columns transposes X [B][N] to [N][B], runs them,
 // and transposes [M][B] back into Y (+ bias). Needs K >= 2 (the transposes share one workspace area).
 Plan columns_plan(const Plan& one, int batch);
-using TransposeFn = void (*)(const float* src, int64_t rows, int64_t cols, float* dst);  // ref::transpose
+using TransposeFn = void (*)(const float* src, int64_t rows, int64_t cols, int64_t lds, float* dst,
+                            int64_t ldd);  // ref::transpose
 void run_columns(const Plan& one, const TTMatrix& W, int batch, const float* X, float* Y, float* workspace,
                  StepFn step, TransposeFn transpose);
 // Whether a block of `batch` vectors runs as columns (else one vector at a time): K >= 2, every step

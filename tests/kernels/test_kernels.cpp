@@ -445,10 +445,19 @@ TEST_CASE("transpose: kern equals ref, odd and wide sizes") {
         CAPTURE(cols);
         const Vec src = random_vec(rng, (size_t)(rows * cols));
         Vec expect((size_t)(rows * cols)), dst = nan_vec((size_t)(rows * cols));
-        ref::transpose(src.data(), rows, cols, expect.data());
-        kern::active().transpose(src.data(), rows, cols, dst.data());
+        ref::transpose(src.data(), rows, cols, cols, expect.data(), rows);
+        kern::active().transpose(src.data(), rows, cols, cols, dst.data(), rows);
         CHECK(std::memcmp(dst.data(), expect.data(), dst.size() * sizeof(float)) == 0);
         CHECK(expect[(size_t)((cols - 1) * rows)] == src[(size_t)(cols - 1)]);  // the reference's own contract
+        // A block of it (rows and columns from 1), into columns wider than its rows: the rest untouched.
+        const int64_t r0 = rows > 1 ? 1 : 0, c0 = cols > 1 ? 1 : 0, ldd = rows + 5;
+        Vec part = nan_vec((size_t)(cols * ldd)), part_ref = nan_vec((size_t)(cols * ldd));
+        const float* at = src.data() + r0 * cols + c0;
+        ref::transpose(at, rows - r0, cols - c0, cols, part_ref.data(), ldd);
+        kern::active().transpose(at, rows - r0, cols - c0, cols, part.data(), ldd);
+        CHECK(std::memcmp(part.data(), part_ref.data(), part.size() * sizeof(float)) == 0);
+        CHECK(part_ref[(size_t)((cols - c0 - 1) * ldd + rows - r0 - 1)] == src[(size_t)(rows * cols - 1)]);
+        CHECK(std::isnan(part_ref[(size_t)(rows - r0)]));  // past the block's rows
       }
   });
 }
