@@ -122,8 +122,9 @@ struct RunState {
   float* gather_in = nullptr;   // [B][max(d, d_ff)] TT models: the rows of one rank, gathered (ranks differ)
   float* gather_out = nullptr;  // [B][max(d, d_ff)] and their outputs, before they are scattered back
   float* packed_x = nullptr;    // [kern::dense_scratch_floats(max(d, d_ff), max(d, d_ff), B)] a block's input
-                                // rows transposed for the dense GEMM, and its partial sums (null: B < 16, or
-                                // every row shorter than 256)
+                                // rows transposed for the dense GEMMs, once for all that read it (q, k, v;
+                                // up, gate: forward.cpp input_for), then their partial sums (null: B < 16,
+                                // or every row shorter than 256)
   float* scores = nullptr;     // [threads][T] attention weights of one head over positions 0..pos
   float* head_var = nullptr;   // [B][H] sampled attention: each head's estimated variance (else null)
   float* phase_gain = nullptr;  // [d] cos(phi) - sin(phi) of the phase rotation (null without it)
