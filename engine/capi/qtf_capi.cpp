@@ -296,12 +296,13 @@ qtf_status qtf_decode(qtf_context* ctx, const int32_t* tokens, int32_t n_tokens)
   }
   if (n_tokens > c.n_ctx() - c.n_past())
     return fail(QTF_ERR_CONTEXT_FULL, "qtf_decode: the tokens do not fit in the context; reset it");
+  ctx->has_logits = false;  // the blocks before the last skip the head: no logits until the last is done
   for (int32_t i = 0; i < n_tokens; i += c.n_batch()) {  // blocks of the context's batch size
     const int32_t n = n_tokens - i < c.n_batch() ? n_tokens - i : c.n_batch();
-    qtf_status s = from(c.eval(tokens + i, n));
+    qtf_status s = from(c.eval(tokens + i, n, i + n == n_tokens));
     if (s != QTF_OK) return s;
-    ctx->has_logits = true;
   }
+  ctx->has_logits = true;
   return QTF_OK;
 }
 

@@ -587,7 +587,7 @@ void head(const Model& m, const float* x, RunState* s) {
 }  // namespace
 
 void forward(const Model& m, const RunOptions& opt, RunState* s, const int32_t* tokens, int n, int pos,
-             TokenStats* stats) {
+             TokenStats* stats, bool logits) {
   const ModelConfig& c = m.cfg;
   for (int i = 0; i < n; ++i) {
     TokenStats& t = stats[i];
@@ -602,6 +602,7 @@ void forward(const Model& m, const RunOptions& opt, RunState* s, const int32_t* 
   for (int l = 0; l < c.n_layers; ++l) block(m, opt, l, pos, n, s, stats);
   for (int i = 0; i < n; ++i)  // mean over the sampled (layer, head) pairs
     if (stats[i].samples > 0) stats[i].sample_var /= (float)(stats[i].samples / opt.attention_samples);
+  if (!logits) return;
   head(m, s->x + (size_t)(n - 1) * c.d, s);
   stats[n - 1].flops += head_flops(c);  // only the last token's logits are computed
 }

@@ -196,8 +196,9 @@ struct RunState {
 // Logits and reports equal those of running the tokens one at a time (up to float rounding).
 // Positions are cache slots: slots below the model's memory_tokens G are its memory (docs/qllm.md),
 // whose input is the memory vector whatever the token (tokens may be null when all n are memory slots).
+// logits = false skips the head (s->logits left as they were; no head FLOPs counted).
 void forward(const Model& m, const RunOptions& opt, RunState* s, const int32_t* tokens, int n, int pos,
-             TokenStats* stats);
+             TokenStats* stats, bool logits = true);
 // One token: forward(m, opt, s, &token, 1, pos, stats).
 void forward(const Model& m, const RunOptions& opt, RunState* s, int token, int pos, TokenStats* stats);
 

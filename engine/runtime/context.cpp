@@ -123,7 +123,7 @@ Status Context::eval(int token) {
   return eval(&token32, 1);
 }
 
-Status Context::eval(const int32_t* tokens, int n) {
+Status Context::eval(const int32_t* tokens, int n, bool logits) {
   if (model_ == nullptr) return Status::error(Err::invalid_argument, "context is not initialised");
   if (tokens == nullptr || n < 1 || n > state_.n_batch)
     return Status::error(Err::invalid_argument, "a block is 1..%d tokens (the context's batch size), not %d",
@@ -135,7 +135,7 @@ Status Context::eval(const int32_t* tokens, int n) {
   if (n > state_.n_ctx - n_past_)
     return Status::error(Err::context_full, "context is full (%d tokens): reset it or use a longer context",
                          state_.n_ctx);
-  forward(*model_, run_, &state_, tokens, n, n_past_, state_.stats);
+  forward(*model_, run_, &state_, tokens, n, n_past_, state_.stats, logits);
   n_past_ += n;
   n_last_ = n;
   return Status::success();

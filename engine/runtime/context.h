@@ -67,7 +67,9 @@ class Context {
   Status eval(int token);
   // Appends n tokens (1..n_batch()) and runs them through the model as one block (prompt processing);
   // logits() are the last token's, stats(i) token i's report. Checks every id before running any.
-  Status eval(const int32_t* tokens, int n);
+  // logits = false: a block whose logits nobody reads (a long prompt's blocks but its last) skips the
+  // head, a vocab x d matrix read for one row; logits() are then not valid until the next eval with them.
+  Status eval(const int32_t* tokens, int n, bool logits = true);
   // Back to an empty sequence: the model's memory slots (a fixed prefix of the cache) stay.
   void reset() { n_past_ = n_prefix_; }
   // The threads to split the work of eval over (the host layer owns them; null: the calling thread

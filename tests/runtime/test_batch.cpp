@@ -147,6 +147,31 @@ TEST_CASE("linears that share a packed input (q, k, v) and those with their own 
   }
 }
 
+TEST_CASE("a block run without logits (a prompt's blocks but its last) skips the head and changes nothing else") {
+  for (const std::string& f : test::fixture_and_shipped_models()) {
+    INFO(f);
+    host::LoadedModel lm;
+    REQUIRE(lm.load_file(f.c_str()).ok());
+    const ModelConfig& c = lm.model().cfg;
+    ContextOptions opt;
+    opt.n_ctx = std::min(c.context, 40);
+    opt.n_batch = 8;
+    host::HostContext a, b;
+    REQUIRE(a.init(lm, opt).ok());
+    REQUIRE(b.init(lm, opt).ok());
+    std::vector<int32_t> p(16);
+    for (size_t i = 0; i < p.size(); ++i) p[i] = (int32_t)((i * 7 + 3) % (size_t)c.vocab);
+    REQUIRE(a.ctx().eval(p.data(), 8).ok());
+    const double with_head = a.ctx().stats(7).flops;
+    REQUIRE(b.ctx().eval(p.data(), 8, false).ok());
+    CHECK(b.ctx().stats(7).flops < with_head);  // the head's FLOPs are not counted: it did not run
+    CHECK(b.ctx().stats(6).flops == a.ctx().stats(6).flops);
+    REQUIRE(a.ctx().eval(p.data() + 8, 8).ok());
+    REQUIRE(b.ctx().eval(p.data() + 8, 8).ok());
+    CHECK(std::memcmp(a.ctx().logits(), b.ctx().logits(), sizeof(float) * (size_t)c.vocab) == 0);
+  }
+}
+
 TEST_CASE("blocks are checked before they run") {
   host::LoadedModel lm;
   REQUIRE(lm.load_file((std::string(QTF_SOURCE_DIR) + "/tests/fixtures/dense.qtf").c_str()).ok());

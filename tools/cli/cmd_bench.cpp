@@ -84,7 +84,7 @@ double run_once(Context& ctx, int vocab, int n_prompt, int n_gen, const Counter*
       }
       block[j] = token;
     }
-    Status st = ctx.eval(block, b);
+    Status st = ctx.eval(block, b, !n_prompt || i + b == n);  // a prompt's logits: its last block's
     if (!st.ok()) {
       std::fprintf(stderr, "qtf bench: %s\n", st.message());
       return -1;

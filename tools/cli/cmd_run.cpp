@@ -145,8 +145,9 @@ void generate(const RunArgs& r, Context& ctx, Sampler& sampler, const Tokenizer&
               const energy::Profiles& profiles, const energy::Profile& profile, Reporter* rep, Generation* g) {
   // Runs n tokens as one block (the prompt: up to the context's batch size; generation: 1) and reports
   // each, the block's time shared evenly among its tokens.
-  auto eval = [&](const int32_t* tokens, int n, const char* phase, std::chrono::steady_clock::time_point t0) {
-    g->st = ctx.eval(tokens, n);
+  auto eval = [&](const int32_t* tokens, int n, const char* phase, std::chrono::steady_clock::time_point t0,
+                  bool logits = true) {
+    g->st = ctx.eval(tokens, n, logits);
     if (!g->st.ok()) return false;
     const double ms = ms_since(t0) / n;
     for (int i = 0; i < n; ++i) {
@@ -164,7 +165,7 @@ void generate(const RunArgs& r, Context& ctx, Sampler& sampler, const Tokenizer&
   auto t_prompt = std::chrono::steady_clock::now();
   for (int i = 0; i < g->n_prompt; i += ctx.n_batch()) {
     const int n = std::min(ctx.n_batch(), g->n_prompt - i);
-    if (!eval(ids + i, n, "prompt", std::chrono::steady_clock::now())) break;
+    if (!eval(ids + i, n, "prompt", std::chrono::steady_clock::now(), i + n == g->n_prompt)) break;
     for (int j = 0; j < n; ++j) sampler.accept(ids[i + j]);
   }
   g->prompt_ms = ms_since(t_prompt);

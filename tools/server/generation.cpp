@@ -153,7 +153,7 @@ bool generate(Slot& slot, const host::LoadedModel& m, const Energy& e, const Gen
   // The prompt in blocks of up to n_batch tokens (batched prompt processing), every token counted.
   for (size_t at = 0; at < req.prompt.size();) {
     const int n = (int)std::min<size_t>((size_t)ctx.n_batch(), req.prompt.size() - at);
-    Status st = ctx.eval(req.prompt.data() + at, n);
+    Status st = ctx.eval(req.prompt.data() + at, n, at + (size_t)n == req.prompt.size());  // logits: the last block's
     if (!st.ok()) {
       *err = st.message();
       return false;
