@@ -100,6 +100,20 @@ inline __m512i load_4x16(const uint8_t* const* rows, int r) {  // the nibbles of
   z = _mm512_inserti32x4(z, load16(rows[r + 2] + 2), 2);
   return _mm512_inserti32x4(z, load16(rows[r + 3] + 2), 3);
 }
+// The f16 scales of 8 rows' q4 blocks: a word inserted from memory each (vpinsrw; written through a
+// stack array, GCC made ~4 instructions a row of them, 60 of a 16-row block's 150: bench/README.md
+// "Decode").
+inline __m128i scales8(const uint8_t* const* rows) {
+  auto h = [&](int r) {
+    uint16_t v;
+    std::memcpy(&v, rows[r], 2);
+    return (int)v;
+  };
+  __m128i s = _mm_cvtsi32_si128(h(0));
+  s = _mm_insert_epi16(s, h(1), 1), s = _mm_insert_epi16(s, h(2), 2), s = _mm_insert_epi16(s, h(3), 3);
+  s = _mm_insert_epi16(s, h(4), 4), s = _mm_insert_epi16(s, h(5), 5), s = _mm_insert_epi16(s, h(6), 6);
+  return _mm_insert_epi16(s, h(7), 7);
+}
 inline __m512 prep_q4(const uint8_t* const* rows, __m512i* out) {
   const __m512i z[4] = {load_4x16(rows, 0), load_4x16(rows, 4), load_4x16(rows, 8), load_4x16(rows, 12)};
   __m512i n[4];
@@ -109,9 +123,7 @@ inline __m512 prep_q4(const uint8_t* const* rows, __m512i* out) {
     out[j] = _mm512_and_si512(n[j], low4);
     out[j + 4] = _mm512_and_si512(_mm512_srli_epi16(n[j], 4), low4);
   }
-  alignas(32) uint16_t h[16];
-  for (int r = 0; r < 16; ++r) std::memcpy(&h[r], rows[r], 2);
-  return _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(h)));
+  return _mm512_cvtph_ps(_mm256_set_m128i(scales8(rows + 8), scales8(rows)));
 }
 
 // int8_lanes.inc's pieces: 16 rows, W_j in 8 registers, the corrections -8 (q4) / -128 (i8) x sum(x).
