@@ -101,7 +101,7 @@ inline __m512i load_4x16(const uint8_t* const* rows, int r) {  // the nibbles of
   return _mm512_inserti32x4(z, load16(rows[r + 3] + 2), 3);
 }
 // The f16 scales of 8 rows' q4 blocks: a word inserted from memory each (vpinsrw; written through a
-// stack array, GCC made ~4 instructions a row of them, 60 of a 16-row block's 150: bench/README.md
+// stack array, GCC made ~4 instructions a row of them, 60 of a 16-row block's 144: bench/README.md
 // "Decode").
 inline __m128i scales8(const uint8_t* const* rows) {
   auto h = [&](int r) {
