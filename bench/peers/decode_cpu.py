@@ -6,12 +6,11 @@ once with `-r 1` and once with `-r R` (both run one warm-up first); the differen
 tokens is the CPU time of one token, without the load, the warm-up or the time the process waited for the
 core. Programs and models are interleaved, ROUNDS times; min and median per (program, model).
 
-    python3 bench/peers/decode_cpu.py --rounds 3 --reps 3 \\
-        --models /work/ext/peers/stories110M-q4.qtf,/work/ext/peers/stories110M-q8.qtf \\
-        build/qtf /tmp/qtf-before llama
+    python3 bench/peers/decode_cpu.py --rounds 3 --reps 3 --llama-bin LLAMA/build/bin \\
+        --models W/stories110M-q4.qtf,W/stories110M-q8.qtf build/qtf /tmp/qtf-before llama
 
-A program is a qtf binary or `llama` (llama-bench from --llama-bin, on the GGUF beside each .qtf:
--q4 -> -q4_0.gguf, -q8 -> -q8_0.gguf, -f32 -> -f32.gguf).
+W: peer_table.py's work directory. A program is a qtf binary or `llama` (llama-bench from --llama-bin,
+on the GGUF beside each .qtf: -q4 -> -q4_0.gguf, -q8 -> -q8_0.gguf, -f32 -> -f32.gguf).
 """
 import argparse
 import os
@@ -39,7 +38,7 @@ def main():
     ap.add_argument('--rounds', type=int, default=3)
     ap.add_argument('--reps', type=int, default=3, help='R: timed repetitions of the long run (>= 2)')
     ap.add_argument('--models', required=True, help='comma-separated .qtf files')
-    ap.add_argument('--llama-bin', default='/work/ext/llama.cpp/build/bin')
+    ap.add_argument('--llama-bin', default='', help='llama.cpp build/bin (for the program `llama`)')
     ap.add_argument('--core', default='1')
     ap.add_argument('programs', nargs='+')
     a = ap.parse_args()
