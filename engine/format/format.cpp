@@ -13,17 +13,20 @@ const char* dtype_name(DType t) {
     case DType::i8: return "i8";
     case DType::q8: return "q8";
     case DType::q4: return "q4";
+    case DType::q3: return "q3";
   }
   return "?";
 }
 
 bool tensor_bytes(DType t, uint64_t elements, uint64_t rows, uint64_t* bytes) {
-  if (t == DType::q4) {
+  if (t == DType::q4 || t == DType::q3) {  // both in blocks of 32 values
+    static_assert(kQ4Block == kQ3Block, "one block length");
+    const uint64_t block_bytes = t == DType::q4 ? kQ4BlockBytes : kQ3BlockBytes;
     if (rows == 0) return false;
     const uint64_t cols = elements / rows, blocks = cols / kQ4Block + (cols % kQ4Block != 0);
     if (blocks == 0) return *bytes = 0, true;
-    if (blocks > UINT64_MAX / kQ4BlockBytes || rows > UINT64_MAX / (blocks * kQ4BlockBytes)) return false;
-    *bytes = rows * blocks * kQ4BlockBytes;
+    if (blocks > UINT64_MAX / block_bytes || rows > UINT64_MAX / (blocks * block_bytes)) return false;
+    *bytes = rows * blocks * block_bytes;
     return true;
   }
   const uint64_t size = dtype_size(t);

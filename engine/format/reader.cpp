@@ -123,24 +123,27 @@ Status parse_meta(Cursor* c, unsigned index, bool verify, MetaEntry* e) {
   return Status::success();
 }
 
-// A q4 tensor's blocks (its size already checked): every scale finite, and a row's tail block padded
-// with nibbles 8 (value 0), so that a kernel may run a whole block over it.
-Status check_q4(const TensorInfo& t, const uint8_t* p, uint64_t elements) {
+// A q4 or q3 tensor's blocks (its size already checked): every scale finite, and a row's tail block
+// padded with zeros (q4: nibbles 8, q3: codes 4), so that a kernel may run a whole block over it.
+Status check_blocks(const TensorInfo& t, const uint8_t* p, uint64_t elements) {
   const int nl = (int)t.name.size;
   const char* nm = t.name.data;
-  const uint64_t cols = t.dims[t.ndim - 1], rows = elements / cols;
+  const bool q4 = t.dtype == DType::q4;
+  const char* type = q4 ? "q4" : "q3";
+  const uint64_t cols = t.dims[t.ndim - 1], rows = elements / cols, step = q4 ? kQ4BlockBytes : kQ3BlockBytes;
   const uint64_t blocks = (cols + kQ4Block - 1) / kQ4Block, tail = cols % kQ4Block;
+  const int zero = q4 ? 8 : 4;
   for (uint64_t r = 0; r < rows; ++r)
-    for (uint64_t b = 0; b < blocks; ++b, p += kQ4BlockBytes) {
+    for (uint64_t b = 0; b < blocks; ++b, p += step) {
       if (((p[0] | p[1] << 8) & 0x7C00) == 0x7C00)
-        return Status::error(Err::bad_value, "tensor '%.*s': q4 scale of row %llu, block %llu is not finite", nl, nm,
-                             (unsigned long long)r, (unsigned long long)b);
+        return Status::error(Err::bad_value, "tensor '%.*s': %s scale of row %llu, block %llu is not finite", nl, nm,
+                             type, (unsigned long long)r, (unsigned long long)b);
       for (uint64_t j = b + 1 == blocks && tail ? tail : kQ4Block; j < (uint64_t)kQ4Block; ++j) {
-        const int nibble = j < 16 ? p[2 + j] & 15 : p[2 + j - 16] >> 4;
-        if (nibble != 8)
+        const int code = !q4 ? q3_code(p, (int)j) : j < 16 ? p[2 + j] & 15 : p[2 + j - 16] >> 4;
+        if (code != zero)
           return Status::error(Err::bad_value,
-                               "tensor '%.*s': q4 row %llu pads its last block with nibble %d at value %llu, not 8 (zero)",
-                               nl, nm, (unsigned long long)r, nibble, (unsigned long long)(b * kQ4Block + j));
+                               "tensor '%.*s': %s row %llu pads its last block with %s %d at value %llu, not %d (zero)",
+                               nl, nm, type, (unsigned long long)r, q4 ? "nibble" : "code", code, (unsigned long long)(b * kQ4Block + j), zero);
       }
     }
   return Status::success();
@@ -191,6 +194,7 @@ Status parse_tensor(Cursor* c, unsigned index, bool verify, uint64_t data_offset
                            nl, nm, (unsigned long long)t->size, (unsigned long long)bytes, dtype_name(t->dtype),
                            t->dtype == DType::q8   ? ", a scale per row included"
                            : t->dtype == DType::q4 ? ", 18 per block of 32 values along each row"
+                           : t->dtype == DType::q3 ? ", 14 per block of 32 values along each row"
                                                    : "");
     if (t->offset % kAlign != 0)
       return Status::error(Err::misaligned, "tensor '%.*s': offset %llu is not a multiple of %llu", nl, nm,
@@ -217,7 +221,7 @@ Status parse_tensor(Cursor* c, unsigned index, bool verify, uint64_t data_offset
                                nl, nm, (unsigned long long)r, (double)v);
       }
     }
-    if (t->dtype == DType::q4) QTF_TRY(check_q4(*t, c->base + t->offset, elements));
+    if (t->dtype == DType::q4 || t->dtype == DType::q3) QTF_TRY(check_blocks(*t, c->base + t->offset, elements));
   }
   return Status::success();
 }
@@ -262,11 +266,13 @@ uint64_t count_nonfinite(const TensorInfo& t, uint64_t* first) {
       for (uint64_t r = 0, rows = t.rows(), cols = rows ? n / rows : 0; r < rows; ++r)
         if (f32_bad(t.row_scales + r) && bad++ == 0) *first = r * cols;
       break;
-    case DType::q4: {  // the f16 scale leading each block of a row: the block's first value
+    case DType::q4:
+    case DType::q3: {  // the f16 scale leading each block of a row: the block's first value
       const uint8_t* b = static_cast<const uint8_t*>(t.data);
       const uint64_t rows = t.rows(), cols = rows ? n / rows : 0, blocks = (cols + kQ4Block - 1) / kQ4Block;
+      const uint64_t step = t.dtype == DType::q4 ? kQ4BlockBytes : kQ3BlockBytes;
       for (uint64_t r = 0; r < rows; ++r)
-        for (uint64_t k = 0; k < blocks; ++k, b += kQ4BlockBytes)
+        for (uint64_t k = 0; k < blocks; ++k, b += step)
           if (((b[0] | b[1] << 8) & 0x7C00) == 0x7C00 && bad++ == 0) *first = r * cols + k * kQ4Block;
       break;
     }

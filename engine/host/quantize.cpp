@@ -44,65 +44,96 @@ void balance_bonds(const TTShape& s, std::vector<float>* cores) {
     }
 }
 
-// The stored q4 scale nearest to d (an f16), as the kernels read it; false when d overflows an f16.
-bool q4_stored_scale(float d, uint16_t* half, float* stored) {
+// The stored block scale nearest to d (an f16), as the kernels read it; false when d overflows an f16.
+bool stored_scale(float d, uint16_t* half, float* stored) {
   *half = f32_to_f16(d);
   *stored = f16_to_f32(*half);
   return std::isfinite(*stored);
 }
 
-// The nibbles of n <= 32 values at the stored scale d (round half away from zero, clamped to -8..7;
-// padding 8), and their squared error.
-double q4_nibbles(const float* v, int n, float d, uint8_t* nib) {
+// A block type's integer range: value = d * (code - zero), code - zero in [lo, hi] (q4: -8..7, q3: -4..3).
+struct BlockRange {
+  int lo, hi;
+};
+
+// The codes of n <= 32 values at the stored scale d (round half away from zero, clamped to the range,
+// stored as q - lo; padding -lo, the zero), and their squared error.
+double block_codes(const float* v, int n, float d, BlockRange r, uint8_t* code) {
   const float inv = d != 0.f ? 1.f / d : 0.f;
   double err = 0;
   for (int j = 0; j < kQ4Block; ++j) {
     if (j >= n) {
-      nib[j] = 8;
+      code[j] = (uint8_t)-r.lo;
       continue;
     }
     const long q = std::lround(v[j] * inv);
-    const long c = q < -8 ? -8 : q > 7 ? 7 : q;
-    nib[j] = (uint8_t)(c + 8);
+    const long c = q < r.lo ? r.lo : q > r.hi ? r.hi : q;
+    code[j] = (uint8_t)(c - r.lo);
     const double e = (double)v[j] - (double)d * (double)c;
     err += e * e;
   }
   return err;
 }
 
-// One block of n <= 32 values into 18 bytes. absmax: Q4_0's d = max / -8 (max: the value of largest
-// magnitude, so it maps to nibble 0 exactly). search: from each trial scale max / s (s around -8 and +7,
-// the two ends of the nibble range), the least-squares scale of its nibbles, rounded to f16; the one of
-// least squared error wins (absmax's among them).
-bool q4_block(const float* v, int n, Q4Scale how, uint8_t* out) {
+// One block of n <= 32 values: its f16 scale and codes. absmax: Q4_0's rule, d = max / lo (max: the value
+// of largest magnitude, so it maps to the lowest code exactly). search: from each trial scale max / s (s
+// around lo and hi, the two ends of the range), the least-squares scale of its codes, rounded to f16; the
+// one of least squared error wins (absmax's among them). q4's trials: -8.5 .. -7 and 6.75 .. 7.5.
+bool block_search(const float* v, int n, Q4Scale how, BlockRange r, uint16_t* best_half, uint8_t* code) {
   float max = 0.f;
   for (int j = 0; j < n; ++j)
     if (std::fabs(v[j]) > std::fabs(max)) max = v[j];
-  uint16_t best_half;
   float best_d;
-  if (!q4_stored_scale(max / -8.f, &best_half, &best_d)) return false;
-  uint8_t nib[kQ4Block], trial[kQ4Block];
-  double best = q4_nibbles(v, n, best_d, nib);
-  static const float kTrials[] = {-8.5f, -8.25f, -7.75f, -7.5f, -7.25f, -7.f, 6.75f, 7.f, 7.25f, 7.5f};
-  for (int t = 0; how == Q4Scale::search && max != 0.f && t < (int)(sizeof kTrials / sizeof kTrials[0]) + 1; ++t) {
-    // t < count: a trial scale's nibbles; the last round refits the best nibbles found so far.
+  if (!stored_scale(max / (float)r.lo, best_half, &best_d)) return false;
+  uint8_t trial[kQ4Block];
+  double best = block_codes(v, n, best_d, r, code);
+  static const float kLo[] = {-0.5f, -0.25f, 0.25f, 0.5f, 0.75f, 1.f}, kHi[] = {-0.25f, 0.f, 0.25f, 0.5f};
+  constexpr int kTrials = 10;
+  for (int t = 0; how == Q4Scale::search && max != 0.f && t < kTrials + 1; ++t) {
+    // t < kTrials: a trial scale's codes; the last round refits the best codes found so far.
     uint16_t h;
     float d;
-    if (t < (int)(sizeof kTrials / sizeof kTrials[0])) {
-      if (!q4_stored_scale(max / kTrials[t], &h, &d)) continue;
-      q4_nibbles(v, n, d, trial);
+    if (t < kTrials) {
+      if (!stored_scale(max / (t < 6 ? (float)r.lo + kLo[t] : (float)r.hi + kHi[t - 6]), &h, &d)) continue;
+      block_codes(v, n, d, r, trial);
     } else {
-      std::memcpy(trial, nib, sizeof nib);
+      std::memcpy(trial, code, sizeof trial);
     }
-    double xq = 0, qq = 0;  // least squares: d = sum(v q) / sum(q q) for these nibbles
-    for (int j = 0; j < n; ++j) xq += (double)v[j] * (trial[j] - 8), qq += (double)(trial[j] - 8) * (trial[j] - 8);
-    if (!(qq > 0) || !q4_stored_scale((float)(xq / qq), &h, &d)) continue;
-    const double err = q4_nibbles(v, n, d, trial);  // re-rounded at the refitted scale
-    if (err < best) best = err, best_d = d, best_half = h, std::memcpy(nib, trial, sizeof nib);
+    double xq = 0, qq = 0;  // least squares: d = sum(v q) / sum(q q) for these codes
+    for (int j = 0; j < n; ++j) {
+      const double q = (double)trial[j] + r.lo;
+      xq += (double)v[j] * q, qq += q * q;
+    }
+    if (!(qq > 0) || !stored_scale((float)(xq / qq), &h, &d)) continue;
+    const double err = block_codes(v, n, d, r, trial);  // re-rounded at the refitted scale
+    if (err < best) best = err, best_d = d, *best_half = h, std::memcpy(code, trial, sizeof trial);
   }
-  out[0] = (uint8_t)(best_half & 0xFF);
-  out[1] = (uint8_t)(best_half >> 8);
+  return true;
+}
+
+// One q4 block into 18 bytes: the scale, then byte j = code j | code j + 16 << 4.
+bool q4_block(const float* v, int n, Q4Scale how, uint8_t* out) {
+  uint16_t h;
+  uint8_t nib[kQ4Block];
+  if (!block_search(v, n, how, {-8, 7}, &h, nib)) return false;
+  out[0] = (uint8_t)(h & 0xFF);
+  out[1] = (uint8_t)(h >> 8);
   for (int j = 0; j < 16; ++j) out[2 + j] = (uint8_t)(nib[j] | nib[j + 16] << 4);
+  return true;
+}
+
+// One q3 block into 14 bytes (kernels.h: the scale, 8 bytes of low bit pairs, 4 of high bits).
+bool q3_block(const float* v, int n, Q4Scale how, uint8_t* out) {
+  uint16_t h;
+  uint8_t code[kQ3Block];
+  if (!block_search(v, n, how, {-4, 3}, &h, code)) return false;
+  std::memset(out, 0, kQ3BlockBytes);
+  out[0] = (uint8_t)(h & 0xFF);
+  out[1] = (uint8_t)(h >> 8);
+  for (int j = 0; j < kQ3Block; ++j) {
+    out[2 + (j & 7)] |= (uint8_t)((code[j] & 3) << (2 * (j >> 3)));
+    out[10 + (j >> 3)] |= (uint8_t)((code[j] >> 2) << (j & 7));
+  }
   return true;
 }
 
@@ -124,6 +155,12 @@ Status check_finite(const format::ModelFile& f) {
 bool quantize_q4_row(const float* v, int64_t cols, Q4Scale how, uint8_t* out) {
   for (int64_t c0 = 0; c0 < cols; c0 += kQ4Block, out += kQ4BlockBytes)
     if (!q4_block(v + c0, cols - c0 < kQ4Block ? (int)(cols - c0) : kQ4Block, how, out)) return false;
+  return true;
+}
+
+bool quantize_q3_row(const float* v, int64_t cols, Q4Scale how, uint8_t* out) {
+  for (int64_t c0 = 0; c0 < cols; c0 += kQ3Block, out += kQ3BlockBytes)
+    if (!q3_block(v + c0, cols - c0 < kQ3Block ? (int)(cols - c0) : kQ3Block, how, out)) return false;
   return true;
 }
 
@@ -152,7 +189,8 @@ uint16_t f32_to_f16(float f) {
 
 Status quantize_model(const void* data, size_t size, QuantType type, std::vector<uint8_t>* out,
                       QuantizeReport* report, Q4Scale q4_scale) {
-  const bool q8 = type == QuantType::q8 || type == QuantType::q4;  // q4's TT cores are q8's (docs/quantize.md)
+  // q4's and q3's TT cores are q8's (docs/quantize.md)
+  const bool q8 = type == QuantType::q8 || type == QuantType::q4 || type == QuantType::q3;
   // LoadedModel would copy a buffer that is not 64-byte aligned, and its pointers would not be into `data`.
   if (reinterpret_cast<uintptr_t>(data) % 64 != 0)
     return Status::error(Err::invalid_argument, "quantize_model: the input buffer must be 64-byte aligned");
@@ -217,15 +255,16 @@ Status quantize_model(const void* data, size_t size, QuantType type, std::vector
       w.add_tensor(name, t.dtype, dims, t.data, t.scale);
       continue;
     }
-    if (type == QuantType::q4 && is_dense && t.values != head) {
+    if ((type == QuantType::q4 || type == QuantType::q3) && is_dense && t.values != head) {
+      const bool q4 = type == QuantType::q4;
       const size_t rows = (size_t)t.rows(), cols = n / rows;
-      const int64_t row_bytes = q4_row_bytes((int64_t)cols);
+      const int64_t row_bytes = q4 ? q4_row_bytes((int64_t)cols) : q3_row_bytes((int64_t)cols);
       std::vector<uint8_t> blocks(rows * (size_t)row_bytes);
       for (size_t r = 0; r < rows; ++r)
-        if (!quantize_q4_row(v + r * cols, (int64_t)cols, q4_scale, blocks.data() + r * row_bytes))
-          return Status::error(Err::bad_value, "tensor '%s': row %zu has values too large for q4's f16 scales (|v| > %g)",
-                               name.c_str(), r, 8.0 * 65504.0);
-      w.add_tensor(name, format::DType::q4, dims, blocks.data());
+        if (!(q4 ? quantize_q4_row : quantize_q3_row)(v + r * cols, (int64_t)cols, q4_scale, blocks.data() + r * row_bytes))
+          return Status::error(Err::bad_value, "tensor '%s': row %zu has values too large for %s's f16 scales (|v| > %g)",
+                               name.c_str(), r, q4 ? "q4" : "q3", (q4 ? 8.0 : 4.0) * 65504.0);
+      w.add_tensor(name, q4 ? format::DType::q4 : format::DType::q3, dims, blocks.data());
     } else if (!q8) {
       std::vector<uint16_t> h(n);
       for (size_t i = 0; i < n; ++i) {

@@ -10,10 +10,10 @@
 
 namespace qtf::host {
 
-enum class QuantType { q8, f16, q4 };
-// How a q4 block's scale is chosen (docs/quantize.md): `search` (the default) tries scales around the
+enum class QuantType { q8, f16, q4, q3 };
+// How a q4 (or q3) block's scale is chosen (docs/quantize.md): `search` (the default) tries scales around the
 // absmax one and keeps the least squared error; `absmax` is GGUF's Q4_0 rule, d = (the value of largest
-// magnitude) / -8.
+// magnitude) / -8 (q3: / -4).
 enum class Q4Scale { search, absmax };
 
 struct QuantizeReport {
@@ -27,13 +27,15 @@ struct QuantizeReport {
 // or Inf, or (f16) a value overflows half precision; each names the tensor.
 // q4: dense matrices as q4 blocks (GGUF Q4_0's layout, dtype q4) with scales chosen by `q4_scale`; the
 // head (the token embeddings when tied) and TT cores as q8 does (int8, a scale per row / per core). Errors also: a
-// matrix too large for q4's f16 scales, naming the tensor.
+// matrix too large for q4's f16 scales, naming the tensor. q3: as q4 with q3 blocks (3.5 bits a value).
 Status quantize_model(const void* data, size_t size, QuantType type, std::vector<uint8_t>* out,
                       QuantizeReport* report, Q4Scale q4_scale = Q4Scale::search);
 
 // One row of `cols` finite values as q4 blocks (q4_row_bytes(cols) bytes at `out`; the tail block padded
 // with nibbles 8). False when a block's scale does not fit an f16 (|v| > 8 * 65504).
 bool quantize_q4_row(const float* v, int64_t cols, Q4Scale how, uint8_t* out);
+// The same as q3 blocks (q3_row_bytes(cols) bytes; padded with codes 4). False when |v| > 4 * 65504.
+bool quantize_q3_row(const float* v, int64_t cols, Q4Scale how, uint8_t* out);
 
 using ::qtf::quantize_i8;  // kernels.h: the core materialises q8 matrices with it too
 // float -> IEEE half, round to nearest even (overflow to Inf; Inf and NaN kept).

@@ -39,6 +39,24 @@ constexpr int64_t q4_row_bytes(int64_t cols) { return (cols + kQ4Block - 1) / kQ
 // Value `col` of a q4 row (its first block at `row`), dequantized.
 float q4_value(const uint8_t* row, int64_t col);
 
+// q3 (docs/format.md, dtype 5): blocks of 32 values along each row in 14 bytes (3.5 bits a value): an
+// IEEE half scale d, 8 bytes of low bits (byte j: bits 2i..2i+1 hold the low two bits of value j + 8i,
+// i = 0..3) and 4 bytes of high bits (bit j of the little-endian 32-bit word: value j's third bit);
+// value = d * (code - 4), code = low | high << 2 in 0..7. A row's last block is padded with codes 4
+// (zeros). Its values are a subset of q4's (code - 4 is nibble - 8 in -4..3), so the loader expands q3
+// matrices to q4 blocks exactly (q3_row_to_q4) and every q4 kernel runs them (docs/quantize.md "q3").
+constexpr int kQ3Block = 32;
+constexpr int kQ3BlockBytes = 14;
+constexpr int64_t q3_row_bytes(int64_t cols) { return (cols + kQ3Block - 1) / kQ3Block * kQ3BlockBytes; }
+// Code (0..7) of value j of a q3 block.
+inline int q3_code(const uint8_t* block, int j) {
+  return (block[2 + (j & 7)] >> (2 * (j >> 3)) & 3) | (block[10 + (j >> 3)] >> (j & 7) & 1) << 2;
+}
+// Value `col` of a q3 row (its first block at `row`), dequantized.
+float q3_value(const uint8_t* row, int64_t col);
+// A q3 row of `cols` values as the q4 row of the same values (q4_row_bytes(cols) bytes at `out`).
+void q3_row_to_q4(const uint8_t* row, int64_t cols, uint8_t* out);
+
 // Weights as the model file stores them, read in place (docs/quantize.md): f32; f16 (IEEE half); i8,
 // value = scale * q, with one scale per row (`scales`) or one for all (`scales` null: `scale`); or q4
 // (rows of blocks as above, `cols` values per row).

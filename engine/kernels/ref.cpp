@@ -51,6 +51,18 @@ float q4_value(const uint8_t* row, int64_t col) {
   return f16_to_f32((uint16_t)(block[0] | block[1] << 8)) * (float)(nibble - 8);
 }
 
+float q3_value(const uint8_t* row, int64_t col) {
+  const uint8_t* block = row + col / kQ3Block * kQ3BlockBytes;
+  return f16_to_f32((uint16_t)(block[0] | block[1] << 8)) * (float)(q3_code(block, (int)(col % kQ3Block)) - 4);
+}
+
+void q3_row_to_q4(const uint8_t* row, int64_t cols, uint8_t* out) {
+  for (int64_t b = 0, nb = (cols + kQ3Block - 1) / kQ3Block; b < nb; ++b, row += kQ3BlockBytes, out += kQ4BlockBytes) {
+    out[0] = row[0], out[1] = row[1];  // the same f16 scale
+    for (int j = 0; j < 16; ++j) out[2 + j] = (uint8_t)((q3_code(row, j) + 4) | (q3_code(row, j + 16) + 4) << 4);
+  }
+}
+
 float Weights::value(int64_t index, int64_t row) const {
   switch (type) {
     case WType::f32: return static_cast<const float*>(data)[index];

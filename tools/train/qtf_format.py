@@ -6,9 +6,9 @@
 Metadata value types are inferred: int -> i64, float -> f64, str -> str, and lists of those -> arrays.
 Tensor dtype comes from the array (float32 -> f32, float16 -> f16), or per tensor from a third item,
 (name, float array, kind) with kind f32, f16, q8 (i8 with an f32 scale per row), q4 (GGUF Q4_0 blocks, the
-engine's scale search) or i8 (one scale per tensor): the values are encoded here exactly as `qtf quantize`
-encodes them (engine/host/quantize.cpp: absmax / 127 rounded half away from zero; q4's 11 trial scales and
-least-squares refits at f16), so a file can mix types tensor by tensor (tools/train/budget.py).
+engine's scale search), q3 (3-bit blocks of 32, the same search) or i8 (one scale per tensor): the values are encoded here exactly as `qtf quantize`
+encodes them (engine/host/quantize.cpp: absmax / 127 rounded half away from zero; q4's and q3's 11 trial scales
+and least-squares refits at f16), so a file can mix types tensor by tensor (tools/train/budget.py).
 """
 import struct
 import zlib
@@ -23,7 +23,8 @@ ALIGN = 64
 T_I64, T_F64, T_STR, T_I64S, T_F64S, T_STRS = 1, 2, 3, 4, 5, 6
 DT_F32, DT_F16, DT_I8, DT_Q8 = 0, 1, 2, 3  # q8: i8 with an f32 scale per row, stored before the values
 DT_Q4 = 4  # GGUF Q4_0 blocks along each row: per 32 values an f16 scale d and 16 bytes of nibbles
-DT_SIZE = {DT_F32: 4, DT_F16: 2, DT_I8: 1, DT_Q8: 1, DT_Q4: None}
+DT_Q3 = 5  # per 32 values an f16 scale d and 12 bytes of 3-bit codes (encode_q3)
+DT_SIZE = {DT_F32: 4, DT_F16: 2, DT_I8: 1, DT_Q8: 1, DT_Q4: None, DT_Q3: None}
 DT_NUMPY = {DT_F32: "<f4", DT_F16: "<f2", DT_I8: "i1", DT_Q8: "i1"}
 
 
@@ -84,23 +85,26 @@ def encode_i8(a):
     return np.clip(_lround(a / s), -127, 127).astype(np.int8).tobytes(), float(s)
 
 
-Q4_TRIALS = np.array([-8.5, -8.25, -7.75, -7.5, -7.25, -7.0, 6.75, 7.0, 7.25, 7.5], dtype=np.float32)
+# Trial scales of the block search (engine/host/quantize.cpp block_search): max / s for s around the two
+# ends of the integer range [lo, hi] (q4: -8.5 .. -7 and 6.75 .. 7.5).
+_LO_TRIALS = (-0.5, -0.25, 0.25, 0.5, 0.75, 1.0)
+_HI_TRIALS = (-0.25, 0.0, 0.25, 0.5)
 
 
-def _q4_nibbles(v, n_valid, d):
-    """v [B, 32] float32, d [B] float32 (stored f16 values) -> (nibbles [B, 32] 0..15, squared error [B])."""
+def _block_codes(v, n_valid, d, lo, hi):
+    """v [B, 32] float32, d [B] float32 (stored f16 values) -> (codes [B, 32] = q - lo, squared error [B])."""
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         inv = np.where(d != 0, np.float32(1) / d, np.float32(0)).astype(np.float32)
-        c = np.clip(_lround((v * inv[:, None]).astype(np.float32)), -8, 7)
+        c = np.clip(_lround((v * inv[:, None]).astype(np.float32)), lo, hi)
     valid = np.arange(32)[None, :] < n_valid[:, None]
     c = np.where(valid, c, 0)
     e = v.astype(np.float64) - d.astype(np.float64)[:, None] * c
-    return (c + 8).astype(np.uint8), (np.where(valid, e, 0) ** 2).sum(axis=1)
+    return (c - lo).astype(np.uint8), (np.where(valid, e, 0) ** 2).sum(axis=1)
 
 
-def encode_q4(a, search=True):
-    """[.., cols] float -> bytes of a q4 tensor (GGUF Q4_0 blocks along each row, the last one padded with
-    nibble 8); search: the engine's default scale search (docs/quantize.md), else GGUF's max / -8."""
+def _encode_blocks(a, lo, hi, search, kind):
+    """[.., cols] float -> (f16 scales [B], codes [B, 32]) of blocks of 32 along each row (the last one
+    padded with code -lo, the zero); search: the engine's scale search (docs/quantize.md), else max / lo."""
     a = np.asarray(a, dtype=np.float32)
     cols = a.shape[-1]
     rows = a.reshape(-1, cols)
@@ -111,39 +115,68 @@ def encode_q4(a, search=True):
     n_valid = np.minimum(32, cols - np.tile(np.arange(nb) * 32, rows.shape[0]))
     mx = v[np.arange(v.shape[0]), np.abs(v).argmax(axis=1)]  # the value of largest magnitude (first one)
     with np.errstate(over="ignore"):
-        best_h = (mx / np.float32(-8)).astype(np.float16)
+        best_h = (mx / np.float32(lo)).astype(np.float16)
     if not np.all(np.isfinite(best_h)):
-        raise QtfError("q4: values too large for q4's f16 scales (|v| > %g)" % (8 * 65504))
+        raise QtfError("%s: values too large for %s's f16 scales (|v| > %g)" % (kind, kind, -lo * 65504))
     best_d = best_h.astype(np.float32)
-    nib, best = _q4_nibbles(v, n_valid, best_d)
+    code, best = _block_codes(v, n_valid, best_d, lo, hi)
     if search:
         live = mx != 0
-        for t in range(len(Q4_TRIALS) + 1):
-            if t < len(Q4_TRIALS):
+        trials = [np.float32(lo) + np.float32(t) for t in _LO_TRIALS] + [np.float32(hi) + np.float32(t) for t in _HI_TRIALS]
+        for t in range(len(trials) + 1):
+            if t < len(trials):
                 with np.errstate(over="ignore"):
-                    d = (mx / Q4_TRIALS[t]).astype(np.float16).astype(np.float32)
+                    d = (mx / trials[t]).astype(np.float16).astype(np.float32)
                 ok = live & np.isfinite(d)
-                trial, _ = _q4_nibbles(v, n_valid, np.where(ok, d, 0).astype(np.float32))
+                trial, _ = _block_codes(v, n_valid, np.where(ok, d, 0).astype(np.float32), lo, hi)
             else:
-                ok, trial = live.copy(), nib.copy()
-            q = trial.astype(np.float64) - 8
+                ok, trial = live.copy(), code.copy()
+            q = trial.astype(np.float64) + lo
             xq = (v.astype(np.float64) * q).sum(axis=1)
             qq = (q * q).sum(axis=1)
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
                 d = (xq / qq).astype(np.float32).astype(np.float16).astype(np.float32)
             ok &= (qq > 0) & np.isfinite(d)
-            trial, err = _q4_nibbles(v, n_valid, np.where(ok, d, 0).astype(np.float32))
+            trial, err = _block_codes(v, n_valid, np.where(ok, d, 0).astype(np.float32), lo, hi)
             win = ok & (err < best)
             best = np.where(win, err, best)
             best_d = np.where(win, d, best_d).astype(np.float32)
-            nib = np.where(win[:, None], trial, nib)
-    out = np.zeros((v.shape[0], 18), dtype=np.uint8)
-    out[:, :2] = best_d.astype("<f2").view(np.uint8).reshape(-1, 2)
+            code = np.where(win[:, None], trial, code)
+    return best_d, code
+
+
+def encode_q4(a, search=True):
+    """[.., cols] float -> bytes of a q4 tensor (GGUF Q4_0 blocks along each row, the last one padded with
+    nibble 8); search: the engine's default scale search (docs/quantize.md), else GGUF's max / -8."""
+    d, nib = _encode_blocks(a, -8, 7, search, "q4")
+    out = np.zeros((d.shape[0], 18), dtype=np.uint8)
+    out[:, :2] = d.astype("<f2").view(np.uint8).reshape(-1, 2)
     out[:, 2:] = nib[:, :16] | (nib[:, 16:] << 4)
     return out.tobytes()
 
 
-KINDS = {"f32": DT_F32, "f16": DT_F16, "i8": DT_I8, "q8": DT_Q8, "q4": DT_Q4}
+def encode_q3(a, search=True):
+    """[.., cols] float -> bytes of a q3 tensor (engine/kernels/kernels.h: per block of 32 an f16 scale, 8
+    bytes whose byte j holds the low bit pairs of values j, j + 8, j + 16, j + 24, and 4 bytes of third
+    bits, value j's at bit j; value = d * (code - 4)); search as encode_q4, else max / -4."""
+    d, code = _encode_blocks(a, -4, 3, search, "q3")
+    out = np.zeros((d.shape[0], 14), dtype=np.uint8)
+    out[:, :2] = d.astype("<f2").view(np.uint8).reshape(-1, 2)
+    low = (code & 3).reshape(-1, 4, 8)  # [B, i, j]: value j + 8 i
+    out[:, 2:10] = low[:, 0] | low[:, 1] << 2 | low[:, 2] << 4 | low[:, 3] << 6
+    high = (code >> 2).astype(np.uint32)
+    out[:, 10:14] = (high << np.arange(32, dtype=np.uint32)).sum(axis=1).astype("<u4").view(np.uint8).reshape(-1, 4)
+    return out.tobytes()
+
+
+def decode_q3_codes(raw):
+    """[.., 14] bytes of q3 blocks -> codes [.., 32] (0..7) in value order."""
+    low = np.stack([(raw[..., 2:10] >> (2 * i)) & 3 for i in range(4)], axis=-2).reshape(raw.shape[:-1] + (32,))
+    high = np.unpackbits(raw[..., 10:14], axis=-1, bitorder="little")
+    return (low | high << 2).astype(np.int8)
+
+
+KINDS = {"f32": DT_F32, "f16": DT_F16, "i8": DT_I8, "q8": DT_Q8, "q4": DT_Q4, "q3": DT_Q3}
 
 
 def tensor_nbytes(shape, kind):
@@ -152,15 +185,15 @@ def tensor_nbytes(shape, kind):
     cols = int(shape[-1])
     rows = count // cols
     return {"f32": 4 * count, "f16": 2 * count, "i8": count, "q8": count + 4 * rows,
-            "q4": rows * ((cols + 31) // 32) * 18}[kind]
+            "q4": rows * ((cols + 31) // 32) * 18, "q3": rows * ((cols + 31) // 32) * 14}[kind]
 
 
 def encode_tensor(a, kind):
-    """(dtype code, bytes, scale) of a float array stored as kind (f32, f16, i8, q8, q4)."""
+    """(dtype code, bytes, scale) of a float array stored as kind (f32, f16, i8, q8, q4, q3)."""
     a = np.asarray(a)
     if kind not in KINDS:
-        raise QtfError("unknown tensor kind %r (f32, f16, i8, q8, q4)" % (kind,))
-    if kind in ("i8", "q8", "q4") and not np.all(np.isfinite(a)):
+        raise QtfError("unknown tensor kind %r (f32, f16, i8, q8, q4, q3)" % (kind,))
+    if kind in ("i8", "q8", "q4", "q3") and not np.all(np.isfinite(a)):
         raise QtfError("non-finite values cannot be quantized")
     if kind == "f32":
         return DT_F32, np.ascontiguousarray(a.astype("<f4")).tobytes(), 1.0
@@ -170,6 +203,8 @@ def encode_tensor(a, kind):
         return DT_Q8, encode_q8(a), 1.0
     if kind == "q4":
         return DT_Q4, encode_q4(a), 1.0
+    if kind == "q3":
+        return DT_Q3, encode_q3(a), 1.0
     data, s = encode_i8(a)
     return DT_I8, data, s
 
@@ -355,8 +390,8 @@ def read_qtf(path_or_bytes):
         rows = count // dims[-1]
         cols = dims[-1]
         blocks = (cols + 31) // 32
-        if dt == DT_Q4:
-            expect = rows * blocks * 18
+        if dt in (DT_Q4, DT_Q3):
+            expect = rows * blocks * (18 if dt == DT_Q4 else 14)
         else:
             expect = count * DT_SIZE[dt] + (4 * rows if dt == DT_Q8 else 0)
         if size != expect or offset % ALIGN or offset < prev_end or offset + size > file_size:
@@ -380,6 +415,16 @@ def read_qtf(path_or_bytes):
             if not np.all(np.isfinite(d)) or (tail and np.any(nib[:, -1, 32 - tail:] != 8)):
                 raise QtfError("bad q4 scales or padding " + name)
             v = (d * (nib - 8).astype(np.float32)).reshape(rows, blocks * 32)[:, :cols]
+            tensors[name] = np.ascontiguousarray(v).reshape(dims)
+            continue
+        if dt == DT_Q3:
+            raw = np.frombuffer(data, dtype=np.uint8, count=size, offset=offset).reshape(rows, blocks, 14)
+            d = raw[:, :, :2].copy().view("<f2").astype(np.float32)  # [rows, blocks, 1]
+            code = decode_q3_codes(raw)
+            tail = blocks * 32 - cols
+            if not np.all(np.isfinite(d)) or (tail and np.any(code[:, -1, 32 - tail:] != 4)):
+                raise QtfError("bad q3 scales or padding " + name)
+            v = (d * (code - 4).astype(np.float32)).reshape(rows, blocks * 32)[:, :cols]
             tensors[name] = np.ascontiguousarray(v).reshape(dims)
             continue
         a = np.frombuffer(data, dtype=DT_NUMPY[dt], count=count, offset=offset).reshape(dims)
