@@ -34,6 +34,31 @@ Bytes q4_rows() {
   return b;
 }
 
+// A q3 tensor of the same shape (kernels.h: f16 d, byte 2 + j: the low bit pairs of values j + 8i at
+// bits 2i, bytes 10..13: value j's third bit at bit j): value (r, c) = 0.5 * ((r * 40 + c) % 8 - 4), the
+// tail padded with codes 4.
+Bytes q3_rows() {
+  Bytes b(2 * 2 * 14, 0);
+  for (int r = 0; r < 2; ++r)
+    for (int blk = 0; blk < 2; ++blk) {
+      uint8_t* p = b.data() + (r * 2 + blk) * 14;
+      p[0] = 0x00, p[1] = 0x38;  // f16 0.5
+      for (int j = 0; j < 32; ++j) {
+        const int c = blk * 32 + j, code = c < 40 ? (r * 40 + c) % 8 : 4;
+        p[2 + j % 8] |= (uint8_t)((code & 3) << (2 * (j / 8)));
+        p[10 + j / 8] |= (uint8_t)((code >> 2) << (j % 8));
+      }
+    }
+  return b;
+}
+
+// Nibble c of a q4 row (byte 2 + j of a block: value j low, value j + 16 high).
+int q4_nibble(const uint8_t* row, int c) {
+  const uint8_t* p = row + c / 32 * 18;
+  const int j = c % 32;
+  return j < 16 ? p[2 + j] & 15 : p[2 + j - 16] >> 4;
+}
+
 Bytes make_file() {
   Writer w;
   w.add_str("qtf.arch", "qtensorformer");
@@ -54,6 +79,7 @@ Bytes make_file() {
   for (int i = 0; i < 15; ++i) q8[i] = (int8_t)(i - 7);
   w.add_q8("delta.q8", {3, 5}, row_scales, q8);
   w.add_tensor("eps.q4", DType::q4, {2, 40}, q4_rows().data());
+  w.add_tensor("zeta.q3", DType::q3, {2, 40}, q3_rows().data());
   return w.finish();
 }
 
@@ -116,7 +142,7 @@ TEST_CASE("a valid file opens and its contents read back") {
   REQUIRE(m.open(f.data(), f.size()).ok());
   CHECK(m.version() == 1);
   CHECK(m.meta_count() == 6);
-  CHECK(m.tensor_count() == 5);
+  CHECK(m.tensor_count() == 6);
 
   Str s;
   REQUIRE(m.get_str("qtf.arch", &s).ok());
@@ -177,6 +203,20 @@ TEST_CASE("a valid file opens and its contents read back") {
   const qtf::Weights q4 = qtf::Weights::q4(t.values, 40);
   for (int r = 0; r < 2; ++r)
     for (int c = 0; c < 40; ++c) CHECK(q4.value(r * 40 + c, r) == 0.5f * (float)((r * 40 + c) % 16 - 8));
+  REQUIRE(m.find_tensor("zeta.q3", &t));
+  CHECK(t.dtype == DType::q3);
+  CHECK(t.size == 2 * 2 * 14);
+  std::vector<uint8_t> as_q4(2 * (size_t)qtf::q4_row_bytes(40));
+  for (int r = 0; r < 2; ++r) {
+    const uint8_t* row = static_cast<const uint8_t*>(t.values) + r * qtf::q3_row_bytes(40);
+    qtf::q3_row_to_q4(row, 40, as_q4.data() + r * qtf::q4_row_bytes(40));
+    for (int c = 0; c < 40; ++c) CHECK(qtf::q3_value(row, c) == 0.5f * (float)((r * 40 + c) % 8 - 4));
+  }
+  const qtf::Weights q3 = qtf::Weights::q4(as_q4.data(), 40);  // the loader's expansion: the same values
+  for (int r = 0; r < 2; ++r)
+    for (int c = 0; c < 64; ++c) CHECK(q4_nibble(as_q4.data() + r * qtf::q4_row_bytes(40), c) == (c < 40 ? (r * 40 + c) % 8 + 4 : 8));
+  for (int r = 0; r < 2; ++r)
+    for (int c = 0; c < 40; ++c) CHECK(q3.value(r * 40 + c, r) == 0.5f * (float)((r * 40 + c) % 8 - 4));
   CHECK_FALSE(m.find_tensor("missing", &t));
 }
 
@@ -312,7 +352,7 @@ TEST_CASE("tensor table damage") {
   expect_damage([](Bytes* f) { wr(f, tensor_entry(*f, 2).scale, 0, 4); }, Err::bad_value, "i8 scale");
   expect_damage([](Bytes* f) { wr(f, 68, rd(*f, 68, 4) - 1, 4); }, Err::bad_value, "unused bytes");
   // q8: the size must count the row scales, and every scale must be finite and > 0 (like i8's one).
-  expect_damage([](Bytes* f) { (*f)[tensor_entry(*f, 3).dtype] = 5; }, Err::bad_dtype, "unknown dtype 5");
+  expect_damage([](Bytes* f) { (*f)[tensor_entry(*f, 3).dtype] = 6; }, Err::bad_dtype, "unknown dtype 6");
   expect_damage([](Bytes* f) { wr(f, tensor_entry(*f, 3).size, 15, 8); }, Err::bad_shape, "a scale per row included");
   expect_damage([](Bytes* f) { wr(f, tensor_entry(*f, 3).dims, 4, 8); }, Err::bad_shape, "a scale per row included");
   expect_damage([](Bytes* f) { (*f)[tensor_entry(*f, 2).dtype] = 3; }, Err::bad_shape, "does not match shape");
@@ -342,6 +382,25 @@ TEST_CASE("tensor table damage") {
                 "q4 row 0 pads its last block with nibble 0 at value 40, not 8");
   expect_damage([](Bytes* f) { (*f)[rd(*f, tensor_entry(*f, 4).offset, 8) + 3 * 18 + 2 + 15] ^= 0x10; },
                 Err::bad_value, "q4 row 1 pads its last block with nibble 9 at value 63, not 8");
+  // q3: the same rules with 14-byte blocks and codes 4 as the padding.
+  expect_damage([](Bytes* f) { wr(f, tensor_entry(*f, 5).size, 57, 8); }, Err::bad_shape, "14 per block of 32");
+  expect_damage([](Bytes* f) { wr(f, tensor_entry(*f, 5).dims + 8, 65, 8); }, Err::bad_shape, "14 per block of 32");
+  expect_damage([](Bytes* f) { (*f)[tensor_entry(*f, 4).dtype] = 5; }, Err::bad_shape, "does not match shape");
+  expect_damage(
+      [](Bytes* f) {  // 2^61 rows of one value: 2^61 blocks of 14 bytes overflow 64 bits
+        wr(f, tensor_entry(*f, 5).dims, 1ull << 61, 8);
+        wr(f, tensor_entry(*f, 5).dims + 8, 1, 8);
+      },
+      Err::overflow, "byte size overflows");
+  expect_damage([](Bytes* f) { wr(f, rd(*f, tensor_entry(*f, 5).offset, 8) + 2 * 14, 0x7C00, 2); }, Err::bad_value,
+                "q3 scale of row 1, block 0 is not finite");
+  expect_damage([](Bytes* f) { wr(f, rd(*f, tensor_entry(*f, 5).offset, 8) + 14, 0xFE00, 2); }, Err::bad_value,
+                "q3 scale of row 0, block 1 is not finite");
+  // value 40 (block 1, j 8): low pair in byte 2 + 0 at bits 2..3, third bit at byte 11 bit 0 (code 4 = 1 << 2)
+  expect_damage([](Bytes* f) { (*f)[rd(*f, tensor_entry(*f, 5).offset, 8) + 14 + 11] &= 0xFE; }, Err::bad_value,
+                "q3 row 0 pads its last block with code 0 at value 40, not 4");
+  expect_damage([](Bytes* f) { (*f)[rd(*f, tensor_entry(*f, 5).offset, 8) + 3 * 14 + 2 + 7] ^= 0x40; },
+                Err::bad_value, "q3 row 1 pads its last block with code 5 at value 63, not 4");
 
   Writer w;
   float x[2] = {1, 2};

@@ -314,3 +314,98 @@ TEST_CASE("act-quant q8: logits of shipped q8 and q4 models within bounds of the
     }
   }
 }
+
+TEST_CASE("q3 rows: the blocks stand for the values within a step, search beats absmax, tails padded") {
+  std::mt19937 rng(43);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  for (int cols : {1, 7, 32, 33, 100, 768}) {
+    CAPTURE(cols);
+    std::vector<float> v((size_t)cols);
+    for (float& x : v) x = normal(rng) * 0.05f;
+    v[(size_t)cols / 2] = 0.4f;
+    std::vector<uint8_t> search((size_t)q3_row_bytes(cols)), absmax(search.size()), as_q4((size_t)q4_row_bytes(cols));
+    REQUIRE(host::quantize_q3_row(v.data(), cols, host::Q4Scale::search, search.data()));
+    REQUIRE(host::quantize_q3_row(v.data(), cols, host::Q4Scale::absmax, absmax.data()));
+    q3_row_to_q4(search.data(), cols, as_q4.data());
+    const Weights w4 = Weights::q4(as_q4.data(), cols);
+    double err_search = 0, err_absmax = 0;
+    for (int c = 0; c < cols; ++c) {
+      const uint8_t* block = absmax.data() + c / kQ3Block * kQ3BlockBytes;
+      const float d = f16_to_f32((uint16_t)(block[0] | block[1] << 8));
+      // absmax: the largest magnitude maps to -4 d; other values within half a step, those of the other
+      // sign beyond 3.5 |d| clamped to 3 d: within a step.
+      const float step = std::fabs(d), bound = std::fabs(v[(size_t)c]) <= 3.5f * step ? 0.5f * step : step;
+      CHECK(std::fabs(q3_value(absmax.data(), c) - v[(size_t)c]) <= bound * 1.01f + 1e-7f);
+      CHECK(w4.value(c, 0) == q3_value(search.data(), c));  // the loader's q4 expansion: the same values
+      err_absmax += std::pow(q3_value(absmax.data(), c) - v[(size_t)c], 2);
+      err_search += std::pow(q3_value(search.data(), c) - v[(size_t)c], 2);
+    }
+    CHECK(err_search <= err_absmax);
+    if (cols >= 32) CHECK(err_search < 0.95 * err_absmax);
+    for (int c = cols; c % kQ3Block; ++c) {  // padding: code 4 (zero) in both, nibble 8 once expanded
+      CHECK(q3_value(search.data(), c) == 0.f);
+      CHECK(q3_value(absmax.data(), c) == 0.f);
+      CHECK(w4.value(c, 0) == 0.f);
+    }
+  }
+  const float huge[2] = {3e5f, 1.f};  // beyond 4 * 65504: no finite f16 scale
+  std::vector<uint8_t> out(kQ3BlockBytes);
+  CHECK_FALSE(host::quantize_q3_row(huge, 2, host::Q4Scale::search, out.data()));
+}
+
+TEST_CASE("q3 models: matrices expanded to q4 blocks at load, the file's values, a prompt block as tokens") {
+  int compared = 0;  // models whose blk.0.ffn.up.w was compared value by value
+  for (const std::string& f : test::fixture_and_shipped_models()) {
+    INFO(f);
+    host::FileBytes bytes;
+    REQUIRE(bytes.open(f.c_str()).ok());
+    std::vector<uint8_t> out;
+    host::QuantizeReport rep;
+    REQUIRE(host::quantize_model(bytes.data(), bytes.size(), host::QuantType::q3, &out, &rep).ok());
+    host::LoadedModel qm;
+    REQUIRE(qm.load_memory(out.data(), out.size()).ok());
+    const Model& m = qm.model();
+    const Linear& up = m.layers[0].up;  // q3's TT cores are q8's; dense matrices q3 in the file, q4 resident
+    CHECK((up.tt ? up.tt_w.cores[0].type : up.dense.w.type) == (up.tt ? WType::i8 : WType::q4));
+    CHECK(m.head_w.type == WType::i8);  // the head q8, as q4 keeps it
+    format::ModelFile file;
+    REQUIRE(file.open(out.data(), out.size()).ok());
+    format::TensorInfo t;
+    size_t q3 = 0;
+    for (uint64_t cur = 0; file.next_tensor(&cur, &t);) {
+      if (t.dtype != format::DType::q3) continue;
+      ++q3;
+      const std::string name(t.name.data, t.name.size);
+      if (name != "blk.0.ffn.up.w") continue;
+      ++compared;
+      const int64_t cols = (int64_t)t.dims[1];
+      for (int64_t r = 0; r < (int64_t)t.dims[0]; ++r)
+        for (int64_t c = 0; c < cols; ++c)
+          REQUIRE(up.dense.w.value(r * cols + c, r) ==
+                  q3_value(static_cast<const uint8_t*>(t.values) + r * q3_row_bytes(cols), c));
+    }
+    CHECK(q3 == rep.dense - 1);  // every dense matrix but the head
+    const ModelConfig& c = m.cfg;
+    std::vector<int32_t> tokens(16);
+    uint32_t lcg = 7;
+    for (int32_t& tok : tokens) tok = (int32_t)(((lcg = lcg * 1664525u + 1013904223u) >> 8) % (uint32_t)c.vocab);
+    ContextOptions one, block;
+    one.n_ctx = block.n_ctx = (int)tokens.size() + c.memory_tokens;
+    one.n_batch = 1;
+    block.n_batch = 16;
+    block.n_threads = 3;
+    host::HostContext a, b;
+    REQUIRE(a.init(qm, one).ok());
+    REQUIRE(b.init(qm, block).ok());
+    for (int i = 0; i < 16; ++i) REQUIRE(a.ctx().eval(tokens[i]).ok());
+    REQUIRE(b.ctx().eval(tokens.data(), 16).ok());
+    float diff = 0, scale = 1;
+    for (int i = 0; i < c.vocab; ++i) {
+      REQUIRE(std::isfinite(a.ctx().logits()[i]));
+      diff = std::max(diff, std::fabs(a.ctx().logits()[i] - b.ctx().logits()[i]));
+      scale = std::max(scale, std::fabs(a.ctx().logits()[i]));
+    }
+    CHECK(diff <= 1e-5f * scale);
+  }
+  CHECK(compared >= 3);
+}

@@ -1,5 +1,5 @@
 // Rewrites a .qtf file through format::Writer with edits, to build damaged or unusual models for tests
-// and the fuzz seed corpus: metadata overrides, tensor value changes, and f16/i8/q8/q4 storage.
+// and the fuzz seed corpus: metadata overrides, tensor value changes, and f16/i8/q8/q4/q3 storage.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -20,7 +20,7 @@ struct ModelEdit {
   std::function<bool(const std::string& key, format::Writer* w)> meta;
   // Called for each tensor's values (as f32) before they are stored.
   std::function<void(const std::string& name, std::vector<float>* values)> tensor;
-  format::DType dtype = format::DType::f32;  // how tensors are stored (q8: a scale per row; q4: blocks)
+  format::DType dtype = format::DType::f32;  // how tensors are stored (q8: a scale per row; q4, q3: blocks)
 };
 
 inline uint16_t f32_to_f16(float f) {  // round to nearest even; keeps Inf and NaN
@@ -67,6 +67,7 @@ inline std::vector<uint8_t> rewrite_model(const std::vector<uint8_t>& in, const 
       else if (t.dtype == format::DType::f16) v[k] = format::f16_to_f32((uint16_t)(src[2 * k] | src[2 * k + 1] << 8));
       else if (t.dtype == format::DType::i8) v[k] = t.scale * (float)(int8_t)src[k];
       else if (t.dtype == format::DType::q4) v[k] = Weights::q4(src, (int64_t)cols).value((int64_t)k, (int64_t)(k / cols));
+      else if (t.dtype == format::DType::q3) v[k] = q3_value(src + k / cols * q3_row_bytes((int64_t)cols), (int64_t)(k % cols));
       else v[k] = t.row_scales[k / cols] * (float)(int8_t)src[k];
     }
     if (edit.tensor) edit.tensor(name, &v);
@@ -99,6 +100,12 @@ inline std::vector<uint8_t> rewrite_model(const std::vector<uint8_t>& in, const 
       for (int64_t r = 0; r < rows; ++r)
         host::quantize_q4_row(v.data() + r * n, n, host::Q4Scale::absmax, blocks.data() + r * q4_row_bytes(n));
       w.add_tensor(name, format::DType::q4, dims, blocks.data());
+    } else if (edit.dtype == format::DType::q3) {
+      const int64_t n = (int64_t)dims.back(), rows = (int64_t)v.size() / n;
+      std::vector<uint8_t> blocks((size_t)(rows * q3_row_bytes(n)));
+      for (int64_t r = 0; r < rows; ++r)
+        host::quantize_q3_row(v.data() + r * n, n, host::Q4Scale::search, blocks.data() + r * q3_row_bytes(n));
+      w.add_tensor(name, format::DType::q3, dims, blocks.data());
     } else {
       w.add_f32(name, dims, v.data());
     }

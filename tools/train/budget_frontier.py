@@ -1,11 +1,11 @@
 """The byte-budget frontier of budget.py, measured by the engine (docs/llama.md "Compression under a byte
 budget"): for one model, files at fractions of its f32 file for each family (quant: per-tensor types in a
 dense file; tt: the low-rank TT file with quantised cores; mix: the one of the two with the lower KL on the
-set-aside healing stories), plus `qtf quantize` f16/q8/q4 of the whole model, each scored on held-out
+set-aside healing stories), plus `qtf quantize` f16/q8/q4/q3 of the whole model, each scored on held-out
 stories the compressor never saw:
 
     python3 tools/train/budget_frontier.py run --model models/stories260k.qtf --name stories260k --dir D \
-        [--budgets 1/16,1/8,1/4,1/2] [--heal-seconds 45] [--heal 1-300] [--heldout 301-500]
+        [--budgets 1/16,1/8,1/4,1/2] [--heal-seconds 45] [--heal 1-300] [--heldout 301-500] [--families quant,tt]
     python3 tools/train/budget_frontier.py speed --dir D [--rounds 3 --cpu 1]   # tg again, interleaved, pinned
     python3 tools/train/budget_frontier.py report --dir D --md D/frontier.md --svg docs/img/budget-frontier.svg
 
@@ -26,6 +26,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import budget  # noqa: E402
 
+UNIFORM = ("f16", "q8", "q4", "q3")  # the `qtf quantize --type` files measured beside the budgets
 TEXT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "data", "real",
                     "tinystories-valid-1-500.txt")
 
@@ -134,7 +135,7 @@ def run(args):
 
     if ("original", None) not in done:
         add(dict(measure(s.qtf, s.binding, s.qtf_path, held_txt, x, t_lp), family="original"))
-    for t in ("f16", "q8", "q4"):
+    for t in UNIFORM:
         if ("uniform " + t, None) in done:
             continue
         p = os.path.join(out, "uniform-%s.qtf" % t)
@@ -143,7 +144,7 @@ def run(args):
     for frac in args.budgets.split(","):
         b = budget.parse_budget(frac, s.f32_bytes)
         fam_points = {}
-        for fam in ("quant", "tt"):
+        for fam in args.families.split(","):
             path = os.path.join(out, "%s-%s.qtf" % (fam, frac.replace("/", "_")))
             r = s.run(fam, b, args.heal_seconds, args.heal_steps, args.seed)
             if r is None:
@@ -253,7 +254,7 @@ def table(res):
             "%.1f" % (p["peak_rss_kib"] / 1024) if p.get("peak_rss_kib") else "", p.get("summary", ""))
 
     rows.append(row(orig, "f32") .replace("| f32 | original |", "| - | original (f32) |"))
-    for t in ("f16", "q8", "q4"):
+    for t in UNIFORM:
         p = next((q for q in res["points"] if q["family"] == "uniform " + t), None)
         if p:
             rows.append(row(p, "-"))
@@ -390,6 +391,7 @@ def main():
     r.add_argument("--heldout", default="301-500")
     r.add_argument("--budgets", default="1/16,1/8,1/4,1/2")
     r.add_argument("--heal-seconds", type=float, default=45)
+    r.add_argument("--families", default="quant,tt", help="which of quant, tt to run (mix: the better of those run)")
     r.add_argument("--heal-steps", type=int, default=100000)
     r.add_argument("--samples", type=int, default=32)
     r.add_argument("--calib-windows", type=int, default=8)

@@ -104,20 +104,35 @@ class TestMixedWriter(unittest.TestCase):
     def test_kinds_round_trip(self):
         rng = np.random.default_rng(1)
         a = rng.standard_normal((5, 70)).astype(np.float32)
-        kinds = ["f32", "f16", "q8", "q4", "i8"]
+        kinds = ["f32", "f16", "q8", "q4", "q3", "i8"]
         blob = write_qtf(None, {"x": 1}, [("t_" + k, a, k) for k in kinds])
         _, t = read_qtf(blob)
-        for k, tol in zip(kinds, [0, 2e-3, None, None, None]):
+        for k, tol in zip(kinds, [0, 2e-3, None, None, None, None]):
             got = t["t_" + k]
             step = {"q8": np.abs(a).max(1, keepdims=True) / 127, "i8": np.abs(a).max() / 127}.get(k)
             if k == "q4":  # within a step of each block's scale search (worst block: a 16th of its range)
                 self.assertLess(np.abs(got - a).max(), np.abs(a).max() / 8)
+            elif k == "q3":  # the same with 8 levels: an 8th of its range
+                self.assertLess(np.abs(got - a).max(), np.abs(a).max() / 4)
             elif step is not None:
                 self.assertTrue(np.all(np.abs(got - a) <= step / 2 + 1e-6))
             else:
                 self.assertLessEqual(np.abs(got - a).max(), tol)
         # every tensor's bytes are the size rule of docs/format.md
         self.assertEqual(tensor_nbytes((5, 70), "q4"), 5 * 3 * 18)
+        self.assertEqual(tensor_nbytes((5, 70), "q3"), 5 * 3 * 14)
+
+    def test_q3_fake_quant_is_the_writer(self):
+        """The healing's forward values of a q3 matrix (fq) are the values the writer stores (bit for bit on
+        random rows; the rounding of ties may differ, none here), and cost more than q4's 16 levels."""
+        rng = np.random.default_rng(2)
+        w = (rng.standard_normal((40, 100)) * 0.05).astype(np.float32)
+        w[3, 17] = 0.6  # an outlier
+        fq = budget.fq(torch.from_numpy(w), "q3").numpy()
+        stored = budget.roundtrip(w, "q3")
+        self.assertTrue(np.array_equal(fq, stored))
+        q4 = budget.roundtrip(w, "q4")
+        self.assertGreater(((stored - w) ** 2).sum(), 2 * ((q4 - w) ** 2).sum())
         self.assertEqual(tensor_nbytes((5, 70), "q8"), 5 * 70 + 5 * 4)
 
 
