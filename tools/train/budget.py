@@ -3,7 +3,8 @@ distillation, a .qtf with mixed per-tensor types (issue 27, parts 1 and 3; docs/
 under a byte budget").
 
     python3 tools/train/budget.py --model IN --budget BYTES|1/8 --text STORIES.txt --out OUT.qtf \
-        [--stories 1-300] [--family mix|quant|tt] [--heal-seconds 60] [--qtf build/qtf] [--json R.json]
+        [--stories 1-300] [--family mix|quant|tt] [--heal-seconds 60] [--device cpu|cuda] [--qtf build/qtf] \
+        [--json R.json]
 
 IN is anything the engine imports (a .qtf, a GGUF, a llama2.c checkpoint with --tokenizer, a Hugging Face
 directory): anything not a .qtf goes through `qtf convert` first, then llama.load_qtf loads it into the
@@ -31,6 +32,7 @@ Bad input (a budget below the smallest file, a model the importer refuses, text 
 tokenizer lacks) stops with one line and leaves no output file.
 """
 import argparse
+import copy
 import json
 import math
 import os
@@ -692,8 +694,12 @@ class Session:
     """Everything measured once per model: the reference, calibration data, options and their KLs per family."""
 
     def __init__(self, model_path, text, stories=None, qtf=None, tokenizer=None, window=256, calib_windows=8,
-                 val_stories=0.1, samples=32, seed=0, log=print, workdir=None, drop_unknown=False, plain=0):
+                 val_stories=0.1, samples=32, seed=0, log=print, workdir=None, drop_unknown=False, plain=0,
+                 device="cpu"):
         torch.set_num_threads(1)
+        self.device = torch.device(device)  # where healing runs (the sensitivity and the file stay on the CPU)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise BudgetError("--device cuda: no CUDA device is available to PyTorch")
         torch.manual_seed(seed)
         self.log = log
         self.qtf = find_qtf(qtf)
@@ -770,7 +776,11 @@ class Session:
         student = make_student(self.model, mats, choice)
         before = kl_to(student, self.calib_x, self.calib_lp)[0]
         data = self.train_x if self.samples_x is None else torch.cat([self.train_x, self.samples_x])
-        h = heal(student, self.model, data, self.val_x, self.val_lp, heal_seconds, heal_steps, seed=seed, log=self.log)
+        dev = self.device
+        teacher = self.model if dev.type == "cpu" else copy.deepcopy(self.model).to(dev)
+        h = heal(student.to(dev), teacher, data.to(dev), self.val_x.to(dev), self.val_lp.to(dev), heal_seconds,
+                 heal_steps, seed=seed, log=self.log)
+        student = student.cpu()
         rep = {"family": fam, "budget": int(budget), "predicted_kl": predicted, "calib_kl_unhealed": before, "heal": h,
                "choice": {m.name: {k: v for k, v in m.options[j].items() if k != "loss"} | {"loss": m.options[j]["loss"]}
                           for m, j in zip(mats, choice)}}
@@ -827,7 +837,8 @@ def parse_budget(spec, f32_bytes):
 
 def compress(args, log=print):
     s = Session(args.model, args.text, args.stories, args.qtf, args.tokenizer, args.window, args.calib_windows,
-                samples=args.samples, seed=args.seed, log=log, drop_unknown=args.drop_unknown, plain=args.plain_text)
+                samples=args.samples, seed=args.seed, log=log, drop_unknown=args.drop_unknown, plain=args.plain_text,
+                device=args.device)
     budget = parse_budget(args.budget, s.f32_bytes)
     fams = ["quant", "tt"] if args.family == "mix" else [args.family]
     results = []
@@ -869,6 +880,7 @@ def main(argv=None):
     ap.add_argument("--family", choices=["mix", "quant", "tt"], default="mix")
     ap.add_argument("--heal-seconds", type=float, default=60)
     ap.add_argument("--heal-steps", type=int, default=100000)
+    ap.add_argument("--device", default="cpu", help="where healing runs: cpu (default) or cuda")
     ap.add_argument("--window", type=int, default=256)
     ap.add_argument("--calib-windows", type=int, default=8)
     ap.add_argument("--samples", type=int, default=32, help="sequences sampled from the original for healing")

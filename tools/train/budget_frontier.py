@@ -6,6 +6,7 @@ stories the compressor never saw:
 
     python3 tools/train/budget_frontier.py run --model models/stories260k.qtf --name stories260k --dir D \
         [--budgets 1/16,1/8,1/4,1/2] [--heal-seconds 45] [--heal 1-300] [--heldout 301-500] [--families quant,tt]
+        [--device cpu|cuda]
     python3 tools/train/budget_frontier.py speed --dir D [--rounds 3 --cpu 1]   # tg again, interleaved, pinned
     python3 tools/train/budget_frontier.py report --dir D --md D/frontier.md --svg docs/img/budget-frontier.svg
 
@@ -113,7 +114,7 @@ def run(args):
         log_f.flush()
 
     s = budget.Session(args.model, args.text, args.heal, args.qtf, args.tokenizer, samples=args.samples, log=log,
-                       calib_windows=args.calib_windows, drop_unknown=True, plain=args.plain_text)
+                       calib_windows=args.calib_windows, drop_unknown=True, plain=args.plain_text, device=args.device)
     held_txt = os.path.join(out, "heldout.txt")
     held = heldout_file(args.text, args.heldout, held_txt, args.plain_text)
     ids = budget.encode_stories(s.qtf, s.qtf_path, s.meta, held, s.workdir, s.binding, drop_unknown=True, log=log)
@@ -393,6 +394,7 @@ def main():
     r.add_argument("--heal-seconds", type=float, default=45)
     r.add_argument("--families", default="quant,tt", help="which of quant, tt to run (mix: the better of those run)")
     r.add_argument("--heal-steps", type=int, default=100000)
+    r.add_argument("--device", default="cpu", help="where healing runs: cpu (default) or cuda")
     r.add_argument("--samples", type=int, default=32)
     r.add_argument("--calib-windows", type=int, default=8)
     r.add_argument("--kl-windows", type=int, default=16)

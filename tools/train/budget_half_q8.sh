@@ -1,0 +1,23 @@
+#!/bin/bash
+# Issue 27's goal point: stories260K and TinyStories-656K compressed to half their q8 file's bytes by
+# budget.py's quantisation family (q8/q4/q3 per matrix, docs/llama.md "Compression of a model nobody here
+# trained"), healed HEAL seconds on DEVICE, scored on held-out stories 301-500 by the engine.
+#   tools/train/budget_half_q8.sh OUT_DIR [DEVICE (cpu|cuda, default cuda)] [HEAL_SECONDS (default 600)]
+# Builds build/qtf and build/libqtf.so first when missing. Results: OUT_DIR/*/results.json, OUT_DIR/frontier.md.
+set -euo pipefail
+out=$1 device=${2:-cuda} heal=${3:-600}
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+if [ ! -x build/qtf ] || [ ! -f build/libqtf.so ]; then
+  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DQTF_BUILD_TOOLS=ON -DQTF_BUILD_SHARED=ON > /dev/null
+  cmake --build build -j"$(nproc)" --target qtf qtf_shared > /dev/null
+fi
+text=${TEXT:-$root/../shared/data/real/tinystories-valid-1-500.txt}
+[ -f "$text" ] || text=/work/shared/data/real/tinystories-valid-1-500.txt
+py=${PYTHON:-python3}
+"$py" tools/train/budget_frontier.py run --model models/stories260k.qtf --name stories260k --dir "$out" \
+  --text "$text" --budgets 146304 --families quant --heal-seconds "$heal" --calib-windows 6 --device "$device"
+"$py" tools/train/budget_frontier.py run --model models/tinystories-656k.qtf --name tinystories656k --dir "$out" \
+  --text "$text" --budgets 371904 --families quant --heal-seconds "$heal" --calib-windows 6 --device "$device"
+"$py" tools/train/budget_frontier.py report --dir "$out" --md "$out/frontier.md"
+cat "$out/frontier.md"
