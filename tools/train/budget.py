@@ -15,7 +15,8 @@ PyTorch Llama reference. --budget is the output file's size in bytes, or a fract
 Two file kinds, because the engine's files are either dense (`model.tensorized` 0) or tensorized (every
 linear a TT with one factorisation per width), never a mix:
   quant  dense file; every matrix (the linears and the embedding) f32, f16, q8 (int8, scale per row),
-         q4 (GGUF Q4_0 blocks, the engine's scale search) or q3 (3-bit blocks of 32, the same search)
+         q4 (GGUF Q4_0 blocks, the engine's scale search) or q3 (3-bit blocks of 32, the same search; or
+         q3a: the same blocks with absmax scales, max / -4, which some matrices lose less to)
   tt     tensorized file with factors d = (1, d), d_ff = (d_ff, 1), kv = (kv, 1): then q and o are one
          [1, d, d, 1] core (dense, f32/f16/i8), and k, v, gate, up, down are TTs with m = (M, 1),
          n = (1, N) (or the transpose), i.e. a truncated SVD W = A B at a rank r of the ladder, the two
@@ -372,7 +373,7 @@ def build_options(m, family):
     M, N = m.W.shape
     opts = []
     if family == "quant" or m.role == "emb":
-        for dt in ("f32", "f16", "q8", "q4", "q3"):
+        for dt in ("f32", "f16", "q8", "q4", "q3", "q3a"):
             opts.append(dict(kind="quant", dtype=dt, bytes=aligned(tensor_nbytes((M, N), dt))))
     elif m.role == "dense":  # q, o in the tt file: core 0 is [1,1,1,1], core 1 is [1, M, N, 1]
         for dt in ("f32", "f16", "i8"):
@@ -479,6 +480,13 @@ def fq(w, dtype):
             q = ((v / d).round().clamp(-8, 7) * d).view(M, nb * 32)[:, :N]
         elif dtype == "q3":
             q = q3_search(w)
+        elif dtype == "q3a":  # q3 with absmax scales, max / -4, no search (qtf_format's q3a)
+            M, N = w.shape
+            nb = (N + 31) // 32
+            v = F.pad(w, (0, nb * 32 - N)).view(M, nb, 32)
+            d = (v.gather(-1, v.abs().argmax(-1, keepdim=True)) / -4).half().float()
+            d = torch.where(d == 0, torch.ones_like(d), d)
+            q = ((v / d).round().clamp(-4, 3) * d).view(M, nb * 32)[:, :N]
         else:
             raise ValueError(dtype)
     return w + (q - w).detach()

@@ -176,7 +176,9 @@ def decode_q3_codes(raw):
     return (low | high << 2).astype(np.int8)
 
 
-KINDS = {"f32": DT_F32, "f16": DT_F16, "i8": DT_I8, "q8": DT_Q8, "q4": DT_Q4, "q3": DT_Q3}
+# q3a: q3 blocks with absmax scales (max / -4, `qtf quantize --type q3 --q4-scale absmax`): the same dtype and
+# bytes, another encoding, which budget.py offers beside the searched one (neither wins on every matrix).
+KINDS = {"f32": DT_F32, "f16": DT_F16, "i8": DT_I8, "q8": DT_Q8, "q4": DT_Q4, "q3": DT_Q3, "q3a": DT_Q3}
 
 
 def tensor_nbytes(shape, kind):
@@ -185,15 +187,16 @@ def tensor_nbytes(shape, kind):
     cols = int(shape[-1])
     rows = count // cols
     return {"f32": 4 * count, "f16": 2 * count, "i8": count, "q8": count + 4 * rows,
-            "q4": rows * ((cols + 31) // 32) * 18, "q3": rows * ((cols + 31) // 32) * 14}[kind]
+            "q4": rows * ((cols + 31) // 32) * 18, "q3": rows * ((cols + 31) // 32) * 14,
+            "q3a": rows * ((cols + 31) // 32) * 14}[kind]
 
 
 def encode_tensor(a, kind):
-    """(dtype code, bytes, scale) of a float array stored as kind (f32, f16, i8, q8, q4, q3)."""
+    """(dtype code, bytes, scale) of a float array stored as kind (f32, f16, i8, q8, q4, q3, q3a)."""
     a = np.asarray(a)
     if kind not in KINDS:
-        raise QtfError("unknown tensor kind %r (f32, f16, i8, q8, q4, q3)" % (kind,))
-    if kind in ("i8", "q8", "q4", "q3") and not np.all(np.isfinite(a)):
+        raise QtfError("unknown tensor kind %r (f32, f16, i8, q8, q4, q3, q3a)" % (kind,))
+    if kind in ("i8", "q8", "q4", "q3", "q3a") and not np.all(np.isfinite(a)):
         raise QtfError("non-finite values cannot be quantized")
     if kind == "f32":
         return DT_F32, np.ascontiguousarray(a.astype("<f4")).tobytes(), 1.0
@@ -203,8 +206,8 @@ def encode_tensor(a, kind):
         return DT_Q8, encode_q8(a), 1.0
     if kind == "q4":
         return DT_Q4, encode_q4(a), 1.0
-    if kind == "q3":
-        return DT_Q3, encode_q3(a), 1.0
+    if kind in ("q3", "q3a"):
+        return DT_Q3, encode_q3(a, search=kind == "q3"), 1.0
     data, s = encode_i8(a)
     return DT_I8, data, s
 

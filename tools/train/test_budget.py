@@ -123,14 +123,18 @@ class TestMixedWriter(unittest.TestCase):
         self.assertEqual(tensor_nbytes((5, 70), "q3"), 5 * 3 * 14)
 
     def test_q3_fake_quant_is_the_writer(self):
-        """The healing's forward values of a q3 matrix (fq) are the values the writer stores (bit for bit on
-        random rows; the rounding of ties may differ, none here), and cost more than q4's 16 levels."""
+        """The healing's forward values of a q3 matrix (fq) are the values the writer stores, searched (q3) and
+        absmax (q3a) (bit for bit on random rows; the rounding of ties may differ, none here), and cost more
+        than q4's 16 levels."""
         rng = np.random.default_rng(2)
         w = (rng.standard_normal((40, 100)) * 0.05).astype(np.float32)
         w[3, 17] = 0.6  # an outlier
         fq = budget.fq(torch.from_numpy(w), "q3").numpy()
         stored = budget.roundtrip(w, "q3")
         self.assertTrue(np.array_equal(fq, stored))
+        fqa, absmax = budget.fq(torch.from_numpy(w), "q3a").numpy(), budget.roundtrip(w, "q3a")
+        self.assertTrue(np.array_equal(fqa, absmax))
+        self.assertLess(((stored - w) ** 2).sum(), ((absmax - w) ** 2).sum())  # the search: less squared error
         q4 = budget.roundtrip(w, "q4")
         self.assertGreater(((stored - w) ** 2).sum(), 2 * ((q4 - w) ** 2).sum())
         self.assertEqual(tensor_nbytes((5, 70), "q8"), 5 * 70 + 5 * 4)
