@@ -12,8 +12,7 @@ if [ ! -x build/qtf ] || [ ! -f build/libqtf.so ]; then
   cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DQTF_BUILD_TOOLS=ON -DQTF_BUILD_SHARED=ON > /dev/null
   cmake --build build -j"$(nproc)" --target qtf qtf_shared > /dev/null
 fi
-text=${TEXT:-$root/../shared/data/real/tinystories-valid-1-500.txt}
-[ -f "$text" ] || text=/work/shared/data/real/tinystories-valid-1-500.txt
+text=${TEXT:-$root/../shared/data/real/tinystories-valid-1-500.txt}  # TEXT=PATH where the shared data lie elsewhere
 py=${PYTHON:-python3}
 "$py" tools/train/budget_frontier.py run --model models/stories260k.qtf --name stories260k --dir "$out" \
   --text "$text" --budgets 146304 --families quant --heal-seconds "$heal" --calib-windows 6 --device "$device"
