@@ -121,6 +121,7 @@ class TestMixedWriter(unittest.TestCase):
         # every tensor's bytes are the size rule of docs/format.md
         self.assertEqual(tensor_nbytes((5, 70), "q4"), 5 * 3 * 18)
         self.assertEqual(tensor_nbytes((5, 70), "q3"), 5 * 3 * 14)
+        self.assertEqual(tensor_nbytes((5, 70), "q8"), 5 * 70 + 5 * 4)
 
     def test_q3_fake_quant_is_the_writer(self):
         """The healing's forward values of a q3 matrix (fq) are the values the writer stores, searched (q3) and
@@ -137,7 +138,6 @@ class TestMixedWriter(unittest.TestCase):
         self.assertLess(((stored - w) ** 2).sum(), ((absmax - w) ** 2).sum())  # the search: less squared error
         q4 = budget.roundtrip(w, "q4")
         self.assertGreater(((stored - w) ** 2).sum(), 2 * ((q4 - w) ** 2).sum())
-        self.assertEqual(tensor_nbytes((5, 70), "q8"), 5 * 70 + 5 * 4)
 
 
 class TestBudgetRuns(unittest.TestCase):
@@ -184,6 +184,21 @@ class TestBudgetRuns(unittest.TestCase):
         with open(t, "w", encoding="utf-8") as f:
             f.write("\u0105\u0106\u0107<|endoftext|>\u0108zebra\u0109<|endoftext|>")
         self.assert_refused(self.common(text=t), os.path.join(self.dir, "latin.qtf"), ["story 2", "'a'", "U+0061"])
+
+    def test_smallest_quant_file_is_q3(self):
+        """At the smallest quant file every matrix is q3 (searched or absmax; the q3 bytes are the smallest
+        option), and the engine reads it as the reference does."""
+        rc, err, _ = run_main(self.common(family="quant", budget="2000") + ["--out", os.path.join(self.dir, "x.qtf")])
+        smallest = int(err.split("smallest file this model can be made (")[1].split(" ")[0])
+        out = os.path.join(self.dir, "smallest.qtf")
+        rc, err, _ = run_main(self.common(family="quant", budget=str(smallest)) + ["--out", out])
+        self.assertEqual(rc, 0, err)
+        info = json.loads(subprocess.run([self.qtf, "inspect", out, "--json"], capture_output=True, text=True,
+                                         check=True).stdout)
+        kinds = {t["dtype"] for t in info["tensors"] if t["name"].endswith(".w") or t["name"] == "tok_emb"}
+        kinds -= {"f32"}  # the norms' gains
+        self.assertEqual(kinds, {"q3"})
+        self.assert_engine_agrees(out, self.text)
 
     def test_runs_and_the_engine_reads_the_file(self):
         """Both families at half the f32 file: the file fits, the engine verifies and evaluates it as
