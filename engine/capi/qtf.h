@@ -33,12 +33,12 @@ const char* qtf_last_error(void);
 
 /* ---- kernels ---- */
 /* Picks the SIMD kernel variant for the whole process: "auto" (the best this CPU runs: the default),
- * "scalar", "sse2", "avx2", "avx512", "avx512vnni", "neon" or "neondot". An unknown name, or a variant this build or CPU lacks,
+ * "scalar", "sse2", "avx2", "avxvnni", "avx512", "avx512vnni", "neon" or "neondot". An unknown name, or a variant this build or CPU lacks,
  * is QTF_ERR_INVALID_ARGUMENT (the message lists what is available). For testing and benchmarking:
  * call it before decoding, never while another thread decodes. The library reads no environment
  * variable; the qtf tool and the Python package map QTF_SIMD onto this call. */
 qtf_status qtf_set_simd(const char* name);
-/* The variant in use: "scalar", "sse2", "avx2", "avx512", "avx512vnni", "neon" or "neondot". */
+/* The variant in use: "scalar", "sse2", "avx2", "avxvnni", "avx512", "avx512vnni", "neon" or "neondot". */
 const char* qtf_simd(void);
 
 /* ---- models ---- */

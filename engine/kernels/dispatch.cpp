@@ -58,6 +58,11 @@ bool cpu_avx512vl() {
   unsigned a, b, c, d;
   return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 31));
 }
+bool cpu_avxvnni() {  // VEX vpdpbusd (CPUID.(EAX=7,ECX=1):EAX bit 4; subleaf 1 exists where 7.0:EAX >= 1)
+  unsigned a, b, c, d;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || a < 1) return false;
+  return __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 4));
+}
 bool cpu_avx512vnni() {  // vpdpbusd (CPUID.7.0:ECX bit 11)
   unsigned a, b, c, d;
   return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (c & (1u << 11));
@@ -87,9 +92,10 @@ bool supported_by_cpu(const Table& t) {
   const uint64_t xcr = xcr0();
   const bool os_avx = (xcr & 0x6) == 0x6, os_avx512 = (xcr & 0xe6) == 0xe6;
   if (&t == table_sse2()) return true;  // the x86-64 baseline
-  if (&t == table_avx2()) return os_avx && cpu.avx2 && cpu.fma3_avx2 && cpu_f16c();
-  const bool avx512 = os_avx512 && cpu.avx2 && cpu.fma3_avx2 && cpu_f16c() && cpu.avx512f && cpu.avx512dq &&
-                      cpu.avx512bw && cpu_avx512vl();
+  const bool avx2 = os_avx && cpu.avx2 && cpu.fma3_avx2 && cpu_f16c();
+  if (&t == table_avx2()) return avx2;
+  if (&t == table_avxvnni()) return avx2 && cpu_avxvnni();
+  const bool avx512 = os_avx512 && avx2 && cpu.avx512f && cpu.avx512dq && cpu.avx512bw && cpu_avx512vl();
   if (&t == table_avx512()) return avx512;
   if (&t == table_avx512vnni()) return avx512 && cpu_avx512vnni();
   return false;
@@ -103,7 +109,7 @@ bool supported_by_cpu(const Table& t) {
 #endif
 }
 
-// A table that is `base` with its integer dot products from `k` (avx512vnni, neondot); null where either
+// A table that is `base` with its integer dot products from `k` (avxvnni, avx512vnni, neondot); null where either
 // is not compiled. Called once per variant, in baseline code (dispatch.h says why).
 const Table* with_int8_kernels(const Table* base, const Int8Kernels* k, const char* name, Table* storage) {
   if (base == nullptr || k == nullptr) return nullptr;
@@ -122,6 +128,12 @@ const Table* table_avx512vnni() {
   return p;
 }
 
+const Table* table_avxvnni() {
+  static Table t;
+  static const Table* const p = with_int8_kernels(table_avx2(), avxvnni_int8_kernels(), "avxvnni", &t);
+  return p;
+}
+
 const Table* table_neondot() {
   static Table t;
   static const Table* const p = with_int8_kernels(table_neon(), neondot_int8_kernels(), "neondot", &t);
@@ -130,14 +142,15 @@ const Table* table_neondot() {
 
 namespace {
 
-// Compiled variants, scalar first, widest last.
+// Compiled variants, scalar first, the preferred last (among those a CPU runs, the last is the default).
 struct Variants {
-  const Table* t[7];
-  bool ok[7];
+  static constexpr int kMax = 8;
+  const Table* t[kMax];
+  bool ok[kMax];
   int n = 0;
   Variants() {
-    const Table* all[7] = {&kScalar,    table_sse2(), table_avx2(),   table_avx512(),
-                           table_avx512vnni(), table_neon(), table_neondot()};
+    const Table* all[kMax] = {&kScalar,       table_sse2(),       table_avx2(), table_avxvnni(),
+                              table_avx512(), table_avx512vnni(), table_neon(), table_neondot()};
     for (const Table* v : all)
       if (v) t[n] = v, ok[n] = supported_by_cpu(*v), ++n;
   }
@@ -195,11 +208,11 @@ Status select_simd(const char* name) {
     g_active.store(best(), std::memory_order_release);
     return Status::success();
   }
-  static const char* const kKnown[] = {"scalar", "sse2", "avx2", "avx512", "avx512vnni", "neon", "neondot"};
+  static const char* const kKnown[] = {"scalar", "sse2", "avx2", "avxvnni", "avx512", "avx512vnni", "neon", "neondot"};
   bool known = false;
   for (const char* k : kKnown) known = known || !std::strcmp(k, name);
   if (!known)
-    return Status::error(Err::invalid_argument, "unknown SIMD variant '%s' (scalar, sse2, avx2, avx512, avx512vnni, neon, neondot or auto)",
+    return Status::error(Err::invalid_argument, "unknown SIMD variant '%s' (scalar, sse2, avx2, avxvnni, avx512, avx512vnni, neon, neondot or auto)",
                          name);
   const Variants v = variants();
   for (int i = 0; i < v.n; ++i)
@@ -460,7 +473,7 @@ void dense_matmul(const DenseMatrix& M, const float* X, int batch, float* Y, flo
 bool int_dot_supported(WType t) { return t == WType::i8 || t == WType::q4; }
 bool int_dot_preferred() {
   const char* n = active().name;
-  return !std::strcmp(n, "avx512vnni") || !std::strcmp(n, "avx2");
+  return !std::strcmp(n, "avx512vnni") || !std::strcmp(n, "avxvnni") || !std::strcmp(n, "avx2");
 }
 
 void quantize_q8(const float* x, int n, int8_t* q, float* d) { active().quantize_q8(x, n, q, d); }

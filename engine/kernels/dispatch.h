@@ -20,7 +20,7 @@ struct DaruanParams;
 namespace kern {
 
 struct Table {
-  const char* name;  // "scalar", "sse2", "avx2", "avx512", "avx512vnni", "neon", "neondot"
+  const char* name;  // "scalar", "sse2", "avx2", "avxvnni", "avx512", "avx512vnni", "neon", "neondot"
   int width;         // floats per (widest) vector; 1 for scalar
   void (*tt_step)(const tt::Step& s, const float* in, float* out);
   void (*transpose)(const float* src, int64_t rows, int64_t cols, int64_t lds, float* dst, int64_t ldd);  // ref::
@@ -81,6 +81,10 @@ struct Int8Kernels {
   void (*dense_matmul_q8)(const DenseMatrix& W, const Q8Rows& X, int batch, float* Y, int64_t ldy);
 };
 const Int8Kernels* avx512vnni_int8_kernels();
+// The AVX2 table with the integer dot products on AVX-VNNI (VEX vpdpbusd; kern_avxvnni.cpp), assembled
+// the same way, for CPUs with AVX-VNNI but no AVX-512.
+const Table* table_avxvnni();
+const Int8Kernels* avxvnni_int8_kernels();
 const Table* table_neon();
 // The NEON table with sdot integer dot products (aarch64; kern_neondot.cpp), assembled the same way.
 const Table* table_neondot();

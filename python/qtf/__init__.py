@@ -34,7 +34,7 @@ def _L():
         with _lib_lock:
             if _lib is None:
                 lib = _capi.load_library()
-                # QTF_SIMD=scalar|sse2|avx2|avx512|avx512vnni|neon|neondot picks the kernel variant, as for the qtf tool.
+                # QTF_SIMD=scalar|sse2|avx2|avxvnni|avx512|avx512vnni|neon|neondot picks the kernel variant, as for the qtf tool.
                 name = os.environ.get("QTF_SIMD")
                 if name and lib.qtf_set_simd(name.encode()) != _capi.OK:
                     raise QtfError(_capi.ERR_INVALID_ARGUMENT,

@@ -108,7 +108,7 @@ class ShippedModels(unittest.TestCase):
         best = qtf.simd()
         texts = {}
         try:
-            for name in ("scalar", "sse2", "avx2", "avx512", "avx512vnni", "neon", "neondot"):
+            for name in ("scalar", "sse2", "avx2", "avxvnni", "avx512", "avx512vnni", "neon", "neondot"):
                 try:
                     qtf.set_simd(name)
                 except qtf.QtfError as e:

@@ -152,7 +152,7 @@ TEST_CASE("simd variants: reported, selectable by name, the best one by default"
   const Status unknown = kern::select_simd("avx1024");
   CHECK(unknown.code() == Err::invalid_argument);
   CHECK(std::string(unknown.message()).find("avx1024") != std::string::npos);
-  for (const char* name : {"sse2", "avx2", "avx512", "avx512vnni", "neon", "neondot"}) {
+  for (const char* name : {"sse2", "avx2", "avxvnni", "avx512", "avx512vnni", "neon", "neondot"}) {
     const Status st = kern::select_simd(name);
     CHECK((st.ok() || st.code() == Err::unsupported));
     CHECK(st.ok() == (tested.find(name) != std::string::npos));

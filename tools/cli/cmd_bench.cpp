@@ -30,7 +30,7 @@ const char kUsage[] =
     "  -n, --n-gen N           generated tokens per tg test (default 128; 0 = skip)\n"
     "  -r, --repetitions N     timed repetitions of each test (default 5), after one warm-up run\n"
     "  -o, --output FMT        md (default), json or csv\n"
-    "      --simd NAME         kernel variant: scalar, sse2, avx2, avx512, avx512vnni, neon, neondot or auto (default: auto,\n"
+    "      --simd NAME         kernel variant: scalar, sse2, avx2, avxvnni, avx512, avx512vnni, neon, neondot or auto (default: auto,\n"
     "                          the best this CPU runs; also QTF_SIMD=NAME)\n"
     "      --roofline GBS,GFLOPS  the machine's read bandwidth (GB/s) and FMA peak (GFLOP/s) at these\n"
     "                          threads (bench_roofline): tg is shown as a fraction of the limit that\n"

@@ -44,7 +44,7 @@ int main(int argc, char** argv) {
     usage(argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
   }
-  // QTF_SIMD=scalar|sse2|avx2|avx512|avx512vnni|neon|neondot picks the kernel variant (default: the best this CPU runs).
+  // QTF_SIMD=scalar|sse2|avx2|avxvnni|avx512|avx512vnni|neon|neondot picks the kernel variant (default: the best this CPU runs).
   if (const char* simd = std::getenv("QTF_SIMD")) {
     const qtf::Status st = qtf::kern::select_simd(simd);
     if (!st.ok()) {
