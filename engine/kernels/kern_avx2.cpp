@@ -28,25 +28,14 @@ inline void widen_q4(const uint8_t* p, V8* out) {  // low nibbles: values 0..15,
 }
 #include "kernels/int8_x86.inc"
 
-// q4 rows x int8 activations as lane tiles (int8_lanes.inc): 8 rows per vector, W_j lane r = row r's
-// nibbles 4j..4j+3 (0..15, unsigned) against x's 4 values broadcast: vpmaddubsw (a pair at most 2 * 15 *
-// 127), the 8 pairs' vectors summed in int16 (at most 16 * 15 * 127 = 30480: no overflow), one vpmaddwd
-// by ones, plus -8 * sum(x). i8 rows keep int8_body.inc's tiles: without vpdpbusd their lanes need the
-// sign trick and a vpmaddwd per 4 values, no fewer instructions than the float path (kern_avxvnni.cpp
-// runs both in lanes on vpdpbusd).
+// q4 rows x int8 activations as lane tiles (int8_lanes.inc; 8 rows per vector, int8_lanes256.inc),
+// vpmaddubsw; i8 rows keep int8_body.inc's dot tiles (kern_avxvnni.cpp runs both in lanes on vpdpbusd).
 #define QTF_Q8_LANES_Q4 1
 #include "kernels/int8_lanes256.inc"
 #ifndef QTF_AVX2_TOKENS
 #define QTF_AVX2_TOKENS 8
 #endif
 constexpr int kLaneTokens = QTF_AVX2_TOKENS;  // 8 (W_j partly spilled) measured faster than 4
-constexpr int kLaneCorrI8 = 0;
-inline LF lane_dot(const LaneW& wb, const int8_t* x, int32_t c) {
-  __m256i s = _mm256_maddubs_epi16(wb.w[0], bcast4(x));
-#pragma GCC unroll 8
-  for (int j = 1; j < 8; ++j) s = _mm256_add_epi16(s, _mm256_maddubs_epi16(wb.w[j], bcast4(x + 4 * j)));
-  return _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_madd_epi16(s, _mm256_set1_epi16(1)), _mm256_set1_epi32(c)));
-}
 #include "kernels/int8_lanes.inc"
 }  // namespace
 }  // namespace qtf::kern_avx2

@@ -7,6 +7,7 @@
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VL__) && defined(__FMA__)
 #define xsimd qtf_xsimd_avx512  // this file's own copy of xsimd (simd_body.inc says why)
 #include <cstring>
+#include <type_traits>
 #include <xsimd/xsimd.hpp>
 
 namespace qtf::kern_avx512 {
@@ -52,6 +53,16 @@ inline V16 reduce_rows(const V16* rows) {
 inline V8 fmadd(const V8& a, const V8& b, const V8& c) { return _mm256_fmadd_ps(a, b, c); }
 #include "kernels/int8_x86.inc"
 #define QTF_Q8_TOKENS 4  // 32 registers: 4 rows x 4 activation rows of accumulators
+// q4 rows: the AVX2 variant's lane tiles (8 rows per 256-bit vector, vpmaddubsw; int8_lanes256.inc),
+// here with 32 vector registers (no W_j spilled): 2x the dot tiles' speed (docs/simd.md). i8 rows keep
+// the dot tiles, as fast as AVX2's.
+#define QTF_Q8_LANES_Q4 1
+#include "kernels/int8_lanes256.inc"
+#ifndef QTF_AVX512_LANE_TOKENS
+#define QTF_AVX512_LANE_TOKENS 8
+#endif
+constexpr int kLaneTokens = QTF_AVX512_LANE_TOKENS;
+#include "kernels/int8_lanes.inc"
 #define QTF_Q8_ROUND_512 1
 }  // namespace
 }  // namespace qtf::kern_avx512

@@ -27,18 +27,12 @@ constexpr int W = 8;
 #define QTF_Q8_OWN_MATMUL 1
 #include "kernels/int8_body.inc"
 
+#define QTF_LANES_VNNI 1
 #include "kernels/int8_lanes256.inc"
 #ifndef QTF_AVXVNNI_TOKENS
 #define QTF_AVXVNNI_TOKENS 8
 #endif
 constexpr int kLaneTokens = QTF_AVXVNNI_TOKENS;
-constexpr int kLaneCorrI8 = 128;
-inline LF lane_dot(const LaneW& wb, const int8_t* x, int32_t c) {
-  __m256i acc = _mm256_set1_epi32(c);
-#pragma GCC unroll 8
-  for (int j = 0; j < 8; ++j) acc = _mm256_dpbusd_avx_epi32(acc, wb.w[j], bcast4(x + 4 * j));
-  return _mm256_cvtepi32_ps(acc);
-}
 #include "kernels/int8_lanes.inc"
 
 void dense_matmul_q8(const DenseMatrix& M, const Q8Rows& X, int batch, float* Y, int64_t ldy) {
