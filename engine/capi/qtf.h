@@ -113,7 +113,15 @@ typedef struct {
                                  original's dense q8 size; 0: never (the TT plans as stored) */
   int32_t mem_copy;           /* 0 (default): f32 or int8 copies, the faster; 1: f32 only (exact up to float
                                  rounding); 2: int8 only */
+  int32_t reserved0;          /* unused (ignored): keeps the struct's sizes distinct (act_quant at byte 48, not
+                                 in the padding of the 48-byte struct before it) */
+  int32_t act_quant;          /* i8/q4 dense weights (docs/quantize.md "Integer dot products"), QTF_ACT_QUANT_*:
+                                 AUTO (default): int8 x int8 dot products with the activations quantised per
+                                 block of 32 where the kernel variant's integer GEMM is the faster; OFF: the
+                                 weights widened to float (the exact float path); Q8: always integer, also for
+                                 the int8 copies of execution by cost. As `qtf --act-quant auto|off|q8`. */
 } qtf_context_options;
+enum { QTF_ACT_QUANT_AUTO = 0, QTF_ACT_QUANT_OFF = 1, QTF_ACT_QUANT_Q8 = 2 };
 qtf_context_options qtf_context_default_options(void);
 /* qtf_context_new with the options above (options NULL: their defaults). */
 qtf_status qtf_context_new_with(const qtf_model* model, const qtf_context_params* params,

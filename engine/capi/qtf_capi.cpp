@@ -205,8 +205,9 @@ qtf_status qtf_context_new_with(const qtf_model* model, const qtf_context_params
     x.struct_size = sizeof x;
   }
   if (x.n_batch < 0 || x.n_batch > kMaxBatch || x.attention_samples < -1 || x.mem_budget < -1 || x.mem_copy < 0 ||
-      x.mem_copy > kCopyQ8)
-    return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_context_new: n_batch, attention_samples, mem_budget or mem_copy out of range");
+      x.mem_copy > kCopyQ8 || x.act_quant < QTF_ACT_QUANT_AUTO || x.act_quant > QTF_ACT_QUANT_Q8)
+    return fail(QTF_ERR_INVALID_ARGUMENT,
+                "qtf_context_new: n_batch, attention_samples, mem_budget, mem_copy or act_quant out of range");
   qtf_context_params p = params ? *params : qtf_context_default_params();
   // A C caller may store any int in an enum field, and loading an out-of-range value as the C++ enum
   // type is undefined behaviour: check the raw ints.
@@ -232,6 +233,8 @@ qtf_status qtf_context_new_with(const qtf_model* model, const qtf_context_params
   o.attention_seed = x.attention_seed;
   o.mem_budget = x.mem_budget;
   o.mem_copy = (uint8_t)x.mem_copy;
+  o.act_quant = x.act_quant == QTF_ACT_QUANT_OFF ? ActQuant::off : x.act_quant == QTF_ACT_QUANT_Q8 ? ActQuant::q8
+                                                                                                  : ActQuant::automatic;
   qtf_context* c;
   if (qtf_status s = make(&c)) return s;
   qtf_status s = from(c->host.init(model->loaded, o));

@@ -471,9 +471,11 @@ void dense_matmul(const DenseMatrix& M, const float* X, int batch, float* Y, flo
 }
 
 bool int_dot_supported(WType t) { return t == WType::i8 || t == WType::q4; }
-bool int_dot_preferred() {
+bool int_dot_preferred(WType t) {
   const char* n = active().name;
-  return !std::strcmp(n, "avx512vnni") || !std::strcmp(n, "avx512") || !std::strcmp(n, "avxvnni") || !std::strcmp(n, "avx2");
+  if (!int_dot_supported(t)) return false;
+  if (!std::strcmp(n, "avx512")) return t == WType::q4;
+  return !std::strcmp(n, "avx512vnni") || !std::strcmp(n, "avxvnni") || !std::strcmp(n, "avx2");
 }
 
 void quantize_q8(const float* x, int n, int8_t* q, float* d) { active().quantize_q8(x, n, q, d); }

@@ -204,9 +204,11 @@ void dense_matmul(const DenseMatrix& W, const float* X, int batch, float* Y, flo
 // int8 values times the activation block's scale (q4: times the weight block's d too), summed, then (i8)
 // times the row's scale. Over `w`'s threads (null: one), in tiles of rows x tokens as dense_matmul.
 bool int_dot_supported(WType t);  // i8 and q4
-// Whether the active variant's integer dot products beat its float path on i8 and q4 weights, prompt
-// and decode (avx512vnni, avx2: docs/quantize.md "Integer dot products"); ContextOptions' automatic.
-bool int_dot_preferred();
+// Whether the active variant's integer dot products beat its float path on weights of type t, prompt
+// and decode (docs/quantize.md "Integer dot products", docs/simd.md): i8 and q4 under avx512vnni,
+// avxvnni and avx2; q4 only under avx512 (its i8 dot tiles lose to the 512-bit float GEMM on prompts);
+// ContextOptions' automatic.
+bool int_dot_preferred(WType t);
 void quantize_q8(const float* x, int n, int8_t* q, float* d);
 // `batch` rows of n floats, split over `w`'s threads (null: one) where the block is big enough.
 void quantize_q8_rows(const float* X, int batch, int n, int8_t* q, float* d, const Workers* w = nullptr);

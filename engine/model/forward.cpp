@@ -161,7 +161,7 @@ int64_t head_flops(const ModelConfig& c) { return norm_flops(c) + 2ll * c.vocab 
 // Whether a linear running as `dense` (dense_form) runs the integer dot products (a context with
 // act_quant, i8 or q4 dense weights).
 bool int_dot(const RunState* s, const Linear& lin, const DenseMatrix* dense) {
-  return s->act_q && dense && kern::int_dot_supported(dense->w.type) && (dense == &lin.dense || s->act_quant_copies);
+  return s->act_q && dense && int_dot_type(dense->w.type, s->act_quant_i8) && (dense == &lin.dense || s->act_quant_copies);
 }
 
 // A block's input as every linear that reads it takes it (q, k and v read one; up and gate another):
@@ -577,7 +577,7 @@ void head(const Model& m, const float* x, RunState* s) {
   const ModelConfig& c = m.cfg;
   norm(c, x, m.lnf_w, m.lnf_b, s->a);
   const DenseMatrix W{c.vocab, c.d, m.head_w, nullptr};
-  if (s->act_q && kern::int_dot_supported(m.head_w.type)) {
+  if (s->act_q && int_dot_type(m.head_w.type, s->act_quant_i8)) {
     kern::quantize_q8(s->a, c.d, s->act_q, s->act_d);
     return kern::dense_matmul_q8(W, Q8Rows{s->act_q, s->act_d, q8_blocks(c.d)}, 1, s->logits, s->workers);
   }

@@ -27,7 +27,9 @@ struct RunOptions {
   // (q8, or auto where the variant's integer GEMM is the faster); the int8 copies of execution by cost
   // too only when asked for (q8): auto leaves them on the float path, so a copy the engine made for
   // speed adds no rounding but its own, where a user who picked a quantised file gets llama.cpp's way.
+  // act_quant_i8: i8 weights too (auto under avx512 leaves them on the float path, q4 not).
   bool act_quant = false;
+  bool act_quant_i8 = true;
   bool act_quant_copies = false;
   int64_t mem_budget = -1;  // ContextOptions::mem_budget (-1: auto)
   uint8_t mem_copy = 0;     // ContextOptions::mem_copy (MemCopy)
@@ -77,6 +79,9 @@ struct ExecSummary {
 // 0: the entropy meter picks it per token (adaptive rank with r_min < r_max), or RunOptions::fixed_rank
 // forces one (a study of the TT plans by rank: they run as they are). Clamped to the stored rank.
 int context_rank(const ModelConfig& c, const RunOptions& opt);
+// Whether dense weights of type t run the integer dot products where act_quant is on (i8: RunOptions::
+// act_quant_i8).
+inline bool int_dot_type(WType t, bool i8) { return kern::int_dot_supported(t) && (t != WType::i8 || i8); }
 // Bytes of the auto budget: the original's dense q8 size of the TT linears, M N + 4 M each.
 int64_t auto_mem_budget(const Model& m);
 // Decides how each TT linear runs in a context with these options: paths[L * 7] (plan order: q k v o up
@@ -134,6 +139,7 @@ struct RunState {
   // dense linears and head (kern::dense_matmul_q8), once per input (q, k and v share it); else null.
   int8_t* act_q = nullptr;      // [B][q8_blocks(max(d, d_ff)) * 32]
   bool act_quant_copies = false;  // RunOptions::act_quant_copies
+  bool act_quant_i8 = true;       // RunOptions::act_quant_i8
   float* act_d = nullptr;       // [B][q8_blocks(max(d, d_ff))]
   float* logits = nullptr;     // [vocab]
   float* workspace = nullptr;  // [max tt_workspace_floats(shape, B) over the block's linears] TT scratch

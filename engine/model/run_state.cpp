@@ -124,13 +124,13 @@ bool has_dense_linear(const Model& m, const LinearPath* paths) {
 
 // Whether any dense linear (a q8 copy included) or the head has weights the integer dot products take
 // (i8, q4).
-bool has_int_dot_weights(const Model& m, const LinearPath* paths, bool copies) {
-  if (kern::int_dot_supported(m.head_w.type)) return true;
+bool has_int_dot_weights(const Model& m, const LinearPath* paths, bool copies, bool i8) {
+  if (int_dot_type(m.head_w.type, i8)) return true;
   for (int l = 0; l < m.cfg.n_layers; ++l) {
     const Linear* lins[7];
     layer_linears(m.layers[l], lins);
     for (int j = 0; j < 7; ++j)
-      if ((!lins[j]->tt && lins[j]->rows > 0 && kern::int_dot_supported(lins[j]->dense.w.type)) ||
+      if ((!lins[j]->tt && lins[j]->rows > 0 && int_dot_type(lins[j]->dense.w.type, i8)) ||
           (copies && paths[l * 7 + j] == LinearPath::dense_q8))
         return true;
   }
@@ -194,7 +194,10 @@ size_t RunState::layout(const Model& m, const RunOptions& opt, int T, int B, int
   lora_mid = lora_r ? arena.take(rows * lora_r) : nullptr;
   lora_out = lora_r ? arena.take(rows * wide) : nullptr;
   act_quant_copies = opt.act_quant_copies;
-  const size_t q8 = opt.act_quant && has_int_dot_weights(m, paths, opt.act_quant_copies) ? (size_t)q8_blocks((int64_t)wide) : 0;
+  act_quant_i8 = opt.act_quant_i8;
+  const size_t q8 = opt.act_quant && has_int_dot_weights(m, paths, opt.act_quant_copies, opt.act_quant_i8)
+                        ? (size_t)q8_blocks((int64_t)wide)
+                        : 0;
   act_q = q8 ? static_cast<int8_t*>(arena.take_bytes(rows * q8 * kQ8Block)) : nullptr;
   act_d = q8 ? arena.take(rows * q8) : nullptr;
   logits = arena.take(c.vocab);

@@ -19,7 +19,10 @@ RunOptions to_run_options(const Model& m, const ContextOptions& opt) {
                         : m.cfg.attention == AttnKind::sampled ? m.cfg.attention_samples : 0;
   r.attention_seed = opt.override_seed ? opt.attention_seed : m.cfg.attention_seed;
   r.pack_tt = opt.pack_tt;
-  r.act_quant = opt.act_quant == ActQuant::q8 || (opt.act_quant == ActQuant::automatic && kern::int_dot_preferred());
+  const bool automatic = opt.act_quant == ActQuant::automatic;
+  r.act_quant = opt.act_quant == ActQuant::q8 ||
+                (automatic && (kern::int_dot_preferred(WType::q4) || kern::int_dot_preferred(WType::i8)));
+  r.act_quant_i8 = !automatic || kern::int_dot_preferred(WType::i8);
   r.act_quant_copies = opt.act_quant == ActQuant::q8;
   r.mem_budget = opt.mem_budget;
   r.mem_copy = opt.mem_copy;

@@ -41,8 +41,9 @@ struct ContextOptions {
   // Integer dot products for i8 and q4 dense weights (docs/quantize.md "Integer dot products"): each
   // input of those linears and of the head quantised per block of 32 (int8, a float scale per block)
   // once, then int8 x int8 dot products (q8). off: the weights widened to float against float inputs.
-  // automatic: q8 where the active kernel variant's integer GEMM is the faster (kern::int_dot_preferred:
-  // avx512vnni and avx2, measured), else off.
+  // automatic: q8 for the weight types where the active kernel variant's integer GEMM is the faster
+  // (kern::int_dot_preferred, measured: i8 and q4 under avx512vnni, avxvnni and avx2, q4 under avx512),
+  // else off.
   ActQuant act_quant = ActQuant::automatic;
   // Execution by cost (docs/runtime.md "Execution by cost"): bytes of the arena the dense copies of TT
   // linears may take, where the cost model predicts a copy is faster (only linears whose rank is fixed

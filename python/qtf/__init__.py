@@ -82,6 +82,7 @@ def _check(status):
 _ROUTES = {"auto": 0, "classical": 1, "quantum": 2}
 _ACT_PATHS = {"quantum": 0, "fourier": 1, "spline": 2}
 _MEM_COPIES = {"auto": 0, "f32": 1, "q8": 2}
+_ACT_QUANTS = {"auto": 0, "off": 1, "q8": 2}  # QTF_ACT_QUANT_*
 
 # ctypes converts Python ints modulo 2**bits without a word (2**32 + 16 becomes 16): every integer is
 # checked against its C type's range first.
@@ -318,11 +319,13 @@ class Context(_Handle):
     pack_tt (False: TT cores read in place, a smaller arena), attention_samples (None = the model's, 0 =
     exact, N = N draws per head), attention_seed (None = the model's), mem_budget (execution by cost: arena
     bytes for dense copies of fixed-rank TT linears predicted faster; None = auto, the original's q8 size;
-    0 = never), mem_copy ("auto", "f32" exact up to float rounding, "q8")."""
+    0 = never), mem_copy ("auto", "f32" exact up to float rounding, "q8"), act_quant (i8/q4 weights:
+    "auto" int8 x int8 dot products where the kernel variant's are the faster, "off" the exact float path,
+    "q8" always integer, as qtf --act-quant)."""
 
     def __init__(self, model, n_ctx=0, route="auto", fixed_rank=0, act_path="fourier", theta=None, alpha=None,
                  n_threads=1, n_batch=0, pack_tt=True, attention_samples=None, attention_seed=None,
-                 mem_budget=None, mem_copy="auto"):
+                 mem_budget=None, mem_copy="auto", act_quant="auto"):
         if route not in _ROUTES or act_path not in _ACT_PATHS:
             raise ValueError(f"qtf: route must be one of {list(_ROUTES)}, act_path one of {list(_ACT_PATHS)}")
         self.model = model
@@ -345,6 +348,9 @@ class Context(_Handle):
         if mem_copy not in _MEM_COPIES:
             raise ValueError(f"qtf: mem_copy must be one of {list(_MEM_COPIES)}")
         o.mem_copy = _MEM_COPIES[mem_copy]
+        if act_quant not in _ACT_QUANTS:
+            raise ValueError(f"qtf: act_quant must be one of {list(_ACT_QUANTS)}")
+        o.act_quant = _ACT_QUANTS[act_quant]
         h = ctypes.c_void_p()
         with model._use() as mh:  # the C context holds its own reference to the model from here on
             _check(_L().qtf_context_new_with(mh, ctypes.byref(p), ctypes.byref(o), ctypes.byref(h)))

@@ -23,7 +23,7 @@ class ContextParams(Structure):
 class ContextOptions(Structure):
     _fields_ = [("struct_size", c_uint32), ("n_batch", c_int32), ("pack_tt", c_int32), ("attention_samples", c_int32),
                 ("override_seed", c_int32), ("attention_seed", c_uint64), ("mem_budget", c_int64),
-                ("mem_copy", c_int32)]
+                ("mem_copy", c_int32), ("reserved0", c_int32), ("act_quant", c_int32)]
 
 
 class LayerStats(Structure):

@@ -163,6 +163,30 @@ class ShippedModels(unittest.TestCase):
 
 
 class Options(unittest.TestCase):
+    def test_act_quant(self):
+        # A q8 model: "off" runs the float path (the CLI's --act-quant off greedy text), "q8" the int8 x int8
+        # dot products (other logits, close), "auto" one of the two; other names are refused.
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "dense-q8.qtf")
+            qtf_cli("quantize", os.path.join(MODELS, "shakespeare-dense.qtf"), path, "--type", "q8")
+            m = qtf.Model(path)
+            tokens = m.tokenize("ROMEO: Wherefore")
+            logits = {}
+            for aq in ("off", "q8", "auto"):
+                with m.context(act_quant=aq) as c:
+                    c.decode(tokens)
+                    logits[aq] = list(c.logits)
+            self.assertNotEqual(logits["off"], logits["q8"])
+            self.assertLess(max(abs(x - y) for x, y in zip(logits["off"], logits["q8"])),
+                            0.1 * max(abs(x) for x in logits["off"]))
+            self.assertIn(logits["auto"], (logits["off"], logits["q8"]))
+            for aq in ("off", "q8"):
+                cli = qtf_cli("run", "-m", path, "-p", "ROMEO:", "-n", "30", "--temp", "0", "--act-quant", aq)
+                self.assertEqual(("ROMEO:" + m.generate("ROMEO:", max_tokens=30, temperature=0, act_quant=aq).text).encode(),
+                                 cli.rstrip(b"\n"))
+            with self.assertRaises(ValueError):
+                m.context(act_quant="q4")
+
     def test_adapter_memory_slots_and_context_options(self):
         fx = os.path.join(ROOT, "tests", "fixtures")
         separate = qtf.Model(os.path.join(fx, "qllm_byte_phase_memory_lora.qtf"))

@@ -5,13 +5,16 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "capi/qtf.h"
 #include "host/file.h"
+#include "kernels/kernels.h"
 #include "host/quantize.h"
 #include "host/session.h"
 #include "support/model_edit.h"
@@ -408,4 +411,61 @@ TEST_CASE("q3 models: matrices expanded to q4 blocks at load, the file's values,
     CHECK(diff <= 1e-5f * scale);
   }
   CHECK(compared >= 3);
+// The C API's act_quant (qtf_context_options): on a q8 model OFF gives the C++ float path's logits and Q8
+// the integer path's, bit for bit (they differ from each other), AUTO one of the two as
+// kern::int_dot_preferred says; a caller built against the struct before the field (struct_size 48)
+// gets AUTO whatever lies past its end; values out of range are refused.
+TEST_CASE("C API: act_quant off / q8 / auto on a q8 model") {
+  host::FileBytes bytes;
+  REQUIRE(bytes.open((std::string(QTF_SOURCE_DIR) + "/models/shakespeare-dense.qtf").c_str()).ok());
+  std::vector<uint8_t> q8;
+  host::QuantizeReport rep;
+  REQUIRE(host::quantize_model(bytes.data(), bytes.size(), host::QuantType::q8, &q8, &rep).ok());
+  qtf_model* m = nullptr;
+  REQUIRE(qtf_model_load_memory(q8.data(), q8.size(), &m) == QTF_OK);
+  host::LoadedModel lm;
+  REQUIRE(lm.load_memory(q8.data(), q8.size()).ok());
+  const int V = lm.model().cfg.vocab;
+  const std::vector<int32_t> tokens = {3, 14, 15, 9, 26, 5, 35, 8};
+
+  auto capi = [&](const qtf_context_options& o) {
+    qtf_context* c = nullptr;
+    REQUIRE(qtf_context_new_with(m, nullptr, &o, &c) == QTF_OK);
+    REQUIRE(qtf_decode(c, tokens.data(), (int32_t)tokens.size()) == QTF_OK);
+    std::vector<float> z(qtf_get_logits(c), qtf_get_logits(c) + V);
+    qtf_context_free(c);
+    return z;
+  };
+  auto cpp = [&](ActQuant aq) {
+    ContextOptions o;
+    o.act_quant = aq;
+    host::HostContext h;
+    REQUIRE(h.init(lm, o).ok());
+    REQUIRE(h.ctx().eval(tokens.data(), (int)tokens.size()).ok());
+    return std::vector<float>(h.ctx().logits(), h.ctx().logits() + V);
+  };
+  qtf_context_options o = qtf_context_default_options();
+  CHECK(o.act_quant == QTF_ACT_QUANT_AUTO);
+  o.act_quant = QTF_ACT_QUANT_OFF;
+  const std::vector<float> off = capi(o);
+  o.act_quant = QTF_ACT_QUANT_Q8;
+  const std::vector<float> q = capi(o);
+  o.act_quant = QTF_ACT_QUANT_AUTO;
+  const std::vector<float> automatic = capi(o);
+  CHECK(off == cpp(ActQuant::off));
+  CHECK(q == cpp(ActQuant::q8));
+  CHECK(off != q);
+  CHECK(automatic == (kern::int_dot_preferred(WType::i8) ? q : off));
+  static_assert(offsetof(qtf_context_options, act_quant) == 48, "past the 48 bytes of the struct before it");
+  o.act_quant = QTF_ACT_QUANT_Q8;  // past an older caller's struct: not read
+  o.struct_size = offsetof(qtf_context_options, act_quant);
+  CHECK(capi(o) == automatic);
+
+  qtf_context* c = nullptr;
+  for (int bad : {-1, 3}) {
+    o = qtf_context_default_options();
+    o.act_quant = bad;
+    CHECK(qtf_context_new_with(m, nullptr, &o, &c) == QTF_ERR_INVALID_ARGUMENT);
+  }
+  qtf_model_free(m);
 }

@@ -36,7 +36,8 @@ const char kModelOptionsHelp[] =
     "  --mem-copy auto|f32|q8  which dense copies it may make (default auto: f32 or int8, the faster)\n"
     "  --act-quant off|q8|auto i8/q4 weights: q8 = quantise activations per block of 32 and multiply\n"
     "                          int8 x int8 (llama.cpp's Q8_0 way); off = widen weights to float;\n"
-    "                          auto (default) = q8 with the avx512vnni and avx2 kernels, else off\n"
+    "                          auto (default) = q8 with the avx512vnni, avxvnni and avx2 kernels\n"
+    "                          (avx512: q4 weights only), else off\n"
     "  --profile NAME          energy profile (default cpu_xeon; see --profiles)\n"
     "  --profiles FILE         extra energy profiles (engine/energy/profiles.txt format)\n";
 
