@@ -411,6 +411,8 @@ TEST_CASE("q3 models: matrices expanded to q4 blocks at load, the file's values,
     CHECK(diff <= 1e-5f * scale);
   }
   CHECK(compared >= 3);
+}
+
 // The C API's act_quant (qtf_context_options): on a q8 model OFF gives the C++ float path's logits and Q8
 // the integer path's, bit for bit (they differ from each other), AUTO one of the two as
 // kern::int_dot_preferred says; a caller built against the struct before the field (struct_size 48)
