@@ -299,6 +299,7 @@ qtf_status qtf_decode(qtf_context* ctx, const int32_t* tokens, int32_t n_tokens)
   }
   if (n_tokens > c.n_ctx() - c.n_past())
     return fail(QTF_ERR_CONTEXT_FULL, "qtf_decode: the tokens do not fit in the context; reset it");
+  if (n_tokens == 0) return QTF_OK;  // zero tokens: nothing runs, nothing changes
   ctx->has_logits = false;  // the blocks before the last skip the head: no logits until the last is done
   for (int32_t i = 0; i < n_tokens; i += c.n_batch()) {  // blocks of the context's batch size
     const int32_t n = n_tokens - i < c.n_batch() ? n_tokens - i : c.n_batch();
