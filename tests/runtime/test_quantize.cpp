@@ -67,6 +67,28 @@ Agreement compare(const host::LoadedModel& ref, const host::LoadedModel& q, cons
   return g;
 }
 
+// The first 16 of `tokens` as one prompt block on 3 threads give the token-by-token logits (finite).
+void check_block_as_tokens(const host::LoadedModel& qm, const std::vector<int32_t>& tokens) {
+  const ModelConfig& c = qm.model().cfg;
+  ContextOptions one, block;
+  one.n_ctx = block.n_ctx = (int)tokens.size() + c.memory_tokens;
+  one.n_batch = 1;
+  block.n_batch = 16;
+  block.n_threads = 3;
+  host::HostContext a, b;
+  REQUIRE(a.init(qm, one).ok());
+  REQUIRE(b.init(qm, block).ok());
+  for (int i = 0; i < 16; ++i) REQUIRE(a.ctx().eval(tokens[i]).ok());
+  REQUIRE(b.ctx().eval(tokens.data(), 16).ok());
+  float diff = 0, scale = 1;
+  for (int i = 0; i < c.vocab; ++i) {
+    REQUIRE(std::isfinite(a.ctx().logits()[i]));
+    diff = std::max(diff, std::fabs(a.ctx().logits()[i] - b.ctx().logits()[i]));
+    scale = std::max(scale, std::fabs(a.ctx().logits()[i]));
+  }
+  CHECK(diff <= 1e-5f * scale);
+}
+
 }  // namespace
 
 TEST_CASE("q8, f16 and q4 models: matrices in place, predictions within bounds of the f32 model") {
@@ -138,22 +160,7 @@ TEST_CASE("q8, f16 and q4 models: matrices in place, predictions within bounds o
       }
 
       // A prompt block on threads gives the token-by-token logits of the quantized model too.
-      ContextOptions one, block;
-      one.n_ctx = block.n_ctx = (int)tokens.size() + c.memory_tokens;
-      one.n_batch = 1;
-      block.n_batch = 16;
-      block.n_threads = 3;
-      host::HostContext a, b;
-      REQUIRE(a.init(qm, one).ok());
-      REQUIRE(b.init(qm, block).ok());
-      for (int i = 0; i < 16; ++i) REQUIRE(a.ctx().eval(tokens[i]).ok());
-      REQUIRE(b.ctx().eval(tokens.data(), 16).ok());
-      float diff = 0, scale = 1;
-      for (int i = 0; i < c.vocab; ++i) {
-        diff = std::max(diff, std::fabs(a.ctx().logits()[i] - b.ctx().logits()[i]));
-        scale = std::max(scale, std::fabs(a.ctx().logits()[i]));
-      }
-      CHECK(diff <= 1e-5f * scale);
+      check_block_as_tokens(qm, tokens);
     }
   }
 }
@@ -392,23 +399,7 @@ TEST_CASE("q3 models: matrices expanded to q4 blocks at load, the file's values,
     std::vector<int32_t> tokens(16);
     uint32_t lcg = 7;
     for (int32_t& tok : tokens) tok = (int32_t)(((lcg = lcg * 1664525u + 1013904223u) >> 8) % (uint32_t)c.vocab);
-    ContextOptions one, block;
-    one.n_ctx = block.n_ctx = (int)tokens.size() + c.memory_tokens;
-    one.n_batch = 1;
-    block.n_batch = 16;
-    block.n_threads = 3;
-    host::HostContext a, b;
-    REQUIRE(a.init(qm, one).ok());
-    REQUIRE(b.init(qm, block).ok());
-    for (int i = 0; i < 16; ++i) REQUIRE(a.ctx().eval(tokens[i]).ok());
-    REQUIRE(b.ctx().eval(tokens.data(), 16).ok());
-    float diff = 0, scale = 1;
-    for (int i = 0; i < c.vocab; ++i) {
-      REQUIRE(std::isfinite(a.ctx().logits()[i]));
-      diff = std::max(diff, std::fabs(a.ctx().logits()[i] - b.ctx().logits()[i]));
-      scale = std::max(scale, std::fabs(a.ctx().logits()[i]));
-    }
-    CHECK(diff <= 1e-5f * scale);
+    check_block_as_tokens(qm, tokens);
   }
   CHECK(compared >= 3);
 }
