@@ -27,7 +27,10 @@ if [ ! -x "$lb/llama-bench" ]; then
   cmake --build "$work/llama-build" -j"$jobs" --target llama-bench llama-quantize llama-simple \
     llama-convert-llama2c-to-ggml >> "$out/llama-build.log" 2>&1
 fi
-(cd "$src" && git rev-parse HEAD 2>/dev/null || cat VERSION 2>/dev/null || true) > "$out/llama-version.txt"
+# The tree's own commit only when it is a checkout (a copied tree inside this repository would report
+# qtf's HEAD), else its build-info.cmake/VERSION if any.
+if [ -e "$src/.git" ]; then git -C "$src" rev-parse HEAD; else cat "$src/VERSION" 2>/dev/null || echo "unknown (no .git)"; fi \
+  > "$out/llama-version.txt" 2>/dev/null || true
 lscpu > "$out/lscpu.txt" 2>/dev/null || true
 "$py" "$here/bench/peers/peer_table.py" --qtf "$work/qtf-build/qtf" --llama-bin "$lb" --work "$work/models" \
   --threads "$threads" --rounds "$rounds" --shapes "$shapes" --types "$types" --json "$out/peers.json" \
