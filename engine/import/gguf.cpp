@@ -604,8 +604,9 @@ struct Converter {
   }
   // q8's layout (format.h): the rows' f32 scales, then the rows' int8 values. Row by row through one row
   // of floats; with permute, row r is taken from the source row the rotate-half permutation puts there
-  // (permute_rotate_half's order).
-  void requantize_q8(const Tensor& t, uint64_t rows, bool permute, uint8_t* dst) {
+  // (permute_rotate_half's order). A NaN or Inf value (a damaged block scale) is refused here: rounding
+  // to int8 would hide it from tensor_done's scan.
+  Status requantize_q8(const Tensor& t, uint64_t rows, bool permute, uint8_t* dst) {
     const uint64_t cols = t.elements / rows, row_bytes = t.nbytes / rows;  // rows hold whole blocks (parse)
     std::vector<float> row((size_t)cols);
     float* scales = reinterpret_cast<float*>(dst);
@@ -615,9 +616,15 @@ struct Converter {
       uint64_t from = r;
       if (permute) from = r - r % hd + (r % 2 == 0 ? (r % hd) / 2 : half + (r % hd) / 2);
       dequantize(t.type, t.data + from * row_bytes, cols, row.data());
+      for (uint64_t c = 0; c < cols; ++c)
+        if (!std::isfinite(row[c]))
+          return Status::error(Err::bad_value, "tensor '%.*s' has non-finite values (NaN/Inf) after conversion, the "
+                               "first at index %llu", (int)t.name.size(), t.name.data(),
+                               (unsigned long long)(from * cols + c));
       const float s = quantize_i8(row.data(), (size_t)cols, q + r * cols);
       std::memcpy(scales + r, &s, 4);
     }
+    return Status::success();
   }
   void put_zeros(const std::string& name, uint64_t n) {
     plan.push_back({nullptr, w.declare_tensor(name, format::DType::f32, {n}), Planned::zeros, false, n});
@@ -638,8 +645,13 @@ struct Converter {
       }
       if (p.kind == Planned::zeros) std::memset(dst, 0, (size_t)n);
       else if (p.kind == Planned::copy) std::memcpy(dst, p.src->data, (size_t)n);
-      else if (p.kind == Planned::to_q8) requantize_q8(*p.src, p.rows, p.permute, dst);
-      else dequantize(p.src->type, p.src->data, p.src->elements, reinterpret_cast<float*>(dst));  // 64-byte aligned
+      else if (p.kind == Planned::to_q8) {
+        Status st = requantize_q8(*p.src, p.rows, p.permute, dst);
+        if (!st.ok()) {
+          out.image->clear();
+          return st;
+        }
+      } else dequantize(p.src->type, p.src->data, p.src->elements, reinterpret_cast<float*>(dst));  // 64-byte aligned
       if (p.permute && p.kind != Planned::to_q8) permute_rotate_half(dst, p.rows, (uint64_t)head_dim, (size_t)(n / p.rows));
       if (p.src && out.drop_source_pages) drop_pages(p.src->data, (size_t)p.src->nbytes);
       Status st = tensor_done(&w, p.index);

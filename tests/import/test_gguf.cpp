@@ -574,6 +574,41 @@ TEST_CASE("gguf: every tensor type imports the values its blocks hold (F16 stays
   }
 }
 
+TEST_CASE("gguf: a quantized block with a NaN or Inf scale is refused, as q8 and as f32, naming the tensor") {
+  for (const uint16_t bad : {(uint16_t)0x7E00, (uint16_t)0x7C00})  // f16 NaN, +Inf
+    for (const uint32_t type : {import::kQ8_0, import::kQ4_K})
+      for (const bool f32 : {false, true}) {
+        INFO(import::ggml_type_name(type) << " scale " << bad << (f32 ? " --gguf-f32" : ""));
+        ModelSpec s;
+        s.d = 256, s.ff = 256, s.L = 1, s.H = 2, s.KV = 1, s.V = 8;
+        std::mt19937 rng(5);
+        std::normal_distribution<float> nd(0.f, 0.05f);
+        auto rnd = [&](size_t n) {
+          std::vector<float> v(n);
+          for (float& x : v) x = nd(rng);
+          return v;
+        };
+        std::vector<std::pair<std::string, Encoded>> t;
+        t.push_back({"tok_emb", encode(type, rnd(8 * 256), 1)});
+        for (const char* n : {"ln1.w", "ln2.w"}) t.push_back({std::string("blk.0.") + n, enc_f32(rnd(256))});
+        for (const char* n : {"attn.q.w", "attn.k.w", "attn.v.w", "attn.o.w", "ffn.gate.w", "ffn.up.w", "ffn.down.w"}) {
+          const size_t rows = std::string(n) == "attn.k.w" || std::string(n) == "attn.v.w" ? 128 : 256;
+          t.push_back({std::string("blk.0.") + n, encode(type, rnd(rows * 256), 2)});
+        }
+        t.push_back({"lnf.w", enc_f32(rnd(256))});
+        t.push_back({"head.w", encode(type, rnd(8 * 256), 3)});
+        std::vector<uint8_t>& q = t[3].second.bytes;  // blk.0.attn.q.w; its 3rd block's d (Q8_0: 34 bytes a block)
+        const size_t at = type == import::kQ8_0 ? 2 * 34 : 0;  // Q4_K: the first super-block's d
+        q[at] = (uint8_t)(bad & 0xFF), q[at + 1] = (uint8_t)(bad >> 8);
+        std::vector<uint8_t> out;
+        const Status st = f32 ? convert_f32(model_gguf(s, t), &out) : convert(model_gguf(s, t), &out);
+        REQUIRE(!st.ok());
+        CHECK(std::string(st.message()).find("non-finite values (NaN/Inf) after conversion") != std::string::npos);
+        CHECK(std::string(st.message()).find(f32 ? "'blk.0.attn.q.w'" : "'blk.0.attn_q.weight'") != std::string::npos);
+        CHECK(out.empty());
+      }
+}
+
 TEST_CASE("gguf: tokenizers: llama -> spm keys with llama.cpp's defaults, gpt2 -> bpe over raw bytes") {
   G g;
   g.str("tokenizer.ggml.model", "llama");
