@@ -505,6 +505,34 @@ TEST_CASE("gguf: qwen2's rotate-half q/k rows and biases are permuted to the eng
   CHECK(ta.values.at("blk.0.attn.q.b") == qb);
 }
 
+namespace {
+
+// A one-layer llama (d = ff = 256, 2 heads, 1 kv head, vocab 8) with every matrix random in `type` (norms
+// f32), seeded by `seed`; *s receives its shape.
+std::vector<std::pair<std::string, Encoded>> one_layer_tensors(uint32_t type, uint32_t seed, ModelSpec* s) {
+  s->d = 256, s->ff = 256, s->L = 1, s->H = 2, s->KV = 1, s->V = 8;
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.f, 0.05f);
+  auto rnd = [&](size_t n) {
+    std::vector<float> v(n);
+    for (float& x : v) x = nd(rng);
+    return v;
+  };
+  std::vector<std::pair<std::string, Encoded>> t;
+  uint32_t k = 1;
+  t.push_back({"tok_emb", encode(type, rnd(8 * 256), k++)});
+  for (const char* n : {"ln1.w", "ln2.w"}) t.push_back({std::string("blk.0.") + n, enc_f32(rnd(256))});
+  for (const char* n : {"attn.q.w", "attn.k.w", "attn.v.w", "attn.o.w", "ffn.gate.w", "ffn.up.w", "ffn.down.w"}) {
+    const size_t rows = std::string(n) == "attn.k.w" || std::string(n) == "attn.v.w" ? 128 : 256;
+    t.push_back({std::string("blk.0.") + n, encode(type, rnd(rows * 256), k++)});
+  }
+  t.push_back({"lnf.w", enc_f32(rnd(256))});
+  t.push_back({"head.w", encode(type, rnd(8 * 256), k++)});
+  return t;
+}
+
+}  // namespace
+
 TEST_CASE("gguf: every tensor type imports the values its blocks hold (F16 stays f16, Q4_0 q4, the rest q8 or f32)") {
   for (uint32_t type : {import::kF16, import::kBF16, import::kQ8_0, import::kQ4_0, import::kQ4_1, import::kQ5_0,
                         import::kQ5_1, import::kQ4_K, import::kQ5_K, import::kQ6_K})
@@ -512,24 +540,7 @@ TEST_CASE("gguf: every tensor type imports the values its blocks hold (F16 stays
     const std::string what = std::string(import::ggml_type_name(type)) + (f32 ? ", --gguf-f32" : "");
     INFO(what);
     ModelSpec s;
-    s.d = 256, s.ff = 256, s.L = 1, s.H = 2, s.KV = 1, s.V = 8;
-    std::mt19937 rng(type);
-    std::normal_distribution<float> nd(0.f, 0.05f);
-    auto rnd = [&](size_t n) {
-      std::vector<float> v(n);
-      for (float& x : v) x = nd(rng);
-      return v;
-    };
-    std::vector<std::pair<std::string, Encoded>> t;
-    uint32_t seed = 1;
-    t.push_back({"tok_emb", encode(type, rnd(8 * 256), seed++)});
-    for (const char* n : {"ln1.w", "ln2.w"}) t.push_back({std::string("blk.0.") + n, enc_f32(rnd(256))});
-    for (const char* n : {"attn.q.w", "attn.k.w", "attn.v.w", "attn.o.w", "ffn.gate.w", "ffn.up.w", "ffn.down.w"}) {
-      const size_t rows = std::string(n) == "attn.k.w" || std::string(n) == "attn.v.w" ? 128 : 256;
-      t.push_back({std::string("blk.0.") + n, encode(type, rnd(rows * 256), seed++)});
-    }
-    t.push_back({"lnf.w", enc_f32(rnd(256))});
-    t.push_back({"head.w", encode(type, rnd(8 * 256), seed++)});
+    const std::vector<std::pair<std::string, Encoded>> t = one_layer_tensors(type, type, &s);
     std::vector<uint8_t> out;
     Status st = f32 ? convert_f32(model_gguf(s, t), &out) : convert(model_gguf(s, t), &out);
     REQUIRE_MESSAGE(st.ok(), st.message());
@@ -580,23 +591,7 @@ TEST_CASE("gguf: a quantized block with a NaN or Inf scale is refused, as q8 and
       for (const bool f32 : {false, true}) {
         INFO(import::ggml_type_name(type) << " scale " << bad << (f32 ? " --gguf-f32" : ""));
         ModelSpec s;
-        s.d = 256, s.ff = 256, s.L = 1, s.H = 2, s.KV = 1, s.V = 8;
-        std::mt19937 rng(5);
-        std::normal_distribution<float> nd(0.f, 0.05f);
-        auto rnd = [&](size_t n) {
-          std::vector<float> v(n);
-          for (float& x : v) x = nd(rng);
-          return v;
-        };
-        std::vector<std::pair<std::string, Encoded>> t;
-        t.push_back({"tok_emb", encode(type, rnd(8 * 256), 1)});
-        for (const char* n : {"ln1.w", "ln2.w"}) t.push_back({std::string("blk.0.") + n, enc_f32(rnd(256))});
-        for (const char* n : {"attn.q.w", "attn.k.w", "attn.v.w", "attn.o.w", "ffn.gate.w", "ffn.up.w", "ffn.down.w"}) {
-          const size_t rows = std::string(n) == "attn.k.w" || std::string(n) == "attn.v.w" ? 128 : 256;
-          t.push_back({std::string("blk.0.") + n, encode(type, rnd(rows * 256), 2)});
-        }
-        t.push_back({"lnf.w", enc_f32(rnd(256))});
-        t.push_back({"head.w", encode(type, rnd(8 * 256), 3)});
+        std::vector<std::pair<std::string, Encoded>> t = one_layer_tensors(type, 5, &s);
         std::vector<uint8_t>& q = t[3].second.bytes;  // blk.0.attn.q.w; its 3rd block's d (Q8_0: 34 bytes a block)
         const size_t at = type == import::kQ8_0 ? 2 * 34 : 0;  // Q4_K: the first super-block's d
         q[at] = (uint8_t)(bad & 0xFF), q[at + 1] = (uint8_t)(bad >> 8);
