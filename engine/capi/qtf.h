@@ -45,6 +45,21 @@ const char* qtf_simd(void);
 /* path: a .qtf file (mapped when use_mmap, else read), or a GGUF file, a llama2.c checkpoint or a Hugging
  * Face directory, converted into a .qtf image in memory at each load (`qtf convert` makes a .qtf once). */
 qtf_status qtf_model_load_file(const char* path, int use_mmap, qtf_model** out);
+/* How qtf_model_load_file_with loads. The struct starts with its own size, so it can grow without
+ * breaking binaries built against an older header: take it from qtf_load_default_options() and change
+ * the fields you need. */
+typedef struct {
+  uint32_t struct_size;        /* sizeof(qtf_load_options) as the caller was compiled */
+  int32_t use_mmap;            /* a .qtf file: mapped (1, the default) or read (0) */
+  const char* tokenizer_path;  /* a llama2.c checkpoint: its tokenizer.bin (NULL, the default: a stand-in
+                                  byte tokenizer, as `qtf convert` without --tokenizer) */
+  int32_t gguf_f32;            /* a GGUF: 1 = its Q8_0/Q4_1/Q5_x/Q4_K/Q5_K/Q6_K matrices dequantized to f32
+                                  (their exact values, 4x the memory); 0 (default): requantized to q8, a scale
+                                  per row (docs/llama.md "Why q8"); as `qtf --gguf-f32` */
+} qtf_load_options;
+qtf_load_options qtf_load_default_options(void);
+/* qtf_model_load_file with the options above (options NULL: their defaults). */
+qtf_status qtf_model_load_file_with(const char* path, const qtf_load_options* options, qtf_model** out);
 /* Uses data in place (zero copy) if it is 64-byte aligned, else copies it once. The caller keeps
  * data alive and unchanged until the model is freed (see qtf_model_free). */
 qtf_status qtf_model_load_memory(const void* data, size_t size, qtf_model** out);

@@ -97,10 +97,37 @@ const char* qtf_simd(void) { return kern::simd_arch(); }
 
 qtf_status qtf_model_load_file(const char* path, int use_mmap, qtf_model** out) {
   if (!path || !out) return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_model_load_file: null argument");
+  qtf_load_options o = qtf_load_default_options();
+  o.use_mmap = use_mmap != 0;
+  return qtf_model_load_file_with(path, &o, out);
+}
+
+qtf_load_options qtf_load_default_options(void) {
+  qtf_load_options o{};
+  o.struct_size = sizeof o;
+  o.use_mmap = 1;
+  return o;
+}
+
+qtf_status qtf_model_load_file_with(const char* path, const qtf_load_options* options, qtf_model** out) {
+  if (!path || !out) return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_model_load_file_with: null argument");
   *out = nullptr;
+  // As qtf_context_options: an older (shorter) struct gets the defaults for the fields it lacks; a longer
+  // one has fields this library does not know, refused rather than ignored.
+  qtf_load_options x = qtf_load_default_options();
+  if (options) {
+    if (options->struct_size < sizeof(uint32_t) || options->struct_size > sizeof x)
+      return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_model_load_file_with: options.struct_size is not a size this library knows");
+    std::memcpy(&x, options, options->struct_size);
+  }
+  if ((x.use_mmap != 0 && x.use_mmap != 1) || (x.gguf_f32 != 0 && x.gguf_f32 != 1))
+    return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_model_load_file_with: use_mmap and gguf_f32 must be 0 or 1");
+  import::Options io;
+  io.tokenizer_path = x.tokenizer_path;
+  io.gguf_dequantize_f32 = x.gguf_f32 != 0;
   qtf_model* m;
   if (qtf_status s = make(&m)) return s;
-  qtf_status s = from(m->loaded.load_any(path, use_mmap != 0));
+  qtf_status s = from(m->loaded.load_any(path, x.use_mmap != 0, io));
   if (s != QTF_OK) delete m;
   else *out = m;
   return s;

@@ -20,6 +20,10 @@ class ContextParams(Structure):
                 ("override_theta", c_int32), ("override_alpha", c_int32), ("theta", c_float), ("alpha", c_float)]
 
 
+class LoadOptions(Structure):
+    _fields_ = [("struct_size", c_uint32), ("use_mmap", c_int32), ("tokenizer_path", c_char_p), ("gguf_f32", c_int32)]
+
+
 class ContextOptions(Structure):
     _fields_ = [("struct_size", c_uint32), ("n_batch", c_int32), ("pack_tt", c_int32), ("attention_samples", c_int32),
                 ("override_seed", c_int32), ("attention_seed", c_uint64), ("mem_budget", c_int64),
@@ -83,6 +87,8 @@ def _declare(lib):
         "qtf_set_simd": (c_int, [c_char_p]),
         "qtf_simd": (c_char_p, []),
         "qtf_model_load_file": (c_int, [c_char_p, c_int, P(c_void_p)]),
+        "qtf_load_default_options": (LoadOptions, []),
+        "qtf_model_load_file_with": (c_int, [c_char_p, P(LoadOptions), P(c_void_p)]),
         "qtf_model_load_memory": (c_int, [c_void_p, c_size_t, P(c_void_p)]),
         "qtf_model_free": (None, [c_void_p]),
         "qtf_model_get_info": (c_int, [c_void_p, P(ModelInfo)]),

@@ -289,8 +289,12 @@ class Hostile(unittest.TestCase):
             qtf.Model(os.fsencode(self.PATH) + b"\0x")
         with self.assertRaisesRegex(ValueError, "NUL"):
             qtf.Model(self.PATH, adapter=self.PATH + "\0")
+        with self.assertRaisesRegex(ValueError, "NUL"):
+            qtf.Model(self.PATH, tokenizer=self.PATH + "\0")
         with self.assertRaises(TypeError):
             qtf.Model(42)
+        with self.assertRaises(TypeError):
+            qtf.Model(self.PATH, tokenizer=42)
 
     def test_a_fifo_model_path_is_refused_without_waiting(self):
         with tempfile.TemporaryDirectory() as d:
@@ -360,16 +364,16 @@ class Bindings(unittest.TestCase):
         header = open(os.path.join(ROOT, "engine", "capi", "qtf.h")).read()
         header = re.sub(r"/\*.*?\*/", "", header, flags=re.S)
         ctype = {"int32_t": "c_int", "int64_t": "c_long", "uint64_t": "c_ulong", "uint32_t": "c_uint", "float": "c_float",
-                 "qtf_route": "c_int", "qtf_act_path": "c_int"}
+                 "qtf_route": "c_int", "qtf_act_path": "c_int", "const_char_p": "c_char_p"}
         for cname, struct in (("qtf_model_info", _capi.ModelInfo), ("qtf_context_params", _capi.ContextParams),
-                              ("qtf_context_options", _capi.ContextOptions),
+                              ("qtf_context_options", _capi.ContextOptions), ("qtf_load_options", _capi.LoadOptions),
                               ("qtf_layer_stats", _capi.LayerStats), ("qtf_token_stats", _capi.TokenStats),
                               ("qtf_sampler_params", _capi.SamplerParams)):
             body = re.search(r"typedef struct \{([^}]*)\} " + cname + ";", header)
             self.assertIsNotNone(body, cname)
             want = []
             for decl in body.group(1).split(";"):
-                decl = decl.strip()
+                decl = decl.strip().replace("const char* ", "const_char_p ")
                 if decl:
                     typ, names = decl.split(None, 1)
                     want += [(n.strip(), ctype[typ]) for n in names.split(",")]

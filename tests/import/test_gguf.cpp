@@ -12,6 +12,7 @@
 
 #include "host/quantize.h"
 #include "import/gguf.h"
+#include "qtf.h"
 #include "import_support.h"
 #include "support/json_lite.h"
 
@@ -850,6 +851,63 @@ TEST_CASE("gguf: a .gguf path loads through host::LoadedModel::load_any, convert
   std::vector<uint8_t> out;
   REQUIRE(import::to_qtf(path.c_str(), import::Options(), &out).ok());
   CHECK(worst_logit_error(out) <= 1e-4f);
+  std::remove(path.c_str());
+}
+
+TEST_CASE("C API: qtf_load_options.gguf_f32 loads a GGUF's Q8_0 matrices exactly, as load_any's option does") {
+  ModelSpec s;
+  const std::vector<uint8_t> g = model_gguf(s, one_layer_tensors(import::kQ8_0, 7, &s));
+  const std::string path = "/tmp/qtf_test_gguf_capi_" + std::to_string(getpid()) + ".gguf";
+  FILE* f = std::fopen(path.c_str(), "wb");
+  REQUIRE(f);
+  REQUIRE(std::fwrite(g.data(), 1, g.size(), f) == g.size());
+  std::fclose(f);
+  const int32_t prompt[3] = {1, 5, 2};
+  auto capi_logits = [&](const qtf_load_options* o) {
+    qtf_model* m = nullptr;
+    qtf_context* c = nullptr;
+    std::vector<float> out;
+    REQUIRE_MESSAGE(qtf_model_load_file_with(path.c_str(), o, &m) == QTF_OK, qtf_last_error());
+    REQUIRE(qtf_context_new(m, nullptr, &c) == QTF_OK);
+    REQUIRE(qtf_decode(c, prompt, 3) == QTF_OK);
+    out.assign(qtf_get_logits(c), qtf_get_logits(c) + 8);
+    qtf_context_free(c);
+    qtf_model_free(m);
+    return out;
+  };
+  auto cpp_logits = [&](bool f32) {
+    import::Options io;
+    io.gguf_dequantize_f32 = f32;
+    host::LoadedModel lm;
+    const Status st = lm.load_any(path.c_str(), true, io);
+    REQUIRE_MESSAGE(st.ok(), st.message());
+    host::HostContext hc;
+    REQUIRE(hc.init(lm, ContextOptions()).ok());
+    REQUIRE(hc.ctx().eval(prompt, 3).ok());
+    return std::vector<float>(hc.ctx().logits(), hc.ctx().logits() + 8);
+  };
+  qtf_load_options o = qtf_load_default_options();
+  const std::vector<float> q8 = capi_logits(&o), plain = capi_logits(nullptr);
+  o.gguf_f32 = 1;
+  const std::vector<float> exact = capi_logits(&o);
+  CHECK(q8 == cpp_logits(false));
+  CHECK(plain == q8);  // the default is the requantized q8
+  CHECK(exact == cpp_logits(true));
+  CHECK(exact != q8);
+  // Bad options: one line each, nothing loaded.
+  qtf_model* m = nullptr;
+  o.gguf_f32 = 2;
+  CHECK(qtf_model_load_file_with(path.c_str(), &o, &m) == QTF_ERR_INVALID_ARGUMENT);
+  CHECK(std::string(qtf_last_error()).find("gguf_f32") != std::string::npos);
+  CHECK(m == nullptr);
+  o = qtf_load_default_options();
+  o.struct_size = sizeof o + 8;
+  CHECK(qtf_model_load_file_with(path.c_str(), &o, &m) == QTF_ERR_INVALID_ARGUMENT);
+  CHECK(std::string(qtf_last_error()).find("struct_size") != std::string::npos);
+  o.struct_size = 2 * sizeof(int32_t);  // an older, shorter struct: the fields it lacks take their defaults
+  REQUIRE(qtf_model_load_file_with(path.c_str(), &o, &m) == QTF_OK);
+  qtf_model_free(m);
+  CHECK(qtf_model_load_file_with(path.c_str(), nullptr, nullptr) == QTF_ERR_INVALID_ARGUMENT);
   std::remove(path.c_str());
 }
 

@@ -282,7 +282,29 @@ TEST_CASE("llama2c: --tokenizer imports llama2.c's tokenizer.bin (spm keys); a b
   import::Options opt;
   opt.tokenizer_path = "/nonexistent/tokenizer.bin";
   expect_error(import::to_qtf(c.c_str(), opt, &out), "/nonexistent/tokenizer.bin");
-  std::remove(c.c_str());
+  // The C API takes the tokenizer too (qtf_load_options): its pieces, not the stand-in's; a missing one
+  // is the same one line.
+  const std::string t = temp_path("tk40.tok");
+  write_file(t, tok);
+  qtf_load_options lo = qtf_load_default_options();
+  lo.tokenizer_path = t.c_str();
+  qtf_model* m = nullptr;
+  REQUIRE_MESSAGE(qtf_model_load_file_with(c.c_str(), &lo, &m) == QTF_OK, qtf_last_error());
+  const char* bytes = nullptr;
+  size_t len = 0;
+  REQUIRE(qtf_token_text(m, 30, &bytes, &len) == QTF_OK);
+  CHECK(std::string(bytes, len) == " b");
+  qtf_model_free(m);
+  REQUIRE(qtf_model_load_file_with(c.c_str(), nullptr, &m) == QTF_OK);  // the stand-in: not " b"
+  REQUIRE(qtf_token_text(m, 30, &bytes, &len) == QTF_OK);
+  CHECK(std::string(bytes, len) != " b");
+  qtf_model_free(m);
+  lo.tokenizer_path = "/nonexistent/tokenizer.bin";
+  m = nullptr;
+  CHECK(qtf_model_load_file_with(c.c_str(), &lo, &m) != QTF_OK);
+  CHECK(m == nullptr);
+  CHECK(std::string(qtf_last_error()).find("/nonexistent/tokenizer.bin") != std::string::npos);
+  std::remove(c.c_str()), std::remove(t.c_str());
 }
 
 TEST_CASE("C API: qtf_tokenize_ex adds BOS when asked (flags), qtf_tokenize is unchanged; qtf_sampler_set_rng") {
