@@ -96,6 +96,8 @@ TEST_CASE("every C API function refuses null pointers") {
   qtf_token_stats ts;
   CHECK(qtf_model_load_file(nullptr, 1, &mp) == QTF_ERR_INVALID_ARGUMENT);
   CHECK(qtf_model_load_file("x.qtf", 1, nullptr) == QTF_ERR_INVALID_ARGUMENT);
+  CHECK(qtf_model_load_file_with(nullptr, nullptr, &mp) == QTF_ERR_INVALID_ARGUMENT);
+  CHECK(qtf_model_load_file_with("x.qtf", nullptr, nullptr) == QTF_ERR_INVALID_ARGUMENT);
   CHECK(qtf_model_load_memory(nullptr, 100, &mp) == QTF_ERR_INVALID_ARGUMENT);
   CHECK(qtf_model_load_memory(tiny().data(), tiny().size(), nullptr) == QTF_ERR_INVALID_ARGUMENT);
   CHECK(std::strlen(qtf_last_error()) > 0);
