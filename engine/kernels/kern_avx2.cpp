@@ -36,6 +36,10 @@ inline void widen_q4(const uint8_t* p, V8* out) {  // low nibbles: values 0..15,
 #define QTF_AVX2_TOKENS 8
 #endif
 constexpr int kLaneTokens = QTF_AVX2_TOKENS;  // 8 (W_j partly spilled) measured faster than 4
+#ifndef QTF_AVX2_PANEL_TOKENS
+#define QTF_AVX2_PANEL_TOKENS 8
+#endif
+constexpr int kLanePanelTokens = QTF_AVX2_PANEL_TOKENS;  // over a packed panel (int8_lanes.inc)
 #include "kernels/int8_lanes.inc"
 }  // namespace
 }  // namespace qtf::kern_avx2

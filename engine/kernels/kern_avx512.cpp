@@ -62,6 +62,10 @@ inline V8 fmadd(const V8& a, const V8& b, const V8& c) { return _mm256_fmadd_ps(
 #define QTF_AVX512_LANE_TOKENS 8
 #endif
 constexpr int kLaneTokens = QTF_AVX512_LANE_TOKENS;
+#ifndef QTF_AVX512_PANEL_TOKENS
+#define QTF_AVX512_PANEL_TOKENS 8
+#endif
+constexpr int kLanePanelTokens = QTF_AVX512_PANEL_TOKENS;  // over a packed panel (int8_lanes.inc)
 #include "kernels/int8_lanes.inc"
 #define QTF_Q8_ROUND_512 1
 }  // namespace

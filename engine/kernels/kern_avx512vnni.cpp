@@ -132,6 +132,10 @@ constexpr int kLaneRows = 16;
 #define QTF_VNNI_TOKENS 8
 #endif
 constexpr int kLaneTokens = QTF_VNNI_TOKENS;  // registers: 8 W_j + 8 sums + a few (16: no faster)
+#ifndef QTF_VNNI_PANEL_TOKENS
+#define QTF_VNNI_PANEL_TOKENS 8
+#endif
+constexpr int kLanePanelTokens = QTF_VNNI_PANEL_TOKENS;  // over a packed panel (int8_lanes.inc)
 constexpr int kLaneCorrQ4 = 8, kLaneCorrI8 = 128;
 using LF = __m512;
 inline LF lf_zero() { return _mm512_setzero_ps(); }

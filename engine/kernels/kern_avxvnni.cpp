@@ -33,6 +33,10 @@ constexpr int W = 8;
 #define QTF_AVXVNNI_TOKENS 8
 #endif
 constexpr int kLaneTokens = QTF_AVXVNNI_TOKENS;
+#ifndef QTF_AVXVNNI_PANEL_TOKENS
+#define QTF_AVXVNNI_PANEL_TOKENS 8
+#endif
+constexpr int kLanePanelTokens = QTF_AVXVNNI_PANEL_TOKENS;  // over a packed panel (int8_lanes.inc)
 #include "kernels/int8_lanes.inc"
 
 void dense_matmul_q8(const DenseMatrix& M, const Q8Rows& X, int batch, float* Y, int64_t ldy) {
