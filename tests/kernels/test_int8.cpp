@@ -244,6 +244,50 @@ TEST_CASE("i8 and q4 x q8 matmul with real scales: kern equals ref, a block equa
   }
 }
 
+TEST_CASE("packed panels: a prompt block equals its rows one at a time, bit for bit, across chunks of blocks") {
+  // From 16 activation rows the lane GEMM prepares a tile's weight blocks once into a panel, 32 blocks
+  // at a time (int8_lanes.inc), and carries each output's partial sum from chunk to chunk: it must give
+  // the one-row matvec's bits. cols 3072: 3 whole chunks; 3000: the i8 rows' partial last block in the
+  // last chunk; 2056: that block alone in its chunk. rows 37: a tail of weight rows under 8 and 16
+  // lanes. batch 64: whole tiles; 31: the 8-, 4- and 1-row tails; 130: a 128-row pass, then 2 directly.
+  std::mt19937 rng(74);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  const int rows = 37;
+  for (WType type : {WType::i8, WType::q4})
+    for (int cols : {3072, 3000, 2056}) {
+      CAPTURE((int)type);
+      CAPTURE(cols);
+      const Mat m = make_mat(rng, type, rows, cols, false, true);
+      const int64_t nb = q8_blocks(cols);
+      for (int batch : {64, 31, 130}) {
+        CAPTURE(batch);
+        std::vector<float> X((size_t)batch * cols);
+        for (float& v : X) v = u(rng);
+        Acts a;
+        a.q.resize((size_t)(batch * nb * kQ8Block));
+        a.d.resize((size_t)(batch * nb));
+        kern::quantize_q8_rows(X.data(), batch, cols, a.q.data(), a.d.data());
+        std::vector<float> expect((size_t)rows * batch);
+        ref::dense_matmul_q8(m.view(), a.view(nb), batch, expect.data(), rows);
+        for_each_variant([&] {
+          std::vector<float> y((size_t)rows * batch, NAN);
+          kern::dense_matmul_q8(m.view(), a.view(nb), batch, y.data(), nullptr);
+          float worst = 0;  // against ref: float rounding only (sums of ~3000 terms of size <= 1)
+          for (size_t i = 0; i < y.size(); ++i) worst = std::fmax(worst, std::fabs(y[i] - expect[i]));
+          CHECK(worst <= 1e-3f);
+          int differ = 0;
+          for (int t = 0; t < batch; ++t) {
+            std::vector<float> one((size_t)rows, NAN);
+            const Q8Rows row{a.q.data() + t * nb * kQ8Block, a.d.data() + t * nb, nb};
+            kern::dense_matmul_q8(m.view(), row, 1, one.data(), nullptr);
+            differ += std::memcmp(one.data(), y.data() + (size_t)t * rows, rows * sizeof(float)) != 0;
+          }
+          CHECK(differ == 0);
+        });
+      }
+    }
+}
+
 TEST_CASE("quantised activations: a matvec within sum_b max|x_b| / 254 * sum_b |w| of the float one") {
   // x_j = d_b q_j + e_j with |e_j| <= d_b / 2 = max|x_b| / 254, so |W x - W x~| <= sum_b max|x_b| / 254 *
   // sum_{j in b} |w_j| per row (plus float rounding). The measured share of that bound is printed.
