@@ -354,9 +354,10 @@ int main(int argc, char** argv) {
       }
   for (const int* rc : {(const int[2]){288, 288}, (const int[2]){768, 768}, (const int[2]){3072, 768},
                         (const int[2]){768, 3072}})
-    for (int batch : {1, 64})
+    for (int batch : {1, 8, 16, 32, 64})
       for (WType type : {WType::q4, WType::i8})
         for (bool integer : {false, true}) {
+          if (!integer && batch != 1 && batch != 64) continue;  // b8-b32: where packed panels start
           const std::string name = std::string("kern_gemm_") + (type == WType::q4 ? "q4" : "i8") +
                                    (integer ? "_int/" : "_float/") + std::to_string(rc[0]) + "x" +
                                    std::to_string(rc[1]) + "/b" + std::to_string(batch);
