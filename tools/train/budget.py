@@ -48,15 +48,18 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.nn.utils.parametrize as parametrize
 
+import gptq
 import llama
 from engine_sample import sample_engine
-from qtf_format import QtfError, read_qtf, tensor_nbytes, write_qtf
+from qtf_format import QtfError, _encode_blocks, read_qtf, tensor_nbytes, write_qtf
 
 ALIGN = 64
 LINEARS = (("q", "attn.q"), ("k", "attn.k"), ("v", "attn.v"), ("o", "attn.o"), ("gate", "ffn.gate"),
            ("up", "ffn.up"), ("down", "ffn.down"))
 RANK_LADDER = (2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 DOC_SEP = "<|endoftext|>"
+ROUNDINGS = ("rtn", "imatrix", "gptq")
+BLOCK_RANGE = {"q4": (-8, 7), "q3": (-4, 3), "q3a": (-4, 3)}  # the codes of the 32-value block kinds
 
 
 class BudgetError(Exception):
@@ -331,10 +334,13 @@ class Matrix:
     """One matrix of the model and its options. name: the file's prefix ('tok_emb', 'blk.0.attn.q', ...);
     W: [M, N] float32 (out x in)."""
 
-    def __init__(self, name, W, role):
+    def __init__(self, name, W, role, rounding="rtn", H=None):
         # a copy: W must not follow the parameter it came from while options are tried in it (measure)
         self.name, self.W, self.role = name, np.array(W, dtype=np.float32, copy=True), role  # role: emb, dense, lowrank
         self.options = []  # dicts: kind ('quant'/'tt'), dtype, rank, bytes, loss
+        # rounding of the q4/q3/q3a options (ROUNDINGS); H: X^T X of the matrix's inputs on calibration text
+        self.rounding, self.H = rounding, H
+        self.grids = {}  # dtype -> (scales [M, nb], codes [M, nb * 32], master [M, N]): block_grid
 
     def __repr__(self):
         return "Matrix(%s %s)" % (self.name, self.W.shape)
@@ -363,8 +369,32 @@ def lowrank_values(W, r, dtype):
     return A @ B
 
 
+def block_grid(m, dtype):
+    """(scales [M, nb], codes [M, nb * 32], master [M, N]) of m as a q4/q3/q3a matrix by m.rounding: rtn the
+    writer's own (qtf_format: the engine's search, absmax for q3a), imatrix the search weighted by the inputs'
+    second moments, gptq error-compensated rounding (gptq.py). master: the float values healing starts from,
+    which round to the codes at those scales (the matrix itself for rtn, GPTQ's updated columns for gptq)."""
+    if dtype not in m.grids:
+        lo, hi = BLOCK_RANGE[dtype]
+        M, N = m.W.shape
+        nb = (N + 31) // 32
+        if m.rounding == "rtn" or m.H is None:
+            d, code = _encode_blocks(m.W, lo, hi, dtype != "q3a", dtype)
+            d, q = d.reshape(M, nb), (code.astype(np.int16) + lo).reshape(M, nb * 32).astype(np.int8)
+            master = m.W
+        else:
+            d, q, master = gptq.round_blocks(m.W, m.H, lo, hi, "absmax" if dtype == "q3a" else "search",
+                                             propagate=m.rounding == "gptq")
+            d, q, master = d.numpy(), q.numpy(), master.numpy()
+        m.grids[dtype] = (d, q, np.asarray(master, dtype=np.float32))
+    return m.grids[dtype]
+
+
 def option_values(m, opt):
     if opt["kind"] == "quant" or m.role in ("emb", "dense"):
+        if opt["dtype"] in BLOCK_RANGE:
+            d, q, _ = block_grid(m, opt["dtype"])
+            return gptq.dequantize(d, q, m.W.shape[1]).numpy()
         return roundtrip(m.W, opt["dtype"])
     return lowrank_values(m.W, opt["rank"], opt["dtype"])
 
@@ -389,18 +419,22 @@ def build_options(m, family):
     return opts
 
 
-def matrices(model, family):
+def matrices(model, family, rounding="rtn", H=None):
+    """The model's matrices and their options; H: {name: X^T X of its inputs} (input_moments) for rounding
+    imatrix/gptq."""
     cfg = model.cfg
-    out = [Matrix("tok_emb", model.tok_emb.weight.detach().numpy(), "emb")]
+    H = H or {}
+    out = [Matrix("tok_emb", model.tok_emb.weight.detach().numpy(), "emb", rounding, H.get("tok_emb"))]
     if not cfg.tied_embeddings:
-        out.append(Matrix("head", model.head.detach().numpy(), "emb"))
+        out.append(Matrix("head", model.head.detach().numpy(), "emb", rounding, H.get("head")))
     for l, blk in enumerate(model.blocks):
         for n, p in LINEARS:
             lin = getattr(blk, n, None)
             if lin is None:
                 continue
             role = "dense" if (family == "quant" or n in ("q", "o")) else "lowrank"
-            out.append(Matrix("blk.%d.%s" % (l, p), lin.weight.detach().numpy(), role))
+            name = "blk.%d.%s" % (l, p)
+            out.append(Matrix(name, lin.weight.detach().numpy(), role, rounding, H.get(name)))
     for m in out:
         build_options(m, family)
     return out
@@ -413,6 +447,34 @@ def weight_param(model, name):
         return model.head
     _, l, a, b = name.split(".")
     return getattr(model.blocks[int(l)], dict((p, n) for n, p in LINEARS)[a + "." + b]).weight
+
+
+@torch.no_grad()
+def input_moments(model, x, batch=8):
+    """{matrix name: X^T X (float64 numpy [N, N])} of each linear's inputs over windows x; for the tied
+    embedding (and a separate head) the final norm's outputs, the classifier's inputs."""
+    acc, hooks = {}, []
+
+    def hook(name):
+        def f(mod, inp, out):
+            v = (out if name in ("tok_emb", "head") else inp[0]).detach().double()
+            v = v.reshape(-1, v.shape[-1])
+            acc[name] = acc.get(name, 0) + v.T @ v
+        return f
+
+    for l, blk in enumerate(model.blocks):
+        for n, p in LINEARS:
+            lin = getattr(blk, n, None)
+            if lin is not None:
+                hooks.append(lin.register_forward_hook(hook("blk.%d.%s" % (l, p))))
+    hooks.append(model.lnf.register_forward_hook(hook("tok_emb" if model.cfg.tied_embeddings else "head")))
+    try:
+        for i in range(0, len(x), batch):
+            model(x[i:i + batch])
+    finally:
+        for h in hooks:
+            h.remove()
+    return {k: v.numpy() for k, v in acc.items()}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -540,6 +602,45 @@ class FakeQuant(nn.Module):
         return fq(w, self.dtype)
 
 
+class GridQuant(nn.Module):
+    """Straight-through fake quantisation to fixed blocks: scales d [M, nb] (f16 values, kept through healing),
+    the codes round(w / d) clamped to [lo, hi], so the forward values are what the file stores with those
+    scales (write_qtf's given grid), whatever rounding chose them."""
+
+    def __init__(self, d, lo, hi):
+        super().__init__()
+        self.register_buffer("d", torch.as_tensor(np.asarray(d), dtype=torch.float32).clone())
+        self.lo, self.hi = lo, hi
+
+    def codes(self, w):
+        M, N = w.shape
+        nb = self.d.shape[1]
+        v = F.pad(w, (0, nb * 32 - N)).view(M, nb, 32)
+        d = self.d[:, :, None]
+        q = (v / torch.where(d == 0, torch.ones_like(d), d)).round().clamp(self.lo, self.hi)
+        return torch.where(d == 0, torch.zeros_like(q), q).view(M, nb * 32)
+
+    def forward(self, w):
+        with torch.no_grad():
+            M, N = w.shape
+            nb = self.d.shape[1]
+            q = (self.codes(w).view(M, nb, 32) * self.d[:, :, None]).view(M, nb * 32)[:, :N]
+        return w + (q - w).detach()
+
+
+def grid_quant(m, dtype):
+    """(GridQuant, the master to start from) for matrix m as dtype (q4/q3/q3a): the master is block_grid's,
+    moved onto its code's value wherever it would round otherwise here (ties, float32)."""
+    d, q, master = block_grid(m, dtype)
+    g = GridQuant(d, *BLOCK_RANGE[dtype])
+    w = torch.from_numpy(np.array(master, dtype=np.float32))
+    want = torch.from_numpy(q.astype(np.float32))
+    M, N = w.shape
+    off = (g.codes(w) != want)[:, :N]
+    exact = gptq.dequantize(d, q, N)
+    return g, torch.where(off, exact, w)
+
+
 class LowRank(nn.Module):
     """y = (A B) x + b with A, B fake-quantised (the two cores of a TT with factors (M, 1) and (1, N))."""
 
@@ -569,13 +670,19 @@ def make_student(model, mats, choice):
             setattr(blk, n, LowRank(A, B, opt["dtype"], getattr(blk, n).bias))
         elif opt["dtype"] != "f32":
             if m.name == "tok_emb":
-                parametrize.register_parametrization(student.tok_emb, "weight", FakeQuant(opt["dtype"]))
+                mod = student.tok_emb
             elif m.name == "head":
                 raise BudgetError("a separate classifier is not handled by the student yet")
             else:
                 _, l, a, b = m.name.split(".")
-                lin = getattr(student.blocks[int(l)], dict((p, n) for n, p in LINEARS)[a + "." + b])
-                parametrize.register_parametrization(lin, "weight", FakeQuant(opt["dtype"]))
+                mod = getattr(student.blocks[int(l)], dict((p, n) for n, p in LINEARS)[a + "." + b])
+            if opt["dtype"] in BLOCK_RANGE:  # fixed scales: healing keeps the chosen grid, the file is written with it
+                g, master = grid_quant(m, opt["dtype"])
+                with torch.no_grad():
+                    mod.weight.copy_(master)
+                parametrize.register_parametrization(mod, "weight", g)
+            else:
+                parametrize.register_parametrization(mod, "weight", FakeQuant(opt["dtype"]))
     return student
 
 
@@ -628,9 +735,18 @@ def student_tensors(student, mats, choice, family):
     with torch.no_grad():
         def w_of(mod):
             return (mod.weight if not parametrize.is_parametrized(mod) else mod.parametrizations.weight.original)
+
+        def stored(name, mod, dtype):
+            """(name, values, kind[, grid]): a GridQuant matrix with its scales and the codes it heals with."""
+            w = w_of(mod)
+            if parametrize.is_parametrized(mod) and isinstance(mod.parametrizations.weight[0], GridQuant):
+                g = mod.parametrizations.weight[0]
+                return (name, w.numpy().copy(), dtype, (g.d.numpy().copy(), g.codes(w).numpy().astype(np.int8)))
+            return (name, w.numpy().copy(), dtype)
+
         out = []
         m, o = by_name["tok_emb"]
-        out.append(("tok_emb", w_of(student.tok_emb).numpy().copy(), o["dtype"]))
+        out.append(stored("tok_emb", student.tok_emb, o["dtype"]))
         if cfg.positions == "learned":  # the base block (shakespeare-dense): kept f32
             out.append(("pos_emb", student.pos_emb.weight.numpy().copy(), "f32"))
         for l, blk in enumerate(student.blocks):
@@ -647,7 +763,7 @@ def student_tensors(student, mats, choice, family):
                 name = "blk.%d.%s" % (l, p)
                 m, o = by_name[name]
                 if family == "quant":
-                    out.append((name + ".w", w_of(mod).numpy().copy(), o["dtype"]))
+                    out.append(stored(name + ".w", mod, o["dtype"]))
                 elif isinstance(mod, LowRank):
                     A, B = mod.A.numpy().copy(), mod.B.numpy().copy()
                     if o["dtype"] == "i8":
@@ -691,9 +807,9 @@ def file_meta(meta, cfg, family, max_rank, provenance):
 
 def fixed_bytes(meta, tensors, choice_tensor_names):
     """File bytes of everything but the chosen matrices' tensors (those are added aligned)."""
-    total = len(write_qtf(None, meta, [(n, np.zeros(a.shape, np.float32) if n in choice_tensor_names else a, k)
-                                       for n, a, k in tensors]))
-    return total - sum(aligned(tensor_nbytes(a.shape, k)) for n, a, k in tensors if n in choice_tensor_names)
+    total = len(write_qtf(None, meta, [(t[0], np.zeros(t[1].shape, np.float32), t[2]) if t[0] in choice_tensor_names
+                                       else t for t in tensors]))
+    return total - sum(aligned(tensor_nbytes(t[1].shape, t[2])) for t in tensors if t[0] in choice_tensor_names)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -703,8 +819,11 @@ class Session:
 
     def __init__(self, model_path, text, stories=None, qtf=None, tokenizer=None, window=256, calib_windows=8,
                  val_stories=0.1, samples=32, seed=0, log=print, workdir=None, drop_unknown=False, plain=0,
-                 device="cpu"):
+                 device="cpu", rounding="rtn", moment_windows=128, sens_cache=None):
         torch.set_num_threads(1)
+        if rounding not in ROUNDINGS:
+            raise BudgetError("--rounding %r: one of %s" % (rounding, ", ".join(ROUNDINGS)))
+        self.rounding, self.sens_cache = rounding, sens_cache
         self.device = torch.device(device)  # where healing runs (the sensitivity and the file stay on the CPU)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise BudgetError("--device cuda: no CUDA device is available to PyTorch")
@@ -729,6 +848,12 @@ class Session:
         self.train_x = windows(ids[:-nval], T)
         self.val_x = windows(ids[-nval:], T)[:8]
         self.calib_x = self.train_x[:calib_windows]
+        self.H = None
+        if rounding != "rtn":  # the linears' inputs on calibration windows (never the set-aside or held-out text)
+            t0 = time.time()
+            self.H = input_moments(self.model, self.train_x[:moment_windows])
+            log("input moments of %d matrices on %d calibration windows (%.1f s)" % (
+                len(self.H), min(moment_windows, len(self.train_x)), time.time() - t0))
         self.calib_lp = teacher_logprobs(self.model, self.calib_x)
         self.val_lp = teacher_logprobs(self.model, self.val_x)
         bos = self.meta.get("tokenizer.bos_id", 1)
@@ -749,16 +874,29 @@ class Session:
 
     def family(self, fam):
         if fam not in self.fams:
-            mats = matrices(self.model, fam)
-            measure(self.model, mats, self.calib_x, self.calib_lp, self.log)
+            mats = matrices(self.model, fam, self.rounding, self.H)
+            key = "%s/%s/%d" % (fam, self.rounding, len(self.calib_x))
+            cache = json.load(open(self.sens_cache)) if self.sens_cache and os.path.exists(self.sens_cache) else {}
+            got = cache.get(key, {})
+            if all(len(got.get(m.name, [])) == len(m.options) for m in mats):  # measured before, same options
+                for m in mats:
+                    for o, loss in zip(m.options, got[m.name]):
+                        o["loss"] = loss
+                self.log("sensitivity: %s read from %s" % (key, self.sens_cache))
+            else:
+                measure(self.model, mats, self.calib_x, self.calib_lp, self.log)
+                if self.sens_cache:
+                    cache[key] = {m.name: [o["loss"] for o in m.options] for m in mats}
+                    with open(self.sens_cache, "w") as f:
+                        json.dump(cache, f, indent=0)
             choice = [0] * len(mats)
             student = make_student(self.model, mats, [max(range(len(m.options)), key=lambda j: m.options[j]["bytes"])
                                                       for m in mats])
             tensors = student_tensors(student, mats, choice, fam)
             names = set()
             for m in mats:
-                names |= {n for n, _, _ in tensors if n == m.name or n.startswith(m.name + ".w") or
-                          n.startswith(m.name + ".core.")}
+                names |= {t[0] for t in tensors if t[0] == m.name or t[0].startswith(m.name + ".w") or
+                          t[0].startswith(m.name + ".core.")}
             meta = file_meta(self.meta, self.model.cfg, fam, 1, {})
             self.fams[fam] = (mats, fixed_bytes(meta, tensors, names) + 1024)  # + room for provenance keys
         return self.fams[fam]
@@ -770,6 +908,14 @@ class Session:
         if got is None:
             return None
         return mats, got[0], got[1], fixed
+
+    def uniform(self, dtype, emb="q8"):
+        """The quant family's student with every matrix dtype and the embedding emb (as `qtf quantize --type`
+        keeps the tied head q8), unhealed: (student, mats, choice)."""
+        mats, _ = self.family("quant")
+        choice = [next(j for j, o in enumerate(m.options) if o["dtype"] == (emb if m.role == "emb" else dtype))
+                  for m in mats]
+        return make_student(self.model, mats, choice), mats, choice
 
     def smallest(self, fam):
         mats, fixed = self.family(fam)
@@ -846,7 +992,7 @@ def parse_budget(spec, f32_bytes):
 def compress(args, log=print):
     s = Session(args.model, args.text, args.stories, args.qtf, args.tokenizer, args.window, args.calib_windows,
                 samples=args.samples, seed=args.seed, log=log, drop_unknown=args.drop_unknown, plain=args.plain_text,
-                device=args.device)
+                device=args.device, rounding=args.rounding)
     budget = parse_budget(args.budget, s.f32_bytes)
     fams = ["quant", "tt"] if args.family == "mix" else [args.family]
     results = []
@@ -891,6 +1037,9 @@ def main(argv=None):
     ap.add_argument("--device", default="cpu", help="where healing runs: cpu (default) or cuda")
     ap.add_argument("--window", type=int, default=256)
     ap.add_argument("--calib-windows", type=int, default=8)
+    ap.add_argument("--rounding", choices=ROUNDINGS, default="rtn", help="q4/q3 rounding: rtn (the engine's "
+                    "scale search, nearest code), imatrix (the search weighted by the inputs' second moments) or "
+                    "gptq (error-compensated, gptq.py)")
     ap.add_argument("--samples", type=int, default=32, help="sequences sampled from the original for healing")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--drop-unknown", action="store_true", help="leave out the stories with characters the "

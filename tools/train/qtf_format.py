@@ -145,21 +145,40 @@ def _encode_blocks(a, lo, hi, search, kind):
     return best_d, code
 
 
-def encode_q4(a, search=True):
+def _given_blocks(a, grid, lo, hi, kind):
+    """grid = (d [rows, nb] f16 values, q [rows, nb * 32] integers in [lo, hi], 0 in the padding): a writer's own
+    scales and codes (budget.py's rounding, docs/quantize.md), checked and returned as _encode_blocks does."""
+    a = np.asarray(a)
+    rows, cols = int(np.prod(a.shape[:-1])), int(a.shape[-1])
+    nb = (cols + 31) // 32
+    d = np.asarray(grid[0], dtype=np.float32)
+    q = np.asarray(grid[1])
+    if d.shape != (rows, nb) or q.shape != (rows, nb * 32):
+        raise QtfError("%s: given scales %s / codes %s, expected (%d, %d) / (%d, %d)" % (
+            kind, d.shape, q.shape, rows, nb, rows, nb * 32))
+    if not np.all(np.isfinite(d)) or not np.array_equal(d.astype(np.float16).astype(np.float32), d):
+        raise QtfError("%s: given scales are not all finite f16 values" % kind)
+    if q.dtype.kind not in "iu" or q.min() < lo or q.max() > hi or np.any(q[:, cols:] != 0):
+        raise QtfError("%s: given codes outside [%d, %d] or not 0 in the padding" % (kind, lo, hi))
+    return d.reshape(-1), (q.reshape(-1, 32).astype(np.int16) - lo).astype(np.uint8)
+
+
+def encode_q4(a, search=True, grid=None):
     """[.., cols] float -> bytes of a q4 tensor (GGUF Q4_0 blocks along each row, the last one padded with
-    nibble 8); search: the engine's default scale search (docs/quantize.md), else GGUF's max / -8."""
-    d, nib = _encode_blocks(a, -8, 7, search, "q4")
+    nibble 8); search: the engine's default scale search (docs/quantize.md), else GGUF's max / -8; grid: the
+    scales and codes given (_given_blocks), a's values then unused."""
+    d, nib = _encode_blocks(a, -8, 7, search, "q4") if grid is None else _given_blocks(a, grid, -8, 7, "q4")
     out = np.zeros((d.shape[0], 18), dtype=np.uint8)
     out[:, :2] = d.astype("<f2").view(np.uint8).reshape(-1, 2)
     out[:, 2:] = nib[:, :16] | (nib[:, 16:] << 4)
     return out.tobytes()
 
 
-def encode_q3(a, search=True):
+def encode_q3(a, search=True, grid=None):
     """[.., cols] float -> bytes of a q3 tensor (engine/kernels/kernels.h: per block of 32 an f16 scale, 8
     bytes whose byte j holds the low bit pairs of values j, j + 8, j + 16, j + 24, and 4 bytes of third
-    bits, value j's at bit j; value = d * (code - 4)); search as encode_q4, else max / -4."""
-    d, code = _encode_blocks(a, -4, 3, search, "q3")
+    bits, value j's at bit j; value = d * (code - 4)); search and grid as encode_q4, else max / -4."""
+    d, code = _encode_blocks(a, -4, 3, search, "q3") if grid is None else _given_blocks(a, grid, -4, 3, "q3")
     out = np.zeros((d.shape[0], 14), dtype=np.uint8)
     out[:, :2] = d.astype("<f2").view(np.uint8).reshape(-1, 2)
     low = (code & 3).reshape(-1, 4, 8)  # [B, i, j]: value j + 8 i
@@ -191,11 +210,16 @@ def tensor_nbytes(shape, kind):
             "q3a": rows * ((cols + 31) // 32) * 14}[kind]
 
 
-def encode_tensor(a, kind):
-    """(dtype code, bytes, scale) of a float array stored as kind (f32, f16, i8, q8, q4, q3, q3a)."""
+def encode_tensor(a, kind, grid=None):
+    """(dtype code, bytes, scale) of a float array stored as kind (f32, f16, i8, q8, q4, q3, q3a); grid: q4/q3's
+    scales and codes given (encode_q4)."""
     a = np.asarray(a)
     if kind not in KINDS:
         raise QtfError("unknown tensor kind %r (f32, f16, i8, q8, q4, q3, q3a)" % (kind,))
+    if grid is not None:
+        if kind not in ("q4", "q3", "q3a"):
+            raise QtfError("given scales and codes are for q4/q3 tensors, not %s" % kind)
+        return (DT_Q4, encode_q4(a, grid=grid), 1.0) if kind == "q4" else (DT_Q3, encode_q3(a, grid=grid), 1.0)
     if kind in ("i8", "q8", "q4", "q3", "q3a") and not np.all(np.isfinite(a)):
         raise QtfError("non-finite values cannot be quantized")
     if kind == "f32":
@@ -218,7 +242,8 @@ def _align(n):
 
 def write_qtf(path, meta, tensors):
     """Writes a .qtf v1 file and returns its bytes. tensors: (name, array) (float32 -> f32, float16 -> f16)
-    or (name, float array, kind) with kind f32, f16, i8, q8 or q4 (encode_tensor)."""
+    or (name, float array, kind) with kind f32, f16, i8, q8, q4, q3 or q3a (encode_tensor), or (name, array,
+    kind, (scales, codes)) for q4/q3 blocks written as given (encode_q4)."""
     meta_bytes = b"".join(_pack_str(k) + _pack_value(v) for k, v in meta.items())
     entries = []  # (name, dtype, shape, bytes, scale)
     for item in tensors:
@@ -234,7 +259,7 @@ def write_qtf(path, meta, tensors):
         if not 1 <= a.ndim <= 4:
             raise QtfError("tensor %s: ndim %d not in 1..4" % (name, a.ndim))
         try:
-            dt, data, scale = encode_tensor(a, kind)
+            dt, data, scale = encode_tensor(a, kind, item[3] if len(item) > 3 else None)
         except QtfError as e:
             raise QtfError("tensor %s: %s" % (name, e))
         entries.append((name, dt, a.shape, data, scale))
@@ -317,8 +342,9 @@ def write_model(path, meta, named_tensors, dtype="f32"):
     return write_qtf(path, meta, tensors)
 
 
-def read_qtf(path_or_bytes):
-    """Returns (meta dict, {name: np.ndarray}) after verifying the whole file."""
+def read_qtf(path_or_bytes, grids=None):
+    """Returns (meta dict, {name: np.ndarray}) after verifying the whole file. grids: a dict that gets each
+    q4/q3 tensor's stored (scales [rows, nb] float32, codes [rows, nb * 32] int8, signed), as write_qtf takes."""
     if isinstance(path_or_bytes, (bytes, bytearray)):
         data = bytes(path_or_bytes)
     else:
@@ -418,6 +444,8 @@ def read_qtf(path_or_bytes):
             if not np.all(np.isfinite(d)) or (tail and np.any(nib[:, -1, 32 - tail:] != 8)):
                 raise QtfError("bad q4 scales or padding " + name)
             v = (d * (nib - 8).astype(np.float32)).reshape(rows, blocks * 32)[:, :cols]
+            if grids is not None:
+                grids[name] = (d[:, :, 0], (nib - 8).reshape(rows, -1))
             tensors[name] = np.ascontiguousarray(v).reshape(dims)
             continue
         if dt == DT_Q3:
@@ -428,6 +456,8 @@ def read_qtf(path_or_bytes):
             if not np.all(np.isfinite(d)) or (tail and np.any(code[:, -1, 32 - tail:] != 4)):
                 raise QtfError("bad q3 scales or padding " + name)
             v = (d * (code - 4).astype(np.float32)).reshape(rows, blocks * 32)[:, :cols]
+            if grids is not None:
+                grids[name] = (d[:, :, 0], (code - 4).reshape(rows, -1).astype(np.int8))
             tensors[name] = np.ascontiguousarray(v).reshape(dims)
             continue
         a = np.frombuffer(data, dtype=DT_NUMPY[dt], count=count, offset=offset).reshape(dims)
