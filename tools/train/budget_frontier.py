@@ -114,7 +114,8 @@ def run(args):
         log_f.flush()
 
     s = budget.Session(args.model, args.text, args.heal, args.qtf, args.tokenizer, samples=args.samples, log=log,
-                       calib_windows=args.calib_windows, drop_unknown=True, plain=args.plain_text, device=args.device)
+                       calib_windows=args.calib_windows, drop_unknown=True, plain=args.plain_text, device=args.device,
+                       rounding=args.rounding, sens_cache=args.sens_cache)
     held_txt = os.path.join(out, "heldout.txt")
     held = heldout_file(args.text, args.heldout, held_txt, args.plain_text)
     ids = budget.encode_stories(s.qtf, s.qtf_path, s.meta, held, s.workdir, s.binding, drop_unknown=True, log=log)
@@ -125,7 +126,7 @@ def run(args):
     res.update({"model": args.model, "name": args.name, "f32_bytes": s.f32_bytes, "heal_stories": args.heal,
                 "heldout_stories": args.heldout, "plain_text": args.plain_text,
                 "text": os.path.relpath(args.text, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")),
-                "heal_seconds": args.heal_seconds, "points": res.get("points", [])})
+                "heal_seconds": args.heal_seconds, "rounding": args.rounding, "points": res.get("points", [])})
     done = {(p["family"], p.get("fraction")) for p in res["points"]}
 
     def add(point):
@@ -142,6 +143,18 @@ def run(args):
         p = os.path.join(out, "uniform-%s.qtf" % t)
         subprocess.run([s.qtf, "quantize", s.qtf_path, p, "--type", t], capture_output=True, check=True)
         add(dict(measure(s.qtf, s.binding, p, held_txt, x, t_lp), family="uniform " + t))
+    if args.rounding != "rtn" and "quant" in args.families.split(","):
+        for t in ("q4", "q3"):  # the same uniform files with this rounding (unhealed; embedding/head q8 as above)
+            fam = "uniform %s %s" % (t, args.rounding)
+            if (fam, None) in done:
+                continue
+            p = os.path.join(out, "uniform-%s-%s.qtf" % (t, args.rounding))
+            student, mats, choice = s.uniform(t)
+            s.write(student, mats, choice, "quant", p, 1 << 40, provenance(0, "quant"))
+            add(dict(measure(s.qtf, s.binding, p, held_txt, x, t_lp), family=fam))
+    if "quant" in args.families.split(","):  # each option's KL, as measured for the knapsack
+        mats, _ = s.family("quant")
+        res["sensitivity"] = {m.name: {o["dtype"]: o["loss"] for o in m.options} for m in mats}
     for frac in args.budgets.split(","):
         b = budget.parse_budget(frac, s.f32_bytes)
         fam_points = {}
@@ -255,7 +268,7 @@ def table(res):
             "%.1f" % (p["peak_rss_kib"] / 1024) if p.get("peak_rss_kib") else "", p.get("summary", ""))
 
     rows.append(row(orig, "f32") .replace("| f32 | original |", "| - | original (f32) |"))
-    for t in UNIFORM:
+    for t in UNIFORM + tuple("%s %s" % (t, r) for t in ("q4", "q3") for r in budget.ROUNDINGS[1:]):
         p = next((q for q in res["points"] if q["family"] == "uniform " + t), None)
         if p:
             rows.append(row(p, "-"))
@@ -399,6 +412,8 @@ def main():
     r.add_argument("--calib-windows", type=int, default=8)
     r.add_argument("--kl-windows", type=int, default=16)
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--rounding", choices=budget.ROUNDINGS, default="rtn", help="q4/q3 rounding (budget.py --rounding)")
+    r.add_argument("--sens-cache", help="JSON file of measured sensitivities, read when it has this model's, else written")
     r.add_argument("--qtf")
     sp = sub.add_parser("speed")
     sp.add_argument("--dir", required=True)

@@ -17,8 +17,9 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import budget  # noqa: E402
+import gptq  # noqa: E402
 from llama import load_qtf  # noqa: E402  (budget.py's reference, the base block included)
-from qtf_format import read_qtf, tensor_nbytes, write_qtf  # noqa: E402
+from qtf_format import QtfError, _encode_blocks, read_qtf, tensor_nbytes, write_qtf  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURE = os.path.join(HERE, "..", "..", "tests", "fixtures", "llama_rms_rope_swiglu_gqa_tied.qtf")
@@ -140,6 +141,69 @@ class TestMixedWriter(unittest.TestCase):
         self.assertGreater(((stored - w) ** 2).sum(), 2 * ((q4 - w) ** 2).sum())
 
 
+def correlated_layer(seed=0, M=48, N=100, n=3000):
+    """A matrix and X^T X of inputs with correlated columns of unequal scales (as a layer's activations)."""
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((N, N)) * 0.3 + np.eye(N)
+    X = rng.standard_normal((n, N)) @ A * np.exp(rng.standard_normal(N))[None, :]
+    return (rng.standard_normal((M, N)) * 0.05).astype(np.float32), X.T @ X
+
+
+class TestRounding(unittest.TestCase):
+    def rtn(self, W, lo, hi):
+        """The writer's own rounding (the engine's scale search, nearest code) as stored values."""
+        M, N = W.shape
+        d, code = _encode_blocks(W, lo, hi, True, "q")
+        return gptq.dequantize(d.reshape(M, -1), (code.astype(np.int16) + lo).reshape(M, -1), N).numpy()
+
+    def test_gptq_lowers_the_activation_weighted_error(self):
+        """On correlated inputs GPTQ's stored values cost less output error (w - v) H (w - v)^T than plain
+        rounding (by at least a quarter, for q4 and q3), and the importance-weighted search alone lowers the
+        error it weighs (diag H); scales are f16 values, codes in range, 0 in the padding."""
+        W, H = correlated_layer()
+        h = np.diag(H)
+        for lo, hi in ((-8, 7), (-4, 3)):
+            plain = self.rtn(W, lo, hi)
+            d, q, master = gptq.round_blocks(W, H, lo, hi, propagate=True)
+            got = gptq.dequantize(d, q, W.shape[1]).numpy()
+            self.assertLess(gptq.weighted_error(W, got, H), 0.75 * gptq.weighted_error(W, plain, H), (lo, hi))
+            self.assertTrue(np.array_equal(d.numpy().astype(np.float16).astype(np.float32), d.numpy()))
+            self.assertTrue(int(q.min()) >= lo and int(q.max()) <= hi)
+            self.assertTrue(np.all(q.numpy()[:, W.shape[1]:] == 0))
+            # the masters round to the codes at those scales (where healing starts)
+            g = budget.GridQuant(d, lo, hi)
+            same = (g.codes(master) == q.float()).float().mean().item()
+            self.assertGreater(same, 0.999)
+            di, qi, _ = gptq.round_blocks(W, H, lo, hi, propagate=False)
+            imat = gptq.dequantize(di, qi, W.shape[1]).numpy()
+            self.assertLess((h * (W - imat) ** 2).sum(), (h * (W - plain) ** 2).sum())
+
+    def test_given_grid_round_trip(self):
+        """Scales and codes given to the writer come back bit for bit (q4, q3; a partial last block), are the
+        values GridQuant heals with, and bad ones are refused with one message."""
+        rng = np.random.default_rng(4)
+        M, N = 6, 70
+        d = (rng.random((M, 3)) * 0.1).astype(np.float16).astype(np.float32)
+        d[2, 1] = 0
+        for kind, (lo, hi) in (("q4", (-8, 7)), ("q3", (-4, 3))):
+            q = rng.integers(lo, hi + 1, size=(M, 96)).astype(np.int8)
+            q[:, N:] = 0
+            grids = {}
+            _, t = read_qtf(write_qtf(None, {}, [("w", np.zeros((M, N), np.float32), kind, (d, q))]), grids)
+            self.assertTrue(np.array_equal(grids["w"][0], d))
+            self.assertTrue(np.array_equal(grids["w"][1], q))
+            want = gptq.dequantize(d, q, N).numpy()
+            self.assertTrue(np.array_equal(t["w"], want))
+            g = budget.GridQuant(d, lo, hi)
+            self.assertTrue(np.array_equal(g(torch.from_numpy(want)).detach().numpy(), want))
+            for bad, words in (((d, q.astype(np.int16) + (hi + 1 - q.max())), "outside"),
+                               ((d + np.float32(1e-5), q), "f16"), ((d[:, :2], q), "expected")):
+                with self.assertRaises(QtfError) as e:
+                    write_qtf(None, {}, [("w", np.zeros((M, N), np.float32), kind, bad)])
+                self.assertIn(words, str(e.exception))
+                self.assertEqual(len(str(e.exception).splitlines()), 1)
+
+
 class TestBudgetRuns(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -217,6 +281,51 @@ class TestBudgetRuns(unittest.TestCase):
             self.assertTrue(kinds - {"f32"}, rep["choice"])  # something was compressed
             self.assert_engine_agrees(out, self.text)
 
+    def test_gptq_healed_student_is_the_file(self):
+        """--rounding gptq, healed: the file holds the student's forward values bit for bit (its scales and
+        codes), and the engine's loss on the text is the student's (the healed PyTorch model, not the file
+        read back) within 1e-3; a budget below any choice is still one line."""
+        log = lambda *_: None  # noqa: E731
+        s = budget.Session(FIXTURE, self.text, qtf=self.qtf, calib_windows=4, samples=4, log=log, rounding="gptq")
+        budget_bytes = s.smallest("quant") + 256  # mostly q3
+        student, mats, choice, rep = s.run("quant", budget_bytes, heal_seconds=5, heal_steps=30)
+        self.assertTrue({"q4", "q3", "q3a"} & {v["dtype"] for v in rep["choice"].values()}, rep["choice"])
+        out = os.path.join(self.dir, "gptq.qtf")
+        s.write(student, mats, choice, "quant", out, budget_bytes, {})
+        grids = {}
+        _, stored = read_qtf(out, grids)
+        for m, j in zip(mats, choice):
+            if m.options[j]["dtype"] not in budget.BLOCK_RANGE:
+                continue
+            if m.name == "tok_emb":
+                w = student.tok_emb.weight
+            else:
+                _, l, a, b = m.name.split(".")
+                w = getattr(student.blocks[int(l)], dict((p, n) for n, p in budget.LINEARS)[a + "." + b]).weight
+            key = m.name if m.name == "tok_emb" else m.name + ".w"
+            self.assertTrue(np.array_equal(w.detach().numpy(), stored[key]), m.name)
+            self.assertIn(key, grids)
+        r = subprocess.run([self.qtf, "eval", "-m", out, "-f", self.text, "--max-tokens", "0", "--mem-budget", "0",
+                            "--act-quant", "off", "--json"], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        eng = json.loads(r.stdout)["loss"]
+        ids = json.loads(subprocess.run([self.qtf, "tokenize", "-m", out, "-f", self.text, "--ids"],
+                                        capture_output=True, text=True).stdout)
+        self.assertAlmostEqual(eng, self.reference_loss(student, ids), delta=1e-3)
+        self.assert_refused(self.common(budget="2000") + ["--rounding", "gptq"], os.path.join(self.dir, "g.qtf"),
+                            ["budget 2000 bytes is below the smallest file"])
+
+    def reference_loss(self, model, ids):
+        """Mean next-token loss of a PyTorch model over ids, in windows of its context (as qtf eval scores)."""
+        T = model.cfg.context
+        nll = []
+        with torch.no_grad():
+            for b in range(0, len(ids) - 1, T):
+                x = torch.tensor(ids[b:b + T])[None]
+                lp = torch.log_softmax(model(x)[0][0].double(), -1)
+                nll += [-lp[i, ids[b + i + 1]].item() for i in range(x.shape[1] - 1) if b + i + 1 < len(ids)]
+        return float(np.mean(nll))
+
     def assert_engine_agrees(self, out, text):
         """The engine's loss on the text equals the reference's on the engine's ids."""
         # The file as stored: no int8 copies of fixed-rank TT linears (--mem-budget 0) and float
@@ -230,14 +339,7 @@ class TestBudgetRuns(unittest.TestCase):
         ids = json.loads(subprocess.run([self.qtf, "tokenize", "-m", out, "-f", text, "--ids"],
                                         capture_output=True, text=True).stdout)
         model, _ = load_qtf(out, dtype=torch.float64)
-        T = model.cfg.context
-        nll = []
-        with torch.no_grad():
-            for b in range(0, len(ids) - 1, T):
-                x = torch.tensor(ids[b:b + T])[None]
-                lp = torch.log_softmax(model(x)[0][0], -1)
-                nll += [-lp[i, ids[b + i + 1]].item() for i in range(x.shape[1] - 1) if b + i + 1 < len(ids)]
-        self.assertAlmostEqual(eng, float(np.mean(nll)), delta=1e-4)
+        self.assertAlmostEqual(eng, self.reference_loss(model, ids), delta=1e-4)
 
     def test_plain_text_pieces(self):
         """--plain-text N: the text cut into N-character pieces as they are, numbered like stories."""
