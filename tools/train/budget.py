@@ -520,7 +520,8 @@ def measure(model, mats, x, t_lp, log=print):
 # The student: fake-quantised (straight-through) matrices over float masters
 
 def fq(w, dtype):
-    """Straight-through fake quantisation: the forward value as stored, the gradient of the identity."""
+    """Straight-through fake quantisation: the forward value as stored, the gradient of the identity (f16, i8,
+    q8: the scale from the values as the writer derives it; the block kinds q4/q3/q3a are GridQuant's)."""
     if dtype == "f32":
         return w
     with torch.no_grad():
@@ -532,65 +533,9 @@ def fq(w, dtype):
         elif dtype == "q8":
             s = w.abs().amax(-1, keepdim=True).clamp(min=1e-30) / 127
             q = (w / s).round().clamp(-127, 127) * s
-        elif dtype == "q4":
-            M, N = w.shape
-            nb = (N + 31) // 32
-            v = F.pad(w, (0, nb * 32 - N)).view(M, nb, 32)
-            idx = v.abs().argmax(-1, keepdim=True)
-            d = (v.gather(-1, idx) / -8).half().float()
-            d = torch.where(d == 0, torch.ones_like(d), d)
-            q = ((v / d).round().clamp(-8, 7) * d).view(M, nb * 32)[:, :N]
-        elif dtype == "q3":
-            q = q3_search(w)
-        elif dtype == "q3a":  # q3 with absmax scales, max / -4, no search (qtf_format's q3a)
-            M, N = w.shape
-            nb = (N + 31) // 32
-            v = F.pad(w, (0, nb * 32 - N)).view(M, nb, 32)
-            d = (v.gather(-1, v.abs().argmax(-1, keepdim=True)) / -4).half().float()
-            d = torch.where(d == 0, torch.ones_like(d), d)
-            q = ((v / d).round().clamp(-4, 3) * d).view(M, nb * 32)[:, :N]
         else:
             raise ValueError(dtype)
     return w + (q - w).detach()
-
-
-# The block search of engine/host/quantize.cpp (block_search) in torch, for the forward values of q3
-# matrices: its 3-bit grid is coarse enough that max / -4 (q4's absmax rule above) and the search the file
-# is written with differ by far more than the healing's gains (stories260K all q3: +0.65 against +0.46
-# nats/token). Rounding is half to even here, half away from zero there: rare ties differ.
-Q3_TRIALS = (-4.5, -4.25, -3.75, -3.5, -3.25, -3.0, 2.75, 3.0, 3.25, 3.5)
-
-
-def q3_search(w, lo=-4, hi=3):
-    M, N = w.shape
-    nb = (N + 31) // 32
-    v = F.pad(w, (0, nb * 32 - N)).view(M, nb, 32)
-    mx = v.gather(-1, v.abs().argmax(-1, keepdim=True))
-
-    def f16(d):
-        return d.half().float()
-
-    def codes(d):
-        return (v / torch.where(d == 0, torch.ones_like(d), d)).round().clamp(lo, hi)
-
-    def err(d, q):
-        return ((v - d * q) ** 2).sum(-1, keepdim=True)
-
-    def refit(q):
-        qq = (q * q).sum(-1, keepdim=True)
-        return f16((v * q).sum(-1, keepdim=True) / torch.where(qq > 0, qq, torch.ones_like(qq)))
-
-    best_d = f16(mx / lo)
-    best_q = codes(best_d)
-    best = err(best_d, best_q)
-    for s in Q3_TRIALS + (None,):  # None: the least-squares refit of the best codes so far
-        q = best_q if s is None else codes(f16(mx / s))
-        d = refit(q)
-        q = codes(d)
-        e = err(d, q)
-        win = (e < best) & (mx != 0) & torch.isfinite(d)
-        best, best_d, best_q = torch.where(win, e, best), torch.where(win, d, best_d), torch.where(win, q, best_q)
-    return (best_q * best_d).view(M, nb * 32)[:, :N]
 
 
 class FakeQuant(nn.Module):

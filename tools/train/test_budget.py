@@ -124,29 +124,22 @@ class TestMixedWriter(unittest.TestCase):
         self.assertEqual(tensor_nbytes((5, 70), "q3"), 5 * 3 * 14)
         self.assertEqual(tensor_nbytes((5, 70), "q8"), 5 * 70 + 5 * 4)
 
-    def test_q3_fake_quant_is_the_writer(self):
-        """The healing's forward values of a q3 matrix (fq) are the values the writer stores, searched (q3) and
-        absmax (q3a) (bit for bit on random rows; the rounding of ties may differ, none here), and cost more
-        than q4's 16 levels."""
+    def test_block_fake_quant_is_the_writer(self):
+        """The healing's forward values of a q4/q3/q3a matrix with rtn rounding (GridQuant at block_grid's
+        scales) are the values the writer stores by itself, bit for bit (searched q4/q3, absmax q3a); q3's
+        search loses less than absmax and more than twice q4."""
         rng = np.random.default_rng(2)
         w = (rng.standard_normal((40, 100)) * 0.05).astype(np.float32)
         w[3, 17] = 0.6  # an outlier
-        fq = budget.fq(torch.from_numpy(w), "q3").numpy()
-        stored = budget.roundtrip(w, "q3")
-        self.assertTrue(np.array_equal(fq, stored))
-        fqa, absmax = budget.fq(torch.from_numpy(w), "q3a").numpy(), budget.roundtrip(w, "q3a")
-        self.assertTrue(np.array_equal(fqa, absmax))
-        self.assertLess(((stored - w) ** 2).sum(), ((absmax - w) ** 2).sum())  # the search: less squared error
-        q4 = budget.roundtrip(w, "q4")
-        self.assertGreater(((stored - w) ** 2).sum(), 2 * ((q4 - w) ** 2).sum())
-
-
-def correlated_layer(seed=0, M=48, N=100, n=3000):
-    """A matrix and X^T X of inputs with correlated columns of unequal scales (as a layer's activations)."""
-    rng = np.random.default_rng(seed)
-    A = rng.standard_normal((N, N)) * 0.3 + np.eye(N)
-    X = rng.standard_normal((n, N)) @ A * np.exp(rng.standard_normal(N))[None, :]
-    return (rng.standard_normal((M, N)) * 0.05).astype(np.float32), X.T @ X
+        m = budget.Matrix("blk.0.ffn.up", w, "dense")
+        got = {}
+        for kind in ("q4", "q3", "q3a"):
+            g, master = budget.grid_quant(m, kind)
+            got[kind] = g(master).detach().numpy()
+            self.assertTrue(np.array_equal(got[kind], budget.roundtrip(w, kind)), kind)
+        err = {k: ((v - w) ** 2).sum() for k, v in got.items()}
+        self.assertLess(err["q3"], err["q3a"])
+        self.assertGreater(err["q3"], 2 * err["q4"])
 
 
 class TestRounding(unittest.TestCase):
