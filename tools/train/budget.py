@@ -4,7 +4,7 @@ under a byte budget").
 
     python3 tools/train/budget.py --model IN --budget BYTES|1/8 --text STORIES.txt --out OUT.qtf \
         [--stories 1-300] [--family mix|quant|tt] [--heal-seconds 60] [--device cpu|cuda] [--qtf build/qtf] \
-        [--json R.json]
+        [--rounding rtn|imatrix|gptq] [--learn-scales] [--json R.json]
 
 IN is anything the engine imports (a .qtf, a GGUF, a llama2.c checkpoint with --tokenizer, a Hugging Face
 directory): anything not a .qtf goes through `qtf convert` first, then llama.load_qtf loads it into the
@@ -28,6 +28,13 @@ measured one matrix at a time; the choice minimises the sum of those KLs within 
 (a multiple-choice knapsack by dynamic programming over 64-byte units, the file's alignment), then
 healing: KL to the original on the calibration stories plus the original's own samples, the quantised
 values through a straight-through estimator, the best step by the KL on the set-aside stories.
+
+Rounding of the block kinds (q4, q3, q3a; --rounding): rtn, the writer's own (the engine's scale search,
+nearest code); imatrix, the search weighted by each input's second moment on the calibration windows;
+gptq, error-compensated rounding by X^T X of the calibration inputs (gptq.py; for the tied embedding the
+final norm's outputs, its inputs as the classifier). The sensitivities are measured with that rounding, and
+healing keeps each block matrix's grid (GridQuant: its scales fixed, or trained with --learn-scales, the
+codes round(w / d) straight through), the file written with exactly those scales and codes.
 
 Bad input (a budget below the smallest file, a model the importer refuses, text with characters the
 tokenizer lacks) stops with one line and leaves no output file.
@@ -548,36 +555,52 @@ class FakeQuant(nn.Module):
 
 
 class GridQuant(nn.Module):
-    """Straight-through fake quantisation to fixed blocks: scales d [M, nb] (f16 values, kept through healing),
-    the codes round(w / d) clamped to [lo, hi], so the forward values are what the file stores with those
-    scales (write_qtf's given grid), whatever rounding chose them."""
+    """Straight-through fake quantisation to blocks: scales d [M, nb] (f16 values), the codes round(w / d)
+    clamped to [lo, hi], so the forward values are what the file stores with those scales (write_qtf's given
+    grid), whatever rounding chose them. learn=False: d is kept through healing; learn=True: d is trained too
+    (LSQ, arXiv 1902.08153: the gradient of d q with q = round(w / d) straight through), stored as its f16
+    value (the forward uses that value, so what is healed is still what is written)."""
 
-    def __init__(self, d, lo, hi):
+    def __init__(self, d, lo, hi, learn=False):
         super().__init__()
-        self.register_buffer("d", torch.as_tensor(np.asarray(d), dtype=torch.float32).clone())
+        d = torch.as_tensor(np.asarray(d), dtype=torch.float32).clone()
+        if learn:
+            self.d = nn.Parameter(d)
+        else:
+            self.register_buffer("d", d)
         self.lo, self.hi = lo, hi
+
+    def scales(self):
+        """The scales as stored: f16 values."""
+        return self.d.detach().half().float()
 
     def codes(self, w):
         M, N = w.shape
         nb = self.d.shape[1]
-        v = F.pad(w, (0, nb * 32 - N)).view(M, nb, 32)
-        d = self.d[:, :, None]
+        v = F.pad(w.detach(), (0, nb * 32 - N)).view(M, nb, 32)
+        d = self.scales()[:, :, None]
         q = (v / torch.where(d == 0, torch.ones_like(d), d)).round().clamp(self.lo, self.hi)
         return torch.where(d == 0, torch.zeros_like(q), q).view(M, nb * 32)
 
     def forward(self, w):
+        M, N = w.shape
+        nb = self.d.shape[1]
         with torch.no_grad():
-            M, N = w.shape
-            nb = self.d.shape[1]
-            q = (self.codes(w).view(M, nb, 32) * self.d[:, :, None]).view(M, nb * 32)[:, :N]
-        return w + (q - w).detach()
+            q = (self.codes(w).view(M, nb, 32) * self.scales()[:, :, None]).view(M, nb * 32)[:, :N]
+        if not self.d.requires_grad:
+            return w + (q - w).detach()
+        # LSQ's gradients, added as a term whose value is exactly 0 (the forward stays q, bit for bit)
+        d = (self.d + (self.d.half().float() - self.d).detach())[:, :, None]
+        x = F.pad(w, (0, nb * 32 - N)).view(M, nb, 32) / torch.where(d == 0, torch.ones_like(d), d)
+        lsq = ((x + (x.round().clamp(self.lo, self.hi) - x).detach()) * d).view(M, nb * 32)[:, :N]
+        return q + (lsq - lsq.detach())
 
 
-def grid_quant(m, dtype):
+def grid_quant(m, dtype, learn=False):
     """(GridQuant, the master to start from) for matrix m as dtype (q4/q3/q3a): the master is block_grid's,
     moved onto its code's value wherever it would round otherwise here (ties, float32)."""
     d, q, master = block_grid(m, dtype)
-    g = GridQuant(d, *BLOCK_RANGE[dtype])
+    g = GridQuant(d, *BLOCK_RANGE[dtype], learn=learn)
     w = torch.from_numpy(np.array(master, dtype=np.float32))
     want = torch.from_numpy(q.astype(np.float32))
     M, N = w.shape
@@ -599,7 +622,7 @@ class LowRank(nn.Module):
         return F.linear(x, fq(self.A, self.dtype) @ fq(self.B, self.dtype), self.bias)
 
 
-def make_student(model, mats, choice):
+def make_student(model, mats, choice, learn_scales=False):
     student = llama.Llama(model.cfg)
     student.load_state_dict(model.state_dict())
     student.float()
@@ -622,7 +645,7 @@ def make_student(model, mats, choice):
                 _, l, a, b = m.name.split(".")
                 mod = getattr(student.blocks[int(l)], dict((p, n) for n, p in LINEARS)[a + "." + b])
             if opt["dtype"] in BLOCK_RANGE:  # fixed scales: healing keeps the chosen grid, the file is written with it
-                g, master = grid_quant(m, opt["dtype"])
+                g, master = grid_quant(m, opt["dtype"], learn_scales)
                 with torch.no_grad():
                     mod.weight.copy_(master)
                 parametrize.register_parametrization(mod, "weight", g)
@@ -631,14 +654,19 @@ def make_student(model, mats, choice):
     return student
 
 
-def heal(student, teacher, data, val_x, val_lp, seconds, steps, lr=5e-4, batch=8, seq=128, seed=0, log=print):
+def heal(student, teacher, data, val_x, val_lp, seconds, steps, lr=5e-4, batch=8, seq=128, seed=0, log=print,
+         scale_lr=0.1):
     """Distillation: KL(teacher || student) on batches of data (windows), AdamW, cosine over the time budget;
-    the best step by the KL on val_x is kept (step 0 included)."""
+    the best step by the KL on val_x is kept (step 0 included). Learned block scales (GridQuant) at
+    scale_lr times the masters' rate."""
     if seconds <= 0 or steps <= 0:
         return {"steps": 0}
     g = torch.Generator().manual_seed(seed)
     params = [p for p in student.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0, betas=(0.9, 0.99))
+    scales = {id(m.d) for m in student.modules() if isinstance(m, GridQuant) and m.d.requires_grad}
+    groups = [{"params": [p for p in params if id(p) not in scales], "mult": 1.0},
+              {"params": [p for p in params if id(p) in scales], "mult": scale_lr}]
+    opt = torch.optim.AdamW([gr for gr in groups if gr["params"]], lr=lr, weight_decay=0.0, betas=(0.9, 0.99))
     best = {"kl": kl_to(student, val_x, val_lp)[0], "step": 0,
             "state": {k: v.detach().clone() for k, v in student.state_dict().items()}}
     start_kl = best["kl"]
@@ -646,7 +674,7 @@ def heal(student, teacher, data, val_x, val_lp, seconds, steps, lr=5e-4, batch=8
     while step < steps and time.time() - t0 < seconds:
         prog = min(1.0, max(step / steps, (time.time() - t0) / seconds))
         for gr in opt.param_groups:
-            gr["lr"] = lr * (min(1.0, (step + 1) / 20)) * 0.5 * (1 + math.cos(math.pi * prog))
+            gr["lr"] = gr["mult"] * lr * (min(1.0, (step + 1) / 20)) * 0.5 * (1 + math.cos(math.pi * prog))
         x = data[torch.randint(len(data), (batch,), generator=g)][:, :seq]
         with torch.no_grad():
             t = F.log_softmax(teacher(x)[0].float(), -1)
@@ -686,7 +714,7 @@ def student_tensors(student, mats, choice, family):
             w = w_of(mod)
             if parametrize.is_parametrized(mod) and isinstance(mod.parametrizations.weight[0], GridQuant):
                 g = mod.parametrizations.weight[0]
-                return (name, w.numpy().copy(), dtype, (g.d.numpy().copy(), g.codes(w).numpy().astype(np.int8)))
+                return (name, w.numpy().copy(), dtype, (g.scales().numpy().copy(), g.codes(w).numpy().astype(np.int8)))
             return (name, w.numpy().copy(), dtype)
 
         out = []
@@ -764,11 +792,11 @@ class Session:
 
     def __init__(self, model_path, text, stories=None, qtf=None, tokenizer=None, window=256, calib_windows=8,
                  val_stories=0.1, samples=32, seed=0, log=print, workdir=None, drop_unknown=False, plain=0,
-                 device="cpu", rounding="rtn", moment_windows=128, sens_cache=None):
+                 device="cpu", rounding="rtn", moment_windows=128, sens_cache=None, learn_scales=False):
         torch.set_num_threads(1)
         if rounding not in ROUNDINGS:
             raise BudgetError("--rounding %r: one of %s" % (rounding, ", ".join(ROUNDINGS)))
-        self.rounding, self.sens_cache = rounding, sens_cache
+        self.rounding, self.sens_cache, self.learn_scales = rounding, sens_cache, learn_scales
         self.device = torch.device(device)  # where healing runs (the sensitivity and the file stay on the CPU)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise BudgetError("--device cuda: no CUDA device is available to PyTorch")
@@ -872,7 +900,7 @@ class Session:
         if p is None:
             return None
         mats, choice, predicted, fixed = p
-        student = make_student(self.model, mats, choice)
+        student = make_student(self.model, mats, choice, self.learn_scales)
         before = kl_to(student, self.calib_x, self.calib_lp)[0]
         data = self.train_x if self.samples_x is None else torch.cat([self.train_x, self.samples_x])
         dev = self.device
@@ -937,7 +965,7 @@ def parse_budget(spec, f32_bytes):
 def compress(args, log=print):
     s = Session(args.model, args.text, args.stories, args.qtf, args.tokenizer, args.window, args.calib_windows,
                 samples=args.samples, seed=args.seed, log=log, drop_unknown=args.drop_unknown, plain=args.plain_text,
-                device=args.device, rounding=args.rounding)
+                device=args.device, rounding=args.rounding, learn_scales=args.learn_scales)
     budget = parse_budget(args.budget, s.f32_bytes)
     fams = ["quant", "tt"] if args.family == "mix" else [args.family]
     results = []
@@ -985,6 +1013,7 @@ def main(argv=None):
     ap.add_argument("--rounding", choices=ROUNDINGS, default="rtn", help="q4/q3 rounding: rtn (the engine's "
                     "scale search, nearest code), imatrix (the search weighted by the inputs' second moments) or "
                     "gptq (error-compensated, gptq.py)")
+    ap.add_argument("--learn-scales", action="store_true", help="healing trains the q4/q3 block scales too (LSQ)")
     ap.add_argument("--samples", type=int, default=32, help="sequences sampled from the original for healing")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--drop-unknown", action="store_true", help="leave out the stories with characters the "

@@ -115,7 +115,7 @@ def run(args):
 
     s = budget.Session(args.model, args.text, args.heal, args.qtf, args.tokenizer, samples=args.samples, log=log,
                        calib_windows=args.calib_windows, drop_unknown=True, plain=args.plain_text, device=args.device,
-                       rounding=args.rounding, sens_cache=args.sens_cache)
+                       rounding=args.rounding, sens_cache=args.sens_cache, learn_scales=args.learn_scales)
     held_txt = os.path.join(out, "heldout.txt")
     held = heldout_file(args.text, args.heldout, held_txt, args.plain_text)
     ids = budget.encode_stories(s.qtf, s.qtf_path, s.meta, held, s.workdir, s.binding, drop_unknown=True, log=log)
@@ -126,7 +126,7 @@ def run(args):
     res.update({"model": args.model, "name": args.name, "f32_bytes": s.f32_bytes, "heal_stories": args.heal,
                 "heldout_stories": args.heldout, "plain_text": args.plain_text,
                 "text": os.path.relpath(args.text, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")),
-                "heal_seconds": args.heal_seconds, "rounding": args.rounding, "points": res.get("points", [])})
+                "heal_seconds": args.heal_seconds, "rounding": args.rounding, "learn_scales": args.learn_scales, "points": res.get("points", [])})
     done = {(p["family"], p.get("fraction")) for p in res["points"]}
 
     def add(point):
@@ -413,6 +413,7 @@ def main():
     r.add_argument("--kl-windows", type=int, default=16)
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--rounding", choices=budget.ROUNDINGS, default="rtn", help="q4/q3 rounding (budget.py --rounding)")
+    r.add_argument("--learn-scales", action="store_true", help="healing trains the block scales (budget.py)")
     r.add_argument("--sens-cache", help="JSON file of measured sensitivities, read when it has this model's, else written")
     r.add_argument("--qtf")
     sp = sub.add_parser("speed")

@@ -142,6 +142,14 @@ class TestMixedWriter(unittest.TestCase):
         self.assertGreater(err["q3"], 2 * err["q4"])
 
 
+def correlated_layer(seed=0, M=48, N=100, n=3000):
+    """A matrix and X^T X of inputs with correlated columns of unequal scales (as a layer's activations)."""
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((N, N)) * 0.3 + np.eye(N)
+    X = rng.standard_normal((n, N)) @ A * np.exp(rng.standard_normal(N))[None, :]
+    return (rng.standard_normal((M, N)) * 0.05).astype(np.float32), X.T @ X
+
+
 class TestRounding(unittest.TestCase):
     def rtn(self, W, lo, hi):
         """The writer's own rounding (the engine's scale search, nearest code) as stored values."""
@@ -189,6 +197,13 @@ class TestRounding(unittest.TestCase):
             self.assertTrue(np.array_equal(t["w"], want))
             g = budget.GridQuant(d, lo, hi)
             self.assertTrue(np.array_equal(g(torch.from_numpy(want)).detach().numpy(), want))
+            # learned scales (LSQ): the same forward values, bit for bit, and a gradient for the scales
+            gl = budget.GridQuant(d, lo, hi, learn=True)
+            w = torch.from_numpy(want + 0.3 * d.repeat(32, axis=1)[:, :N]).requires_grad_()
+            out = gl(w)
+            self.assertTrue(np.array_equal(out.detach().numpy(), g(w.detach()).numpy()))
+            out.pow(2).sum().backward()
+            self.assertGreater(gl.d.grad.abs().sum().item(), 0)
             for bad, words in (((d, q.astype(np.int16) + (hi + 1 - q.max())), "outside"),
                                ((d + np.float32(1e-5), q), "f16"), ((d[:, :2], q), "expected")):
                 with self.assertRaises(QtfError) as e:
@@ -278,10 +293,19 @@ class TestBudgetRuns(unittest.TestCase):
         """--rounding gptq, healed: the file holds the student's forward values bit for bit (its scales and
         codes), and the engine's loss on the text is the student's (the healed PyTorch model, not the file
         read back) within 1e-3; a budget below any choice is still one line."""
+        for learn in (False, True):
+            with self.subTest(learn_scales=learn):
+                self.check_healed_student(learn)
+        self.assert_refused(self.common(budget="2000") + ["--rounding", "gptq"], os.path.join(self.dir, "g.qtf"),
+                            ["budget 2000 bytes is below the smallest file"])
+
+    def check_healed_student(self, learn):
         log = lambda *_: None  # noqa: E731
-        s = budget.Session(FIXTURE, self.text, qtf=self.qtf, calib_windows=4, samples=4, log=log, rounding="gptq")
+        s = budget.Session(FIXTURE, self.text, qtf=self.qtf, calib_windows=4, samples=4, log=log, rounding="gptq",
+                           learn_scales=learn)
         budget_bytes = s.smallest("quant") + 256  # mostly q3
         student, mats, choice, rep = s.run("quant", budget_bytes, heal_seconds=5, heal_steps=30)
+        self.assertGreater(rep["heal"]["steps"], 0)
         self.assertTrue({"q4", "q3", "q3a"} & {v["dtype"] for v in rep["choice"].values()}, rep["choice"])
         out = os.path.join(self.dir, "gptq.qtf")
         s.write(student, mats, choice, "quant", out, budget_bytes, {})
@@ -305,8 +329,6 @@ class TestBudgetRuns(unittest.TestCase):
         ids = json.loads(subprocess.run([self.qtf, "tokenize", "-m", out, "-f", self.text, "--ids"],
                                         capture_output=True, text=True).stdout)
         self.assertAlmostEqual(eng, self.reference_loss(student, ids), delta=1e-3)
-        self.assert_refused(self.common(budget="2000") + ["--rounding", "gptq"], os.path.join(self.dir, "g.qtf"),
-                            ["budget 2000 bytes is below the smallest file"])
 
     def reference_loss(self, model, ids):
         """Mean next-token loss of a PyTorch model over ids, in windows of its context (as qtf eval scores)."""
