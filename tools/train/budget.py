@@ -65,7 +65,7 @@ LINEARS = (("q", "attn.q"), ("k", "attn.k"), ("v", "attn.v"), ("o", "attn.o"), (
            ("up", "ffn.up"), ("down", "ffn.down"))
 RANK_LADDER = (2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 DOC_SEP = "<|endoftext|>"
-ROUNDINGS = ("rtn", "imatrix", "gptq")
+ROUNDINGS = ("rtn", "imatrix", "gptq", "best")  # best: both rtn and gptq offered, the knapsack picks per matrix
 BLOCK_RANGE = {"q4": (-8, 7), "q3": (-4, 3), "q3a": (-4, 3)}  # the codes of the 32-value block kinds
 
 
@@ -347,7 +347,7 @@ class Matrix:
         self.options = []  # dicts: kind ('quant'/'tt'), dtype, rank, bytes, loss
         # rounding of the q4/q3/q3a options (ROUNDINGS); H: X^T X of the matrix's inputs on calibration text
         self.rounding, self.H = rounding, H
-        self.grids = {}  # dtype -> (scales [M, nb], codes [M, nb * 32], master [M, N]): block_grid
+        self.grids = {}  # (dtype, rounding) -> (scales [M, nb], codes [M, nb * 32], master [M, N]): block_grid
 
     def __repr__(self):
         return "Matrix(%s %s)" % (self.name, self.W.shape)
@@ -376,31 +376,31 @@ def lowrank_values(W, r, dtype):
     return A @ B
 
 
-def block_grid(m, dtype):
-    """(scales [M, nb], codes [M, nb * 32], master [M, N]) of m as a q4/q3/q3a matrix by m.rounding: rtn the
+def block_grid(m, dtype, rounding):
+    """(scales [M, nb], codes [M, nb * 32], master [M, N]) of m as a q4/q3/q3a matrix by rounding: rtn the
     writer's own (qtf_format: the engine's search, absmax for q3a), imatrix the search weighted by the inputs'
     second moments, gptq error-compensated rounding (gptq.py). master: the float values healing starts from,
     which round to the codes at those scales (the matrix itself for rtn, GPTQ's updated columns for gptq)."""
-    if dtype not in m.grids:
+    if (dtype, rounding) not in m.grids:
         lo, hi = BLOCK_RANGE[dtype]
         M, N = m.W.shape
         nb = (N + 31) // 32
-        if m.rounding == "rtn" or m.H is None:
+        if rounding == "rtn" or m.H is None:
             d, code = _encode_blocks(m.W, lo, hi, dtype != "q3a", dtype)
             d, q = d.reshape(M, nb), (code.astype(np.int16) + lo).reshape(M, nb * 32).astype(np.int8)
             master = m.W
         else:
             d, q, master = gptq.round_blocks(m.W, m.H, lo, hi, "absmax" if dtype == "q3a" else "search",
-                                             propagate=m.rounding == "gptq")
+                                             propagate=rounding == "gptq")
             d, q, master = d.numpy(), q.numpy(), master.numpy()
-        m.grids[dtype] = (d, q, np.asarray(master, dtype=np.float32))
-    return m.grids[dtype]
+        m.grids[dtype, rounding] = (d, q, np.asarray(master, dtype=np.float32))
+    return m.grids[dtype, rounding]
 
 
 def option_values(m, opt):
     if opt["kind"] == "quant" or m.role in ("emb", "dense"):
         if opt["dtype"] in BLOCK_RANGE:
-            d, q, _ = block_grid(m, opt["dtype"])
+            d, q, _ = block_grid(m, opt["dtype"], opt["rounding"])
             return gptq.dequantize(d, q, m.W.shape[1]).numpy()
         return roundtrip(m.W, opt["dtype"])
     return lowrank_values(m.W, opt["rank"], opt["dtype"])
@@ -411,7 +411,11 @@ def build_options(m, family):
     opts = []
     if family == "quant" or m.role == "emb":
         for dt in ("f32", "f16", "q8", "q4", "q3", "q3a"):
-            opts.append(dict(kind="quant", dtype=dt, bytes=aligned(tensor_nbytes((M, N), dt))))
+            if dt not in BLOCK_RANGE:
+                opts.append(dict(kind="quant", dtype=dt, bytes=aligned(tensor_nbytes((M, N), dt))))
+                continue
+            for r in ("rtn", "gptq") if m.rounding == "best" else (m.rounding,):
+                opts.append(dict(kind="quant", dtype=dt, rounding=r, bytes=aligned(tensor_nbytes((M, N), dt))))
     elif m.role == "dense":  # q, o in the tt file: core 0 is [1,1,1,1], core 1 is [1, M, N, 1]
         for dt in ("f32", "f16", "i8"):
             opts.append(dict(kind="tt", dtype=dt, rank=1, bytes=aligned(tensor_nbytes((1, 1, 1, 1), dt)) +
@@ -513,6 +517,8 @@ def measure(model, mats, x, t_lp, log=print):
         p = weight_param(model, m.name)
         orig = p.detach().clone()
         for opt in m.options:
+            if "loss" in opt:  # measured before (Session's cache)
+                continue
             if opt["dtype"] == "f32" and opt.get("rank", None) in (None, 1) and (opt["kind"] == "quant" or m.role != "lowrank"):
                 opt["loss"] = 0.0
                 continue
@@ -596,10 +602,10 @@ class GridQuant(nn.Module):
         return q + (lsq - lsq.detach())
 
 
-def grid_quant(m, dtype, learn=False):
+def grid_quant(m, dtype, rounding, learn=False):
     """(GridQuant, the master to start from) for matrix m as dtype (q4/q3/q3a): the master is block_grid's,
     moved onto its code's value wherever it would round otherwise here (ties, float32)."""
-    d, q, master = block_grid(m, dtype)
+    d, q, master = block_grid(m, dtype, rounding)
     g = GridQuant(d, *BLOCK_RANGE[dtype], learn=learn)
     w = torch.from_numpy(np.array(master, dtype=np.float32))
     want = torch.from_numpy(q.astype(np.float32))
@@ -645,7 +651,7 @@ def make_student(model, mats, choice, learn_scales=False):
                 _, l, a, b = m.name.split(".")
                 mod = getattr(student.blocks[int(l)], dict((p, n) for n, p in LINEARS)[a + "." + b])
             if opt["dtype"] in BLOCK_RANGE:  # fixed scales: healing keeps the chosen grid, the file is written with it
-                g, master = grid_quant(m, opt["dtype"], learn_scales)
+                g, master = grid_quant(m, opt["dtype"], opt["rounding"], learn_scales)
                 with torch.no_grad():
                     mod.weight.copy_(master)
                 parametrize.register_parametrization(mod, "weight", g)
@@ -849,18 +855,22 @@ class Session:
     def family(self, fam):
         if fam not in self.fams:
             mats = matrices(self.model, fam, self.rounding, self.H)
-            key = "%s/%s/%d" % (fam, self.rounding, len(self.calib_x))
+            key = "%s/%d" % (fam, len(self.calib_x))
             cache = json.load(open(self.sens_cache)) if self.sens_cache and os.path.exists(self.sens_cache) else {}
             got = cache.get(key, {})
-            if all(len(got.get(m.name, [])) == len(m.options) for m in mats):  # measured before, same options
-                for m in mats:
-                    for o, loss in zip(m.options, got[m.name]):
-                        o["loss"] = loss
-                self.log("sensitivity: %s read from %s" % (key, self.sens_cache))
-            else:
+            for m in mats:  # options measured before (same family and calibration windows) are not measured again
+                for o in m.options:
+                    if option_label(o) in got.get(m.name, {}):
+                        o["loss"] = got[m.name][option_label(o)]
+            n_known = sum("loss" in o for m in mats for o in m.options)
+            if n_known:
+                self.log("sensitivity: %d options read from %s" % (n_known, self.sens_cache))
+            if n_known < sum(len(m.options) for m in mats):
                 measure(self.model, mats, self.calib_x, self.calib_lp, self.log)
                 if self.sens_cache:
-                    cache[key] = {m.name: [o["loss"] for o in m.options] for m in mats}
+                    for m in mats:
+                        got.setdefault(m.name, {}).update({option_label(o): o["loss"] for o in m.options})
+                    cache[key] = got
                     with open(self.sens_cache, "w") as f:
                         json.dump(cache, f, indent=0)
             choice = [0] * len(mats)
@@ -887,8 +897,9 @@ class Session:
         """The quant family's student with every matrix dtype and the embedding emb (as `qtf quantize --type`
         keeps the tied head q8), unhealed: (student, mats, choice)."""
         mats, _ = self.family("quant")
-        choice = [next(j for j, o in enumerate(m.options) if o["dtype"] == (emb if m.role == "emb" else dtype))
-                  for m in mats]
+        r = "gptq" if self.rounding == "best" else self.rounding
+        choice = [next(j for j, o in enumerate(m.options) if o["dtype"] == (emb if m.role == "emb" else dtype) and
+                       o.get("rounding", r) == r) for m in mats]
         return make_student(self.model, mats, choice), mats, choice
 
     def smallest(self, fam):
@@ -941,9 +952,15 @@ def write_file(qtf, model, meta, student, mats, choice, fam, out, budget, proven
     return len(data)
 
 
+def option_label(o):
+    """'q3 gptq', 'q8', 'tt i8 r16': an option's name in reports and the sensitivity cache."""
+    return " ".join(str(x) for x in ("tt" if o["kind"] == "tt" else None, o["dtype"],
+                                     "r%d" % o["rank"] if o["kind"] == "tt" else None, o.get("rounding")) if x)
+
+
 def option_indices(mats, choice):
     """The options of mats that a recorded choice ({matrix name: option}, as Session.run reports it) names."""
-    keys = ("kind", "dtype", "rank", "bytes")
+    keys = ("kind", "dtype", "rank", "bytes", "rounding")
     idx = []
     for m in mats:
         want = {k: v for k, v in choice[m.name].items() if k in keys}

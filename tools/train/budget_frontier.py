@@ -88,13 +88,14 @@ def summary(choice):
     parts, counts, ranks = [], {}, []
     for name, o in choice.items():
         if name == "tok_emb":
-            parts.append("emb " + o["dtype"])
+            parts.append("emb " + o["dtype"] + (" " + o["rounding"] if o.get("rounding", "rtn") != "rtn" else ""))
             continue
         if o["kind"] == "tt" and not (name.endswith("attn.q") or name.endswith("attn.o")):
             ranks.append(o["rank"])
             key = "low-rank " + o["dtype"]
         else:
-            key = o["dtype"] if o["kind"] == "quant" else "q/o " + o["dtype"]
+            key = (o["dtype"] + (" " + o["rounding"] if o.get("rounding", "rtn") != "rtn" else "") if o["kind"] == "quant"
+                   else "q/o " + o["dtype"])
         counts[key] = counts.get(key, 0) + 1
     parts += ["%d %s" % (v, k) for k, v in sorted(counts.items())]
     if ranks:
@@ -145,7 +146,7 @@ def run(args):
         add(dict(measure(s.qtf, s.binding, p, held_txt, x, t_lp), family="uniform " + t))
     if args.rounding != "rtn" and "quant" in args.families.split(","):
         for t in ("q4", "q3"):  # the same uniform files with this rounding (unhealed; embedding/head q8 as above)
-            fam = "uniform %s %s" % (t, args.rounding)
+            fam = "uniform %s %s" % (t, "gptq" if args.rounding == "best" else args.rounding)
             if (fam, None) in done:
                 continue
             p = os.path.join(out, "uniform-%s-%s.qtf" % (t, args.rounding))
@@ -154,7 +155,7 @@ def run(args):
             add(dict(measure(s.qtf, s.binding, p, held_txt, x, t_lp), family=fam))
     if "quant" in args.families.split(","):  # each option's KL, as measured for the knapsack
         mats, _ = s.family("quant")
-        res["sensitivity"] = {m.name: {o["dtype"]: o["loss"] for o in m.options} for m in mats}
+        res["sensitivity"] = {m.name: {budget.option_label(o): o["loss"] for o in m.options} for m in mats}
     for frac in args.budgets.split(","):
         b = budget.parse_budget(frac, s.f32_bytes)
         fam_points = {}

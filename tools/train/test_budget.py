@@ -134,7 +134,7 @@ class TestMixedWriter(unittest.TestCase):
         m = budget.Matrix("blk.0.ffn.up", w, "dense")
         got = {}
         for kind in ("q4", "q3", "q3a"):
-            g, master = budget.grid_quant(m, kind)
+            g, master = budget.grid_quant(m, kind, "rtn")
             got[kind] = g(master).detach().numpy()
             self.assertTrue(np.array_equal(got[kind], budget.roundtrip(w, kind)), kind)
         err = {k: ((v - w) ** 2).sum() for k, v in got.items()}
