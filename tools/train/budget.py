@@ -4,7 +4,7 @@ under a byte budget").
 
     python3 tools/train/budget.py --model IN --budget BYTES|1/8 --text STORIES.txt --out OUT.qtf \
         [--stories 1-300] [--family mix|quant|tt] [--heal-seconds 60] [--device cpu|cuda] [--qtf build/qtf] \
-        [--rounding rtn|imatrix|gptq] [--learn-scales] [--json R.json]
+        [--rounding best|rtn|imatrix|gptq] [--learn-scales] [--json R.json]
 
 IN is anything the engine imports (a .qtf, a GGUF, a llama2.c checkpoint with --tokenizer, a Hugging Face
 directory): anything not a .qtf goes through `qtf convert` first, then llama.load_qtf loads it into the
@@ -32,7 +32,8 @@ values through a straight-through estimator, the best step by the KL on the set-
 Rounding of the block kinds (q4, q3, q3a; --rounding): rtn, the writer's own (the engine's scale search,
 nearest code); imatrix, the search weighted by each input's second moment on the calibration windows;
 gptq, error-compensated rounding by X^T X of the calibration inputs (gptq.py; for the tied embedding the
-final norm's outputs, its inputs as the classifier). The sensitivities are measured with that rounding, and
+final norm's outputs, its inputs as the classifier); best (the default), rtn and gptq both offered, the
+knapsack picking per matrix. The sensitivities are measured with that rounding, and
 healing keeps each block matrix's grid (GridQuant: its scales fixed, or trained with --learn-scales, the
 codes round(w / d) straight through), the file written with exactly those scales and codes.
 
@@ -799,7 +800,7 @@ class Session:
 
     def __init__(self, model_path, text, stories=None, qtf=None, tokenizer=None, window=256, calib_windows=8,
                  val_stories=0.1, samples=32, seed=0, log=print, workdir=None, drop_unknown=False, plain=0,
-                 device="cpu", rounding="rtn", moment_windows=128, sens_cache=None, learn_scales=False):
+                 device="cpu", rounding="best", moment_windows=128, sens_cache=None, learn_scales=False):
         torch.set_num_threads(1)
         if rounding not in ROUNDINGS:
             raise BudgetError("--rounding %r: one of %s" % (rounding, ", ".join(ROUNDINGS)))
@@ -1028,9 +1029,10 @@ def main(argv=None):
     ap.add_argument("--device", default="cpu", help="where healing runs: cpu (default) or cuda")
     ap.add_argument("--window", type=int, default=256)
     ap.add_argument("--calib-windows", type=int, default=8)
-    ap.add_argument("--rounding", choices=ROUNDINGS, default="rtn", help="q4/q3 rounding: rtn (the engine's "
-                    "scale search, nearest code), imatrix (the search weighted by the inputs' second moments) or "
-                    "gptq (error-compensated, gptq.py)")
+    ap.add_argument("--rounding", choices=ROUNDINGS, default="best", help="q4/q3 rounding: rtn (the engine's "
+                    "scale search, nearest code), imatrix (the search weighted by the inputs' second moments), "
+                    "gptq (error-compensated, gptq.py) or best (default: rtn and gptq offered, the knapsack picks "
+                    "per matrix)")
     ap.add_argument("--learn-scales", action="store_true", help="healing trains the q4/q3 block scales too (LSQ)")
     ap.add_argument("--samples", type=int, default=32, help="sequences sampled from the original for healing")
     ap.add_argument("--seed", type=int, default=0)

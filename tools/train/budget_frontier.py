@@ -6,7 +6,7 @@ stories the compressor never saw:
 
     python3 tools/train/budget_frontier.py run --model models/stories260k.qtf --name stories260k --dir D \
         [--budgets 1/16,1/8,1/4,1/2] [--heal-seconds 45] [--heal 1-300] [--heldout 301-500] [--families quant,tt]
-        [--device cpu|cuda]
+        [--device cpu|cuda] [--rounding best|rtn|imatrix|gptq] [--learn-scales] [--sens-cache S.json]
     python3 tools/train/budget_frontier.py speed --dir D [--rounds 3 --cpu 1]   # tg again, interleaved, pinned
     python3 tools/train/budget_frontier.py report --dir D --md D/frontier.md --svg docs/img/budget-frontier.svg
 
@@ -413,7 +413,7 @@ def main():
     r.add_argument("--calib-windows", type=int, default=8)
     r.add_argument("--kl-windows", type=int, default=16)
     r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--rounding", choices=budget.ROUNDINGS, default="rtn", help="q4/q3 rounding (budget.py --rounding)")
+    r.add_argument("--rounding", choices=budget.ROUNDINGS, default="best", help="q4/q3 rounding (budget.py --rounding)")
     r.add_argument("--learn-scales", action="store_true", help="healing trains the block scales (budget.py)")
     r.add_argument("--sens-cache", help="JSON file of measured sensitivities, read when it has this model's, else written")
     r.add_argument("--qtf")

@@ -4,6 +4,8 @@
 # trained"), healed HEAL seconds on DEVICE, scored on held-out stories 301-500 by the engine.
 #   tools/train/budget_half_q8.sh OUT_DIR [DEVICE (cpu|cuda, default cuda)] [HEAL_SECONDS (default 600)]
 # Builds build/qtf and build/libqtf.so first when missing. Results: OUT_DIR/*/results.json, OUT_DIR/frontier.md.
+# ROUNDING=rtn|imatrix|gptq|best (default: budget_frontier.py's) picks the q4/q3 rounding; LEARN_SCALES=1 trains
+# the block scales in healing.
 set -euo pipefail
 out=$1 device=${2:-cuda} heal=${3:-600}
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -14,9 +16,10 @@ if [ ! -x build/qtf ] || [ ! -f build/libqtf.so ]; then
 fi
 text=${TEXT:-$root/../shared/data/real/tinystories-valid-1-500.txt}  # TEXT=PATH where the shared data lie elsewhere
 py=${PYTHON:-python3}
+extra=(${ROUNDING:+--rounding "$ROUNDING"} ${LEARN_SCALES:+--learn-scales})
 "$py" tools/train/budget_frontier.py run --model models/stories260k.qtf --name stories260k --dir "$out" \
-  --text "$text" --budgets 146304 --families quant --heal-seconds "$heal" --calib-windows 6 --device "$device"
+  --text "$text" --budgets 146304 --families quant --heal-seconds "$heal" --calib-windows 6 --device "$device" "${extra[@]}"
 "$py" tools/train/budget_frontier.py run --model models/tinystories-656k.qtf --name tinystories656k --dir "$out" \
-  --text "$text" --budgets 371904 --families quant --heal-seconds "$heal" --calib-windows 6 --device "$device"
+  --text "$text" --budgets 371904 --families quant --heal-seconds "$heal" --calib-windows 6 --device "$device" "${extra[@]}"
 "$py" tools/train/budget_frontier.py report --dir "$out" --md "$out/frontier.md"
 cat "$out/frontier.md"
