@@ -8,7 +8,7 @@
 # (avx512vnni, avx2), `qtf bench -p 128 -n 32` at one thread per variant and at 4 threads, pp128 at 1/4/16
 # threads (f32, q8, q4), and the stories15M-shape q4 file at 1/4/16 threads. Every run pinned to cores
 # 0..T-1. Output: OUT/{probe.txt,kern.txt,bench.csv,threads.csv,s15.csv} (CSV: round,build,simd,model,
-# threads, then qtf bench's CSV row).
+# threads, then qtf bench's CSV row). AB_THREADS (default "1 4 16"): the thread counts of the last two.
 set -uo pipefail
 OUT=$1 R=$2 S15=$3
 shift 3
@@ -56,7 +56,7 @@ for r in $(seq "$R"); do
     for m in q8 q4; do bench $r $b auto $m $M/$m.qtf 4 -p 128 -n 32 -r 2 >> "$OUT/bench.csv"; done
   done
   for b in "${B[@]}"; do
-    for t in 1 4 16; do
+    for t in ${AB_THREADS:-1 4 16}; do
       for m in d q8 q4; do bench $r $b auto $m $M/$m.qtf $t -p 128 -n 0 -r 2 >> "$OUT/threads.csv"; done
       [ "$S15" = - ] || bench $r $b auto 15M-q4 "$S15" $t -p 128 -n 64 -r 3 >> "$OUT/s15.csv"
     done
