@@ -388,9 +388,19 @@ void pack_columns(const float* X, int batch, int cols, int k0, int k1, float* Xt
 // multiples of the kernels' register tiles (rows: row_unit; tokens: kTokenUnit), the last tile takes
 // what is left: every output goes through the same kind of register tile, in the same order, as
 // without threads, so the results are the same bits whatever the thread count.
-constexpr int kTilesPerThread = 4;
-constexpr int kTokenUnit = 16;      // the AVX-512 vector of tokens (and a multiple of every int8 tile's)
-constexpr int kMinTileTokens = 32;  // two vectors: the broadcast GEMM's widest register tile
+// QTF_TILES_PER_THREAD and QTF_MIN_TILE_TOKENS (-D at build time) override the split for A/B builds on
+// a many-core machine (bench/README.md "Serial parts of a prompt block").
+#ifndef QTF_TILES_PER_THREAD
+#define QTF_TILES_PER_THREAD 4
+#endif
+#ifndef QTF_MIN_TILE_TOKENS
+#define QTF_MIN_TILE_TOKENS 32
+#endif
+constexpr int kTilesPerThread = QTF_TILES_PER_THREAD;
+constexpr int kTokenUnit = 16;  // the AVX-512 vector of tokens (and a multiple of every int8 tile's)
+constexpr int kMinTileTokens = QTF_MIN_TILE_TOKENS;  // two vectors: the broadcast GEMM's widest register tile
+static_assert(kTilesPerThread >= 1 && kMinTileTokens >= kTokenUnit && kMinTileTokens % kTokenUnit == 0,
+              "QTF_TILES_PER_THREAD >= 1; QTF_MIN_TILE_TOKENS a multiple of 16");
 struct Tiles {
   int rows, batch, unit;         // unit: rows per register tile that tile edges keep whole
   int row_tiles, tok_tiles, tok;  // tok: tokens per token tile but the last
@@ -415,6 +425,45 @@ Tiles tiles(int rows, int batch, int unit, int threads, bool split_tokens, int64
     t.tok_tiles = (batch + t.tok - 1) / t.tok;
   }
   return t;
+}
+
+// The GEMMs of one input in one job (kern::dense_matmuls): tile(j, r0, r1, b0, b1) makes rows [r0, r1)
+// of tokens [b0, b1) of matrix j, then `then` runs on them. The tasks are every matrix's tiles one after
+// the other, or (then->one_tile) one tile of each matrix per task. Without threads, or below
+// kParallelFlops in all: each matrix whole, on this thread.
+template <class Tile>
+void gemm_tiles(const DenseMatrix* const* Ms, int count, int batch, int unit, bool split_tokens, const Workers* w,
+                const TileThen* then, const Tile& tile) {
+  int64_t flops = 0;
+  for (int j = 0; j < count; ++j) flops += 2ll * Ms[j]->rows * Ms[j]->cols * batch;
+  const bool one_tile = then && then->one_tile;
+  auto made = [&](int j, int r0, int r1, int b0, int b1) {
+    if (then && then->fn) then->fn(then->arg, one_tile ? -1 : j, r0, r1, b0, b1);
+  };
+  auto rows_of = [&](int j, int r0, int r1, int b0, int b1) {  // tile j, or every matrix's (one_tile)
+    for (int i = one_tile ? 0 : j; i < (one_tile ? count : j + 1); ++i) tile(i, r0, r1, b0, b1);
+    made(j, r0, r1, b0, b1);
+  };
+  if (w == nullptr || w->threads < 2 || flops < kParallelFlops) {
+    for (int j = 0; j < (one_tile ? 1 : count); ++j) rows_of(j, 0, Ms[j]->rows, 0, batch);
+    return;
+  }
+  Tiles t[kMaxGemms];
+  int first[kMaxGemms + 1] = {0};
+  const int groups = one_tile ? 1 : count;
+  for (int j = 0; j < groups; ++j) {
+    const int64_t f = one_tile ? flops : 2ll * Ms[j]->rows * Ms[j]->cols * batch;
+    t[j] = tiles(Ms[j]->rows, batch, unit, w->threads, split_tokens, f);
+    first[j + 1] = first[j] + t[j].tasks();
+  }
+  parallel_for(w, first[groups], [&](int task, int) {
+    int j = 0;
+    while (task >= first[j + 1]) ++j;
+    const Tiles& T = t[j];
+    const int i = (task - first[j]) / T.tok_tiles, k = (task - first[j]) % T.tok_tiles;
+    const int r0 = T.row0(i), r1 = T.row0(i + 1);
+    if (r0 < r1) rows_of(j, r0, r1, T.tok0(k), T.tok0(k + 1));
+  });
 }
 
 // The broadcast GEMM's register tiles are 12 rows (AVX-512) or 6, then 4, then 1.
@@ -446,24 +495,28 @@ PackedInput pack_input(const float* X, int batch, int cols, float* scratch, cons
   return p;
 }
 
-// On threads token tile j's partial sums are at partial + tok0(j) * rows (batch_lanes(its tokens) per
-// row): together never more than those of the whole batch (tok is a multiple of 4).
-void dense_matmul(const DenseMatrix& M, const PackedInput& X, float* Y, const Workers* w) {
-  const int batch = X.batch;
-  const int64_t ldx = batch_lanes(batch);
-  if (w == nullptr || w->threads < 2 || 2ll * M.rows * M.cols * batch < kParallelFlops)
-    return active().dense_matmul(M, X.X, batch, Y, M.rows, X.xt, ldx, X.partial);
+// On threads token tile k's partial sums are at partial + tok0(k) * rows (batch_lanes(its tokens) per
+// row): together never more than those of the whole batch (tok is a multiple of 4). Matrix j's follow
+// those of the matrices before it.
+void dense_matmuls(const DenseMatrix* const* Ms, int count, const PackedInput& X, float* const* Ys, const Workers* w,
+                   const TileThen* then) {
+  const int64_t ldx = batch_lanes(X.batch);
+  int64_t before[kMaxGemms] = {0};  // rows of the matrices before j
+  for (int j = 1; j < count; ++j) before[j] = before[j - 1] + Ms[j - 1]->rows;
   // The dot form's tiles of tokens end where the batch ends: split only its rows.
-  const Tiles t = tiles(M.rows, batch, kGemmRowUnit, w->threads, X.xt != nullptr, 2ll * M.rows * M.cols * batch);
-  parallel_for(w, t.tasks(), [&](int task, int) {
-    const int i = task / t.tok_tiles, j = task % t.tok_tiles;
-    const int r0 = t.row0(i), r1 = t.row0(i + 1), b0 = t.tok0(j), nb = t.tok0(j + 1) - b0;
-    if (r0 == r1) return;
+  gemm_tiles(Ms, count, X.batch, kGemmRowUnit, X.xt != nullptr, w, then, [&](int j, int r0, int r1, int b0, int b1) {
+    const DenseMatrix& M = *Ms[j];
+    const int nb = b1 - b0;
     const DenseMatrix rows{r1 - r0, M.cols, M.w.from((int64_t)r0 * M.cols, r0), M.bias ? M.bias + r0 : nullptr};
-    active().dense_matmul(rows, X.X + (int64_t)b0 * M.cols, nb, Y + (int64_t)b0 * M.rows + r0, M.rows,
-                          X.xt ? X.xt + b0 : nullptr, ldx,
-                          X.partial ? X.partial + (int64_t)b0 * M.rows + r0 * batch_lanes(nb) : nullptr);
+    float* partial = X.partial ? X.partial + before[j] * ldx + (int64_t)b0 * M.rows + r0 * batch_lanes(nb) : nullptr;
+    active().dense_matmul(rows, X.X + (int64_t)b0 * M.cols, nb, Ys[j] + (int64_t)b0 * M.rows + r0, M.rows,
+                          X.xt ? X.xt + b0 : nullptr, ldx, partial);
   });
+}
+
+void dense_matmul(const DenseMatrix& M, const PackedInput& X, float* Y, const Workers* w) {
+  const DenseMatrix* Ms[1] = {&M};
+  dense_matmuls(Ms, 1, X, &Y, w, nullptr);
 }
 
 void dense_matmul(const DenseMatrix& M, const float* X, int batch, float* Y, float* scratch, const Workers* w) {
@@ -492,18 +545,19 @@ void quantize_q8_rows(const float* X, int batch, int n, int8_t* q, float* d, con
 // the dot tiles of int8_body.inc, all dividing 16), then 1.
 constexpr int kQ8RowUnit = 16;
 
-void dense_matmul_q8(const DenseMatrix& M, const Q8Rows& X, int batch, float* Y, const Workers* w) {
-  if (w == nullptr || w->threads < 2 || 2ll * M.rows * M.cols * batch < kParallelFlops)
-    return active().dense_matmul_q8(M, X, batch, Y, M.rows);
-  const Tiles t = tiles(M.rows, batch, kQ8RowUnit, w->threads, true, 2ll * M.rows * M.cols * batch);
-  parallel_for(w, t.tasks(), [&](int task, int) {
-    const int i = task / t.tok_tiles, j = task % t.tok_tiles;
-    const int r0 = t.row0(i), r1 = t.row0(i + 1), b0 = t.tok0(j), nb = t.tok0(j + 1) - b0;
-    if (r0 == r1) return;
+void dense_matmuls_q8(const DenseMatrix* const* Ms, int count, const Q8Rows& X, int batch, float* const* Ys,
+                      const Workers* w, const TileThen* then) {
+  gemm_tiles(Ms, count, batch, kQ8RowUnit, true, w, then, [&](int j, int r0, int r1, int b0, int b1) {
+    const DenseMatrix& M = *Ms[j];
     const DenseMatrix rows{r1 - r0, M.cols, M.w.from((int64_t)r0 * M.cols, r0), M.bias ? M.bias + r0 : nullptr};
     const Q8Rows x{X.q + (int64_t)b0 * X.blocks * kQ8Block, X.d + (int64_t)b0 * X.blocks, X.blocks};
-    active().dense_matmul_q8(rows, x, nb, Y + (int64_t)b0 * M.rows + r0, M.rows);
+    active().dense_matmul_q8(rows, x, b1 - b0, Ys[j] + (int64_t)b0 * M.rows + r0, M.rows);
   });
+}
+
+void dense_matmul_q8(const DenseMatrix& M, const Q8Rows& X, int batch, float* Y, const Workers* w) {
+  const DenseMatrix* Ms[1] = {&M};
+  dense_matmuls_q8(Ms, 1, X, batch, &Y, w, nullptr);
 }
 
 void dense_matvec(const DenseMatrix& M, const float* x, float* y) {

@@ -172,8 +172,9 @@ void dense_matmul(const DenseMatrix& W, const float* X, int batch, float* Y);
 constexpr int64_t batch_lanes(int batch) { return (batch + 3) / 4 * 4; }
 // The broadcast-form GEMM's reduction block (simd_body.inc).
 constexpr int kGemmKBlock = 1024;
-// Floats of `scratch` that dense_matmul below needs for `batch` vectors through a [rows, cols] matrix
-// (0 where the batch runs as dot products).
+// Floats of `scratch` that dense_matmul below needs for `batch` vectors through [rows, cols] matrices
+// (0 where the batch runs as dot products); `rows`: those of every matrix dense_matmuls runs together on
+// one input (their partial sums are side by side).
 size_t dense_scratch_floats(int rows, int cols, int batch);
 // A block's input as the GEMMs of every dense matrix that reads it take it (a layer's q, k and v read
 // one input; up and gate another): made once by pack_input, then read by each dense_matmul. In
@@ -197,6 +198,31 @@ void dense_matmul(const DenseMatrix& W, const PackedInput& X, float* Y, const Wo
 // pack_input then dense_matmul: an input only this matrix reads.
 void dense_matmul(const DenseMatrix& W, const float* X, int batch, float* Y, float* scratch, const Workers* w);
 
+// Work on a GEMM's output tile on the thread that made it, while it is in that core's cache: a residual
+// add, the SwiGLU gate, rotary positions (forward.cpp). fn(arg, j, r0, r1, b0, b1): rows [r0, r1) of
+// tokens [b0, b1) of matrix j's output are done (one_tile: of every matrix, j = -1). Without threads
+// (or a job too small to split) it is called once per matrix on the whole output. Row edges are even
+// (rotary pairs stay whole), but otherwise depend on the thread count: fn must give each element the
+// same bits however the rows are cut (elementwise work).
+struct TileThen {
+  void (*fn)(void* arg, int j, int r0, int r1, int b0, int b1) = nullptr;
+  void* arg = nullptr;
+  bool one_tile = false;  // all matrices have the same rows: a task makes one tile of each, then fn
+};
+// f(j, r0, r1, b0, b1) as a TileThen (f must outlive the GEMM call).
+template <class F>
+inline TileThen tile_then(const F& f, bool one_tile = false) {
+  return TileThen{[](void* arg, int j, int r0, int r1, int b0, int b1) { (*static_cast<const F*>(arg))(j, r0, r1, b0, b1); },
+                  const_cast<F*>(&f), one_tile};
+}
+// The most matrices one dense_matmuls call runs (q, k and v).
+constexpr int kMaxGemms = 3;
+// Ys[j] = Ws[j] X for `count` (<= kMaxGemms) matrices of one input, as ONE job over `w`'s threads: the
+// tiles of all of them, one hand-off and one wait instead of `count` (the same bits as count
+// dense_matmul calls); `then` (may be null) on each tile. The dense_matmul above is count 1.
+void dense_matmuls(const DenseMatrix* const* Ws, int count, const PackedInput& X, float* const* Ys, const Workers* w,
+                   const TileThen* then);
+
 // Integer dot products (docs/quantize.md "Integer dot products"). quantize_q8: row x of n floats into
 // q8_blocks(n) blocks (q: that many * kQ8Block bytes, d: that many floats); every variant gives the same
 // bytes and scales as ref. dense_matmul_q8: Y[b * ldy + r] = W X[b] + bias for an i8 (per-row or single
@@ -213,6 +239,9 @@ void quantize_q8(const float* x, int n, int8_t* q, float* d);
 // `batch` rows of n floats, split over `w`'s threads (null: one) where the block is big enough.
 void quantize_q8_rows(const float* X, int batch, int n, int8_t* q, float* d, const Workers* w = nullptr);
 void dense_matmul_q8(const DenseMatrix& W, const Q8Rows& X, int batch, float* Y, const Workers* w);
+// dense_matmuls' integer form: `count` (<= kMaxGemms) i8/q4 matrices of one quantised input in one job.
+void dense_matmuls_q8(const DenseMatrix* const* Ws, int count, const Q8Rows& X, int batch, float* const* Ys,
+                      const Workers* w, const TileThen* then);
 float dot(const float* a, const float* b, int n);
 void axpy(float a, const float* x, float* y, int n);  // y += a x
 void layer_norm(const float* x, const float* w, const float* b, float eps, int n, float* y);

@@ -236,19 +236,37 @@ void linear(const Linear& lin, int which, const TokenStats* ts, int l, int n, co
   lora(lin, n, X.X, Y, s);
 }
 
-// A linear with an input of its own (o, down).
-void linear(const Linear& lin, int which, const TokenStats* ts, int l, int n, const float* X, float* Y, RunState* s) {
-  const Linear* lins[1] = {&lin};
-  linear(lin, which, ts, l, n, input_for(s, lins, &which, 1, l, n, X, lin.cols), Y, s);
+// The linears of one input as one GEMM job over the threads (kern::dense_matmuls: one hand-off and one
+// wait instead of `count`, the same numbers), `tiles` run on each output tile as it is made: where all
+// are dense matrices without adapters, all integer or all float. False: nothing done.
+bool gemms(const Linear* const* lins, const int* which, int count, int l, int n, const Input& in, float* const* ys,
+           RunState* s, const kern::TileThen* tiles) {
+  const DenseMatrix* Ms[kern::kMaxGemms];
+  bool q = false;
+  for (int j = 0; j < count; ++j) {
+    Ms[j] = dense_form(s, *lins[j], l, which[j]);
+    if (Ms[j] == nullptr || lins[j]->lora_a) return false;
+    const bool qj = int_dot(s, *lins[j], Ms[j]);
+    if (j > 0 && qj != q) return false;
+    q = qj;
+  }
+  if (q) kern::dense_matmuls_q8(Ms, count, in.q8, n, ys, s->workers, tiles);
+  else kern::dense_matmuls(Ms, count, in.packed, ys, s->workers, tiles);
+  return true;
 }
 
+// What linears() ran besides the linears: the caller runs what it did not.
+enum class Ran { linears, tiles, parts_then };
+
 // Ys[j] = linear `which[j]` of layer l (X), for `count` (<= 3) linears of one input: q, k and v; up
-// and gate. One token on threads through TT plans (no dense copies) runs the matvecs' parts as one job
-// (kern::tt_matvec_parts: one wake-up of the threads instead of `count`, the same numbers), and `then`
-// (if given) in that job after them: true. Else one by one from one input_for (X quantised and packed
-// once for them all), and false (`then` is the caller's to run).
-bool linears(const Linear* const* lins, const int* which, int count, const TokenStats* ts, int l, int n,
-             const float* X, float* const* ys, RunState* s, const kern::PartsThen* then = nullptr) {
+// and gate; o or down alone. Dense: one GEMM job for them all (gemms), with `tiles` on its output tiles
+// (Ran::tiles). One token on threads through TT plans (no dense copies) runs the matvecs' parts as one
+// job (kern::tt_matvec_parts: one wake-up of the threads instead of `count`, the same numbers), and
+// `then` (if given) in that job after them (Ran::parts_then). Else one by one from one input_for (X
+// quantised and packed once for them all): Ran::linears.
+Ran linears(const Linear* const* lins, const int* which, int count, const TokenStats* ts, int l, int n,
+            const float* X, float* const* ys, RunState* s, const kern::PartsThen* then = nullptr,
+            const kern::TileThen* tiles = nullptr) {
   bool together = count > 1 && n == 1 && s->workers && s->workers->threads > 1;  // one alone: tt_matmul's own split
   int64_t flops = 0;
   for (int j = 0; together && j < count; ++j) {
@@ -257,8 +275,9 @@ bool linears(const Linear* const* lins, const int* which, int count, const Token
   }
   if (!together || flops < kParallelFlops) {
     const Input in = input_for(s, lins, which, count, l, n, X, lins[0]->cols);
+    if (gemms(lins, which, count, l, n, in, ys, s, tiles)) return tiles ? Ran::tiles : Ran::linears;
     for (int j = 0; j < count; ++j) linear(*lins[j], which[j], ts, l, n, in, ys[j], s);
-    return false;
+    return Ran::linears;
   }
   tt::PartsJob jobs[3];
   for (int j = 0; j < count; ++j) jobs[j] = {&lins[j]->tt_w, &s->tt_plan(l, which[j], ts[0].layer[l].rank), ys[j]};
@@ -270,7 +289,32 @@ bool linears(const Linear* const* lins, const int* which, int count, const Token
   after.finish = [](void* f) { (*static_cast<decltype(finish)*>(f))(); };
   after.finish_arg = &finish;
   kern::tt_matvec_parts(jobs, count, X, s->workspace, s->workers, &after);
-  return true;
+  return then ? Ran::parts_then : Ran::linears;
+}
+
+// x += linear(X), the residual stream's n rows (o, down): each output tile added as the GEMM makes it
+// where the linear runs as one dense GEMM (no pass of its own, and none on one thread), else after it.
+void add_linear(const Linear& lin, int which, const TokenStats* ts, int l, int n, const float* X, RunState* s) {
+  const size_t d = lin.rows;
+  auto add = [&](int, int r0, int r1, int b0, int b1) {
+    for (int i = b0; i < b1; ++i) kern::axpy(1.f, s->tmp + i * d + r0, s->x + i * d + r0, r1 - r0);
+  };
+  const Linear* lins[1] = {&lin};
+  float* const out[1] = {s->tmp};
+  const kern::TileThen tiles = kern::tile_then(add);
+  if (linears(lins, &which, 1, ts, l, n, X, out, s, nullptr, &tiles) != Ran::tiles) add(0, 0, (int)d, 0, n);
+}
+
+// Rotary positions on rows [r0, r1) (even) of the q or k rows of tokens [b0, b1) (X: the block's first
+// row, rows ld floats apart; token b at position pos + b): a GEMM's output tile (kern::TileThen), head by
+// head. Each pair turns on its own, so it gets the same bits however the rows are cut.
+void rope_rows(const RunState* s, int hd, float* X, size_t ld, int r0, int r1, int b0, int b1, int pos) {
+  for (int i = b0; i < b1; ++i)
+    for (int r = r0; r < r1;) {
+      const int end = (r / hd + 1) * hd < r1 ? (r / hd + 1) * hd : r1;  // this head's rows in the tile
+      kern::rope(X + i * ld + r, 1, end - r, s->rope_row(pos + i) + r % hd);
+      r = end;
+    }
 }
 
 // u = tanh(W x + b) for a Q x n map.
@@ -523,11 +567,18 @@ void block(const Model& m, const RunOptions& opt, int l, int pos, int n, RunStat
   auto rope_here = [&] { rope(nullptr); };
   kern::PartsThen then{n * c.n_heads, [](void* f) { (*static_cast<decltype(rope_here)*>(f))(); }, &rope_here,
                        [](void* f, int i, int t) { (*static_cast<decltype(head)*>(f))(i, t); }, &head};
+  // One GEMM job for q, k and v: rope on q's and k's output tiles as they are made.
+  auto rope_tile = [&](int j, int r0, int r1, int b0, int b1) {
+    if (j < 2) rope_rows(s, (int)hd, j == 0 ? s->q : k, j == 0 ? d : kv, r0, r1, b0, b1, pos);
+  };
+  const kern::TileThen rope_tiles = kern::tile_then(rope_tile);
   const Linear* qkv[3] = {&L.q, &L.k, &L.v};
   const int qkv_which[3] = {0, 1, 2};
   float* const qkv_out[3] = {s->q, k, s->value_row(l, pos)};
-  if (!linears(qkv, qkv_which, 3, ts, l, n, s->e, qkv_out, s, &then)) {
-    rope(w);
+  const bool rotary = c.positions == PosKind::rotary;
+  const Ran ran = linears(qkv, qkv_which, 3, ts, l, n, s->e, qkv_out, s, &then, rotary ? &rope_tiles : nullptr);
+  if (ran != Ran::parts_then) {
+    if (ran != Ran::tiles) rope(w);
     if (states_first)
       parallel_for(w, n * c.n_heads, n * key_states_cost(c).flops, [&](int task, int) {
         const int i = task / c.n_heads, h = task % c.n_heads;
@@ -544,8 +595,7 @@ void block(const Model& m, const RunOptions& opt, int l, int pos, int n, RunStat
         ts[i].samples += opt.attention_samples;
         ts[i].sample_var += s->head_var[(size_t)i * c.n_heads + h];
       }
-  linear(L.o, 3, ts, l, n, s->att, s->tmp, s);
-  kern::axpy(1.f, s->tmp, s->x, (int)(n * d));
+  add_linear(L.o, 3, ts, l, n, s->att, s);
 
   // 7. x = x + Down(act(Up(LN2(x)))); swiglu: x = x + Down(silu(Gate(a)) * Up(a)), a = LN2(x).
   parallel_for(w, n, n * norm_flops(c), [&](int i, int) { norm(c, s->x + i * d, L.ln2_w, L.ln2_b, s->a + i * d); });
@@ -553,16 +603,22 @@ void block(const Model& m, const RunOptions& opt, int l, int pos, int n, RunStat
     const Linear* up_gate[2] = {&L.up, &L.gate};
     const int up_gate_which[2] = {4, 6};
     float* const up_gate_out[2] = {s->hb, s->hb2};
-    linears(up_gate, up_gate_which, swiglu ? 2 : 1, ts, l, n, s->a, up_gate_out, s);
-    const int act_blocks = (int)((ff + quantum::kDaruanChannelBlock - 1) / quantum::kDaruanChannelBlock);
-    parallel_for(w, n * act_blocks, n * activation_cost(m, opt, l).flops, [&](int task, int) {  // (token, channels)
-      const int i = task / act_blocks, c0 = task % act_blocks * quantum::kDaruanChannelBlock;
-      const int c1 = c0 + quantum::kDaruanChannelBlock < (int)ff ? c0 + quantum::kDaruanChannelBlock : (int)ff;
-      activation(m, opt, l, c0, c1, s->hb + i * ff, swiglu ? s->hb2 + i * ff : nullptr, s->act_tables[l]);
-    });
+    // One GEMM job for up and gate: a task makes the same tile of both, then its SwiGLU gate.
+    auto gate_tile = [&](int, int r0, int r1, int b0, int b1) {  // hb2 = silu(gate) * up
+      for (int i = b0; i < b1; ++i) kern::silu_mul(s->hb2 + i * ff + r0, s->hb + i * ff + r0, r1 - r0);
+    };
+    const kern::TileThen gate_tiles = kern::tile_then(gate_tile, true);
+    if (linears(up_gate, up_gate_which, swiglu ? 2 : 1, ts, l, n, s->a, up_gate_out, s, nullptr,
+                swiglu ? &gate_tiles : nullptr) != Ran::tiles) {
+      const int act_blocks = (int)((ff + quantum::kDaruanChannelBlock - 1) / quantum::kDaruanChannelBlock);
+      parallel_for(w, n * act_blocks, n * activation_cost(m, opt, l).flops, [&](int task, int) {  // (token, channels)
+        const int i = task / act_blocks, c0 = task % act_blocks * quantum::kDaruanChannelBlock;
+        const int c1 = c0 + quantum::kDaruanChannelBlock < (int)ff ? c0 + quantum::kDaruanChannelBlock : (int)ff;
+        activation(m, opt, l, c0, c1, s->hb + i * ff, swiglu ? s->hb2 + i * ff : nullptr, s->act_tables[l]);
+      });
+    }
   }
-  linear(L.down, 5, ts, l, n, swiglu ? s->hb2 : s->hb, s->tmp, s);
-  kern::axpy(1.f, s->tmp, s->x, (int)(n * d));
+  add_linear(L.down, 5, ts, l, n, swiglu ? s->hb2 : s->hb, s);
 
   for (int i = 0; i < n; ++i) {
     const Cost cost = block_cost(m, opt, *s, l, path_of(c, opt, ts[i].layer[l]), pos + i);

@@ -126,7 +126,8 @@ struct RunState {
   float* hb2 = nullptr;        // [B][d_ff] swiglu only: gate's output, then silu(gate) * up
   float* gather_in = nullptr;   // [B][max(d, d_ff)] TT models: the rows of one rank, gathered (ranks differ)
   float* gather_out = nullptr;  // [B][max(d, d_ff)] and their outputs, before they are scattered back
-  float* packed_x = nullptr;    // [kern::dense_scratch_floats(max(d, d_ff), max(d, d_ff), B)] a block's input
+  float* packed_x = nullptr;    // [kern::dense_scratch_floats(rows, max(d, d_ff), B)] a block's input (rows: of
+                                // the widest GEMM job, q+k+v or up+gate)
                                 // rows transposed for the dense GEMMs, once for all that read it (q, k, v;
                                 // up, gate: forward.cpp input_for), then their partial sums (null: B < 16,
                                 // or every row shorter than 256)

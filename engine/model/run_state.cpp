@@ -1,5 +1,6 @@
 // The layout of RunState: the one place that knows how big each buffer of the forward pass is. The
 // same function sizes the arena (base == null) and carves it, so the two can never disagree.
+#include <algorithm>
 #include <cmath>
 #include <initializer_list>
 
@@ -185,7 +186,10 @@ size_t RunState::layout(const Model& m, const RunOptions& opt, int T, int B, int
   hb2 = c.activation == Activation::swiglu ? arena.take(rows * c.d_ff) : nullptr;
   gather_in = c.tensorized && B > 1 ? arena.take(rows * wide) : nullptr;
   gather_out = c.tensorized && B > 1 ? arena.take(rows * wide) : nullptr;
-  const size_t gemm = has_dense_linear(m, paths) ? kern::dense_scratch_floats((int)wide, (int)wide, B) : 0;
+  // The GEMMs of one input run as one job with their partial sums side by side: q, k and v; up and gate.
+  const size_t qkv_rows = (size_t)c.d + 2 * (size_t)c.kv_dim(), up_gate_rows = (c.activation == Activation::swiglu ? 2 : 1) * (size_t)c.d_ff;
+  const size_t gemm_rows = std::max(wide, std::max(qkv_rows, up_gate_rows));
+  const size_t gemm = has_dense_linear(m, paths) ? kern::dense_scratch_floats((int)gemm_rows, (int)wide, B) : 0;
   packed_x = gemm ? arena.take(gemm) : nullptr;
   scores = arena.take((size_t)threads * T);
   head_var = opt.attention_samples > 0 ? arena.take(rows * c.n_heads) : nullptr;

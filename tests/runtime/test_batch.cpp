@@ -8,10 +8,12 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <random>
 #include <string>
 #include <vector>
 
 #include "host/quantize.h"
+#include "import/llama2c.h"
 #include "host/session.h"
 #include "kernels/kernels.h"
 #include "kernels/tt_plan.h"
@@ -255,6 +257,103 @@ TEST_CASE("one token on threads through TT matrices big enough to split: q, k, v
       uint32_t lcg = 5;
       for (int32_t& t : prompt) t = (int32_t)(((lcg = lcg * 1664525u + 1013904223u) >> 8) % 90u);
       compare(lm, opt, prompt, {1}, 6, 3);  // every token alone, on 3 threads
+    }
+  }
+}
+
+namespace {
+
+// A random llama2.c checkpoint (version 0, shared classifier) of d, hidden f, L layers, H heads, KV
+// key/value heads, vocabulary V and context T, converted to a .qtf image.
+std::vector<uint8_t> random_llama(int d, int f, int L, int H, int KV, int V, int T) {
+  std::vector<uint8_t> ckpt;
+  auto put = [&](size_t n, float scale, float mean = 0.f) {
+    static std::mt19937 rng(3);
+    std::normal_distribution<float> nd(mean, scale);
+    for (size_t i = 0; i < n; ++i) {
+      const float v = scale > 0 ? nd(rng) : mean;
+      const uint8_t* p = reinterpret_cast<const uint8_t*>(&v);
+      ckpt.insert(ckpt.end(), p, p + 4);
+    }
+  };
+  const int32_t hdr[7] = {d, f, L, H, KV, V, T};
+  ckpt.insert(ckpt.end(), reinterpret_cast<const uint8_t*>(hdr), reinterpret_cast<const uint8_t*>(hdr) + sizeof hdr);
+  const size_t kv = (size_t)d / H * KV;
+  put((size_t)V * d, 1.f);                                              // tok_emb
+  put((size_t)L * d, 0.1f, 1.f);                                        // ln1
+  put((size_t)L * d * d, 1.f / std::sqrt((float)d));                    // q
+  put((size_t)L * d * kv, 1.f / std::sqrt((float)d));                   // k
+  put((size_t)L * d * kv, 1.f / std::sqrt((float)d));                   // v
+  put((size_t)L * d * d, 1.f / std::sqrt((float)d));                    // o
+  put((size_t)L * d, 0.1f, 1.f);                                        // ln2
+  put((size_t)L * f * d, 1.f / std::sqrt((float)d));                    // gate (w1)
+  put((size_t)L * d * f, 1.f / std::sqrt((float)f));                    // down (w2)
+  put((size_t)L * f * d, 1.f / std::sqrt((float)d));                    // up (w3)
+  put((size_t)d, 0.1f, 1.f);                                            // lnf
+  put((size_t)2 * T * (d / H / 2), 0.f, 0.5f);                          // run.c's RoPE tables: skipped
+  std::vector<uint8_t> out;
+  REQUIRE(import::llama2c_to_qtf(ckpt.data(), ckpt.size(), nullptr, 0, "random.bin", &out).ok());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("a Llama block on 1, 2, 3, 4 and 7 threads: the same logits bit for bit, f32, q8 and q4 weights") {
+  // The prompt's GEMMs of one input run as one job, work on their output tiles on the thread that made
+  // them (kern::TileThen): q, k and v together with rotary positions on q's and k's tiles, up and gate
+  // with the SwiGLU gate, o and down with the residual add. Tile edges follow the thread count, so each
+  // of those must give every element the same bits however the rows are cut. Shapes: heads of 88 (12
+  // rows of a float tile and 16 of an integer one straddle heads), grouped keys (q, k, v of different
+  // rows), a hidden size that is not a multiple of 16 (the SwiGLU's padded tail), and d = 1056 > the
+  // GEMM's reduction block (q, k, v's partial sums side by side in the scratch).
+  struct Shape {
+    int d, f, H, KV;
+  };
+  for (const Shape sh : {Shape{264, 712, 3, 1}, Shape{1056, 200, 12, 4}}) {
+    const std::vector<uint8_t> f32 = random_llama(sh.d, sh.f, 2, sh.H, sh.KV, 96, 48);
+    std::vector<uint8_t> copy(f32.size() + 64), q8, q4;  // quantize_model reads a 64-byte aligned copy
+    uint8_t* at = copy.data() + (64 - reinterpret_cast<uintptr_t>(copy.data()) % 64) % 64;
+    std::memcpy(at, f32.data(), f32.size());
+    host::QuantizeReport rep;
+    REQUIRE(host::quantize_model(at, f32.size(), host::QuantType::q8, &q8, &rep).ok());
+    REQUIRE(host::quantize_model(at, f32.size(), host::QuantType::q4, &q4, &rep).ok());
+    for (int kind = 0; kind < 4; ++kind) {  // f32; q8 widened; q8 integer dot products; q4 integer
+      INFO("d " << sh.d << ", kind " << kind);
+      const std::vector<uint8_t>& bytes = kind == 0 ? f32 : kind == 3 ? q4 : q8;
+      host::LoadedModel lm;
+      REQUIRE(lm.load_memory(bytes.data(), bytes.size()).ok());
+      const ModelConfig& c = lm.model().cfg;
+      REQUIRE(c.activation == Activation::swiglu);
+      REQUIRE(c.positions == PosKind::rotary);
+      REQUIRE(c.head_dim() == 88);
+      ContextOptions opt;
+      opt.n_ctx = 48;
+      opt.act_quant = kind >= 2 ? ActQuant::q8 : ActQuant::off;
+      std::vector<int32_t> prompt(41);
+      uint32_t lcg = 13;
+      for (int32_t& t : prompt) t = (int32_t)(((lcg = lcg * 1664525u + 1013904223u) >> 8) % (uint32_t)c.vocab);
+      std::vector<float> first;  // one thread's logits after each block, then after a generated token
+      for (int threads : {1, 2, 3, 4, 7}) {
+        INFO(threads << " threads");
+        ContextOptions o = opt;
+        o.n_batch = 33;
+        o.n_threads = threads;
+        host::HostContext hc;
+        REQUIRE(hc.init(lm, o).ok());
+        std::vector<float> got;
+        for (int at_tok = 0; at_tok < (int)prompt.size(); at_tok += 33) {
+          const int len = std::min(33, (int)prompt.size() - at_tok);
+          REQUIRE(hc.ctx().eval(prompt.data() + at_tok, len).ok());
+          got.insert(got.end(), hc.ctx().logits(), hc.ctx().logits() + c.vocab);
+        }
+        const int32_t next = 5;
+        REQUIRE(hc.ctx().eval(&next, 1).ok());
+        got.insert(got.end(), hc.ctx().logits(), hc.ctx().logits() + c.vocab);
+        if (threads == 1) first = got;
+        REQUIRE(got.size() == first.size());
+        CHECK(std::memcmp(got.data(), first.data(), got.size() * sizeof(float)) == 0);
+      }
+      compare(lm, opt, prompt, {33, 8}, 2, 3);  // and the token-by-token logits, within test_batch's 1e-5
     }
   }
 }
