@@ -42,9 +42,11 @@ class ThreadPool {
   // The current job: task_ and arg_ are written before the job word publishes them.
   std::atomic<void (*)(void*, int, int)> task_{nullptr};
   std::atomic<void*> arg_{nullptr};
-  std::atomic<uint64_t> job_{0};  // generation << 40 | n_tasks << 20 | next task
-  std::atomic<int> done_{0};
-  std::atomic<int> sleepers_{0};
+  // Every claim writes job_ and every finished task done_: each on a cache line of its own, so the
+  // claims and the ends of tasks (and the sleepers' count) do not pass one line between the cores.
+  alignas(64) std::atomic<uint64_t> job_{0};  // generation << 40 | n_tasks << 20 | next task
+  alignas(64) std::atomic<int> done_{0};
+  alignas(64) std::atomic<int> sleepers_{0};
   std::atomic<bool> quit_{false};
   std::mutex mu_;
   std::condition_variable wake_;

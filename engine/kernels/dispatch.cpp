@@ -468,8 +468,9 @@ void gemm_tiles(const DenseMatrix* const* Ms, int count, int batch, int unit, bo
 
 // The broadcast GEMM's register tiles are 12 rows (AVX-512) or 6, then 4, then 1.
 constexpr int kGemmRowUnit = 12;
-// Columns per part of a pack split over threads.
-constexpr int kPackCols = 128;
+// Columns per part of a pack split over threads: about two parts a thread, at least kPackCols (a
+// multiple of 16). The pack is a copy: the same bytes however it is split.
+constexpr int kPackCols = 32;
 
 }  // namespace
 
@@ -485,9 +486,11 @@ PackedInput pack_input(const float* X, int batch, int cols, float* scratch, cons
   PackedInput p{X, batch, cols, nullptr, nullptr};
   if (scratch == nullptr || batch < kBroadcastBatch || cols < kBroadcastCols) return p;
   const int64_t lanes = batch_lanes(batch);
-  const int chunks = (cols + kPackCols - 1) / kPackCols;
+  const int threads = w ? w->threads : 1, share = (cols + 2 * threads - 1) / (2 * threads);
+  const int per = share > kPackCols ? (share + 15) / 16 * 16 : kPackCols;
+  const int chunks = (cols + per - 1) / per;
   parallel_for(w, chunks, [&](int task, int) {
-    const int k0 = task * kPackCols, k1 = k0 + kPackCols < cols ? k0 + kPackCols : cols;
+    const int k0 = task * per, k1 = k0 + per < cols ? k0 + per : cols;
     pack_columns(X, batch, cols, k0, k1, scratch);
   });
   p.xt = scratch;

@@ -143,6 +143,20 @@ inline void parallel_for(const Workers* w, int n, int64_t flops, const F& body) 
   parallel_for(flops < kParallelFlops ? nullptr : w, n, body);
 }
 
+// body(i, thread) for every i in [0, n) of a job of about `flops` FLOPs in all, the indices claimed in
+// runs of consecutive ones, about kRunsPerThread runs a thread: for many small tasks (a block's (token,
+// head) attention: 768 of a few microseconds at d768, 64 tokens), where claiming each alone (an atomic
+// on a line every thread shares) costs a good part of what the task does on many threads.
+constexpr int kRunsPerThread = 8;
+template <class F>
+inline void parallel_for_runs(const Workers* w, int n, int64_t flops, const F& body) {
+  const int threads = w && flops >= kParallelFlops ? w->threads : 1;
+  const int runs = n < kRunsPerThread * threads ? n : kRunsPerThread * threads;
+  parallel_for(threads > 1 ? w : nullptr, runs, [&](int r, int thread) {
+    for (int i = (int)((int64_t)n * r / runs); i < (int)((int64_t)n * (r + 1) / runs); ++i) body(i, thread);
+  });
+}
+
 // FLOPs (a multiply-add = 2) of one TT matvec at run-time rank `rank` with the cost-chosen order.
 int64_t tt_matvec_flops(const TTShape& s, int rank);
 

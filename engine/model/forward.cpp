@@ -150,6 +150,11 @@ Cost block_cost(const Model& m, const RunOptions& opt, const RunState& s, int l,
   return cost;
 }
 
+// The embedding of one token as block() prices its steps (kParallelFlops): its row of a table too big to
+// stay in the caches, priced as 8 FLOPs a value (about what a cold read of it costs), so a prompt
+// block's lookups run on the threads and one token's on its own.
+int64_t embed_flops(const ModelConfig& c) { return 8ll * c.d; }
+
 int64_t head_flops(const ModelConfig& c) { return norm_flops(c) + 2ll * c.vocab * c.d; }
 
 // ---- The model ----------------------------------------------------------------------------------
@@ -587,7 +592,8 @@ void block(const Model& m, const RunOptions& opt, int l, int pos, int n, RunStat
     int64_t attention_flops = states && !states_first ? key_states_cost(c).flops : 0;
     for (int i = 0; w && w->threads > 1 && i < n; ++i)  // priced only where there are threads to decide for
       attention_flops += attention_cost(c, opt, path_of(c, opt, ts[i].layer[l]), pos + i).flops;
-    parallel_for(w, n * c.n_heads, attention_flops, head);
+    // In runs of (token, head) pairs, the last tokens (the most positions, the longest tasks) first.
+    parallel_for_runs(w, n * c.n_heads, attention_flops, [&](int task, int thread) { head(n * c.n_heads - 1 - task, thread); });
   }
   for (int i = 0; s->head_var && i < n; ++i)  // the report: draws and variance of the sampled heads
     for (int h = 0; h < c.n_heads; ++h)
@@ -645,7 +651,7 @@ void head(const Model& m, const float* x, RunState* s) {
 void forward(const Model& m, const RunOptions& opt, RunState* s, const int32_t* tokens, int n, int pos,
              TokenStats* stats, bool logits) {
   const ModelConfig& c = m.cfg;
-  for (int i = 0; i < n; ++i) {
+  parallel_for(s->workers, n, n * embed_flops(c), [&](int i, int) {
     TokenStats& t = stats[i];
     t.pos = pos + i;
     t.token = tokens ? tokens[i] : -1;  // null: memory slots
@@ -654,7 +660,7 @@ void forward(const Model& m, const RunOptions& opt, RunState* s, const int32_t* 
     t.n_layers = c.n_layers;
     embed(m, s, t.token, pos + i, s->x + (size_t)i * c.d);
     if (c.phase_rotation && pos + i >= c.memory_tokens) t.flops += c.d;  // the phase gain
-  }
+  });
   for (int l = 0; l < c.n_layers; ++l) block(m, opt, l, pos, n, s, stats);
   for (int i = 0; i < n; ++i)  // mean over the sampled (layer, head) pairs
     if (stats[i].samples > 0) stats[i].sample_var /= (float)(stats[i].samples / opt.attention_samples);
