@@ -482,15 +482,34 @@ size_t dense_scratch_floats(int rows, int cols, int batch) {
 // The whole block in one layout (lanes = batch_lanes(batch)), whichever tiles the GEMMs that read it
 // split it into: a token tile reads its lanes in place, ldx = lanes apart. Split by columns over the
 // threads (one hand-off).
-PackedInput pack_input(const float* X, int batch, int cols, float* scratch, const Workers* w) {
+void make_rows(const RowMaker* rows, int batch, const Workers* w) {
+  if (rows) parallel_for(w, batch, rows->flops, [&](int i, int) { rows->fn(rows->arg, i); });
+}
+
+PackedInput pack_input(const float* X, int batch, int cols, float* scratch, const Workers* w, const RowMaker* rows) {
   PackedInput p{X, batch, cols, nullptr, nullptr};
-  if (scratch == nullptr || batch < kBroadcastBatch || cols < kBroadcastCols) return p;
+  if (scratch == nullptr || batch < kBroadcastBatch || cols < kBroadcastCols) {
+    make_rows(rows, batch, w);
+    return p;
+  }
   const int64_t lanes = batch_lanes(batch);
   const int threads = w ? w->threads : 1, share = (cols + 2 * threads - 1) / (2 * threads);
   const int per = share > kPackCols ? (share + 15) / 16 * 16 : kPackCols;
   const int chunks = (cols + per - 1) / per;
-  parallel_for(w, chunks, [&](int task, int) {
-    const int k0 = task * per, k1 = k0 + per < cols ? k0 + per : cols;
+  // The rows first (tasks [0, made)), then the parts of the pack: a part waits until every row is
+  // made (release/acquire on `ready`); it is claimed only after every row was (tasks start in index
+  // order), so the rows are in hand and the wait ends.
+  const int made = rows ? batch : 0;
+  std::atomic<int> ready{0};
+  parallel_for(w, made + chunks, [&](int task, int) {
+    if (task < made) {
+      rows->fn(rows->arg, task);
+      ready.fetch_add(1, std::memory_order_acq_rel);
+      return;
+    }
+    while (ready.load(std::memory_order_acquire) < made) {
+    }
+    const int k0 = (task - made) * per, k1 = k0 + per < cols ? k0 + per : cols;
     pack_columns(X, batch, cols, k0, k1, scratch);
   });
   p.xt = scratch;
@@ -536,10 +555,11 @@ bool int_dot_preferred(WType t) {
 
 void quantize_q8(const float* x, int n, int8_t* q, float* d) { active().quantize_q8(x, n, q, d); }
 
-void quantize_q8_rows(const float* X, int batch, int n, int8_t* q, float* d, const Workers* w) {
+void quantize_q8_rows(const float* X, int batch, int n, int8_t* q, float* d, const Workers* w, const RowMaker* rows) {
   const int64_t nb = q8_blocks(n);
   // Elementwise, about 4 FLOPs a value: threads only for big blocks.
-  parallel_for(w, batch, 4ll * batch * n, [&](int b, int) {
+  parallel_for(w, batch, 4ll * batch * n + (rows ? rows->flops : 0), [&](int b, int) {
+    if (rows) rows->fn(rows->arg, b);
     active().quantize_q8(X + (int64_t)b * n, n, q + b * nb * kQ8Block, d + b * nb);
   });
 }

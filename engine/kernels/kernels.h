@@ -201,9 +201,25 @@ struct PackedInput {
   const float* xt = nullptr;  // [cols][batch_lanes(batch)], or null: dot form
   float* partial = nullptr;   // scratch for the sums between reduction blocks (cols > kGemmKBlock)
 };
+// The rows of a block's input made by a per-token step (a norm, the entropy meter) in the job that
+// quantises or packs them, not a job of its own: fn(arg, i) writes row i; `flops`: all rows together
+// (kParallelFlops decides for the job as a whole).
+struct RowMaker {
+  void (*fn)(void* arg, int i) = nullptr;
+  void* arg = nullptr;
+  int64_t flops = 0;
+};
+template <class F>
+inline RowMaker row_maker(const F& f, int64_t flops) {
+  return RowMaker{[](void* arg, int i) { (*static_cast<const F*>(arg))(i); }, const_cast<F*>(&f), flops};
+}
+// rows->fn for every row over `w`'s threads (null rows: nothing), as a job of its own.
+void make_rows(const RowMaker* rows, int batch, const Workers* w);
 // X's `batch` rows of `cols` floats packed into `scratch` (dense_scratch_floats(rows, cols, batch) floats
 // for the widest matrix that reads it; null: no scratch, dot form), split over `w`'s threads (null: one).
-PackedInput pack_input(const float* X, int batch, int cols, float* scratch, const Workers* w);
+// `rows` (may be null): X's rows are made first, in the same job (the pack's parts wait for them).
+PackedInput pack_input(const float* X, int batch, int cols, float* scratch, const Workers* w,
+                       const RowMaker* rows = nullptr);
 // Y = W X for the packed X (X.cols == W.cols) over `w`'s threads (null: one thread), in tiles of rows x
 // tokens (dispatch.cpp: the same bits at every thread count, and whichever matrix packed X first). In
 // broadcast form each weight is broadcast against vectors of tokens (simd_body.inc); else dot products.
@@ -251,7 +267,9 @@ bool int_dot_supported(WType t);  // i8 and q4
 bool int_dot_preferred(WType t);
 void quantize_q8(const float* x, int n, int8_t* q, float* d);
 // `batch` rows of n floats, split over `w`'s threads (null: one) where the block is big enough.
-void quantize_q8_rows(const float* X, int batch, int n, int8_t* q, float* d, const Workers* w = nullptr);
+// `rows` (may be null): each row made just before it is quantised, on the same thread.
+void quantize_q8_rows(const float* X, int batch, int n, int8_t* q, float* d, const Workers* w = nullptr,
+                      const RowMaker* rows = nullptr);
 void dense_matmul_q8(const DenseMatrix& W, const Q8Rows& X, int batch, float* Y, const Workers* w);
 // dense_matmuls' integer form: `count` (<= kMaxGemms) i8/q4 matrices of one quantised input in one job.
 void dense_matmuls_q8(const DenseMatrix* const* Ws, int count, const Q8Rows& X, int batch, float* const* Ys,

@@ -179,9 +179,10 @@ struct Input {
   kern::PackedInput packed;  // dot form (packed.xt null) where none runs the float GEMM
 };
 
-// The input X (n rows of `cols` floats) of the `count` linears of layer l (plan indices `which`).
+// The input X (n rows of `cols` floats) of the `count` linears of layer l (plan indices `which`), its
+// rows made first by `rows` (if given) in the job that packs or quantises them.
 Input input_for(RunState* s, const Linear* const* lins, const int* which, int count, int l, int n, const float* X,
-                int cols) {
+                int cols, const kern::RowMaker* rows) {
   bool quantise = false, pack = false;
   for (int j = 0; j < count; ++j) {
     const DenseMatrix* dense = dense_form(s, *lins[j], l, which[j]);
@@ -191,11 +192,11 @@ Input input_for(RunState* s, const Linear* const* lins, const int* which, int co
   }
   Input in;
   in.X = X;
+  in.packed = kern::pack_input(X, n, cols, pack ? s->packed_x : nullptr, s->workers, quantise && !pack ? nullptr : rows);
   if (quantise) {
-    kern::quantize_q8_rows(X, n, cols, s->act_q, s->act_d, s->workers);
+    kern::quantize_q8_rows(X, n, cols, s->act_q, s->act_d, s->workers, pack ? nullptr : rows);
     in.q8 = Q8Rows{s->act_q, s->act_d, q8_blocks(cols)};
   }
-  in.packed = kern::pack_input(X, n, cols, pack ? s->packed_x : nullptr, s->workers);
   return in;
 }
 
@@ -268,10 +269,16 @@ enum class Ran { linears, tiles, parts_then };
 // (Ran::tiles). One token on threads through TT plans (no dense copies) runs the matvecs' parts as one
 // job (kern::tt_matvec_parts: one wake-up of the threads instead of `count`, the same numbers), and
 // `then` (if given) in that job after them (Ran::parts_then). Else one by one from one input_for (X
-// quantised and packed once for them all): Ran::linears.
+// quantised and packed once for them all): Ran::linears. `rows` (if given) makes X's rows first: in the
+// job that packs or quantises them where the linears are dense, else (a TT linear reads the ranks the
+// rows' entropy meter decides) as a job of its own.
 Ran linears(const Linear* const* lins, const int* which, int count, const TokenStats* ts, int l, int n,
             const float* X, float* const* ys, RunState* s, const kern::PartsThen* then = nullptr,
-            const kern::TileThen* tiles = nullptr) {
+            const kern::TileThen* tiles = nullptr, const kern::RowMaker* rows = nullptr) {
+  bool dense = true;
+  for (int j = 0; j < count; ++j) dense = dense && dense_form(s, *lins[j], l, which[j]) != nullptr;
+  if (!dense) kern::make_rows(rows, n, s->workers);
+  if (!dense) rows = nullptr;
   bool together = count > 1 && n == 1 && s->workers && s->workers->threads > 1;  // one alone: tt_matmul's own split
   int64_t flops = 0;
   for (int j = 0; together && j < count; ++j) {
@@ -279,7 +286,7 @@ Ran linears(const Linear* const* lins, const int* which, int count, const TokenS
     if (together) flops += s->tt_plan(l, which[j], ts[0].layer[l].rank).flops;
   }
   if (!together || flops < kParallelFlops) {
-    const Input in = input_for(s, lins, which, count, l, n, X, lins[0]->cols);
+    const Input in = input_for(s, lins, which, count, l, n, X, lins[0]->cols, rows);
     if (gemms(lins, which, count, l, n, in, ys, s, tiles)) return tiles ? Ran::tiles : Ran::linears;
     for (int j = 0; j < count; ++j) linear(*lins[j], which[j], ts, l, n, in, ys[j], s);
     return Ran::linears;
@@ -487,7 +494,8 @@ void activation(const Model& m, const RunOptions& opt, int l, int c0, int c1, fl
 // needs no pass of its own over the threads. False (nothing done) where that does not apply: parts
 // that sum (a right-to-left plan), parts whose rows do not start at whole activation blocks, or too
 // little work to split.
-bool up_with_activation(const Model& m, const RunOptions& opt, const TokenStats* ts, int l, int n, RunState* s) {
+bool up_with_activation(const Model& m, const RunOptions& opt, const TokenStats* ts, int l, int n, RunState* s,
+                        const kern::RowMaker* ln2_rows) {
   const Linear& up = m.layers[l].up;
   if (n != 1 || !s->workers || s->workers->threads < 2 || dense_form(s, up, l, 4) || up.lora_a ||
       m.cfg.activation == Activation::swiglu)
@@ -512,6 +520,7 @@ bool up_with_activation(const Model& m, const RunOptions& opt, const TokenStats*
       activation(*a.m, *a.opt, a.l, (int)c0, (int)c1, a.s->hb, nullptr, a.s->act_tables[a.l]);
     }
   };
+  kern::make_rows(ln2_rows, n, s->workers);
   kern::tt_matvec_parts(&job, 1, s->a, s->workspace, s->workers);
   return true;
 }
@@ -534,8 +543,9 @@ void block(const Model& m, const RunOptions& opt, int l, int pos, int n, RunStat
   const bool swiglu = c.activation == Activation::swiglu;
   const Workers* w = s->workers;  // each step split over them when its tokens cost kParallelFlops or more
 
-  // 1-5. Per token: a = LN1(x); the entropy meter gives S and e; S gives the rank and the route.
-  parallel_for(w, n, n * meter_cost(c).flops, [&](int i, int) {
+  // 1-5. Per token: a = LN1(x); the entropy meter gives S and e; S gives the rank and the route. Made
+  // row by row where q, k and v's input is packed or quantised (linears).
+  auto meter = [&](int i) {
     norm(c, s->x + i * d, L.ln1_w, L.ln1_b, s->a + i * d);
     const float S = entropy_meter(m, s, l, s->a + i * d, s->e + i * d);
     LayerStats* ls = &ts[i].layer[l];
@@ -543,7 +553,8 @@ void block(const Model& m, const RunOptions& opt, int l, int pos, int n, RunStat
     ls->rank = (uint16_t)rank_for(m, opt, S);
     ls->h = c.n_qubits > 0 ? S / (c.n_qubits / 2) : 0.f;
     ls->quantum = routed_quantum(m, opt, ls->h);
-  });
+  };
+  const kern::RowMaker meter_rows = kern::row_maker(meter, n * meter_cost(c).flops);
 
   // 6. q, k, v at each token's rank (k, v: n_kv_heads heads); rotary positions turn q and k; k and v
   // (and k's feature states) join the cache; attention per token and head, over the positions up to
@@ -581,7 +592,8 @@ void block(const Model& m, const RunOptions& opt, int l, int pos, int n, RunStat
   const int qkv_which[3] = {0, 1, 2};
   float* const qkv_out[3] = {s->q, k, s->value_row(l, pos)};
   const bool rotary = c.positions == PosKind::rotary;
-  const Ran ran = linears(qkv, qkv_which, 3, ts, l, n, s->e, qkv_out, s, &then, rotary ? &rope_tiles : nullptr);
+  const Ran ran =
+      linears(qkv, qkv_which, 3, ts, l, n, s->e, qkv_out, s, &then, rotary ? &rope_tiles : nullptr, &meter_rows);
   if (ran != Ran::parts_then) {
     if (ran != Ran::tiles) rope(w);
     if (states_first)
@@ -604,8 +616,10 @@ void block(const Model& m, const RunOptions& opt, int l, int pos, int n, RunStat
   add_linear(L.o, 3, ts, l, n, s->att, s);
 
   // 7. x = x + Down(act(Up(LN2(x)))); swiglu: x = x + Down(silu(Gate(a)) * Up(a)), a = LN2(x).
-  parallel_for(w, n, n * norm_flops(c), [&](int i, int) { norm(c, s->x + i * d, L.ln2_w, L.ln2_b, s->a + i * d); });
-  if (!up_with_activation(m, opt, ts, l, n, s)) {
+  // a = LN2(x) row by row where up's (and gate's) input is packed or quantised.
+  auto ln2 = [&](int i) { norm(c, s->x + i * d, L.ln2_w, L.ln2_b, s->a + i * d); };
+  const kern::RowMaker ln2_rows = kern::row_maker(ln2, n * norm_flops(c));
+  if (!up_with_activation(m, opt, ts, l, n, s, &ln2_rows)) {
     const Linear* up_gate[2] = {&L.up, &L.gate};
     const int up_gate_which[2] = {4, 6};
     float* const up_gate_out[2] = {s->hb, s->hb2};
@@ -615,7 +629,7 @@ void block(const Model& m, const RunOptions& opt, int l, int pos, int n, RunStat
     };
     const kern::TileThen gate_tiles = kern::tile_then(gate_tile, true);
     if (linears(up_gate, up_gate_which, swiglu ? 2 : 1, ts, l, n, s->a, up_gate_out, s, nullptr,
-                swiglu ? &gate_tiles : nullptr) != Ran::tiles) {
+                swiglu ? &gate_tiles : nullptr, &ln2_rows) != Ran::tiles) {
       const int act_blocks = (int)((ff + quantum::kDaruanChannelBlock - 1) / quantum::kDaruanChannelBlock);
       parallel_for(w, n * act_blocks, n * activation_cost(m, opt, l).flops, [&](int task, int) {  // (token, channels)
         const int i = task / act_blocks, c0 = task % act_blocks * quantum::kDaruanChannelBlock;
