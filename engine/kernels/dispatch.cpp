@@ -496,14 +496,14 @@ PackedInput pack_input(const float* X, int batch, int cols, float* scratch, cons
   const int threads = w ? w->threads : 1, share = (cols + 2 * threads - 1) / (2 * threads);
   const int per = share > kPackCols ? (share + 15) / 16 * 16 : kPackCols;
   const int chunks = (cols + per - 1) / per;
-  // The rows first (tasks [0, made)), then the parts of the pack: a part waits until every row is
-  // made (release/acquire on `ready`); it is claimed only after every row was (tasks start in index
-  // order), so the rows are in hand and the wait ends.
-  const int made = rows ? batch : 0;
+  // The rows first, in `made` runs (two a thread: a norm's row is a claim's worth of work), then the
+  // parts of the pack: a part waits until every run is done (release/acquire on `ready`); it is claimed
+  // only after every run was (tasks start in index order), so the runs are in hand and the wait ends.
+  const int made = rows == nullptr ? 0 : batch < 2 * threads ? batch : 2 * threads;
   std::atomic<int> ready{0};
   parallel_for(w, made + chunks, [&](int task, int) {
     if (task < made) {
-      rows->fn(rows->arg, task);
+      for (int i = batch * task / made; i < batch * (task + 1) / made; ++i) rows->fn(rows->arg, i);
       ready.fetch_add(1, std::memory_order_acq_rel);
       return;
     }
@@ -558,7 +558,7 @@ void quantize_q8(const float* x, int n, int8_t* q, float* d) { active().quantize
 void quantize_q8_rows(const float* X, int batch, int n, int8_t* q, float* d, const Workers* w, const RowMaker* rows) {
   const int64_t nb = q8_blocks(n);
   // Elementwise, about 4 FLOPs a value: threads only for big blocks.
-  parallel_for(w, batch, 4ll * batch * n + (rows ? rows->flops : 0), [&](int b, int) {
+  parallel_for_runs(w, batch, 4ll * batch * n + (rows ? rows->flops : 0), [&](int b, int) {
     if (rows) rows->fn(rows->arg, b);
     active().quantize_q8(X + (int64_t)b * n, n, q + b * nb * kQ8Block, d + b * nb);
   });
