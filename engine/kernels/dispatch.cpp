@@ -3,6 +3,7 @@
 #include "kernels/dispatch.h"
 
 #include <atomic>
+#include <cassert>
 #include <cstring>
 
 #include "kernels/simd.h"
@@ -434,9 +435,11 @@ Tiles tiles(int rows, int batch, int unit, int threads, bool split_tokens, int64
 template <class Tile>
 void gemm_tiles(const DenseMatrix* const* Ms, int count, int batch, int unit, bool split_tokens, const Workers* w,
                 const TileThen* then, const Tile& tile) {
+  assert(count >= 1 && count <= kMaxGemms);
   int64_t flops = 0;
   for (int j = 0; j < count; ++j) flops += 2ll * Ms[j]->rows * Ms[j]->cols * batch;
   const bool one_tile = then && then->one_tile;
+  for (int j = 1; one_tile && j < count; ++j) assert(Ms[j]->rows == Ms[0]->rows);
   auto made = [&](int j, int r0, int r1, int b0, int b1) {
     if (then && then->fn) then->fn(then->arg, one_tile ? -1 : j, r0, r1, b0, b1);
   };

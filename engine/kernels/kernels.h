@@ -242,8 +242,10 @@ struct TileThen {
 // f(j, r0, r1, b0, b1) as a TileThen (f must outlive the GEMM call).
 template <class F>
 inline TileThen tile_then(const F& f, bool one_tile = false) {
-  return TileThen{[](void* arg, int j, int r0, int r1, int b0, int b1) { (*static_cast<const F*>(arg))(j, r0, r1, b0, b1); },
-                  const_cast<F*>(&f), one_tile};
+  auto call = [](void* arg, int j, int r0, int r1, int b0, int b1) {
+    (*static_cast<const F*>(arg))(j, r0, r1, b0, b1);
+  };
+  return TileThen{call, const_cast<F*>(&f), one_tile};
 }
 // The most matrices one dense_matmuls call runs (q, k and v).
 constexpr int kMaxGemms = 3;

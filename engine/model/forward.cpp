@@ -192,7 +192,8 @@ Input input_for(RunState* s, const Linear* const* lins, const int* which, int co
   }
   Input in;
   in.X = X;
-  in.packed = kern::pack_input(X, n, cols, pack ? s->packed_x : nullptr, s->workers, quantise && !pack ? nullptr : rows);
+  const kern::RowMaker* pack_rows = quantise && !pack ? nullptr : rows;  // else quantize_q8_rows makes them
+  in.packed = kern::pack_input(X, n, cols, pack ? s->packed_x : nullptr, s->workers, pack_rows);
   if (quantise) {
     kern::quantize_q8_rows(X, n, cols, s->act_q, s->act_d, s->workers, pack ? nullptr : rows);
     in.q8 = Q8Rows{s->act_q, s->act_d, q8_blocks(cols)};
@@ -560,8 +561,9 @@ void block(const Model& m, const RunOptions& opt, int l, int pos, int n, RunStat
   // (and k's feature states) join the cache; attention per token and head, over the positions up to
   // its own; x += o.
   float* k = s->key_row(l, pos);  // the n tokens' cache rows follow each other
+  const bool rotary = c.positions == PosKind::rotary;
   auto rope = [&](const Workers* on) {
-    if (c.positions == PosKind::rotary)
+    if (rotary)
       parallel_for(on, n, n * rope_flops(c), [&](int i, int) {
         kern::rope(s->q + i * d, c.n_heads, (int)hd, s->rope_row(pos + i));
         kern::rope(k + i * kv, c.n_kv_heads, (int)hd, s->rope_row(pos + i));
@@ -591,7 +593,6 @@ void block(const Model& m, const RunOptions& opt, int l, int pos, int n, RunStat
   const Linear* qkv[3] = {&L.q, &L.k, &L.v};
   const int qkv_which[3] = {0, 1, 2};
   float* const qkv_out[3] = {s->q, k, s->value_row(l, pos)};
-  const bool rotary = c.positions == PosKind::rotary;
   const Ran ran =
       linears(qkv, qkv_which, 3, ts, l, n, s->e, qkv_out, s, &then, rotary ? &rope_tiles : nullptr, &meter_rows);
   if (ran != Ran::parts_then) {
@@ -605,7 +606,8 @@ void block(const Model& m, const RunOptions& opt, int l, int pos, int n, RunStat
     for (int i = 0; w && w->threads > 1 && i < n; ++i)  // priced only where there are threads to decide for
       attention_flops += attention_cost(c, opt, path_of(c, opt, ts[i].layer[l]), pos + i).flops;
     // In runs of (token, head) pairs, the last tokens (the most positions, the longest tasks) first.
-    parallel_for_runs(w, n * c.n_heads, attention_flops, [&](int task, int thread) { head(n * c.n_heads - 1 - task, thread); });
+    const int pairs = n * c.n_heads;
+    parallel_for_runs(w, pairs, attention_flops, [&](int task, int thread) { head(pairs - 1 - task, thread); });
   }
   for (int i = 0; s->head_var && i < n; ++i)  // the report: draws and variance of the sampled heads
     for (int h = 0; h < c.n_heads; ++h)

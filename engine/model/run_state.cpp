@@ -187,7 +187,8 @@ size_t RunState::layout(const Model& m, const RunOptions& opt, int T, int B, int
   gather_in = c.tensorized && B > 1 ? arena.take(rows * wide) : nullptr;
   gather_out = c.tensorized && B > 1 ? arena.take(rows * wide) : nullptr;
   // The GEMMs of one input run as one job with their partial sums side by side: q, k and v; up and gate.
-  const size_t qkv_rows = (size_t)c.d + 2 * (size_t)c.kv_dim(), up_gate_rows = (c.activation == Activation::swiglu ? 2 : 1) * (size_t)c.d_ff;
+  const size_t qkv_rows = (size_t)c.d + 2 * (size_t)c.kv_dim();
+  const size_t up_gate_rows = (c.activation == Activation::swiglu ? 2 : 1) * (size_t)c.d_ff;
   const size_t gemm_rows = std::max(wide, std::max(qkv_rows, up_gate_rows));
   const size_t gemm = has_dense_linear(m, paths) ? kern::dense_scratch_floats((int)gemm_rows, (int)wide, B) : 0;
   packed_x = gemm ? arena.take(gemm) : nullptr;
