@@ -44,6 +44,18 @@ qtf_status fail(qtf_status code, const char* msg) {
   return code;
 }
 
+// An options struct that starts with its own size (qtf_load_options, qtf_context_options) into *x, which
+// holds the defaults: a caller built against an older (shorter) struct gets the defaults for the fields it
+// lacks; a newer caller's extra fields are ones this library does not know, refused rather than ignored.
+template <class T>
+qtf_status read_options(const T* in, T* x, const char* message) {
+  if (!in) return QTF_OK;
+  if (in->struct_size < sizeof(uint32_t) || in->struct_size > sizeof *x) return fail(QTF_ERR_INVALID_ARGUMENT, message);
+  std::memcpy(x, in, in->struct_size);
+  x->struct_size = sizeof *x;
+  return QTF_OK;
+}
+
 #if defined(__GNUC__)
 __attribute__((format(printf, 2, 3)))
 #endif
@@ -112,14 +124,9 @@ qtf_load_options qtf_load_default_options(void) {
 qtf_status qtf_model_load_file_with(const char* path, const qtf_load_options* options, qtf_model** out) {
   if (!path || !out) return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_model_load_file_with: null argument");
   *out = nullptr;
-  // As qtf_context_options: an older (shorter) struct gets the defaults for the fields it lacks; a longer
-  // one has fields this library does not know, refused rather than ignored.
   qtf_load_options x = qtf_load_default_options();
-  if (options) {
-    if (options->struct_size < sizeof(uint32_t) || options->struct_size > sizeof x)
-      return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_model_load_file_with: options.struct_size is not a size this library knows");
-    std::memcpy(&x, options, options->struct_size);
-  }
+  if (qtf_status s = read_options(options, &x, "qtf_model_load_file_with: options.struct_size is not a size this library knows"))
+    return s;
   if ((x.use_mmap != 0 && x.use_mmap != 1) || (x.gguf_f32 != 0 && x.gguf_f32 != 1))
     return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_model_load_file_with: use_mmap and gguf_f32 must be 0 or 1");
   import::Options io;
@@ -222,15 +229,9 @@ qtf_status qtf_context_new_with(const qtf_model* model, const qtf_context_params
                                 const qtf_context_options* options, qtf_context** out) {
   if (!model || !out) return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_context_new: null argument");
   *out = nullptr;
-  // A caller built against an older (shorter) struct gets the defaults for the fields it lacks; a newer
-  // caller's extra fields are ones this library does not know, so it refuses them rather than ignore them.
   qtf_context_options x = qtf_context_default_options();
-  if (options) {
-    if (options->struct_size < sizeof(uint32_t) || options->struct_size > sizeof x)
-      return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_context_new: options.struct_size is not a size this library knows");
-    std::memcpy(&x, options, options->struct_size);
-    x.struct_size = sizeof x;
-  }
+  if (qtf_status s = read_options(options, &x, "qtf_context_new: options.struct_size is not a size this library knows"))
+    return s;
   if (x.n_batch < 0 || x.n_batch > kMaxBatch || x.attention_samples < -1 || x.mem_budget < -1 || x.mem_copy < 0 ||
       x.mem_copy > kCopyQ8 || x.act_quant < QTF_ACT_QUANT_AUTO || x.act_quant > QTF_ACT_QUANT_Q8)
     return fail(QTF_ERR_INVALID_ARGUMENT,

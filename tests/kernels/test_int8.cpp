@@ -111,6 +111,16 @@ Acts int_acts(std::mt19937& rng, int batch, int cols) {
   return a;
 }
 
+// X (batch rows of cols floats) quantised by kern::quantize_q8_rows into a's bytes and scales.
+Acts quantised_acts(const std::vector<float>& X, int batch, int cols) {
+  const int64_t nb = q8_blocks(cols);
+  Acts a;
+  a.q.resize((size_t)(batch * nb * kQ8Block));
+  a.d.resize((size_t)(batch * nb));
+  kern::quantize_q8_rows(X.data(), batch, cols, a.q.data(), a.d.data());
+  return a;
+}
+
 }  // namespace
 
 TEST_CASE("quantize_q8: every variant gives ref's bytes and scales; round to nearest, ties to even") {
@@ -216,10 +226,7 @@ TEST_CASE("i8 and q4 x q8 matmul with real scales: kern equals ref, a block equa
           CAPTURE(batch);
           std::vector<float> X((size_t)batch * cols);
           for (float& v : X) v = u(rng);
-          Acts a;
-          a.q.resize((size_t)(batch * nb * kQ8Block));
-          a.d.resize((size_t)(batch * nb));
-          kern::quantize_q8_rows(X.data(), batch, cols, a.q.data(), a.d.data());
+          const Acts a = quantised_acts(X, batch, cols);
           std::vector<float> expect((size_t)rows * batch), mag((size_t)rows * batch, 0.f);
           ref::dense_matmul_q8(m.view(), a.view(nb), batch, expect.data(), rows);
           for (int t = 0; t < batch; ++t)  // sum |w x| per output: the scale of its rounding
@@ -263,10 +270,7 @@ TEST_CASE("packed panels: a prompt block equals its rows one at a time, bit for 
         CAPTURE(batch);
         std::vector<float> X((size_t)batch * cols);
         for (float& v : X) v = u(rng);
-        Acts a;
-        a.q.resize((size_t)(batch * nb * kQ8Block));
-        a.d.resize((size_t)(batch * nb));
-        kern::quantize_q8_rows(X.data(), batch, cols, a.q.data(), a.d.data());
+        const Acts a = quantised_acts(X, batch, cols);
         std::vector<float> expect((size_t)rows * batch);
         ref::dense_matmul_q8(m.view(), a.view(nb), batch, expect.data(), rows);
         for_each_variant([&] {
