@@ -75,26 +75,27 @@ float Weights::value(int64_t index, int64_t row) const {
 }
 
 void weights_row(const Weights& w, int64_t cols, int64_t row, bool accumulate, float* y) {
-  // f32, i8 and q4 without a switch (and q4 without a half conversion) per value: the same values as
-  // Weights::value, which the other types take one at a time.
-  auto put = [&](int64_t j, float v) { y[j] = accumulate ? y[j] + v : v; };
-  if (w.type == WType::f32) {
+  // A row read (the embedding lookup) of f32, i8 and q4 without a switch (and q4 without a half
+  // conversion) per value: the same values as Weights::value, which the other types take one at a time.
+  // Accumulating takes the general loop: there a product and its sum in one basic block would be
+  // contracted into one fused multiply-add on FMA targets (aarch64), a value other than y + value.
+  if (!accumulate && w.type == WType::f32) {
     const float* v = static_cast<const float*>(w.data) + row * cols;
-    for (int64_t j = 0; j < cols; ++j) put(j, v[j]);
+    for (int64_t j = 0; j < cols; ++j) y[j] = v[j];
     return;
   }
-  if (w.type == WType::i8) {
+  if (!accumulate && w.type == WType::i8) {
     const int8_t* v = static_cast<const int8_t*>(w.data) + row * cols;
     const float s = w.scales ? w.scales[row] : w.scale;
-    for (int64_t j = 0; j < cols; ++j) put(j, s * (float)v[j]);
+    for (int64_t j = 0; j < cols; ++j) y[j] = s * (float)v[j];
     return;
   }
-  if (w.type == WType::q4) {
+  if (!accumulate && w.type == WType::q4) {
     const uint8_t* block = static_cast<const uint8_t*>(w.data) + row * q4_row_bytes(cols);
     for (int64_t j0 = 0; j0 < cols; j0 += kQ4Block, block += kQ4BlockBytes) {
       const float d = f16_to_f32((uint16_t)(block[0] | block[1] << 8));
       for (int j = 0; j < kQ4Block && j0 + j < cols; ++j)
-        put(j0 + j, d * (float)((j < 16 ? block[2 + j] & 15 : block[2 + j - 16] >> 4) - 8));
+        y[j0 + j] = d * (float)((j < 16 ? block[2 + j] & 15 : block[2 + j - 16] >> 4) - 8);
     }
     return;
   }
