@@ -661,6 +661,13 @@ def make_student(model, mats, choice, learn_scales=False):
     return student
 
 
+def add_heal_rate_args(ap):
+    """--heal-lr, --heal-batch: the distillation's peak learning rate and windows per step (a GPU takes larger
+    batches at no cost in time per step; the defaults suit a CPU's few steps)."""
+    ap.add_argument("--heal-lr", type=float, default=5e-4, help="peak learning rate of healing (cosine over the time)")
+    ap.add_argument("--heal-batch", type=int, default=8, help="windows of 128 tokens per healing step")
+
+
 def heal(student, teacher, data, val_x, val_lp, seconds, steps, lr=5e-4, batch=8, seq=128, seed=0, log=print,
          scale_lr=0.1):
     """Distillation: KL(teacher || student) on batches of data (windows), AdamW, cosine over the time budget;
@@ -907,7 +914,7 @@ class Session:
         mats, fixed = self.family(fam)
         return fixed + sum(min(o["bytes"] for o in m.options) for m in mats)
 
-    def run(self, fam, budget, heal_seconds=60, heal_steps=100000, seed=0):
+    def run(self, fam, budget, heal_seconds=60, heal_steps=100000, seed=0, heal_lr=5e-4, heal_batch=8):
         """-> (student, mats, choice, report) for one family at budget bytes, healed; None if it does not fit."""
         p = self.plan(fam, budget)
         if p is None:
@@ -919,7 +926,7 @@ class Session:
         dev = self.device
         teacher = self.model if dev.type == "cpu" else copy.deepcopy(self.model).to(dev)
         h = heal(student.to(dev), teacher, data.to(dev), self.val_x.to(dev), self.val_lp.to(dev), heal_seconds,
-                 heal_steps, seed=seed, log=self.log)
+                 heal_steps, lr=heal_lr, batch=heal_batch, seed=seed, log=self.log)
         student = student.cpu()
         rep = {"family": fam, "budget": int(budget), "predicted_kl": predicted, "calib_kl_unhealed": before, "heal": h,
                "choice": {m.name: {k: v for k, v in m.options[j].items() if k != "loss"} | {"loss": m.options[j]["loss"]}
@@ -989,7 +996,7 @@ def compress(args, log=print):
     fams = ["quant", "tt"] if args.family == "mix" else [args.family]
     results = []
     for fam in fams:
-        r = s.run(fam, budget, args.heal_seconds, args.heal_steps, args.seed)
+        r = s.run(fam, budget, args.heal_seconds, args.heal_steps, args.seed, args.heal_lr, args.heal_batch)
         if r is not None:
             student, mats, choice, rep = r
             rep["val_kl"] = kl_to(student, s.val_x, s.val_lp)[0]
@@ -1026,6 +1033,7 @@ def main(argv=None):
     ap.add_argument("--family", choices=["mix", "quant", "tt"], default="mix")
     ap.add_argument("--heal-seconds", type=float, default=60)
     ap.add_argument("--heal-steps", type=int, default=100000)
+    add_heal_rate_args(ap)
     ap.add_argument("--device", default="cpu", help="where healing runs: cpu (default) or cuda")
     ap.add_argument("--window", type=int, default=256)
     ap.add_argument("--calib-windows", type=int, default=8)

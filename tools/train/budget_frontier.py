@@ -127,7 +127,9 @@ def run(args):
     res.update({"model": args.model, "name": args.name, "f32_bytes": s.f32_bytes, "heal_stories": args.heal,
                 "heldout_stories": args.heldout, "plain_text": args.plain_text,
                 "text": os.path.relpath(args.text, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")),
-                "heal_seconds": args.heal_seconds, "rounding": args.rounding, "learn_scales": args.learn_scales, "points": res.get("points", [])})
+                "heal_seconds": args.heal_seconds, "heal_lr": args.heal_lr, "heal_batch": args.heal_batch,
+                "samples": args.samples, "rounding": args.rounding, "learn_scales": args.learn_scales,
+                "points": res.get("points", [])})
     done = {(p["family"], p.get("fraction")) for p in res["points"]}
 
     def add(point):
@@ -161,7 +163,7 @@ def run(args):
         fam_points = {}
         for fam in args.families.split(","):
             path = os.path.join(out, "%s-%s.qtf" % (fam, frac.replace("/", "_")))
-            r = s.run(fam, b, args.heal_seconds, args.heal_steps, args.seed)
+            r = s.run(fam, b, args.heal_seconds, args.heal_steps, args.seed, args.heal_lr, args.heal_batch)
             if r is None:
                 log("%s at %s (%d bytes): below the smallest %s file (%d bytes)" % (fam, frac, b, fam, s.smallest(fam)))
                 add({"family": fam, "fraction": frac, "budget": b, "infeasible": True, "smallest": s.smallest(fam)})
@@ -408,6 +410,7 @@ def main():
     r.add_argument("--heal-seconds", type=float, default=45)
     r.add_argument("--families", default="quant,tt", help="which of quant, tt to run (mix: the better of those run)")
     r.add_argument("--heal-steps", type=int, default=100000)
+    budget.add_heal_rate_args(r)
     r.add_argument("--device", default="cpu", help="where healing runs: cpu (default) or cuda")
     r.add_argument("--samples", type=int, default=32)
     r.add_argument("--calib-windows", type=int, default=8)

@@ -4,8 +4,11 @@
 # trained"), healed HEAL seconds on DEVICE, scored on held-out stories 301-500 by the engine.
 #   tools/train/budget_half_q8.sh OUT_DIR [DEVICE (cpu|cuda, default cuda)] [HEAL_SECONDS (default 600)]
 # Builds build/qtf and build/libqtf.so first when missing. Results: OUT_DIR/*/results.json, OUT_DIR/frontier.md.
-# ROUNDING=rtn|imatrix|gptq|best (default: budget_frontier.py's) picks the q4/q3 rounding; LEARN_SCALES=1 trains
-# the block scales in healing.
+# Knobs (environment): ROUNDING=rtn|imatrix|gptq|best (default: budget_frontier.py's) picks the q4/q3 rounding;
+# LEARN_SCALES=1 trains the block scales in healing; HEAL_LR, HEAL_BATCH, SAMPLES set healing's peak rate,
+# windows per step and samples of the original; MODELS="stories260k tinystories656k" (default both) picks
+# the models; SENS=1 reads the committed sensitivities (models/logs/budget-gptq/sens-*.json) instead of
+# measuring them again.
 set -euo pipefail
 out=$1 device=${2:-cuda} heal=${3:-600}
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -16,10 +19,18 @@ if [ ! -x build/qtf ] || [ ! -f build/libqtf.so ]; then
 fi
 text=${TEXT:-$root/../shared/data/real/tinystories-valid-1-500.txt}  # TEXT=PATH where the shared data lie elsewhere
 py=${PYTHON:-python3}
-extra=(${ROUNDING:+--rounding "$ROUNDING"} ${LEARN_SCALES:+--learn-scales})
-"$py" tools/train/budget_frontier.py run --model models/stories260k.qtf --name stories260k --dir "$out" \
-  --text "$text" --budgets 146304 --families quant --heal-seconds "$heal" --calib-windows 6 --device "$device" "${extra[@]}"
-"$py" tools/train/budget_frontier.py run --model models/tinystories-656k.qtf --name tinystories656k --dir "$out" \
-  --text "$text" --budgets 371904 --families quant --heal-seconds "$heal" --calib-windows 6 --device "$device" "${extra[@]}"
+extra=(${ROUNDING:+--rounding "$ROUNDING"} ${LEARN_SCALES:+--learn-scales} ${HEAL_LR:+--heal-lr "$HEAL_LR"}
+       ${HEAL_BATCH:+--heal-batch "$HEAL_BATCH"} ${SAMPLES:+--samples "$SAMPLES"})
+for name in ${MODELS:-stories260k tinystories656k}; do
+  case $name in
+    stories260k) model=models/stories260k.qtf budget=146304 ;;
+    tinystories656k) model=models/tinystories-656k.qtf budget=371904 ;;
+    *) echo "budget_half_q8.sh: MODELS: unknown model '$name' (stories260k, tinystories656k)" >&2; exit 2 ;;
+  esac
+  sens=()
+  [ -n "${SENS:-}" ] && sens=(--sens-cache "models/logs/budget-gptq/sens-$name.json")
+  "$py" tools/train/budget_frontier.py run --model "$model" --name "$name" --dir "$out" --text "$text" \
+    --budgets "$budget" --families quant --heal-seconds "$heal" --calib-windows 6 --device "$device" "${extra[@]}" "${sens[@]}"
+done
 "$py" tools/train/budget_frontier.py report --dir "$out" --md "$out/frontier.md"
 cat "$out/frontier.md"
