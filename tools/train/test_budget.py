@@ -179,6 +179,36 @@ class TestRounding(unittest.TestCase):
             imat = gptq.dequantize(di, qi, W.shape[1]).numpy()
             self.assertLess((h * (W - imat) ** 2).sum(), (h * (W - plain) ** 2).sum())
 
+    def test_heal_takes_its_rate_and_batch(self):
+        """heal() trains with the given batch (windows per step) and peak rate: at rate 0 nothing moves and
+        step 0 is kept; at a real rate the KL on held windows of the teacher's data falls."""
+        class Toy(torch.nn.Module):
+            def __init__(self, seed):
+                super().__init__()
+                torch.manual_seed(seed)
+                self.e, self.o, self.batches = torch.nn.Embedding(16, 8), torch.nn.Linear(8, 16), []
+
+            def forward(self, x):
+                self.batches.append(x.shape[0])
+                return (self.o(self.e(x)),)
+
+        teacher = Toy(0)
+        data = torch.randint(16, (40, 12), generator=torch.Generator().manual_seed(1))
+        val = data[:4]
+        with torch.no_grad():
+            val_lp = torch.log_softmax(teacher(val)[0], -1)
+        quiet = lambda *_: None  # noqa: E731
+        for lr in (0.0, 3e-2):
+            student = Toy(2)
+            h = budget.heal(student, teacher, data, val, val_lp, seconds=120, steps=50, lr=lr, batch=3, seq=12,
+                            log=quiet)
+            self.assertEqual(h["steps"], 50)
+            self.assertIn(3, student.batches)
+            if lr == 0.0:
+                self.assertEqual((h["best_step"], h["val_kl_after"]), (0, h["val_kl_before"]))
+            else:
+                self.assertLess(h["val_kl_after"], 0.8 * h["val_kl_before"])
+
     def test_given_grid_round_trip(self):
         """Scales and codes given to the writer come back bit for bit (q4, q3; a partial last block), are the
         values GridQuant heals with, and bad ones are refused with one message."""
