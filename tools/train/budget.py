@@ -664,8 +664,19 @@ def make_student(model, mats, choice, learn_scales=False):
 def add_heal_rate_args(ap):
     """--heal-lr, --heal-batch: the distillation's peak learning rate and windows per step (a GPU takes larger
     batches at no cost in time per step; the defaults suit a CPU's few steps)."""
-    ap.add_argument("--heal-lr", type=float, default=5e-4, help="peak learning rate of healing (cosine over the time)")
-    ap.add_argument("--heal-batch", type=int, default=8, help="windows of 128 tokens per healing step")
+    def rate(v):
+        x = float(v)
+        if not (0 <= x < float("inf")):
+            raise argparse.ArgumentTypeError("a finite rate >= 0, not %r" % v)
+        return x
+
+    def count(v):
+        n = int(v)
+        if n < 1:
+            raise argparse.ArgumentTypeError("at least 1, not %r" % v)
+        return n
+    ap.add_argument("--heal-lr", type=rate, default=5e-4, help="peak learning rate of healing (cosine over the time)")
+    ap.add_argument("--heal-batch", type=count, default=8, help="windows of 128 tokens per healing step")
 
 
 def heal(student, teacher, data, val_x, val_lp, seconds, steps, lr=5e-4, batch=8, seq=128, seed=0, log=print,

@@ -275,6 +275,18 @@ class TestBudgetRuns(unittest.TestCase):
         self.assert_refused(self.common(budget="2000"), os.path.join(self.dir, "small.qtf"),
                             ["budget 2000 bytes is below the smallest file"])
 
+    def test_bad_healing_rate_or_batch(self):
+        """--heal-lr must be finite and >= 0, --heal-batch at least 1: argparse's one error line, exit 2, no file."""
+        for flag, value, words in (("--heal-lr", "nan", "a finite rate"), ("--heal-lr", "-1e-3", "a finite rate"),
+                                   ("--heal-batch", "0", "at least 1")):
+            out = os.path.join(self.dir, "rate.qtf")
+            err = io.StringIO()
+            with redirect_stderr(err), self.assertRaises(SystemExit) as e:
+                budget.main(self.common() + ["%s=%s" % (flag, value), "--out", out])
+            self.assertEqual(e.exception.code, 2)
+            self.assertIn("argument %s: %s" % (flag, words), err.getvalue().splitlines()[-1])
+            self.assertFalse(os.path.exists(out))
+
     def test_unknown_input_format(self):
         bad = os.path.join(self.dir, "noise.bin")
         with open(bad, "wb") as f:
