@@ -957,6 +957,9 @@ def write_file(qtf, model, meta, student, mats, choice, fam, out, budget, proven
     folder = os.path.dirname(os.path.abspath(out))
     fd, tmp = tempfile.mkstemp(prefix=".budget-", suffix=".qtf", dir=folder)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would outlive the rename: OUT gets a new file's permissions
     try:
         data = write_qtf(tmp, meta, tensors)
         if len(data) > budget:

@@ -325,6 +325,9 @@ class TestBudgetRuns(unittest.TestCase):
             with open(rep_path) as f:
                 rep = json.load(f)
             self.assertLessEqual(os.path.getsize(out), rep["budget"])
+            umask = os.umask(0)
+            os.umask(umask)
+            self.assertEqual(os.stat(out).st_mode & 0o777, 0o666 & ~umask)  # not the temporary file's 0600
             meta, _ = read_qtf(out)
             self.assertEqual(meta["model.tensorized"], 1 if fam == "tt" else 0)
             kinds = {v["dtype"] for v in rep["choice"].values()}
