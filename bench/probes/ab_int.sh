@@ -9,6 +9,9 @@
 # threads (f32, q8, q4), and the stories15M-shape q4 file at 1/4/16 threads. Every run pinned to cores
 # 0..T-1. Output: OUT/{probe.txt,kern.txt,bench.csv,threads.csv,s15.csv} (CSV: round,build,simd,model,
 # threads, then qtf bench's CSV row). AB_THREADS (default "1 4 16"): the thread counts of the last two.
+# AB_BLOCKS (e.g. "64 128"): prompt blocks (`qtf bench -b`) for threads.csv, its model column then "d-b128".
+# AB_CXXFLAGS_<NAME>: extra compiler flags for build NAME (a shell identifier), e.g. the split's macros:
+#   AB_CXXFLAGS_tiles2=-DQTF_TILES_PER_THREAD=2 bench/probes/ab_int.sh OUT 2 - main=. tiles2=.
 set -uo pipefail
 OUT=$1 R=$2 S15=$3
 shift 3
@@ -26,7 +29,10 @@ B=()
 for spec in "$@"; do
   b=${spec%%=*} src=${spec#*=}
   B+=("$b")
-  ( cmake -S "$src" -B /tmp/ab-int-$b "${ex[@]}" > /tmp/ab-int-$b.log 2>&1 &&
+  flags_var=AB_CXXFLAGS_$b
+  flags=()
+  [ -n "${!flags_var:-}" ] && flags=(-DCMAKE_CXX_FLAGS="${!flags_var}")
+  ( cmake -S "$src" -B /tmp/ab-int-$b "${ex[@]}" "${flags[@]}" > /tmp/ab-int-$b.log 2>&1 &&
     cmake --build /tmp/ab-int-$b -j4 --target qtf bench_kernels >> /tmp/ab-int-$b.log 2>&1 || echo "build $b failed" >> "$log" ) &
 done
 g++ -O2 -march=native -std=c++17 -o /tmp/ab-int-probe "$here/bench/probes/lane_pack_probe.cpp" >> "$log" 2>&1
@@ -57,7 +63,12 @@ for r in $(seq "$R"); do
   done
   for b in "${B[@]}"; do
     for t in ${AB_THREADS:-1 4 16}; do
-      for m in d q8 q4; do bench $r $b auto $m $M/$m.qtf $t -p 128 -n 0 -r 2 >> "$OUT/threads.csv"; done
+      for blk in ${AB_BLOCKS:-default}; do
+        for m in d q8 q4; do
+          if [ "$blk" = default ]; then bench $r $b auto $m $M/$m.qtf $t -p 128 -n 0 -r 2
+          else bench $r $b auto "$m-b$blk" $M/$m.qtf $t -p 128 -n 0 -r 2 -b "$blk"; fi >> "$OUT/threads.csv"
+        done
+      done
       [ "$S15" = - ] || bench $r $b auto 15M-q4 "$S15" $t -p 128 -n 64 -r 3 >> "$OUT/s15.csv"
     done
   done
