@@ -278,8 +278,10 @@ Ran linears(const Linear* const* lins, const int* which, int count, const TokenS
             const kern::TileThen* tiles = nullptr, const kern::RowMaker* rows = nullptr) {
   bool dense = true;
   for (int j = 0; j < count; ++j) dense = dense && dense_form(s, *lins[j], l, which[j]) != nullptr;
-  if (!dense) kern::make_rows(rows, n, s->workers);
-  if (!dense) rows = nullptr;
+  if (!dense) {  // made here, as a job of their own
+    kern::make_rows(rows, n, s->workers);
+    rows = nullptr;
+  }
   bool together = count > 1 && n == 1 && s->workers && s->workers->threads > 1;  // one alone: tt_matmul's own split
   int64_t flops = 0;
   for (int j = 0; together && j < count; ++j) {
