@@ -10,6 +10,7 @@
 # 0..T-1. Output: OUT/{probe.txt,kern.txt,bench.csv,threads.csv,s15.csv} (CSV: round,build,simd,model,
 # threads, then qtf bench's CSV row). AB_THREADS (default "1 4 16"): the thread counts of the last two.
 # AB_BLOCKS (e.g. "64 128"): prompt blocks (`qtf bench -b`) for threads.csv, its model column then "d-b128".
+# AB_PARTS (default "kern bench threads"): which of the per-round parts run (threads alone for a split A/B).
 # AB_CXXFLAGS_<NAME>: extra compiler flags for build NAME (a shell identifier), e.g. the split's macros:
 #   AB_CXXFLAGS_tiles2=-DQTF_TILES_PER_THREAD=2 bench/probes/ab_int.sh OUT 2 - main=. tiles2=.
 set -uo pipefail
@@ -47,8 +48,10 @@ bench() {  # round build simd model-name file threads args...
   taskset -c 0-$((t - 1)) /tmp/ab-int-$b/qtf bench -m "$f" "$@" -t "$t" "${simd[@]}" -o csv 2>> "$log" | tail -n +2 |
     sed "s/^/$r,$b,$v,$name,$t,/"
 }
+parts=" ${AB_PARTS:-kern bench threads} "
 for r in $(seq "$R"); do
   for b in "${B[@]}"; do
+    [[ $parts == *" kern "* ]] || continue
     for v in avx512vnni avx2; do
       bk=$(find /tmp/ab-int-$b -name bench_kernels -type f | head -1)
       QTF_SIMD=$v taskset -c 0 "$bk" --benchmark_filter='kern_gemm_(q4|i8)_int/(768x768|3072x768|768x3072)/b(1|64)$' \
@@ -56,12 +59,14 @@ for r in $(seq "$R"); do
     done
   done
   for b in "${B[@]}"; do
+    [[ $parts == *" bench "* ]] || continue
     for v in avx512vnni avx2 avxvnni; do
       for m in q8 q4; do bench $r $b $v $m $M/$m.qtf 1 -p 128 -n 32 -r 2 >> "$OUT/bench.csv"; done
     done
     for m in q8 q4; do bench $r $b auto $m $M/$m.qtf 4 -p 128 -n 32 -r 2 >> "$OUT/bench.csv"; done
   done
   for b in "${B[@]}"; do
+    [[ $parts == *" threads "* ]] || continue
     for t in ${AB_THREADS:-1 4 16}; do
       for blk in ${AB_BLOCKS:-default}; do
         for m in d q8 q4; do
