@@ -16,7 +16,9 @@ Two file kinds, because the engine's files are either dense (`model.tensorized` 
 linear a TT with one factorisation per width), never a mix:
   quant  dense file; every matrix (the linears and the embedding) f32, f16, q8 (int8, scale per row),
          q4 (GGUF Q4_0 blocks, the engine's scale search) or q3 (3-bit blocks of 32, the same search; or
-         q3a: the same blocks with absmax scales, max / -4, which some matrices lose less to)
+         q3a: the same blocks with absmax scales, max / -4, which some matrices lose less to), or q4s / q3s
+         (q4's / q3's codes, each block's scale a 6-bit multiple of an f16 scale per 8 blocks: 4.25 / 3.25
+         bits a value instead of 4.5 / 3.5)
   tt     tensorized file with factors d = (1, d), d_ff = (d_ff, 1), kv = (kv, 1): then q and o are one
          [1, d, d, 1] core (dense, f32/f16/i8), and k, v, gate, up, down are TTs with m = (M, 1),
          n = (1, N) (or the transpose), i.e. a truncated SVD W = A B at a rank r of the ladder, the two
@@ -29,7 +31,7 @@ measured one matrix at a time; the choice minimises the sum of those KLs within 
 healing: KL to the original on the calibration stories plus the original's own samples, the quantised
 values through a straight-through estimator, the best step by the KL on the set-aside stories.
 
-Rounding of the block kinds (q4, q3, q3a; --rounding): rtn, the writer's own (the engine's scale search,
+Rounding of the block kinds (q4, q3, q3a, q4s, q3s; --rounding): rtn, the writer's own (the engine's scale search,
 nearest code); imatrix, the search weighted by each input's second moment on the calibration windows;
 gptq, error-compensated rounding by X^T X of the calibration inputs (gptq.py; for the tied embedding the
 final norm's outputs, its inputs as the classifier); best (the default), rtn and gptq both offered, the
@@ -59,7 +61,8 @@ import torch.nn.utils.parametrize as parametrize
 import gptq
 import llama
 from engine_sample import sample_engine
-from qtf_format import QtfError, _encode_blocks, read_qtf, tensor_nbytes, write_qtf
+from qtf_format import (SUPER_KINDS, QtfError, _block_codes, _blocks_of, _encode_blocks, _lround, read_qtf, super_block_scales,
+                        super_scales, tensor_nbytes, write_qtf)
 
 ALIGN = 64
 LINEARS = (("q", "attn.q"), ("k", "attn.k"), ("v", "attn.v"), ("o", "attn.o"), ("gate", "ffn.gate"),
@@ -67,7 +70,7 @@ LINEARS = (("q", "attn.q"), ("k", "attn.k"), ("v", "attn.v"), ("o", "attn.o"), (
 RANK_LADDER = (2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 DOC_SEP = "<|endoftext|>"
 ROUNDINGS = ("rtn", "imatrix", "gptq", "best")  # best: both rtn and gptq offered, the knapsack picks per matrix
-BLOCK_RANGE = {"q4": (-8, 7), "q3": (-4, 3), "q3a": (-4, 3)}  # the codes of the 32-value block kinds
+BLOCK_RANGE = {"q4": (-8, 7), "q3": (-4, 3), "q3a": (-4, 3), "q4s": (-8, 7), "q3s": (-4, 3)}  # the block kinds' codes
 
 
 class BudgetError(Exception):
@@ -307,15 +310,21 @@ def windows(id_lists, T):
 
 
 @torch.no_grad()
-def sample(model, n, T, seed, bos):
-    """n sequences of T tokens from the model (BOS, then temperature 1)."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.full((n, 1), bos, dtype=torch.long)
-    for _ in range(T - 1):
-        logits = model(x)[0][:, -1]
-        nxt = torch.multinomial(torch.softmax(logits.double(), -1), 1, generator=g)
-        x = torch.cat([x, nxt], 1)
-    return x
+def sample(model, n, T, seed, bos, device=None, chunk=None):
+    """n sequences of T tokens from the model (BOS, then temperature 1), drawn on device (default the CPU) in
+    chunks of `chunk` sequences (default all at once). Returned on the CPU."""
+    device = torch.device(device or "cpu")
+    g = torch.Generator(device=device).manual_seed(seed)
+    m = model if device.type == "cpu" else copy.deepcopy(model).to(device)
+    out = []
+    for i in range(0, n, chunk or n):
+        x = torch.full((min(chunk or n, n - i), 1), bos, dtype=torch.long, device=device)
+        for _ in range(T - 1):
+            logits = m(x)[0][:, -1]
+            nxt = torch.multinomial(torch.softmax(logits.double(), -1), 1, generator=g)
+            x = torch.cat([x, nxt], 1)
+        out.append(x.cpu())
+    return torch.cat(out)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -349,6 +358,7 @@ class Matrix:
         # rounding of the q4/q3/q3a options (ROUNDINGS); H: X^T X of the matrix's inputs on calibration text
         self.rounding, self.H = rounding, H
         self.grids = {}  # (dtype, rounding) -> (scales [M, nb], codes [M, nb * 32], master [M, N]): block_grid
+        self.supers = {}  # (q4s/q3s, rounding) -> (group scales D [G], sub-scales s [G, 8]): super_grid
 
     def __repr__(self):
         return "Matrix(%s %s)" % (self.name, self.W.shape)
@@ -382,6 +392,8 @@ def block_grid(m, dtype, rounding):
     writer's own (qtf_format: the engine's search, absmax for q3a), imatrix the search weighted by the inputs'
     second moments, gptq error-compensated rounding (gptq.py). master: the float values healing starts from,
     which round to the codes at those scales (the matrix itself for rtn, GPTQ's updated columns for gptq)."""
+    if dtype in SUPER_KINDS:
+        return super_grid(m, dtype, rounding)
     if (dtype, rounding) not in m.grids:
         lo, hi = BLOCK_RANGE[dtype]
         M, N = m.W.shape
@@ -398,6 +410,42 @@ def block_grid(m, dtype, rounding):
     return m.grids[dtype, rounding]
 
 
+def super_grid(m, dtype, rounding):
+    """block_grid for q4s/q3s: the base kind's (q4/q3) scales set each group's D (qtf_format.super_scales); the
+    blocks' scales are then the nearest s D, and the codes rounded at those (rtn: the values as they are; gptq:
+    GPTQ with each block's searched scale snapped onto its group's grid). m.supers[dtype, rounding]: (D, s)."""
+    if (dtype, rounding) not in m.grids:
+        lo, hi = BLOCK_RANGE[dtype]
+        d0, _, _ = block_grid(m, SUPER_KINDS[dtype][1], rounding)
+        D, s, d = super_scales(d0)
+        M, nb = d0.shape
+        if rounding == "rtn" or m.H is None:
+            v, n_valid = _blocks_of(m.W)
+            code, _ = _block_codes(v, n_valid, d, lo, hi)
+            q = (code.astype(np.int16) + lo).reshape(M, nb * 32).astype(np.int8)
+            d, master = d.reshape(M, nb), m.W
+        else:
+            Dg = np.repeat(D.astype(np.float32), 8)[:M * nb].reshape(M, nb)  # each block's group scale
+            S = np.zeros((M, nb), dtype=np.int8)
+
+            def snap(b, db):
+                live = Dg[:, b] > 0
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    r = (db.astype(np.float32) / np.where(live, Dg[:, b], np.float32(1))).astype(np.float32)
+                S[:, b] = np.where(live, np.clip(_lround(r), -31, 31), 0)
+                return (S[:, b].astype(np.float32) * Dg[:, b]).astype(np.float16).astype(np.float32)
+
+            d, q, master = gptq.round_blocks(m.W, m.H, lo, hi, "search", propagate=rounding == "gptq", snap=snap)
+            d, q, master = d.numpy(), q.numpy(), master.numpy()
+            s = np.zeros(D.size * 8, dtype=np.int8)
+            s[:M * nb] = S.reshape(-1)
+            s = s.reshape(-1, 8)
+            assert np.array_equal(super_block_scales(D, s)[:M * nb], d.reshape(-1))
+        m.grids[dtype, rounding] = (d, q, np.asarray(master, dtype=np.float32))
+        m.supers[dtype, rounding] = (D.astype(np.float32), s)
+    return m.grids[dtype, rounding]
+
+
 def option_values(m, opt):
     if opt["kind"] == "quant" or m.role in ("emb", "dense"):
         if opt["dtype"] in BLOCK_RANGE:
@@ -411,7 +459,7 @@ def build_options(m, family):
     M, N = m.W.shape
     opts = []
     if family == "quant" or m.role == "emb":
-        for dt in ("f32", "f16", "q8", "q4", "q3", "q3a"):
+        for dt in ("f32", "f16", "q8", "q4", "q3", "q3a", "q4s", "q3s"):
             if dt not in BLOCK_RANGE:
                 opts.append(dict(kind="quant", dtype=dt, bytes=aligned(tensor_nbytes((M, N), dt))))
                 continue
@@ -566,24 +614,45 @@ class GridQuant(nn.Module):
     clamped to [lo, hi], so the forward values are what the file stores with those scales (write_qtf's given
     grid), whatever rounding chose them. learn=False: d is kept through healing; learn=True: d is trained too
     (LSQ, arXiv 1902.08153: the gradient of d q with q = round(w / d) straight through), stored as its f16
-    value (the forward uses that value, so what is healed is still what is written)."""
+    value (the forward uses that value, so what is healed is still what is written). sup = (D [G], s [G, 8]):
+    q4s/q3s, d = f16(s D) per block; then D is what learn trains (s kept)."""
 
-    def __init__(self, d, lo, hi, learn=False):
+    def __init__(self, d, lo, hi, learn=False, sup=None):
         super().__init__()
-        d = torch.as_tensor(np.asarray(d), dtype=torch.float32).clone()
-        if learn:
-            self.d = nn.Parameter(d)
+        self.shape = tuple(np.asarray(d).shape)
+        if sup is None:
+            p = torch.as_tensor(np.asarray(d), dtype=torch.float32).clone()
+            self.register_buffer("s", None)
         else:
-            self.register_buffer("d", d)
+            p = torch.as_tensor(np.asarray(sup[0]), dtype=torch.float32).clone()
+            self.register_buffer("s", torch.as_tensor(np.asarray(sup[1]), dtype=torch.float32).reshape(-1).clone())
+        if learn:
+            self.d = nn.Parameter(p)  # the block scales, or (sup) the groups' scales D
+        else:
+            self.register_buffer("d", p)
         self.lo, self.hi = lo, hi
+
+    def _live(self):
+        """The block scales [M, nb] with the gradient of d (or D) through straight-through f16 roundings; the
+        forward value is exactly scales()."""
+        def half(x):
+            return x + (x.half().float() - x).detach()
+        if self.s is None:
+            return half(self.d)
+        M, nb = self.shape
+        return half(self.s.view(-1, 8) * half(self.d)[:, None]).reshape(-1)[:M * nb].view(M, nb)
 
     def scales(self):
         """The scales as stored: f16 values."""
-        return self.d.detach().half().float()
+        return self._live().detach()
+
+    def sup(self):
+        """(D as stored, s) of a q4s/q3s grid."""
+        return self.d.detach().half().float(), self.s.view(-1, 8).to(torch.int8)
 
     def codes(self, w):
         M, N = w.shape
-        nb = self.d.shape[1]
+        nb = self.shape[1]
         v = F.pad(w.detach(), (0, nb * 32 - N)).view(M, nb, 32)
         d = self.scales()[:, :, None]
         q = (v / torch.where(d == 0, torch.ones_like(d), d)).round().clamp(self.lo, self.hi)
@@ -591,23 +660,23 @@ class GridQuant(nn.Module):
 
     def forward(self, w):
         M, N = w.shape
-        nb = self.d.shape[1]
+        nb = self.shape[1]
         with torch.no_grad():
             q = (self.codes(w).view(M, nb, 32) * self.scales()[:, :, None]).view(M, nb * 32)[:, :N]
         if not self.d.requires_grad:
             return w + (q - w).detach()
         # LSQ's gradients, added as a term whose value is exactly 0 (the forward stays q, bit for bit)
-        d = (self.d + (self.d.half().float() - self.d).detach())[:, :, None]
+        d = self._live()[:, :, None]
         x = F.pad(w, (0, nb * 32 - N)).view(M, nb, 32) / torch.where(d == 0, torch.ones_like(d), d)
         lsq = ((x + (x.round().clamp(self.lo, self.hi) - x).detach()) * d).view(M, nb * 32)[:, :N]
         return q + (lsq - lsq.detach())
 
 
 def grid_quant(m, dtype, rounding, learn=False):
-    """(GridQuant, the master to start from) for matrix m as dtype (q4/q3/q3a): the master is block_grid's,
+    """(GridQuant, the master to start from) for matrix m as dtype (q4/q3/q3a/q4s/q3s): the master is block_grid's,
     moved onto its code's value wherever it would round otherwise here (ties, float32)."""
     d, q, master = block_grid(m, dtype, rounding)
-    g = GridQuant(d, *BLOCK_RANGE[dtype], learn=learn)
+    g = GridQuant(d, *BLOCK_RANGE[dtype], learn=learn, sup=m.supers.get((dtype, rounding)))
     w = torch.from_numpy(np.array(master, dtype=np.float32))
     want = torch.from_numpy(q.astype(np.float32))
     M, N = w.shape
@@ -740,7 +809,10 @@ def student_tensors(student, mats, choice, family):
             w = w_of(mod)
             if parametrize.is_parametrized(mod) and isinstance(mod.parametrizations.weight[0], GridQuant):
                 g = mod.parametrizations.weight[0]
-                return (name, w.numpy().copy(), dtype, (g.scales().numpy().copy(), g.codes(w).numpy().astype(np.int8)))
+                grid = (g.scales().numpy().copy(), g.codes(w).numpy().astype(np.int8))
+                if g.s is not None:  # q4s/q3s: the groups' scales and the sub-scales too
+                    grid += (tuple(x.numpy().copy() for x in g.sup()),)
+                return (name, w.numpy().copy(), dtype, grid)
             return (name, w.numpy().copy(), dtype)
 
         out = []
@@ -860,6 +932,8 @@ class Session:
         bos = bos if isinstance(bos, int) and bos >= 0 else 1
         if not samples:
             self.samples_x = None
+        elif self.device.type == "cuda":  # the GPU draws thousands of sequences side by side in seconds
+            self.samples_x = sample(self.model, samples, T, seed + 1, bos, self.device, chunk=1024)
         elif self.binding is not None:
             self.samples_x = torch.from_numpy(sample_engine(self.binding, self.qtf_path, samples, T, seed + 1, bos))
         else:

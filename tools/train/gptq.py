@@ -16,7 +16,8 @@ rounded (W itself without propagation), which rounds to q at d, where healing's 
   columns (the update of the later columns done once per block); a block's scale is chosen, by the same
   weighted search, from its columns as they are when the block is reached.
 scale: "search" (the trial scales of the engine's search, engine/host/quantize.cpp, plus a weighted
-least-squares refit) or "absmax" (max / lo, q3a's rule).
+least-squares refit) or "absmax" (max / lo, q3a's rule). snap(b, d) -> d': each column block's chosen scales
+moved onto a coarser grid before its columns are rounded (q4s/q3s: the nearest s D of the block's group).
 """
 import numpy as np
 import torch
@@ -61,7 +62,7 @@ def block_scales(v, h, lo, hi, scale="search"):
     return best_d
 
 
-def round_blocks(W, H, lo, hi, scale="search", propagate=True, damp=0.01):
+def round_blocks(W, H, lo, hi, scale="search", propagate=True, damp=0.01, snap=None):
     """-> (d [M, nb] float32, q [M, nb * 32] int8, master [M, N] float32): see the module's docstring."""
     W = torch.as_tensor(np.asarray(W), dtype=torch.float64).clone()
     H = torch.as_tensor(np.asarray(H), dtype=torch.float64).clone()
@@ -86,6 +87,8 @@ def round_blocks(W, H, lo, hi, scale="search", propagate=True, damp=0.01):
         h = torch.zeros(M, BLOCK, dtype=torch.float64)
         h[:, :n] = hdiag[c0:c1][None, :]
         d = block_scales(v, h, lo, hi, scale)
+        if snap is not None:  # the stored scales are a coarser grid (q4s/q3s: s D): the block's nearest on it
+            d = torch.as_tensor(snap(b, d.numpy()), dtype=torch.float64)
         d_out[:, b] = d
         safe = torch.where(d == 0, torch.ones_like(d), d)
         if not propagate:

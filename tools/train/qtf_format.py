@@ -6,7 +6,8 @@
 Metadata value types are inferred: int -> i64, float -> f64, str -> str, and lists of those -> arrays.
 Tensor dtype comes from the array (float32 -> f32, float16 -> f16), or per tensor from a third item,
 (name, float array, kind) with kind f32, f16, q8 (i8 with an f32 scale per row), q4 (GGUF Q4_0 blocks, the
-engine's scale search), q3 (3-bit blocks of 32, the same search) or i8 (one scale per tensor): the values are encoded here exactly as `qtf quantize`
+engine's scale search), q3 (3-bit blocks of 32, the same search), q4s / q3s (their codes, the block scales 6-bit
+under an f16 scale per 8 blocks) or i8 (one scale per tensor): the values are encoded here exactly as `qtf quantize`
 encodes them (engine/host/quantize.cpp: absmax / 127 rounded half away from zero; q4's and q3's 11 trial scales
 and least-squares refits at f16), so a file can mix types tensor by tensor (tools/train/budget.py).
 """
@@ -24,7 +25,10 @@ T_I64, T_F64, T_STR, T_I64S, T_F64S, T_STRS = 1, 2, 3, 4, 5, 6
 DT_F32, DT_F16, DT_I8, DT_Q8 = 0, 1, 2, 3  # q8: i8 with an f32 scale per row, stored before the values
 DT_Q4 = 4  # GGUF Q4_0 blocks along each row: per 32 values an f16 scale d and 16 bytes of nibbles
 DT_Q3 = 5  # per 32 values an f16 scale d and 12 bytes of 3-bit codes (encode_q3)
-DT_SIZE = {DT_F32: 4, DT_F16: 2, DT_I8: 1, DT_Q8: 1, DT_Q4: None, DT_Q3: None}
+DT_Q4S, DT_Q3S = 6, 7  # q4 / q3 codes, the block scales 6-bit under an f16 scale per 8 blocks (encode_super)
+DT_SIZE = {DT_F32: 4, DT_F16: 2, DT_I8: 1, DT_Q8: 1, DT_Q4: None, DT_Q3: None, DT_Q4S: None, DT_Q3S: None}
+SUPER_BLOCKS, SUPER_MAX = 8, 31  # blocks per group of q4s/q3s, the sub-scales' largest magnitude
+SUPER_KINDS = {"q4s": (DT_Q4S, "q4", -8, 7, 16), "q3s": (DT_Q3S, "q3", -4, 3, 12)}  # dtype, base, codes, bytes a block
 DT_NUMPY = {DT_F32: "<f4", DT_F16: "<f2", DT_I8: "i1", DT_Q8: "i1"}
 
 
@@ -102,17 +106,21 @@ def _block_codes(v, n_valid, d, lo, hi):
     return (c - lo).astype(np.uint8), (np.where(valid, e, 0) ** 2).sum(axis=1)
 
 
-def _encode_blocks(a, lo, hi, search, kind):
-    """[.., cols] float -> (f16 scales [B], codes [B, 32]) of blocks of 32 along each row (the last one
-    padded with code -lo, the zero); search: the engine's scale search (docs/quantize.md), else max / lo."""
+def _blocks_of(a):
+    """[.., cols] float -> (values [B, 32] float32, zeros past each row's end; valid values per block [B])."""
     a = np.asarray(a, dtype=np.float32)
     cols = a.shape[-1]
     rows = a.reshape(-1, cols)
     nb = (cols + 31) // 32
     v = np.zeros((rows.shape[0], nb * 32), dtype=np.float32)
     v[:, :cols] = rows
-    v = v.reshape(-1, 32)
-    n_valid = np.minimum(32, cols - np.tile(np.arange(nb) * 32, rows.shape[0]))
+    return v.reshape(-1, 32), np.minimum(32, cols - np.tile(np.arange(nb) * 32, rows.shape[0]))
+
+
+def _encode_blocks(a, lo, hi, search, kind):
+    """[.., cols] float -> (f16 scales [B], codes [B, 32]) of blocks of 32 along each row (the last one
+    padded with code -lo, the zero); search: the engine's scale search (docs/quantize.md), else max / lo."""
+    v, n_valid = _blocks_of(a)
     mx = v[np.arange(v.shape[0]), np.abs(v).argmax(axis=1)]  # the value of largest magnitude (first one)
     with np.errstate(over="ignore"):
         best_h = (mx / np.float32(lo)).astype(np.float16)
@@ -168,10 +176,15 @@ def encode_q4(a, search=True, grid=None):
     nibble 8); search: the engine's default scale search (docs/quantize.md), else GGUF's max / -8; grid: the
     scales and codes given (_given_blocks), a's values then unused."""
     d, nib = _encode_blocks(a, -8, 7, search, "q4") if grid is None else _given_blocks(a, grid, -8, 7, "q4")
+    return _pack_q4(d, nib).tobytes()
+
+
+def _pack_q4(d, nib):
+    """f16 scales [B], nibbles [B, 32] (0..15) -> q4 blocks [B, 18] (bytes)."""
     out = np.zeros((d.shape[0], 18), dtype=np.uint8)
     out[:, :2] = d.astype("<f2").view(np.uint8).reshape(-1, 2)
     out[:, 2:] = nib[:, :16] | (nib[:, 16:] << 4)
-    return out.tobytes()
+    return out
 
 
 def encode_q3(a, search=True, grid=None):
@@ -179,13 +192,18 @@ def encode_q3(a, search=True, grid=None):
     bytes whose byte j holds the low bit pairs of values j, j + 8, j + 16, j + 24, and 4 bytes of third
     bits, value j's at bit j; value = d * (code - 4)); search and grid as encode_q4, else max / -4."""
     d, code = _encode_blocks(a, -4, 3, search, "q3") if grid is None else _given_blocks(a, grid, -4, 3, "q3")
+    return _pack_q3(d, code).tobytes()
+
+
+def _pack_q3(d, code):
+    """f16 scales [B], codes [B, 32] (0..7) -> q3 blocks [B, 14] (bytes)."""
     out = np.zeros((d.shape[0], 14), dtype=np.uint8)
     out[:, :2] = d.astype("<f2").view(np.uint8).reshape(-1, 2)
     low = (code & 3).reshape(-1, 4, 8)  # [B, i, j]: value j + 8 i
     out[:, 2:10] = low[:, 0] | low[:, 1] << 2 | low[:, 2] << 4 | low[:, 3] << 6
     high = (code >> 2).astype(np.uint32)
     out[:, 10:14] = (high << np.arange(32, dtype=np.uint32)).sum(axis=1).astype("<u4").view(np.uint8).reshape(-1, 4)
-    return out.tobytes()
+    return out
 
 
 def decode_q3_codes(raw):
@@ -195,9 +213,114 @@ def decode_q3_codes(raw):
     return (low | high << 2).astype(np.int8)
 
 
+def super_scales(d):
+    """Block scales d [B] (f16 values) -> (D [G] float16, s [G, 8] int8, d' [B] float32): per group of 8
+    blocks D = f16(max |d| / 31), s = round(d / D) (half away from zero) in -31..31, d' = f16(s D), the
+    scales a q4s/q3s tensor stores (docs/format.md; `qtf quantize --type q4s` does the same in float32)."""
+    d = np.asarray(d, dtype=np.float32).reshape(-1)
+    B = d.size
+    G = (B + SUPER_BLOCKS - 1) // SUPER_BLOCKS
+    g = np.zeros(G * SUPER_BLOCKS, dtype=np.float32)
+    g[:B] = d
+    g = g.reshape(G, SUPER_BLOCKS)
+    D = (np.abs(g).max(axis=1) / np.float32(SUPER_MAX)).astype(np.float16)
+    Df = D.astype(np.float32)
+    live = Df > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = (g / np.where(live, Df, np.float32(1))[:, None]).astype(np.float32)
+    s = np.where(live[:, None], np.clip(_lround(q), -SUPER_MAX, SUPER_MAX), 0).astype(np.int8)
+    return D, s, super_block_scales(D, s)[:B]
+
+
+def super_block_scales(D, s):
+    """D [G] (f16 values), s [G, 8] -> the block scales f16(s D) [G * 8] as float32 (QtfError if one overflows)."""
+    with np.errstate(over="ignore"):
+        d = (s.astype(np.float32) * np.asarray(D, dtype=np.float32)[:, None]).astype(np.float16).astype(np.float32)
+    if not np.all(np.isfinite(d)):
+        raise QtfError("a block scale s * D overflows f16")
+    return d.reshape(-1)
+
+
+def encode_super(a, kind, search=True, grid=None):
+    """[.., cols] float -> bytes of a q4s/q3s tensor (docs/format.md): the blocks of q4/q3 (row after row, the
+    last of a row padded), grouped 8 at a time across rows; per group D (f16), eight 6-bit sub-scales, then
+    its blocks' codes without their scales. search: the engine's scale search per block first (else absmax);
+    grid: (d [rows, nb], codes [rows, nb * 32], (D [G], s [G, 8])) given (budget.py), checked."""
+    _, base, lo, hi, nbytes = SUPER_KINDS[kind]
+    if grid is None:
+        v, n_valid = _blocks_of(a)
+        d0, _ = _encode_blocks(a, lo, hi, search, kind)
+        D, s, d = super_scales(d0)
+        code, _ = _block_codes(v, n_valid, d, lo, hi)
+    else:
+        D = np.asarray(grid[2][0], dtype=np.float32)
+        s = np.asarray(grid[2][1])
+        d, code = _given_blocks(a, grid[:2], lo, hi, kind)
+        G = (d.size + SUPER_BLOCKS - 1) // SUPER_BLOCKS
+        if (D.shape != (G,) or s.shape != (G, SUPER_BLOCKS) or not np.all(np.isfinite(D)) or
+                not np.array_equal(D.astype(np.float16).astype(np.float32), D)):
+            raise QtfError("%s: given group scales %s / sub-scales %s, expected (%d,) f16 values / (%d, 8)" % (
+                kind, D.shape, s.shape, G, G))
+        if s.dtype.kind not in "iu" or np.abs(s).max(initial=0) > SUPER_MAX or np.any(s.reshape(-1)[d.size:] != 0):
+            raise QtfError("%s: given sub-scales outside -31..31 or not 0 past the last block" % kind)
+        if not np.array_equal(super_block_scales(D, s)[:d.size], d):
+            raise QtfError("%s: given block scales are not f16(s D) of the given sub-scales" % kind)
+        D = D.astype(np.float16)
+    blocks = (_pack_q4(d, code) if base == "q4" else _pack_q3(d, code))[:, 2:]  # the codes without the scale
+    G = D.size
+    body = np.zeros((G * SUPER_BLOCKS, nbytes), dtype=np.uint8)
+    body[:d.size] = blocks
+    bits = (s.astype(np.int64) & 63) << (6 * np.arange(SUPER_BLOCKS, dtype=np.int64))
+    head = np.zeros((G, 8), dtype=np.uint8)
+    head[:, :2] = D.astype("<f2").view(np.uint8).reshape(-1, 2)
+    head[:, 2:] = bits.sum(axis=1).astype("<u8").view(np.uint8).reshape(G, 8)[:, :6]
+    out = np.concatenate([head, body.reshape(G, -1)], axis=1).reshape(-1)
+    return out[:G * 8 + d.size * nbytes].tobytes()  # the last group's absent blocks are not stored
+
+
+def decode_super(raw, rows, cols, kind, name):
+    """The bytes of a q4s/q3s tensor -> (values [rows, cols] float32, (d [rows, nb], codes [rows, nb * 32] signed,
+    (D [G] float32, s [G, 8] int8))); QtfError for a bad group scale, sub-scale or padding."""
+    _, base, lo, hi, nbytes = SUPER_KINDS[kind]
+    nb = (cols + 31) // 32
+    B = rows * nb
+    G = (B + SUPER_BLOCKS - 1) // SUPER_BLOCKS
+    full = np.zeros(G * (8 + SUPER_BLOCKS * nbytes), dtype=np.uint8)
+    full[:len(raw)] = np.frombuffer(raw, dtype=np.uint8)
+    full = full.reshape(G, -1)
+    D = full[:, :2].copy().view("<f2").astype(np.float32)[:, 0]
+    word = np.zeros((G, 8), dtype=np.uint8)
+    word[:, :6] = full[:, 2:8]
+    w = word.view("<u8")[:, 0]
+    s = ((w[:, None] >> (6 * np.arange(SUPER_BLOCKS, dtype=np.uint64))) & np.uint64(63)).astype(np.int16)
+    s = np.where(s >= 32, s - 64, s).astype(np.int8)
+    if not np.all(np.isfinite(D)):
+        raise QtfError("bad %s group scale (not finite) %s" % (kind, name))
+    if np.any(s == -32) or np.any(s.reshape(-1)[B:] != 0):
+        raise QtfError("bad %s sub-scale (-32, or nonzero past the last block) %s" % (kind, name))
+    try:
+        d = super_block_scales(D, s)[:B]
+    except QtfError:
+        raise QtfError("bad %s block scale (s * D overflows f16) %s" % (kind, name))
+    body = full[:, 8:].reshape(G * SUPER_BLOCKS, nbytes)[:B]
+    if base == "q4":
+        code = np.concatenate([body & 15, body >> 4], axis=1).astype(np.int8) - 8
+    else:
+        code = decode_q3_codes(np.concatenate([np.zeros((B, 2), np.uint8), body], axis=1)) - 4
+    code = code.reshape(rows, nb * 32)
+    tail = nb * 32 - cols
+    if tail and np.any(code[:, -tail:] != 0):
+        raise QtfError("bad %s padding %s" % (kind, name))
+    d = d.reshape(rows, nb)
+    v = (code.reshape(rows, nb, 32).astype(np.float32) * d[:, :, None]).reshape(rows, nb * 32)[:, :cols]
+    return np.ascontiguousarray(v), (d, code, (D, s))
+
+
 # q3a: q3 blocks with absmax scales (max / -4, `qtf quantize --type q3 --q4-scale absmax`): the same dtype and
 # bytes, another encoding, which budget.py offers beside the searched one (neither wins on every matrix).
-KINDS = {"f32": DT_F32, "f16": DT_F16, "i8": DT_I8, "q8": DT_Q8, "q4": DT_Q4, "q3": DT_Q3, "q3a": DT_Q3}
+KINDS = {"f32": DT_F32, "f16": DT_F16, "i8": DT_I8, "q8": DT_Q8, "q4": DT_Q4, "q3": DT_Q3, "q3a": DT_Q3,
+         "q4s": DT_Q4S, "q3s": DT_Q3S}
+BLOCK_KINDS = ("q4", "q3", "q3a", "q4s", "q3s")  # stored in blocks of 32 along each row
 
 
 def tensor_nbytes(shape, kind):
@@ -205,23 +328,29 @@ def tensor_nbytes(shape, kind):
     count = int(np.prod(shape))
     cols = int(shape[-1])
     rows = count // cols
+    blocks = rows * ((cols + 31) // 32)
+    if kind in SUPER_KINDS:
+        return (blocks + SUPER_BLOCKS - 1) // SUPER_BLOCKS * 8 + blocks * SUPER_KINDS[kind][4]
     return {"f32": 4 * count, "f16": 2 * count, "i8": count, "q8": count + 4 * rows,
-            "q4": rows * ((cols + 31) // 32) * 18, "q3": rows * ((cols + 31) // 32) * 14,
-            "q3a": rows * ((cols + 31) // 32) * 14}[kind]
+            "q4": blocks * 18, "q3": blocks * 14, "q3a": blocks * 14}[kind]
 
 
 def encode_tensor(a, kind, grid=None):
-    """(dtype code, bytes, scale) of a float array stored as kind (f32, f16, i8, q8, q4, q3, q3a); grid: q4/q3's
-    scales and codes given (encode_q4)."""
+    """(dtype code, bytes, scale) of a float array stored as kind (f32, f16, i8, q8, q4, q3, q3a, q4s, q3s); grid:
+    the block kinds' scales and codes given (encode_q4, encode_super)."""
     a = np.asarray(a)
     if kind not in KINDS:
-        raise QtfError("unknown tensor kind %r (f32, f16, i8, q8, q4, q3, q3a)" % (kind,))
+        raise QtfError("unknown tensor kind %r (%s)" % (kind, ", ".join(KINDS)))
     if grid is not None:
-        if kind not in ("q4", "q3", "q3a"):
-            raise QtfError("given scales and codes are for q4/q3 tensors, not %s" % kind)
+        if kind not in BLOCK_KINDS:
+            raise QtfError("given scales and codes are for %s tensors, not %s" % ("/".join(BLOCK_KINDS), kind))
+        if kind in SUPER_KINDS:
+            return SUPER_KINDS[kind][0], encode_super(a, kind, grid=grid), 1.0
         return (DT_Q4, encode_q4(a, grid=grid), 1.0) if kind == "q4" else (DT_Q3, encode_q3(a, grid=grid), 1.0)
-    if kind in ("i8", "q8", "q4", "q3", "q3a") and not np.all(np.isfinite(a)):
+    if kind in ("i8", "q8") + BLOCK_KINDS and not np.all(np.isfinite(a)):
         raise QtfError("non-finite values cannot be quantized")
+    if kind in SUPER_KINDS:
+        return SUPER_KINDS[kind][0], encode_super(a, kind), 1.0
     if kind == "f32":
         return DT_F32, np.ascontiguousarray(a.astype("<f4")).tobytes(), 1.0
     if kind == "f16":
@@ -344,7 +473,8 @@ def write_model(path, meta, named_tensors, dtype="f32"):
 
 def read_qtf(path_or_bytes, grids=None):
     """Returns (meta dict, {name: np.ndarray}) after verifying the whole file. grids: a dict that gets each
-    q4/q3 tensor's stored (scales [rows, nb] float32, codes [rows, nb * 32] int8, signed), as write_qtf takes."""
+    q4/q3 tensor's stored (scales [rows, nb] float32, codes [rows, nb * 32] int8, signed), as write_qtf takes
+    (q4s/q3s: and (D [G], s [G, 8]), encode_super's grid)."""
     if isinstance(path_or_bytes, (bytes, bytearray)):
         data = bytes(path_or_bytes)
     else:
@@ -419,7 +549,10 @@ def read_qtf(path_or_bytes, grids=None):
         rows = count // dims[-1]
         cols = dims[-1]
         blocks = (cols + 31) // 32
-        if dt in (DT_Q4, DT_Q3):
+        super_kind = {DT_Q4S: "q4s", DT_Q3S: "q3s"}.get(dt)
+        if super_kind:
+            expect = tensor_nbytes(dims, super_kind)
+        elif dt in (DT_Q4, DT_Q3):
             expect = rows * blocks * (18 if dt == DT_Q4 else 14)
         else:
             expect = count * DT_SIZE[dt] + (4 * rows if dt == DT_Q8 else 0)
@@ -434,6 +567,12 @@ def read_qtf(path_or_bytes, grids=None):
                 raise QtfError("bad q8 scales " + name)
             q = np.frombuffer(data, dtype="i1", count=count, offset=offset + 4 * rows).reshape(rows, dims[-1])
             tensors[name] = (q.astype(np.float32) * scales[:, None]).reshape(dims)
+            continue
+        if super_kind:
+            v, grid = decode_super(data[offset:offset + size], rows, cols, super_kind, name)
+            if grids is not None:
+                grids[name] = grid
+            tensors[name] = v.reshape(dims)
             continue
         if dt == DT_Q4:
             raw = np.frombuffer(data, dtype=np.uint8, count=size, offset=offset).reshape(rows, blocks, 18)

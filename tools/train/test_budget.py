@@ -6,10 +6,12 @@ import itertools
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
 import unittest
+import zlib
 from contextlib import redirect_stderr, redirect_stdout
 
 import numpy as np
@@ -18,6 +20,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import budget  # noqa: E402
 import gptq  # noqa: E402
+import qtf_format  # noqa: E402
 from llama import load_qtf  # noqa: E402  (budget.py's reference, the base block included)
 from qtf_format import QtfError, _encode_blocks, read_qtf, tensor_nbytes, write_qtf  # noqa: E402
 
@@ -120,6 +123,8 @@ class TestMixedWriter(unittest.TestCase):
             else:
                 self.assertLessEqual(np.abs(got - a).max(), tol)
         # every tensor's bytes are the size rule of docs/format.md
+        self.assertEqual(tensor_nbytes((5, 70), "q4s"), 2 * 8 + 15 * 16)  # 15 blocks: groups of 8 and 7
+        self.assertEqual(tensor_nbytes((5, 70), "q3s"), 2 * 8 + 15 * 12)
         self.assertEqual(tensor_nbytes((5, 70), "q4"), 5 * 3 * 18)
         self.assertEqual(tensor_nbytes((5, 70), "q3"), 5 * 3 * 14)
         self.assertEqual(tensor_nbytes((5, 70), "q8"), 5 * 70 + 5 * 4)
@@ -133,13 +138,86 @@ class TestMixedWriter(unittest.TestCase):
         w[3, 17] = 0.6  # an outlier
         m = budget.Matrix("blk.0.ffn.up", w, "dense")
         got = {}
-        for kind in ("q4", "q3", "q3a"):
+        for kind in ("q4", "q3", "q3a", "q4s", "q3s"):
             g, master = budget.grid_quant(m, kind, "rtn")
             got[kind] = g(master).detach().numpy()
             self.assertTrue(np.array_equal(got[kind], budget.roundtrip(w, kind)), kind)
         err = {k: ((v - w) ** 2).sum() for k, v in got.items()}
         self.assertLess(err["q3"], err["q3a"])
         self.assertGreater(err["q3"], 2 * err["q4"])
+        # the 6-bit block scales cost little against the f16 ones: q4s/q3s within 15% of q4/q3's error
+        self.assertLess(err["q4s"], 1.15 * err["q4"])
+        self.assertLess(err["q3s"], 1.15 * err["q3"])
+
+    def test_super_kinds_round_trip_and_damage(self):
+        """q4s/q3s: the writer's bytes follow the size rule and read back within a step; the group scale D is
+        f16(max |d| / 31) and every block's scale f16(s D); each kind of damage to the bytes (D not finite, a
+        sub-scale of -32, a sub-scale past the last block, s D beyond f16, nonzero padding) is one line."""
+        rng = np.random.default_rng(5)
+        a = rng.standard_normal((9, 70)).astype(np.float32)  # 27 blocks: 4 groups, the last of 3
+        for kind, (lo, hi), nbytes in (("q4s", (-8, 7), 16), ("q3s", (-4, 3), 12)):
+            blob = write_qtf(None, {}, [("w", a, kind)])
+            grids = {}
+            _, t = read_qtf(blob, grids)
+            d, q, (D, s_) = grids["w"]
+            self.assertEqual(d.shape, (9, 3))
+            self.assertEqual(s_.shape, (4, 8))
+            self.assertTrue(np.all(s_[3, 3:] == 0))
+            self.assertTrue(np.array_equal(qtf_format.super_block_scales(D, s_)[:27].reshape(9, 3), d))
+            self.assertTrue(np.all(np.abs(s_) <= 31))
+            self.assertLessEqual(np.abs(t["w"] - a).max(), np.abs(d).max() * (hi - lo) / 2)
+            self.assertTrue(np.array_equal(t["w"], gptq.dequantize(d, q, 70).numpy()))
+            # the first group's bytes: D, then the six bytes of sub-scales, then block 0's codes
+            off = read_offset(blob)
+            self.assertEqual(np.frombuffer(blob[off:off + 2], "<f2")[0], np.float16(D[0]))
+            word = int.from_bytes(blob[off + 2:off + 8], "little")
+            self.assertEqual([((word >> (6 * j)) & 63) - (64 if (word >> (6 * j)) & 32 else 0) for j in range(8)],
+                             list(s_[0]))
+            size = 4 * 8 + 27 * nbytes
+            self.assertEqual(len(blob) - off, size)
+
+            def damaged(pos, value):
+                b = bytearray(blob)
+                b[off + pos:off + pos + len(value)] = value
+                struct.pack_into("<I", b, 72, 0)
+                struct.pack_into("<I", b, 72, zlib.crc32(bytes(b)) & 0xFFFFFFFF)
+                with self.assertRaises(QtfError) as e:
+                    read_qtf(bytes(b))
+                self.assertEqual(len(str(e.exception).splitlines()), 1)
+                return str(e.exception)
+
+            g3 = 3 * (8 + 8 * nbytes)  # the last group's offset
+            self.assertIn("group scale", damaged(0, np.float16(np.nan).tobytes()))
+            self.assertIn("group scale", damaged(0, np.float16(np.inf).tobytes()))
+            self.assertIn("sub-scale", damaged(2, bytes([32])))  # s_0 = -32
+            self.assertIn("sub-scale", damaged(g3 + 2 + 3, bytes([0x10])))  # s_4 of the last group (3 blocks)
+            big = damaged(0, np.float16(60000).tobytes() + bytes([31]))
+            self.assertIn("overflows", big)
+            last = g3 + 8 + 2 * nbytes + 7  # block 26 (row 8's last, 6 values): code byte 7 (q4: values 7 and 23; q3: low bits of 7, 15, 23, 31)
+            self.assertIn("padding", damaged(last, bytes([0xFF])))
+
+
+def read_offset(blob):
+    """The data offset of a one-tensor file's tensor."""
+    _, _, _, _, _, table_offset, _, _, _, _, _, _ = struct.unpack("<IIQQQQQQIIII", blob[8:80])
+    n = struct.unpack_from("<I", blob, table_offset)[0]
+    ndim = blob[table_offset + 4 + n + 1]
+    return struct.unpack_from("<Q", blob, table_offset + 4 + n + 4 + 8 * ndim)[0]
+
+
+class TestSamples(unittest.TestCase):
+    def test_chunks_draw_whole_sequences(self):
+        """The original's samples in chunks: n sequences of T tokens, BOS first, every id in the vocabulary, the
+        same for the same seed and other for another (the GPU path draws in chunks of 1024)."""
+        model, _ = load_qtf(FIXTURE)
+        model = model.float().eval()
+        a = budget.sample(model, 5, 7, seed=3, bos=1, chunk=2)
+        self.assertEqual(tuple(a.shape), (5, 7))
+        self.assertTrue(torch.all(a[:, 0] == 1))
+        self.assertTrue(torch.all((a >= 0) & (a < model.tok_emb.weight.shape[0])))
+        self.assertTrue(torch.equal(a, budget.sample(model, 5, 7, seed=3, bos=1, chunk=2)))
+        self.assertFalse(torch.equal(a, budget.sample(model, 5, 7, seed=4, bos=1, chunk=2)))
+        self.assertEqual(tuple(budget.sample(model, 3, 4, seed=3, bos=1).shape), (3, 4))  # one chunk
 
 
 def correlated_layer(seed=0, M=48, N=100, n=3000):
@@ -241,6 +319,48 @@ class TestRounding(unittest.TestCase):
                 self.assertIn(words, str(e.exception))
                 self.assertEqual(len(str(e.exception).splitlines()), 1)
 
+    def test_given_super_grid_round_trip(self):
+        """q4s/q3s grids (block scales f16(s D), codes, and (D, s)) come back bit for bit, GridQuant heals with
+        their values and (learn) trains D, and a grid whose scales are not f16(s D), whose sub-scales are out
+        of range or whose D is not an f16 value is refused with one line."""
+        rng = np.random.default_rng(6)
+        M, N = 5, 70  # 15 blocks: 2 groups
+        D = (rng.random(2) * 0.01).astype(np.float16).astype(np.float32)
+        s_ = rng.integers(-31, 32, size=(2, 8)).astype(np.int8)
+        s_[1, 7] = 0
+        d = qtf_format.super_block_scales(D, s_)[:15].reshape(M, 3)
+        for kind, (lo, hi) in (("q4s", (-8, 7)), ("q3s", (-4, 3))):
+            q = rng.integers(lo, hi + 1, size=(M, 96)).astype(np.int8)
+            q[:, N:] = 0
+            grids = {}
+            _, t = read_qtf(write_qtf(None, {}, [("w", np.zeros((M, N), np.float32), kind, (d, q, (D, s_)))]), grids)
+            self.assertTrue(np.array_equal(grids["w"][0], d))
+            self.assertTrue(np.array_equal(grids["w"][1], q))
+            self.assertTrue(np.array_equal(grids["w"][2][0], D))
+            self.assertTrue(np.array_equal(grids["w"][2][1], s_))
+            want = gptq.dequantize(d, q, N).numpy()
+            self.assertTrue(np.array_equal(t["w"], want))
+            g = budget.GridQuant(d, lo, hi, sup=(D, s_))
+            self.assertTrue(np.array_equal(g.scales().numpy(), d))
+            self.assertTrue(np.array_equal(g(torch.from_numpy(want)).detach().numpy(), want))
+            gl = budget.GridQuant(d, lo, hi, learn=True, sup=(D, s_))
+            w = torch.from_numpy(want + 0.3 * d.repeat(32, axis=1)[:, :N]).requires_grad_()
+            out = gl(w)
+            self.assertTrue(np.array_equal(out.detach().numpy(), g(w.detach()).numpy()))
+            out.pow(2).sum().backward()
+            self.assertEqual(tuple(gl.d.grad.shape), (2,))
+            self.assertGreater(gl.d.grad.abs().sum().item(), 0)
+            s_bad = s_.copy()
+            s_bad[0, 0] = -32
+            d2 = d.copy()
+            d2[0, 0] = d2[0, 0] * 2 if d2[0, 0] != 0 else np.float32(0.5)
+            for bad, words in (((d, q, (D, s_bad)), "outside"), ((d2, q, (D, s_)), "f16(s D)"),
+                               ((d, q, (D + np.float32(1e-6), s_)), "f16 values")):
+                with self.assertRaises(QtfError) as e:
+                    write_qtf(None, {}, [("w", np.zeros((M, N), np.float32), kind, bad)])
+                self.assertIn(words, str(e.exception))
+                self.assertEqual(len(str(e.exception).splitlines()), 1)
+
 
 class TestBudgetRuns(unittest.TestCase):
     @classmethod
@@ -299,9 +419,9 @@ class TestBudgetRuns(unittest.TestCase):
             f.write("\u0105\u0106\u0107<|endoftext|>\u0108zebra\u0109<|endoftext|>")
         self.assert_refused(self.common(text=t), os.path.join(self.dir, "latin.qtf"), ["story 2", "'a'", "U+0061"])
 
-    def test_smallest_quant_file_is_q3(self):
-        """At the smallest quant file every matrix is q3 (searched or absmax; the q3 bytes are the smallest
-        option), and the engine reads it as the reference does."""
+    def test_smallest_quant_file_is_q3s(self):
+        """At the smallest quant file every matrix is q3s (3.25 bits a value, the smallest option), and the
+        engine reads it as the reference does."""
         rc, err, _ = run_main(self.common(family="quant", budget="2000") + ["--out", os.path.join(self.dir, "x.qtf")])
         smallest = int(err.split("smallest file this model can be made (")[1].split(" ")[0])
         out = os.path.join(self.dir, "smallest.qtf")
@@ -311,7 +431,7 @@ class TestBudgetRuns(unittest.TestCase):
                                          check=True).stdout)
         kinds = {t["dtype"] for t in info["tensors"] if t["name"].endswith(".w") or t["name"] == "tok_emb"}
         kinds -= {"f32"}  # the norms' gains
-        self.assertEqual(kinds, {"q3"})
+        self.assertEqual(kinds, {"q3s"})
         self.assert_engine_agrees(out, self.text)
 
     def test_runs_and_the_engine_reads_the_file(self):
@@ -351,7 +471,7 @@ class TestBudgetRuns(unittest.TestCase):
         budget_bytes = s.smallest("quant") + 256  # mostly q3
         student, mats, choice, rep = s.run("quant", budget_bytes, heal_seconds=5, heal_steps=30)
         self.assertGreater(rep["heal"]["steps"], 0)
-        self.assertTrue({"q4", "q3", "q3a"} & {v["dtype"] for v in rep["choice"].values()}, rep["choice"])
+        self.assertTrue({"q4s", "q3s"} & {v["dtype"] for v in rep["choice"].values()}, rep["choice"])
         out = os.path.join(self.dir, "gptq.qtf")
         s.write(student, mats, choice, "quant", out, budget_bytes, {})
         grids = {}
