@@ -70,6 +70,7 @@ LINEARS = (("q", "attn.q"), ("k", "attn.k"), ("v", "attn.v"), ("o", "attn.o"), (
 RANK_LADDER = (2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 DOC_SEP = "<|endoftext|>"
 ROUNDINGS = ("rtn", "imatrix", "gptq", "best")  # best: both rtn and gptq offered, the knapsack picks per matrix
+QUANT_KINDS = ("f32", "f16", "q8", "q4", "q3", "q3a", "q4s", "q3s")  # what a matrix of the quant family may become
 BLOCK_RANGE = {"q4": (-8, 7), "q3": (-4, 3), "q3a": (-4, 3), "q4s": (-8, 7), "q3s": (-4, 3)}  # the block kinds' codes
 
 
@@ -455,11 +456,14 @@ def option_values(m, opt):
     return lowrank_values(m.W, opt["rank"], opt["dtype"])
 
 
-def build_options(m, family):
+def build_options(m, family, kinds=None):
+    """m's options in family; kinds: the quantisation kinds offered (default QUANT_KINDS; f32 always)."""
     M, N = m.W.shape
     opts = []
     if family == "quant" or m.role == "emb":
-        for dt in ("f32", "f16", "q8", "q4", "q3", "q3a", "q4s", "q3s"):
+        for dt in QUANT_KINDS:
+            if kinds is not None and dt != "f32" and dt not in kinds:
+                continue
             if dt not in BLOCK_RANGE:
                 opts.append(dict(kind="quant", dtype=dt, bytes=aligned(tensor_nbytes((M, N), dt))))
                 continue
@@ -479,9 +483,9 @@ def build_options(m, family):
     return opts
 
 
-def matrices(model, family, rounding="rtn", H=None):
+def matrices(model, family, rounding="rtn", H=None, kinds=None):
     """The model's matrices and their options; H: {name: X^T X of its inputs} (input_moments) for rounding
-    imatrix/gptq."""
+    imatrix/gptq; kinds: build_options'."""
     cfg = model.cfg
     H = H or {}
     out = [Matrix("tok_emb", model.tok_emb.weight.detach().numpy(), "emb", rounding, H.get("tok_emb"))]
@@ -496,7 +500,7 @@ def matrices(model, family, rounding="rtn", H=None):
             name = "blk.%d.%s" % (l, p)
             out.append(Matrix(name, lin.weight.detach().numpy(), role, rounding, H.get(name)))
     for m in out:
-        build_options(m, family)
+        build_options(m, family, kinds)
     return out
 
 
@@ -748,6 +752,18 @@ def add_heal_rate_args(ap):
     ap.add_argument("--heal-batch", type=count, default=8, help="windows of 128 tokens per healing step")
 
 
+def add_kinds_arg(ap):
+    """--kinds K,K,...: the quantisation kinds the chooser may give a matrix (QUANT_KINDS; f32, keeping it, always)."""
+    def kinds(v):
+        got = [k.strip() for k in v.split(",") if k.strip()]
+        bad = [k for k in got if k not in QUANT_KINDS]
+        if bad or not got:
+            raise argparse.ArgumentTypeError("%r: a comma-separated list of %s" % (v, ", ".join(QUANT_KINDS)))
+        return tuple(got)
+    ap.add_argument("--kinds", type=kinds, help="the quantisation kinds a matrix may get (default all: %s)" %
+                    ",".join(QUANT_KINDS))
+
+
 def heal(student, teacher, data, val_x, val_lp, seconds, steps, lr=5e-4, batch=8, seq=128, seed=0, log=print,
          scale_lr=0.1):
     """Distillation: KL(teacher || student) on batches of data (windows), AdamW, cosine over the time budget;
@@ -890,8 +906,9 @@ class Session:
 
     def __init__(self, model_path, text, stories=None, qtf=None, tokenizer=None, window=256, calib_windows=8,
                  val_stories=0.1, samples=32, seed=0, log=print, workdir=None, drop_unknown=False, plain=0,
-                 device="cpu", rounding="best", moment_windows=128, sens_cache=None, learn_scales=False):
+                 device="cpu", rounding="best", moment_windows=128, sens_cache=None, learn_scales=False, kinds=None):
         torch.set_num_threads(1)
+        self.kinds = kinds
         if rounding not in ROUNDINGS:
             raise BudgetError("--rounding %r: one of %s" % (rounding, ", ".join(ROUNDINGS)))
         self.rounding, self.sens_cache, self.learn_scales = rounding, sens_cache, learn_scales
@@ -947,7 +964,7 @@ class Session:
 
     def family(self, fam):
         if fam not in self.fams:
-            mats = matrices(self.model, fam, self.rounding, self.H)
+            mats = matrices(self.model, fam, self.rounding, self.H, self.kinds)
             key = "%s/%d" % (fam, len(self.calib_x))
             cache = json.load(open(self.sens_cache)) if self.sens_cache and os.path.exists(self.sens_cache) else {}
             got = cache.get(key, {})
@@ -1079,7 +1096,7 @@ def parse_budget(spec, f32_bytes):
 def compress(args, log=print):
     s = Session(args.model, args.text, args.stories, args.qtf, args.tokenizer, args.window, args.calib_windows,
                 samples=args.samples, seed=args.seed, log=log, drop_unknown=args.drop_unknown, plain=args.plain_text,
-                device=args.device, rounding=args.rounding, learn_scales=args.learn_scales)
+                device=args.device, rounding=args.rounding, learn_scales=args.learn_scales, kinds=args.kinds)
     budget = parse_budget(args.budget, s.f32_bytes)
     fams = ["quant", "tt"] if args.family == "mix" else [args.family]
     results = []
@@ -1135,6 +1152,7 @@ def main(argv=None):
     ap.add_argument("--drop-unknown", action="store_true", help="leave out the stories with characters the "
                     "tokenizer has no token for (default: stop with a line naming the first)")
     ap.add_argument("--qtf", help="the qtf command-line tool (default: build/qtf, $QTF_CLI)")
+    add_kinds_arg(ap)
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     try:

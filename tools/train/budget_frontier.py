@@ -116,7 +116,8 @@ def run(args):
 
     s = budget.Session(args.model, args.text, args.heal, args.qtf, args.tokenizer, samples=args.samples, log=log,
                        calib_windows=args.calib_windows, drop_unknown=True, plain=args.plain_text, device=args.device,
-                       rounding=args.rounding, sens_cache=args.sens_cache, learn_scales=args.learn_scales)
+                       rounding=args.rounding, sens_cache=args.sens_cache, learn_scales=args.learn_scales,
+                       kinds=args.kinds)
     held_txt = os.path.join(out, "heldout.txt")
     held = heldout_file(args.text, args.heldout, held_txt, args.plain_text)
     ids = budget.encode_stories(s.qtf, s.qtf_path, s.meta, held, s.workdir, s.binding, drop_unknown=True, log=log)
@@ -128,7 +129,7 @@ def run(args):
                 "heldout_stories": args.heldout, "plain_text": args.plain_text,
                 "text": os.path.relpath(args.text, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")),
                 "heal_seconds": args.heal_seconds, "heal_lr": args.heal_lr, "heal_batch": args.heal_batch,
-                "samples": args.samples, "rounding": args.rounding, "learn_scales": args.learn_scales,
+                "kinds": list(args.kinds or budget.QUANT_KINDS), "samples": args.samples, "rounding": args.rounding, "learn_scales": args.learn_scales,
                 "points": res.get("points", [])})
     done = {(p["family"], p.get("fraction")) for p in res["points"]}
 
@@ -411,6 +412,7 @@ def main():
     r.add_argument("--families", default="quant,tt", help="which of quant, tt to run (mix: the better of those run)")
     r.add_argument("--heal-steps", type=int, default=100000)
     budget.add_heal_rate_args(r)
+    budget.add_kinds_arg(r)
     r.add_argument("--device", default="cpu", help="where healing runs: cpu (default) or cuda")
     r.add_argument("--samples", type=int, default=32)
     r.add_argument("--calib-windows", type=int, default=8)

@@ -205,6 +205,17 @@ def read_offset(blob):
     return struct.unpack_from("<Q", blob, table_offset + 4 + n + 4 + 8 * ndim)[0]
 
 
+class TestKinds(unittest.TestCase):
+    def test_kinds_limit_the_options(self):
+        """--kinds: only those quantisation kinds (and f32) are offered, every rounding of a block kind."""
+        w = np.random.default_rng(7).standard_normal((8, 64)).astype(np.float32)
+        m = budget.Matrix("blk.0.attn.q", w, "dense", rounding="best")
+        self.assertEqual({o["dtype"] for o in budget.build_options(m, "quant")}, set(budget.QUANT_KINDS))
+        got = budget.build_options(m, "quant", ("q8", "q4s"))
+        self.assertEqual([(o["dtype"], o.get("rounding")) for o in got],
+                         [("f32", None), ("q8", None), ("q4s", "rtn"), ("q4s", "gptq")])
+
+
 class TestSamples(unittest.TestCase):
     def test_chunks_draw_whole_sequences(self):
         """The original's samples in chunks: n sequences of T tokens, BOS first, every id in the vocabulary, the
@@ -396,9 +407,11 @@ class TestBudgetRuns(unittest.TestCase):
                             ["budget 2000 bytes is below the smallest file"])
 
     def test_bad_healing_rate_or_batch(self):
-        """--heal-lr must be finite and >= 0, --heal-batch at least 1: argparse's one error line, exit 2, no file."""
+        """--heal-lr must be finite and >= 0, --heal-batch at least 1, --kinds known kinds: argparse's one error
+        line, exit 2, no file."""
         for flag, value, words in (("--heal-lr", "nan", "a finite rate"), ("--heal-lr", "-1e-3", "a finite rate"),
-                                   ("--heal-batch", "0", "at least 1")):
+                                   ("--heal-batch", "0", "at least 1"), ("--kinds", "q4,q5", "a comma-separated list"),
+                                   ("--kinds", ",", "a comma-separated list")):
             out = os.path.join(self.dir, "rate.qtf")
             err = io.StringIO()
             with redirect_stderr(err), self.assertRaises(SystemExit) as e:
