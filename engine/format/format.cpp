@@ -30,8 +30,9 @@ bool tensor_bytes(DType t, uint64_t elements, uint64_t rows, uint64_t* bytes) {
     if (blocks == 0) return *bytes = 0, true;
     if (blocks > UINT64_MAX / block_bytes || rows > UINT64_MAX / (blocks * block_bytes)) return false;
     const uint64_t all = rows * blocks, groups = all / kSGroup + (all % kSGroup != 0);
-    *bytes = all * block_bytes;
-    if (sub && __builtin_add_overflow(*bytes, groups * kSGroupHeader, bytes)) return false;  // groups * 8 <= all: no overflow
+    const uint64_t headers = sub ? groups * kSGroupHeader : 0;  // < all + 8: no overflow
+    if (all * block_bytes > UINT64_MAX - headers) return false;
+    *bytes = all * block_bytes + headers;
     return true;
   }
   const uint64_t size = dtype_size(t);
