@@ -14,19 +14,25 @@ const char* dtype_name(DType t) {
     case DType::q8: return "q8";
     case DType::q4: return "q4";
     case DType::q3: return "q3";
+    case DType::q4s: return "q4s";
+    case DType::q3s: return "q3s";
   }
   return "?";
 }
 
 bool tensor_bytes(DType t, uint64_t elements, uint64_t rows, uint64_t* bytes) {
-  if (t == DType::q4 || t == DType::q3) {  // both in blocks of 32 values
+  if (t == DType::q4 || t == DType::q3 || t == DType::q4s || t == DType::q3s) {  // all in blocks of 32 values
     static_assert(kQ4Block == kQ3Block, "one block length");
-    const uint64_t block_bytes = t == DType::q4 ? kQ4BlockBytes : kQ3BlockBytes;
+    const bool sub = t == DType::q4s || t == DType::q3s;
+    const uint64_t block_bytes = t == DType::q4 ? kQ4BlockBytes : t == DType::q3 ? kQ3BlockBytes : sblock_bytes(t == DType::q3s);
     if (rows == 0) return false;
     const uint64_t cols = elements / rows, blocks = cols / kQ4Block + (cols % kQ4Block != 0);
     if (blocks == 0) return *bytes = 0, true;
     if (blocks > UINT64_MAX / block_bytes || rows > UINT64_MAX / (blocks * block_bytes)) return false;
-    *bytes = rows * blocks * block_bytes;
+    const uint64_t all = rows * blocks, groups = all / kSGroup + (all % kSGroup != 0);
+    const uint64_t headers = sub ? groups * kSGroupHeader : 0;  // < all + 8: no overflow
+    if (all * block_bytes > UINT64_MAX - headers) return false;
+    *bytes = all * block_bytes + headers;
     return true;
   }
   const uint64_t size = dtype_size(t);

@@ -19,14 +19,16 @@ constexpr int kMaxDims = 4;
 // i8: value = scale * q with the one scale of the table entry; q8: i8 with one f32 scale per row (a row
 // is the last dimension), stored in the tensor's bytes before its values; q4: GGUF's Q4_0 blocks along
 // each row, the last block of a row padded (docs/format.md; the layout: kQ4Block in kernels/kernels.h);
-// q3: 3-bit blocks of 32 along each row, likewise (kQ3Block in kernels/kernels.h).
-enum class DType : uint8_t { f32 = 0, f16 = 1, i8 = 2, q8 = 3, q4 = 4, q3 = 5 };
-constexpr uint64_t kMaxDType = 5;
+// q3: 3-bit blocks of 32 along each row, likewise (kQ3Block in kernels/kernels.h); q4s, q3s: q4's and q3's
+// blocks with their scales coded per group of 8 blocks (kSGroup in kernels/kernels.h).
+enum class DType : uint8_t { f32 = 0, f16 = 1, i8 = 2, q8 = 3, q4 = 4, q3 = 5, q4s = 6, q3s = 7 };
+constexpr uint64_t kMaxDType = 7;
 enum class MetaType : uint8_t { i64 = 1, f64 = 2, str = 3, i64_array = 4, f64_array = 5, str_array = 6 };
 
-inline size_t dtype_size(DType t) { return t == DType::f32 ? 4 : t == DType::f16 ? 2 : 1; }  // per value (not q4/q3)
+inline size_t dtype_size(DType t) { return t == DType::f32 ? 4 : t == DType::f16 ? 2 : 1; }  // per value (not blocks)
 // Bytes of a tensor of `elements` values in `rows` rows (rows > 0 dividing elements): the values, plus q8's
-// scales; q4: rows * ceil(cols / 32) blocks of 18 bytes; q3: of 14 bytes. False on overflow.
+// scales; q4: rows * ceil(cols / 32) blocks of 18 bytes; q3: of 14 bytes; q4s (q3s): those NB blocks
+// of 16 (12) bytes, plus 8 per group of 8 of them (ceil(NB / 8) groups). False on overflow.
 bool tensor_bytes(DType t, uint64_t elements, uint64_t rows, uint64_t* bytes);
 const char* dtype_name(DType t);
 const char* meta_type_name(MetaType t);

@@ -149,6 +149,51 @@ Status check_blocks(const TensorInfo& t, const uint8_t* p, uint64_t elements) {
   return Status::success();
 }
 
+// A q4s or q3s tensor's groups (its size already checked): each D finite, each sub-scale in -31..31 and
+// 0 for the blocks the last group lacks, each block scale f16(s_j * D) finite, and a row's tail block
+// padded with zeros (q4s: nibbles 8, q3s: codes 4), as check_blocks for q4 and q3.
+Status check_sub_scaled(const TensorInfo& t, const uint8_t* p, uint64_t elements) {
+  const int nl = (int)t.name.size;
+  const char* nm = t.name.data;
+  const bool q3 = t.dtype == DType::q3s;
+  const char* type = dtype_name(t.dtype);
+  const uint64_t cols = t.dims[t.ndim - 1], rows = elements / cols, nb = (cols + kQ4Block - 1) / kQ4Block;
+  const uint64_t blocks = rows * nb, groups = (blocks + kSGroup - 1) / kSGroup, tail = cols % kQ4Block;
+  for (uint64_t g = 0; g < groups; ++g) {
+    const uint8_t* h = p + sgroup_offset(q3, g);
+    if (((h[0] | h[1] << 8) & 0x7C00) == 0x7C00)
+      return Status::error(Err::bad_value, "tensor '%.*s': %s scale D of group %llu is not finite", nl, nm, type,
+                           (unsigned long long)g);
+    for (int j = 0; j < kSGroup; ++j) {
+      const int s = sgroup_sub(h, j);
+      const uint64_t i = g * kSGroup + (uint64_t)j;
+      if (s == -32)
+        return Status::error(Err::bad_value, "tensor '%.*s': %s sub-scale %d of group %llu is -32 (not in -31..31)", nl,
+                             nm, type, j, (unsigned long long)g);
+      if (i >= blocks && s != 0)
+        return Status::error(Err::bad_value, "tensor '%.*s': %s sub-scale %d of group %llu is %d, not 0: the last group "
+                             "has no block %d", nl, nm, type, j, (unsigned long long)g, s, j);
+      if (i < blocks && (sgroup_scale(h, j) & 0x7C00) == 0x7C00)
+        return Status::error(Err::bad_value, "tensor '%.*s': %s scale of row %llu, block %llu (group %llu, sub-scale %d "
+                             "times D) is not finite", nl, nm, type, (unsigned long long)(i / nb),
+                             (unsigned long long)(i % nb), (unsigned long long)g, j);
+    }
+  }
+  for (uint64_t r = 0; tail && r < rows; ++r) {
+    const uint64_t i = r * nb + nb - 1;
+    const uint8_t* codes = p + sgroup_offset(q3, i / kSGroup) + kSGroupHeader + i % kSGroup * sblock_bytes(q3);
+    for (uint64_t j = tail; j < (uint64_t)kQ4Block; ++j) {
+      const int code = sblock_code(codes, q3, (int)j);
+      if (code != (q3 ? 4 : 8))
+        return Status::error(Err::bad_value,
+                             "tensor '%.*s': %s row %llu pads its last block with %s %d at value %llu, not %d (zero)", nl,
+                             nm, type, (unsigned long long)r, q3 ? "code" : "nibble", code,
+                             (unsigned long long)((nb - 1) * kQ4Block + j), q3 ? 4 : 8);
+    }
+  }
+  return Status::success();
+}
+
 // Parses one tensor entry at c; verify checks everything except ordering/duplicates (done by caller).
 Status parse_tensor(Cursor* c, unsigned index, bool verify, uint64_t data_offset, uint64_t file_size,
                     TensorInfo* t) {
@@ -195,6 +240,8 @@ Status parse_tensor(Cursor* c, unsigned index, bool verify, uint64_t data_offset
                            t->dtype == DType::q8   ? ", a scale per row included"
                            : t->dtype == DType::q4 ? ", 18 per block of 32 values along each row"
                            : t->dtype == DType::q3 ? ", 14 per block of 32 values along each row"
+                           : t->dtype == DType::q4s ? ", 16 per block of 32 values along each row and 8 per group of 8 blocks"
+                           : t->dtype == DType::q3s ? ", 12 per block of 32 values along each row and 8 per group of 8 blocks"
                                                    : "");
     if (t->offset % kAlign != 0)
       return Status::error(Err::misaligned, "tensor '%.*s': offset %llu is not a multiple of %llu", nl, nm,
@@ -222,6 +269,7 @@ Status parse_tensor(Cursor* c, unsigned index, bool verify, uint64_t data_offset
       }
     }
     if (t->dtype == DType::q4 || t->dtype == DType::q3) QTF_TRY(check_blocks(*t, c->base + t->offset, elements));
+    if (t->dtype == DType::q4s || t->dtype == DType::q3s) QTF_TRY(check_sub_scaled(*t, c->base + t->offset, elements));
   }
   return Status::success();
 }
@@ -274,6 +322,16 @@ uint64_t count_nonfinite(const TensorInfo& t, uint64_t* first) {
       for (uint64_t r = 0; r < rows; ++r)
         for (uint64_t k = 0; k < blocks; ++k, b += step)
           if (((b[0] | b[1] << 8) & 0x7C00) == 0x7C00 && bad++ == 0) *first = r * cols + k * kQ4Block;
+      break;
+    }
+    case DType::q4s:
+    case DType::q3s: {  // each block's scale f16(s_j * D), as for q4 and q3
+      const uint8_t* b = static_cast<const uint8_t*>(t.data);
+      const bool q3 = t.dtype == DType::q3s;
+      const uint64_t rows = t.rows(), cols = rows ? n / rows : 0, nb = (cols + kQ4Block - 1) / kQ4Block;
+      for (uint64_t i = 0; i < rows * nb; ++i)
+        if ((sgroup_scale(b + sgroup_offset(q3, i / kSGroup), (int)(i % kSGroup)) & 0x7C00) == 0x7C00 && bad++ == 0)
+          *first = i / nb * cols + i % nb * kQ4Block;
       break;
     }
   }

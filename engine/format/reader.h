@@ -31,7 +31,7 @@ struct TensorInfo {
 };
 
 // Values of a tensor that are NaN or +-Inf, by exponent bits (no float traps): f32 and f16 values, and
-// the scales of i8, q8, q4 and q3 (a bad scale counts once, at the first value it scales). *first receives
+// the scales of i8, q8, q4, q3, q4s and q3s (a bad scale counts once, at the first value it scales). *first receives
 // the index of the first one.
 uint64_t count_nonfinite(const TensorInfo& t, uint64_t* first);
 

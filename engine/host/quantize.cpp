@@ -111,29 +111,30 @@ bool block_search(const float* v, int n, Q4Scale how, BlockRange r, uint16_t* be
   return true;
 }
 
-// One q4 block into 18 bytes: the scale, then byte j = code j | code j + 16 << 4.
-bool q4_block(const float* v, int n, Q4Scale how, uint8_t* out) {
-  uint16_t h;
-  uint8_t nib[kQ4Block];
-  if (!block_search(v, n, how, {-8, 7}, &h, nib)) return false;
-  out[0] = (uint8_t)(h & 0xFF);
-  out[1] = (uint8_t)(h >> 8);
-  for (int j = 0; j < 16; ++j) out[2 + j] = (uint8_t)(nib[j] | nib[j + 16] << 4);
-  return true;
+// A block's codes as stored after its scale: q4, 16 bytes, byte j = code j | code j + 16 << 4; q3, 12
+// bytes (kernels.h: 8 bytes of low bit pairs, 4 of high bits). q4s and q3s store the same bytes.
+void pack_codes(const uint8_t* code, bool q3, uint8_t* out) {
+  if (!q3) {
+    for (int j = 0; j < 16; ++j) out[j] = (uint8_t)(code[j] | code[j + 16] << 4);
+    return;
+  }
+  std::memset(out, 0, kQ3BlockBytes - 2);
+  for (int j = 0; j < kQ3Block; ++j) {
+    out[j & 7] |= (uint8_t)((code[j] & 3) << (2 * (j >> 3)));
+    out[8 + (j >> 3)] |= (uint8_t)((code[j] >> 2) << (j & 7));
+  }
 }
 
-// One q3 block into 14 bytes (kernels.h: the scale, 8 bytes of low bit pairs, 4 of high bits).
-bool q3_block(const float* v, int n, Q4Scale how, uint8_t* out) {
+constexpr BlockRange kQ4Range = {-8, 7}, kQ3Range = {-4, 3};
+
+// One q4 (q3) block into 18 (14) bytes: the scale, then the codes.
+bool scaled_block(const float* v, int n, Q4Scale how, bool q3, uint8_t* out) {
   uint16_t h;
-  uint8_t code[kQ3Block];
-  if (!block_search(v, n, how, {-4, 3}, &h, code)) return false;
-  std::memset(out, 0, kQ3BlockBytes);
+  uint8_t code[kQ4Block];
+  if (!block_search(v, n, how, q3 ? kQ3Range : kQ4Range, &h, code)) return false;
   out[0] = (uint8_t)(h & 0xFF);
   out[1] = (uint8_t)(h >> 8);
-  for (int j = 0; j < kQ3Block; ++j) {
-    out[2 + (j & 7)] |= (uint8_t)((code[j] & 3) << (2 * (j >> 3)));
-    out[10 + (j >> 3)] |= (uint8_t)((code[j] >> 2) << (j & 7));
-  }
+  pack_codes(code, q3, out + 2);
   return true;
 }
 
@@ -154,43 +155,59 @@ Status check_finite(const format::ModelFile& f) {
 
 bool quantize_q4_row(const float* v, int64_t cols, Q4Scale how, uint8_t* out) {
   for (int64_t c0 = 0; c0 < cols; c0 += kQ4Block, out += kQ4BlockBytes)
-    if (!q4_block(v + c0, cols - c0 < kQ4Block ? (int)(cols - c0) : kQ4Block, how, out)) return false;
+    if (!scaled_block(v + c0, cols - c0 < kQ4Block ? (int)(cols - c0) : kQ4Block, how, false, out)) return false;
   return true;
 }
 
 bool quantize_q3_row(const float* v, int64_t cols, Q4Scale how, uint8_t* out) {
   for (int64_t c0 = 0; c0 < cols; c0 += kQ3Block, out += kQ3BlockBytes)
-    if (!q3_block(v + c0, cols - c0 < kQ3Block ? (int)(cols - c0) : kQ3Block, how, out)) return false;
+    if (!scaled_block(v + c0, cols - c0 < kQ3Block ? (int)(cols - c0) : kQ3Block, how, true, out)) return false;
   return true;
 }
 
-
-uint16_t f32_to_f16(float f) {
-  uint32_t x;
-  std::memcpy(&x, &f, 4);
-  const uint32_t sign = (x >> 16) & 0x8000u, exp = (x >> 23) & 0xFF, man = x & 0x7FFFFFu;
-  if (exp == 0xFF) return (uint16_t)(sign | 0x7C00u | (man ? 0x200u : 0));
-  const int e = (int)exp - 127 + 15;
-  if (e >= 31) return (uint16_t)(sign | 0x7C00u);
-  if (e <= 0) {  // subnormal half or zero
-    if (e < -10) return (uint16_t)sign;
-    const uint32_t m = man | 0x800000u;
-    const int shift = 14 - e;
-    uint32_t h = m >> shift;
-    const uint32_t rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
-    if (rem > half || (rem == half && (h & 1))) ++h;
-    return (uint16_t)(sign | h);
+bool quantize_sub_scaled(const float* v, int64_t rows, int64_t cols, bool q3, Q4Scale how, uint8_t* out,
+                         int64_t* bad_row) {
+  const int64_t nb = (cols + kQ4Block - 1) / kQ4Block, blocks = rows * nb;
+  const int64_t row_bytes = q3 ? q3_row_bytes(cols) : q4_row_bytes(cols), step = q3 ? kQ3BlockBytes : kQ4BlockBytes;
+  std::vector<uint8_t> scaled((size_t)(rows * row_bytes));  // 1. each row as q4 / q3: its blocks' f16 scales
+  for (int64_t r = 0; r < rows; ++r)
+    if (!(q3 ? quantize_q3_row : quantize_q4_row)(v + r * cols, cols, how, scaled.data() + r * row_bytes))
+      return *bad_row = r, false;
+  for (int64_t g0 = 0; g0 < blocks; g0 += kSGroup) {  // 2. each group of 8: D and the sub-scales
+    const int n = blocks - g0 < kSGroup ? (int)(blocks - g0) : kSGroup;
+    float d[kSGroup], m = 0.f;
+    for (int j = 0; j < n; ++j) {
+      const uint8_t* b = scaled.data() + (g0 + j) * step;
+      d[j] = f16_to_f32((uint16_t)(b[0] | b[1] << 8));
+      m = std::fmax(m, std::fabs(d[j]));
+    }
+    uint8_t* group = out + sgroup_offset(q3, (uint64_t)g0 / kSGroup);
+    const uint16_t dh = f32_to_f16(m / 31.0f);
+    const float D = f16_to_f32(dh);
+    uint64_t bits = 0;
+    for (int j = 0; j < n; ++j) {
+      const long q = D == 0.f ? 0 : std::lround(d[j] / D);
+      bits |= (uint64_t)((q < -31 ? -31 : q > 31 ? 31 : q) & 63) << (6 * j);
+    }
+    group[0] = (uint8_t)(dh & 0xFF), group[1] = (uint8_t)(dh >> 8);
+    for (int k = 0; k < 6; ++k) group[2 + k] = (uint8_t)(bits >> (8 * k));
+    for (int j = 0; j < n; ++j) {  // 3., 4. each block's codes again at its coded scale
+      const int64_t r = (g0 + j) / nb, c0 = (g0 + j) % nb * kQ4Block;
+      const float dj = f16_to_f32(sgroup_scale(group, j));
+      if (!std::isfinite(dj)) return *bad_row = r, false;
+      uint8_t code[kQ4Block];
+      block_codes(v + r * cols + c0, cols - c0 < kQ4Block ? (int)(cols - c0) : kQ4Block, dj, q3 ? kQ3Range : kQ4Range, code);
+      pack_codes(code, q3, group + kSGroupHeader + j * sblock_bytes(q3));
+    }
   }
-  uint32_t h = ((uint32_t)e << 10) | (man >> 13);
-  const uint32_t rem = man & 0x1FFFu;
-  if (rem > 0x1000u || (rem == 0x1000u && (h & 1))) ++h;  // a carry into the exponent is still right
-  return (uint16_t)(sign | h);
+  return true;
 }
 
 Status quantize_model(const void* data, size_t size, QuantType type, std::vector<uint8_t>* out,
                       QuantizeReport* report, Q4Scale q4_scale) {
-  // q4's and q3's TT cores are q8's (docs/quantize.md)
-  const bool q8 = type == QuantType::q8 || type == QuantType::q4 || type == QuantType::q3;
+  // q4's, q3's, q4s's and q3s's TT cores are q8's (docs/quantize.md)
+  const bool blocked = type == QuantType::q4 || type == QuantType::q3 || type == QuantType::q4s || type == QuantType::q3s;
+  const bool q8 = type == QuantType::q8 || blocked;
   // LoadedModel would copy a buffer that is not 64-byte aligned, and its pointers would not be into `data`.
   if (reinterpret_cast<uintptr_t>(data) % 64 != 0)
     return Status::error(Err::invalid_argument, "quantize_model: the input buffer must be 64-byte aligned");
@@ -255,16 +272,23 @@ Status quantize_model(const void* data, size_t size, QuantType type, std::vector
       w.add_tensor(name, t.dtype, dims, t.data, t.scale);
       continue;
     }
-    if ((type == QuantType::q4 || type == QuantType::q3) && is_dense && t.values != head) {
-      const bool q4 = type == QuantType::q4;
+    if (blocked && is_dense && t.values != head) {
+      const bool q3 = type == QuantType::q3 || type == QuantType::q3s, sub = type == QuantType::q4s || type == QuantType::q3s;
+      const format::DType dt = sub ? (q3 ? format::DType::q3s : format::DType::q4s) : q3 ? format::DType::q3 : format::DType::q4;
       const size_t rows = (size_t)t.rows(), cols = n / rows;
-      const int64_t row_bytes = q4 ? q4_row_bytes((int64_t)cols) : q3_row_bytes((int64_t)cols);
-      std::vector<uint8_t> blocks(rows * (size_t)row_bytes);
-      for (size_t r = 0; r < rows; ++r)
-        if (!(q4 ? quantize_q4_row : quantize_q3_row)(v + r * cols, (int64_t)cols, q4_scale, blocks.data() + r * row_bytes))
-          return Status::error(Err::bad_value, "tensor '%s': row %zu has values too large for %s's f16 scales (|v| > %g)",
-                               name.c_str(), r, q4 ? "q4" : "q3", (q4 ? 8.0 : 4.0) * 65504.0);
-      w.add_tensor(name, q4 ? format::DType::q4 : format::DType::q3, dims, blocks.data());
+      const int64_t row_bytes = q3 ? q3_row_bytes((int64_t)cols) : q4_row_bytes((int64_t)cols);
+      uint64_t bytes = 0;
+      format::tensor_bytes(dt, n, rows, &bytes);  // no overflow: smaller than the f32 tensor read
+      std::vector<uint8_t> blocks((size_t)bytes);
+      int64_t bad = -1;
+      for (size_t r = 0; !sub && bad < 0 && r < rows; ++r)
+        if (!(q3 ? quantize_q3_row : quantize_q4_row)(v + r * cols, (int64_t)cols, q4_scale, blocks.data() + r * row_bytes))
+          bad = (int64_t)r;
+      if (sub) quantize_sub_scaled(v, (int64_t)rows, (int64_t)cols, q3, q4_scale, blocks.data(), &bad);
+      if (bad >= 0)
+        return Status::error(Err::bad_value, "tensor '%s': row %lld has values too large for %s's f16 scales (|v| > %g)",
+                             name.c_str(), (long long)bad, format::dtype_name(dt), (q3 ? 4.0 : 8.0) * 65504.0);
+      w.add_tensor(name, dt, dims, blocks.data());
     } else if (!q8) {
       std::vector<uint16_t> h(n);
       for (size_t i = 0; i < n; ++i) {

@@ -10,7 +10,7 @@
 
 namespace qtf::host {
 
-enum class QuantType { q8, f16, q4, q3 };
+enum class QuantType { q8, f16, q4, q3, q4s, q3s };
 // How a q4 (or q3) block's scale is chosen (docs/quantize.md): `search` (the default) tries scales around the
 // absmax one and keeps the least squared error; `absmax` is GGUF's Q4_0 rule, d = (the value of largest
 // magnitude) / -8 (q3: / -4).
@@ -28,6 +28,7 @@ struct QuantizeReport {
 // q4: dense matrices as q4 blocks (GGUF Q4_0's layout, dtype q4) with scales chosen by `q4_scale`; the
 // head (the token embeddings when tied) and TT cores as q8 does (int8, a scale per row / per core). Errors also: a
 // matrix too large for q4's f16 scales, naming the tensor. q3: as q4 with q3 blocks (3.5 bits a value).
+// q4s, q3s: as q4, q3 with the block scales coded per group of 8 blocks (quantize_sub_scaled).
 Status quantize_model(const void* data, size_t size, QuantType type, std::vector<uint8_t>* out,
                       QuantizeReport* report, Q4Scale q4_scale = Q4Scale::search);
 
@@ -36,9 +37,15 @@ Status quantize_model(const void* data, size_t size, QuantType type, std::vector
 bool quantize_q4_row(const float* v, int64_t cols, Q4Scale how, uint8_t* out);
 // The same as q3 blocks (q3_row_bytes(cols) bytes; padded with codes 4). False when |v| > 4 * 65504.
 bool quantize_q3_row(const float* v, int64_t cols, Q4Scale how, uint8_t* out);
+// A [rows, cols] matrix of finite values as a q4s (`q3` false) or q3s tensor's bytes (format::tensor_bytes
+// of them at `out`; docs/format.md): 1. each row as quantize_q4_row (q3: quantize_q3_row) gives each
+// block's f16 scale d_j; 2. per group of 8 blocks (row-major over the matrix), D = f16(max |d_j| / 31)
+// and s_j = clamp(lround(d_j / D), -31, 31) (all 0 when D is 0); 3. each block's codes again at its
+// coded scale f16(s_j * D). False when a row's values are too large for the f16 scales: *bad_row, the row.
+bool quantize_sub_scaled(const float* v, int64_t rows, int64_t cols, bool q3, Q4Scale how, uint8_t* out,
+                         int64_t* bad_row);
 
 using ::qtf::quantize_i8;  // kernels.h: the core materialises q8 matrices with it too
-// float -> IEEE half, round to nearest even (overflow to Inf; Inf and NaN kept).
-uint16_t f32_to_f16(float f);
+using ::qtf::f32_to_f16;  // kernels.h: the loader rounds q4s / q3s block scales with it
 
 }  // namespace qtf::host

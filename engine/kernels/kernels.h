@@ -27,6 +27,8 @@ struct TTShape {
 
 // IEEE half -> float (exact).
 float f16_to_f32(uint16_t h);
+// float -> IEEE half, round to nearest even (overflow to Inf; Inf and NaN kept).
+uint16_t f32_to_f16(float f);
 
 // q4 (docs/format.md, dtype 4): GGUF's Q4_0 blocks along each row. A block is 32 values in 18 bytes: an
 // IEEE half scale d, then 16 bytes whose byte j holds value j in its low nibble and value j + 16 in its
@@ -48,14 +50,45 @@ float q4_value(const uint8_t* row, int64_t col);
 constexpr int kQ3Block = 32;
 constexpr int kQ3BlockBytes = 14;
 constexpr int64_t q3_row_bytes(int64_t cols) { return (cols + kQ3Block - 1) / kQ3Block * kQ3BlockBytes; }
-// Code (0..7) of value j of a q3 block.
-inline int q3_code(const uint8_t* block, int j) {
-  return (block[2 + (j & 7)] >> (2 * (j >> 3)) & 3) | (block[10 + (j >> 3)] >> (j & 7) & 1) << 2;
+// Code (0..7) of value j of a q3 block's 12 code bytes (those after its scale).
+inline int q3_code_of(const uint8_t* codes, int j) {
+  return (codes[j & 7] >> (2 * (j >> 3)) & 3) | (codes[8 + (j >> 3)] >> (j & 7) & 1) << 2;
 }
+// Code (0..7) of value j of a q3 block.
+inline int q3_code(const uint8_t* block, int j) { return q3_code_of(block + 2, j); }
 // Value `col` of a q3 row (its first block at `row`), dequantized.
 float q3_value(const uint8_t* row, int64_t col);
 // A q3 row of `cols` values as the q4 row of the same values (q4_row_bytes(cols) bytes at `out`).
 void q3_row_to_q4(const uint8_t* row, int64_t cols, uint8_t* out);
+
+// q4s, q3s (docs/format.md, dtypes 6, 7): a tensor's q4 (q3) blocks numbered row-major over the whole
+// tensor, their f16 scales coded per group of 8 blocks (the last group may hold fewer): 8 header bytes
+// (D, an IEEE half; then eight 6-bit two's complement sub-scales s_j in -31..31, s_j & 63 at bits
+// [6j, 6j + 6) of the 48-bit little-endian integer of bytes 2..7), then each block's codes without its
+// scale (q4s: 16 bytes, a q4 block's bytes 2..17; q3s: 12 bytes, a q3 block's bytes 2..13). Block j's
+// scale is f16_round((float)s_j * D): 4.25 (3.25) bits a value. The loader expands them to q4 blocks
+// (sblocks_to_q4), so every q4 kernel runs them (docs/quantize.md "q4s, q3s").
+constexpr int kSGroup = 8;         // blocks a group
+constexpr int kSGroupHeader = 8;   // bytes: D and the sub-scales
+constexpr int sblock_bytes(bool q3) { return q3 ? kQ3BlockBytes - 2 : kQ4BlockBytes - 2; }
+// Bytes of group g's start in a q4s (q3s) tensor (every group before it full).
+constexpr uint64_t sgroup_offset(bool q3, uint64_t g) { return g * (kSGroupHeader + kSGroup * (uint64_t)sblock_bytes(q3)); }
+// Sub-scale j (-32..31 as stored) of the group whose header is at `group`.
+inline int sgroup_sub(const uint8_t* group, int j) {
+  uint64_t bits = 0;
+  for (int k = 0; k < 6; ++k) bits |= (uint64_t)group[2 + k] << (8 * k);
+  const int s = (int)(bits >> (6 * j) & 63);
+  return s >= 32 ? s - 64 : s;
+}
+// Code of value j of a q4s (q3s) block's codes at `codes`: a nibble 0..15, zero 8 (a code 0..7, zero 4).
+inline int sblock_code(const uint8_t* codes, bool q3, int j) {
+  return q3 ? q3_code_of(codes, j) : j < 16 ? codes[j] & 15 : codes[j - 16] >> 4;
+}
+// Block j's scale in the group at `group`: the f16 f16_round((float)s_j * D) (round to nearest even).
+uint16_t sgroup_scale(const uint8_t* group, int j);
+// Blocks first .. first + count - 1 of the q4s (`q3` false) or q3s tensor at `data` as q4 blocks of the
+// same values (count * 18 bytes at `out`; a tensor's blocks 0 .. rows * ceil(cols / 32) - 1 are its q4 rows).
+void sblocks_to_q4(const uint8_t* data, bool q3, uint64_t first, uint64_t count, uint8_t* out);
 
 // Weights as the model file stores them, read in place (docs/quantize.md): f32; f16 (IEEE half); i8,
 // value = scale * q, with one scale per row (`scales`) or one for all (`scales` null: `scale`); or q4

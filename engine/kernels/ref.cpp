@@ -30,6 +30,28 @@ float f16_to_f32(uint16_t h) {  // exact: every half is a float
   return f;
 }
 
+uint16_t f32_to_f16(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  const uint32_t sign = (x >> 16) & 0x8000u, exp = (x >> 23) & 0xFF, man = x & 0x7FFFFFu;
+  if (exp == 0xFF) return (uint16_t)(sign | 0x7C00u | (man ? 0x200u : 0));
+  const int e = (int)exp - 127 + 15;
+  if (e >= 31) return (uint16_t)(sign | 0x7C00u);
+  if (e <= 0) {  // subnormal half or zero
+    if (e < -10) return (uint16_t)sign;
+    const uint32_t m = man | 0x800000u;
+    const int shift = 14 - e;
+    uint32_t h = m >> shift;
+    const uint32_t rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+    if (rem > half || (rem == half && (h & 1))) ++h;
+    return (uint16_t)(sign | h);
+  }
+  uint32_t h = ((uint32_t)e << 10) | (man >> 13);
+  const uint32_t rem = man & 0x1FFFu;
+  if (rem > 0x1000u || (rem == 0x1000u && (h & 1))) ++h;  // a carry into the exponent is still right
+  return (uint16_t)(sign | h);
+}
+
 Weights Weights::from(int64_t index, int64_t row) const {
   Weights w = *this;
   if (type == WType::q4) {
@@ -60,6 +82,23 @@ void q3_row_to_q4(const uint8_t* row, int64_t cols, uint8_t* out) {
   for (int64_t b = 0, nb = (cols + kQ3Block - 1) / kQ3Block; b < nb; ++b, row += kQ3BlockBytes, out += kQ4BlockBytes) {
     out[0] = row[0], out[1] = row[1];  // the same f16 scale
     for (int j = 0; j < 16; ++j) out[2 + j] = (uint8_t)((q3_code(row, j) + 4) | (q3_code(row, j + 16) + 4) << 4);
+  }
+}
+
+uint16_t sgroup_scale(const uint8_t* group, int j) {
+  return f32_to_f16((float)sgroup_sub(group, j) * f16_to_f32((uint16_t)(group[0] | group[1] << 8)));
+}
+
+void sblocks_to_q4(const uint8_t* data, bool q3, uint64_t first, uint64_t count, uint8_t* out) {
+  for (uint64_t i = first; i < first + count; ++i, out += kQ4BlockBytes) {
+    const uint8_t* group = data + sgroup_offset(q3, i / kSGroup);
+    const int j = (int)(i % kSGroup);
+    const uint8_t* codes = group + kSGroupHeader + j * sblock_bytes(q3);
+    const uint16_t d = sgroup_scale(group, j);
+    out[0] = (uint8_t)(d & 0xFF), out[1] = (uint8_t)(d >> 8);
+    if (!q3) std::memcpy(out + 2, codes, kQ4BlockBytes - 2);
+    else
+      for (int k = 0; k < 16; ++k) out[2 + k] = (uint8_t)((q3_code_of(codes, k) + 4) | (q3_code_of(codes, k + 16) + 4) << 4);
   }
 }
 

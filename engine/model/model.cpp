@@ -273,6 +273,18 @@ struct Binder {
       *out = dst;
       return Status::success();
     }
+    if (t.dtype == DType::q4s || t.dtype == DType::q3s) {  // block by block, each as its q4 block
+      const uint64_t nb = (cols + kQ4Block - 1) / kQ4Block;
+      for (uint64_t i = 0; i < t.rows() * nb; ++i) {
+        uint8_t q4[kQ4BlockBytes];
+        sblocks_to_q4(src, t.dtype == DType::q3s, i, 1, q4);
+        const uint64_t c0 = i % nb * kQ4Block;
+        for (uint64_t j = c0; j < cols && j < c0 + kQ4Block; ++j) dst[i / nb * cols + j] = q4_value(q4, (int64_t)(j - c0));
+      }
+      conv_used += need;
+      *out = dst;
+      return Status::success();
+    }
     for (uint64_t i = 0; i < t.elements(); ++i) {
       if (t.dtype == DType::f16) dst[i] = format::f16_to_f32((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
       else if (t.dtype == DType::i8) dst[i] = t.scale * (float)(int8_t)src[i];
@@ -283,9 +295,9 @@ struct Binder {
     return Status::success();
   }
 
-  // A q3 matrix expanded to the q4 blocks of the same values in the conversion buffer (kernels.h: q3's
-  // values are q4's), so every q4 kernel runs it: 18 resident bytes per 14 stored.
-  Status q3_as_q4(const char* name, const TensorInfo& t, Weights* out) {
+  // A q3, q4s or q3s matrix expanded to the q4 blocks of the same values in the conversion buffer
+  // (kernels.h: their values are q4's), so every q4 kernel runs it: 18 resident bytes per block.
+  Status as_q4(const char* name, const TensorInfo& t, Weights* out) {
     const int64_t cols = (int64_t)t.dims[t.ndim - 1];
     const size_t need = round16((size_t)t.rows() * (size_t)q4_row_bytes(cols));
     if (sizing) {
@@ -294,10 +306,13 @@ struct Binder {
       return Status::success();
     }
     if (conv == nullptr || conv_len - conv_used < need)
-      return Status::error(Err::no_memory, "no conversion buffer for q3 tensor '%s'", name);
+      return Status::error(Err::no_memory, "no conversion buffer for %s tensor '%s'", format::dtype_name(t.dtype), name);
     uint8_t* dst = conv + conv_used;
     const uint8_t* src = static_cast<const uint8_t*>(t.values);
-    for (uint64_t r = 0; r < t.rows(); ++r) q3_row_to_q4(src + r * q3_row_bytes(cols), cols, dst + r * q4_row_bytes(cols));
+    if (t.dtype == DType::q3)
+      for (uint64_t r = 0; r < t.rows(); ++r) q3_row_to_q4(src + r * q3_row_bytes(cols), cols, dst + r * q4_row_bytes(cols));
+    else
+      sblocks_to_q4(src, t.dtype == DType::q3s, 0, t.rows() * (uint64_t)((cols + kQ4Block - 1) / kQ4Block), dst);
     conv_used += need;
     *out = Weights::q4(dst, cols);
     return Status::success();
@@ -323,7 +338,8 @@ struct Binder {
   }
 
   // A matrix read in place: f32, f16, i8 (one scale), q8 (a scale per row) or q4 (blocks). A TT core
-  // (`core`) has no per-row scales or blocks in the kernels: a q8 or q4 core is converted to f32.
+  // (`core`) has no per-row scales or blocks in the kernels: a q8, q4, q3, q4s or q3s core is converted
+  // to f32; a q3, q4s or q3s matrix to q4 blocks (as_q4).
   Status weights(const char* name, int ndim, const int64_t* shape, bool core, Weights* out) {
     TensorInfo t;
     QTF_TRY(find(name, ndim, shape, &t));
@@ -347,7 +363,9 @@ struct Binder {
         }
         break;
       case DType::q3:
-        if (!core) return q3_as_q4(name, t, out);
+      case DType::q4s:
+      case DType::q3s:
+        if (!core) return as_q4(name, t, out);
         break;
     }
     const float* f = nullptr;

@@ -82,7 +82,7 @@ struct Model {
   ModelConfig cfg;
   format::ModelFile file;  // metadata (tokenizer, provenance) stays readable
   // The matrices (embeddings, head, linears, TT cores) are read in place in any stored type (f32, f16,
-  // i8/q8, q4: docs/quantize.md), but q3 ones, expanded to q4 blocks at load; the other tensors are f32
+  // i8/q8, q4: docs/quantize.md), but q3, q4s and q3s ones, expanded to q4 blocks at load; the other tensors are f32
   // (converted at load when stored otherwise).
   Weights tok_emb, pos_emb, head_w;  // [V, d], [T, d], [V, d]; head_w == tok_emb when tied
   const float *lnf_w = nullptr, *lnf_b = nullptr;
@@ -92,7 +92,7 @@ struct Model {
   int lora_linears = 0;           // linears with an adapter (from the file or apply_adapter)
 
   // Bytes load() needs to convert tensors to f32 (those not f32 that are not read in place; 0 for an
-  // all-f32 or a q8/f16/q4 file) and q3 matrices to q4 blocks: a dry run of load() on this object, which
+  // all-f32 or a q8/f16/q4 file) and q3, q4s and q3s matrices to q4 blocks: a dry run of load() on this object, which
   // it leaves unloaded.
   size_t convert_bytes(const format::ModelFile& f);
   // Binds a verified file. convert_buf (convert_bytes() long, 16-byte aligned) receives converted

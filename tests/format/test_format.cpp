@@ -52,6 +52,47 @@ Bytes q3_rows() {
   return b;
 }
 
+// A q4s (q3s) tensor of 5 rows x 40 values: 10 blocks (row r: blocks 2r and 2r + 1, the second with 8
+// values and padding) in two groups: blocks 0..7 (rows 0..3: a group across rows) and 8, 9 (row 4: a
+// partial group, sub-scales 2..7 absent and 0). D: 0.3 (f16 0x34CD), then 0.1 (0x2E66); block i's
+// sub-scale s_i = (7 i + 3) % 63 - 31 (-28, -21, ..., 0, ..., 28); value (r, c)'s code (r * 40 + c) % 16
+// (q3s: % 8); the padding the zero code (8; 4).
+int sub_scale(int i) { return (7 * i + 3) % 63 - 31; }
+uint16_t group_d(int g) { return g == 0 ? 0x34CD : 0x2E66; }
+size_t group_at(bool q3, int g) { return (size_t)g * (8 + 8 * (q3 ? 12 : 16)); }  // byte offset of group g
+
+Bytes sub_scaled_rows(bool q3) {
+  const int bb = q3 ? 12 : 16;
+  Bytes b(2 * 8 + 10 * bb, 0);
+  for (int g = 0; g < 2; ++g) {
+    uint8_t* h = b.data() + group_at(q3, g);
+    h[0] = (uint8_t)(group_d(g) & 0xFF), h[1] = (uint8_t)(group_d(g) >> 8);
+    uint64_t bits = 0;  // s_j & 63 at bits 6j.. of the 48-bit little-endian integer of bytes 2..7
+    for (int j = 0; j < 8 && g * 8 + j < 10; ++j) bits |= (uint64_t)(sub_scale(g * 8 + j) & 63) << (6 * j);
+    for (int k = 0; k < 6; ++k) h[2 + k] = (uint8_t)(bits >> (8 * k));
+  }
+  for (int i = 0; i < 10; ++i) {
+    uint8_t* p = b.data() + group_at(q3, i / 8) + 8 + i % 8 * bb;
+    for (int j = 0; j < 32; ++j) {
+      const int c = i % 2 * 32 + j, code = c < 40 ? (i / 2 * 40 + c) % (q3 ? 8 : 16) : q3 ? 4 : 8;
+      if (!q3) {
+        p[j % 16] |= (uint8_t)(code << (j < 16 ? 0 : 4));
+      } else {
+        p[j % 8] |= (uint8_t)((code & 3) << (2 * (j / 8)));
+        p[8 + j / 8] |= (uint8_t)((code >> 2) << (j % 8));
+      }
+    }
+  }
+  return b;
+}
+
+// Value (r, c) of that tensor: f16_round(s_i * D) * (code - zero).
+float sub_scaled_value(bool q3, int r, int c) {
+  const int i = r * 2 + c / 32;
+  const float d = qtf::f16_to_f32(qtf::f32_to_f16((float)sub_scale(i) * qtf::f16_to_f32(group_d(i / 8))));
+  return d * (float)((r * 40 + c) % (q3 ? 8 : 16) - (q3 ? 4 : 8));
+}
+
 // Nibble c of a q4 row (byte 2 + j of a block: value j low, value j + 16 high).
 int q4_nibble(const uint8_t* row, int c) {
   const uint8_t* p = row + c / 32 * 18;
@@ -80,6 +121,8 @@ Bytes make_file() {
   w.add_q8("delta.q8", {3, 5}, row_scales, q8);
   w.add_tensor("eps.q4", DType::q4, {2, 40}, q4_rows().data());
   w.add_tensor("zeta.q3", DType::q3, {2, 40}, q3_rows().data());
+  w.add_tensor("eta.q4s", DType::q4s, {5, 40}, sub_scaled_rows(false).data());
+  w.add_tensor("theta.q3s", DType::q3s, {5, 40}, sub_scaled_rows(true).data());
   return w.finish();
 }
 
@@ -94,6 +137,12 @@ void wr(Bytes* f, size_t at, uint64_t v, int n) {
 void fix_crc(Bytes* f) {
   wr(f, kChecksumOffset, 0, 4);
   wr(f, kChecksumOffset, crc32_update(0, f->data(), f->size()), 4);
+}
+
+// Sets sub-scale j of the q4s / q3s group at byte `at` to s (any 6-bit pattern).
+void set_sub(Bytes* f, size_t at, int j, int s) {
+  const uint64_t bits = rd(*f, at + 2, 6);
+  wr(f, at + 2, (bits & ~(63ull << (6 * j))) | (uint64_t)(s & 63) << (6 * j), 6);
 }
 
 // Byte position of tensor entry i's fields (the file layout of make_file()).
@@ -142,7 +191,7 @@ TEST_CASE("a valid file opens and its contents read back") {
   REQUIRE(m.open(f.data(), f.size()).ok());
   CHECK(m.version() == 1);
   CHECK(m.meta_count() == 6);
-  CHECK(m.tensor_count() == 6);
+  CHECK(m.tensor_count() == 8);
 
   Str s;
   REQUIRE(m.get_str("qtf.arch", &s).ok());
@@ -217,6 +266,23 @@ TEST_CASE("a valid file opens and its contents read back") {
     for (int c = 0; c < 64; ++c) CHECK(q4_nibble(as_q4.data() + r * qtf::q4_row_bytes(40), c) == (c < 40 ? (r * 40 + c) % 8 + 4 : 8));
   for (int r = 0; r < 2; ++r)
     for (int c = 0; c < 40; ++c) CHECK(q3.value(r * 40 + c, r) == 0.5f * (float)((r * 40 + c) % 8 - 4));
+  for (bool q3s : {false, true}) {  // q4s, q3s: expanded to q4 blocks, the file's values (sub_scaled_value)
+    REQUIRE(m.find_tensor(q3s ? "theta.q3s" : "eta.q4s", &t));
+    CHECK(t.dtype == (q3s ? DType::q3s : DType::q4s));
+    CHECK(std::string(dtype_name(t.dtype)) == (q3s ? "q3s" : "q4s"));
+    CHECK(t.size == 2 * 8 + 10 * (q3s ? 12 : 16));  // two groups' headers, ten blocks' codes
+    uint64_t first = 0;
+    CHECK(count_nonfinite(t, &first) == 0);
+    std::vector<uint8_t> blocks(5 * (size_t)qtf::q4_row_bytes(40));
+    qtf::sblocks_to_q4(static_cast<const uint8_t*>(t.values), q3s, 0, 10, blocks.data());
+    const qtf::Weights wq = qtf::Weights::q4(blocks.data(), 40);
+    for (int r = 0; r < 5; ++r) {
+      for (int c = 0; c < 40; ++c) CHECK(wq.value(r * 40 + c, r) == sub_scaled_value(q3s, r, c));
+      for (int c = 40; c < 64; ++c) CHECK(q4_nibble(blocks.data() + r * qtf::q4_row_bytes(40), c) == 8);
+    }
+    CHECK(sub_scaled_value(q3s, 0, 0) != 0.f);  // the values are not all zeros
+    CHECK(sub_scaled_value(q3s, 4, 39) != 0.f);
+  }
   CHECK_FALSE(m.find_tensor("missing", &t));
 }
 
@@ -325,7 +391,7 @@ TEST_CASE("metadata damage") {
 }
 
 TEST_CASE("tensor table damage") {
-  expect_damage([](Bytes* f) { (*f)[tensor_entry(*f, 0).dtype] = 7; }, Err::bad_dtype, "unknown dtype 7");
+  expect_damage([](Bytes* f) { (*f)[tensor_entry(*f, 0).dtype] = 9; }, Err::bad_dtype, "unknown dtype 9");
   expect_damage([](Bytes* f) { (*f)[tensor_entry(*f, 1).ndim] = 0; }, Err::bad_shape, "ndim 0");
   expect_damage([](Bytes* f) { (*f)[tensor_entry(*f, 1).ndim] = 5; }, Err::bad_shape, "ndim 5");
   expect_damage([](Bytes* f) { (*f)[tensor_entry(*f, 0).ndim + 1] = 1; }, Err::bad_value, "reserved");
@@ -352,7 +418,7 @@ TEST_CASE("tensor table damage") {
   expect_damage([](Bytes* f) { wr(f, tensor_entry(*f, 2).scale, 0, 4); }, Err::bad_value, "i8 scale");
   expect_damage([](Bytes* f) { wr(f, 68, rd(*f, 68, 4) - 1, 4); }, Err::bad_value, "unused bytes");
   // q8: the size must count the row scales, and every scale must be finite and > 0 (like i8's one).
-  expect_damage([](Bytes* f) { (*f)[tensor_entry(*f, 3).dtype] = 6; }, Err::bad_dtype, "unknown dtype 6");
+  expect_damage([](Bytes* f) { (*f)[tensor_entry(*f, 3).dtype] = 8; }, Err::bad_dtype, "unknown dtype 8");
   expect_damage([](Bytes* f) { wr(f, tensor_entry(*f, 3).size, 15, 8); }, Err::bad_shape, "a scale per row included");
   expect_damage([](Bytes* f) { wr(f, tensor_entry(*f, 3).dims, 4, 8); }, Err::bad_shape, "a scale per row included");
   expect_damage([](Bytes* f) { (*f)[tensor_entry(*f, 2).dtype] = 3; }, Err::bad_shape, "does not match shape");
@@ -401,6 +467,64 @@ TEST_CASE("tensor table damage") {
                 "q3 row 0 pads its last block with code 0 at value 40, not 4");
   expect_damage([](Bytes* f) { (*f)[rd(*f, tensor_entry(*f, 5).offset, 8) + 3 * 14 + 2 + 7] ^= 0x40; },
                 Err::bad_value, "q3 row 1 pads its last block with code 5 at value 63, not 4");
+  // q4s (entry 6), q3s (entry 7): size from the shape (the headers included, overflow checked), each D
+  // finite, each sub-scale in -31..31 and 0 where the last group lacks its block, each block scale
+  // f16(s_j * D) finite, the padding the zero code.
+  expect_damage([](Bytes* f) { wr(f, tensor_entry(*f, 6).size, 175, 8); }, Err::bad_shape,
+                "16 per block of 32 values along each row and 8 per group of 8 blocks");
+  expect_damage([](Bytes* f) { wr(f, tensor_entry(*f, 7).size, 137, 8); }, Err::bad_shape,
+                "12 per block of 32 values along each row and 8 per group of 8 blocks");
+  expect_damage([](Bytes* f) { wr(f, tensor_entry(*f, 6).dims, 6, 8); }, Err::bad_shape, "does not match shape");
+  expect_damage([](Bytes* f) { (*f)[tensor_entry(*f, 6).dtype] = 7; }, Err::bad_shape, "does not match shape");
+  expect_damage([](Bytes* f) { (*f)[tensor_entry(*f, 4).dtype] = 7; }, Err::bad_shape, "does not match shape");
+  // the q4 tensor read as q4s: the same 72 bytes (one group of 4 blocks), refused by its sub-scales
+  expect_damage([](Bytes* f) { (*f)[tensor_entry(*f, 4).dtype] = 6; }, Err::bad_value, "q4s sub-scale 4 of group 0 is -13, not 0");
+  expect_damage(
+      [](Bytes* f) {  // 2^60 - 1 blocks of 16 bytes fit 64 bits; their 2^57 headers of 8 do not
+        wr(f, tensor_entry(*f, 6).dims, (1ull << 60) - 1, 8);
+        wr(f, tensor_entry(*f, 6).dims + 8, 1, 8);
+      },
+      Err::overflow, "byte size overflows");
+  expect_damage(
+      [](Bytes* f) {  // 2^62 blocks of 12 bytes overflow 64 bits
+        wr(f, tensor_entry(*f, 7).dims, 1ull << 62, 8);
+        wr(f, tensor_entry(*f, 7).dims + 8, 1, 8);
+      },
+      Err::overflow, "byte size overflows");
+  expect_damage([](Bytes* f) { wr(f, rd(*f, tensor_entry(*f, 6).offset, 8) + group_at(false, 1), 0x7E00, 2); },
+                Err::bad_value, "q4s scale D of group 1 is not finite");
+  expect_damage([](Bytes* f) { wr(f, rd(*f, tensor_entry(*f, 7).offset, 8), 0xFC00, 2); }, Err::bad_value,
+                "q3s scale D of group 0 is not finite");
+  expect_damage([](Bytes* f) { set_sub(f, rd(*f, tensor_entry(*f, 6).offset, 8), 3, -32); }, Err::bad_value,
+                "q4s sub-scale 3 of group 0 is -32 (not in -31..31)");
+  expect_damage([](Bytes* f) { set_sub(f, rd(*f, tensor_entry(*f, 7).offset, 8) + group_at(true, 1), 7, -32); },
+                Err::bad_value, "q3s sub-scale 7 of group 1 is -32");
+  expect_damage([](Bytes* f) { set_sub(f, rd(*f, tensor_entry(*f, 6).offset, 8) + group_at(false, 1), 2, 1); },
+                Err::bad_value, "q4s sub-scale 2 of group 1 is 1, not 0: the last group has no block 2");
+  expect_damage([](Bytes* f) { set_sub(f, rd(*f, tensor_entry(*f, 7).offset, 8) + group_at(true, 1), 7, -31); },
+                Err::bad_value, "q3s sub-scale 7 of group 1 is -31, not 0");
+  // D = 65504: block 0's sub-scale -28 gives -28 * 65504, beyond f16 (its sub-scale 4 is 0: 0 * D is finite)
+  expect_damage([](Bytes* f) { wr(f, rd(*f, tensor_entry(*f, 6).offset, 8), 0x7BFF, 2); }, Err::bad_value,
+                "q4s scale of row 0, block 0 (group 0, sub-scale 0 times D) is not finite");
+  expect_damage([](Bytes* f) { wr(f, rd(*f, tensor_entry(*f, 7).offset, 8) + group_at(true, 1), 0x7800, 2); },
+                Err::bad_value, "q3s scale of row 4, block 0 (group 1, sub-scale 0 times D) is not finite");
+  // row 4's last block is block 9 (group 1, j 1); row 0's, block 1 (group 0, j 1). Value 40: j 8.
+  expect_damage([](Bytes* f) { (*f)[rd(*f, tensor_entry(*f, 6).offset, 8) + group_at(false, 1) + 8 + 16 + 8] &= 0xF0; },
+                Err::bad_value, "q4s row 4 pads its last block with nibble 0 at value 40, not 8");
+  expect_damage([](Bytes* f) { (*f)[rd(*f, tensor_entry(*f, 6).offset, 8) + 8 + 16 + 15] ^= 0x10; }, Err::bad_value,
+                "q4s row 0 pads its last block with nibble 9 at value 63, not 8");
+  expect_damage([](Bytes* f) { (*f)[rd(*f, tensor_entry(*f, 7).offset, 8) + group_at(true, 1) + 8 + 12 + 9] &= 0xFE; },
+                Err::bad_value, "q3s row 4 pads its last block with code 0 at value 40, not 4");
+  expect_damage([](Bytes* f) { (*f)[rd(*f, tensor_entry(*f, 7).offset, 8) + 8 + 12 + 7] ^= 0x40; }, Err::bad_value,
+                "q3s row 0 pads its last block with code 5 at value 63, not 4");
+  {  // D zero, negative or subnormal is a valid D
+    Bytes f = make_file();
+    const size_t at = (size_t)rd(f, tensor_entry(f, 6).offset, 8);
+    wr(&f, at, 0x8001, 2);  // -2^-24
+    wr(&f, at + group_at(false, 1), 0x0000, 2);
+    fix_crc(&f);
+    CHECK(open_bytes(f).ok());
+  }
 
   Writer w;
   float x[2] = {1, 2};

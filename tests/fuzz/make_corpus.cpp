@@ -37,17 +37,21 @@ void model_files() {
   save("files", "valid_full.qtf", base);
   save("files", "valid_dense.qtf", qtf::testing::make_tiny_model(fuzz::tiny_config(1)));
   save("files", "valid_k3_q4.qtf", qtf::testing::make_tiny_model(fuzz::tiny_config(2)));
-  qtf::testing::ModelEdit as_f16, as_i8, as_q8, as_q4, as_q3;
+  qtf::testing::ModelEdit as_f16, as_i8, as_q8, as_q4, as_q3, as_q4s, as_q3s;
   as_f16.dtype = format::DType::f16;
   as_i8.dtype = format::DType::i8;
   as_q8.dtype = format::DType::q8;  // every tensor, vectors too: q8 where the loader converts it as well
   as_q4.dtype = format::DType::q4;  // the same for q4 (vectors and TT cores converted at load)
   as_q3.dtype = format::DType::q3;  // and q3 (matrices expanded to q4 blocks at load)
+  as_q4s.dtype = format::DType::q4s;  // and q4s, q3s (likewise)
+  as_q3s.dtype = format::DType::q3s;
   save("files", "valid_f16.qtf", qtf::testing::rewrite_model(base, as_f16));
   save("files", "valid_i8.qtf", qtf::testing::rewrite_model(base, as_i8));
   save("files", "valid_q8.qtf", qtf::testing::rewrite_model(base, as_q8));
   save("files", "valid_q4.qtf", qtf::testing::rewrite_model(base, as_q4));
   save("files", "valid_q3.qtf", qtf::testing::rewrite_model(base, as_q3));
+  save("files", "valid_q4s.qtf", qtf::testing::rewrite_model(base, as_q4s));
+  save("files", "valid_q3s.qtf", qtf::testing::rewrite_model(base, as_q3s));
   format::Writer empty;
   save("files", "valid_empty.qtf", empty.finish());
 

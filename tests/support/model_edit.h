@@ -1,5 +1,5 @@
 // Rewrites a .qtf file through format::Writer with edits, to build damaged or unusual models for tests
-// and the fuzz seed corpus: metadata overrides, tensor value changes, and f16/i8/q8/q4/q3 storage.
+// and the fuzz seed corpus: metadata overrides, tensor value changes, and f16/i8/q8/q4/q3/q4s/q3s storage.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -20,29 +20,8 @@ struct ModelEdit {
   std::function<bool(const std::string& key, format::Writer* w)> meta;
   // Called for each tensor's values (as f32) before they are stored.
   std::function<void(const std::string& name, std::vector<float>* values)> tensor;
-  format::DType dtype = format::DType::f32;  // how tensors are stored (q8: a scale per row; q4, q3: blocks)
+  format::DType dtype = format::DType::f32;  // how tensors are stored (q8: a scale per row; q4, q3, q4s, q3s: blocks)
 };
-
-inline uint16_t f32_to_f16(float f) {  // round to nearest even; keeps Inf and NaN
-  uint32_t x;
-  std::memcpy(&x, &f, 4);
-  const uint32_t sign = (x >> 16) & 0x8000u, exp = (x >> 23) & 0xFF, man = x & 0x7FFFFFu;
-  if (exp == 0xFF) return (uint16_t)(sign | 0x7C00u | (man ? 0x200u : 0));
-  int e = (int)exp - 127 + 15;
-  if (e >= 31) return (uint16_t)(sign | 0x7C00u);
-  if (e <= 0) {  // subnormal or zero
-    if (e < -10) return (uint16_t)sign;
-    uint32_t m = man | 0x800000u;
-    const int shift = 14 - e;
-    uint32_t h = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
-    if (rem > half || (rem == half && (h & 1))) ++h;
-    return (uint16_t)(sign | h);
-  }
-  uint32_t h = ((uint32_t)e << 10) | (man >> 13);
-  const uint32_t rem = man & 0x1FFFu;
-  if (rem > 0x1000u || (rem == 0x1000u && (h & 1))) ++h;
-  return (uint16_t)(sign | h);
-}
 
 inline std::vector<uint8_t> rewrite_model(const std::vector<uint8_t>& in, const ModelEdit& edit) {
   format::ModelFile f;
@@ -68,6 +47,12 @@ inline std::vector<uint8_t> rewrite_model(const std::vector<uint8_t>& in, const 
       else if (t.dtype == format::DType::i8) v[k] = t.scale * (float)(int8_t)src[k];
       else if (t.dtype == format::DType::q4) v[k] = Weights::q4(src, (int64_t)cols).value((int64_t)k, (int64_t)(k / cols));
       else if (t.dtype == format::DType::q3) v[k] = q3_value(src + k / cols * q3_row_bytes((int64_t)cols), (int64_t)(k % cols));
+      else if (t.dtype == format::DType::q4s || t.dtype == format::DType::q3s) {
+        uint8_t q4[kQ4BlockBytes];  // the value's block as q4
+        const uint64_t nb = (cols + kQ4Block - 1) / kQ4Block, c = k % cols;
+        sblocks_to_q4(src, t.dtype == format::DType::q3s, k / cols * nb + c / kQ4Block, 1, q4);
+        v[k] = q4_value(q4, (int64_t)(c % kQ4Block));
+      }
       else v[k] = t.row_scales[k / cols] * (float)(int8_t)src[k];
     }
     if (edit.tensor) edit.tensor(name, &v);
@@ -106,6 +91,15 @@ inline std::vector<uint8_t> rewrite_model(const std::vector<uint8_t>& in, const 
       for (int64_t r = 0; r < rows; ++r)
         host::quantize_q3_row(v.data() + r * n, n, host::Q4Scale::search, blocks.data() + r * q3_row_bytes(n));
       w.add_tensor(name, format::DType::q3, dims, blocks.data());
+    } else if (edit.dtype == format::DType::q4s || edit.dtype == format::DType::q3s) {
+      const int64_t n = (int64_t)dims.back(), rows = (int64_t)v.size() / n;
+      uint64_t bytes = 0;
+      format::tensor_bytes(edit.dtype, v.size(), (uint64_t)rows, &bytes);
+      std::vector<uint8_t> blocks((size_t)bytes);
+      int64_t bad_row = 0;
+      host::quantize_sub_scaled(v.data(), rows, n, edit.dtype == format::DType::q3s, host::Q4Scale::search,
+                                blocks.data(), &bad_row);
+      w.add_tensor(name, edit.dtype, dims, blocks.data());
     } else {
       w.add_f32(name, dims, v.data());
     }
