@@ -758,7 +758,7 @@ def add_kinds_arg(ap):
         got = [k.strip() for k in v.split(",") if k.strip()]
         bad = [k for k in got if k not in QUANT_KINDS]
         if bad or not got:
-            raise argparse.ArgumentTypeError("%r: a comma-separated list of %s" % (v, ", ".join(QUANT_KINDS)))
+            raise argparse.ArgumentTypeError("a comma-separated list of %s, not %r" % (", ".join(QUANT_KINDS), v))
         return tuple(got)
     ap.add_argument("--kinds", type=kinds, help="the quantisation kinds a matrix may get (default all: %s)" %
                     ",".join(QUANT_KINDS))
