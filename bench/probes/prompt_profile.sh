@@ -13,7 +13,7 @@ set -uo pipefail
 O=$1 THREADS=${2:-16 1} REPS=${3:-12} KINDS=${4:-d}
 P=${PERF:-perf}
 here=$(cd "$(dirname "$0")/../.." && pwd)
-mkdir -p "$O"
+mkdir -p "$O" || exit 1
 lscpu > "$O/lscpu.txt" 2>&1
 D=$here/build-devdeps/include
 ex=(); [ -d "$D" ] && ex=(-DQTF_XSIMD_INCLUDE_DIR="$D" -DQTF_DOCTEST_INCLUDE_DIR="$D")
