@@ -619,7 +619,9 @@ class GridQuant(nn.Module):
     grid), whatever rounding chose them. learn=False: d is kept through healing; learn=True: d is trained too
     (LSQ, arXiv 1902.08153: the gradient of d q with q = round(w / d) straight through), stored as its f16
     value (the forward uses that value, so what is healed is still what is written). sup = (D [G], s [G, 8]):
-    q4s/q3s, d = f16(s D) per block; then D is what learn trains (s kept)."""
+    q4s/q3s, d = f16(s D) per block; then learn trains D (s kept) as a multiple of its start, D = D0 u with
+    the parameter u from 1: an optimizer's step on u is then relative, where one on D itself (31 times
+    smaller than the block scales it makes) moved the scales 20x as far per step and healing diverged."""
 
     def __init__(self, d, lo, hi, learn=False, sup=None):
         super().__init__()
@@ -627,11 +629,13 @@ class GridQuant(nn.Module):
         if sup is None:
             p = torch.as_tensor(np.asarray(d), dtype=torch.float32).clone()
             self.register_buffer("s", None)
+            self.register_buffer("D0", None)
         else:
-            p = torch.as_tensor(np.asarray(sup[0]), dtype=torch.float32).clone()
+            self.register_buffer("D0", torch.as_tensor(np.asarray(sup[0]), dtype=torch.float32).clone())
             self.register_buffer("s", torch.as_tensor(np.asarray(sup[1]), dtype=torch.float32).reshape(-1).clone())
+            p = torch.ones_like(self.D0)
         if learn:
-            self.d = nn.Parameter(p)  # the block scales, or (sup) the groups' scales D
+            self.d = nn.Parameter(p)  # the block scales, or (sup) the groups' scales' multipliers u
         else:
             self.register_buffer("d", p)
         self.lo, self.hi = lo, hi
@@ -644,7 +648,7 @@ class GridQuant(nn.Module):
         if self.s is None:
             return half(self.d)
         M, nb = self.shape
-        return half(self.s.view(-1, 8) * half(self.d)[:, None]).reshape(-1)[:M * nb].view(M, nb)
+        return half(self.s.view(-1, 8) * half(self.D0 * self.d)[:, None]).reshape(-1)[:M * nb].view(M, nb)
 
     def scales(self):
         """The scales as stored: f16 values."""
@@ -652,7 +656,7 @@ class GridQuant(nn.Module):
 
     def sup(self):
         """(D as stored, s) of a q4s/q3s grid."""
-        return self.d.detach().half().float(), self.s.view(-1, 8).to(torch.int8)
+        return (self.D0 * self.d.detach()).half().float(), self.s.view(-1, 8).to(torch.int8)
 
     def codes(self, w):
         M, N = w.shape
