@@ -576,8 +576,9 @@ Status bind_adapter(Model* m, const ModelFile& a, float alpha, Linear** done, in
       if (std::strcmp(rest, names[j]) == 0) lin = lins[j];
     if (lin == nullptr || lin->rows == 0)
       return Status::error(Err::bad_value, "adapter tensor '%s': this model has no linear '%s'", name, rest);
-    char prefix[96];
-    std::snprintf(prefix, sizeof prefix, "blk.%d.%s", l, rest);
+    char prefix[96];  // rest is one of names[]: never truncated, checked for the compiler's sake
+    if (std::snprintf(prefix, sizeof prefix, "blk.%d.%s", l, rest) >= (int)sizeof prefix)
+      return Status::error(Err::bad_value, "adapter tensor '%s': name too long", name);
     if (is_b) {  // bound with its partner; a lone b is an error
       std::snprintf(name, sizeof name, "%s.lora_a", prefix);
       if (TensorInfo ta; !a.find_tensor(name, &ta))

@@ -542,14 +542,19 @@ TEST_CASE("q4s, q3s models: smaller than q4, q3, verified, expanded to q4 blocks
             const int code = (int)std::lround(dq != 0.f ? xs / dq : 0.f);
             const bool clamped = (code == (q3 ? -4 : -8) || code == (q3 ? 3 : 7)) && xs * xf >= 0.f &&
                                  std::fabs(xf) >= std::fabs(xs);
-            CHECK((std::fabs(xs - xf) <= 0.501f * std::fabs(dq) + 1e-7f || clamped || (dq == 0.f && xs == 0.f)));
-            CHECK(q4_value(blk, 0) == q4_value(blk, 0));  // finite
+            // Per value: the assertions run only where a value fails (a doctest CHECK for each of millions
+            // of values was most of this test's time, 44 s under ASan).
+            const bool within = std::fabs(xs - xf) <= 0.501f * std::fabs(dq) + 1e-7f || clamped || (dq == 0.f && xs == 0.f);
+            if (!within) CHECK(within);
+            if (!std::isfinite(xs)) CHECK(std::isfinite(xs));
             // and near the q4 / q3 value: the block scales differ by the sub-scale's rounding only
             const float d = std::fabs(f16_to_f32((uint16_t)(bb[0] | bb[1] << 8)));
             const float D = std::fabs(f16_to_f32((uint16_t)(h[0] | h[1] << 8)));
-            CHECK(std::fabs(dq - (bb[1] & 0x80 ? -d : d)) <= 0.501f * D + std::ldexp(std::fabs(dq), -10));
+            const bool near_base = std::fabs(dq - (bb[1] & 0x80 ? -d : d)) <= 0.501f * D + std::ldexp(std::fabs(dq), -10);
+            if (!near_base) CHECK(near_base);
             err += std::pow((double)xs - xf, 2), err_base += std::pow((double)xb - xf, 2);
-            if (tn == "blk.0.ffn.up.w" && !up.tt) REQUIRE(up.dense.w.value(r * cols + col, r) == xs);
+            if (tn == "blk.0.ffn.up.w" && !up.tt && up.dense.w.value(r * cols + col, r) != xs)
+              REQUIRE(up.dense.w.value(r * cols + col, r) == xs);
           }
         compared += tn == "blk.0.ffn.up.w" && !up.tt;
       }
