@@ -13,7 +13,7 @@ jobs=$(nproc 2>/dev/null || echo 2)
 # known false positive inside them (GCC 12's -Wmaybe-uninitialized in the AVX-512 intrinsics) is
 # silenced for that file only (engine/kernels/CMakeLists.txt).
 # -O1 -g (the sanitizers' own advice) rather than RelWithDebInfo's -O2 -g: on the 2-core CI machine the
-# ASan build took 440 of the stage's 680 s at -O2, and -O1 compiles the heaviest files in half the time.
+# ASan build was most of the stage's 680 s at -O2; -O1 compiles the heaviest files in half the time.
 configure() {  # build dir, sanitizers
   cmake -S . -B "$1" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g -DNDEBUG" \
     -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -g -DNDEBUG" -DQTF_SANITIZE="$2" -DQTF_BUILD_BENCH=OFF \

@@ -981,8 +981,8 @@ TEST_CASE("a block's input packed once serves every matrix that reads it: the bi
         biases.push_back(random_vec(rng, (size_t)row_counts[i]));
       }
       for (int i = 0; i < 3; ++i) M[i].rows = row_counts[i], M[i].cols = cols, M[i].w = stored[i].view(), M[i].bias = biases[i].data();
-      // (2 threads and a batch of 37 were dropped: 60% of test_kernels' time under qemu-user; 3 and 16
-      // threads cut the rows and tokens differently, and 70 has a token tail as 37 had.)
+      // (This case was 60% of test_kernels' time under qemu-user: 2 threads and a batch of 37 were
+      // dropped from it; 3 and 16 threads cut the rows and tokens differently, 70 has a token tail.)
       for (int batch : {13, 16, 70}) {
         CAPTURE(batch);
         const Vec X = random_vec(rng, (size_t)cols * batch), X2 = random_vec(rng, (size_t)cols * batch);

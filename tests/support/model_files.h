@@ -1,7 +1,7 @@
 // Every .qtf file the tests sweep over: the committed fixtures and the shipped models, sorted.
 // QTF_TEST_MODELS=fixtures leaves the shipped models out: tools/cross/test_cross.sh sets it for the
-// ctest runs under qemu-user (40-70x slower than native), where the fixtures cover every block option
-// and each shipped model's greedy text is compared with the native build's separately.
+// ctest runs under qemu-user (40-70x slower than native) and tools/sanitize.sh for ASan's; the fixtures
+// cover every block option, and the shipped models run there in their own tests (greedy text).
 #pragma once
 #include <dirent.h>
 

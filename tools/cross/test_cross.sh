@@ -53,7 +53,7 @@ run_linux() {  # target toolchain
 # qemu-user's default aarch64 CPU ("max") has the dot-product extension: dispatch must have picked the
 # neondot table for ctest, whose kernel tests ran every variant (scalar, neon, neondot) there. A Cortex-A72
 # (Raspberry Pi 4) has none: run-time dispatch must pick plain neon there and pass the integer tests and
-# the kernel tests (less $slow_float), never executing sdot.
+# the kernel tests (less the three slow float cases above), never executing sdot.
 check_aarch64_dispatch() {
   local dir="$root/build-cross-aarch64" emu="qemu-aarch64 -cpu cortex-a72 -L /usr/aarch64-linux-gnu" out t args
   if ! grep -q "simd_arch() = neondot;" "$dir/Testing/Temporary/LastTest.log"; then

@@ -7,11 +7,22 @@ sub-scales (nl4s), and a symmetric 8-level grid for 3 bits (nl3s). Each block's 
 least squared error (24 trial scales at either end of the grid, each refit by least squares).
 
     /usr/bin/python3 tools/train/grid_study.py models/stories260k.qtf [--windows 16]
+
+--heal SECONDS KIND: the same, then every matrix (the tied embedding included) at KIND (q4s: the uniform
+grid under 6-bit sub-scales, scales as the writer searches them; nl4s: IQ4_NL's grid under them) healed by
+budget.heal's distillation on stories 1-300 and 32 samples of the original (set-aside KL on the last 10% of
+those stories), then the loss on held-out stories 301-500 in PyTorch (windows of 256 tokens, every
+next-token prediction scored; not qtf eval's protocol, so compare rows of one run, not other tables):
+
+    /usr/bin/python3 tools/train/grid_study.py models/stories260k.qtf --heal 300 nl4s
 """
 import argparse
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrize
 
 import budget
 import qtf_format as qf
@@ -28,8 +39,9 @@ def grid_codes(v, d, grid):
     return c, ((v - d[:, None] * grid[c]) ** 2).sum(1)
 
 
-def grid_blocks(W, grid, sub_scales=False, trials=24):
-    """W [M, N] rounded to blocks of 32 on `grid` times an f16 scale (q4s's sub-scales: sub_scales)."""
+def grid_blocks(W, grid, sub_scales=False, trials=24, scales_only=False):
+    """W [M, N] rounded to blocks of 32 on `grid` times an f16 scale (q4s's sub-scales: sub_scales); scales_only:
+    the block scales [M, nb] instead."""
     v, _ = qf._blocks_of(W)  # the padding is zeros, which every scale rounds with no error
     mx = v[np.arange(len(v)), np.abs(v).argmax(1)]
     best_d, best = np.zeros(len(v), np.float32), np.full(len(v), np.inf)
@@ -45,8 +57,73 @@ def grid_blocks(W, grid, sub_scales=False, trials=24):
                 best, best_d = np.where(win, ee, best), np.where(win, dd, best_d)
     if sub_scales:
         _, _, best_d = qf.super_scales(best_d)
+    if scales_only:
+        return best_d.reshape(W.shape[0], -1)
     c, _ = grid_codes(v, best_d, grid)
     return (best_d[:, None] * grid[c]).reshape(W.shape[0], -1)[:, :W.shape[1]]
+
+
+class GridSTE(nn.Module):
+    """Straight-through rounding of a weight to blocks of 32 on a grid times fixed block scales d [M, nb]."""
+
+    def __init__(self, d, grid):
+        super().__init__()
+        self.register_buffer("d", torch.as_tensor(d, dtype=torch.float32))
+        self.register_buffer("grid", torch.as_tensor(grid, dtype=torch.float32))
+        self.register_buffer("mid", (self.grid[1:] + self.grid[:-1]) / 2)
+
+    def forward(self, w):
+        M, N = w.shape
+        nb = self.d.shape[1]
+        with torch.no_grad():
+            d = self.d[:, :, None]
+            x = F.pad(w, (0, nb * 32 - N)).view(M, nb, 32) / torch.where(d == 0, torch.ones_like(d), d)
+            q = (self.grid[torch.bucketize(x, self.mid)] * d).view(M, nb * 32)[:, :N]
+        return w + (q - w).detach()
+
+
+def module_of(model, name):
+    if name == "tok_emb":
+        return model.tok_emb
+    _, l, a, b = name.split(".")
+    return getattr(model.blocks[int(l)], dict((p, n) for n, p in budget.LINEARS)[a + "." + b])
+
+
+def heldout_loss(model, x):
+    """Mean next-token cross-entropy over windows x [n, T] (every position but the last of each window)."""
+    with torch.no_grad():
+        tot, n = 0.0, 0
+        for i in range(0, len(x), 8):
+            logits = model(x[i:i + 8])[0].float()
+            tot += F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), x[i:i + 8, 1:].reshape(-1),
+                                   reduction="sum").item()
+            n += x[i:i + 8, 1:].numel()
+    return tot / n
+
+
+def heal_kind(s, mats, kind, seconds, text):
+    import llama
+    import budget_frontier
+    grid = np.arange(-8, 8, dtype=np.float32) if kind == "q4s" else IQ4_NL
+    student = llama.Llama(s.model.cfg)
+    student.load_state_dict(s.model.state_dict())
+    student.float()
+    for m in mats:
+        if kind == "q4s":
+            d = qf._encode_blocks(m.W, -8, 7, True, "q4")[0]
+            d = qf.super_scales(d)[2].reshape(m.W.shape[0], -1)
+        else:
+            d = grid_blocks(m.W, grid, True, scales_only=True)
+        parametrize.register_parametrization(module_of(student, m.name), "weight", GridSTE(d, grid))
+    data = s.train_x if s.samples_x is None else torch.cat([s.train_x, s.samples_x])
+    h = budget.heal(student, s.model, data, s.val_x, s.val_lp, seconds, 10 ** 9, log=lambda *_: None)
+    held = budget_frontier.heldout_file(text, "301-500", "/dev/null")
+    ids = budget.encode_stories(s.qtf, s.qtf_path, s.meta, held, s.workdir, s.binding, drop_unknown=True,
+                                log=lambda *_: None)
+    hx = budget.windows(ids, 256)
+    base, got = heldout_loss(s.model, hx), heldout_loss(student, hx)
+    print("%s healed %d s (%d steps): set-aside KL %.4f -> %.4f; held-out loss %.4f vs f32 %.4f (%+.4f) on %d windows" % (
+        kind, seconds, h["steps"], h["val_kl_before"], h["val_kl_after"], got, base, got - base, len(hx)), flush=True)
 
 
 def main():
@@ -54,8 +131,10 @@ def main():
     ap.add_argument("model")
     ap.add_argument("--text", default=budget.__file__.rsplit("/tools/", 1)[0] + "/../shared/data/real/tinystories-valid-1-500.txt")
     ap.add_argument("--windows", type=int, default=16)
+    ap.add_argument("--heal", nargs=2, metavar=("SECONDS", "KIND"), help="KIND: q4s or nl4s")
     a = ap.parse_args()
-    s = budget.Session(a.model, a.text, stories="1-300", rounding="rtn", samples=0, calib_windows=a.windows)
+    s = budget.Session(a.model, a.text, stories="1-300", rounding="rtn", samples=32 if a.heal else 0,
+                       calib_windows=a.windows)
     x = s.train_x[:a.windows]
     t_lp = budget.teacher_logprobs(s.model, x)
     mats = budget.matrices(s.model, "quant", "rtn")
@@ -73,6 +152,8 @@ def main():
         for n, p in params.items():
             p.copy_(orig[n])
 
+    if a.heal:
+        return heal_kind(s, mats, a.heal[1], float(a.heal[0]), a.text)
     print("%s: %d matrices, %d windows of %d tokens" % (a.model, len(mats), len(x), x.shape[1]))
     for kind in ("q8", "q4", "q4s", "q3s"):
         run(kind, lambda W, k=kind: budget.roundtrip(W, k))
