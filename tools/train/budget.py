@@ -504,13 +504,18 @@ def matrices(model, family, rounding="rtn", H=None, kinds=None):
     return out
 
 
-def weight_param(model, name):
+def linear_module(model, name):
+    """The module of matrix `name` ('tok_emb' or 'blk.L.a.b'; a separate head is a bare parameter, no module)."""
     if name == "tok_emb":
-        return model.tok_emb.weight
+        return model.tok_emb
+    _, l, a, b = name.split(".")
+    return getattr(model.blocks[int(l)], dict((p, n) for n, p in LINEARS)[a + "." + b])
+
+
+def weight_param(model, name):
     if name == "head":
         return model.head
-    _, l, a, b = name.split(".")
-    return getattr(model.blocks[int(l)], dict((p, n) for n, p in LINEARS)[a + "." + b]).weight
+    return linear_module(model, name).weight
 
 
 @torch.no_grad()
@@ -721,13 +726,9 @@ def make_student(model, mats, choice, learn_scales=False):
             n = dict((p, n) for n, p in LINEARS)[a + "." + b]
             setattr(blk, n, LowRank(A, B, opt["dtype"], getattr(blk, n).bias))
         elif opt["dtype"] != "f32":
-            if m.name == "tok_emb":
-                mod = student.tok_emb
-            elif m.name == "head":
+            if m.name == "head":
                 raise BudgetError("a separate classifier is not handled by the student yet")
-            else:
-                _, l, a, b = m.name.split(".")
-                mod = getattr(student.blocks[int(l)], dict((p, n) for n, p in LINEARS)[a + "." + b])
+            mod = linear_module(student, m.name)
             if opt["dtype"] in BLOCK_RANGE:  # fixed scales: healing keeps the chosen grid, the file is written with it
                 g, master = grid_quant(m, opt["dtype"], opt["rounding"], learn_scales)
                 with torch.no_grad():

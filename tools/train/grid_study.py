@@ -25,6 +25,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 import budget
+import budget_frontier
+import llama
 import qtf_format as qf
 
 IQ4_NL = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113], np.float32)
@@ -82,13 +84,6 @@ class GridSTE(nn.Module):
         return w + (q - w).detach()
 
 
-def module_of(model, name):
-    if name == "tok_emb":
-        return model.tok_emb
-    _, l, a, b = name.split(".")
-    return getattr(model.blocks[int(l)], dict((p, n) for n, p in budget.LINEARS)[a + "." + b])
-
-
 def heldout_loss(model, x):
     """Mean next-token cross-entropy over windows x [n, T] (every position but the last of each window)."""
     with torch.no_grad():
@@ -102,19 +97,16 @@ def heldout_loss(model, x):
 
 
 def heal_kind(s, mats, kind, seconds, text):
-    import llama
-    import budget_frontier
     grid = np.arange(-8, 8, dtype=np.float32) if kind == "q4s" else IQ4_NL
     student = llama.Llama(s.model.cfg)
     student.load_state_dict(s.model.state_dict())
     student.float()
     for m in mats:
         if kind == "q4s":
-            d = qf._encode_blocks(m.W, -8, 7, True, "q4")[0]
-            d = qf.super_scales(d)[2].reshape(m.W.shape[0], -1)
+            d = budget.block_grid(m, "q4s", "rtn")[0]  # the writer's searched scales on q4s's sub-scale grid
         else:
             d = grid_blocks(m.W, grid, True, scales_only=True)
-        parametrize.register_parametrization(module_of(student, m.name), "weight", GridSTE(d, grid))
+        parametrize.register_parametrization(budget.linear_module(student, m.name), "weight", GridSTE(d, grid))
     data = s.train_x if s.samples_x is None else torch.cat([s.train_x, s.samples_x])
     h = budget.heal(student, s.model, data, s.val_x, s.val_lp, seconds, 10 ** 9, log=lambda *_: None)
     held = budget_frontier.heldout_file(text, "301-500", "/dev/null")
@@ -129,7 +121,7 @@ def heal_kind(s, mats, kind, seconds, text):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("model")
-    ap.add_argument("--text", default=budget.__file__.rsplit("/tools/", 1)[0] + "/../shared/data/real/tinystories-valid-1-500.txt")
+    ap.add_argument("--text", default=budget_frontier.TEXT)
     ap.add_argument("--windows", type=int, default=16)
     ap.add_argument("--heal", nargs=2, metavar=("SECONDS", "KIND"), help="KIND: q4s or nl4s")
     a = ap.parse_args()
