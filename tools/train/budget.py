@@ -61,8 +61,8 @@ import torch.nn.utils.parametrize as parametrize
 import gptq
 import llama
 from engine_sample import sample_engine
-from qtf_format import (SUPER_KINDS, QtfError, _block_codes, _blocks_of, _encode_blocks, _lround, read_qtf, super_block_scales,
-                        super_scales, tensor_nbytes, write_qtf)
+from qtf_format import (SUPER_KINDS, QtfError, _block_codes, _blocks_of, _encode_blocks, _lround, meta_entry_bytes, read_qtf,
+                        super_block_scales, super_scales, tensor_nbytes, write_qtf)
 
 ALIGN = 64
 LINEARS = (("q", "attn.q"), ("k", "attn.k"), ("v", "attn.v"), ("o", "attn.o"), ("gate", "ffn.gate"),
@@ -568,6 +568,18 @@ def kl_to(model, x, t_lp, batch=8):
 
 
 @torch.no_grad()
+def text_loss(model, x, batch=8):
+    """Mean next-token cross-entropy (nats) of model on windows x."""
+    tot, n = 0.0, 0
+    for i in range(0, len(x), batch):
+        xb = x[i:i + batch]
+        lp = F.log_softmax(model(xb)[0].float(), -1)
+        tot += F.nll_loss(lp[:, :-1].reshape(-1, lp.shape[-1]), xb[:, 1:].reshape(-1), reduction="sum").item()
+        n += xb.shape[0] * (xb.shape[1] - 1)
+    return tot / n
+
+
+@torch.no_grad()
 def measure(model, mats, x, t_lp, log=print):
     """Each option's KL with only its matrix changed (the others as in the original)."""
     t0 = time.time()
@@ -755,6 +767,8 @@ def add_heal_rate_args(ap):
         return n
     ap.add_argument("--heal-lr", type=rate, default=5e-4, help="peak learning rate of healing (cosine over the time)")
     ap.add_argument("--heal-batch", type=count, default=8, help="windows of 128 tokens per healing step")
+    ap.add_argument("--heal-ce", type=rate, default=0.0, help="weight of the real text's cross-entropy added to "
+                    "healing's KL (0: distillation alone); > 0 also keeps the step with the lowest set-aside loss")
 
 
 def add_kinds_arg(ap):
@@ -770,19 +784,26 @@ def add_kinds_arg(ap):
 
 
 def heal(student, teacher, data, val_x, val_lp, seconds, steps, lr=5e-4, batch=8, seq=128, seed=0, log=print,
-         scale_lr=0.1):
+         scale_lr=0.1, ce=0.0, n_real=None):
     """Distillation: KL(teacher || student) on batches of data (windows), AdamW, cosine over the time budget;
     the best step by the KL on val_x (every 25 steps and the last) is kept (step 0 included). Learned block scales (GridQuant) at
-    scale_lr times the masters' rate."""
+    scale_lr times the masters' rate. ce > 0 adds ce times the next-token cross-entropy of the batch's real-text
+    windows (data's first n_real rows; the rest are the original's samples, whose only target is the teacher)
+    and keeps the best step by val_x's own loss instead: the goal is measured in loss on held-out text, and
+    KL to a teacher that is itself off the text leaves part of that on the table."""
     if seconds <= 0 or steps <= 0:
         return {"steps": 0}
+    n_real = len(data) if n_real is None else n_real
+
+    def score(model):  # what "best" means: val KL, or val loss with the cross-entropy term
+        return kl_to(model, val_x, val_lp)[0] if ce <= 0 else text_loss(model, val_x)
     g = torch.Generator().manual_seed(seed)
     params = [p for p in student.parameters() if p.requires_grad]
     scales = {id(m.d) for m in student.modules() if isinstance(m, GridQuant) and m.d.requires_grad}
     groups = [{"params": [p for p in params if id(p) not in scales], "mult": 1.0},
               {"params": [p for p in params if id(p) in scales], "mult": scale_lr}]
     opt = torch.optim.AdamW([gr for gr in groups if gr["params"]], lr=lr, weight_decay=0.0, betas=(0.9, 0.99))
-    best = {"kl": kl_to(student, val_x, val_lp)[0], "step": 0,
+    best = {"kl": score(student), "step": 0,
             "state": {k: v.detach().clone() for k, v in student.state_dict().items()}}
     start_kl = best["kl"]
     t0, step = time.time(), 0
@@ -790,12 +811,16 @@ def heal(student, teacher, data, val_x, val_lp, seconds, steps, lr=5e-4, batch=8
         prog = min(1.0, max(step / steps, (time.time() - t0) / seconds))
         for gr in opt.param_groups:
             gr["lr"] = gr["mult"] * lr * (min(1.0, (step + 1) / 20)) * 0.5 * (1 + math.cos(math.pi * prog))
-        x = data[torch.randint(len(data), (batch,), generator=g)][:, :seq]
+        idx = torch.randint(len(data), (batch,), generator=g)
+        x = data[idx.to(data.device)][:, :seq]
         with torch.no_grad():
             t = F.log_softmax(teacher(x)[0].float(), -1)
         student.train()
         lp = F.log_softmax(student(x)[0].float(), -1)
         loss = (t.exp() * (t - lp)).sum(-1).mean()
+        real = (idx < n_real).to(data.device)
+        if ce > 0 and bool(real.any()):
+            loss = loss + ce * F.nll_loss(lp[real][:, :-1].reshape(-1, lp.shape[-1]), x[real][:, 1:].reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -804,14 +829,19 @@ def heal(student, teacher, data, val_x, val_lp, seconds, steps, lr=5e-4, batch=8
         student.eval()
         last = step >= steps or time.time() - t0 >= seconds  # the last step is checked too (short runs)
         if step % 25 == 0 or last:
-            kl = kl_to(student, val_x, val_lp)[0]
-            log("heal step %4d  train kl %.4f  val kl %.4f  %.0f s" % (step, loss.item(), kl, time.time() - t0))
+            kl = score(student)
+            log("heal step %4d  train %s %.4f  val %s %.4f  %.0f s" % (step, "kl" if ce <= 0 else "kl+ce", loss.item(),
+                                                                     "kl" if ce <= 0 else "loss", kl, time.time() - t0))
             if kl < best["kl"]:
                 best.update(kl=kl, step=step, state={k: v.detach().clone() for k, v in student.state_dict().items()})
     student.load_state_dict(best["state"])
     student.eval()
-    return {"steps": step, "best_step": best["step"], "val_kl_before": start_kl, "val_kl_after": best["kl"],
-            "seconds": round(time.time() - t0, 1)}
+    out = {"steps": step, "best_step": best["step"], "seconds": round(time.time() - t0, 1)}
+    if ce > 0:
+        out.update(ce=ce, val_loss_before=start_kl, val_loss_after=best["kl"], val_kl_after=kl_to(student, val_x, val_lp)[0])
+    else:
+        out.update(val_kl_before=start_kl, val_kl_after=best["kl"])
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -897,6 +927,27 @@ def file_meta(meta, cfg, family, max_rank, provenance):
     return meta
 
 
+def provenance(created_by, budget, fam, source=None):
+    """The provenance keys a compressed file adds (budget.py and budget_frontier.py)."""
+    p = {"created_by": created_by, "budget_bytes": int(budget), "budget_family": fam}
+    if source is not None:
+        p["budget_source"] = source
+    return p
+
+
+def provenance_room(meta, source):
+    """Metadata bytes the keys above may add to a file whose other metadata is meta, exactly (the longest
+    created_by, family and the source's name, less the entries they replace): the knapsack's room for them,
+    so no budget byte is left unused for a guess."""
+    longest = provenance("tools/train/budget_frontier.py", 1, "quant", source)
+    grow = 0
+    for k, v in longest.items():
+        key = "provenance." + k
+        grow += meta_entry_bytes(key, v) - (meta_entry_bytes(key, meta[key]) if key in meta else 0)
+    # + ALIGN - 1: the longer metadata may move the aligned data section by one more step
+    return max(grow, 0) + ALIGN - 1
+
+
 def fixed_bytes(meta, tensors, choice_tensor_names):
     """File bytes of everything but the chosen matrices' tensors (those are added aligned)."""
     total = len(write_qtf(None, meta, [(t[0], np.zeros(t[1].shape, np.float32), t[2]) if t[0] in choice_tensor_names
@@ -925,6 +976,7 @@ class Session:
         self.qtf = find_qtf(qtf)
         self.workdir = workdir or tempfile.mkdtemp(prefix="budget-")
         self.qtf_path = import_model(model_path, self.qtf, self.workdir, tokenizer)
+        self.source = os.path.basename(os.path.normpath(model_path))  # provenance's budget_source
         self.model, self.meta = load_reference(self.qtf_path)
         for p in self.model.parameters():
             p.requires_grad_(False)
@@ -997,7 +1049,7 @@ class Session:
                 names |= {t[0] for t in tensors if t[0] == m.name or t[0].startswith(m.name + ".w") or
                           t[0].startswith(m.name + ".core.")}
             meta = file_meta(self.meta, self.model.cfg, fam, 1, {})
-            self.fams[fam] = (mats, fixed_bytes(meta, tensors, names) + 1024)  # + room for provenance keys
+            self.fams[fam] = (mats, fixed_bytes(meta, tensors, names) + provenance_room(meta, self.source))
         return self.fams[fam]
 
     def plan(self, fam, budget):
@@ -1021,7 +1073,7 @@ class Session:
         mats, fixed = self.family(fam)
         return fixed + sum(min(o["bytes"] for o in m.options) for m in mats)
 
-    def run(self, fam, budget, heal_seconds=60, heal_steps=100000, seed=0, heal_lr=5e-4, heal_batch=8):
+    def run(self, fam, budget, heal_seconds=60, heal_steps=100000, seed=0, heal_lr=5e-4, heal_batch=8, heal_ce=0.0):
         """-> (student, mats, choice, report) for one family at budget bytes, healed; None if it does not fit."""
         p = self.plan(fam, budget)
         if p is None:
@@ -1033,7 +1085,7 @@ class Session:
         dev = self.device
         teacher = self.model if dev.type == "cpu" else copy.deepcopy(self.model).to(dev)
         h = heal(student.to(dev), teacher, data.to(dev), self.val_x.to(dev), self.val_lp.to(dev), heal_seconds,
-                 heal_steps, lr=heal_lr, batch=heal_batch, seed=seed, log=self.log)
+                 heal_steps, lr=heal_lr, batch=heal_batch, seed=seed, log=self.log, ce=heal_ce, n_real=len(self.train_x))
         student = student.cpu()
         rep = {"family": fam, "budget": int(budget), "predicted_kl": predicted, "calib_kl_unhealed": before, "heal": h,
                "choice": {m.name: {k: v for k, v in m.options[j].items() if k != "loss"} | {"loss": m.options[j]["loss"]}
@@ -1106,7 +1158,7 @@ def compress(args, log=print):
     fams = ["quant", "tt"] if args.family == "mix" else [args.family]
     results = []
     for fam in fams:
-        r = s.run(fam, budget, args.heal_seconds, args.heal_steps, args.seed, args.heal_lr, args.heal_batch)
+        r = s.run(fam, budget, args.heal_seconds, args.heal_steps, args.seed, args.heal_lr, args.heal_batch, args.heal_ce)
         if r is not None:
             student, mats, choice, rep = r
             rep["val_kl"] = kl_to(student, s.val_x, s.val_lp)[0]
@@ -1118,8 +1170,7 @@ def compress(args, log=print):
         raise BudgetError("budget %d bytes is below the smallest file this model can be made (%d bytes, family %s)" % (
             budget, smallest, args.family))
     _, fam, (student, mats, choice, rep) = min(results, key=lambda t: t[0])
-    prov = {"created_by": "tools/train/budget.py", "budget_bytes": int(budget), "budget_family": fam,
-            "budget_source": os.path.basename(os.path.normpath(args.model))}
+    prov = provenance("tools/train/budget.py", budget, fam, s.source)
     n = s.write(student, mats, choice, fam, args.out, budget, prov)
     rep.update(out=args.out, bytes=n, f32_bytes=s.f32_bytes, families_tried=[(f, k) for k, f, _ in results])
     log("wrote %s: %d bytes (budget %d, %.1f%% of the f32 file's %d), family %s" % (

@@ -7,6 +7,7 @@ stories the compressor never saw:
     python3 tools/train/budget_frontier.py run --model models/stories260k.qtf --name stories260k --dir D \
         [--budgets 1/16,1/8,1/4,1/2] [--heal-seconds 45] [--heal 1-300] [--heldout 301-500] [--families quant,tt]
         [--device cpu|cuda] [--rounding best|rtn|imatrix|gptq] [--learn-scales] [--sens-cache S.json]
+    python3 tools/train/budget_frontier.py plan --model M --budgets B,B,... [--sens-cache S.json]  # choice, predicted KL
     python3 tools/train/budget_frontier.py speed --dir D [--rounds 3 --cpu 1]   # tg again, interleaved, pinned
     python3 tools/train/budget_frontier.py report --dir D --md D/frontier.md --svg docs/img/budget-frontier.svg
 
@@ -80,7 +81,7 @@ def measure(qtf, binding, path, heldout_txt, x, t_lp):
 
 
 def provenance(budget_bytes, fam):
-    return {"created_by": "tools/train/budget_frontier.py", "budget_bytes": budget_bytes, "budget_family": fam}
+    return budget.provenance("tools/train/budget_frontier.py", budget_bytes, fam)
 
 
 def summary(choice):
@@ -101,6 +102,30 @@ def summary(choice):
     if ranks:
         parts.append("ranks %d-%d (mean %.0f)" % (min(ranks), max(ranks), np.mean(ranks)))
     return "; ".join(parts)
+
+
+def plan(args):
+    """What the knapsack would choose at each budget, and its predicted KL (the sum of the chosen options'
+    measured KLs): no healing, no file. Answers "what would N more bytes buy" before a run."""
+    s = budget.Session(args.model, args.text, args.heal, args.qtf, args.tokenizer, samples=0, log=lambda *_: None,
+                       calib_windows=args.calib_windows, drop_unknown=True, plain=args.plain_text,
+                       rounding=args.rounding, sens_cache=args.sens_cache, kinds=args.kinds)
+    mats, fixed = s.family(args.family)
+    print("%s, family %s: %d matrices; fixed part %d bytes (provenance room included)" % (
+        args.model, args.family, len(mats), fixed))
+    for spec in args.budgets.split(","):
+        b = budget.parse_budget(spec, s.f32_bytes)
+        p = s.plan(args.family, b)
+        if p is None:
+            print("%d bytes: below the smallest file (%d)" % (b, s.smallest(args.family)))
+            continue
+        chosen, choice, predicted, _ = p
+        kinds = {}
+        for m, j in zip(chosen, choice):
+            k = budget.option_label(m.options[j]).split()[0 if m.options[j]["kind"] != "tt" else 1]
+            kinds[k] = kinds.get(k, 0) + 1
+        print("%d bytes: predicted KL %.4f  %s" % (b, predicted, ", ".join(
+            "%d %s" % (n, k) for k, n in sorted(kinds.items(), key=lambda t: -t[1]))), flush=True)
 
 
 def run(args):
@@ -128,7 +153,7 @@ def run(args):
     res.update({"model": args.model, "name": args.name, "f32_bytes": s.f32_bytes, "heal_stories": args.heal,
                 "heldout_stories": args.heldout, "plain_text": args.plain_text,
                 "text": os.path.relpath(args.text, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")),
-                "heal_seconds": args.heal_seconds, "heal_lr": args.heal_lr, "heal_batch": args.heal_batch,
+                "heal_seconds": args.heal_seconds, "heal_lr": args.heal_lr, "heal_batch": args.heal_batch, "heal_ce": args.heal_ce,
                 "kinds": list(args.kinds or budget.QUANT_KINDS), "samples": args.samples, "rounding": args.rounding, "learn_scales": args.learn_scales,
                 "points": res.get("points", [])})
     done = {(p["family"], p.get("fraction")) for p in res["points"]}
@@ -164,7 +189,7 @@ def run(args):
         fam_points = {}
         for fam in args.families.split(","):
             path = os.path.join(out, "%s-%s.qtf" % (fam, frac.replace("/", "_")))
-            r = s.run(fam, b, args.heal_seconds, args.heal_steps, args.seed, args.heal_lr, args.heal_batch)
+            r = s.run(fam, b, args.heal_seconds, args.heal_steps, args.seed, args.heal_lr, args.heal_batch, args.heal_ce)
             if r is None:
                 log("%s at %s (%d bytes): below the smallest %s file (%d bytes)" % (fam, frac, b, fam, s.smallest(fam)))
                 add({"family": fam, "fraction": frac, "budget": b, "infeasible": True, "smallest": s.smallest(fam)})
@@ -394,7 +419,7 @@ def measure_rss(args):
             json.dump(res, fo, indent=1)
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run")
@@ -422,6 +447,19 @@ def main():
     r.add_argument("--learn-scales", action="store_true", help="healing trains the block scales (budget.py)")
     r.add_argument("--sens-cache", help="JSON file of measured sensitivities, read when it has this model's, else written")
     r.add_argument("--qtf")
+    pl = sub.add_parser("plan")
+    pl.add_argument("--model", required=True)
+    pl.add_argument("--tokenizer")
+    pl.add_argument("--text", default=TEXT)
+    pl.add_argument("--plain-text", type=int, default=0, metavar="N")
+    pl.add_argument("--heal", default="1-300", help="the stories calibration comes from (as run's)")
+    pl.add_argument("--budgets", required=True, help="bytes or fractions of the f32 file, comma-separated")
+    pl.add_argument("--family", choices=["quant", "tt"], default="quant")
+    pl.add_argument("--calib-windows", type=int, default=8)
+    pl.add_argument("--rounding", choices=budget.ROUNDINGS, default="best")
+    pl.add_argument("--sens-cache", help="JSON file of measured sensitivities (run's --sens-cache)")
+    budget.add_kinds_arg(pl)
+    pl.add_argument("--qtf")
     sp = sub.add_parser("speed")
     sp.add_argument("--dir", required=True)
     sp.add_argument("--rounds", type=int, default=3)
@@ -435,9 +473,9 @@ def main():
     p.add_argument("--dir", required=True)
     p.add_argument("--md")
     p.add_argument("--svg")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     try:
-        {"run": run, "speed": speed, "measure": measure_rss, "report": report}[args.cmd](args)
+        {"run": run, "plan": plan, "speed": speed, "measure": measure_rss, "report": report}[args.cmd](args)
     except budget.BudgetError as e:
         print("budget_frontier: %s" % e, file=sys.stderr)
         return 1

@@ -62,6 +62,11 @@ def _pack_value(v):
     raise QtfError("unsupported metadata value %r" % (v,))
 
 
+def meta_entry_bytes(key, value):
+    """Bytes one metadata entry takes in a file (its key, type and value)."""
+    return len(_pack_str(key) + _pack_value(value))
+
+
 def _lround(x):
     """C's lround on float32 values (half away from zero), computed without float32 rounding of x + 0.5."""
     x = np.asarray(x, dtype=np.float64)
