@@ -1,9 +1,10 @@
 // AVX-VNNI variant: the AVX2 table (kern_avx2.cpp) with its own integer kernels, for CPUs with the VEX
-// (256-bit) vpdpbusd but no AVX-512 (Intel Alder Lake and later client cores, AMD Zen 5 client; Zen 4
-// and Sapphire Rapids have it next to AVX-512). Compiled with the AVX2 flags plus -mavxvnni (where the
-// compiler knows it: else this file defines no kernels and the variant is absent); chosen where the CPU
-// has AVX-VNNI (CPUID.(7,1):EAX bit 4) besides what the AVX2 variant needs (dispatch.cpp, which
-// assembles the table).
+// (256-bit) vpdpbusd but no AVX-512 (Intel Alder Lake and later client cores, AMD Zen 5 client;
+// Sapphire Rapids has it next to AVX-512, AMD Zen 4 only the EVEX form). Compiled with the AVX2 flags
+// plus -mavxvnni (where the compiler knows it: else this file defines no kernels and the variant is
+// absent); chosen where the CPU has AVX-VNNI (CPUID.(7,1):EAX bit 4) besides what the AVX2 variant needs
+// (dispatch.cpp, which assembles the table). A test build (QTF_AVXVNNI_STANDIN) compiles it with the
+// EVEX vpdpbusd instead, so that this code runs on a Zen 4 too (tools/sanitize.sh).
 //
 // The GEMM is int8_lanes.inc's with int8_lanes256.inc's 8-row tiles, as kern_avx2.cpp runs for q4, but
 // one vpdpbusd per 4 values of the 8 rows instead of vpmaddubsw + an int16 add (+ one vpmaddwd per
@@ -12,7 +13,8 @@
 #include "kernels/dispatch.h"
 #include "kernels/simd.h"
 
-#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__) && defined(__AVXVNNI__)
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__) && \
+    (defined(__AVXVNNI__) || (defined(QTF_AVXVNNI_STANDIN) && defined(__AVX512VNNI__) && defined(__AVX512VL__)))
 #define xsimd qtf_xsimd_avxvnni  // this file's own copy of xsimd (simd_body.inc says why)
 #include <cmath>
 #include <cstring>
