@@ -803,9 +803,9 @@ def heal(student, teacher, data, val_x, val_lp, seconds, steps, lr=5e-4, batch=8
     groups = [{"params": [p for p in params if id(p) not in scales], "mult": 1.0},
               {"params": [p for p in params if id(p) in scales], "mult": scale_lr}]
     opt = torch.optim.AdamW([gr for gr in groups if gr["params"]], lr=lr, weight_decay=0.0, betas=(0.9, 0.99))
-    best = {"kl": score(student), "step": 0,
+    best = {"score": score(student), "step": 0,
             "state": {k: v.detach().clone() for k, v in student.state_dict().items()}}
-    start_kl = best["kl"]
+    start = best["score"]
     t0, step = time.time(), 0
     while step < steps and time.time() - t0 < seconds:
         prog = min(1.0, max(step / steps, (time.time() - t0) / seconds))
@@ -818,9 +818,10 @@ def heal(student, teacher, data, val_x, val_lp, seconds, steps, lr=5e-4, batch=8
         student.train()
         lp = F.log_softmax(student(x)[0].float(), -1)
         loss = (t.exp() * (t - lp)).sum(-1).mean()
-        real = (idx < n_real).to(data.device)
-        if ce > 0 and bool(real.any()):
-            loss = loss + ce * F.nll_loss(lp[real][:, :-1].reshape(-1, lp.shape[-1]), x[real][:, 1:].reshape(-1))
+        if ce > 0:
+            real = (idx < n_real).to(data.device)
+            if bool(real.any()):
+                loss = loss + ce * F.nll_loss(lp[real][:, :-1].reshape(-1, lp.shape[-1]), x[real][:, 1:].reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -829,18 +830,18 @@ def heal(student, teacher, data, val_x, val_lp, seconds, steps, lr=5e-4, batch=8
         student.eval()
         last = step >= steps or time.time() - t0 >= seconds  # the last step is checked too (short runs)
         if step % 25 == 0 or last:
-            kl = score(student)
+            got = score(student)
             log("heal step %4d  train %s %.4f  val %s %.4f  %.0f s" % (step, "kl" if ce <= 0 else "kl+ce", loss.item(),
-                                                                     "kl" if ce <= 0 else "loss", kl, time.time() - t0))
-            if kl < best["kl"]:
-                best.update(kl=kl, step=step, state={k: v.detach().clone() for k, v in student.state_dict().items()})
+                                                                     "kl" if ce <= 0 else "loss", got, time.time() - t0))
+            if got < best["score"]:
+                best.update(score=got, step=step, state={k: v.detach().clone() for k, v in student.state_dict().items()})
     student.load_state_dict(best["state"])
     student.eval()
     out = {"steps": step, "best_step": best["step"], "seconds": round(time.time() - t0, 1)}
     if ce > 0:
-        out.update(ce=ce, val_loss_before=start_kl, val_loss_after=best["kl"], val_kl_after=kl_to(student, val_x, val_lp)[0])
+        out.update(ce=ce, val_loss_before=start, val_loss_after=best["score"], val_kl_after=kl_to(student, val_x, val_lp)[0])
     else:
-        out.update(val_kl_before=start_kl, val_kl_after=best["kl"])
+        out.update(val_kl_before=start, val_kl_after=best["score"])
     return out
 
 
