@@ -46,6 +46,7 @@ import argparse
 import copy
 import json
 import math
+import random
 import os
 import subprocess
 import sys
@@ -767,6 +768,8 @@ def add_heal_rate_args(ap):
         return n
     ap.add_argument("--heal-lr", type=rate, default=5e-4, help="peak learning rate of healing (cosine over the time)")
     ap.add_argument("--heal-batch", type=count, default=8, help="windows of 128 tokens per healing step")
+    ap.add_argument("--refine", type=int, default=0, metavar="N", help="try up to N swaps of one matrix's type up and "
+                    "another's down, kept where the whole mix's KL falls (the knapsack adds per-matrix KLs)")
     ap.add_argument("--heal-ce", type=rate, default=0.0, help="weight of the real text's cross-entropy added to "
                     "healing's KL (0: distillation alone); > 0 also keeps the step with the lowest set-aside loss")
 
@@ -1074,12 +1077,65 @@ class Session:
         mats, fixed = self.family(fam)
         return fixed + sum(min(o["bytes"] for o in m.options) for m in mats)
 
-    def run(self, fam, budget, heal_seconds=60, heal_steps=100000, seed=0, heal_lr=5e-4, heal_batch=8, heal_ce=0.0):
-        """-> (student, mats, choice, report) for one family at budget bytes, healed; None if it does not fit."""
+    def refine(self, mats, choice, cap, evals, seed=0, windows=16):
+        """Local search on the knapsack's choice by the KL of the whole mix (the knapsack adds KLs measured one
+        matrix at a time; together they cost more, and not in proportion): one matrix a step up (the next
+        option with more bytes and less KL) and another a step down, within cap bytes, kept where the joint KL
+        on `windows` calibration windows falls; at most `evals` mixes are tried. -> (choice, report)."""
+        x = self.train_x[:max(windows, len(self.calib_x))]
+        t_lp = teacher_logprobs(self.model, x)
+
+        def joint(ch):
+            return kl_to(make_student(self.model, mats, ch), x, t_lp)[0]
+
+        ladder = []  # each matrix's options by bytes, those with more bytes and no less KL left out
+        for m in mats:
+            rungs, best = [], float("inf")
+            for j in sorted(range(len(m.options)), key=lambda j: (m.options[j]["bytes"], m.options[j]["loss"])):
+                if m.options[j]["loss"] < best:
+                    rungs.append(j)
+                    best = m.options[j]["loss"]
+            ladder.append(rungs)
+        nbytes = lambda ch: sum(m.options[j]["bytes"] for m, j in zip(mats, ch))  # noqa: E731
+        moves = [(i, k) for i in range(len(mats)) for k in range(len(mats)) if i != k]
+        random.Random(seed).shuffle(moves)
+        cur = list(choice)
+        start = cur_kl = joint(cur)
+        tried, kept, t0 = 0, 0, time.time()
+        improved = True
+        while improved and tried < evals:
+            improved = False
+            for i, k in moves:
+                if tried >= evals:
+                    break
+                if cur[i] not in ladder[i] or cur[k] not in ladder[k]:
+                    continue
+                pi, pk = ladder[i].index(cur[i]), ladder[k].index(cur[k])
+                if pi + 1 >= len(ladder[i]) or pk == 0:
+                    continue
+                ch = list(cur)
+                ch[i], ch[k] = ladder[i][pi + 1], ladder[k][pk - 1]
+                if nbytes(ch) > cap:
+                    continue
+                tried += 1
+                got = joint(ch)
+                if got < cur_kl - 1e-4:
+                    cur, cur_kl, kept, improved = ch, got, kept + 1, True
+        self.log("refine: joint KL %.4f -> %.4f on %d windows (%d mixes tried, %d kept, %.0f s)" % (
+            start, cur_kl, len(x), tried, kept, time.time() - t0))
+        return cur, {"windows": len(x), "tried": tried, "kept": kept, "joint_kl_before": start, "joint_kl_after": cur_kl}
+
+    def run(self, fam, budget, heal_seconds=60, heal_steps=100000, seed=0, heal_lr=5e-4, heal_batch=8, heal_ce=0.0,
+            refine=0):
+        """-> (student, mats, choice, report) for one family at budget bytes, healed; None if it does not fit.
+        refine > 0: the choice refined by at most that many joint-KL evaluations first (Session.refine)."""
         p = self.plan(fam, budget)
         if p is None:
             return None
         mats, choice, predicted, fixed = p
+        refined = None
+        if refine > 0:
+            choice, refined = self.refine(mats, choice, budget - fixed, refine, seed)
         student = make_student(self.model, mats, choice, self.learn_scales)
         before = kl_to(student, self.calib_x, self.calib_lp)[0]
         data = self.train_x if self.samples_x is None else torch.cat([self.train_x, self.samples_x])
@@ -1088,7 +1144,10 @@ class Session:
         h = heal(student.to(dev), teacher, data.to(dev), self.val_x.to(dev), self.val_lp.to(dev), heal_seconds,
                  heal_steps, lr=heal_lr, batch=heal_batch, seed=seed, log=self.log, ce=heal_ce, n_real=len(self.train_x))
         student = student.cpu()
+        if refined:
+            predicted = sum(m.options[j]["loss"] for m, j in zip(mats, choice))
         rep = {"family": fam, "budget": int(budget), "predicted_kl": predicted, "calib_kl_unhealed": before, "heal": h,
+               "refine": refined,
                "choice": {m.name: {k: v for k, v in m.options[j].items() if k != "loss"} | {"loss": m.options[j]["loss"]}
                           for m, j in zip(mats, choice)}}
         return student, mats, choice, rep
@@ -1159,7 +1218,8 @@ def compress(args, log=print):
     fams = ["quant", "tt"] if args.family == "mix" else [args.family]
     results = []
     for fam in fams:
-        r = s.run(fam, budget, args.heal_seconds, args.heal_steps, args.seed, args.heal_lr, args.heal_batch, args.heal_ce)
+        r = s.run(fam, budget, args.heal_seconds, args.heal_steps, args.seed, args.heal_lr, args.heal_batch, args.heal_ce,
+                  args.refine)
         if r is not None:
             student, mats, choice, rep = r
             rep["val_kl"] = kl_to(student, s.val_x, s.val_lp)[0]

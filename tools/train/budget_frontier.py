@@ -153,7 +153,7 @@ def run(args):
     res.update({"model": args.model, "name": args.name, "f32_bytes": s.f32_bytes, "heal_stories": args.heal,
                 "heldout_stories": args.heldout, "plain_text": args.plain_text,
                 "text": os.path.relpath(args.text, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")),
-                "heal_seconds": args.heal_seconds, "heal_lr": args.heal_lr, "heal_batch": args.heal_batch, "heal_ce": args.heal_ce,
+                "heal_seconds": args.heal_seconds, "heal_lr": args.heal_lr, "heal_batch": args.heal_batch, "heal_ce": args.heal_ce, "refine": args.refine,
                 "kinds": list(args.kinds or budget.QUANT_KINDS), "samples": args.samples, "rounding": args.rounding, "learn_scales": args.learn_scales,
                 "points": res.get("points", [])})
     done = {(p["family"], p.get("fraction")) for p in res["points"]}
@@ -189,7 +189,8 @@ def run(args):
         fam_points = {}
         for fam in args.families.split(","):
             path = os.path.join(out, "%s-%s.qtf" % (fam, frac.replace("/", "_")))
-            r = s.run(fam, b, args.heal_seconds, args.heal_steps, args.seed, args.heal_lr, args.heal_batch, args.heal_ce)
+            r = s.run(fam, b, args.heal_seconds, args.heal_steps, args.seed, args.heal_lr, args.heal_batch, args.heal_ce,
+                      args.refine)
             if r is None:
                 log("%s at %s (%d bytes): below the smallest %s file (%d bytes)" % (fam, frac, b, fam, s.smallest(fam)))
                 add({"family": fam, "fraction": frac, "budget": b, "infeasible": True, "smallest": s.smallest(fam)})

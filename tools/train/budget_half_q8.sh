@@ -6,7 +6,7 @@
 # Builds build/qtf and build/libqtf.so first when missing. Results: OUT_DIR/*/results.json, OUT_DIR/frontier.md.
 # Knobs (environment): ROUNDING=rtn|imatrix|gptq|best (default: budget_frontier.py's) picks the q4/q3 rounding;
 # LEARN_SCALES=1 trains the block scales in healing; HEAL_LR, HEAL_BATCH, SAMPLES set healing's peak rate,
-# windows per step and samples of the original; HEAL_CE adds real text's cross-entropy to the KL (--heal-ce); MODELS="stories260k tinystories656k" (default both) picks
+# windows per step and samples of the original; HEAL_CE adds real text's cross-entropy to the KL (--heal-ce); REFINE=N tries N swaps by the mix's joint KL (--refine); MODELS="stories260k tinystories656k" (default both) picks
 # the models; SENS=1 reads the committed sensitivities (models/logs/budget-gptq/sens-*.json) instead of
 # measuring them again; KINDS=f32,f16,q8,q4,q3,q3a (budget.py --kinds) limits the types a matrix may get.
 set -euo pipefail
@@ -21,7 +21,7 @@ text=${TEXT:-$root/../shared/data/real/tinystories-valid-1-500.txt}  # TEXT=PATH
 py=${PYTHON:-python3}
 extra=(${ROUNDING:+--rounding "$ROUNDING"} ${LEARN_SCALES:+--learn-scales} ${HEAL_LR:+--heal-lr "$HEAL_LR"}
        ${HEAL_BATCH:+--heal-batch "$HEAL_BATCH"} ${SAMPLES:+--samples "$SAMPLES"} ${KINDS:+--kinds "$KINDS"}
-       ${HEAL_CE:+--heal-ce "$HEAL_CE"})
+       ${HEAL_CE:+--heal-ce "$HEAL_CE"} ${REFINE:+--refine "$REFINE"})
 for name in ${MODELS:-stories260k tinystories656k}; do
   case $name in
     stories260k) model=models/stories260k.qtf budget=146304 ;;

@@ -509,6 +509,25 @@ class TestBudgetRuns(unittest.TestCase):
         self.assertLess(smallest - os.path.getsize(out), 2 * budget.ALIGN)
         self.assert_engine_agrees(out, self.text)
 
+    def test_refine_never_raises_the_joint_kl(self):
+        """--refine N: swaps of one matrix's type up and another's down, kept only where the whole mix's KL
+        falls: never more KL than the knapsack's choice, never over the budget, at most N mixes tried."""
+        out = os.path.join(self.dir, "refined.qtf")
+        rep_path = os.path.join(self.dir, "refined.json")
+        rc, err, _ = run_main(self.common(family="quant", budget="1/3") + ["--refine", "12", "--out", out,
+                                                                            "--json", rep_path])
+        self.assertEqual(rc, 0, err)
+        with open(rep_path) as f:
+            rep = json.load(f)
+        r = rep["refine"]
+        self.assertLessEqual(r["tried"], 12)
+        self.assertGreater(r["tried"], 0)
+        self.assertLessEqual(r["joint_kl_after"], r["joint_kl_before"])
+        self.assertEqual(r["kept"] == 0, r["joint_kl_after"] == r["joint_kl_before"])
+        self.assertLessEqual(os.path.getsize(out), rep["budget"])
+        self.assertAlmostEqual(rep["predicted_kl"], sum(c["loss"] for c in rep["choice"].values()), places=6)
+        self.assert_engine_agrees(out, self.text)
+
     def test_plan_predicts_without_a_file(self):
         """budget_frontier.py plan: the knapsack's choice and predicted KL per budget, no file; more bytes never
         predict more KL, and a budget below the smallest file says so."""
