@@ -396,6 +396,26 @@ TEST_CASE("encoding work grows as n log n: a 200 KB prompt is counted, not timed
   CHECK(decode(b->t, pieces).size() >= text.size());
 }
 
+TEST_CASE("a bounded workspace ends its pieces between characters, never inside one") {
+  // A run with no space for the stack workspace to end at (the fuzzer's find): its end fell inside a
+  // character, whose parts became byte tokens ("▁" spelled in the text came back as "▁", not a space).
+  // 3-byte characters fill the workspace's bytes before its symbols; the leading 'a's move its end
+  // to each of the character's 3 bytes.
+  auto b = tok512();
+  const std::string sp = "\xe2\x96\x81";
+  for (int lead = 0; lead < 3; ++lead) {
+    std::string text(lead, 'a');
+    for (int i = 0; i < 400; ++i) text += sp;
+    const std::vector<int> whole = encode(b->t, text);
+    for (int id : whole) REQUIRE(b->t.token_type(id) != TokenType::byte);  // "▁" is a piece of tok512
+    const std::vector<int> pieces = encode(b->t, text, EncodeOptions(), nullptr, false);
+    int byte_tokens = 0;
+    for (int id : pieces) byte_tokens += b->t.token_type(id) == TokenType::byte;
+    CHECK(byte_tokens == 0);
+    CHECK(decode(b->t, pieces) == decode(b->t, whole));
+  }
+}
+
 TEST_CASE("escaping round-trips any bytes") {
   std::string all;
   for (int v = 0; v < 256; ++v) all += (char)v;

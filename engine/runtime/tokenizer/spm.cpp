@@ -22,6 +22,7 @@ void TokenizerAlgo::sp_units(const Tokenizer& t, const char* s, size_t n, size_t
   size_t nb = 0, unit_end = 0;  // the normalized bytes so far; where the current unit ends
   int cut_unit = -1;            // the last word start in the chunk: where a full workspace ends it
   size_t cut_pos = 0, i = *pos;
+  size_t unit_pos = *pos;       // where in s the last unit begun by one of s's own bytes starts
   auto append = [&](const char* b, size_t k) {
     for (size_t j = 0; j < k; ++j, ++nb) {
       w->bytes[nb] = b[j];
@@ -45,9 +46,21 @@ void TokenizerAlgo::sp_units(const Tokenizer& t, const char* s, size_t n, size_t
       cut_unit = y.n;
       cut_pos = i;
     }
-    if (space) append(kSpace, 3);
-    else append(s + i, 1);
+    if (space) {
+      append(kSpace, 3);
+    } else {
+      if (nb == unit_end) unit_pos = i;
+      append(s + i, 1);
+    }
     ++i;
+  }
+  if (i < n && cut_unit <= 0 && nb < unit_end && y.n > 1 && unit_pos > *pos) {
+    // A full workspace with no word start to end at, in the middle of a character: the chunk ends before
+    // it, so the character is one unit of the next chunk, as in an unbounded workspace, and not byte
+    // fallback for its pieces. (Only a unit begun by a byte of s can be unfinished: a "▁" is appended
+    // whole, and the bytes it spills into after a broken character are units of one byte.)
+    cut_unit = y.n - 1;
+    cut_pos = unit_pos;
   }
   if (i < n && cut_unit > 0) {
     nb = y.start[cut_unit];
