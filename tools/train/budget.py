@@ -768,7 +768,12 @@ def add_heal_rate_args(ap):
         return n
     ap.add_argument("--heal-lr", type=rate, default=5e-4, help="peak learning rate of healing (cosine over the time)")
     ap.add_argument("--heal-batch", type=count, default=8, help="windows of 128 tokens per healing step")
-    ap.add_argument("--refine", type=int, default=0, metavar="N", help="try up to N swaps of one matrix's type up and "
+    def evals(v):
+        n = int(v)
+        if n < 0:
+            raise argparse.ArgumentTypeError("0 or more, not %r" % v)
+        return n
+    ap.add_argument("--refine", type=evals, default=0, metavar="N", help="try up to N swaps of one matrix's type up and "
                     "another's down, kept where the whole mix's KL falls (the knapsack adds per-matrix KLs)")
     ap.add_argument("--heal-ce", type=rate, default=0.0, help="weight of the real text's cross-entropy added to "
                     "healing's KL (0: distillation alone); > 0 also keeps the step with the lowest set-aside loss")
