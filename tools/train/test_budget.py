@@ -461,8 +461,8 @@ class TestBudgetRuns(unittest.TestCase):
                             ["budget 2000 bytes is below the smallest file"])
 
     def test_bad_healing_rate_or_batch(self):
-        """--heal-lr must be finite and >= 0, --heal-batch at least 1, --refine >= 0, --kinds known kinds: argparse's one error
-        line, exit 2, no file."""
+        """--heal-lr must be finite and >= 0, --heal-batch at least 1, --refine >= 0, --kinds known kinds:
+        argparse's one error line, exit 2, no file."""
         for flag, value, words in (("--heal-lr", "nan", "a finite rate"), ("--heal-lr", "-1e-3", "a finite rate"),
                                    ("--heal-batch", "0", "at least 1"), ("--kinds", "q4,q5", "a comma-separated list"),
                                    ("--refine", "-3", "0 or more"),
