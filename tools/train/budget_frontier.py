@@ -122,8 +122,7 @@ def plan(args):
         chosen, choice, predicted, _ = p
         kinds = {}
         for m, j in zip(chosen, choice):
-            k = budget.option_label(m.options[j]).split()[0 if m.options[j]["kind"] != "tt" else 1]
-            kinds[k] = kinds.get(k, 0) + 1
+            kinds[m.options[j]["dtype"]] = kinds.get(m.options[j]["dtype"], 0) + 1
         print("%d bytes: predicted KL %.4f  %s" % (b, predicted, ", ".join(
             "%d %s" % (n, k) for k, n in sorted(kinds.items(), key=lambda t: -t[1]))), flush=True)
 

@@ -84,18 +84,6 @@ class GridSTE(nn.Module):
         return w + (q - w).detach()
 
 
-def heldout_loss(model, x):
-    """Mean next-token cross-entropy over windows x [n, T] (every position but the last of each window)."""
-    with torch.no_grad():
-        tot, n = 0.0, 0
-        for i in range(0, len(x), 8):
-            logits = model(x[i:i + 8])[0].float()
-            tot += F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), x[i:i + 8, 1:].reshape(-1),
-                                   reduction="sum").item()
-            n += x[i:i + 8, 1:].numel()
-    return tot / n
-
-
 def heal_kind(s, mats, kind, seconds, text):
     grid = np.arange(-8, 8, dtype=np.float32) if kind == "q4s" else IQ4_NL
     student = llama.Llama(s.model.cfg)
@@ -113,7 +101,7 @@ def heal_kind(s, mats, kind, seconds, text):
     ids = budget.encode_stories(s.qtf, s.qtf_path, s.meta, held, s.workdir, s.binding, drop_unknown=True,
                                 log=lambda *_: None)
     hx = budget.windows(ids, 256)
-    base, got = heldout_loss(s.model, hx), heldout_loss(student, hx)
+    base, got = budget.text_loss(s.model, hx), budget.text_loss(student, hx)
     print("%s healed %d s (%d steps): set-aside KL %.4f -> %.4f; held-out loss %.4f vs f32 %.4f (%+.4f) on %d windows" % (
         kind, seconds, h["steps"], h["val_kl_before"], h["val_kl_after"], got, base, got - base, len(hx)), flush=True)
 
