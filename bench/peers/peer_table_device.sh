@@ -2,8 +2,9 @@
 # bench/peers/peer_table.py on a machine without network (the device machine): builds qtf and a llama.cpp
 # source tree you copied there yourself, then runs the table. Nothing here downloads anything.
 #   bench/peers/peer_table_device.sh LLAMA_SRC WORK OUT THREADS [ROUNDS [SHAPES [TYPES]]]
-# LLAMA_SRC: a llama.cpp checkout (bench/README.md "Peer table": which one, and how it was trimmed to
-# travel). WORK keeps the builds and model files between calls; OUT receives peers.md, peers.json, the log.
+# LLAMA_SRC: a llama.cpp tree (bench/peers/trim_llama.sh makes one small enough to travel; bench/README.md
+# "Peer table" says which commit). WORK keeps the builds and model files between calls; OUT receives
+# peers.md, peers.json, the log.
 # Headers the machine lacks (xsimd, doctest) may come in build-devdeps/include (QTF_DEVDEPS).
 set -euo pipefail
 src=$1 work=$2 out=$3 threads=$4 rounds=${5:-1} shapes=${6:-stories15M,stories42M,stories110M} types=${7:-f32,8,4}

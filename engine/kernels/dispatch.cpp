@@ -401,6 +401,11 @@ void pack_columns(const float* X, int batch, int cols, int k0, int k1, float* Xt
 #ifndef QTF_MIN_TILE_TOKENS
 #define QTF_MIN_TILE_TOKENS 32
 #endif
+// QTF_GUIDED_TILES=1 (A/B builds): where the rows give a tile each, half the tiles cover 3/4 of the rows
+// and the rest, 6 times smaller, come last, so the threads' ends of a job differ by a small tile.
+#ifndef QTF_GUIDED_TILES
+#define QTF_GUIDED_TILES 0
+#endif
 constexpr int kTilesPerThread = QTF_TILES_PER_THREAD;
 constexpr int kTokenUnit = 16;  // the AVX-512 vector of tokens (and a multiple of every int8 tile's)
 constexpr int kMinTileTokens = QTF_MIN_TILE_TOKENS;  // two vectors: the broadcast GEMM's widest register tile
@@ -409,8 +414,14 @@ static_assert(kTilesPerThread >= 1 && kMinTileTokens >= kTokenUnit && kMinTileTo
 struct Tiles {
   int rows, batch, unit;         // unit: rows per register tile that tile edges keep whole
   int row_tiles, tok_tiles, tok;  // tok: tokens per token tile but the last
+  int big = 0, big_units = 0;     // guided: the first `big` row tiles share `big_units` units, the rest the others
   int tasks() const { return row_tiles * tok_tiles; }
-  int row0(int i) const { return i == row_tiles ? rows : rows / unit * i / row_tiles * unit; }
+  int row0(int i) const {
+    if (i == row_tiles) return rows;
+    if (big == 0) return rows / unit * i / row_tiles * unit;
+    if (i <= big) return big_units * i / big * unit;
+    return (big_units + (rows / unit - big_units) * (i - big) / (row_tiles - big)) * unit;
+  }
   int tok0(int j) const { return j == tok_tiles ? batch : j * tok; }
 };
 
@@ -422,6 +433,12 @@ Tiles tiles(int rows, int batch, int unit, int threads, bool split_tokens, int64
   const int want = by_work < kTilesPerThread * threads ? (int)by_work : kTilesPerThread * threads;
   const int units = rows / unit > 0 ? rows / unit : 1;
   t.row_tiles = units < want ? units : want;
+  if (QTF_GUIDED_TILES && units >= 2 * want) {
+    t.big = want / 2 > 0 ? want / 2 : 1;
+    t.big_units = units * 3 / 4;
+    const int small = want < units - t.big_units ? want : units - t.big_units;
+    t.row_tiles = t.big + small;
+  }
   const int most_tok_tiles = split_tokens ? batch / kMinTileTokens : 1;
   int tok_tiles = (want + t.row_tiles - 1) / t.row_tiles;
   if (tok_tiles > most_tok_tiles) tok_tiles = most_tok_tiles;

@@ -15,8 +15,15 @@ those stories), then the loss on held-out stories 301-500 in PyTorch (windows of
 next-token prediction scored; not qtf eval's protocol, so compare rows of one run, not other tables):
 
     /usr/bin/python3 tools/train/grid_study.py models/stories260k.qtf --heal 300 nl4s
+
+--entropy: would entropy coding of the stored codes pay? Per kind (q4s, q3s, every matrix and the tied
+embedding rounded as `qtf quantize` would), the codes' bytes as stored, at their empirical entropy per
+matrix, and with a Huffman code per matrix (a table of 16 code lengths each, not counted):
+
+    /usr/bin/python3 tools/train/grid_study.py models/stories260k.qtf --entropy
 """
 import argparse
+import heapq
 
 import numpy as np
 import torch
@@ -106,13 +113,49 @@ def heal_kind(s, mats, kind, seconds, text):
         kind, seconds, h["steps"], h["val_kl_before"], h["val_kl_after"], got, base, got - base, len(hx)), flush=True)
 
 
+def entropy_bits(codes):
+    """(empirical entropy, Huffman code) bits of a code sequence, coded on its own."""
+    _, n = np.unique(codes, return_counts=True)
+    p = n / n.sum()
+    h = float(-(p * np.log2(p)).sum()) * codes.size
+    if len(n) == 1:
+        return h, codes.size
+    heap = [(int(c), i, [i]) for i, c in enumerate(n)]
+    heapq.heapify(heap)
+    lengths = np.zeros(len(n), np.int64)
+    while len(heap) > 1:  # each merge adds a bit to every symbol below it
+        a, b = heapq.heappop(heap), heapq.heappop(heap)
+        lengths[a[2] + b[2]] += 1
+        heapq.heappush(heap, (a[0] + b[0], min(a[1], b[1]), a[2] + b[2]))
+    return h, int((lengths * n).sum())
+
+
+def code_entropy(model_path):
+    model, _ = llama.load_qtf(model_path)
+    mats = [(k, v.detach().numpy().astype(np.float32)) for k, v in model.state_dict().items() if v.ndim == 2]
+    for kind, bits in (("q4s", 4), ("q3s", 3)):
+        n = h = huff = 0
+        for name, a in mats:
+            raw = qf.encode_super(a, kind)
+            _, (_, code, _) = qf.decode_super(raw, a.shape[0], a.shape[1], kind, name)
+            c = code[:, :a.shape[1]].reshape(-1)
+            e, hb = entropy_bits(c)
+            n, h, huff = n + c.size, h + e, huff + hb
+        print("%s: %d weights; codes as stored %.0f bytes (%d bits each), at their entropy %.0f (%.3f bits), "
+              "Huffman per matrix %.0f (%.3f bits): %.1f KiB less" % (kind, n, n * bits / 8, bits, h / 8, h / n,
+                                                                       huff / 8, huff / n, (n * bits - huff) / 8192))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("model")
     ap.add_argument("--text", default=budget_frontier.TEXT)
     ap.add_argument("--windows", type=int, default=16)
     ap.add_argument("--heal", nargs=2, metavar=("SECONDS", "KIND"), help="KIND: q4s or nl4s")
+    ap.add_argument("--entropy", action="store_true", help="the stored codes' entropy per kind, then stop")
     a = ap.parse_args()
+    if a.entropy:
+        return code_entropy(a.model)
     s = budget.Session(a.model, a.text, stories="1-300", rounding="rtn", samples=32 if a.heal else 0,
                        calib_windows=a.windows)
     x = s.train_x[:a.windows]
