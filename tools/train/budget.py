@@ -492,6 +492,8 @@ def matrices(model, family, rounding="rtn", H=None, kinds=None):
     out = [Matrix("tok_emb", model.tok_emb.weight.detach().numpy(), "emb", rounding, H.get("tok_emb"))]
     if not cfg.tied_embeddings:
         out.append(Matrix("head", model.head.detach().numpy(), "emb", rounding, H.get("head")))
+    if cfg.positions == "learned":  # a table added to the input, read by no linear: plain rounding only
+        out.append(Matrix("pos_emb", model.pos_emb.weight.detach().numpy(), "emb", "rtn"))
     for l, blk in enumerate(model.blocks):
         for n, p in LINEARS:
             lin = getattr(blk, n, None)
@@ -506,9 +508,10 @@ def matrices(model, family, rounding="rtn", H=None, kinds=None):
 
 
 def linear_module(model, name):
-    """The module of matrix `name` ('tok_emb' or 'blk.L.a.b'; a separate head is a bare parameter, no module)."""
-    if name == "tok_emb":
-        return model.tok_emb
+    """The module of matrix `name` ('tok_emb', 'pos_emb' or 'blk.L.a.b'; a separate head is a bare parameter,
+    no module)."""
+    if name in ("tok_emb", "pos_emb"):
+        return getattr(model, name)
     _, l, a, b = name.split(".")
     return getattr(model.blocks[int(l)], dict((p, n) for n, p in LINEARS)[a + "." + b])
 
@@ -878,8 +881,9 @@ def student_tensors(student, mats, choice, family):
         out = []
         m, o = by_name["tok_emb"]
         out.append(stored("tok_emb", student.tok_emb, o["dtype"]))
-        if cfg.positions == "learned":  # the base block (shakespeare-dense): kept f32
-            out.append(("pos_emb", student.pos_emb.weight.numpy().copy(), "f32"))
+        if cfg.positions == "learned":  # the base block (shakespeare-dense)
+            m, o = by_name["pos_emb"]
+            out.append(stored("pos_emb", student.pos_emb, o["dtype"]))
         for l, blk in enumerate(student.blocks):
             out.append(("blk.%d.ln1.w" % l, blk.ln1.weight.numpy().copy(), "f32"))
             if cfg.norm == "layernorm":
@@ -1074,8 +1078,12 @@ class Session:
         keeps the tied head q8), unhealed: (student, mats, choice)."""
         mats, _ = self.family("quant")
         r = "gptq" if self.rounding == "best" else self.rounding
-        choice = [next(j for j, o in enumerate(m.options) if o["dtype"] == (emb if m.role == "emb" else dtype) and
-                       o.get("rounding", r) == r) for m in mats]
+
+        def pick(m):  # the session's rounding where m has it (learned positions: plain rounding only)
+            want = emb if m.name in ("tok_emb", "head") else dtype
+            js = [j for j, o in enumerate(m.options) if o["dtype"] == want]
+            return next((j for j in js if m.options[j].get("rounding", r) == r), js[0])
+        choice = [pick(m) for m in mats]
         return make_student(self.model, mats, choice), mats, choice
 
     def smallest(self, fam):

@@ -88,8 +88,9 @@ def summary(choice):
     """'emb q4; 20 q8, 15 q4' / 'emb q8; q,o i8; 25 low-rank i8 (r 8-32)'."""
     parts, counts, ranks = [], {}, []
     for name, o in choice.items():
-        if name == "tok_emb":
-            parts.append("emb " + o["dtype"] + (" " + o["rounding"] if o.get("rounding", "rtn") != "rtn" else ""))
+        if name in ("tok_emb", "pos_emb"):
+            parts.append(("emb " if name == "tok_emb" else "pos ") + o["dtype"] +
+                         (" " + o["rounding"] if o.get("rounding", "rtn") != "rtn" else ""))
             continue
         if o["kind"] == "tt" and not (name.endswith("attn.q") or name.endswith("attn.o")):
             ranks.append(o["rank"])
