@@ -401,10 +401,12 @@ void pack_columns(const float* X, int batch, int cols, int k0, int k1, float* Xt
 #ifndef QTF_MIN_TILE_TOKENS
 #define QTF_MIN_TILE_TOKENS 32
 #endif
-// QTF_GUIDED_TILES=1 (A/B builds): where the rows give a tile each, half the tiles cover 3/4 of the rows
-// and the rest, 6 times smaller, come last, so the threads' ends of a job differ by a small tile.
+// Guided tiles: where the rows give every tile two row units or more, half the tiles cover 3/4 of the
+// rows and the rest, 6 times smaller, are claimed last, so the threads reach a job's end within a small
+// tile of each other, not a large one (2 threads: pp128 +1-7%, bench/README.md "Serial parts of a prompt
+// block"). QTF_GUIDED_TILES=0 builds the even split for A/B runs.
 #ifndef QTF_GUIDED_TILES
-#define QTF_GUIDED_TILES 0
+#define QTF_GUIDED_TILES 1
 #endif
 constexpr int kTilesPerThread = QTF_TILES_PER_THREAD;
 constexpr int kTokenUnit = 16;  // the AVX-512 vector of tokens (and a multiple of every int8 tile's)
