@@ -401,10 +401,10 @@ void pack_columns(const float* X, int batch, int cols, int k0, int k1, float* Xt
 #ifndef QTF_MIN_TILE_TOKENS
 #define QTF_MIN_TILE_TOKENS 32
 #endif
-// Guided tiles: where the rows give every tile two row units or more, half the tiles cover 3/4 of the
-// rows and the rest, 6 times smaller, are claimed last, so the threads reach a job's end within a small
-// tile of each other, not a large one (2 threads: pp128 +1-7%, bench/README.md "Serial parts of a prompt
-// block"). QTF_GUIDED_TILES=0 builds the even split for A/B runs.
+// Guided tiles: where the rows give every tile two row units or more, half as many tiles as the split
+// wants cover 3/4 of the rows and as many as it wants, 6 times smaller, the rest, claimed last: the threads
+// reach a job's end within a small tile of each other, not a large one (2 threads: pp128 +1-7%,
+// bench/README.md "Serial parts of a prompt block"). QTF_GUIDED_TILES=0 builds the even split for A/B runs.
 #ifndef QTF_GUIDED_TILES
 #define QTF_GUIDED_TILES 1
 #endif

@@ -648,7 +648,7 @@ class TestBudgetRuns(unittest.TestCase):
         """The base block (layernorm, learned positions, biases, GELU: shakespeare-dense's) on a text without
         separators (a character tokenizer, no BOS), both families: the file keeps pos_emb and the engine agrees;
         the learned positions are a matrix the knapsack chooses a kind for (qtf quantize stores them at its type),
-        and at a quarter of the f32 file they are stored quantised."""
+        and where f32 positions no longer fit the budget they are stored quantised."""
         meta, tensors = read_qtf(os.path.join(HERE, "..", "..", "tests", "fixtures", "dense.qtf"))
         meta["model.tied_embeddings"] = 1  # as shakespeare-dense (the student has no separate head yet)
         model = os.path.join(self.dir, "dense-tied.qtf")
@@ -666,13 +666,14 @@ class TestBudgetRuns(unittest.TestCase):
             self.assertIn("pos_emb", read_qtf(out)[1])
             self.assertLess(os.path.getsize(out), os.path.getsize(model) * 0.55)
             self.assert_engine_agrees(out, t)
-        s = budget.Session(model, t, "1-10", qtf=self.qtf, calib_windows=2, samples=0, plain=100, log=lambda *_: None)
+        s = budget.Session(model, t, "1-10", qtf=self.qtf, calib_windows=2, samples=0, plain=100, log=lambda *_: None,
+                           workdir=tempfile.mkdtemp(dir=self.dir))
         mats, _ = s.family("quant")
         pos = [m for m in mats if m.name == "pos_emb"]
         self.assertEqual(len(pos), 1)
         self.assertGreater({o["dtype"] for o in pos[0].options}, {"f32", "q8", "q4", "q3s"})
         sizes = [o["bytes"] for o in pos[0].options]
-        cap = s.smallest("quant") + max(sizes) - min(sizes) - 64  # every other matrix at its smallest: pos_emb f32 no longer fits
+        cap = s.smallest("quant") + max(sizes) - min(sizes) - 64  # the rest at its smallest, pos_emb f32 won't fit
         out = os.path.join(self.dir, "dense-small.qtf")
         rc, err, _ = run_main(self.common(model=model, text=t, family="quant", budget=str(cap)) +
                               ["--plain-text", "100", "--stories", "1-10", "--out", out])
