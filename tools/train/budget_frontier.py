@@ -84,12 +84,15 @@ def provenance(budget_bytes, fam):
     return budget.provenance("tools/train/budget_frontier.py", budget_bytes, fam)
 
 
+TABLES = {"tok_emb": "emb", "pos_emb": "pos"}  # the lookup tables, named on their own in a summary
+
+
 def summary(choice):
     """'emb q4; 20 q8, 15 q4' / 'emb q8; q,o i8; 25 low-rank i8 (r 8-32)'."""
     parts, counts, ranks = [], {}, []
     for name, o in choice.items():
-        if name in ("tok_emb", "pos_emb"):
-            parts.append(("emb " if name == "tok_emb" else "pos ") + o["dtype"] +
+        if name in TABLES:
+            parts.append(TABLES[name] + " " + o["dtype"] +
                          (" " + o["rounding"] if o.get("rounding", "rtn") != "rtn" else ""))
             continue
         if o["kind"] == "tt" and not (name.endswith("attn.q") or name.endswith("attn.o")):

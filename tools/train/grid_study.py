@@ -132,13 +132,13 @@ def entropy_bits(codes):
 
 def code_entropy(model_path):
     model, _ = llama.load_qtf(model_path)
-    mats = [(k, v.detach().numpy().astype(np.float32)) for k, v in model.state_dict().items() if v.ndim == 2]
+    mats = budget.matrices(model, "quant")  # the matrices the chooser stores, named as in the file
     for kind, bits in (("q4s", 4), ("q3s", 3)):
         n = h = huff = 0
-        for name, a in mats:
-            raw = qf.encode_super(a, kind)
-            _, (_, code, _) = qf.decode_super(raw, a.shape[0], a.shape[1], kind, name)
-            c = code[:, :a.shape[1]].reshape(-1)
+        for m in mats:
+            raw = qf.encode_super(m.W, kind)
+            _, (_, code, _) = qf.decode_super(raw, m.W.shape[0], m.W.shape[1], kind, m.name)
+            c = code[:, :m.W.shape[1]].reshape(-1)
             e, hb = entropy_bits(c)
             n, h, huff = n + c.size, h + e, huff + hb
         print("%s: %d weights; codes as stored %.0f bytes (%d bits each), at their entropy %.0f (%.3f bits), "
