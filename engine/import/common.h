@@ -56,7 +56,7 @@ struct Output {
   // The source bytes are a read-only file mapping: each source tensor's whole pages are dropped from the
   // process once converted (drop_pages), so the mapped source and the image are never both resident.
   bool drop_source_pages = false;
-  // GGUF: quantized matrices other than Q4_0 (Q8_0, Q4_1, Q5_x, Q4_K, Q5_K, Q6_K) dequantized to f32 (their
+  // GGUF: quantized matrices other than Q4_0 (Q8_0, Q4_1, Q5_x, Q2_K..Q6_K, IQ4_x) dequantized to f32 (their
   // exact values, 4 bytes each) instead of requantized to q8 (an int8 per value, a scale per row).
   bool dequantize_f32 = false;
 };

@@ -238,7 +238,8 @@ Status Gguf::parse(const uint8_t* data, size_t size) {
     if (block == 0) {
       const char* tn = ggml_type_name(t.type);
       return Status::error(Err::unsupported, "GGUF: tensor '%.*s' has type %s (%u), which qtf does not import "
-                           "(F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)", nl, nm, tn, t.type);
+                           "(F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, "
+                           "IQ4_XS)", nl, nm, tn, t.type);
     }
     if (t.ne[0] % block != 0)
       return Status::error(Err::bad_shape, "GGUF: tensor '%.*s' (%s) has rows of %llu values, not a multiple of its "
@@ -679,9 +680,13 @@ void ggml_block(uint32_t type, uint32_t* values, uint32_t* bytes) {
     case kQ5_0: *values = 32, *bytes = 2 + 4 + 16; return;    // f16 d, 32 fifth bits, 32 nibbles
     case kQ5_1: *values = 32, *bytes = 2 + 2 + 4 + 16; return;  // f16 d, f16 m, fifth bits, nibbles
     case kQ8_0: *values = 32, *bytes = 2 + 32; return;        // f16 d, 32 int8
+    case kQ2_K: *values = 256, *bytes = 16 + 64 + 2 + 2; return;  // 4-bit scales/mins, 2-bit q, f16 d, dmin
+    case kQ3_K: *values = 256, *bytes = 32 + 64 + 12 + 2; return;  // high bits, low 2 bits, 6-bit scales, f16 d
     case kQ4_K: *values = 256, *bytes = 2 + 2 + 12 + 128; return;  // f16 d, dmin, 6-bit scales/mins, nibbles
     case kQ5_K: *values = 256, *bytes = 2 + 2 + 12 + 32 + 128; return;  // as Q4_K, plus 32 bytes of fifth bits
     case kQ6_K: *values = 256, *bytes = 128 + 64 + 16 + 2; return;  // low 4 bits, high 2 bits, int8 scales, f16 d
+    case kIQ4_NL: *values = 32, *bytes = 2 + 16; return;  // f16 d, 32 nibbles indexing a non-linear grid
+    case kIQ4_XS: *values = 256, *bytes = 2 + 2 + 4 + 128; return;  // f16 d, 6-bit scales (2 + 4 bits), nibbles
     default: *values = 0, *bytes = 0; return;
   }
 }
@@ -692,6 +697,8 @@ float half(const uint8_t* p) {
   std::memcpy(&h, p, 2);
   return format::f16_to_f32(h);
 }
+// IQ4_NL's and IQ4_XS's 16 levels (ggml-common.h kvalues_iq4nl): denser near zero than a uniform grid.
+constexpr int8_t kIq4Levels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 }  // namespace
 
 bool dequantize(uint32_t type, const uint8_t* src, uint64_t n, float* dst) {
@@ -735,8 +742,9 @@ bool dequantize(uint32_t type, const uint8_t* src, uint64_t n, float* dst) {
         for (int j = 0; j < 16; ++j) {
           const int lo = (int)((src[j] & 0xFu) | (((qh >> j) & 1u) << 4)) - zero;
           const int hi = (int)((src[j] >> 4) | (((qh >> (j + 16)) & 1u) << 4)) - zero;
-          dst[j] = (float)lo * d + m;
-          dst[j + 16] = (float)hi * d + m;
+          // Q5_0 adds no m: ggml's 0 * (negative d) is -0.f, which + 0.f would turn into +0.f.
+          dst[j] = type == kQ5_0 ? (float)lo * d : (float)lo * d + m;
+          dst[j + 16] = type == kQ5_0 ? (float)hi * d : (float)hi * d + m;
         }
         src += 16;
       }
@@ -762,6 +770,54 @@ bool dequantize(uint32_t type, const uint8_t* src, uint64_t n, float* dst) {
           for (int l = 0; l < 32; ++l) {
             const int v = ((s % 2 == 0) ? (qs[l] & 0xF) : (qs[l] >> 4)) | (qh ? ((qh[l] >> s) & 1) << 4 : 0);
             *dst++ = dl * (float)v - ml;
+          }
+        }
+      }
+      return true;
+    case kQ2_K:  // 16 sub-blocks of 16: x = d * (sc & 15) * q - dmin * (sc >> 4), q 2-bit
+    case kQ3_K:  // 16 sub-blocks of 16: x = d * (sc - 32) * (q - 4 * !high bit), q 2-bit, sc 6-bit
+      for (uint64_t b = 0; b < n / 256; ++b, src += type == kQ2_K ? 84 : 110, dst += 256) {
+        // Both store the 2 low bits of values 128h + 32k + l (l < 32) at bits 2k of byte 32h + l of qs.
+        const uint8_t* qs = src + (type == kQ2_K ? 16 : 32);
+        int scale[16], min[16] = {0};
+        float d, dmin = 0;
+        if (type == kQ2_K) {
+          for (int s = 0; s < 16; ++s) scale[s] = src[s] & 15, min[s] = src[s] >> 4;
+          d = half(src + 80), dmin = half(src + 82);
+        } else {  // 12 bytes: low 4 bits of scale s in byte s % 8 (high nibble for s >= 8), top 2 in byte 8 + s % 4
+          const uint8_t* sc = src + 96;
+          for (int s = 0; s < 16; ++s)
+            scale[s] = (((sc[s % 8] >> (s < 8 ? 0 : 4)) & 15) | (((sc[8 + s % 4] >> (2 * (s / 4))) & 3) << 4)) - 32;
+          d = half(src + 108);
+        }
+        for (int i = 0; i < 256; ++i) {
+          const int h = i / 128, k = (i % 128) / 32, l = i % 32, s = i / 16;
+          int q = (qs[32 * h + l] >> (2 * k)) & 3;
+          if (type == kQ3_K && !((src[l] >> (4 * h + k)) & 1)) q -= 4;  // hmask: bit 4h + k of byte l
+          dst[i] = d * (float)scale[s] * (float)q - dmin * (float)min[s];
+        }
+      }
+      return true;
+    case kIQ4_NL:  // blocks of 32 as Q4_0 (byte j: values j and j + 16), the nibble indexing kIq4Levels
+      for (uint64_t b = 0; b < n / 32; ++b, src += 18, dst += 32) {
+        const float d = half(src);
+        for (int j = 0; j < 16; ++j) {
+          dst[j] = d * (float)kIq4Levels[src[2 + j] & 0xF];
+          dst[j + 16] = d * (float)kIq4Levels[src[2 + j] >> 4];
+        }
+      }
+      return true;
+    case kIQ4_XS:  // 8 sub-blocks of 32, each an IQ4_NL block whose scale is d * (6-bit ls - 32)
+      for (uint64_t b = 0; b < n / 256; ++b, src += 136) {
+        const float d = half(src);
+        const uint16_t hi = (uint16_t)(src[2] | (src[3] << 8));
+        const uint8_t* q = src + 8;
+        for (int s = 0; s < 8; ++s, q += 16, dst += 32) {
+          const int ls = ((src[4 + s / 2] >> (4 * (s % 2))) & 15) | (((hi >> (2 * s)) & 3) << 4);
+          const float dl = d * (float)(ls - 32);
+          for (int j = 0; j < 16; ++j) {
+            dst[j] = dl * (float)kIq4Levels[q[j] & 0xF];
+            dst[j + 16] = dl * (float)kIq4Levels[q[j] >> 4];
           }
         }
       }

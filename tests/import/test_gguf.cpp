@@ -187,6 +187,129 @@ Encoded enc_q6_k(const std::vector<float>& x, uint32_t seed) {
   return e;
 }
 
+// Q2_K: super-blocks of 256 = 16 bytes (scale | min << 4 per sub-block of 16), 64 bytes of 2-bit q, f16 d,
+// f16 dmin; x = d*sc*q - dmin*m. Packed as ggml's quantize_row_q2_K_ref: byte j/4 + l of each half j (0,
+// 128) = q[j+l] | q[j+l+32] << 2 | q[j+l+64] << 4 | q[j+l+96] << 6.
+Encoded enc_q2_k(const std::vector<float>& x, uint32_t seed) {
+  Encoded e{import::kQ2_K, {}, {}};
+  std::mt19937 rng(seed);
+  for (size_t b = 0; b < x.size(); b += 256) {
+    int sc[16], mn[16], q[256];
+    for (int s = 0; s < 16; ++s) sc[s] = (int)(rng() % 16), mn[s] = (int)(rng() % 16);
+    sc[7] = 15, mn[9] = 15;
+    const uint16_t dh = host::f32_to_f16(0.02f), mh = host::f32_to_f16(0.01f);
+    for (int i = 0; i < 256; ++i) {
+      const float dl = f16(dh) * (float)sc[i / 16], ml = f16(mh) * (float)mn[i / 16];
+      q[i] = dl > 0 ? std::min(3, std::max(0, (int)std::lround((x[b + i] + ml) / dl))) : (int)(rng() % 4);
+    }
+    for (int s = 0; s < 16; ++s) e.bytes.push_back((uint8_t)(sc[s] | (mn[s] << 4)));
+    for (int j = 0; j < 256; j += 128)
+      for (int l = 0; l < 32; ++l)
+        e.bytes.push_back((uint8_t)(q[j + l] | (q[j + l + 32] << 2) | (q[j + l + 64] << 4) | (q[j + l + 96] << 6)));
+    put16(&e.bytes, dh), put16(&e.bytes, mh);
+    for (int i = 0; i < 256; ++i) {
+      const float dl = f16(dh) * (float)sc[i / 16], ml = f16(mh) * (float)mn[i / 16];
+      e.values.push_back(dl * (float)q[i] - ml);
+    }
+  }
+  return e;
+}
+// Q3_K: super-blocks of 256 = 32 bytes hmask, 64 bytes of low 2 bits, 12 bytes of 6-bit scales (+32), f16 d;
+// x = d*(sc-32)*q, q in -4..3. Packed as ggml's quantize_row_q3_K_ref: L = q + 4; where L > 3 the bit
+// hm of hmask[m] is set and L -= 4 (m counts 0..31, hm shifts left each time m wraps); the low bits as
+// Q2_K's; scale j: low nibble in byte j (j < 8) or high nibble of byte j - 8, its top 2 bits at 2*(j/4) of
+// byte 8 + j % 4.
+Encoded enc_q3_k(const std::vector<float>& x, uint32_t seed) {
+  Encoded e{import::kQ3_K, {}, {}};
+  std::mt19937 rng(seed);
+  for (size_t b = 0; b < x.size(); b += 256) {
+    int sc[16], L[256];
+    for (int s = 0; s < 16; ++s) sc[s] = (int)(rng() % 64) - 32;
+    sc[2] = 31, sc[13] = -32;
+    const uint16_t dh = host::f32_to_f16(0.004f);
+    for (int i = 0; i < 256; ++i) {
+      const float dl = f16(dh) * (float)sc[i / 16];
+      const int q = dl != 0 ? std::min(3, std::max(-4, (int)std::lround(x[b + i] / dl))) : (int)(rng() % 8) - 4;
+      L[i] = q + 4;
+      e.values.push_back(dl * (float)q);
+    }
+    uint8_t hmask[32] = {0}, scales[12] = {0};
+    int m = 0;
+    uint8_t hm = 1;
+    for (int j = 0; j < 256; ++j) {
+      if (L[j] > 3) hmask[m] = (uint8_t)(hmask[m] | hm), L[j] -= 4;
+      if (++m == 32) m = 0, hm = (uint8_t)(hm << 1);
+    }
+    for (int j = 0; j < 16; ++j) {
+      int l = sc[j] + 32;
+      if (j < 8) scales[j] = (uint8_t)(l & 0xF);
+      else scales[j - 8] = (uint8_t)(scales[j - 8] | ((l & 0xF) << 4));
+      l >>= 4;
+      scales[j % 4 + 8] = (uint8_t)(scales[j % 4 + 8] | (l << (2 * (j / 4))));
+    }
+    e.bytes.insert(e.bytes.end(), hmask, hmask + 32);
+    for (int j = 0; j < 256; j += 128)
+      for (int l = 0; l < 32; ++l)
+        e.bytes.push_back((uint8_t)(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6)));
+    e.bytes.insert(e.bytes.end(), scales, scales + 12);
+    put16(&e.bytes, dh);
+  }
+  return e;
+}
+// IQ4_NL's 16 levels, written out again here (ggml-common.h kvalues_iq4nl).
+const int kLevels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+int nearest_level(float v) {
+  int best = 0;
+  for (int k = 1; k < 16; ++k)
+    if (std::fabs(v - (float)kLevels[k]) < std::fabs(v - (float)kLevels[best])) best = k;
+  return best;
+}
+// IQ4_NL: blocks of 32 = f16 d, 16 bytes as Q4_0's (byte j: index of value j | of value j + 16 << 4);
+// x = d * kLevels[index].
+Encoded enc_iq4_nl(const std::vector<float>& x) {
+  Encoded e{import::kIQ4_NL, {}, {}};
+  for (size_t b = 0; b < x.size(); b += 32) {
+    float amax = 0;
+    for (int j = 0; j < 32; ++j) amax = std::fmax(amax, std::fabs(x[b + j]));
+    const uint16_t dh = host::f32_to_f16(amax / 127 + 1e-4f);
+    int c[32];
+    for (int j = 0; j < 32; ++j) c[j] = nearest_level(x[b + j] / f16(dh));
+    put16(&e.bytes, dh);
+    for (int j = 0; j < 16; ++j) e.bytes.push_back((uint8_t)(c[j] | (c[j + 16] << 4)));
+    for (int j = 0; j < 32; ++j) e.values.push_back(f16(dh) * (float)kLevels[c[j]]);
+  }
+  return e;
+}
+// IQ4_XS: super-blocks of 256 = f16 d, u16 scales_h (2 high bits of sub-block s at bit 2s), 4 bytes
+// scales_l (low 4 bits of sub-block s in nibble s % 2 of byte s / 2), 8 x 16 bytes of IQ4_NL-packed
+// indices; x = d * (ls - 32) * kLevels[index], ls 6-bit.
+Encoded enc_iq4_xs(const std::vector<float>& x, uint32_t seed) {
+  Encoded e{import::kIQ4_XS, {}, {}};
+  std::mt19937 rng(seed);
+  for (size_t b = 0; b < x.size(); b += 256) {
+    int ls[8];
+    for (int s = 0; s < 8; ++s) ls[s] = (int)(rng() % 64);
+    ls[1] = 63, ls[4] = 0;
+    const uint16_t dh = host::f32_to_f16(0.0001f);
+    uint16_t hi = 0;
+    uint8_t lo[4] = {0};
+    for (int s = 0; s < 8; ++s) {
+      hi = (uint16_t)(hi | ((ls[s] >> 4) << (2 * s)));
+      lo[s / 2] = (uint8_t)(lo[s / 2] | ((ls[s] & 15) << (4 * (s % 2))));
+    }
+    put16(&e.bytes, dh), put16(&e.bytes, hi);
+    e.bytes.insert(e.bytes.end(), lo, lo + 4);
+    for (int s = 0; s < 8; ++s) {
+      const float dl = f16(dh) * (float)(ls[s] - 32);
+      int c[32];
+      for (int j = 0; j < 32; ++j) c[j] = dl != 0 ? nearest_level(x[b + 32 * s + j] / dl) : (int)(rng() % 16);
+      for (int j = 0; j < 16; ++j) e.bytes.push_back((uint8_t)(c[j] | (c[j + 16] << 4)));
+      for (int j = 0; j < 32; ++j) e.values.push_back(dl * (float)kLevels[c[j]]);
+    }
+  }
+  return e;
+}
+
 Encoded encode(uint32_t type, const std::vector<float>& x, uint32_t seed) {
   switch (type) {
     case import::kF16: return enc_f16(x);
@@ -197,6 +320,10 @@ Encoded encode(uint32_t type, const std::vector<float>& x, uint32_t seed) {
     case import::kQ4_K: return enc_q4_k(x, seed);
     case import::kQ5_K: return enc_q4_k(x, seed, true);
     case import::kQ6_K: return enc_q6_k(x, seed);
+    case import::kQ2_K: return enc_q2_k(x, seed);
+    case import::kQ3_K: return enc_q3_k(x, seed);
+    case import::kIQ4_NL: return enc_iq4_nl(x);
+    case import::kIQ4_XS: return enc_iq4_xs(x, seed);
     default: return enc_f32(x);
   }
 }
@@ -360,6 +487,12 @@ TEST_CASE("gguf: block dequantizers against hand-built blocks") {
   for (int j = 0; j < 32; ++j) q80.push_back((uint8_t)(int8_t)(j - 16));
   REQUIRE(import::dequantize(import::kQ8_0, q80.data(), 32, y));
   for (int j = 0; j < 32; ++j) CHECK(y[j] == 2.f * (float)(j - 16));
+  // Q5_0, d = -1, every q = 16 (fifth bits set, nibbles 0): (16 - 16) * -1 is -0.f, as ggml's dequantize_row_q5_0
+  // writes it (bench/real/gguf_types.py compares every imported value with ggml's bit for bit).
+  std::vector<uint8_t> q50 = {0x00, 0xBC, 0xFF, 0xFF, 0xFF, 0xFF};
+  q50.insert(q50.end(), 16, 0x00);
+  REQUIRE(import::dequantize(import::kQ5_0, q50.data(), 32, y));
+  for (int j : {0, 16, 31}) CHECK((y[j] == 0.f && std::signbit(y[j])));
   // BF16 and F16: exact.
   const uint8_t bf[4] = {0x80, 0x3F, 0x40, 0xC0};  // 1.0, -3.0
   REQUIRE(import::dequantize(import::kBF16, bf, 2, y));
@@ -389,14 +522,54 @@ TEST_CASE("gguf: block dequantizers against hand-built blocks") {
   CHECK(y[64] == 5.f * (34 - 32));
   CHECK(y[96] == 7.f * (50 - 32));
   CHECK(y[128 + 100] == 15.f * (50 - 32));  // the second half: value 228 has scale 14 (+1)
-  CHECK(!import::dequantize(11, q6k.data(), 256, y));  // Q3_K: not imported
+  // Q2_K, d = 1, dmin = 0.5: sub-block s: scale s % 16, min 15 - s; every byte 0xE4 (q 0, 1, 2, 3 at shifts
+  // 0, 2, 4, 6): value 128h + 32k + l has q = k, in sub-block 8h + 2k + l / 16.
+  std::vector<uint8_t> q2k;
+  for (int s2 = 0; s2 < 16; ++s2) q2k.push_back((uint8_t)(s2 | ((15 - s2) << 4)));
+  q2k.insert(q2k.end(), 64, 0xE4);
+  q2k.push_back(0x00), q2k.push_back(0x3C), q2k.push_back(0x00), q2k.push_back(0x38);
+  REQUIRE(import::dequantize(import::kQ2_K, q2k.data(), 256, y));
+  CHECK(y[0] == 0.f * 0 - 0.5f * 15);
+  CHECK(y[33] == 2.f * 1 - 0.5f * 13);     // k 1, sub-block 2
+  CHECK(y[128 + 96 + 20] == 15.f * 3 - 0.5f * 0);  // h 1, k 3, l 20: sub-block 15
+  // Q3_K, d = 1: hmask byte l has bit b set for b odd only; low bits as Q2_K's above (q = k); scales:
+  // sub-block 0 -> 1 - 32, 5 -> 0x2A - 32 = 10, 10 -> 0x33 - 32 = 19, 15 -> 63 - 32 = 31.
+  std::vector<uint8_t> q3k(32, 0xAA);
+  q3k.insert(q3k.end(), 64, 0xE4);
+  uint8_t s3[12] = {0x01, 0, 0, 0, 0, 0x0A, 0, 0, 0, 0x08, 0x03, 0x0F};  // 5: top bits 2 at shift 2 of byte 9
+  s3[2] |= 0x3 << 4, s3[7] |= 0xF << 4;  // sub-blocks 10 and 15: high nibbles of bytes 2 and 7
+  s3[10] |= 0x3 << 4, s3[11] |= 0x3 << 6;  // their top bits (10: 2*(10/4) = 4 of byte 10; 15: 6 of byte 11)
+  q3k.insert(q3k.end(), s3, s3 + 12);
+  q3k.push_back(0x00), q3k.push_back(0x3C);
+  REQUIRE(import::dequantize(import::kQ3_K, q3k.data(), 256, y));
+  CHECK(y[0] == -31.f * (0 - 4));         // value 0: k 0, hmask bit 0 clear: q = 0 - 4
+  CHECK(y[80] == 10.f * (2 - 4));          // value 80 (sub-block 5): k 2, bit 2 clear
+  CHECK(y[160] == 19.f * 1);               // value 160 (sub-block 10): h 1, k 1, bit 5 set
+  CHECK(y[255] == 31.f * 3);               // value 255: k 3 of h 1, bit 7 set
+  // IQ4_NL, d = 0.5: byte 0 = 0xF0 (values 0 and 16: levels 0 and 15), the rest 0x88 (level 8, 1).
+  std::vector<uint8_t> nl = {0x00, 0x38, 0xF0};
+  nl.insert(nl.end(), 15, 0x88);
+  REQUIRE(import::dequantize(import::kIQ4_NL, nl.data(), 32, y));
+  CHECK(y[0] == -63.5f);
+  CHECK(y[16] == 56.5f);
+  CHECK(y[1] == 0.5f);
+  // IQ4_XS, d = 1: sub-block 0 ls = 33 (0x21: low 1, high 2), sub-block 7 ls = 0 (high 0); indices 0x79.
+  std::vector<uint8_t> xs = {0x00, 0x3C, 0x02, 0x00, 0x01, 0x00, 0x00, 0x00};
+  xs.insert(xs.end(), 128, 0x79);
+  REQUIRE(import::dequantize(import::kIQ4_XS, xs.data(), 256, y));
+  CHECK(y[0] == 1.f * 13);             // sub-block 0: scale 33 - 32, level 9
+  CHECK(y[16] == 1.f * -10);           // its value 16: level 7
+  CHECK(y[224] == -32.f * 13);         // sub-block 7: scale 0 - 32
+  CHECK(y[32] == -32.f * 13);          // sub-block 1: ls 0 too
+  CHECK(!import::dequantize(16, q6k.data(), 256, y));  // IQ2_XXS: not imported
   // The encoders of this test agree with the decoders on random data (the round trips below rely on them).
   std::vector<float> x(512);
   std::mt19937 rng(5);
   std::normal_distribution<float> nd(0.f, 0.05f);
   for (float& v : x) v = nd(rng);
   for (uint32_t type : {import::kQ4_0, import::kQ4_1, import::kQ5_0, import::kQ5_1, import::kQ8_0, import::kQ4_K,
-                        import::kQ5_K, import::kQ6_K, import::kF16, import::kBF16}) {
+                        import::kQ5_K, import::kQ6_K, import::kQ2_K, import::kQ3_K, import::kIQ4_NL, import::kIQ4_XS,
+                        import::kF16, import::kBF16}) {
     INFO(import::ggml_type_name(type));
     const Encoded e = encode(type, x, 9);
     std::vector<float> got(x.size());
@@ -536,7 +709,8 @@ std::vector<std::pair<std::string, Encoded>> one_layer_tensors(uint32_t type, ui
 
 TEST_CASE("gguf: every tensor type imports the values its blocks hold (F16 stays f16, Q4_0 q4, the rest q8 or f32)") {
   for (uint32_t type : {import::kF16, import::kBF16, import::kQ8_0, import::kQ4_0, import::kQ4_1, import::kQ5_0,
-                        import::kQ5_1, import::kQ4_K, import::kQ5_K, import::kQ6_K})
+                        import::kQ5_1, import::kQ2_K, import::kQ3_K, import::kQ4_K, import::kQ5_K, import::kQ6_K,
+                        import::kIQ4_NL, import::kIQ4_XS})
   for (const bool f32 : {false, true}) {
     const std::string what = std::string(import::ggml_type_name(type)) + (f32 ? ", --gguf-f32" : "");
     INFO(what);
@@ -737,7 +911,7 @@ TEST_CASE("gguf: hostile and unsupported files get one clear line each, never a 
   expect_error(tensor("x", {1ull << 32, 1ull << 32, 1ull << 32}, 0, 4), "element count overflows");
   expect_error(tensor("x", {1ull << 62}, 0, 4), "byte size overflows");
   expect_error(tensor("x", {1ull << 40}, 0, 4), "runs past the end of the file");
-  expect_error(tensor("x", {256}, 11, 110), "type Q3_K (11), which qtf does not import");
+  expect_error(tensor("x", {256}, 16, 66), "type IQ2_XXS (16), which qtf does not import");
   expect_error(tensor("x", {32}, 99, 32), "type unknown (99)");
   expect_error(tensor("x", {16}, import::kQ8_0, 34), "not a multiple of its block of 32");
   expect_error(tensor(std::string(64, 'n'), {4}, 0, 16), "a name of 64 bytes");

@@ -117,10 +117,13 @@ inline std::vector<uint8_t> tiny_llama_gguf(uint32_t type, uint32_t k_type, cons
     switch (t) {
       case 0: return 4 * n;
       case 1: case 30: return 2 * n;
-      case 2: return n / 32 * 18;
+      case 2: case 20: return n / 32 * 18;  // Q4_0, IQ4_NL
       case 8: return n / 32 * 34;
+      case 10: return n / 256 * 84;   // Q2_K
+      case 11: return n / 256 * 110;  // Q3_K
       case 12: return n / 256 * 144;
       case 14: return n / 256 * 210;
+      case 23: return n / 256 * 136;  // IQ4_XS
       default: return n;
     }
   };

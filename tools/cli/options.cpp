@@ -13,7 +13,7 @@ const char kModelOptionsHelp[] =
     "  -m, --model FILE        model: a .qtf, or a GGUF, llama2.c checkpoint or Hugging Face directory\n"
     "                          (converted in memory at each load; `qtf convert` makes a .qtf once)\n"
     "  --tokenizer FILE        a llama2.c checkpoint's tokenizer.bin\n"
-    "  --gguf-f32              a GGUF's Q8_0/Q4_1/Q5_x/Q4_K/Q5_K/Q6_K matrices dequantized to f32 (exact)\n"
+    "  --gguf-f32              a GGUF's Q8_0/Q4_1/Q5_x/Q2_K..Q6_K/IQ4_x matrices dequantized to f32 (exact)\n"
     "                          instead of requantized to q8 (default: a quarter of the memory)\n"
     "  -c, --ctx-size N        context length (default: the model's)\n"
     "  -b, --batch N           prompt tokens run through the model together (default 64; 1 = token by token)\n"

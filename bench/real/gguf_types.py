@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""GGUF's Q2_K, Q3_K, IQ4_NL and IQ4_XS in qtf against llama.cpp's own files and ggml's own dequantization
+(docs/llama.md, "GGUF (llama.cpp)"). Per file:
+  1. llama-quantize of a GGUF f32 made by llama.cpp's llama2.c converter: with --pure (every matrix that
+     type) on a random model whose rows are multiples of 256 (d 256, d_ff 768: every super-block fits), and
+     its own recipes (Q2_K, Q3_K_S, Q3_K_M, IQ4_XS) on stories260K, whose rows of 64 and 172 fall
+     back to other types (the table lists what it wrote);
+  2. every tensor as ggml dequantizes it (bench/real/ggml_dequant.c, ggml's to_float) against `qtf convert
+     --gguf-f32` of the same file: bit for bit, and against the default import (q8, a scale per row): the
+     largest error relative to its row's scale;
+  3. stories260K: `qtf eval` held-out loss (stories 301-500, qtf's protocol as q4_loss.py) of each file,
+     default and --gguf-f32, against the f32 GGUF's (windows of 512 tokens).
+
+    cc -O2 bench/real/ggml_dequant.c -I LLAMA/ggml/include -L LLAMA/build/bin -lggml-base -o /tmp/ggml_dequant
+    LD_LIBRARY_PATH=LLAMA/build/bin python3 bench/real/gguf_types.py --qtf build/qtf --llama-cpp LLAMA \
+        --dequant /tmp/ggml_dequant --work /tmp/gguftypes [--json out.json]
+
+LLAMA: a llama.cpp tree with llama-quantize and llama-convert-llama2c-to-ggml built (outside the project).
+"""
+import argparse
+import json
+import os
+import struct
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.join(HERE, "..", "..")
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(ROOT, "bench", "peers"))
+sys.path.insert(0, os.path.join(ROOT, "tools", "train"))
+
+import budget_frontier  # noqa: E402
+from llama2c_peer import write_checkpoint  # noqa: E402
+from proof import llama_bin, real_paths, sh  # noqa: E402
+from qtf_format import read_qtf  # noqa: E402
+
+NAMES = {"token_embd.weight": "tok_emb", "output_norm.weight": "lnf.w", "output.weight": "head.w"}
+PARTS = {"attn_norm": "ln1.w", "ffn_norm": "ln2.w", "attn_q": "attn.q.w", "attn_k": "attn.k.w",
+         "attn_v": "attn.v.w", "attn_output": "attn.o.w", "ffn_gate": "ffn.gate.w", "ffn_up": "ffn.up.w",
+         "ffn_down": "ffn.down.w"}
+TYPES = ("Q2_K", "Q3_K", "IQ4_NL", "IQ4_XS")  # --pure on the random model
+RECIPES = ("Q2_K", "Q3_K_S", "Q3_K_M", "IQ4_XS")  # its own mixes on stories260K (IQ4_NL: refused, 172 % 32)
+
+
+def set_u32(path, key, value):
+    """Overwrites the u32 metadata value of key in a GGUF file, in place (its length-prefixed name, type 4)."""
+    data = bytearray(open(path, "rb").read())
+    k = struct.pack("<Q", len(key)) + key.encode() + struct.pack("<I", 4)
+    at = data.find(k)
+    if at < 0:
+        sys.exit("%s: no u32 key %s" % (path, key))
+    data[at + len(k):at + len(k) + 4] = struct.pack("<I", value)
+    open(path, "wb").write(data)
+
+
+def qtf_name(g):
+    if g in NAMES:
+        return NAMES[g]
+    _, layer, part, _ = g.split(".")
+    return "blk.%s.%s" % (layer, PARTS[part])
+
+
+def ggml_values(dequant, path, out):
+    r = sh([dequant, path, out])
+    types = {}
+    for line in r.stdout.decode().split("\n"):
+        if line.strip():
+            name, ty, _ = line.split()
+            types[name] = ty
+    vals = {}
+    with open(out, "rb") as f:
+        data = f.read()
+    at = 0
+    while at < len(data):
+        n = struct.unpack_from("<I", data, at)[0]
+        name = data[at + 4:at + 4 + n].decode()
+        count = struct.unpack_from("<Q", data, at + 4 + n)[0]
+        at += 12 + n
+        vals[name] = np.frombuffer(data, "<f4", count, at)
+        at += 4 * count
+    return vals, types
+
+
+def compare(args, gguf, tag):
+    """ggml's values against qtf's imports of gguf: {"types", "f32_equal", "f32_tensors", "q8_worst"}."""
+    ref, types = ggml_values(args.dequant, gguf, os.path.join(args.work, tag + "-ggml.bin"))
+    got = {}
+    for mode in ("f32", "q8"):
+        out = os.path.join(args.work, "%s-%s.qtf" % (tag, mode))
+        sh([args.qtf, "convert", gguf, out] + (["--gguf-f32"] if mode == "f32" else []))
+        got[mode] = read_qtf(open(out, "rb").read())[1]
+    equal, worst = 0, 0.0
+    for g, v in ref.items():
+        q = qtf_name(g)
+        a = np.asarray(got["f32"][q], np.float32).reshape(-1)
+        equal += int(a.shape == v.shape and np.array_equal(a.view(np.uint32), v.view(np.uint32)))
+        b = np.asarray(got["q8"][q], np.float32)
+        if b.ndim == 2 and types[g] not in ("F32", "F16", "Q4_0"):  # requantized rows: error / (row max / 127)
+            rows = v.reshape(b.shape)
+            scale = np.abs(rows).max(1, keepdims=True) / 127
+            worst = max(worst, float((np.abs(b - rows) / np.where(scale > 0, scale, 1)).max()))
+    counts = {}
+    for t in types.values():
+        counts[t] = counts.get(t, 0) + 1
+    return {"types": counts, "f32_equal": equal, "tensors": len(ref), "q8_worst_over_scale": worst}
+
+
+def held_out_loss(args, model, heldout, f32):
+    r = sh([args.qtf, "eval", "-m", model, "-f", heldout, "-c", "512", "--max-tokens", "0", "--doc-sep", "<|endoftext|>",
+            "--json"] + (["--gguf-f32"] if f32 else []))
+    return json.loads(r.stdout)["loss"]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--qtf", default=os.path.join(ROOT, "build", "qtf"))
+    ap.add_argument("--llama-cpp", required=True)
+    ap.add_argument("--dequant", required=True, help="ggml_dequant built from bench/real/ggml_dequant.c")
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--real", default=os.path.join(ROOT, "..", "shared", "data", "real"))
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    os.makedirs(args.work, exist_ok=True)
+    P = real_paths(args.real)
+    conv, quant = llama_bin(args, "llama-convert-llama2c-to-ggml"), llama_bin(args, "llama-quantize")
+    w = lambda n: os.path.join(args.work, n)  # noqa: E731
+    ckpt = w("random-256.bin")
+    write_checkpoint(ckpt, 256, 2, 4, 768, 512, 128, seed=3)
+    bases = {"random256": w("random256-f32.gguf"), "stories260K": w("stories260K-f32.gguf")}
+    for name, src in (("random256", ckpt), ("stories260K", P["s260_bin"])):
+        if not os.path.exists(bases[name]):
+            sh([conv, "--copy-vocab-from-model", P["s260_tok"], "--llama2c-model", src, "--llama2c-output-model",
+                bases[name]])
+            # The converter writes context_length 128 whatever the checkpoint's seq_len; qtf keeps to a file's
+            # context: set the checkpoint's, in place.
+            set_u32(bases[name], "llama.context_length", int(np.fromfile(src, np.int32, 7)[6]))
+    files = []
+    for t in TYPES:  # --pure cannot fall back: stories260K's rows (64, 172) fit no super-block
+        files.append(("random256", t + " pure", bases["random256"], ["--pure"], t))
+    for t in RECIPES:
+        files.append(("stories260K", t, bases["stories260K"], [], t))
+    heldout = w("heldout.txt")
+    budget_frontier.heldout_file(P["valid"], "301-500", heldout)
+    results = {"stories260K f32": {"loss": held_out_loss(args, bases["stories260K"], heldout, False)}}
+    print("| model | file | tensor types llama-quantize wrote | tensors equal to ggml's (--gguf-f32) | "
+          "q8 import: worst error / row scale | held-out loss (q8) | held-out loss (--gguf-f32) |")
+    print("|---|---|---|---:|---:|---:|---:|")
+    print("| stories260K | f32 | F32 | | | %.5f | |" % results["stories260K f32"]["loss"])
+    for name, label, base, extra, t in files:
+        tag = "%s-%s" % (name, label.replace(" ", "-"))
+        out = w(tag + ".gguf")
+        log = sh([quant] + extra + [base, out, t])
+        c = compare(args, out, tag)
+        if name == "stories260K":
+            c["loss"] = held_out_loss(args, out, heldout, False)
+            c["loss_f32"] = held_out_loss(args, out, heldout, True)
+        c["bytes"] = os.path.getsize(out)
+        c["quantize_log_tail"] = log.stdout.decode(errors="replace")[-300:]
+        results[name + " " + label] = c
+        ty = ", ".join("%s x%d" % kv for kv in sorted(c["types"].items()))
+        print("| %s | %s | %s | %d of %d | %.3f | %s | %s |" % (
+            name, label, ty, c["f32_equal"], c["tensors"], c["q8_worst_over_scale"],
+            "%.5f" % c["loss"] if "loss" in c else "", "%.5f" % c["loss_f32"] if "loss_f32" in c else ""))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
