@@ -8,8 +8,10 @@
   2. every tensor as ggml dequantizes it (bench/real/ggml_dequant.c, ggml's to_float) against `qtf convert
      --gguf-f32` of the same file: bit for bit, and against the default import (q8, a scale per row): the
      largest error relative to its row's scale;
-  3. stories260K: `qtf eval` held-out loss (stories 301-500, qtf's protocol as q4_loss.py) of each file,
-     default and --gguf-f32, against the f32 GGUF's (windows of 512 tokens).
+  3. the random model: each file's matrices' relative RMS error against the f32 weights, as stored and as the q8
+     and q4 (--gguf-q4) imports hold them; stories260K: `qtf eval` held-out loss (stories 301-500, qtf's
+     protocol as q4_loss.py) of each file imported as q8 (default), q4 and f32, against the f32 GGUF's
+     (windows of 512 tokens).
 
     cc -O2 bench/real/ggml_dequant.c -I LLAMA/ggml/include -L LLAMA/build/bin -lggml-base -o /tmp/ggml_dequant
     LD_LIBRARY_PATH=LLAMA/build/bin python3 bench/real/gguf_types.py --qtf build/qtf --llama-cpp LLAMA \
@@ -40,8 +42,8 @@ NAMES = {"token_embd.weight": "tok_emb", "output_norm.weight": "lnf.w", "output.
 PARTS = {"attn_norm": "ln1.w", "ffn_norm": "ln2.w", "attn_q": "attn.q.w", "attn_k": "attn.k.w",
          "attn_v": "attn.v.w", "attn_output": "attn.o.w", "ffn_gate": "ffn.gate.w", "ffn_up": "ffn.up.w",
          "ffn_down": "ffn.down.w"}
-TYPES = ("Q2_K", "Q3_K", "IQ4_NL", "IQ4_XS")  # --pure on the random model
-RECIPES = ("Q2_K", "Q3_K_S", "Q3_K_M", "IQ4_XS")  # its own mixes on stories260K (IQ4_NL: refused, 172 % 32)
+TYPES = ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS")  # --pure on the random model
+RECIPES = ("Q2_K", "Q3_K_S", "Q3_K_M", "IQ4_XS", "Q4_K_M")  # its own mixes on stories260K (IQ4_NL: refused, 172 % 32)
 
 
 def set_u32(path, key, value):
@@ -83,13 +85,15 @@ def ggml_values(dequant, path, out):
     return vals, types
 
 
-def compare(args, gguf, tag):
-    """ggml's values against qtf's imports of gguf: {"types", "f32_equal", "f32_tensors", "q8_worst"}."""
+def compare(args, gguf, tag, original=None):
+    """ggml's values against qtf's imports of gguf: {"types", "f32_equal", "tensors", "q8_worst_over_scale"};
+    with original (ggml_values of the f32 GGUF it was quantized from): "rel_rms", the matrices' relative RMS
+    error against it as the file holds them and as the q8 and q4 imports do."""
     ref, types = ggml_values(args.dequant, gguf, os.path.join(args.work, tag + "-ggml.bin"))
     got = {}
-    for mode in ("f32", "q8"):
+    for mode, flag in (("f32", ["--gguf-f32"]), ("q8", []), ("q4", ["--gguf-q4"])):
         out = os.path.join(args.work, "%s-%s.qtf" % (tag, mode))
-        sh([args.qtf, "convert", gguf, out] + (["--gguf-f32"] if mode == "f32" else []))
+        sh([args.qtf, "convert", gguf, out] + flag)
         got[mode] = read_qtf(open(out, "rb").read())[1]
     equal, worst = 0, 0.0
     for g, v in ref.items():
@@ -104,12 +108,24 @@ def compare(args, gguf, tag):
     counts = {}
     for t in types.values():
         counts[t] = counts.get(t, 0) + 1
-    return {"types": counts, "f32_equal": equal, "tensors": len(ref), "q8_worst_over_scale": worst}
+    res = {"types": counts, "f32_equal": equal, "tensors": len(ref), "q8_worst_over_scale": worst}
+    if original is not None:
+        err, ref2 = {"file": 0.0, "q8": 0.0, "q4": 0.0}, 0.0
+        for g, v in ref.items():
+            if types[g] in ("F32", "F16"):
+                continue
+            o = original[g].astype(np.float64)
+            ref2 += float((o ** 2).sum())
+            err["file"] += float(((v - o) ** 2).sum())
+            for mode in ("q8", "q4"):
+                err[mode] += float(((np.asarray(got[mode][qtf_name(g)], np.float64).reshape(-1) - o) ** 2).sum())
+        res["rel_rms"] = {k: (e / ref2) ** 0.5 for k, e in err.items()}
+    return res
 
 
-def held_out_loss(args, model, heldout, f32):
+def held_out_loss(args, model, heldout, flag=None):
     r = sh([args.qtf, "eval", "-m", model, "-f", heldout, "-c", "512", "--max-tokens", "0", "--doc-sep", "<|endoftext|>",
-            "--json"] + (["--gguf-f32"] if f32 else []))
+            "--json"] + ([flag] if flag else []))
     return json.loads(r.stdout)["loss"]
 
 
@@ -143,26 +159,31 @@ def main():
         files.append(("stories260K", t, bases["stories260K"], [], t))
     heldout = w("heldout.txt")
     budget_frontier.heldout_file(P["valid"], "301-500", heldout)
-    results = {"stories260K f32": {"loss": held_out_loss(args, bases["stories260K"], heldout, False)}}
+    results = {"stories260K f32": {"loss": held_out_loss(args, bases["stories260K"], heldout)}}
+    original = ggml_values(args.dequant, bases["random256"], w("random256-f32-ggml.bin"))[0]
     print("| model | file | tensor types llama-quantize wrote | tensors equal to ggml's (--gguf-f32) | "
-          "q8 import: worst error / row scale | held-out loss (q8) | held-out loss (--gguf-f32) |")
-    print("|---|---|---|---:|---:|---:|---:|")
-    print("| stories260K | f32 | F32 | | | %.5f | |" % results["stories260K f32"]["loss"])
+          "q8 import: worst error / row scale | relative RMS error to f32: file, q8, q4 import | held-out loss "
+          "(q8) | (--gguf-q4) | (--gguf-f32) |")
+    print("|---|---|---|---:|---:|---|---:|---:|---:|")
+    print("| stories260K | f32 | F32 | | | | %.5f | | |" % results["stories260K f32"]["loss"])
     for name, label, base, extra, t in files:
         tag = "%s-%s" % (name, label.replace(" ", "-"))
         out = w(tag + ".gguf")
         log = sh([quant] + extra + [base, out, t])
-        c = compare(args, out, tag)
+        c = compare(args, out, tag, original if name == "random256" else None)
         if name == "stories260K":
-            c["loss"] = held_out_loss(args, out, heldout, False)
-            c["loss_f32"] = held_out_loss(args, out, heldout, True)
+            c["loss"] = held_out_loss(args, out, heldout)
+            c["loss_q4"] = held_out_loss(args, out, heldout, "--gguf-q4")
+            c["loss_f32"] = held_out_loss(args, out, heldout, "--gguf-f32")
         c["bytes"] = os.path.getsize(out)
         c["quantize_log_tail"] = log.stdout.decode(errors="replace")[-300:]
         results[name + " " + label] = c
         ty = ", ".join("%s x%d" % kv for kv in sorted(c["types"].items()))
-        print("| %s | %s | %s | %d of %d | %.3f | %s | %s |" % (
-            name, label, ty, c["f32_equal"], c["tensors"], c["q8_worst_over_scale"],
-            "%.5f" % c["loss"] if "loss" in c else "", "%.5f" % c["loss_f32"] if "loss_f32" in c else ""))
+        fmt = lambda k: "%.5f" % c[k] if k in c else ""  # noqa: E731
+        rms = "%.4f, %.4f, %.4f" % tuple(c["rel_rms"][k] for k in ("file", "q8", "q4")) if "rel_rms" in c else ""
+        print("| %s | %s | %s | %d of %d | %.3f | %s | %s | %s | %s |" % (
+            name, label, ty, c["f32_equal"], c["tensors"], c["q8_worst_over_scale"], rms, fmt("loss"), fmt("loss_q4"),
+            fmt("loss_f32")))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

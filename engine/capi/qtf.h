@@ -56,6 +56,9 @@ typedef struct {
   int32_t gguf_f32;            /* a GGUF: 1 = its Q8_0/Q4_1/Q5_x/Q2_K..Q6_K/IQ4_x matrices dequantized to f32
                                   (their exact values, 4x the memory); 0 (default): requantized to q8, a scale
                                   per row (docs/llama.md "Why q8"); as `qtf --gguf-f32` */
+  int32_t gguf_q4;             /* a GGUF: 1 = those it stores in 4 bits or fewer (Q4_1, Q2_K..Q4_K, IQ4_x)
+                                  requantized to q4 instead (half of q8's memory, a second rounding's error;
+                                  not with gguf_f32); as `qtf --gguf-q4` */
 } qtf_load_options;
 qtf_load_options qtf_load_default_options(void);
 /* qtf_model_load_file with the options above (options NULL: their defaults). */

@@ -127,11 +127,16 @@ qtf_status qtf_model_load_file_with(const char* path, const qtf_load_options* op
   qtf_load_options x = qtf_load_default_options();
   if (qtf_status s = read_options(options, &x, "qtf_model_load_file_with: options.struct_size is not a size this library knows"))
     return s;
-  if ((x.use_mmap != 0 && x.use_mmap != 1) || (x.gguf_f32 != 0 && x.gguf_f32 != 1))
-    return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_model_load_file_with: use_mmap and gguf_f32 must be 0 or 1");
+  if ((x.use_mmap != 0 && x.use_mmap != 1) || (x.gguf_f32 != 0 && x.gguf_f32 != 1) ||
+      (x.gguf_q4 != 0 && x.gguf_q4 != 1))
+    return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_model_load_file_with: use_mmap, gguf_f32 and gguf_q4 must be 0 or 1");
+  if (x.gguf_f32 && x.gguf_q4)  // refused whatever the file is, as the CLI refuses the two flags
+    return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_model_load_file_with: a GGUF's matrices are either dequantized to f32 "
+                "or requantized to q4, not both (gguf_f32, gguf_q4)");
   import::Options io;
   io.tokenizer_path = x.tokenizer_path;
   io.gguf_dequantize_f32 = x.gguf_f32 != 0;
+  io.gguf_requantize_q4 = x.gguf_q4 != 0;
   qtf_model* m;
   if (qtf_status s = make(&m)) return s;
   qtf_status s = from(m->loaded.load_any(path, x.use_mmap != 0, io));

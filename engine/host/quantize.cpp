@@ -66,8 +66,20 @@ double block_codes(const float* v, int n, float d, BlockRange r, uint8_t* code) 
       code[j] = (uint8_t)-r.lo;
       continue;
     }
-    const long q = std::lround(v[j] * inv);
-    const long c = q < r.lo ? r.lo : q > r.hi ? r.hi : q;
+    // std::lround's rounding (half away from zero), inline, then clamped: the same codes in a fraction of
+    // the time (this runs ~23 times a block in the scale search). |x| < 2^30: truncated by the cast and
+    // x - t is exact; beyond, a finite x clamps by its sign, and +-Inf and NaN to lo, where lround's
+    // LONG_MIN clamped; no float is cast out of range.
+    const float x = v[j] * inv;
+    long c;
+    if (std::fabs(x) < 1073741824.f) {
+      const long t = (long)x;
+      const float f = x - (float)t;
+      const long q = t + (f >= 0.5f) - (f <= -0.5f);
+      c = q < r.lo ? r.lo : q > r.hi ? r.hi : q;
+    } else {
+      c = x > 0.f && std::isfinite(x) ? r.hi : r.lo;
+    }
     code[j] = (uint8_t)(c - r.lo);
     const double e = (double)v[j] - (double)d * (double)c;
     err += e * e;

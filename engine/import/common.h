@@ -59,6 +59,10 @@ struct Output {
   // GGUF: quantized matrices other than Q4_0 (Q8_0, Q4_1, Q5_x, Q2_K..Q6_K, IQ4_x) dequantized to f32 (their
   // exact values, 4 bytes each) instead of requantized to q8 (an int8 per value, a scale per row).
   bool dequantize_f32 = false;
+  // GGUF: those stored in 4 bits or fewer (Q4_1, Q2_K, Q3_K, Q4_K, IQ4_NL, IQ4_XS) requantized to q4 instead
+  // (GGUF Q4_0 blocks with `qtf quantize`'s scale search: 4.5 bits a weight, half of q8's memory, for a
+  // second rounding's error); the file's 5-8-bit ones stay q8.
+  bool requantize_q4 = false;
 };
 
 // After tensor i of w is written in place: refused when a value is NaN or Inf (a damaged source, or a

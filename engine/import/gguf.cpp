@@ -8,6 +8,7 @@
 #include <unordered_map>
 
 #include "format/format.h"
+#include "host/quantize.h"
 #include "import/common.h"
 #include "kernels/kernels.h"
 
@@ -553,6 +554,7 @@ struct Converter {
   bool neox = false;  // qwen2: rotate-half q/k rows (llama.cpp's NEOX rope), permuted to interleaved pairs
   int64_t head_dim = 0;
   bool dequantize_f32 = false;  // Output::dequantize_f32: quantized matrices (but Q4_0) to f32, not q8
+  bool requantize_q4 = false;   // Output::requantize_q4: those to q4 instead
 
   // The GGUF tensor `name` with the qtf shape dims (row-major: ggml's ne reversed), or an error.
   Status take(const std::string& name, std::vector<uint64_t> dims, Tensor** out) {
@@ -581,7 +583,7 @@ struct Converter {
   struct Planned {
     const Tensor* src;  // null: zeros (a bias the file does not have)
     size_t index;       // in the writer
-    enum Kind { copy, to_f32, to_q8, zeros } kind;
+    enum Kind { copy, to_f32, to_q8, to_q4, zeros } kind;
     bool permute;       // q/k of a rotate-half architecture
     uint64_t rows;
   };
@@ -589,15 +591,21 @@ struct Converter {
 
   // Plans tensor t as qtf tensor `name`: F16 kept as f16, Q4_0 matrices as q4 (both copied as they are),
   // the other quantized matrices requantized to q8 (a scale per row: a quarter of f32's memory, the loss
-  // in docs/llama.md) unless dequantize_f32, everything else dequantized to f32; rotary_rows: q/k, whose
-  // rows are permuted for a rotate-half architecture.
+  // in docs/llama.md), or to q4 with requantize_q4, unless dequantize_f32; everything else dequantized to
+  // f32; rotary_rows: q/k, whose rows are permuted for a rotate-half architecture.
   void put(const Tensor& t, const std::string& name, const std::vector<uint64_t>& dims, bool rotary_rows) {
     const bool permute = neox && rotary_rows;
     const bool quantized = t.type != kF32 && t.type != kF16 && t.type != kBF16;
     if (t.type == kQ4_0 && dims.size() == 2)  // GGUF's Q4_0 blocks are qtf's q4 (docs/format.md)
       plan.push_back({&t, w.declare_tensor(name, format::DType::q4, dims), Planned::copy, permute, dims[0]});
-    else if (quantized && dims.size() == 2 && !dequantize_f32)
-      plan.push_back({&t, w.declare_tensor(name, format::DType::q8, dims), Planned::to_q8, permute, dims[0]});
+    else if (quantized && dims.size() == 2 && !dequantize_f32) {
+      // q4 only for what the file stores in 4 bits or fewer: its author's 5-8-bit tensors (llama.cpp's
+      // recipes keep the embedding and classifier there) stay q8.
+      const bool q4 = requantize_q4 && (t.type == kQ4_1 || t.type == kQ2_K || t.type == kQ3_K || t.type == kQ4_K ||
+                                        t.type == kIQ4_NL || t.type == kIQ4_XS);
+      plan.push_back({&t, w.declare_tensor(name, q4 ? format::DType::q4 : format::DType::q8, dims),
+                      q4 ? Planned::to_q4 : Planned::to_q8, permute, dims[0]});
+    }
     else if (t.type == kF16)
       plan.push_back({&t, w.declare_tensor(name, format::DType::f16, dims), Planned::copy, permute, dims[0]});
     else
@@ -607,8 +615,10 @@ struct Converter {
   // of floats; with permute, row r is taken from the source row the rotate-half permutation puts there
   // (permute_rotate_half's order). A NaN or Inf value (a damaged block scale) is refused here: rounding
   // to int8 would hide it from tensor_done's scan.
-  Status requantize_q8(const Tensor& t, uint64_t rows, bool permute, uint8_t* dst) {
+  // With q4 (requantize_q4), each row's blocks of 18 bytes in place of the scale and int8 values.
+  Status requantize(const Tensor& t, uint64_t rows, bool permute, bool q4, uint8_t* dst) {
     const uint64_t cols = t.elements / rows, row_bytes = t.nbytes / rows;  // rows hold whole blocks (parse)
+    const uint64_t q4_row_bytes = (cols + 31) / 32 * 18;
     std::vector<float> row((size_t)cols);
     float* scales = reinterpret_cast<float*>(dst);
     int8_t* q = reinterpret_cast<int8_t*>(dst + 4 * rows);
@@ -622,6 +632,12 @@ struct Converter {
           return Status::error(Err::bad_value, "tensor '%.*s' has non-finite values (NaN/Inf) after conversion, the "
                                "first at index %llu", (int)t.name.size(), t.name.data(),
                                (unsigned long long)(from * cols + c));
+      if (q4) {  // the values are finite (above), so only a block scale past f16's range can fail
+        if (!host::quantize_q4_row(row.data(), (int64_t)cols, host::Q4Scale::search, dst + r * q4_row_bytes))
+          return Status::error(Err::bad_value, "tensor '%.*s' row %llu: a value too large for q4's f16 block scales",
+                               (int)t.name.size(), t.name.data(), (unsigned long long)from);
+        continue;
+      }
       const float s = quantize_i8(row.data(), (size_t)cols, q + r * cols);
       std::memcpy(scales + r, &s, 4);
     }
@@ -646,14 +662,14 @@ struct Converter {
       }
       if (p.kind == Planned::zeros) std::memset(dst, 0, (size_t)n);
       else if (p.kind == Planned::copy) std::memcpy(dst, p.src->data, (size_t)n);
-      else if (p.kind == Planned::to_q8) {
-        Status st = requantize_q8(*p.src, p.rows, p.permute, dst);
+      else if (p.kind == Planned::to_q8 || p.kind == Planned::to_q4) {
+        Status st = requantize(*p.src, p.rows, p.permute, p.kind == Planned::to_q4, dst);
         if (!st.ok()) {
           out.image->clear();
           return st;
         }
       } else dequantize(p.src->type, p.src->data, p.src->elements, reinterpret_cast<float*>(dst));  // 64-byte aligned
-      if (p.permute && p.kind != Planned::to_q8) permute_rotate_half(dst, p.rows, (uint64_t)head_dim, (size_t)(n / p.rows));
+      if (p.permute && p.kind != Planned::to_q8 && p.kind != Planned::to_q4) permute_rotate_half(dst, p.rows, (uint64_t)head_dim, (size_t)(n / p.rows));
       if (p.src && out.drop_source_pages) drop_pages(p.src->data, (size_t)p.src->nbytes);
       Status st = tensor_done(&w, p.index);
       if (!st.ok()) {
@@ -964,7 +980,7 @@ Status gguf_to_qtf(const uint8_t* data, size_t size, const char* source_name, co
   if (ctx != c.context) w.add_i64("provenance.gguf_context_length", ctx);
   if (emb_from_output) w.add_str("provenance.gguf_embedding", "output.weight (no token_embd.weight: tied)");
 
-  Converter cv{g, w, arch, arch == "qwen2", hd, out.dequantize_f32, {}};
+  Converter cv{g, w, arch, arch == "qwen2", hd, out.dequantize_f32, out.requantize_q4, {}};
   const uint64_t d = (uint64_t)c.d;
   Tensor* t = nullptr;
   QTF_TRY(cv.take(emb_name, {(uint64_t)c.vocab, d}, &t));

@@ -113,7 +113,11 @@ Status to_qtf(const char* path, const Options& opt, format::Image* image, format
   host::FileBytes bytes;
   QTF_TRY(bytes.open(path, true));
   out.drop_source_pages = bytes.mapped();
+  if (opt.gguf_dequantize_f32 && opt.gguf_requantize_q4)
+    return Status::error(Err::invalid_argument, "%s: a GGUF's matrices are either dequantized to f32 or requantized to "
+                         "q4, not both (--gguf-f32, --gguf-q4)", path);
   out.dequantize_f32 = opt.gguf_dequantize_f32;
+  out.requantize_q4 = opt.gguf_requantize_q4;
   const std::string name = base_name(path);
   switch (src) {
     case Source::qtf: {

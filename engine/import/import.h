@@ -23,6 +23,9 @@ struct Options {
   // GGUF: quantized matrices other than Q4_0 dequantized to f32 (exact) instead of requantized to q8
   // (the default: a quarter of the memory; docs/llama.md has the loss).
   bool gguf_dequantize_f32 = false;
+  // GGUF: those the file stores in 4 bits or fewer requantized to q4 instead of q8 (half the memory, a
+  // second rounding's error; its 5-8-bit ones stay q8; not with gguf_dequantize_f32).
+  bool gguf_requantize_q4 = false;
 };
 
 // Converts the model at path into a complete .qtf image in *out, verified by the format's reader (the

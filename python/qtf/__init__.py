@@ -204,16 +204,18 @@ class Model(_Handle):
     """A loaded .qtf model (memory-mapped by default). close() (or the end of a `with` block) releases it;
     contexts made from it keep it alive until they are closed too."""
 
-    def __init__(self, path, mmap=True, adapter=None, tokenizer=None, gguf_f32=False):
+    def __init__(self, path, mmap=True, adapter=None, tokenizer=None, gguf_f32=False, gguf_q4=False):
         """path: str, bytes or os.PathLike: a .qtf file, or a GGUF file, llama2.c checkpoint or Hugging Face
         directory (converted in memory at each load). adapter: a LoRA adapter file (qtf.arch = lora) applied
         in place over the base weights. tokenizer: a llama2.c checkpoint's tokenizer.bin. gguf_f32: a GGUF's
-        quantized matrices (but Q4_0) dequantized to f32 instead of requantized to q8 (`qtf --gguf-f32`)."""
+        quantized matrices (but Q4_0) dequantized to f32 instead of requantized to q8 (`qtf --gguf-f32`); gguf_q4:
+        requantized to q4 instead (`qtf --gguf-q4`: half of q8's memory)."""
         data = _path("model path", path)
         adapter_data = _path("adapter path", adapter) if adapter is not None else None
         tokenizer_data = _path("tokenizer path", tokenizer) if tokenizer is not None else None
         o = _L().qtf_load_default_options()
         o.use_mmap, o.gguf_f32, o.tokenizer_path = 1 if mmap else 0, 1 if gguf_f32 else 0, tokenizer_data
+        o.gguf_q4 = 1 if gguf_q4 else 0
         h = ctypes.c_void_p()
         _check(_L().qtf_model_load_file_with(data, ctypes.byref(o), ctypes.byref(h)))
         self._own(h)

@@ -21,7 +21,8 @@ class ContextParams(Structure):
 
 
 class LoadOptions(Structure):
-    _fields_ = [("struct_size", c_uint32), ("use_mmap", c_int32), ("tokenizer_path", c_char_p), ("gguf_f32", c_int32)]
+    _fields_ = [("struct_size", c_uint32), ("use_mmap", c_int32), ("tokenizer_path", c_char_p), ("gguf_f32", c_int32),
+                ("gguf_q4", c_int32)]
 
 
 class ContextOptions(Structure):

@@ -133,6 +133,9 @@ class ShippedModels(unittest.TestCase):
         with self.assertRaises(qtf.QtfError) as e:
             qtf.Model(os.path.join(ROOT, "README.md"))
         self.assertEqual(e.exception.code, 2)  # QTF_ERR_BAD_MODEL
+        with self.assertRaises(qtf.QtfError) as e:  # the two GGUF import modes together: one line, nothing loaded
+            qtf.Model(os.path.join(MODELS, "shakespeare-qtf.qtf"), gguf_f32=True, gguf_q4=True)
+        self.assertIn("not both", str(e.exception))
         ctx = m.context(n_ctx=8)
         with self.assertRaises(qtf.QtfError) as e:
             ctx.decode([m.vocab_size + 3])

@@ -445,13 +445,31 @@ struct Fixture {
 Status convert(const std::vector<uint8_t>& g, std::vector<uint8_t>* out) {
   return import::gguf_to_qtf(g.data(), g.size(), "t.gguf", out);
 }
-// With Output::dequantize_f32: quantized matrices to f32 rather than q8.
-Status convert_f32(const std::vector<uint8_t>& g, std::vector<uint8_t>* out) {
+// With Output::dequantize_f32: quantized matrices to f32 rather than q8 (requantize_q4: to q4).
+Status convert_f32(const std::vector<uint8_t>& g, std::vector<uint8_t>* out, bool q4 = false) {
   format::Image image;
   import::Output o;
   o.image = &image;
-  o.dequantize_f32 = true;
+  o.dequantize_f32 = !q4;
+  o.requantize_q4 = q4;
   return import::to_vector(import::gguf_to_qtf(g.data(), g.size(), "t.gguf", o), image, out);
+}
+// Rows of `cols` values as `qtf quantize` rounds them to q4 (host::quantize_q4_row), then decoded:
+// x = d * (nibble - 8), byte j of a block holding values j (low nibble) and j + 16.
+std::vector<float> q4_rounded(const std::vector<float>& v, size_t cols) {
+  std::vector<float> out;
+  std::vector<uint8_t> row((cols + 31) / 32 * 18);
+  for (size_t r = 0; r < v.size() / cols; ++r) {
+    REQUIRE(host::quantize_q4_row(v.data() + r * cols, (int64_t)cols, host::Q4Scale::search, row.data()));
+    for (size_t b = 0; b < cols / 32; ++b) {
+      const uint8_t* blk = row.data() + 18 * b;
+      const float d = f16((uint16_t)(blk[0] | (blk[1] << 8)));
+      float x[32];
+      for (int j = 0; j < 16; ++j) x[j] = (float)((blk[2 + j] & 15) - 8) * d, x[j + 16] = (float)((blk[2 + j] >> 4) - 8) * d;
+      out.insert(out.end(), x, x + 32);
+    }
+  }
+  return out;
 }
 Status convert(const std::vector<uint8_t>& g) {
   std::vector<uint8_t> out;
@@ -707,17 +725,18 @@ std::vector<std::pair<std::string, Encoded>> one_layer_tensors(uint32_t type, ui
 
 }  // namespace
 
-TEST_CASE("gguf: every tensor type imports the values its blocks hold (F16 stays f16, Q4_0 q4, the rest q8 or f32)") {
+TEST_CASE("gguf: every tensor type imports the values its blocks hold (F16 stays f16, Q4_0 q4, the rest q8, q4 or f32)") {
   for (uint32_t type : {import::kF16, import::kBF16, import::kQ8_0, import::kQ4_0, import::kQ4_1, import::kQ5_0,
                         import::kQ5_1, import::kQ2_K, import::kQ3_K, import::kQ4_K, import::kQ5_K, import::kQ6_K,
                         import::kIQ4_NL, import::kIQ4_XS})
-  for (const bool f32 : {false, true}) {
-    const std::string what = std::string(import::ggml_type_name(type)) + (f32 ? ", --gguf-f32" : "");
+  for (const int mode : {0, 1, 2}) {  // requantized to q8 (the default), dequantized to f32, requantized to q4
+    const bool f32 = mode == 1, q4 = mode == 2;
+    const std::string what = std::string(import::ggml_type_name(type)) + (f32 ? ", --gguf-f32" : q4 ? ", --gguf-q4" : "");
     INFO(what);
     ModelSpec s;
     const std::vector<std::pair<std::string, Encoded>> t = one_layer_tensors(type, type, &s);
     std::vector<uint8_t> out;
-    Status st = f32 ? convert_f32(model_gguf(s, t), &out) : convert(model_gguf(s, t), &out);
+    Status st = mode ? convert_f32(model_gguf(s, t), &out, q4) : convert(model_gguf(s, t), &out);
     REQUIRE_MESSAGE(st.ok(), st.message());
     format::ModelFile f;
     REQUIRE(f.open(out.data(), out.size()).ok());
@@ -726,12 +745,14 @@ TEST_CASE("gguf: every tensor type imports the values its blocks hold (F16 stays
       const std::string& name = named.first;
       INFO(name);
       const uint32_t ty = named.second.type;
+      const bool low_bit = ty == import::kQ4_1 || ty == import::kQ2_K || ty == import::kQ3_K || ty == import::kQ4_K ||
+                           ty == import::kIQ4_NL || ty == import::kIQ4_XS;  // --gguf-q4 makes these q4
       const bool matrix = name.find("ln") == std::string::npos;  // Q4_0 matrices stay Q4_0 blocks (qtf's q4)
       const bool requantized = matrix && !f32 && ty != import::kF16 && ty != import::kBF16 && ty != import::kQ4_0 &&
                                ty != import::kF32;
       const format::DType want = ty == import::kF16                    ? format::DType::f16
                                  : ty == import::kQ4_0 && matrix ? format::DType::q4
-                                 : requantized                   ? format::DType::q8
+                                 : requantized                   ? (q4 && low_bit ? format::DType::q4 : format::DType::q8)
                                                                  : format::DType::f32;
       CHECK(got.dtype.at(name) == want);
       const std::vector<float>& v = got.values.at(name);
@@ -739,6 +760,10 @@ TEST_CASE("gguf: every tensor type imports the values its blocks hold (F16 stays
       REQUIRE(v.size() == e.size());
       if (!requantized) {
         CHECK(v == e);
+        continue;
+      }
+      if (q4 && low_bit) {  // q4: each row rounded as `qtf quantize` rounds it, from the exact values
+        CHECK(v == q4_rounded(e, 256));
         continue;
       }
       // q8: each row's values rounded to its scale, max |row| / 127: off by at most half of it.
@@ -1068,6 +1093,48 @@ TEST_CASE("C API: qtf_load_options.gguf_f32 loads a GGUF's Q8_0 matrices exactly
   CHECK(plain == q8);  // the default is the requantized q8
   CHECK(exact == cpp_logits(true));
   CHECK(exact != q8);
+  // gguf_q4: a Q4_K file's matrices to q4 (a Q8_0 file's stay q8: only what the file keeps in 4 bits or fewer).
+  o.gguf_f32 = 0, o.gguf_q4 = 1;
+  CHECK(capi_logits(&o) == q8);
+  {
+    ModelSpec s4;
+    const std::vector<uint8_t> g4 = model_gguf(s4, one_layer_tensors(import::kQ4_K, 7, &s4));
+    FILE* f4 = std::fopen(path.c_str(), "wb");
+    REQUIRE(f4);
+    REQUIRE(std::fwrite(g4.data(), 1, g4.size(), f4) == g4.size());
+    std::fclose(f4);
+  }
+  const std::vector<float> four = capi_logits(&o);
+  o.gguf_q4 = 0;
+  const std::vector<float> q8_of_q4k = capi_logits(&o);
+  o.gguf_q4 = 1;
+  import::Options io4;
+  io4.gguf_requantize_q4 = true;
+  {
+    host::LoadedModel lm;
+    const Status st = lm.load_any(path.c_str(), true, io4);
+    REQUIRE_MESSAGE(st.ok(), st.message());
+    host::HostContext hc;
+    REQUIRE(hc.init(lm, ContextOptions()).ok());
+    REQUIRE(hc.ctx().eval(prompt, 3).ok());
+    CHECK(four == std::vector<float>(hc.ctx().logits(), hc.ctx().logits() + 8));
+  }
+  CHECK(four != q8_of_q4k);
+  io4.gguf_dequantize_f32 = true;  // both: refused, one line
+  {
+    host::LoadedModel lm;
+    const Status st = lm.load_any(path.c_str(), true, io4);
+    REQUIRE(!st.ok());
+    CHECK(std::string(st.message()).find("not both") != std::string::npos);
+  }
+  o.gguf_f32 = 1;
+  qtf_model* both = nullptr;
+  CHECK(qtf_model_load_file_with(path.c_str(), &o, &both) == QTF_ERR_INVALID_ARGUMENT);
+  CHECK(both == nullptr);
+  o.gguf_f32 = 0, o.gguf_q4 = 2;
+  CHECK(qtf_model_load_file_with(path.c_str(), &o, &both) == QTF_ERR_INVALID_ARGUMENT);
+  CHECK(std::string(qtf_last_error()).find("gguf_q4") != std::string::npos);
+  o.gguf_q4 = 0;
   // Bad options: one line each, nothing loaded.
   qtf_model* m = nullptr;
   o.gguf_f32 = 2;
@@ -1085,8 +1152,8 @@ TEST_CASE("C API: qtf_load_options.gguf_f32 loads a GGUF's Q8_0 matrices exactly
   std::remove(path.c_str());
 }
 
-TEST_CASE("gguf: qwen2's q/k rows are permuted the same in Q4_0 blocks (kept as q4) and Q6_K (to q8) as in f32") {
-  for (const uint32_t type : {import::kQ4_0, import::kQ6_K}) {
+TEST_CASE("gguf: qwen2's q/k rows are permuted the same in Q4_0 blocks (kept as q4), Q6_K/Q4_K (to q8, q4) as in f32") {
+  for (const uint32_t type : {import::kQ4_0, import::kQ6_K, import::kQ4_K}) {
   INFO(import::ggml_type_name(type));
   ModelSpec s;
   s.arch = "qwen2", s.d = 256, s.ff = 256, s.L = 1, s.H = 2, s.KV = 1, s.V = 8;
@@ -1105,10 +1172,12 @@ TEST_CASE("gguf: qwen2's q/k rows are permuted the same in Q4_0 blocks (kept as 
   for (const char* n : {"attn.q.w", "attn.k.w", "attn.v.w", "attn.o.w", "ffn.gate.w", "ffn.up.w", "ffn.down.w"})
     add(std::string("blk.0.") + n, (std::string(n) == "attn.k.w" || std::string(n) == "attn.v.w" ? 128 : 256) * 256, true);
   add("lnf.w", 256, false);
-  std::vector<uint8_t> a, b;
+  std::vector<uint8_t> a, b, a4;
   Status st = convert(model_gguf(s, q4), &a);
   REQUIRE_MESSAGE(st.ok(), st.message());
   REQUIRE(convert(model_gguf(s, f32), &b).ok());
+  st = convert_f32(model_gguf(s, q4), &a4, true);  // --gguf-q4
+  REQUIRE_MESSAGE(st.ok(), st.message());
   format::ModelFile fa, fb;
   REQUIRE(fa.open(a.data(), a.size()).ok());
   REQUIRE(fb.open(b.data(), b.size()).ok());
@@ -1118,6 +1187,19 @@ TEST_CASE("gguf: qwen2's q/k rows are permuted the same in Q4_0 blocks (kept as 
     CHECK(ta.dtype.at("blk.0.attn.q.w") == format::DType::q4);
     CHECK(ta.values == tb.values);
     continue;
+  }
+  // --gguf-q4: every (permuted) row of a Q4_K matrix is the f32 file's row as q4 rounds it; Q6_K stays q8.
+  format::ModelFile fc;
+  REQUIRE(fc.open(a4.data(), a4.size()).ok());
+  const qtf::testing::Tensors tc = qtf::testing::tensors_of(fc);
+  for (const char* n : {"blk.0.attn.q.w", "blk.0.attn.k.w", "blk.0.attn.v.w"}) {
+    INFO(n);
+    if (type == import::kQ6_K) {
+      CHECK(tc.values.at(n) == ta.values.at(n));
+      continue;
+    }
+    CHECK(tc.dtype.at(n) == format::DType::q4);
+    CHECK(tc.values.at(n) == q4_rounded(tb.values.at(n), 256));
   }
   // q8: every row within its rounding of the f32 file's row (a row taken from elsewhere is far off).
   for (const char* n : {"blk.0.attn.q.w", "blk.0.attn.k.w"}) {

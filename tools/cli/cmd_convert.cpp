@@ -14,12 +14,14 @@ namespace qtf::cli {
 
 int cmd_convert(int argc, char** argv) {
   const char kUsage[] =
-      "usage: qtf convert IN OUT.qtf [--tokenizer tokenizer.bin] [--gguf-f32]\n"
+      "usage: qtf convert IN OUT.qtf [--tokenizer tokenizer.bin] [--gguf-f32 | --gguf-q4]\n"
       "  IN: a GGUF file (llama, qwen2), a llama2.c checkpoint (its tokenizer.bin with --tokenizer) or a\n"
       "  Hugging Face directory. OUT is written atomically (a temporary file, then a rename) and only when\n"
       "  the converted model verifies and binds; an OUT that exists must be a regular file (it is replaced).\n"
       "  A GGUF's Q4_0 matrices stay q4 and F16 f16; its Q8_0/Q4_1/Q5_x/Q2_K..Q6_K/IQ4_NL/IQ4_XS matrices become\n"
-      "  q8 (int8, a scale per row), or f32 with --gguf-f32 (their exact values, 4x the memory).\n";
+      "  q8 (int8, a scale per row), or f32 with --gguf-f32 (their exact values, 4x the memory); --gguf-q4\n"
+      "  makes those stored in 4 bits or fewer (Q4_1, Q2_K..Q4_K, IQ4_x) q4 (half of q8's memory, a second\n"
+      "  rounding's error).\n";
   const char *in = nullptr, *out = nullptr;
   import::Options opt;
   for (int i = 1; i < argc; ++i) {
@@ -32,6 +34,8 @@ int cmd_convert(int argc, char** argv) {
       opt.tokenizer_path = argv[++i];
     } else if (!std::strcmp(argv[i], "--gguf-f32")) {
       opt.gguf_dequantize_f32 = true;
+    } else if (!std::strcmp(argv[i], "--gguf-q4")) {
+      opt.gguf_requantize_q4 = true;
     } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
       std::fprintf(stderr, "qtf convert: unknown option '%s'\n%s", argv[i], kUsage);
       return 2;

@@ -15,6 +15,8 @@ const char kModelOptionsHelp[] =
     "  --tokenizer FILE        a llama2.c checkpoint's tokenizer.bin\n"
     "  --gguf-f32              a GGUF's Q8_0/Q4_1/Q5_x/Q2_K..Q6_K/IQ4_x matrices dequantized to f32 (exact)\n"
     "                          instead of requantized to q8 (default: a quarter of the memory)\n"
+    "  --gguf-q4               those stored in 4 bits or fewer (Q4_1, Q2_K..Q4_K, IQ4_x) requantized to\n"
+    "                          q4 instead (half of q8's memory; a second rounding's error)\n"
     "  -c, --ctx-size N        context length (default: the model's)\n"
     "  -b, --batch N           prompt tokens run through the model together (default 64; 1 = token by token)\n"
     "  -t, --threads N         threads (default 1)\n"
@@ -102,6 +104,7 @@ int parse_shared_option(int argc, char** argv, int* i, ModelOptions* o, const ch
   if (!std::strcmp(a, "--mmap")) { o->mmap = true; return kConsumed; }
   if (!std::strcmp(a, "--no-pack-tt")) { o->ctx.pack_tt = false; return kConsumed; }
   if (!std::strcmp(a, "--gguf-f32")) { o->gguf_f32 = true; return kConsumed; }
+  if (!std::strcmp(a, "--gguf-q4")) { o->gguf_q4 = true; return kConsumed; }
   bool known = !std::strcmp(a, "-m") || !std::strcmp(a, "--model") || !std::strcmp(a, "-c") ||
                !std::strcmp(a, "--ctx-size") || !std::strcmp(a, "-b") || !std::strcmp(a, "--batch") ||
                !std::strcmp(a, "-t") || !std::strcmp(a, "--threads") ||
@@ -201,9 +204,15 @@ bool load_model(const ModelOptions& o, host::LoadedModel* m) {
     std::fprintf(stderr, "qtf: no model given (-m FILE)\n");
     return false;
   }
+  if (o.gguf_f32 && o.gguf_q4) {
+    std::fprintf(stderr, "qtf: --gguf-f32 and --gguf-q4: a GGUF's matrices are either dequantized to f32 or "
+                 "requantized to q4, not both\n");
+    return false;
+  }
   import::Options io;
   io.tokenizer_path = o.tokenizer_path;
   io.gguf_dequantize_f32 = o.gguf_f32;
+  io.gguf_requantize_q4 = o.gguf_q4;
   Status st = m->load_any(o.model_path, o.mmap, io);
   if (!st.ok()) {
     std::fprintf(stderr, "qtf: cannot load model: %s\n", st.message());
@@ -212,7 +221,7 @@ bool load_model(const ModelOptions& o, host::LoadedModel* m) {
   if (m->converted())
     std::fprintf(stderr, "qtf: converted %s (%s) in memory; `qtf convert %s OUT.qtf%s%s%s` makes a .qtf once\n",
                  o.model_path, import::source_name(m->source()), o.model_path, o.tokenizer_path ? " --tokenizer " : "",
-                 o.tokenizer_path ? o.tokenizer_path : "", o.gguf_f32 ? " --gguf-f32" : "");
+                 o.tokenizer_path ? o.tokenizer_path : "", o.gguf_f32 ? " --gguf-f32" : o.gguf_q4 ? " --gguf-q4" : "");
   if (o.lora_path) {
     st = m->apply_adapter_file(o.lora_path, o.mmap);
     if (!st.ok()) {

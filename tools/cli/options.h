@@ -12,6 +12,7 @@ struct ModelOptions {
   const char* lora_path = nullptr;  // --lora: an adapter file applied at load (docs/qllm.md)
   const char* tokenizer_path = nullptr;  // --tokenizer: a llama2.c checkpoint's tokenizer.bin
   bool gguf_f32 = false;                 // --gguf-f32: GGUF's quantized matrices (but Q4_0) as f32, not q8
+  bool gguf_q4 = false;                  // --gguf-q4: those as q4 instead (half of q8's memory)
   bool mmap = true;
   ContextOptions ctx;
   const char* profile = "cpu_xeon";
