@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""GGUF's Q2_K, Q3_K, IQ4_NL and IQ4_XS in qtf against llama.cpp's own files and ggml's own dequantization
+"""GGUF's K, IQ3 and IQ4 kinds in qtf against llama.cpp's own files and ggml's own dequantization
 (docs/llama.md, "GGUF (llama.cpp)"). Per file:
   1. llama-quantize of a GGUF f32 made by llama.cpp's llama2.c converter: with --pure (every matrix that
      type) on a random model whose rows are multiples of 256 (d 256, d_ff 768: every super-block fits), and
-     its own recipes (Q2_K, Q3_K_S, Q3_K_M, IQ4_XS) on stories260K, whose rows of 64 and 172 fall
+     its own recipes (Q2_K, Q3_K_S/M, IQ3_XXS/S/M, IQ4_XS, Q4_K_M) on stories260K, whose rows of 64 and 172 fall
      back to other types (the table lists what it wrote);
   2. every tensor as ggml dequantizes it (bench/real/ggml_dequant.c, ggml's to_float) against `qtf convert
      --gguf-f32` of the same file: bit for bit, and against the default import (q8, a scale per row): the
@@ -42,8 +42,8 @@ NAMES = {"token_embd.weight": "tok_emb", "output_norm.weight": "lnf.w", "output.
 PARTS = {"attn_norm": "ln1.w", "ffn_norm": "ln2.w", "attn_q": "attn.q.w", "attn_k": "attn.k.w",
          "attn_v": "attn.v.w", "attn_output": "attn.o.w", "ffn_gate": "ffn.gate.w", "ffn_up": "ffn.up.w",
          "ffn_down": "ffn.down.w"}
-TYPES = ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS")  # --pure on the random model
-RECIPES = ("Q2_K", "Q3_K_S", "Q3_K_M", "IQ4_XS", "Q4_K_M")  # its own mixes on stories260K (IQ4_NL: refused, 172 % 32)
+TYPES = ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ3_XXS", "IQ3_S", "IQ4_NL", "IQ4_XS")  # --pure, the random model
+RECIPES = ("Q2_K", "Q3_K_S", "Q3_K_M", "IQ3_XXS", "IQ3_S", "IQ3_M", "IQ4_XS", "Q4_K_M")  # its own mixes on stories260K (IQ4_NL: refused, 172 % 32)
 
 
 def set_u32(path, key, value):

@@ -10,6 +10,7 @@
 #include "format/format.h"
 #include "host/quantize.h"
 #include "import/common.h"
+#include "import/third_party/ggml_iq_grids.h"
 #include "kernels/kernels.h"
 
 namespace qtf::import {
@@ -239,8 +240,8 @@ Status Gguf::parse(const uint8_t* data, size_t size) {
     if (block == 0) {
       const char* tn = ggml_type_name(t.type);
       return Status::error(Err::unsupported, "GGUF: tensor '%.*s' has type %s (%u), which qtf does not import "
-                           "(F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, "
-                           "IQ4_XS)", nl, nm, tn, t.type);
+                           "(F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ3_XXS, "
+                           "IQ3_S, IQ4_NL, IQ4_XS)", nl, nm, tn, t.type);
     }
     if (t.ne[0] % block != 0)
       return Status::error(Err::bad_shape, "GGUF: tensor '%.*s' (%s) has rows of %llu values, not a multiple of its "
@@ -602,7 +603,8 @@ struct Converter {
       // q4 only for what the file stores in 4 bits or fewer: its author's 5-8-bit tensors (llama.cpp's
       // recipes keep the embedding and classifier there) stay q8.
       const bool q4 = requantize_q4 && (t.type == kQ4_1 || t.type == kQ2_K || t.type == kQ3_K || t.type == kQ4_K ||
-                                        t.type == kIQ4_NL || t.type == kIQ4_XS);
+                                        t.type == kIQ3_XXS || t.type == kIQ3_S || t.type == kIQ4_NL ||
+                                        t.type == kIQ4_XS);
       plan.push_back({&t, w.declare_tensor(name, q4 ? format::DType::q4 : format::DType::q8, dims),
                       q4 ? Planned::to_q4 : Planned::to_q8, permute, dims[0]});
     }
@@ -702,6 +704,8 @@ void ggml_block(uint32_t type, uint32_t* values, uint32_t* bytes) {
     case kQ5_K: *values = 256, *bytes = 2 + 2 + 12 + 32 + 128; return;  // as Q4_K, plus 32 bytes of fifth bits
     case kQ6_K: *values = 256, *bytes = 128 + 64 + 16 + 2; return;  // low 4 bits, high 2 bits, int8 scales, f16 d
     case kIQ4_NL: *values = 32, *bytes = 2 + 16; return;  // f16 d, 32 nibbles indexing a non-linear grid
+    case kIQ3_XXS: *values = 256, *bytes = 2 + 64 + 32; return;  // f16 d, grid indices, scales and signs
+    case kIQ3_S: *values = 256, *bytes = 2 + 64 + 8 + 32 + 4; return;  // d, indices, 9th bits, signs, scales
     case kIQ4_XS: *values = 256, *bytes = 2 + 2 + 4 + 128; return;  // f16 d, 6-bit scales (2 + 4 bits), nibbles
     default: *values = 0, *bytes = 0; return;
   }
@@ -715,6 +719,21 @@ float half(const uint8_t* p) {
 }
 // IQ4_NL's and IQ4_XS's 16 levels (ggml-common.h kvalues_iq4nl): denser near zero than a uniform grid.
 constexpr int8_t kIq4Levels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+// IQ3 kinds: 8 values from two grid entries of 4 (byte j of an entry: value j), value k negated where bit k
+// of `signs` is set, each times db, in ggml's order of operations.
+void iq3_eight(float db, uint32_t g1, uint32_t g2, uint32_t signs, float* y) {
+  for (int j = 0; j < 4; ++j) {
+    y[j] = db * (float)((g1 >> (8 * j)) & 0xFF) * ((signs >> j) & 1 ? -1.f : 1.f);
+    y[j + 4] = db * (float)((g2 >> (8 * j)) & 0xFF) * ((signs >> (j + 4)) & 1 ? -1.f : 1.f);
+  }
+}
+// IQ3_XXS's 7 stored sign bits of 8 values, the 8th making their count even (ggml's ksigns_iq2xs table).
+uint32_t even_signs(uint32_t seven) {
+  uint32_t p = seven ^ (seven >> 4);
+  p ^= p >> 2;
+  p ^= p >> 1;
+  return seven | (p & 1) << 7;
+}
 }  // namespace
 
 bool dequantize(uint32_t type, const uint8_t* src, uint64_t n, float* dst) {
@@ -820,6 +839,36 @@ bool dequantize(uint32_t type, const uint8_t* src, uint64_t n, float* dst) {
         for (int j = 0; j < 16; ++j) {
           dst[j] = d * (float)kIq4Levels[src[2 + j] & 0xF];
           dst[j + 16] = d * (float)kIq4Levels[src[2 + j] >> 4];
+        }
+      }
+      return true;
+    case kIQ3_XXS:  // 8 sub-blocks of 32: a u32 of 4 x 7 sign bits and a 4-bit scale, 8 grid indices of 4 values
+      for (uint64_t b = 0; b < n / 256; ++b, src += 98) {
+        const float d = half(src);
+        const uint8_t* qs = src + 2;
+        for (int s = 0; s < 8; ++s, qs += 8) {
+          const uint8_t* a = src + 66 + 4 * s;
+          const uint32_t aux = (uint32_t)a[0] | (uint32_t)a[1] << 8 | (uint32_t)a[2] << 16 | (uint32_t)a[3] << 24;
+          const float db = d * (0.5f + (float)(aux >> 28)) * 0.5f;
+          for (int l = 0; l < 4; ++l, dst += 8)
+            iq3_eight(db, ggml_tables::kIq3xxsGrid[qs[2 * l]], ggml_tables::kIq3xxsGrid[qs[2 * l + 1]],
+                      even_signs((aux >> (7 * l)) & 127), dst);
+        }
+      }
+      return true;
+    case kIQ3_S:  // 8 sub-blocks of 32: 9-bit grid indices (8 bits in qs, the 9th in qh), a sign bit per value,
+                  // 4-bit scales in pairs: db = d * (1 + 2 * scale)
+      for (uint64_t b = 0; b < n / 256; ++b, src += 110) {
+        const float d = half(src);
+        const uint8_t *qs = src + 2, *qh = src + 66, *signs = src + 74, *scales = src + 106;
+        for (int s = 0; s < 8; ++s, qs += 8, signs += 4) {
+          const int sc = s % 2 == 0 ? scales[s / 2] & 0xF : scales[s / 2] >> 4;
+          const float db = d * (float)(1 + 2 * sc);
+          for (int l = 0; l < 4; ++l, dst += 8) {
+            const uint32_t i1 = qs[2 * l] | ((qh[s] << (8 - 2 * l)) & 256);
+            const uint32_t i2 = qs[2 * l + 1] | ((qh[s] << (7 - 2 * l)) & 256);
+            iq3_eight(db, ggml_tables::kIq3sGrid[i1], ggml_tables::kIq3sGrid[i2], signs[l], dst);
+          }
         }
       }
       return true;

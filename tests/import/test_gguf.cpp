@@ -12,6 +12,7 @@
 
 #include "host/quantize.h"
 #include "import/gguf.h"
+#include "import/third_party/ggml_iq_grids.h"
 #include "qtf.h"
 #include "import_support.h"
 #include "support/json_lite.h"
@@ -310,6 +311,71 @@ Encoded enc_iq4_xs(const std::vector<float>& x, uint32_t seed) {
   return e;
 }
 
+// IQ3 kinds: random grid entries, signs and scales (the values are what they decode to, not x's). Value
+// k of an entry is its byte k; a set sign bit negates.
+float iq3_value(float db, uint32_t entry, int k, bool negative) {
+  return db * (float)((entry >> (8 * k)) & 0xFF) * (negative ? -1.f : 1.f);
+}
+// IQ3_XXS: super-blocks of 256 = f16 d, 64 grid indices (8 a sub-block of 32, 4 values each), then per
+// sub-block a u32: 4 x 7 sign bits (the 8th of each group of 8 makes the count of set bits even) and a
+// 4-bit scale on top; db = d * (0.5 + scale) * 0.5.
+Encoded enc_iq3_xxs(uint32_t seed, size_t n) {
+  Encoded e{import::kIQ3_XXS, {}, {}};
+  std::mt19937 rng(seed);
+  for (size_t b = 0; b < n; b += 256) {
+    const uint16_t dh = host::f32_to_f16(0.001f);
+    uint8_t qs[64];
+    uint32_t aux[8];
+    for (int sb = 0; sb < 8; ++sb) {
+      const uint32_t scale = sb == 3 ? 15 : rng() % 16;
+      aux[sb] = scale << 28;
+      const float db = f16(dh) * (0.5f + (float)scale) * 0.5f;
+      for (int l = 0; l < 4; ++l) {
+        const uint32_t seven = rng() % 128, eight = seven | (uint32_t)(__builtin_popcount(seven) % 2) << 7;
+        aux[sb] |= seven << (7 * l);
+        qs[8 * sb + 2 * l] = (uint8_t)(rng() % 256), qs[8 * sb + 2 * l + 1] = (uint8_t)(rng() % 256);
+        for (int h = 0; h < 2; ++h)
+          for (int k = 0; k < 4; ++k)
+            e.values.push_back(iq3_value(db, import::ggml_tables::kIq3xxsGrid[qs[8 * sb + 2 * l + h]], k, (eight >> (4 * h + k)) & 1));
+      }
+    }
+    put16(&e.bytes, dh);
+    e.bytes.insert(e.bytes.end(), qs, qs + 64);
+    for (uint32_t a : aux) put16(&e.bytes, (uint16_t)a), put16(&e.bytes, (uint16_t)(a >> 16));
+  }
+  return e;
+}
+// IQ3_S: super-blocks of 256 = f16 d, 64 bytes of grid indices' low 8 bits, 8 bytes of their 9th bits
+// (bit k of byte s: index k of sub-block s), 32 bytes of sign bits (a byte per 8 values), 4 bytes of
+// 4-bit scales (sub-block 2i in the low nibble of byte i, 2i + 1 in the high one); db = d * (1 + 2 * scale).
+Encoded enc_iq3_s(uint32_t seed, size_t n) {
+  Encoded e{import::kIQ3_S, {}, {}};
+  std::mt19937 rng(seed);
+  for (size_t b = 0; b < n; b += 256) {
+    const uint16_t dh = host::f32_to_f16(0.0005f);
+    uint8_t qs[64], qh[8] = {0}, signs[32], scales[4] = {0};
+    for (int sb = 0; sb < 8; ++sb) {
+      const int scale = sb == 6 ? 15 : (int)(rng() % 16);
+      scales[sb / 2] = (uint8_t)(scales[sb / 2] | scale << (4 * (sb % 2)));
+      const float db = f16(dh) * (float)(1 + 2 * scale);
+      for (int k = 0; k < 8; ++k) {
+        const uint32_t index = rng() % 512;
+        qs[8 * sb + k] = (uint8_t)index;
+        qh[sb] = (uint8_t)(qh[sb] | (index >> 8) << k);
+        if (k % 2 == 0) signs[4 * sb + k / 2] = (uint8_t)(rng() % 256);
+        for (int v = 0; v < 4; ++v)
+          e.values.push_back(iq3_value(db, import::ggml_tables::kIq3sGrid[index], v, (signs[4 * sb + k / 2] >> (4 * (k % 2) + v)) & 1));
+      }
+    }
+    put16(&e.bytes, dh);
+    e.bytes.insert(e.bytes.end(), qs, qs + 64);
+    e.bytes.insert(e.bytes.end(), qh, qh + 8);
+    e.bytes.insert(e.bytes.end(), signs, signs + 32);
+    e.bytes.insert(e.bytes.end(), scales, scales + 4);
+  }
+  return e;
+}
+
 Encoded encode(uint32_t type, const std::vector<float>& x, uint32_t seed) {
   switch (type) {
     case import::kF16: return enc_f16(x);
@@ -324,6 +390,8 @@ Encoded encode(uint32_t type, const std::vector<float>& x, uint32_t seed) {
     case import::kQ3_K: return enc_q3_k(x, seed);
     case import::kIQ4_NL: return enc_iq4_nl(x);
     case import::kIQ4_XS: return enc_iq4_xs(x, seed);
+    case import::kIQ3_XXS: return enc_iq3_xxs(seed, x.size());
+    case import::kIQ3_S: return enc_iq3_s(seed, x.size());
     default: return enc_f32(x);
   }
 }
@@ -587,7 +655,7 @@ TEST_CASE("gguf: block dequantizers against hand-built blocks") {
   for (float& v : x) v = nd(rng);
   for (uint32_t type : {import::kQ4_0, import::kQ4_1, import::kQ5_0, import::kQ5_1, import::kQ8_0, import::kQ4_K,
                         import::kQ5_K, import::kQ6_K, import::kQ2_K, import::kQ3_K, import::kIQ4_NL, import::kIQ4_XS,
-                        import::kF16, import::kBF16}) {
+                        import::kIQ3_XXS, import::kIQ3_S, import::kF16, import::kBF16}) {
     INFO(import::ggml_type_name(type));
     const Encoded e = encode(type, x, 9);
     std::vector<float> got(x.size());
@@ -728,7 +796,7 @@ std::vector<std::pair<std::string, Encoded>> one_layer_tensors(uint32_t type, ui
 TEST_CASE("gguf: every tensor type imports the values its blocks hold (F16 stays f16, Q4_0 q4, the rest q8, q4 or f32)") {
   for (uint32_t type : {import::kF16, import::kBF16, import::kQ8_0, import::kQ4_0, import::kQ4_1, import::kQ5_0,
                         import::kQ5_1, import::kQ2_K, import::kQ3_K, import::kQ4_K, import::kQ5_K, import::kQ6_K,
-                        import::kIQ4_NL, import::kIQ4_XS})
+                        import::kIQ4_NL, import::kIQ4_XS, import::kIQ3_XXS, import::kIQ3_S})
   for (const int mode : {0, 1, 2}) {  // requantized to q8 (the default), dequantized to f32, requantized to q4
     const bool f32 = mode == 1, q4 = mode == 2;
     const std::string what = std::string(import::ggml_type_name(type)) + (f32 ? ", --gguf-f32" : q4 ? ", --gguf-q4" : "");
@@ -746,7 +814,8 @@ TEST_CASE("gguf: every tensor type imports the values its blocks hold (F16 stays
       INFO(name);
       const uint32_t ty = named.second.type;
       const bool low_bit = ty == import::kQ4_1 || ty == import::kQ2_K || ty == import::kQ3_K || ty == import::kQ4_K ||
-                           ty == import::kIQ4_NL || ty == import::kIQ4_XS;  // --gguf-q4 makes these q4
+                           ty == import::kIQ4_NL || ty == import::kIQ4_XS || ty == import::kIQ3_XXS ||
+                           ty == import::kIQ3_S;  // --gguf-q4 makes these q4
       const bool matrix = name.find("ln") == std::string::npos;  // Q4_0 matrices stay Q4_0 blocks (qtf's q4)
       const bool requantized = matrix && !f32 && ty != import::kF16 && ty != import::kBF16 && ty != import::kQ4_0 &&
                                ty != import::kF32;

@@ -124,6 +124,8 @@ inline std::vector<uint8_t> tiny_llama_gguf(uint32_t type, uint32_t k_type, cons
       case 12: return n / 256 * 144;
       case 14: return n / 256 * 210;
       case 23: return n / 256 * 136;  // IQ4_XS
+      case 18: return n / 256 * 98;   // IQ3_XXS
+      case 21: return n / 256 * 110;  // IQ3_S
       default: return n;
     }
   };
