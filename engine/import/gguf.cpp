@@ -671,7 +671,8 @@ struct Converter {
           return st;
         }
       } else dequantize(p.src->type, p.src->data, p.src->elements, reinterpret_cast<float*>(dst));  // 64-byte aligned
-      if (p.permute && p.kind != Planned::to_q8 && p.kind != Planned::to_q4) permute_rotate_half(dst, p.rows, (uint64_t)head_dim, (size_t)(n / p.rows));
+      if (p.permute && p.kind != Planned::to_q8 && p.kind != Planned::to_q4)  // requantize took rows permuted
+        permute_rotate_half(dst, p.rows, (uint64_t)head_dim, (size_t)(n / p.rows));
       if (p.src && out.drop_source_pages) drop_pages(p.src->data, (size_t)p.src->nbytes);
       Status st = tensor_done(&w, p.index);
       if (!st.ok()) {
