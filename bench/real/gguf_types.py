@@ -17,7 +17,9 @@
     LD_LIBRARY_PATH=LLAMA/build/bin python3 bench/real/gguf_types.py --qtf build/qtf --llama-cpp LLAMA \
         --dequant /tmp/ggml_dequant --work /tmp/gguftypes [--json out.json]
 
-LLAMA: a llama.cpp tree with llama-quantize and llama-convert-llama2c-to-ggml built (outside the project).
+LLAMA: a llama.cpp tree with llama-quantize, llama-imatrix and llama-convert-llama2c-to-ggml built (outside the
+project). The IQ1/IQ2 kinds are quantized with an importance matrix (llama-imatrix on stories 1-100), as
+llama-quantize requires.
 """
 import argparse
 import json
@@ -42,8 +44,12 @@ NAMES = {"token_embd.weight": "tok_emb", "output_norm.weight": "lnf.w", "output.
 PARTS = {"attn_norm": "ln1.w", "ffn_norm": "ln2.w", "attn_q": "attn.q.w", "attn_k": "attn.k.w",
          "attn_v": "attn.v.w", "attn_output": "attn.o.w", "ffn_gate": "ffn.gate.w", "ffn_up": "ffn.up.w",
          "ffn_down": "ffn.down.w"}
-TYPES = ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ3_XXS", "IQ3_S", "IQ4_NL", "IQ4_XS")  # --pure, the random model
-RECIPES = ("Q2_K", "Q3_K_S", "Q3_K_M", "IQ3_XXS", "IQ3_S", "IQ3_M", "IQ4_XS", "Q4_K_M")  # its own mixes on stories260K (IQ4_NL: refused, 172 % 32)
+TYPES = ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_M", "IQ3_XXS", "IQ3_S",
+         "IQ4_NL", "IQ4_XS")  # --pure, the random model
+RECIPES = ("Q2_K", "Q3_K_S", "Q3_K_M", "IQ2_XXS", "IQ3_XXS", "IQ3_S", "IQ3_M", "IQ4_XS", "Q4_K_M")  # its own mixes on
+# stories260K (IQ4_NL: refused, 172 % 32)
+NEEDS_IMATRIX = ("IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_M")  # llama-quantize refuses these without one
+# (its IQ2_S recipe writes IQ2_XS tensors; IQ2_M writes IQ2_S)
 
 
 def set_u32(path, key, value):
@@ -152,9 +158,20 @@ def main():
             # The converter writes context_length 128 whatever the checkpoint's seq_len; qtf keeps to a file's
             # context: set the checkpoint's, in place.
             set_u32(bases[name], "llama.context_length", int(np.fromfile(src, np.int32, 7)[6]))
+    imatrix = {}  # llama-imatrix of each base on the first 100 stories (the IQ1/IQ2 kinds require one)
+    text = w("imatrix-text.txt")
+    with open(text, "w") as f:
+        f.write("\n".join(open(P["valid"], encoding="utf-8").read().split("<|endoftext|>")[:100]))
+    for name, base in bases.items():
+        imatrix[name] = w(name + "-imatrix.dat")
+        if not os.path.exists(imatrix[name]):
+            sh([llama_bin(args, "llama-imatrix"), "-m", base, "-f", text, "-o", imatrix[name], "-c", "128", "--process-output",
+                "--chunks", "32"])
     files = []
     for t in TYPES:  # --pure cannot fall back: stories260K's rows (64, 172) fit no super-block
-        files.append(("random256", t + " pure", bases["random256"], ["--pure"], t))
+        # the embedding is read by row, so no importance matrix covers it: Q8_0 for the kinds that need one
+        emb = ["--token-embedding-type", "q8_0"] if t in NEEDS_IMATRIX else []
+        files.append(("random256", t + " pure", bases["random256"], ["--pure"] + emb, t))
     for t in RECIPES:
         files.append(("stories260K", t, bases["stories260K"], [], t))
     heldout = w("heldout.txt")
@@ -169,7 +186,8 @@ def main():
     for name, label, base, extra, t in files:
         tag = "%s-%s" % (name, label.replace(" ", "-"))
         out = w(tag + ".gguf")
-        log = sh([quant] + extra + [base, out, t])
+        im = ["--imatrix", imatrix[name]] if t in NEEDS_IMATRIX else []
+        log = sh([quant] + im + extra + [base, out, t])
         c = compare(args, out, tag, original if name == "random256" else None)
         if name == "stories260K":
             c["loss"] = held_out_loss(args, out, heldout)

@@ -53,10 +53,10 @@ typedef struct {
   int32_t use_mmap;            /* a .qtf file: mapped (1, the default) or read (0) */
   const char* tokenizer_path;  /* a llama2.c checkpoint: its tokenizer.bin (NULL, the default: a stand-in
                                   byte tokenizer, as `qtf convert` without --tokenizer) */
-  int32_t gguf_f32;            /* a GGUF: 1 = its Q8_0/Q4_1/Q5_x/Q2_K..Q6_K/IQ3_x/IQ4_x matrices to f32
+  int32_t gguf_f32;            /* a GGUF: 1 = its Q8_0/Q4_1/Q5_x/Q2_K..Q6_K/IQ1..IQ4 matrices to f32
                                   (their exact values, 4x the memory); 0 (default): requantized to q8, a scale
                                   per row (docs/llama.md "Why q8"); as `qtf --gguf-f32` */
-  int32_t gguf_q4;             /* a GGUF: 1 = those it stores in 4 bits or fewer (Q4_1, Q2_K..Q4_K, IQ3_x, IQ4_x)
+  int32_t gguf_q4;             /* a GGUF: 1 = those it stores in 4 bits or fewer (Q4_1, Q2_K..Q4_K, IQ1..IQ4)
                                   requantized to q4 instead (half of q8's memory, a second rounding's error;
                                   not with gguf_f32); as `qtf --gguf-q4` */
 } qtf_load_options;

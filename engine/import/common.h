@@ -56,10 +56,10 @@ struct Output {
   // The source bytes are a read-only file mapping: each source tensor's whole pages are dropped from the
   // process once converted (drop_pages), so the mapped source and the image are never both resident.
   bool drop_source_pages = false;
-  // GGUF: quantized matrices other than Q4_0 (Q8_0, Q4_1, Q5_x, Q2_K..Q6_K, IQ3_x, IQ4_x) dequantized to f32 (their
+  // GGUF: quantized matrices other than Q4_0 (Q8_0, Q4_1, Q5_x, Q2_K..Q6_K, IQ1..IQ4 kinds) dequantized to f32 (their
   // exact values, 4 bytes each) instead of requantized to q8 (an int8 per value, a scale per row).
   bool dequantize_f32 = false;
-  // GGUF: those stored in 4 bits or fewer (Q4_1, Q2_K..Q4_K, IQ3_XXS, IQ3_S, IQ4_NL, IQ4_XS) requantized to q4
+  // GGUF: those stored in 4 bits or fewer (Q4_1, Q2_K..Q4_K, the IQ1..IQ4 kinds) requantized to q4
   // (GGUF Q4_0 blocks with `qtf quantize`'s scale search: 4.5 bits a weight, half of q8's memory, for a
   // second rounding's error); the file's 5-8-bit ones stay q8.
   bool requantize_q4 = false;

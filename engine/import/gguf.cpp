@@ -240,8 +240,8 @@ Status Gguf::parse(const uint8_t* data, size_t size) {
     if (block == 0) {
       const char* tn = ggml_type_name(t.type);
       return Status::error(Err::unsupported, "GGUF: tensor '%.*s' has type %s (%u), which qtf does not import "
-                           "(F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ3_XXS, "
-                           "IQ3_S, IQ4_NL, IQ4_XS)", nl, nm, tn, t.type);
+                           "(F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K..Q6_K, IQ1_S, IQ1_M, IQ2_XXS, "
+                           "IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ4_NL, IQ4_XS)", nl, nm, tn, t.type);
     }
     if (t.ne[0] % block != 0)
       return Status::error(Err::bad_shape, "GGUF: tensor '%.*s' (%s) has rows of %llu values, not a multiple of its "
@@ -548,6 +548,15 @@ Status tokenizer(const Gguf& g, format::Writer* w, int* vocab_out) {
 
 // ---- the model -----------------------------------------------------------------------------------
 
+// The types a file stores in 4 bits a weight or fewer (--gguf-q4 makes them q4).
+bool at_most_4_bits(uint32_t type) {
+  switch (type) {
+    case kQ4_1: case kQ2_K: case kQ3_K: case kQ4_K: case kIQ1_S: case kIQ1_M: case kIQ2_XXS: case kIQ2_XS:
+    case kIQ2_S: case kIQ3_XXS: case kIQ3_S: case kIQ4_NL: case kIQ4_XS: return true;
+    default: return false;
+  }
+}
+
 struct Converter {
   Gguf& g;
   format::Writer& w;
@@ -602,9 +611,7 @@ struct Converter {
     else if (quantized && dims.size() == 2 && !dequantize_f32) {
       // q4 only for what the file stores in 4 bits or fewer: its author's 5-8-bit tensors (llama.cpp's
       // recipes keep the embedding and classifier there) stay q8.
-      const bool q4 = requantize_q4 && (t.type == kQ4_1 || t.type == kQ2_K || t.type == kQ3_K || t.type == kQ4_K ||
-                                        t.type == kIQ3_XXS || t.type == kIQ3_S || t.type == kIQ4_NL ||
-                                        t.type == kIQ4_XS);
+      const bool q4 = requantize_q4 && at_most_4_bits(t.type);
       plan.push_back({&t, w.declare_tensor(name, q4 ? format::DType::q4 : format::DType::q8, dims),
                       q4 ? Planned::to_q4 : Planned::to_q8, permute, dims[0]});
     }
@@ -707,6 +714,11 @@ void ggml_block(uint32_t type, uint32_t* values, uint32_t* bytes) {
     case kIQ4_NL: *values = 32, *bytes = 2 + 16; return;  // f16 d, 32 nibbles indexing a non-linear grid
     case kIQ3_XXS: *values = 256, *bytes = 2 + 64 + 32; return;  // f16 d, grid indices, scales and signs
     case kIQ3_S: *values = 256, *bytes = 2 + 64 + 8 + 32 + 4; return;  // d, indices, 9th bits, signs, scales
+    case kIQ2_XXS: *values = 256, *bytes = 2 + 64; return;  // f16 d, 8 bytes a sub-block: indices, signs, scale
+    case kIQ2_XS: *values = 256, *bytes = 2 + 64 + 8; return;  // f16 d, u16 index + signs each, 4-bit scales
+    case kIQ2_S: *values = 256, *bytes = 2 + 64 + 8 + 8; return;  // f16 d, indices, signs, 10th/9th bits, scales
+    case kIQ1_S: *values = 256, *bytes = 2 + 32 + 16; return;  // f16 d, indices, u16 high bits/scale/delta sign
+    case kIQ1_M: *values = 256, *bytes = 32 + 16 + 8; return;  // indices, high bits + delta signs, scales (+ d)
     case kIQ4_XS: *values = 256, *bytes = 2 + 2 + 4 + 128; return;  // f16 d, 6-bit scales (2 + 4 bits), nibbles
     default: *values = 0, *bytes = 0; return;
   }
@@ -728,7 +740,18 @@ void iq3_eight(float db, uint32_t g1, uint32_t g2, uint32_t signs, float* y) {
     y[j + 4] = db * (float)((g2 >> (8 * j)) & 0xFF) * ((signs >> (j + 4)) & 1 ? -1.f : 1.f);
   }
 }
-// IQ3_XXS's 7 stored sign bits of 8 values, the 8th making their count even (ggml's ksigns_iq2xs table).
+// IQ2 kinds: 8 values from one grid entry of 8, value k negated where bit k of `signs` is set, times db.
+void iq2_eight(float db, uint64_t g, uint32_t signs, float* y) {
+  for (int j = 0; j < 8; ++j) y[j] = db * (float)((g >> (8 * j)) & 0xFF) * ((signs >> j) & 1 ? -1.f : 1.f);
+}
+// IQ1 kinds: 8 values from one entry of int8 (-1, 0, 1), each plus delta, times dl.
+void iq1_eight(float dl, uint64_t g, float delta, float* y) {
+  for (int j = 0; j < 8; ++j) y[j] = dl * ((float)(int8_t)((g >> (8 * j)) & 0xFF) + delta);
+}
+constexpr float kIq1Delta = 0.125f;  // ggml's IQ1S_DELTA (and IQ1M_DELTA)
+uint32_t u16_at(const uint8_t* p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8; }
+// IQ2_XXS's, IQ2_XS's and IQ3_XXS's 7 stored sign bits of 8 values, the 8th making their count even
+// (ggml's ksigns_iq2xs table).
 uint32_t even_signs(uint32_t seven) {
   uint32_t p = seven ^ (seven >> 4);
   p ^= p >> 2;
@@ -870,6 +893,74 @@ bool dequantize(uint32_t type, const uint8_t* src, uint64_t n, float* dst) {
             const uint32_t i2 = qs[2 * l + 1] | ((qh[s] << (7 - 2 * l)) & 256);
             iq3_eight(db, ggml_tables::kIq3sGrid[i1], ggml_tables::kIq3sGrid[i2], signs[l], dst);
           }
+        }
+      }
+      return true;
+    case kIQ2_XXS:  // 8 sub-blocks of 32 in 8 bytes: 4 grid indices, then a u32 of 4 x 7 sign bits and a scale
+      for (uint64_t b = 0; b < n / 256; ++b, src += 66) {
+        const float d = half(src);
+        for (int s = 0; s < 8; ++s) {
+          const uint8_t* q = src + 2 + 8 * s;
+          const uint32_t aux = u16_at(q + 4) | u16_at(q + 6) << 16;
+          const float db = d * (0.5f + (float)(aux >> 28)) * 0.25f;
+          for (int l = 0; l < 4; ++l, dst += 8)
+            iq2_eight(db, ggml_tables::kIq2xxsGrid[q[l]], even_signs((aux >> (7 * l)) & 127), dst);
+        }
+      }
+      return true;
+    case kIQ2_XS:  // 8 sub-blocks of 32: 4 u16 (9-bit index, 7 sign bits) and a byte of two 4-bit scales
+      for (uint64_t b = 0; b < n / 256; ++b, src += 74) {
+        const float d = half(src);
+        for (int s = 0; s < 8; ++s) {
+          const uint8_t sc = src[66 + s];
+          const float db[2] = {d * (0.5f + (float)(sc & 0xF)) * 0.25f, d * (0.5f + (float)(sc >> 4)) * 0.25f};
+          for (int l = 0; l < 4; ++l, dst += 8) {
+            const uint32_t q = u16_at(src + 2 + 2 * (4 * s + l));
+            iq2_eight(db[l / 2], ggml_tables::kIq2xsGrid[q & 511], even_signs(q >> 9), dst);
+          }
+        }
+      }
+      return true;
+    case kIQ2_S:  // 8 sub-blocks of 32: 10-bit indices (8 bits in qs, 2 in qh), a sign byte per 8 values
+      for (uint64_t b = 0; b < n / 256; ++b, src += 82) {
+        const float d = half(src);
+        const uint8_t *qs = src + 2, *signs = src + 34, *qh = src + 66, *scales = src + 74;
+        for (int s = 0; s < 8; ++s, qs += 4, signs += 4) {
+          const float db[2] = {d * (0.5f + (float)(scales[s] & 0xF)) * 0.25f,
+                               d * (0.5f + (float)(scales[s] >> 4)) * 0.25f};
+          for (int l = 0; l < 4; ++l, dst += 8)
+            iq2_eight(db[l / 2], ggml_tables::kIq2sGrid[qs[l] | ((qh[s] << (8 - 2 * l)) & 0x300)], signs[l], dst);
+        }
+      }
+      return true;
+    case kIQ1_S:  // 8 sub-blocks of 32: 11-bit indices (8 bits in qs, 3 in a u16 that also holds a 3-bit
+                  // scale and the delta's sign): dl = d * (2 * scale + 1), x = dl * (grid + delta)
+      for (uint64_t b = 0; b < n / 256; ++b, src += 50) {
+        const float d = half(src);
+        for (int s = 0; s < 8; ++s) {
+          const uint32_t qh = u16_at(src + 34 + 2 * s);
+          const float dl = d * (float)(2 * ((qh >> 12) & 7) + 1);
+          const float delta = qh & 0x8000 ? -kIq1Delta : kIq1Delta;
+          for (int l = 0; l < 4; ++l, dst += 8)
+            iq1_eight(dl, ggml_tables::kIq1sGrid[src[2 + 4 * s + l] | (((qh >> (3 * l)) & 7) << 8)], delta, dst);
+        }
+      }
+      return true;
+    case kIQ1_M:  // IQ1_S's grid; per 8 values 3 high index bits and a delta sign (qh), 3-bit scales per 16
+                  // values, the f16 d from the scales' top nibbles
+      for (uint64_t b = 0; b < n / 256; ++b, src += 56) {
+        const uint8_t *qs = src, *qh = src + 32, *scb = src + 48;
+        const uint32_t sc[4] = {u16_at(scb), u16_at(scb + 2), u16_at(scb + 4), u16_at(scb + 6)};
+        const float d = format::f16_to_f32((uint16_t)((sc[0] >> 12) | ((sc[1] >> 8) & 0x00F0) |
+                                                      ((sc[2] >> 4) & 0x0F00) | (sc[3] & 0xF000)));
+        for (int s = 0; s < 8; ++s, qs += 4, qh += 2) {
+          const float dl1 = d * (float)(2 * ((sc[s / 2] >> (6 * (s % 2))) & 7) + 1);
+          const float dl2 = d * (float)(2 * ((sc[s / 2] >> (6 * (s % 2) + 3)) & 7) + 1);
+          const uint32_t idx[4] = {qs[0] | ((qh[0] << 8) & 0x700u), qs[1] | ((qh[0] << 4) & 0x700u),
+                                   qs[2] | ((qh[1] << 8) & 0x700u), qs[3] | ((qh[1] << 4) & 0x700u)};
+          const float delta[4] = {qh[0] & 0x08 ? -kIq1Delta : kIq1Delta, qh[0] & 0x80 ? -kIq1Delta : kIq1Delta,
+                                  qh[1] & 0x08 ? -kIq1Delta : kIq1Delta, qh[1] & 0x80 ? -kIq1Delta : kIq1Delta};
+          for (int l = 0; l < 4; ++l, dst += 8) iq1_eight(l < 2 ? dl1 : dl2, ggml_tables::kIq1sGrid[idx[l]], delta[l], dst);
         }
       }
       return true;

@@ -101,7 +101,9 @@ void gguf_files() {
       {"qwen2_q8_0_q4k.gguf", 8, 12, "qwen2", false}, {"llama_q4_0_bf16.gguf", 2, 30, "llama", true},
       {"llama_iq4nl_q3k.gguf", 20, 11, "llama", false}, {"qwen2_f16_q2k.gguf", 1, 10, "qwen2", true},
       {"llama_f32_iq4xs.gguf", 0, 23, "llama", false}, {"llama_f16_iq3xxs.gguf", 1, 18, "llama", true},
-      {"qwen2_q4_0_iq3s.gguf", 2, 21, "qwen2", false}};
+      {"qwen2_q4_0_iq3s.gguf", 2, 21, "qwen2", false}, {"llama_f32_iq2xxs.gguf", 0, 16, "llama", false},
+      {"llama_f32_iq2xs.gguf", 0, 17, "llama", true}, {"qwen2_f32_iq2s.gguf", 0, 22, "qwen2", false},
+      {"llama_f16_iq1s.gguf", 1, 19, "llama", false}, {"llama_f32_iq1m.gguf", 0, 29, "llama", false}};
   for (const auto& v : valid) save("gguf", v.name, qtf::testing::tiny_llama_gguf(v.type, v.k_type, v.arch, v.tied));
   const Bytes base = qtf::testing::tiny_llama_gguf(8, 14);
   save("gguf", "truncated.gguf", Bytes(base.begin(), base.begin() + (long)base.size() / 2));

@@ -376,6 +376,114 @@ Encoded enc_iq3_s(uint32_t seed, size_t n) {
   return e;
 }
 
+// IQ2 and IQ1 kinds, random codes as above. An IQ2 grid entry holds 8 unsigned magnitudes (byte k: value k),
+// an IQ1 entry 8 int8 values -1, 0, 1.
+float iq2_value(float db, uint64_t entry, int k, bool negative) {
+  return db * (float)((entry >> (8 * k)) & 0xFF) * (negative ? -1.f : 1.f);
+}
+float iq1_value(float dl, uint64_t entry, int k, float delta) {
+  return dl * ((float)(int8_t)((entry >> (8 * k)) & 0xFF) + delta);
+}
+uint32_t seven_with_parity(uint32_t seven) { return seven | (uint32_t)(__builtin_popcount(seven) % 2) << 7; }
+// IQ2_XXS: super-blocks of 256 = f16 d, per sub-block of 32 8 bytes: 4 grid indices, then a u32 of 4 x 7 sign
+// bits (the 8th of each 8 makes their count even) and a 4-bit scale; db = d * (0.5 + scale) * 0.25.
+// IQ2_XS: f16 d, per 8 values a u16 (9-bit index | 7 sign bits << 9), then a byte per sub-block of two 4-bit
+// scales (first 16 values: low nibble). IQ2_S: f16 d, 32 bytes of the indices' low 8 bits, 32 sign bytes,
+// 8 bytes of their top 2 bits (bits 2l, 2l + 1 for group l), 8 bytes of scales as IQ2_XS.
+Encoded enc_iq2(uint32_t type, uint32_t seed, size_t n) {
+  Encoded e{type, {}, {}};
+  std::mt19937 rng(seed);
+  for (size_t b = 0; b < n; b += 256) {
+    const uint16_t dh = host::f32_to_f16(0.002f);
+    std::vector<uint8_t> blk;
+    put16(&blk, dh);
+    uint8_t low[32], signs[32], high[8] = {0}, scales[8];
+    uint16_t xs[32];
+    for (int sb = 0; sb < 8; ++sb) {
+      const uint32_t sc1 = sb == 2 ? 15 : rng() % 16, sc2 = rng() % 16;
+      scales[sb] = (uint8_t)(sc1 | sc2 << 4);
+      uint32_t aux = sc1 << 28;
+      uint8_t idx8[4];
+      for (int l = 0; l < 4; ++l) {
+        const float db = f16(dh) * (0.5f + (float)(type == import::kIQ2_XXS || l < 2 ? sc1 : sc2)) * 0.25f;
+        const uint32_t seven = rng() % 128, eight = type == import::kIQ2_S ? rng() % 256 : seven_with_parity(seven);
+        uint64_t entry;
+        if (type == import::kIQ2_XXS) {
+          idx8[l] = (uint8_t)(rng() % 256), aux |= seven << (7 * l), entry = import::ggml_tables::kIq2xxsGrid[idx8[l]];
+        } else if (type == import::kIQ2_XS) {
+          const uint32_t i = rng() % 512;
+          xs[4 * sb + l] = (uint16_t)(i | seven << 9), entry = import::ggml_tables::kIq2xsGrid[i];
+        } else {
+          const uint32_t i = rng() % 1024;
+          low[4 * sb + l] = (uint8_t)i, signs[4 * sb + l] = (uint8_t)eight;
+          high[sb] = (uint8_t)(high[sb] | (i >> 8) << (2 * l)), entry = import::ggml_tables::kIq2sGrid[i];
+        }
+        for (int k = 0; k < 8; ++k) e.values.push_back(iq2_value(db, entry, k, (eight >> k) & 1));
+      }
+      if (type == import::kIQ2_XXS) {
+        blk.insert(blk.end(), idx8, idx8 + 4);
+        put16(&blk, (uint16_t)aux), put16(&blk, (uint16_t)(aux >> 16));
+      }
+    }
+    if (type == import::kIQ2_XS) {
+      for (uint16_t q : xs) put16(&blk, q);
+      blk.insert(blk.end(), scales, scales + 8);
+    } else if (type == import::kIQ2_S) {
+      blk.insert(blk.end(), low, low + 32);
+      blk.insert(blk.end(), signs, signs + 32);
+      blk.insert(blk.end(), high, high + 8);
+      blk.insert(blk.end(), scales, scales + 8);
+    }
+    e.bytes.insert(e.bytes.end(), blk.begin(), blk.end());
+  }
+  return e;
+}
+// IQ1_S: super-blocks of 256 = f16 d, 32 bytes of the 11-bit indices' low 8 bits, then per sub-block of 32 a
+// u16: the indices' top 3 bits (3l for group l), a 3-bit scale at bit 12, the delta's sign at 15;
+// x = d * (2 * scale + 1) * (grid + delta), delta +-0.125. IQ1_M: 32 bytes of low index bits, per sub-block two
+// bytes (a nibble per 8 values: 3 top index bits, the delta's sign), then 4 u16 of 3-bit scales (per 16 values:
+// sub-block 2k at bits 0, 3, 2k + 1 at bits 6, 9 of u16 k) whose top nibbles are d's f16 bits (nibble k in u16 k).
+Encoded enc_iq1(uint32_t type, uint32_t seed, size_t n) {
+  Encoded e{type, {}, {}};
+  std::mt19937 rng(seed);
+  for (size_t b = 0; b < n; b += 256) {
+    const uint16_t dh = host::f32_to_f16(0.003f);
+    uint8_t qs[32], qhm[16] = {0};
+    uint16_t qhs[8] = {0}, scm[4] = {0};
+    for (int k = 0; k < 4; ++k) scm[k] = (uint16_t)(((dh >> (4 * k)) & 0xF) << 12);
+    for (int sb = 0; sb < 8; ++sb) {
+      const uint32_t s1 = sb == 5 ? 7 : rng() % 8, s2 = rng() % 8;
+      if (type == import::kIQ1_M) scm[sb / 2] = (uint16_t)(scm[sb / 2] | (s1 | s2 << 3) << (6 * (sb % 2)));
+      const bool neg_s = rng() % 2;
+      if (type == import::kIQ1_S) qhs[sb] = (uint16_t)(s1 << 12 | (neg_s ? 0x8000u : 0u));
+      for (int l = 0; l < 4; ++l) {
+        const uint32_t i = rng() % 2048;
+        qs[4 * sb + l] = (uint8_t)i;
+        float dl, delta;
+        if (type == import::kIQ1_S) {
+          qhs[sb] = (uint16_t)(qhs[sb] | (i >> 8) << (3 * l));
+          dl = f16(dh) * (float)(2 * s1 + 1), delta = neg_s ? -0.125f : 0.125f;
+        } else {
+          const bool neg = rng() % 2;
+          qhm[2 * sb + l / 2] = (uint8_t)(qhm[2 * sb + l / 2] | ((i >> 8) | (neg ? 8u : 0u)) << (4 * (l % 2)));
+          dl = f16(dh) * (float)(2 * (l < 2 ? s1 : s2) + 1), delta = neg ? -0.125f : 0.125f;
+        }
+        for (int k = 0; k < 8; ++k) e.values.push_back(iq1_value(dl, import::ggml_tables::kIq1sGrid[i], k, delta));
+      }
+    }
+    if (type == import::kIQ1_S) {
+      put16(&e.bytes, dh);
+      e.bytes.insert(e.bytes.end(), qs, qs + 32);
+      for (uint16_t q : qhs) put16(&e.bytes, q);
+    } else {
+      e.bytes.insert(e.bytes.end(), qs, qs + 32);
+      e.bytes.insert(e.bytes.end(), qhm, qhm + 16);
+      for (uint16_t q : scm) put16(&e.bytes, q);
+    }
+  }
+  return e;
+}
+
 Encoded encode(uint32_t type, const std::vector<float>& x, uint32_t seed) {
   switch (type) {
     case import::kF16: return enc_f16(x);
@@ -392,6 +500,8 @@ Encoded encode(uint32_t type, const std::vector<float>& x, uint32_t seed) {
     case import::kIQ4_XS: return enc_iq4_xs(x, seed);
     case import::kIQ3_XXS: return enc_iq3_xxs(seed, x.size());
     case import::kIQ3_S: return enc_iq3_s(seed, x.size());
+    case import::kIQ2_XXS: case import::kIQ2_XS: case import::kIQ2_S: return enc_iq2(type, seed, x.size());
+    case import::kIQ1_S: case import::kIQ1_M: return enc_iq1(type, seed, x.size());
     default: return enc_f32(x);
   }
 }
@@ -647,7 +757,7 @@ TEST_CASE("gguf: block dequantizers against hand-built blocks") {
   CHECK(y[16] == 1.f * -10);           // its value 16: level 7
   CHECK(y[224] == -32.f * 13);         // sub-block 7: scale 0 - 32
   CHECK(y[32] == -32.f * 13);          // sub-block 1: ls 0 too
-  CHECK(!import::dequantize(16, q6k.data(), 256, y));  // IQ2_XXS: not imported
+  CHECK(!import::dequantize(34, q6k.data(), 256, y));  // TQ1_0: not imported
   // The encoders of this test agree with the decoders on random data (the round trips below rely on them).
   std::vector<float> x(512);
   std::mt19937 rng(5);
@@ -655,7 +765,8 @@ TEST_CASE("gguf: block dequantizers against hand-built blocks") {
   for (float& v : x) v = nd(rng);
   for (uint32_t type : {import::kQ4_0, import::kQ4_1, import::kQ5_0, import::kQ5_1, import::kQ8_0, import::kQ4_K,
                         import::kQ5_K, import::kQ6_K, import::kQ2_K, import::kQ3_K, import::kIQ4_NL, import::kIQ4_XS,
-                        import::kIQ3_XXS, import::kIQ3_S, import::kF16, import::kBF16}) {
+                        import::kIQ3_XXS, import::kIQ3_S, import::kIQ2_XXS, import::kIQ2_XS, import::kIQ2_S,
+                        import::kIQ1_S, import::kIQ1_M, import::kF16, import::kBF16}) {
     INFO(import::ggml_type_name(type));
     const Encoded e = encode(type, x, 9);
     std::vector<float> got(x.size());
@@ -796,7 +907,8 @@ std::vector<std::pair<std::string, Encoded>> one_layer_tensors(uint32_t type, ui
 TEST_CASE("gguf: every tensor type imports the values its blocks hold (F16 stays f16, Q4_0 q4, the rest q8, q4 or f32)") {
   for (uint32_t type : {import::kF16, import::kBF16, import::kQ8_0, import::kQ4_0, import::kQ4_1, import::kQ5_0,
                         import::kQ5_1, import::kQ2_K, import::kQ3_K, import::kQ4_K, import::kQ5_K, import::kQ6_K,
-                        import::kIQ4_NL, import::kIQ4_XS, import::kIQ3_XXS, import::kIQ3_S})
+                        import::kIQ4_NL, import::kIQ4_XS, import::kIQ3_XXS, import::kIQ3_S, import::kIQ2_XXS,
+                        import::kIQ2_XS, import::kIQ2_S, import::kIQ1_S, import::kIQ1_M})
   for (const int mode : {0, 1, 2}) {  // requantized to q8 (the default), dequantized to f32, requantized to q4
     const bool f32 = mode == 1, q4 = mode == 2;
     const std::string what = std::string(import::ggml_type_name(type)) + (f32 ? ", --gguf-f32" : q4 ? ", --gguf-q4" : "");
@@ -815,7 +927,8 @@ TEST_CASE("gguf: every tensor type imports the values its blocks hold (F16 stays
       const uint32_t ty = named.second.type;
       const bool low_bit = ty == import::kQ4_1 || ty == import::kQ2_K || ty == import::kQ3_K || ty == import::kQ4_K ||
                            ty == import::kIQ4_NL || ty == import::kIQ4_XS || ty == import::kIQ3_XXS ||
-                           ty == import::kIQ3_S;  // --gguf-q4 makes these q4
+                           ty == import::kIQ3_S || ty == import::kIQ2_XXS || ty == import::kIQ2_XS ||
+                           ty == import::kIQ2_S || ty == import::kIQ1_S || ty == import::kIQ1_M;  // --gguf-q4: q4
       const bool matrix = name.find("ln") == std::string::npos;  // Q4_0 matrices stay Q4_0 blocks (qtf's q4)
       const bool requantized = matrix && !f32 && ty != import::kF16 && ty != import::kBF16 && ty != import::kQ4_0 &&
                                ty != import::kF32;
@@ -1005,7 +1118,7 @@ TEST_CASE("gguf: hostile and unsupported files get one clear line each, never a 
   expect_error(tensor("x", {1ull << 32, 1ull << 32, 1ull << 32}, 0, 4), "element count overflows");
   expect_error(tensor("x", {1ull << 62}, 0, 4), "byte size overflows");
   expect_error(tensor("x", {1ull << 40}, 0, 4), "runs past the end of the file");
-  expect_error(tensor("x", {256}, 16, 66), "type IQ2_XXS (16), which qtf does not import");
+  expect_error(tensor("x", {256}, 34, 54), "type TQ1_0 (34), which qtf does not import");
   expect_error(tensor("x", {32}, 99, 32), "type unknown (99)");
   expect_error(tensor("x", {16}, import::kQ8_0, 34), "not a multiple of its block of 32");
   expect_error(tensor(std::string(64, 'n'), {4}, 0, 16), "a name of 64 bytes");

@@ -125,6 +125,11 @@ inline std::vector<uint8_t> tiny_llama_gguf(uint32_t type, uint32_t k_type, cons
       case 14: return n / 256 * 210;
       case 23: return n / 256 * 136;  // IQ4_XS
       case 18: return n / 256 * 98;   // IQ3_XXS
+      case 16: return n / 256 * 66;   // IQ2_XXS
+      case 17: return n / 256 * 74;   // IQ2_XS
+      case 22: return n / 256 * 82;   // IQ2_S
+      case 19: return n / 256 * 50;   // IQ1_S
+      case 29: return n / 256 * 56;   // IQ1_M
       case 21: return n / 256 * 110;  // IQ3_S
       default: return n;
     }

@@ -18,9 +18,9 @@ int cmd_convert(int argc, char** argv) {
       "  IN: a GGUF file (llama, qwen2), a llama2.c checkpoint (its tokenizer.bin with --tokenizer) or a\n"
       "  Hugging Face directory. OUT is written atomically (a temporary file, then a rename) and only when\n"
       "  the converted model verifies and binds; an OUT that exists must be a regular file (it is replaced).\n"
-      "  A GGUF's Q4_0 matrices stay q4 and F16 f16; its Q8_0/Q4_1/Q5_x/Q2_K..Q6_K/IQ3_x/IQ4_x matrices become\n"
+      "  A GGUF's Q4_0 matrices stay q4 and F16 f16; its Q8_0/Q4_1/Q5_x/Q2_K..Q6_K/IQ1..IQ4 matrices become\n"
       "  q8 (int8, a scale per row), or f32 with --gguf-f32 (their exact values, 4x the memory); --gguf-q4\n"
-      "  makes those stored in 4 bits or fewer (Q4_1, Q2_K..Q4_K, IQ3_x, IQ4_x) q4 (half of q8's memory, a second\n"
+      "  makes those stored in 4 bits or fewer (Q4_1, Q2_K..Q4_K, IQ1..IQ4) q4 (half of q8's memory, a second\n"
       "  rounding's error).\n";
   const char *in = nullptr, *out = nullptr;
   import::Options opt;
