@@ -130,9 +130,6 @@ qtf_status qtf_model_load_file_with(const char* path, const qtf_load_options* op
   if ((x.use_mmap != 0 && x.use_mmap != 1) || (x.gguf_f32 != 0 && x.gguf_f32 != 1) ||
       (x.gguf_q4 != 0 && x.gguf_q4 != 1))
     return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_model_load_file_with: use_mmap, gguf_f32 and gguf_q4 must be 0 or 1");
-  if (x.gguf_f32 && x.gguf_q4)  // refused whatever the file is, as the CLI refuses the two flags
-    return fail(QTF_ERR_INVALID_ARGUMENT, "qtf_model_load_file_with: a GGUF's matrices are either dequantized to f32 "
-                "or requantized to q4, not both (gguf_f32, gguf_q4)");
   import::Options io;
   io.tokenizer_path = x.tokenizer_path;
   io.gguf_dequantize_f32 = x.gguf_f32 != 0;

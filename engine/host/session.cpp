@@ -38,6 +38,7 @@ Status LoadedModel::load_file(const char* path, bool mmap) {
 
 Status LoadedModel::load_any(const char* path, bool mmap, const import::Options& opt) {
   if (path == nullptr) return Status::error(Err::invalid_argument, "model path is null");
+  QTF_TRY(import::check_options(path, opt));
   const import::Source src = import::detect(path);
   source_ = import::Source::qtf;
   checksum_trusted_ = false;

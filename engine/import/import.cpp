@@ -84,9 +84,17 @@ Status to_qtf(const char* path, const Options& opt, std::vector<uint8_t>* out) {
   return to_vector(to_qtf(path, opt, &image), image, out);
 }
 
+Status check_options(const char* path, const Options& opt) {
+  if (opt.gguf_dequantize_f32 && opt.gguf_requantize_q4)
+    return Status::error(Err::invalid_argument, "%s: a GGUF's matrices are either dequantized to f32 or requantized to "
+                         "q4, not both (--gguf-f32, --gguf-q4)", path);
+  return Status::success();
+}
+
 Status to_qtf(const char* path, const Options& opt, format::Image* image, format::ModelFile* opened) {
   if (path == nullptr || image == nullptr) return Status::error(Err::invalid_argument, "import: null argument");
   image->clear();
+  QTF_TRY(check_options(path, opt));
   Output out;
   out.image = image;
   out.file = opened;
@@ -113,9 +121,6 @@ Status to_qtf(const char* path, const Options& opt, format::Image* image, format
   host::FileBytes bytes;
   QTF_TRY(bytes.open(path, true));
   out.drop_source_pages = bytes.mapped();
-  if (opt.gguf_dequantize_f32 && opt.gguf_requantize_q4)
-    return Status::error(Err::invalid_argument, "%s: a GGUF's matrices are either dequantized to f32 or requantized to "
-                         "q4, not both (--gguf-f32, --gguf-q4)", path);
   out.dequantize_f32 = opt.gguf_dequantize_f32;
   out.requantize_q4 = opt.gguf_requantize_q4;
   const std::string name = base_name(path);

@@ -28,6 +28,10 @@ struct Options {
   bool gguf_requantize_q4 = false;
 };
 
+// Options that contradict each other (gguf_dequantize_f32 with gguf_requantize_q4): one line naming path, for
+// any source, so a .qtf loaded with them is refused as a GGUF would be. to_qtf checks them first.
+Status check_options(const char* path, const Options& opt);
+
 // Converts the model at path into a complete .qtf image in *out, verified by the format's reader (the
 // model's configuration is checked when it is bound: host::LoadedModel). A .qtf is returned as it is.
 // The image is allocated once at its final size and each tensor written once, straight into it; a

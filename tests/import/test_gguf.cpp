@@ -188,9 +188,15 @@ Encoded enc_q6_k(const std::vector<float>& x, uint32_t seed) {
   return e;
 }
 
+// The 2 low bits of 256 values as Q2_K and Q3_K store them (ggml's quantize_row_q2_K_ref): byte j/4 + l of
+// each half j (0, 128) = q[j+l] | q[j+l+32] << 2 | q[j+l+64] << 4 | q[j+l+96] << 6.
+void put_low_bit_pairs(const int* q, std::vector<uint8_t>* out) {
+  for (int j = 0; j < 256; j += 128)
+    for (int l = 0; l < 32; ++l)
+      out->push_back((uint8_t)(q[j + l] | (q[j + l + 32] << 2) | (q[j + l + 64] << 4) | (q[j + l + 96] << 6)));
+}
 // Q2_K: super-blocks of 256 = 16 bytes (scale | min << 4 per sub-block of 16), 64 bytes of 2-bit q, f16 d,
-// f16 dmin; x = d*sc*q - dmin*m. Packed as ggml's quantize_row_q2_K_ref: byte j/4 + l of each half j (0,
-// 128) = q[j+l] | q[j+l+32] << 2 | q[j+l+64] << 4 | q[j+l+96] << 6.
+// f16 dmin; x = d*sc*q - dmin*m; q packed by put_low_bit_pairs.
 Encoded enc_q2_k(const std::vector<float>& x, uint32_t seed) {
   Encoded e{import::kQ2_K, {}, {}};
   std::mt19937 rng(seed);
@@ -204,9 +210,7 @@ Encoded enc_q2_k(const std::vector<float>& x, uint32_t seed) {
       q[i] = dl > 0 ? std::min(3, std::max(0, (int)std::lround((x[b + i] + ml) / dl))) : (int)(rng() % 4);
     }
     for (int s = 0; s < 16; ++s) e.bytes.push_back((uint8_t)(sc[s] | (mn[s] << 4)));
-    for (int j = 0; j < 256; j += 128)
-      for (int l = 0; l < 32; ++l)
-        e.bytes.push_back((uint8_t)(q[j + l] | (q[j + l + 32] << 2) | (q[j + l + 64] << 4) | (q[j + l + 96] << 6)));
+    put_low_bit_pairs(q, &e.bytes);
     put16(&e.bytes, dh), put16(&e.bytes, mh);
     for (int i = 0; i < 256; ++i) {
       const float dl = f16(dh) * (float)sc[i / 16], ml = f16(mh) * (float)mn[i / 16];
@@ -249,9 +253,7 @@ Encoded enc_q3_k(const std::vector<float>& x, uint32_t seed) {
       scales[j % 4 + 8] = (uint8_t)(scales[j % 4 + 8] | (l << (2 * (j / 4))));
     }
     e.bytes.insert(e.bytes.end(), hmask, hmask + 32);
-    for (int j = 0; j < 256; j += 128)
-      for (int l = 0; l < 32; ++l)
-        e.bytes.push_back((uint8_t)(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6)));
+    put_low_bit_pairs(L, &e.bytes);
     e.bytes.insert(e.bytes.end(), scales, scales + 12);
     put16(&e.bytes, dh);
   }

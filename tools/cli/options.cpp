@@ -204,11 +204,6 @@ bool load_model(const ModelOptions& o, host::LoadedModel* m) {
     std::fprintf(stderr, "qtf: no model given (-m FILE)\n");
     return false;
   }
-  if (o.gguf_f32 && o.gguf_q4) {
-    std::fprintf(stderr, "qtf: --gguf-f32 and --gguf-q4: a GGUF's matrices are either dequantized to f32 or "
-                 "requantized to q4, not both\n");
-    return false;
-  }
   import::Options io;
   io.tokenizer_path = o.tokenizer_path;
   io.gguf_dequantize_f32 = o.gguf_f32;
