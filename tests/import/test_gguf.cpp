@@ -971,13 +971,14 @@ TEST_CASE("gguf: every tensor type imports the values its blocks hold (F16 stays
 
 TEST_CASE("gguf: a quantized block with a NaN or Inf scale is refused, as q8 and as f32, naming the tensor") {
   for (const uint16_t bad : {(uint16_t)0x7E00, (uint16_t)0x7C00})  // f16 NaN, +Inf
-    for (const uint32_t type : {import::kQ8_0, import::kQ4_K})
+    for (const uint32_t type : {import::kQ8_0, import::kQ4_K, import::kQ3_K, import::kIQ2_XXS, import::kIQ4_XS})
       for (const bool f32 : {false, true}) {
         INFO(import::ggml_type_name(type) << " scale " << bad << (f32 ? " --gguf-f32" : ""));
         ModelSpec s;
         std::vector<std::pair<std::string, Encoded>> t = one_layer_tensors(type, 5, &s);
         std::vector<uint8_t>& q = t[3].second.bytes;  // blk.0.attn.q.w; its 3rd block's d (Q8_0: 34 bytes a block)
-        const size_t at = type == import::kQ8_0 ? 2 * 34 : 0;  // Q4_K: the first super-block's d
+        // Q4_K, IQ2_XXS, IQ4_XS: the first super-block's d at its start; Q3_K's after its 108 bytes of codes
+        const size_t at = type == import::kQ8_0 ? 2 * 34 : type == import::kQ3_K ? 108 : 0;
         q[at] = (uint8_t)(bad & 0xFF), q[at + 1] = (uint8_t)(bad >> 8);
         std::vector<uint8_t> out;
         const Status st = f32 ? convert_f32(model_gguf(s, t), &out) : convert(model_gguf(s, t), &out);
